@@ -1,0 +1,66 @@
+/**
+ * What the host agent asks of whatever makes computers real. The sandbox
+ * driver (bubblewrap) is the first; a KVM microVM driver implements the same
+ * interface later, talking to the same guest agent over virtio-serial.
+ *
+ * Every method is idempotent: the agent may repeat a request after a dropped
+ * socket, and "start" on a running computer or "stop" on a stopped one
+ * succeeds without doing anything.
+ */
+import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult } from '../../schema/protocol.ts';
+
+export interface Progress {
+  /** Short phase name, e.g. "template", "disk", "boot", "apps". */
+  phase: string;
+  message: string;
+  /** 0..1 when known. */
+  fraction?: number;
+}
+
+export type ProgressFn = (p: Progress) => void;
+
+export interface ComputerMetrics {
+  cpu_percent: number;
+  memory_percent: number;
+  memory_bytes: number;
+}
+
+export interface ComputerDriver {
+  readonly name: string;
+  /** Makes sure the base template exists (builds it on first use, reporting progress). */
+  prepare(onProgress: ProgressFn): Promise<void>;
+  /** Builds the computer's disk (from the template, or from another computer's disk) and boots it. */
+  provision(spec: ComputerSpec, cloneFrom: string | undefined, onProgress: ProgressFn): Promise<void>;
+  /** Boots a provisioned computer with the spec's limits and environment. */
+  start(spec: ComputerSpec): Promise<void>;
+  /** Ends every process of the computer; its disk stays. */
+  stop(id: string): Promise<void>;
+  /** Stops the computer and removes its disk. */
+  destroy(id: string): Promise<void>;
+  /** Applies the spec's size limits (to the running computer and to its next boots). */
+  resize(spec: ComputerSpec): Promise<void>;
+  /** Replaces the environment new processes get, without a reboot. */
+  setEnv(id: string, env: Record<string, string>): Promise<void>;
+  /** Runs a command to completion inside the running computer. */
+  exec(id: string, params: ExecRunParams): Promise<ExecRunResult>;
+  /** Current CPU and memory use of a running computer, null when it is not running. */
+  metrics(id: string): Promise<ComputerMetrics | null>;
+  /** What the host actually has for this computer. */
+  state(id: string): Promise<ActualState>;
+  /** Ids of every computer with a disk on this host. */
+  list(): Promise<string[]>;
+  /** Called when a running computer dies on its own (init exited, killed). */
+  onExit(listener: (id: string, reason: string) => void): void;
+  /** Releases resources of the driver itself (guest connections); computers keep running. */
+  close(): Promise<void>;
+}
+
+/** Thrown by drivers; `code` maps onto the protocol's AgentErrorCode. */
+export class DriverError extends Error {
+  constructor(
+    readonly code: 'NOT_RUNNING' | 'NOT_FOUND' | 'BAD_REQUEST' | 'FAILED',
+    message: string,
+  ) {
+    super(message);
+  }
+}

@@ -1,0 +1,148 @@
+/** D1 tables as drizzle sees them; schema/migrations/ holds the SQL that makes them. */
+import { sqliteTable, text, integer, real, primaryKey } from 'drizzle-orm/sqlite-core';
+
+export const organizations = sqliteTable('organizations', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull(),
+  slug: text('slug').notNull(),
+  credits: real('credits').notNull(),
+  rate_limit_per_minute: integer('rate_limit_per_minute'),
+  created_at: text('created_at').notNull(),
+  updated_at: text('updated_at').notNull(),
+});
+
+export const workspaces = sqliteTable('workspaces', {
+  id: text('id').primaryKey(),
+  org_id: text('org_id').notNull(),
+  slug: text('slug').notNull(),
+  name: text('name').notNull(),
+  is_default: integer('is_default', { mode: 'boolean' }).notNull(),
+  created_at: text('created_at').notNull(),
+  updated_at: text('updated_at').notNull(),
+});
+
+export const projects = sqliteTable('projects', {
+  id: text('id').primaryKey(),
+  org_id: text('org_id').notNull(),
+  workspace_id: text('workspace_id').notNull(),
+  slug: text('slug').notNull(),
+  name: text('name').notNull(),
+  is_default: integer('is_default', { mode: 'boolean' }).notNull(),
+  created_at: text('created_at').notNull(),
+  updated_at: text('updated_at').notNull(),
+});
+
+export const apiKeys = sqliteTable('api_keys', {
+  id: text('id').primaryKey(),
+  org_id: text('org_id').notNull(),
+  name: text('name').notNull(),
+  key_hash: text('key_hash').notNull(),
+  key_prefix: text('key_prefix').notNull(),
+  mode: text('mode', { enum: ['live', 'test'] }).notNull(),
+  workspace_ids: text('workspace_ids', { mode: 'json' }).$type<string[] | null>(),
+  project_ids: text('project_ids', { mode: 'json' }).$type<string[] | null>(),
+  created_at: text('created_at').notNull(),
+  last_used_at: text('last_used_at'),
+  revoked_at: text('revoked_at'),
+});
+
+export const HOST_STATUSES = ['pending', 'online', 'offline', 'error', 'revoked'] as const;
+export type HostStatus = (typeof HOST_STATUSES)[number];
+
+export const hosts = sqliteTable('hosts', {
+  id: text('id').primaryKey(),
+  org_id: text('org_id'),
+  kind: text('kind', { enum: ['fleet', 'byo'] }).notNull(),
+  name: text('name').notNull(),
+  region: text('region').notNull(),
+  labels: text('labels', { mode: 'json' }).$type<Record<string, string>>().notNull(),
+  status: text('status', { enum: HOST_STATUSES }).notNull(),
+  key_hash: text('key_hash').notNull(),
+  key_prefix: text('key_prefix').notNull(),
+  agent_version: text('agent_version'),
+  drivers: text('drivers', { mode: 'json' }).$type<string[]>().notNull(),
+  cpus: integer('cpus'),
+  memory_mb: integer('memory_mb'),
+  last_seen_at: text('last_seen_at'),
+  created_at: text('created_at').notNull(),
+  updated_at: text('updated_at').notNull(),
+});
+
+export const computers = sqliteTable('computers', {
+  id: text('id').primaryKey(),
+  org_id: text('org_id').notNull(),
+  workspace_id: text('workspace_id').notNull(),
+  project_id: text('project_id').notNull(),
+  owner_user_id: text('owner_user_id'),
+  name: text('name').notNull(),
+  slug: text('slug').notNull(),
+  template_type: text('template_type').notNull(),
+  size: text('size', { enum: ['small', 'medium', 'large'] }).notNull(),
+  vcpus: integer('vcpus').notNull(),
+  memory_mb: integer('memory_mb').notNull(),
+  status: text('status').notNull(),
+  host_id: text('host_id'),
+  region: text('region').notNull(),
+  external_workspace_id: text('external_workspace_id'),
+  external_user_id: text('external_user_id'),
+  external_project_id: text('external_project_id'),
+  selected_apps: text('selected_apps', { mode: 'json' }).$type<string[]>().notNull(),
+  settings: text('settings', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
+  ai_config: text('ai_config', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
+  agent_session_id: text('agent_session_id'),
+  resolution: text('resolution').notNull(),
+  auto_stop: integer('auto_stop').notNull(),
+  created_at: text('created_at').notNull(),
+  updated_at: text('updated_at').notNull(),
+});
+export type ComputerRow = typeof computers.$inferSelect;
+
+export const computerEnv = sqliteTable(
+  'computer_env',
+  {
+    computer_id: text('computer_id').notNull(),
+    name: text('name').notNull(),
+    ciphertext: text('ciphertext').notNull(),
+    iv: text('iv').notNull(),
+    created_at: text('created_at').notNull(),
+    updated_at: text('updated_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.computer_id, t.name] })],
+);
+
+export const computerPorts = sqliteTable(
+  'computer_ports',
+  {
+    computer_id: text('computer_id').notNull(),
+    port: integer('port').notNull(),
+    visibility: text('visibility', { enum: ['public', 'private', 'protected'] }).notNull(),
+    created_at: text('created_at').notNull(),
+    updated_at: text('updated_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.computer_id, t.port] })],
+);
+
+export const creditTransactions = sqliteTable('credit_transactions', {
+  id: text('id').primaryKey(),
+  org_id: text('org_id').notNull(),
+  amount: real('amount').notNull(),
+  reason: text('reason').notNull(),
+  computer_id: text('computer_id'),
+  created_at: text('created_at').notNull(),
+});
+
+export const idempotencyKeys = sqliteTable(
+  'idempotency_keys',
+  {
+    org_id: text('org_id').notNull(),
+    key: text('key').notNull(),
+    fingerprint: text('fingerprint').notNull(),
+    state: text('state', { enum: ['running', 'done'] }).notNull(),
+    status: integer('status'),
+    body: text('body'),
+    content_type: text('content_type'),
+    created_at: text('created_at').notNull(),
+    expires_at: text('expires_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.org_id, t.key] })],
+);

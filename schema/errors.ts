@@ -1,0 +1,57 @@
+/**
+ * Error codes and the HTTP status each one answers with. Every 4xx/5xx the API
+ * sends is one of these, rendered once by worker/http/error-envelope.ts as
+ * `{error:{code,message,request_id}}`.
+ */
+export const ERROR_STATUS = {
+  BAD_REQUEST: 400,
+  VALIDATION_FAILED: 400,
+  INVALID_JSON: 400,
+  INVALID_ID: 400,
+  UNAUTHORIZED: 401,
+  INSUFFICIENT_CREDITS: 402,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  CONFLICT: 409,
+  INVALID_STATE_TRANSITION: 409,
+  COMPUTER_NOT_RUNNING: 409,
+  IDEMPOTENCY_KEY_IN_USE: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  IDEMPOTENCY_KEY_REUSED: 422,
+  TENANT_RESOLUTION_FAILED: 422,
+  REGION_UNAVAILABLE: 422,
+  RATE_LIMITED: 429,
+  INTERNAL: 500,
+  AGENT_UNAVAILABLE: 502,
+  AGENT_ERROR: 502,
+  NO_CAPACITY: 503,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+/** Thrown by route handlers and middleware; rendered as the error envelope. */
+export class ApiError extends Error {
+  readonly status: number;
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+    this.status = ERROR_STATUS[code];
+  }
+}
+
+/** What Durable Object RPC methods return instead of throwing: a thrown error crossing RPC keeps only its message. */
+export type Result<T> = { ok: true; value: T } | { ok: false; code: ErrorCode; message: string };
+
+export const ok = <T>(value: T): Result<T> => ({ ok: true, value });
+export const fail = <T = never>(code: ErrorCode, message: string): Result<T> => ({ ok: false, code, message });
+
+/** Unwraps a Result in a route handler, turning a failure back into an ApiError. */
+export function unwrap<T>(result: Result<T>): T {
+  if (!result.ok) throw new ApiError(result.code, result.message);
+  return result.value;
+}

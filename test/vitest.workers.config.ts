@@ -1,0 +1,28 @@
+import path from 'node:path';
+import { defineConfig } from 'vitest/config';
+import { cloudflareTest, readD1Migrations } from '@cloudflare/vitest-pool-workers';
+
+// Worker and Durable Object tests, run inside workerd with local D1 and the
+// real Durable Object classes; migrations are applied in test/worker/setup.ts.
+export default defineConfig(async () => {
+  const migrations = await readD1Migrations(path.join(import.meta.dirname, '../schema/migrations'));
+  return {
+    plugins: [
+      cloudflareTest({
+        wrangler: { configPath: './wrangler.toml' },
+        miniflare: {
+          bindings: {
+            TEST_MIGRATIONS: migrations,
+            OPERATOR_TOKEN: 'op_test_token',
+            JWT_SECRET: 'test-jwt-secret-which-is-long-enough-0123456789',
+            ENV_ENCRYPTION_KEY: 'AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=',
+          },
+        },
+      }),
+    ],
+    test: {
+      include: ['test/worker/**/*.test.ts'],
+      setupFiles: ['test/worker/setup.ts'],
+    },
+  };
+});

@@ -1,0 +1,23 @@
+/** Who is calling: the organization and the scope an API key or JWT grants. */
+export interface Principal {
+  kind: 'api_key' | 'jwt';
+  org_id: string;
+  /** API key id, or the JWT's `sub`; shown as owner_user_id on what it creates. */
+  subject: string;
+  /** Workspaces the credential may touch; null means all of the organization's. */
+  workspace_ids: string[] | null;
+  /** Projects the credential may touch; null means all (within the allowed workspaces). */
+  project_ids: string[] | null;
+  mode: 'live' | 'test';
+  /** The workspace the general rate limit is counted against. */
+  rate_scope: string;
+  /** The organization's per-minute limit when the operator set one; null is the documented 300. */
+  rate_limit: number | null;
+}
+
+/** True when the principal may act on a resource owned by this workspace and project. */
+export function inScope(p: Principal, workspaceId: string, projectId: string): boolean {
+  if (p.workspace_ids && !p.workspace_ids.includes(workspaceId)) return false;
+  if (p.project_ids && !p.project_ids.includes(projectId)) return false;
+  return true;
+}

@@ -1,0 +1,25 @@
+/** Every route of the API, by resource. */
+import type { RouteDef } from '../router.ts';
+import { HEALTH_ROUTES } from './health.ts';
+import { ADMIN_ROUTES } from './admin.ts';
+import { AUTH_ROUTES } from './auth-token.ts';
+import { AGENT_ROUTES } from './agent.ts';
+import { COMPUTER_ROUTES } from './computers.ts';
+import { COMPUTER_ACTION_ROUTES } from './computer-actions.ts';
+import { COMPUTER_INFO_ROUTES } from './computer-info.ts';
+import { EXEC_ROUTES } from './exec.ts';
+import { ENV_VAR_ROUTES } from './env-vars.ts';
+import { PORT_ROUTES } from './ports.ts';
+
+export const ROUTES: RouteDef[] = [
+  ...HEALTH_ROUTES,
+  ...ADMIN_ROUTES,
+  ...AUTH_ROUTES,
+  ...AGENT_ROUTES,
+  ...COMPUTER_ROUTES,
+  ...COMPUTER_ACTION_ROUTES,
+  ...COMPUTER_INFO_ROUTES,
+  ...EXEC_ROUTES,
+  ...ENV_VAR_ROUTES,
+  ...PORT_ROUTES,
+];
