@@ -1,4 +1,323 @@
+/**
+ * One ComputerObject per computer. It owns the computer's status (persisted
+ * before every side effect, mirrored to D1 for lists), the socket of the host
+ * agent that serves it, its metrics, its credit burn and its auto-stop alarm.
+ * Route handlers call its RPC methods, which answer Result values.
+ */
 import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env.ts';
+import { ComputerAgentMessage, type ComputerSpec, type ExecRunParams, type ExecRunResult } from '../schema/protocol.ts';
+import { fail, ok, type Result } from '../schema/errors.ts';
+import { SIZES, type Size } from '../schema/sizes.ts';
+import { AgentLink } from './agent-link.ts';
+import { REFUSAL, REQUIRES, transition, type LifecycleEvent, type Status } from './computer/state-table.ts';
+import { callerMay, mirrorStatus, type Caller, type ComputerRecord } from './computer/record.ts';
+import { MetricsStore, type MetricsWindow, type Point } from './computer/metrics-store.ts';
+import { BILLING_INTERVAL_MS, balanceOf, charge } from './computer/usage.ts';
+import { Lifecycle } from './computer/lifecycle.ts';
+import { loadComputerEnv } from '../worker/crypto/env-cipher.ts';
 
-export class ComputerObject extends DurableObject<Env> {}
+const NOT_FOUND = 'computer not found';
+
+export interface MetricsView {
+  cpu_percent: Point[];
+  memory_percent: Point[];
+  credits_per_hour: number;
+}
+
+export class ComputerObject extends DurableObject<Env> {
+  private rec: ComputerRecord | null = null;
+  private loaded: Promise<void>;
+  readonly link: AgentLink;
+  private readonly metrics: MetricsStore;
+  private readonly lifecycle: Lifecycle;
+  private lastActivity = Date.now();
+  private lastActivityStored = 0;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.link = new AgentLink(ctx);
+    this.metrics = new MetricsStore(ctx.storage.sql);
+    this.lifecycle = new Lifecycle(this);
+    this.loaded = ctx.blockConcurrencyWhile(async () => {
+      this.rec = (await ctx.storage.get<ComputerRecord>('record')) ?? null;
+      this.lastActivity = (await ctx.storage.get<number>('last_activity')) ?? Date.now();
+    });
+  }
+
+  // ------------------------------------------------------------ state
+
+  get record(): ComputerRecord | null {
+    return this.rec;
+  }
+
+  /** Applies a lifecycle event: the new status is in memory at once (so racing calls see it), then stored, then in D1. */
+  async apply(event: LifecycleEvent): Promise<Status | null> {
+    const rec = this.rec;
+    if (!rec) return null;
+    const next = transition(rec.status, event);
+    if (!next) return null;
+    if (next !== rec.status) {
+      const wasRunning = rec.status === 'running';
+      rec.status = next;
+      await this.ctx.storage.put('record', rec);
+      await mirrorStatus(this.env.DB, rec.id, next);
+      if (next === 'running' && !wasRunning) await this.startMeter();
+      if (wasRunning && next !== 'running') await this.stopMeter();
+    }
+    return next;
+  }
+
+  async save(patch: Partial<ComputerRecord>): Promise<void> {
+    if (!this.rec) return;
+    Object.assign(this.rec, patch);
+    await this.ctx.storage.put('record', this.rec);
+  }
+
+  /** The spec the agent boots with, env values decrypted from D1. */
+  async spec(): Promise<ComputerSpec> {
+    const rec = this.rec!;
+    return {
+      id: rec.id,
+      name: rec.name,
+      template: rec.template_type,
+      size: rec.size,
+      vcpus: rec.vcpus,
+      memory_mb: rec.memory_mb,
+      selected_apps: rec.selected_apps,
+      env: await loadComputerEnv(this.env.DB, this.env.ENV_ENCRYPTION_KEY, rec.id),
+    };
+  }
+
+  private async guard(caller: Caller): Promise<ComputerRecord | null> {
+    await this.loaded;
+    const rec = this.rec;
+    if (!rec || !callerMay(caller, rec)) return null;
+    this.touch();
+    return rec;
+  }
+
+  /** Any API, exec or terminal use counts as activity for auto-stop. */
+  touch(): void {
+    this.lastActivity = Date.now();
+    // Stored now and then so an evicted object does not forget recent use; writes are coalesced, not awaited.
+    if (this.lastActivity - this.lastActivityStored > 10_000) {
+      this.lastActivityStored = this.lastActivity;
+      void this.ctx.storage.put('last_activity', this.lastActivity);
+    }
+  }
+
+  // ------------------------------------------------------------ RPC: lifecycle
+
+  /** Records a new computer (provisioning) and asks its host's agent to attach. */
+  async create(rec: ComputerRecord): Promise<Result<Status>> {
+    await this.loaded;
+    if (this.rec) return fail('CONFLICT', 'computer already exists');
+    this.rec = { ...rec, status: 'provisioning' };
+    await this.ctx.storage.put('record', this.rec);
+    await this.ctx.storage.put('last_activity', Date.now());
+    const host = this.env.HOST.get(this.env.HOST.idFromName(rec.host_id));
+    await host.attach(rec.id);
+    return ok('provisioning');
+  }
+
+  async start(caller: Caller): Promise<Result<Status>> {
+    const rec = await this.guard(caller);
+    if (!rec) return fail('NOT_FOUND', NOT_FOUND);
+    if (!transition(rec.status, 'start')) return fail('INVALID_STATE_TRANSITION', REFUSAL.start);
+    if ((await balanceOf(this.env.DB, rec.org_id)) <= 0) return fail('INSUFFICIENT_CREDITS', 'not enough credits to start this computer');
+    return this.lifecycle.run('start');
+  }
+
+  async stop(caller: Caller): Promise<Result<Status>> {
+    const rec = await this.guard(caller);
+    if (!rec) return fail('NOT_FOUND', NOT_FOUND);
+    if (!transition(rec.status, 'stop')) return fail('INVALID_STATE_TRANSITION', REFUSAL.stop);
+    return this.lifecycle.run('stop');
+  }
+
+  async restart(caller: Caller): Promise<Result<Status>> {
+    const rec = await this.guard(caller);
+    if (!rec) return fail('NOT_FOUND', NOT_FOUND);
+    if (!transition(rec.status, 'restart')) return fail('INVALID_STATE_TRANSITION', REFUSAL.restart);
+    return this.lifecycle.run('restart');
+  }
+
+  /** Destroys the computer on its host (when the agent is there; otherwise the agent removes the orphan when it reconnects) and forgets it. */
+  async destroy(caller: Caller): Promise<Result<true>> {
+    const rec = await this.guard(caller);
+    if (!rec) return fail('NOT_FOUND', NOT_FOUND);
+    await this.apply('delete');
+    if (this.link.socket()) await this.link.request('computer.destroy', {}, 120_000);
+    await this.forget();
+    return ok(true);
+  }
+
+  /** Erases the object's storage; later calls find no computer. */
+  async forget(): Promise<void> {
+    this.rec = null;
+    await this.ctx.storage.deleteAlarm();
+    await this.ctx.storage.deleteAll();
+    for (const ws of this.ctx.getWebSockets()) {
+      try {
+        ws.close(4004, 'computer deleted');
+      } catch {
+        /* already closed */
+      }
+    }
+  }
+
+  /** Checks an operation that needs one exact status (clone, resize, move, exec) without changing anything. */
+  async require(caller: Caller, op: keyof typeof REQUIRES): Promise<Result<ComputerRecord>> {
+    const rec = await this.guard(caller);
+    if (!rec) return fail('NOT_FOUND', NOT_FOUND);
+    if (rec.status !== REQUIRES[op]) {
+      return op === 'exec' ? fail('COMPUTER_NOT_RUNNING', 'computer is not running') : fail('INVALID_STATE_TRANSITION', REFUSAL[op]);
+    }
+    return ok(rec);
+  }
+
+  async resize(caller: Caller, size: Size): Promise<Result<Status>> {
+    const r = await this.require(caller, 'resize');
+    if (!r.ok) return r;
+    await this.save({ size, vcpus: SIZES[size].vcpus, memory_mb: SIZES[size].memory_mb });
+    // The limits take effect at the next boot; an attached agent also records them now.
+    if (this.link.socket()) await this.link.request('computer.resize', { spec: await this.spec() }, 30_000);
+    return ok(r.value.status);
+  }
+
+  async setAutoStop(caller: Caller, seconds: number): Promise<Result<number>> {
+    const rec = await this.guard(caller);
+    if (!rec) return fail('NOT_FOUND', NOT_FOUND);
+    await this.save({ auto_stop: seconds });
+    await this.scheduleAlarm();
+    return ok(seconds);
+  }
+
+  /** Hands new env values to the running computer so new processes see them. */
+  async envChanged(caller: Caller): Promise<Result<true>> {
+    const rec = await this.guard(caller);
+    if (!rec) return fail('NOT_FOUND', NOT_FOUND);
+    if (rec.status === 'running' && this.link.socket()) {
+      const spec = await this.spec();
+      const r = await this.link.request('computer.env', { env: spec.env }, 30_000);
+      if (!r.ok) return r;
+    }
+    return ok(true);
+  }
+
+  // ------------------------------------------------------------ RPC: exec and metrics
+
+  async exec(caller: Caller, params: ExecRunParams): Promise<Result<ExecRunResult>> {
+    const r = await this.require(caller, 'exec');
+    if (!r.ok) return r;
+    const res = await this.link.request('exec.run', { params }, params.timeout_s * 1000 + 15_000);
+    this.touch();
+    return res;
+  }
+
+  async readMetrics(caller: Caller, window: MetricsWindow): Promise<Result<MetricsView>> {
+    const rec = await this.guard(caller);
+    if (!rec) return fail('NOT_FOUND', NOT_FOUND);
+    return ok({ ...this.metrics.read(window), credits_per_hour: SIZES[rec.size].credits_per_hour });
+  }
+
+  // ------------------------------------------------------------ agent socket
+
+  /** The agent route forwards the host-key-verified upgrade here with the host's id. */
+  async fetch(request: Request): Promise<Response> {
+    await this.loaded;
+    const hostId = request.headers.get('x-hangar-host-id');
+    if (!this.rec || !hostId || hostId !== this.rec.host_id) return new Response('computer not found on this host', { status: 404 });
+    const pair = new WebSocketPair();
+    this.link.accept(pair[1], hostId);
+    return new Response(null, { status: 101, webSocket: pair[0] });
+  }
+
+  async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
+    if (!this.link.isAgentSocket(ws) || typeof data !== 'string') return;
+    let parsed: ComputerAgentMessage;
+    try {
+      parsed = ComputerAgentMessage.parse(JSON.parse(data));
+    } catch {
+      ws.close(4400, 'malformed message');
+      return;
+    }
+    await this.loaded;
+    switch (parsed.type) {
+      case 'result':
+        this.link.onResult(parsed);
+        return;
+      case 'attached':
+        this.link.markAttached(ws, parsed.agent_version);
+        // Not awaited: reconciling waits on results that arrive as later messages.
+        this.ctx.waitUntil(this.lifecycle.reconcile(parsed.state));
+        return;
+      case 'metrics':
+        this.metrics.add(parsed.ts, parsed.cpu_percent, parsed.memory_percent);
+        return;
+      case 'computer.exited':
+        await this.apply('exited');
+        return;
+    }
+  }
+
+  async webSocketClose(ws: WebSocket): Promise<void> {
+    this.link.onClose(ws);
+  }
+
+  async webSocketError(ws: WebSocket): Promise<void> {
+    this.link.onClose(ws);
+  }
+
+  // ------------------------------------------------------------ metering and auto-stop
+
+  private async startMeter(): Promise<void> {
+    await this.ctx.storage.put('billed_until', Date.now());
+    this.touch();
+    await this.scheduleAlarm();
+  }
+
+  private async stopMeter(): Promise<void> {
+    const from = await this.ctx.storage.get<number>('billed_until');
+    if (from !== undefined && this.rec) {
+      await charge(this.env.DB, this.rec.org_id, this.rec.id, this.rec.size, Date.now() - from);
+      await this.ctx.storage.delete('billed_until');
+    }
+    await this.scheduleAlarm();
+  }
+
+  private async scheduleAlarm(): Promise<void> {
+    const rec = this.rec;
+    if (!rec || rec.status !== 'running') {
+      await this.ctx.storage.deleteAlarm();
+      return;
+    }
+    const billedUntil = (await this.ctx.storage.get<number>('billed_until')) ?? Date.now();
+    let at = billedUntil + BILLING_INTERVAL_MS;
+    if (rec.auto_stop > 0) at = Math.min(at, this.lastActivity + rec.auto_stop * 1000);
+    await this.ctx.storage.setAlarm(Math.max(at, Date.now() + 10));
+  }
+
+  async alarm(): Promise<void> {
+    await this.loaded;
+    const rec = this.rec;
+    if (!rec || rec.status !== 'running') return;
+    await this.ctx.storage.put('last_activity', this.lastActivity);
+    const now = Date.now();
+    const billedUntil = (await this.ctx.storage.get<number>('billed_until')) ?? now;
+    if (now - billedUntil >= BILLING_INTERVAL_MS) {
+      const balance = await charge(this.env.DB, rec.org_id, rec.id, rec.size, now - billedUntil);
+      await this.ctx.storage.put('billed_until', now);
+      if (balance <= 0) {
+        await this.lifecycle.run('stop');
+        return;
+      }
+    }
+    if (rec.auto_stop > 0 && now - this.lastActivity >= rec.auto_stop * 1000) {
+      const r = await this.lifecycle.run('stop');
+      if (r.ok) return;
+    }
+    await this.scheduleAlarm();
+  }
+}

@@ -85,6 +85,8 @@ export const ExecRunParams = z.object({
   timeout_s: z.number().int().positive().max(300),
   cwd: z.string().optional(),
   env: z.record(z.string(), z.string()).optional(),
+  /** Written to the process's stdin, which is then closed; absent means /dev/null. */
+  stdin: z.string().optional(),
   /** Output beyond this many bytes is dropped and the result says `truncated`. */
   max_output_bytes: z.number().int().positive(),
 });

@@ -20,4 +20,6 @@ export interface Env {
   COMPUTER_DOMAIN: string;
   /** Region new computers land in when the caller names none. */
   DEFAULT_REGION: string;
+  /** How often agents report each computer's CPU and memory (ms, as a string var). */
+  METRICS_INTERVAL_MS?: string;
 }

@@ -1,3 +1,86 @@
-import type { RouteDef } from '../router.ts';
+/** Lifecycle actions: start, stop, restart, clone, resize, move. Each answers once the host agent has done it. */
+import { ApiError, unwrap } from '../../schema/errors.ts';
+import { CloneComputer, MoveComputer, ResizeComputer } from '../../schema/api.ts';
+import { json } from '../http/responses.ts';
+import { isoNow } from '../http/ids.ts';
+import { route, type RouteContext, type RouteDef } from '../router.ts';
+import { callerOf, computerStub, loadComputer } from '../computers/access.ts';
+import { computerResource } from '../computers/view.ts';
+import { insertComputer } from './computers.ts';
+import { SIZES } from '../../schema/sizes.ts';
 
-export const COMPUTER_ACTION_ROUTES: RouteDef[] = [];
+type Action = 'start' | 'stop' | 'restart';
+
+const lifecycleRoute = (action: Action) =>
+  route({
+    method: 'POST',
+    path: `/api/v1/computers/:id/${action}`,
+    auth: 'tenant',
+    handler: async (c: RouteContext) => {
+      const row = await loadComputer(c.env, c.principal, c.params.id);
+      unwrap(await computerStub(c.env, row.id)[action](callerOf(c.principal)));
+      return json(computerResource(await loadComputer(c.env, c.principal, row.id), c.env));
+    },
+  });
+
+export const COMPUTER_ACTION_ROUTES: RouteDef[] = [
+  lifecycleRoute('start'),
+  lifecycleRoute('stop'),
+  lifecycleRoute('restart'),
+  route({
+    method: 'POST',
+    path: '/api/v1/computers/:id/clone',
+    auth: 'tenant',
+    body: CloneComputer,
+    handler: async (c) => {
+      const src = await loadComputer(c.env, c.principal, c.params.id);
+      unwrap(await computerStub(c.env, src.id).require(callerOf(c.principal), 'clone'));
+      // The copy lives on the source's host: its disk is copied there.
+      const row = await insertComputer(c.env, c.principal, {
+        name: c.body.name ?? `${src.name}-clone`,
+        template_type: src.template_type,
+        size: src.size,
+        selected_apps: src.selected_apps,
+        workspace_id: src.workspace_id,
+        project_id: src.project_id,
+        host: { id: src.host_id!, region: src.region },
+        auto_stop: src.auto_stop,
+        external_workspace_id: src.external_workspace_id,
+        external_user_id: src.external_user_id,
+        external_project_id: src.external_project_id,
+        clone_from: src.id,
+      });
+      return json(computerResource(row, c.env), 201);
+    },
+  }),
+  route({
+    method: 'POST',
+    path: '/api/v1/computers/:id/resize',
+    auth: 'tenant',
+    body: ResizeComputer,
+    handler: async (c) => {
+      const row = await loadComputer(c.env, c.principal, c.params.id);
+      unwrap(await computerStub(c.env, row.id).resize(callerOf(c.principal), c.body.size));
+      const s = SIZES[c.body.size];
+      await c.env.DB.prepare('UPDATE computers SET size = ?, vcpus = ?, memory_mb = ?, updated_at = ? WHERE id = ?')
+        .bind(c.body.size, s.vcpus, s.memory_mb, isoNow(), row.id)
+        .run();
+      return json(computerResource(await loadComputer(c.env, c.principal, row.id), c.env));
+    },
+  }),
+  route({
+    method: 'POST',
+    path: '/api/v1/computers/:id/move',
+    auth: 'tenant',
+    body: MoveComputer,
+    handler: async (c) => {
+      const row = await loadComputer(c.env, c.principal, c.params.id);
+      unwrap(await computerStub(c.env, row.id).require(callerOf(c.principal), 'move'));
+      if (c.body.region !== row.region) {
+        // A computer's disk lives on its host; carrying it to a host elsewhere is not built yet.
+        throw new ApiError('REGION_UNAVAILABLE', `region "${c.body.region}" cannot take this computer: moving a disk between hosts is not supported yet`);
+      }
+      return json(computerResource(row, c.env));
+    },
+  }),
+];

@@ -1,3 +1,140 @@
-import type { RouteDef } from '../router.ts';
+/** Computers: create, list, get, update, delete (spec/02-computers.txt). */
+import { ApiError, unwrap } from '../../schema/errors.ts';
+import { CreateComputer, UpdateComputer } from '../../schema/api.ts';
+import { SIZES } from '../../schema/sizes.ts';
+import type { Env } from '../env.ts';
+import { json } from '../http/responses.ts';
+import { isoNow, newId, slugify } from '../http/ids.ts';
+import { pageInfo, readPage } from '../http/pagination.ts';
+import { route, type RouteDef } from '../router.ts';
+import { ownershipFilters, resolveOwnership } from '../tenancy/ownership.ts';
+import { callerOf, computerStub, loadComputer, parseRow } from '../computers/access.ts';
+import { computerResource, computerView } from '../computers/view.ts';
+import { pickHost } from '../computers/placement.ts';
+import { balanceOf } from '../../durable-objects/computer/usage.ts';
+import type { Principal } from '../middleware/principal.ts';
+import type { ComputerRow } from '../../schema/db.ts';
 
-export const COMPUTER_ROUTES: RouteDef[] = [];
+export interface NewComputer {
+  name: string;
+  template_type: string;
+  size: keyof typeof SIZES;
+  selected_apps: string[];
+  workspace_id: string;
+  project_id: string;
+  host: { id: string; region: string };
+  auto_stop: number;
+  external_workspace_id: string | null;
+  external_user_id: string | null;
+  external_project_id: string | null;
+  clone_from?: string;
+}
+
+/** Inserts the row (provisioning) and hands the computer to its Durable Object, which brings the agent in. */
+export async function insertComputer(env: Env, p: Principal, n: NewComputer): Promise<ComputerRow> {
+  if ((await balanceOf(env.DB, p.org_id)) <= 0) throw new ApiError('INSUFFICIENT_CREDITS', 'not enough credits to create a computer');
+  const id = newId();
+  const now = isoNow();
+  const size = SIZES[n.size];
+  await env.DB.prepare(
+    `INSERT INTO computers (id, org_id, workspace_id, project_id, owner_user_id, name, slug, template_type, size, vcpus, memory_mb, status,
+       host_id, region, external_workspace_id, external_user_id, external_project_id, selected_apps, auto_stop, created_at, updated_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'provisioning', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  )
+    .bind(id, p.org_id, n.workspace_id, n.project_id, p.subject, n.name, slugify(n.name), n.template_type, n.size, size.vcpus, size.memory_mb,
+      n.host.id, n.host.region, n.external_workspace_id, n.external_user_id, n.external_project_id,
+      JSON.stringify(n.selected_apps), n.auto_stop, now, now)
+    .run();
+  const created = await computerStub(env, id).create({
+    id,
+    org_id: p.org_id,
+    workspace_id: n.workspace_id,
+    project_id: n.project_id,
+    name: n.name,
+    template_type: n.template_type,
+    size: n.size,
+    vcpus: size.vcpus,
+    memory_mb: size.memory_mb,
+    selected_apps: n.selected_apps,
+    host_id: n.host.id,
+    status: 'provisioning',
+    auto_stop: n.auto_stop,
+    clone_from: n.clone_from,
+  });
+  unwrap(created);
+  return loadComputer(env, p, id);
+}
+
+export const COMPUTER_ROUTES: RouteDef[] = [
+  route({
+    method: 'POST',
+    path: '/api/v1/computers',
+    auth: 'tenant',
+    body: CreateComputer,
+    handler: async (c) => {
+      const b = c.body;
+      const owner = await resolveOwnership(c.env, c.principal, b);
+      const host = await pickHost(c.env, b.region ?? c.env.DEFAULT_REGION);
+      const row = await insertComputer(c.env, c.principal, {
+        ...b,
+        ...owner,
+        host,
+        auto_stop: b.auto_stop ?? 0,
+        external_workspace_id: b.external_workspace_id ?? null,
+        external_user_id: b.external_user_id ?? null,
+        external_project_id: b.external_project_id ?? null,
+      });
+      return json(computerResource(row, c.env), 201);
+    },
+  }),
+  route({
+    method: 'GET',
+    path: '/api/v1/computers',
+    auth: 'tenant',
+    handler: async (c) => {
+      const page = readPage(c.query);
+      const f = ownershipFilters(c.env, c.principal, c.query);
+      const total = await c.env.DB.prepare(`SELECT COUNT(*) AS n FROM computers WHERE ${f.sql}`).bind(...f.args).first<{ n: number }>();
+      const { results } = await c.env.DB.prepare(`SELECT * FROM computers WHERE ${f.sql} ORDER BY created_at DESC, id LIMIT ? OFFSET ?`)
+        .bind(...f.args, page.page_size, page.offset)
+        .all<Parameters<typeof parseRow>[0]>();
+      const items = results.map((r) => computerView(parseRow(r), c.env));
+      const n = total?.n ?? 0;
+      // The computers page's {computers,total} and the conventions page's {data,page}, side by side.
+      return json({ computers: items, total: n, data: items, page: pageInfo(page, n) });
+    },
+  }),
+  route({
+    method: 'GET',
+    path: '/api/v1/computers/:id',
+    auth: 'tenant',
+    handler: async (c) => json(computerResource(await loadComputer(c.env, c.principal, c.params.id), c.env)),
+  }),
+  ...(['PATCH', 'PUT'] as const).map((method) =>
+    route({
+      method,
+      path: '/api/v1/computers/:id',
+      auth: 'tenant',
+      body: UpdateComputer,
+      handler: async (c) => {
+        const row = await loadComputer(c.env, c.principal, c.params.id);
+        const b = c.body;
+        await c.env.DB.prepare('UPDATE computers SET agent_session_id = ?, name = ?, updated_at = ? WHERE id = ?')
+          .bind(b.agent_session_id === undefined ? row.agent_session_id : b.agent_session_id, b.name ?? row.name, isoNow(), row.id)
+          .run();
+        return json(computerResource(await loadComputer(c.env, c.principal, row.id), c.env));
+      },
+    }),
+  ),
+  route({
+    method: 'DELETE',
+    path: '/api/v1/computers/:id',
+    auth: 'tenant',
+    handler: async (c) => {
+      const row = await loadComputer(c.env, c.principal, c.params.id);
+      unwrap(await computerStub(c.env, row.id).destroy(callerOf(c.principal)));
+      await c.env.DB.prepare('DELETE FROM computers WHERE id = ?').bind(row.id).run();
+      return json({ id: row.id, deleted: true });
+    },
+  }),
+];

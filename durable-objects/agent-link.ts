@@ -1,0 +1,114 @@
+/**
+ * The agent's WebSocket as a Durable Object sees it: at most one live socket
+ * (a newer one replaces an older one), hibernation-friendly (the socket is
+ * found again through its tag after the object wakes), and requests with ids
+ * answered by `result` messages, validated against the request's result schema.
+ */
+import type { z } from 'zod';
+import { RESULT_SCHEMAS, type ComputerRequest, type ComputerRequestType } from '../schema/protocol.ts';
+import { fail, ok, type Result } from '../schema/errors.ts';
+
+type BodyOf<T extends ComputerRequestType> = Omit<Extract<ComputerRequest, { type: T }>, 'id' | 'type'>;
+type ResultOf<T extends ComputerRequestType> = z.infer<(typeof RESULT_SCHEMAS)[T]>;
+
+interface Pending {
+  type: ComputerRequestType;
+  ws: WebSocket;
+  resolve: (r: Result<unknown>) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/** What is remembered on the socket itself, so it survives hibernation. */
+export interface LinkAttachment {
+  attached: boolean;
+  agent_version?: string;
+  host_id: string;
+}
+
+export class AgentLink {
+  private pending = new Map<string, Pending>();
+  private seq = 0;
+
+  constructor(
+    private readonly ctx: DurableObjectState,
+    private readonly tag = 'agent',
+  ) {}
+
+  /** Accepts a new agent socket, closing any older one. */
+  accept(ws: WebSocket, hostId: string): void {
+    for (const old of this.ctx.getWebSockets(this.tag)) {
+      try {
+        old.close(4000, 'replaced by a newer agent connection');
+      } catch {
+        /* already closed */
+      }
+    }
+    this.ctx.acceptWebSocket(ws, [this.tag]);
+    ws.serializeAttachment({ attached: false, host_id: hostId } satisfies LinkAttachment);
+  }
+
+  /** The live socket whose agent has said `attached`, if any. */
+  socket(): WebSocket | null {
+    for (const ws of this.ctx.getWebSockets(this.tag)) {
+      const a = ws.deserializeAttachment() as LinkAttachment | null;
+      if (a?.attached && ws.readyState === WebSocket.OPEN) return ws;
+    }
+    return null;
+  }
+
+  markAttached(ws: WebSocket, agentVersion: string): void {
+    const a = ws.deserializeAttachment() as LinkAttachment;
+    ws.serializeAttachment({ ...a, attached: true, agent_version: agentVersion } satisfies LinkAttachment);
+  }
+
+  isAgentSocket(ws: WebSocket): boolean {
+    return this.ctx.getTags(ws).includes(this.tag);
+  }
+
+  /** Sends a request and waits for its result; fails with AGENT_UNAVAILABLE when there is no agent or it goes away. */
+  request<T extends ComputerRequestType>(type: T, body: BodyOf<T>, timeoutMs: number): Promise<Result<ResultOf<T>>> {
+    const ws = this.socket();
+    if (!ws) return Promise.resolve(fail('AGENT_UNAVAILABLE', 'the computer\'s host agent is not connected; try again shortly'));
+    const id = `r${++this.seq}`;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        resolve(fail('AGENT_UNAVAILABLE', `the host agent did not answer ${type} within ${Math.round(timeoutMs / 1000)} s`));
+      }, timeoutMs);
+      this.pending.set(id, { type, ws, resolve: resolve as (r: Result<unknown>) => void, timer });
+      try {
+        ws.send(JSON.stringify({ ...body, type, id }));
+      } catch {
+        this.settle(id, fail('AGENT_UNAVAILABLE', 'the host agent connection closed'));
+      }
+    });
+  }
+
+  /** Delivers a `result` message to its waiting request. */
+  onResult(msg: { id: string; ok: true; data: unknown } | { id: string; ok: false; error: { code: string; message: string } }): void {
+    const p = this.pending.get(msg.id);
+    if (!p) return;
+    if (!msg.ok) {
+      const code = msg.error.code === 'NOT_RUNNING' ? 'COMPUTER_NOT_RUNNING' : msg.error.code === 'BAD_REQUEST' ? 'BAD_REQUEST' : 'AGENT_ERROR';
+      this.settle(msg.id, fail(code, msg.error.message));
+      return;
+    }
+    const parsed = RESULT_SCHEMAS[p.type].safeParse(msg.data);
+    this.settle(msg.id, parsed.success ? ok(parsed.data) : fail('AGENT_ERROR', `the host agent sent a malformed ${p.type} result`));
+  }
+
+  /** Fails every waiting request when the agent socket goes away. */
+  onClose(ws: WebSocket): void {
+    for (const [id, p] of [...this.pending]) {
+      if (p.ws === ws) this.settle(id, fail('AGENT_UNAVAILABLE', 'the host agent disconnected before answering'));
+    }
+  }
+
+  private settle(id: string, r: Result<unknown>): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    clearTimeout(p.timer);
+    this.pending.delete(id);
+    p.resolve(r);
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * Driving the agent through lifecycle operations. A user action first
+ * persists its in-flight status (starting, stopping…), then asks the agent,
+ * then applies what the agent reports. If the agent goes away midway the
+ * status stays in flight, and when an agent attaches again `reconcile`
+ * finishes the operation from what the host actually has.
+ */
+import { fail, ok, type Result } from '../../schema/errors.ts';
+import type { ActualState, LifecycleResult } from '../../schema/protocol.ts';
+import { IN_FLIGHT, REFUSAL, type LifecycleEvent, type Status } from './state-table.ts';
+import type { ComputerObject } from '../computer-object.ts';
+
+const PROVISION_MS = 20 * 60_000; // first boot may build the template and install apps
+const START_MS = 120_000;
+const STOP_MS = 60_000;
+const DESTROY_MS = 120_000;
+
+export class Lifecycle {
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly obj: ComputerObject) {}
+
+  /** A user's start, stop or restart. */
+  async run(action: 'start' | 'stop' | 'restart'): Promise<Result<Status>> {
+    if (!this.obj.link.socket()) return fail('AGENT_UNAVAILABLE', "the computer's host agent is not connected; try again shortly");
+    const mid = await this.obj.apply(action);
+    if (!mid) return fail('INVALID_STATE_TRANSITION', REFUSAL[action]);
+    return this.drive(mid);
+  }
+
+  /** Called when an agent attaches and says what the host has; operations queue so two attaches never interleave. */
+  reconcile(actual: ActualState): Promise<void> {
+    const next = this.queue.then(() => this.reconcileOnce(actual)).catch((e) => console.error('reconcile failed', e));
+    this.queue = next;
+    return next;
+  }
+
+  private async reconcileOnce(actual: ActualState): Promise<void> {
+    const rec = this.obj.record;
+    if (!rec) return;
+    if (rec.status === 'deleting') {
+      const r = await this.obj.link.request('computer.destroy', {}, DESTROY_MS);
+      if (r.ok) await this.obj.forget();
+      return;
+    }
+    if (actual === 'absent' && rec.status !== 'provisioning') {
+      await this.obj.apply('lost');
+      return;
+    }
+    if (IN_FLIGHT.has(rec.status)) {
+      await this.drive(rec.status);
+      return;
+    }
+    if (rec.status === 'running' && actual === 'stopped') {
+      // The host lost it (reboot, crash): say so, then bring it back as a running computer should be.
+      await this.obj.apply('exited');
+      if (await this.obj.apply('start')) await this.drive('starting');
+      return;
+    }
+    if (rec.status === 'stopped' && actual === 'running') {
+      await this.obj.link.request('computer.stop', {}, STOP_MS);
+    }
+  }
+
+  /** Asks the agent to finish the operation an in-flight status names, then applies the outcome. */
+  private async drive(status: Status): Promise<Result<Status>> {
+    const link = this.obj.link;
+    let r: Result<LifecycleResult>;
+    let done: LifecycleEvent;
+    let expect: ActualState = 'running';
+    switch (status) {
+      case 'provisioning': {
+        const rec = this.obj.record!;
+        r = await link.request('computer.provision', { spec: await this.obj.spec(), clone_from: rec.clone_from }, PROVISION_MS);
+        done = 'provisioned';
+        if (r.ok) await this.obj.save({ clone_from: undefined });
+        break;
+      }
+      case 'starting':
+        r = await link.request('computer.start', { spec: await this.obj.spec() }, START_MS);
+        done = 'started';
+        break;
+      case 'restarting': {
+        const stopped = await link.request('computer.stop', {}, STOP_MS);
+        r = stopped.ok ? await link.request('computer.start', { spec: await this.obj.spec() }, START_MS) : stopped;
+        done = 'restarted';
+        break;
+      }
+      case 'stopping':
+        r = await link.request('computer.stop', {}, STOP_MS);
+        done = 'stopped';
+        expect = 'stopped';
+        break;
+      default:
+        return ok(status);
+    }
+    if (!r.ok) {
+      // Without an agent the status stays in flight; the next attach finishes it.
+      if (r.code !== 'AGENT_UNAVAILABLE') await this.obj.apply('failed');
+      return r;
+    }
+    if (r.value.state !== expect) {
+      await this.obj.apply('failed');
+      return fail('AGENT_ERROR', `the host reports the computer ${r.value.state} after ${status}`);
+    }
+    const final = await this.obj.apply(done);
+    return ok(final ?? status);
+  }
+}

@@ -1,0 +1,42 @@
+/** What a ComputerObject keeps about its computer, and who may touch it. */
+import type { Size } from '../../schema/sizes.ts';
+import type { Status } from './state-table.ts';
+import { isoNow } from '../../worker/http/ids.ts';
+
+export interface ComputerRecord {
+  id: string;
+  org_id: string;
+  workspace_id: string;
+  project_id: string;
+  name: string;
+  template_type: string;
+  size: Size;
+  vcpus: number;
+  memory_mb: number;
+  selected_apps: string[];
+  host_id: string;
+  status: Status;
+  /** Seconds of inactivity before the computer stops; 0 is never. */
+  auto_stop: number;
+  /** Source computer whose disk the new one copies, until provisioning is done. */
+  clone_from?: string;
+}
+
+/** The tenant scope a route hands to the object; a mismatch answers 404, never the data. */
+export interface Caller {
+  org_id: string;
+  workspace_ids: string[] | null;
+  project_ids: string[] | null;
+}
+
+export function callerMay(caller: Caller, rec: ComputerRecord): boolean {
+  if (caller.org_id !== rec.org_id) return false;
+  if (caller.workspace_ids && !caller.workspace_ids.includes(rec.workspace_id)) return false;
+  if (caller.project_ids && !caller.project_ids.includes(rec.project_id)) return false;
+  return true;
+}
+
+/** Copies the status into D1, where lists and reads find it. */
+export async function mirrorStatus(db: D1Database, id: string, status: Status): Promise<void> {
+  await db.prepare('UPDATE computers SET status = ?, updated_at = ? WHERE id = ?').bind(status, isoNow(), id).run();
+}

@@ -1,0 +1,62 @@
+/**
+ * The computer lifecycle as a pure table: status x event -> next status.
+ * The ComputerObject persists the next status before it acts, and only the
+ * agent's answers produce the "done" events (provisioned, started, stopped…),
+ * so a status is never assumed.
+ */
+export const STATUSES = ['provisioning', 'running', 'stopping', 'stopped', 'starting', 'restarting', 'deleting', 'error'] as const;
+export type Status = (typeof STATUSES)[number];
+
+export type LifecycleEvent =
+  | 'provisioned'
+  | 'start'
+  | 'started'
+  | 'stop'
+  | 'stopped'
+  | 'restart'
+  | 'restarted'
+  | 'exited'
+  | 'failed'
+  | 'lost'
+  | 'delete';
+
+type Table = { [S in Status]: Partial<Record<LifecycleEvent, Status>> };
+
+const TABLE: Table = {
+  // `lost`: the host no longer has the computer's disk.
+  provisioning: { provisioned: 'running', failed: 'error', delete: 'deleting' },
+  running: { stop: 'stopping', restart: 'restarting', exited: 'stopped', lost: 'error', delete: 'deleting' },
+  stopping: { stopped: 'stopped', failed: 'running', exited: 'stopped', lost: 'error', delete: 'deleting' },
+  stopped: { start: 'starting', lost: 'error', delete: 'deleting' },
+  starting: { started: 'running', failed: 'stopped', exited: 'stopped', lost: 'error', delete: 'deleting' },
+  restarting: { restarted: 'running', failed: 'stopped', exited: 'stopped', lost: 'error', delete: 'deleting' },
+  // A computer whose provisioning failed or whose disk is gone can only be deleted.
+  error: { delete: 'deleting' },
+  deleting: { delete: 'deleting' },
+};
+
+/** The status after `event`, or null when the event is not allowed in `status`. */
+export function transition(status: Status, event: LifecycleEvent): Status | null {
+  return TABLE[status][event] ?? null;
+}
+
+/** The spec's 409 message for a user action refused in the current status. */
+export const REFUSAL: Record<'start' | 'stop' | 'restart' | 'clone' | 'resize' | 'move', string> = {
+  start: 'computer cannot be started from its current status',
+  stop: 'computer cannot be stopped from its current status',
+  restart: 'computer must be running to restart',
+  clone: 'computer must be running to clone',
+  resize: 'computer must be stopped to resize',
+  move: 'computer must be stopped to move',
+};
+
+/** Operations that need the computer in one exact status, checked without changing it. */
+export const REQUIRES: Record<'clone' | 'resize' | 'move' | 'exec', Status> = {
+  clone: 'running',
+  resize: 'stopped',
+  move: 'stopped',
+  exec: 'running',
+};
+
+/** Statuses in which an operation is under way; a reconnecting agent is asked to finish it. */
+export const IN_FLIGHT: ReadonlySet<Status> = new Set(['provisioning', 'stopping', 'starting', 'restarting', 'deleting']);

@@ -1,0 +1,34 @@
+/** Finding a caller's computer: a bad id is a 400, anything not theirs a 404 that says nothing more. */
+import { ApiError } from '../../schema/errors.ts';
+import type { ComputerRow } from '../../schema/db.ts';
+import type { Env } from '../env.ts';
+import { isUuid } from '../http/ids.ts';
+import { inScope, type Principal } from '../middleware/principal.ts';
+import type { Caller } from '../../durable-objects/computer/record.ts';
+
+interface RawComputerRow extends Omit<ComputerRow, 'selected_apps' | 'settings' | 'ai_config'> {
+  selected_apps: string;
+  settings: string;
+  ai_config: string;
+}
+
+export function parseRow(r: RawComputerRow): ComputerRow {
+  return { ...r, selected_apps: JSON.parse(r.selected_apps), settings: JSON.parse(r.settings), ai_config: JSON.parse(r.ai_config) };
+}
+
+export function requireComputerId(id: string): string {
+  if (!isUuid(id)) throw new ApiError('INVALID_ID', 'invalid computer id');
+  return id.toLowerCase();
+}
+
+/** The computer row if the principal may see it; otherwise 404. */
+export async function loadComputer(env: Env, p: Principal, rawId: string): Promise<ComputerRow> {
+  const id = requireComputerId(rawId);
+  const row = await env.DB.prepare('SELECT * FROM computers WHERE id = ? AND org_id = ?').bind(id, p.org_id).first<RawComputerRow>();
+  if (!row || !inScope(p, row.workspace_id, row.project_id)) throw new ApiError('NOT_FOUND', 'computer not found');
+  return parseRow(row);
+}
+
+export const callerOf = (p: Principal): Caller => ({ org_id: p.org_id, workspace_ids: p.workspace_ids, project_ids: p.project_ids });
+
+export const computerStub = (env: Env, id: string) => env.COMPUTER.get(env.COMPUTER.idFromName(id));

@@ -1,0 +1,48 @@
+/** The computer object as the computers page shows it. */
+import type { ComputerRow } from '../../schema/db.ts';
+import type { Env } from '../env.ts';
+
+export const hostLabel = (row: Pick<ComputerRow, 'slug' | 'id'>) => `${row.slug}-${row.id.slice(0, 8)}`;
+
+export function computerView(row: ComputerRow, env: Env) {
+  const label = hostLabel(row);
+  return {
+    id: row.id,
+    tenant_id: row.org_id,
+    owner_user_id: row.owner_user_id,
+    name: row.name,
+    slug: row.slug,
+    template_type: row.template_type,
+    size: row.size,
+    vcpus: row.vcpus,
+    memory_mb: row.memory_mb,
+    status: row.status,
+    vm_id: row.status === 'provisioning' ? null : row.id,
+    region: row.region,
+    workspace_id: row.workspace_id,
+    project_id: row.project_id,
+    external_workspace_id: row.external_workspace_id,
+    external_user_id: row.external_user_id,
+    external_project_id: row.external_project_id,
+    sandbox_url: `https://${label}.sandbox.${env.COMPUTER_DOMAIN}`,
+    desktop_url: `https://${label}.${env.COMPUTER_DOMAIN}/desktop/index.html`,
+    selected_apps: row.selected_apps,
+    settings: row.settings,
+    ai_config: row.ai_config,
+    agent_session_id: row.agent_session_id,
+    agent_status: null,
+    resolution: row.resolution,
+    auto_stop: row.auto_stop,
+    created_at: row.created_at,
+    updated_at: row.updated_at,
+  };
+}
+
+/**
+ * Single computers are answered bare (the computers page) with the same object
+ * under `data` too (the conventions page), so clients of either page work.
+ */
+export const computerResource = (row: ComputerRow, env: Env) => {
+  const view = computerView(row, env);
+  return { ...view, data: view };
+};
