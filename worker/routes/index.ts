@@ -10,6 +10,8 @@ import { COMPUTER_INFO_ROUTES } from './computer-info.ts';
 import { EXEC_ROUTES } from './exec.ts';
 import { ENV_VAR_ROUTES } from './env-vars.ts';
 import { PORT_ROUTES } from './ports.ts';
+import { WORKSPACE_ROUTES } from './workspaces.ts';
+import { PROJECT_ROUTES } from './projects.ts';
 
 export const ROUTES: RouteDef[] = [
   ...HEALTH_ROUTES,
@@ -22,4 +24,6 @@ export const ROUTES: RouteDef[] = [
   ...EXEC_ROUTES,
   ...ENV_VAR_ROUTES,
   ...PORT_ROUTES,
+  ...WORKSPACE_ROUTES,
+  ...PROJECT_ROUTES,
 ];
