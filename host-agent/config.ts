@@ -1,0 +1,58 @@
+/** Command-line flags and environment of the agent, validated before anything starts. */
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+
+const Config = z.object({
+  api: z.url({ message: '--api must be the API base URL, e.g. https://hangar.example.com' }),
+  key: z.string().startsWith('hk_', { message: '--key must be a host key (hk_…) from the operator API' }),
+  dataDir: z.string().min(1),
+  driver: z.enum(['sandbox']),
+  shareReadOnly: z.array(z.string().startsWith('/')),
+});
+export type AgentConfig = z.infer<typeof Config>;
+
+export const USAGE = `hangar-agent --api URL --key hk_… [--data-dir DIR] [--driver sandbox] [--share-ro DIR[,DIR…]]
+
+  --api        base URL of the Hangar API (env HANGAR_API)
+  --key        this host's key, from POST /api/v1/admin/hosts (env HANGAR_HOST_KEY)
+  --data-dir   where templates and computer disks live (env HANGAR_DATA_DIR, default /var/lib/hangar)
+  --driver     how computers are made: sandbox (bubblewrap) (env HANGAR_DRIVER)
+  --share-ro   host directories every computer sees read-only at the same path,
+               e.g. a local package mirror (env HANGAR_SHARE_RO, comma-separated)`;
+
+export function readConfig(argv: string[], env: NodeJS.ProcessEnv): AgentConfig {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      api: { type: 'string' },
+      key: { type: 'string' },
+      'data-dir': { type: 'string' },
+      driver: { type: 'string' },
+      'share-ro': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const share = values['share-ro'] ?? env.HANGAR_SHARE_RO ?? '';
+  const r = Config.safeParse({
+    api: values.api ?? env.HANGAR_API,
+    key: values.key ?? env.HANGAR_HOST_KEY,
+    dataDir: values['data-dir'] ?? env.HANGAR_DATA_DIR ?? '/var/lib/hangar',
+    driver: values.driver ?? env.HANGAR_DRIVER ?? 'sandbox',
+    shareReadOnly: share.split(',').filter(Boolean),
+  });
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new Error(`${issue.path.join('.') || 'config'}: ${issue.message}\n\n${USAGE}`);
+  }
+  return r.data;
+}
+
+/** ws(s)://host[:port] from the API URL, whatever path it was given with. */
+export function wsBase(api: string): string {
+  const u = new URL(api);
+  return `${u.protocol === 'https:' ? 'wss:' : 'ws:'}//${u.host}`;
+}

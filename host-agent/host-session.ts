@@ -1,0 +1,147 @@
+/**
+ * The agent's control link: the host socket to its HostObject. It says hello
+ * (version, drivers, capacity, the computers on disk), learns which computers
+ * it serves from the welcome, keeps one ComputerSession per computer, removes
+ * computers the server no longer knows, heartbeats, and reports metrics.
+ */
+import os from 'node:os';
+import { AGENT_HOST_PATH, HostServerMessage, PROTOCOL } from '../schema/protocol.ts';
+import type { ComputerDriver } from './drivers/driver.ts';
+import { ReconnectingSocket } from './reconnecting-socket.ts';
+import { ComputerSession, type SessionConfig } from './computer-session.ts';
+import { AGENT_VERSION } from './version.ts';
+import type { Logger } from './log.ts';
+
+export class HostSession {
+  private readonly cfg: SessionConfig;
+  private readonly driver: ComputerDriver;
+  private readonly log: Logger;
+  private readonly socket: ReconnectingSocket;
+  private readonly sessions = new Map<string, ComputerSession>();
+  private heartbeat: NodeJS.Timeout | null = null;
+  private metrics: NodeJS.Timeout | null = null;
+  /** Resolves once the first welcome has arrived (for scripts that wait for readiness). */
+  readonly ready: Promise<void>;
+  private markReady: () => void = () => {};
+
+  constructor(cfg: SessionConfig, driver: ComputerDriver, log: Logger) {
+    this.cfg = cfg;
+    this.driver = driver;
+    this.log = log;
+    this.ready = new Promise((r) => (this.markReady = r));
+    this.socket = new ReconnectingSocket({ url: cfg.wsBase + AGENT_HOST_PATH, headers: { authorization: `Bearer ${cfg.hostKey}` } });
+    this.socket.on('open', () => void this.hello());
+    this.socket.on('message', (d) => void this.onMessage(d));
+    this.socket.on('close', (code, reason) => log(`host socket closed (${code} ${reason}); reconnecting`));
+    this.socket.on('rejected', (status) => {
+      log(`the server refused this host key (HTTP ${status}): check --key, or register the host again`);
+      process.exitCode = 1;
+      void this.stop();
+    });
+    driver.onExit((id, reason) => {
+      log(`computer ${id} exited: ${reason}`);
+      this.sessions.get(id)?.send({ type: 'computer.exited', reason });
+    });
+  }
+
+  start(): void {
+    this.socket.start();
+  }
+
+  async stop(): Promise<void> {
+    this.socket.stop();
+    for (const s of this.sessions.values()) s.stop();
+    this.sessions.clear();
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.metrics) clearInterval(this.metrics);
+    await this.driver.close();
+  }
+
+  /** Drops every socket as a network failure would (tests use this); all of them reconnect. */
+  dropConnections(): void {
+    this.socket.terminate();
+    for (const s of this.sessions.values()) s.dropConnection();
+  }
+
+  private async hello(): Promise<void> {
+    const ids = await this.driver.list();
+    const computers = await Promise.all(ids.map(async (id) => ({ id, state: await this.driver.state(id) })));
+    this.socket.send({
+      type: 'hello',
+      protocol: PROTOCOL,
+      agent_version: AGENT_VERSION,
+      drivers: [this.driver.name],
+      hostname: os.hostname(),
+      cpus: os.cpus().length,
+      memory_mb: Math.round(os.totalmem() / 1024 / 1024),
+      computers,
+    });
+  }
+
+  private async onMessage(data: string): Promise<void> {
+    let msg: HostServerMessage;
+    try {
+      msg = HostServerMessage.parse(JSON.parse(data));
+    } catch {
+      this.log('host socket: dropped a malformed message');
+      return;
+    }
+    switch (msg.type) {
+      case 'welcome': {
+        this.log(`connected as host ${msg.host_id} (protocol ${msg.protocol.major}.${msg.protocol.minor}); serving ${msg.computers.length} computer(s)`);
+        const served = new Set(msg.computers);
+        for (const id of msg.computers) this.attach(id);
+        for (const id of await this.driver.list()) if (!served.has(id)) await this.removeOrphan(id);
+        this.timers(msg.heartbeat_interval_ms, msg.metrics_interval_ms);
+        this.markReady();
+        return;
+      }
+      case 'computer.attach':
+        this.attach(msg.computer_id);
+        return;
+      case 'computer.detach':
+        this.detach(msg.computer_id);
+        return;
+    }
+  }
+
+  private attach(id: string): void {
+    if (this.sessions.has(id)) return;
+    const s = new ComputerSession(id, this.cfg, this.driver, this.log, (gone) => void this.removeOrphan(gone));
+    this.sessions.set(id, s);
+    s.start();
+  }
+
+  private detach(id: string): void {
+    this.sessions.get(id)?.stop();
+    this.sessions.delete(id);
+  }
+
+  /** A computer on disk that the server no longer has (deleted while this agent was away) is removed. */
+  private async removeOrphan(id: string): Promise<void> {
+    this.detach(id);
+    this.log(`computer ${id} is not known to the server; removing it from this host`);
+    await this.driver.destroy(id).catch((e) => this.log(`removing ${id} failed: ${(e as Error).message}`));
+  }
+
+  private timers(heartbeatMs: number, metricsMs: number): void {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.metrics) clearInterval(this.metrics);
+    this.heartbeat = setInterval(() => {
+      this.socket.send({
+        type: 'heartbeat',
+        load1: os.loadavg()[0],
+        memory_used_mb: Math.round((os.totalmem() - os.freemem()) / 1024 / 1024),
+        computers_running: this.sessions.size,
+      });
+    }, heartbeatMs);
+    this.metrics = setInterval(() => void this.reportMetrics(), metricsMs);
+  }
+
+  private async reportMetrics(): Promise<void> {
+    for (const [id, s] of this.sessions) {
+      const m = await this.driver.metrics(id).catch(() => null);
+      if (m) s.send({ type: 'metrics', ts: Date.now(), ...m });
+    }
+  }
+}

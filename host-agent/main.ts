@@ -1,0 +1,39 @@
+/**
+ * hangar-agent: makes computers real on this host. It prepares the driver
+ * (building the base template on first use, with progress), then dials the
+ * API and serves its computers until stopped. Computers keep running when the
+ * agent stops; the next agent finds them again.
+ */
+import { readConfig, wsBase } from './config.ts';
+import { SandboxDriver } from './drivers/sandbox.ts';
+import { HostSession } from './host-session.ts';
+import { logger } from './log.ts';
+import { AGENT_VERSION } from './version.ts';
+
+export async function main(argv = process.argv.slice(2)): Promise<void> {
+  const log = logger('agent');
+  let cfg;
+  try {
+    cfg = readConfig(argv, process.env);
+  } catch (e) {
+    console.error((e as Error).message);
+    process.exit(2);
+  }
+  const driver = new SandboxDriver({ dataDir: cfg.dataDir, shareReadOnly: cfg.shareReadOnly });
+  log(`hangar-agent ${AGENT_VERSION}, driver ${driver.name}, data in ${cfg.dataDir}`);
+  try {
+    await driver.prepare((p) => log(`[${p.phase}] ${p.message}${p.fraction !== undefined ? ` (${Math.round(p.fraction * 100)}%)` : ''}`));
+  } catch (e) {
+    console.error(`hangar-agent cannot start: ${(e as Error).message}`);
+    process.exit(1);
+  }
+  const session = new HostSession({ wsBase: wsBase(cfg.api), hostKey: cfg.key }, driver, log);
+  session.start();
+  void session.ready.then(() => log('ready'));
+  const shutdown = () => {
+    log('stopping; computers keep running');
+    void session.stop().then(() => process.exit(0));
+  };
+  process.once('SIGINT', shutdown);
+  process.once('SIGTERM', shutdown);
+}

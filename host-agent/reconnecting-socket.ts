@@ -1,0 +1,109 @@
+/**
+ * A WebSocket that comes back: after a drop it redials with full-jitter
+ * exponential backoff (a first retry within ~100 ms, capped at a few seconds),
+ * so a server restart does not meet every agent at the same instant. An HTTP
+ * 401/403/404 on the upgrade is final and reported as `rejected`.
+ */
+import { EventEmitter } from 'node:events';
+import WebSocket from 'ws';
+
+export interface SocketOptions {
+  url: string;
+  headers: Record<string, string>;
+  minDelayMs?: number;
+  maxDelayMs?: number;
+}
+
+export interface ReconnectingSocketEvents {
+  open: [];
+  message: [data: string];
+  close: [code: number, reason: string];
+  rejected: [status: number];
+}
+
+/** A connection that lasted this long resets the backoff. */
+const STABLE_MS = 10_000;
+
+export class ReconnectingSocket extends EventEmitter<ReconnectingSocketEvents> {
+  private ws: WebSocket | null = null;
+  private attempt = 0;
+  private stopped = false;
+  private timer: NodeJS.Timeout | null = null;
+  private openedAt = 0;
+  private readonly opts: Required<SocketOptions>;
+
+  constructor(opts: SocketOptions) {
+    super();
+    this.opts = { minDelayMs: 50, maxDelayMs: 5_000, ...opts };
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.dial();
+  }
+
+  stop(code = 1000, reason = 'agent stopping'): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.ws?.close(code, reason);
+    this.ws = null;
+  }
+
+  get isOpen(): boolean {
+    return this.ws?.readyState === WebSocket.OPEN;
+  }
+
+  /** Sends when open; a message sent while down is dropped (callers resend state on reopen). */
+  send(msg: unknown): boolean {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(JSON.stringify(msg));
+    return true;
+  }
+
+  /** Drops the current connection as a network failure would (used by tests and on protocol errors). */
+  terminate(): void {
+    this.ws?.terminate();
+  }
+
+  private dial(): void {
+    if (this.stopped) return;
+    const ws = new WebSocket(this.opts.url, { headers: this.opts.headers, perMessageDeflate: false, handshakeTimeout: 10_000 });
+    this.ws = ws;
+    let rejected = false;
+    ws.on('open', () => {
+      this.openedAt = Date.now();
+      this.emit('open');
+    });
+    ws.on('message', (data, isBinary) => {
+      if (!isBinary) this.emit('message', data.toString());
+    });
+    ws.on('unexpected-response', (_req, res) => {
+      const status = res.statusCode ?? 0;
+      if (status === 401 || status === 403 || status === 404) {
+        rejected = true;
+        this.stopped = true;
+        this.emit('rejected', status);
+      }
+      ws.terminate();
+    });
+    ws.on('error', () => {
+      /* followed by close; the retry happens there */
+    });
+    ws.on('close', (code, reason) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      if (this.openedAt) this.emit('close', code, reason.toString());
+      if (Date.now() - this.openedAt > STABLE_MS) this.attempt = 0;
+      this.openedAt = 0;
+      if (!rejected) this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    const cap = Math.min(this.opts.maxDelayMs, this.opts.minDelayMs * 2 ** this.attempt);
+    this.attempt = Math.min(this.attempt + 1, 16);
+    const delay = this.opts.minDelayMs + Math.random() * cap;
+    this.timer = setTimeout(() => this.dial(), delay);
+  }
+}

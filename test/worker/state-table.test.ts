@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { IN_FLIGHT, STATUSES, transition, type LifecycleEvent } from '../../durable-objects/computer/state-table.ts';
+
+describe('computer lifecycle table', () => {
+  it('follows the page: provisioning -> running, running <-> stopped, restart only when running', () => {
+    expect(transition('provisioning', 'provisioned')).toBe('running');
+    expect(transition('running', 'stop')).toBe('stopping');
+    expect(transition('stopping', 'stopped')).toBe('stopped');
+    expect(transition('stopped', 'start')).toBe('starting');
+    expect(transition('starting', 'started')).toBe('running');
+    expect(transition('running', 'restart')).toBe('restarting');
+    expect(transition('restarting', 'restarted')).toBe('running');
+  });
+
+  it('refuses actions from the wrong status', () => {
+    expect(transition('running', 'start')).toBeNull();
+    expect(transition('stopped', 'stop')).toBeNull();
+    expect(transition('stopped', 'restart')).toBeNull();
+    expect(transition('provisioning', 'start')).toBeNull();
+    expect(transition('starting', 'stop')).toBeNull();
+    expect(transition('error', 'start')).toBeNull();
+  });
+
+  it('allows delete from every status', () => {
+    for (const s of STATUSES) expect(transition(s, 'delete')).toBe('deleting');
+  });
+
+  it('only agent reports finish an in-flight status, and a failure never claims success', () => {
+    const done: LifecycleEvent[] = ['provisioned', 'started', 'stopped', 'restarted'];
+    for (const s of STATUSES) {
+      for (const e of done) {
+        const next = transition(s, e);
+        if (next !== null) expect(IN_FLIGHT.has(s)).toBe(true);
+      }
+    }
+    expect(transition('starting', 'failed')).toBe('stopped');
+    expect(transition('provisioning', 'failed')).toBe('error');
+    expect(transition('stopping', 'failed')).toBe('running');
+  });
+
+  it('a computer that exits on its own is stopped, and one whose disk is gone is an error', () => {
+    expect(transition('running', 'exited')).toBe('stopped');
+    expect(transition('running', 'lost')).toBe('error');
+    expect(transition('stopped', 'lost')).toBe('error');
+  });
+});
