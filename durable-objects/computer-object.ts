@@ -11,7 +11,7 @@ import { fail, ok, type Result } from '../schema/errors.ts';
 import { SIZES, type Size } from '../schema/sizes.ts';
 import { AgentLink } from './agent-link.ts';
 import { REFUSAL, REQUIRES, transition, type LifecycleEvent, type Status } from './computer/state-table.ts';
-import { callerMay, mirrorStatus, type Caller, type ComputerRecord } from './computer/record.ts';
+import { callerAccess, mirrorStatus, type Caller, type ComputerRecord } from './computer/record.ts';
 import { MetricsStore, type MetricsWindow, type Point } from './computer/metrics-store.ts';
 import { BILLING_INTERVAL_MS, balanceOf, charge } from './computer/usage.ts';
 import { Lifecycle } from './computer/lifecycle.ts';
@@ -89,12 +89,14 @@ export class ComputerObject extends DurableObject<Env> {
     };
   }
 
-  private async guard(caller: Caller): Promise<ComputerRecord | null> {
+  /** The record when the caller may use it; otherwise the failure to answer with. */
+  private async guard(caller: Caller): Promise<Result<ComputerRecord>> {
     await this.loaded;
-    const rec = this.rec;
-    if (!rec || !callerMay(caller, rec)) return null;
+    const access = callerAccess(caller, this.rec);
+    if (access === 'not_found') return fail('NOT_FOUND', NOT_FOUND);
+    if (access === 'forbidden') return fail('FORBIDDEN', 'not a member of this computer');
     this.touch();
-    return rec;
+    return ok(this.rec!);
   }
 
   /** Any API, exec or terminal use counts as activity for auto-stop. */
@@ -122,31 +124,35 @@ export class ComputerObject extends DurableObject<Env> {
   }
 
   async start(caller: Caller): Promise<Result<Status>> {
-    const rec = await this.guard(caller);
-    if (!rec) return fail('NOT_FOUND', NOT_FOUND);
+    const g = await this.guard(caller);
+    if (!g.ok) return g;
+    const rec = g.value;
     if (!transition(rec.status, 'start')) return fail('INVALID_STATE_TRANSITION', REFUSAL.start);
     if ((await balanceOf(this.env.DB, rec.org_id)) <= 0) return fail('INSUFFICIENT_CREDITS', 'not enough credits to start this computer');
     return this.lifecycle.run('start');
   }
 
   async stop(caller: Caller): Promise<Result<Status>> {
-    const rec = await this.guard(caller);
-    if (!rec) return fail('NOT_FOUND', NOT_FOUND);
+    const g = await this.guard(caller);
+    if (!g.ok) return g;
+    const rec = g.value;
     if (!transition(rec.status, 'stop')) return fail('INVALID_STATE_TRANSITION', REFUSAL.stop);
     return this.lifecycle.run('stop');
   }
 
   async restart(caller: Caller): Promise<Result<Status>> {
-    const rec = await this.guard(caller);
-    if (!rec) return fail('NOT_FOUND', NOT_FOUND);
+    const g = await this.guard(caller);
+    if (!g.ok) return g;
+    const rec = g.value;
     if (!transition(rec.status, 'restart')) return fail('INVALID_STATE_TRANSITION', REFUSAL.restart);
     return this.lifecycle.run('restart');
   }
 
   /** Destroys the computer on its host (when the agent is there; otherwise the agent removes the orphan when it reconnects) and forgets it. */
   async destroy(caller: Caller): Promise<Result<true>> {
-    const rec = await this.guard(caller);
-    if (!rec) return fail('NOT_FOUND', NOT_FOUND);
+    const g = await this.guard(caller);
+    if (!g.ok) return g;
+    const rec = g.value;
     await this.apply('delete');
     if (this.link.socket()) await this.link.request('computer.destroy', {}, 120_000);
     await this.forget();
@@ -169,8 +175,9 @@ export class ComputerObject extends DurableObject<Env> {
 
   /** Checks an operation that needs one exact status (clone, resize, move, exec) without changing anything. */
   async require(caller: Caller, op: keyof typeof REQUIRES): Promise<Result<ComputerRecord>> {
-    const rec = await this.guard(caller);
-    if (!rec) return fail('NOT_FOUND', NOT_FOUND);
+    const g = await this.guard(caller);
+    if (!g.ok) return g;
+    const rec = g.value;
     if (rec.status !== REQUIRES[op]) {
       return op === 'exec' ? fail('COMPUTER_NOT_RUNNING', 'computer is not running') : fail('INVALID_STATE_TRANSITION', REFUSAL[op]);
     }
@@ -187,8 +194,9 @@ export class ComputerObject extends DurableObject<Env> {
   }
 
   async setAutoStop(caller: Caller, seconds: number): Promise<Result<number>> {
-    const rec = await this.guard(caller);
-    if (!rec) return fail('NOT_FOUND', NOT_FOUND);
+    const g = await this.guard(caller);
+    if (!g.ok) return g;
+    const rec = g.value;
     await this.save({ auto_stop: seconds });
     await this.scheduleAlarm();
     return ok(seconds);
@@ -196,8 +204,9 @@ export class ComputerObject extends DurableObject<Env> {
 
   /** Hands new env values to the running computer so new processes see them. */
   async envChanged(caller: Caller): Promise<Result<true>> {
-    const rec = await this.guard(caller);
-    if (!rec) return fail('NOT_FOUND', NOT_FOUND);
+    const g = await this.guard(caller);
+    if (!g.ok) return g;
+    const rec = g.value;
     if (rec.status === 'running' && this.link.socket()) {
       const spec = await this.spec();
       const r = await this.link.request('computer.env', { env: spec.env }, 30_000);
@@ -217,8 +226,9 @@ export class ComputerObject extends DurableObject<Env> {
   }
 
   async readMetrics(caller: Caller, window: MetricsWindow): Promise<Result<MetricsView>> {
-    const rec = await this.guard(caller);
-    if (!rec) return fail('NOT_FOUND', NOT_FOUND);
+    const g = await this.guard(caller);
+    if (!g.ok) return g;
+    const rec = g.value;
     return ok({ ...this.metrics.read(window), credits_per_hour: SIZES[rec.size].credits_per_hour });
   }
 

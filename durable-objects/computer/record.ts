@@ -22,18 +22,18 @@ export interface ComputerRecord {
   clone_from?: string;
 }
 
-/** The tenant scope a route hands to the object; a mismatch answers 404, never the data. */
+/** The tenant scope a route hands to the object: another organization gets 404, an out-of-scope credential 403. */
 export interface Caller {
   org_id: string;
   workspace_ids: string[] | null;
   project_ids: string[] | null;
 }
 
-export function callerMay(caller: Caller, rec: ComputerRecord): boolean {
-  if (caller.org_id !== rec.org_id) return false;
-  if (caller.workspace_ids && !caller.workspace_ids.includes(rec.workspace_id)) return false;
-  if (caller.project_ids && !caller.project_ids.includes(rec.project_id)) return false;
-  return true;
+export function callerAccess(caller: Caller, rec: ComputerRecord | null): 'ok' | 'not_found' | 'forbidden' {
+  if (!rec || caller.org_id !== rec.org_id) return 'not_found';
+  if (caller.workspace_ids && !caller.workspace_ids.includes(rec.workspace_id)) return 'forbidden';
+  if (caller.project_ids && !caller.project_ids.includes(rec.project_id)) return 'forbidden';
+  return 'ok';
 }
 
 /** Copies the status into D1, where lists and reads find it. */

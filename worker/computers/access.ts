@@ -21,11 +21,16 @@ export function requireComputerId(id: string): string {
   return id.toLowerCase();
 }
 
-/** The computer row if the principal may see it; otherwise 404. */
+/**
+ * The computer row if the principal may use it. Another organization's
+ * computer is a 404 like a missing one; one of the caller's own organization
+ * outside the credential's workspace/project scope is the page's 403.
+ */
 export async function loadComputer(env: Env, p: Principal, rawId: string): Promise<ComputerRow> {
   const id = requireComputerId(rawId);
   const row = await env.DB.prepare('SELECT * FROM computers WHERE id = ? AND org_id = ?').bind(id, p.org_id).first<RawComputerRow>();
-  if (!row || !inScope(p, row.workspace_id, row.project_id)) throw new ApiError('NOT_FOUND', 'computer not found');
+  if (!row) throw new ApiError('NOT_FOUND', 'computer not found');
+  if (!inScope(p, row.workspace_id, row.project_id)) throw new ApiError('FORBIDDEN', 'not a member of this computer');
   return parseRow(row);
 }
 
