@@ -106,7 +106,7 @@ export const ADMIN_API_KEY_ROUTES: RouteDef[] = [
     handler: async (c) => {
       const org = await requireOrganization(c.env, c.params.org_id);
       const page = readPage(c.query);
-      const { rows, total } = await pagedQuery<KeyRow>(c.env, { columns: COLUMNS, from: 'api_keys', where: 'org_id = ?', args: [org.id], orderBy: 'created_at, id' }, page);
+      const { rows, total } = await pagedQuery<KeyRow>(c.env, { columns: COLUMNS, from: 'api_keys', where: 'org_id = ?', args: [org.id], orderBy: 'created_at, rowid' }, page);
       return json({ data: rows.map(keyView), page: pageInfo(page, total) });
     },
   }),

@@ -88,7 +88,7 @@ export const ADMIN_HOST_ROUTES: RouteDef[] = [
         where.push('region = ?');
         args.push(region);
       }
-      const { rows, total } = await pagedQuery<HostRow>(c.env, { columns: COLUMNS, from: 'hosts', where: where.join(' AND '), args, orderBy: 'created_at, id' }, page);
+      const { rows, total } = await pagedQuery<HostRow>(c.env, { columns: COLUMNS, from: 'hosts', where: where.join(' AND '), args, orderBy: 'created_at, rowid' }, page);
       return json({ data: rows.map(hostView), page: pageInfo(page, total) });
     },
   }),

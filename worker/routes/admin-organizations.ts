@@ -24,7 +24,7 @@ export const ADMIN_ORGANIZATION_ROUTES: RouteDef[] = [
     auth: 'operator',
     handler: async (c) => {
       const page = readPage(c.query);
-      const { rows, total } = await pagedQuery<OrganizationRow>(c.env, { columns: ORG_COLUMNS, from: 'organizations o', orderBy: 'o.created_at, o.id' }, page);
+      const { rows, total } = await pagedQuery<OrganizationRow>(c.env, { columns: ORG_COLUMNS, from: 'organizations o', orderBy: 'o.created_at, o.rowid' }, page);
       return json({ data: rows.map(organizationView), page: pageInfo(page, total) });
     },
   }),

@@ -42,7 +42,7 @@ export const PROJECT_ROUTES: RouteDef[] = [
         external_user_id: null,
         external_project_id: null,
       });
-      const { rows, total } = await pagedQuery<ProjectRow>(c.env, { columns: '*', from: 'projects', where: f.sql, args: f.args, orderBy: 'created_at, id' }, page);
+      const { rows, total } = await pagedQuery<ProjectRow>(c.env, { columns: '*', from: 'projects', where: f.sql, args: f.args, orderBy: 'created_at, rowid' }, page);
       return json({ data: rows.map(projectView), page: pageInfo(page, total) });
     },
   }),

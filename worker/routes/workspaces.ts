@@ -49,7 +49,7 @@ export const WORKSPACE_ROUTES: RouteDef[] = [
         where.push(`id IN (${p.workspace_ids.map(() => '?').join(', ')})`);
         args.push(...p.workspace_ids);
       }
-      const { rows, total } = await pagedQuery<WorkspaceRow>(c.env, { columns: '*', from: 'workspaces', where: where.join(' AND '), args, orderBy: 'created_at, id' }, page);
+      const { rows, total } = await pagedQuery<WorkspaceRow>(c.env, { columns: '*', from: 'workspaces', where: where.join(' AND '), args, orderBy: 'created_at, rowid' }, page);
       return json({ data: rows.map(workspaceView), page: pageInfo(page, total) });
     },
   }),

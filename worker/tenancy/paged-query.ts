@@ -9,6 +9,7 @@ import type { Page } from '../http/pagination.ts';
  */
 export async function pagedQuery<T>(
   env: Env,
+  // orderBy should end in a unique column (rowid is insertion order) so pages never overlap.
   q: { columns: string; from: string; where?: string; args?: unknown[]; orderBy: string },
   page: Page,
 ): Promise<{ rows: T[]; total: number }> {
