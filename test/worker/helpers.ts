@@ -14,26 +14,34 @@ export function uniqueIp(): string {
   return `10.${b[0]}.${b[1]}.${b[2]}`;
 }
 
-export type FetchInit = Omit<RequestInit, 'body'> & { body?: unknown; headers?: Record<string, string> };
+/** RequestInit whose body may be any JSON value (sent as JSON) as well as a string. */
+export type FetchInit = Omit<RequestInit, 'body'> & { body?: unknown };
 
 /** Fetches through the Worker; a non-string body is sent as JSON. Each call gets its own client address unless one is given. */
 export function apiFetch(path: string, init: FetchInit = {}): Promise<Response> {
-  const headers: Record<string, string> = { 'cf-connecting-ip': uniqueIp(), ...init.headers };
+  const headers = new Headers(init.headers);
+  if (!headers.has('cf-connecting-ip')) headers.set('cf-connecting-ip', uniqueIp());
   let body: BodyInit | undefined;
   if (init.body !== undefined) {
     body = typeof init.body === 'string' ? init.body : JSON.stringify(init.body);
-    headers['content-type'] ??= 'application/json';
+    if (!headers.has('content-type')) headers.set('content-type', 'application/json');
   }
   return SELF.fetch(`${BASE}${path}`, { ...init, headers, body });
 }
 
+/** Adds a header unless the caller set it already. */
+function withDefault(init: FetchInit, name: string, value: string): FetchInit {
+  const headers = new Headers(init.headers);
+  if (!headers.has(name)) headers.set(name, value);
+  return { ...init, headers };
+}
+
 /** A call to the operator (admin) API with the test OPERATOR_TOKEN. */
-export const operatorFetch = (path: string, init: FetchInit = {}): Promise<Response> =>
-  apiFetch(path, { ...init, headers: { authorization: `Bearer ${OPERATOR_TOKEN}`, ...init.headers } });
+export const operatorFetch = (path: string, init: FetchInit = {}): Promise<Response> => apiFetch(path, withDefault(init, 'authorization', `Bearer ${OPERATOR_TOKEN}`));
 
 /** A call with a tenant credential (API key or JWT). */
 export const tenantFetch = (credential: string, path: string, init: FetchInit = {}): Promise<Response> =>
-  apiFetch(path, { ...init, headers: { authorization: `Bearer ${credential}`, ...init.headers } });
+  apiFetch(path, withDefault(init, 'authorization', `Bearer ${credential}`));
 
 /** Reads a JSON body, failing the test with the body text when the status is not the expected one. */
 export async function expectJson<T = Record<string, unknown>>(res: Response, status: number): Promise<T> {
