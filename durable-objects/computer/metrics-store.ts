@@ -27,7 +27,8 @@ export class MetricsStore {
     const { span, bucket } = WINDOWS[window];
     const rows = this.sql
       .exec<{ b: number; cpu: number; mem: number }>(
-        'SELECT (ts / ?) * ? AS b, AVG(cpu) AS cpu, AVG(mem) AS mem FROM metrics WHERE ts >= ? GROUP BY b ORDER BY b',
+        // JS numbers bind as REAL, and INTEGER / REAL does not truncate: cast so the division floors to a bucket.
+        'SELECT (ts / CAST(? AS INTEGER)) * ? AS b, AVG(cpu) AS cpu, AVG(mem) AS mem FROM metrics WHERE ts >= ? GROUP BY b ORDER BY b',
         bucket,
         bucket,
         now - span,
