@@ -18,6 +18,8 @@ import { Lifecycle } from './computer/lifecycle.ts';
 import { loadComputerEnv } from '../worker/crypto/env-cipher.ts';
 
 const NOT_FOUND = 'computer not found';
+/** How soon a due stop (idle, or out of credits) is tried again when the agent could not do it. */
+const STOP_RETRY_MS = 15_000;
 
 export interface MetricsView {
   cpu_percent: Point[];
@@ -316,17 +318,20 @@ export class ComputerObject extends DurableObject<Env> {
     await this.ctx.storage.put('last_activity', this.lastActivity);
     const now = Date.now();
     const billedUntil = (await this.ctx.storage.get<number>('billed_until')) ?? now;
+    let balance: number | null = null;
     if (now - billedUntil >= BILLING_INTERVAL_MS) {
-      const balance = await charge(this.env.DB, rec.org_id, rec.id, rec.size, now - billedUntil);
+      balance = await charge(this.env.DB, rec.org_id, rec.id, rec.size, now - billedUntil);
       await this.ctx.storage.put('billed_until', now);
-      if (balance <= 0) {
-        await this.lifecycle.run('stop');
-        return;
-      }
     }
-    if (rec.auto_stop > 0 && now - this.lastActivity >= rec.auto_stop * 1000) {
+    const broke = (balance ?? (await balanceOf(this.env.DB, rec.org_id))) <= 0;
+    const idle = rec.auto_stop > 0 && now - this.lastActivity >= rec.auto_stop * 1000;
+    if (broke || idle) {
       const r = await this.lifecycle.run('stop');
       if (r.ok) return;
+      // The agent is away or refused: try again later. The stop stays due, so neither
+      // re-arm at the (past) deadline, which would spin, nor drop the alarm, which would run free.
+      if (this.rec?.status === 'running') await this.ctx.storage.setAlarm(now + STOP_RETRY_MS);
+      return;
     }
     await this.scheduleAlarm();
   }
