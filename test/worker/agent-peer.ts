@@ -1,0 +1,301 @@
+/**
+ * A scripted host agent for Workers-runtime tests. It dials the Worker's agent
+ * endpoints over real WebSockets, speaks schema/protocol.ts, validates every
+ * message the server sends with the protocol's schemas (a malformed one is a
+ * protocol violation that fails the test), and answers computer requests with
+ * handlers: by default those of a healthy host, overridable per test.
+ */
+import { SELF, env, runInDurableObject } from 'cloudflare:test';
+import { afterEach, expect } from 'vitest';
+import type { z } from 'zod';
+import {
+  AGENT_HOST_PATH,
+  HostServerMessage,
+  ComputerRequest,
+  PROTOCOL,
+  agentComputerPath,
+  type ActualState,
+  type AgentErrorCode,
+  type ComputerAgentMessage,
+  type ComputerRequestType,
+  type RESULT_SCHEMAS,
+} from '../../schema/protocol.ts';
+import { expectJson, operatorFetch, uniqueSlug } from './helpers.ts';
+
+const WAIT_MS = 4000;
+
+export type Req<T extends ComputerRequestType> = Extract<ComputerRequest, { type: T }>;
+type ResultData<T extends ComputerRequestType> = z.input<(typeof RESULT_SCHEMAS)[T]>;
+/** What a handler answers: a result's data, an agent error, or nothing at all. */
+export type Reply<T extends ComputerRequestType> =
+  | { data: ResultData<T> }
+  | { error: { code: z.infer<typeof AgentErrorCode>; message: string } }
+  | 'no-reply';
+export type Handler<T extends ComputerRequestType> = (req: Req<T>) => Reply<T> | Promise<Reply<T>>;
+type AnyHandler = (req: ComputerRequest) => Reply<ComputerRequestType> | Promise<Reply<ComputerRequestType>>;
+
+// ------------------------------------------------------------ bookkeeping
+
+/** Messages of one socket, consumed in arrival order by `take`. */
+class Inbox<M extends { type: string }> {
+  private readonly unread: M[] = [];
+  private readonly waiters: { type: string; resolve: (m: M) => void; reject: (e: Error) => void }[] = [];
+  readonly all: M[] = [];
+  private broken: Error | null = null;
+
+  push(m: M): void {
+    this.all.push(m);
+    const i = this.waiters.findIndex((w) => w.type === m.type);
+    if (i >= 0) this.waiters.splice(i, 1)[0].resolve(m);
+    else this.unread.push(m);
+  }
+
+  fail(e: Error): void {
+    this.broken = e;
+    for (const w of this.waiters.splice(0)) w.reject(e);
+  }
+
+  take<T extends M['type']>(type: T, label: string): Promise<Extract<M, { type: T }>> {
+    if (this.broken) return Promise.reject(this.broken);
+    const i = this.unread.findIndex((m) => m.type === type);
+    if (i >= 0) return Promise.resolve(this.unread.splice(i, 1)[0] as Extract<M, { type: T }>);
+    return new Promise((resolve, reject) => {
+      const w = { type, resolve: resolve as (m: M) => void, reject };
+      this.waiters.push(w);
+      setTimeout(() => {
+        const at = this.waiters.indexOf(w);
+        if (at < 0) return;
+        this.waiters.splice(at, 1);
+        reject(new Error(`${label}: no ${type} within ${WAIT_MS} ms; received so far: ${this.all.map((m) => m.type).join(', ') || 'nothing'}`));
+      }, WAIT_MS);
+    });
+  }
+}
+
+const violations: string[] = [];
+const openSockets = new Set<WebSocket>();
+
+/** Call at a test file's top level: closes every peer after each test and fails it if the server broke the protocol. */
+export function useAgentPeers(): void {
+  afterEach(() => {
+    for (const ws of openSockets) close(ws);
+    openSockets.clear();
+    const seen = violations.splice(0);
+    expect(seen, 'protocol violations by the server').toEqual([]);
+  });
+}
+
+function close(ws: WebSocket): void {
+  try {
+    ws.close(1000, 'test over');
+  } catch {
+    /* already closed */
+  }
+}
+
+async function dial(path: string, hostKey: string): Promise<WebSocket> {
+  const res = await SELF.fetch(`https://agent.test${path}`, { headers: { Upgrade: 'websocket', Authorization: `Bearer ${hostKey}` } });
+  const ws = res.webSocket;
+  if (res.status !== 101 || !ws) throw new Error(`dialing ${path}: HTTP ${res.status} ${await res.text()}`);
+  ws.accept();
+  openSockets.add(ws);
+  ws.addEventListener('close', () => openSockets.delete(ws));
+  return ws;
+}
+
+/** Parses a server message with `schema`; anything else is recorded as a violation and breaks the inbox. */
+function listen<S extends z.ZodType<{ type: string }>>(ws: WebSocket, schema: S, inbox: Inbox<z.infer<S>>, label: string, onMessage?: (m: z.infer<S>) => void): void {
+  ws.addEventListener('message', (ev) => {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(typeof ev.data === 'string' ? ev.data : new TextDecoder().decode(ev.data));
+    } catch {
+      raw = ev.data;
+    }
+    const parsed = schema.safeParse(raw);
+    if (!parsed.success) {
+      const what = `${label} got a malformed message ${JSON.stringify(raw)}: ${parsed.error.message}`;
+      violations.push(what);
+      inbox.fail(new Error(what));
+      // As a real agent would: hang up, so the server's waiting request fails now rather than at its timeout.
+      ws.close(4400, 'malformed message');
+      return;
+    }
+    inbox.push(parsed.data);
+    onMessage?.(parsed.data);
+  });
+}
+
+// ------------------------------------------------------------ hosts
+
+export interface RegisteredHost {
+  id: string;
+  key: string;
+  region: string;
+}
+
+/** Registers a fleet host through the operator API, in a region of its own unless one is given. */
+export async function registerHost(region = uniqueSlug('region')): Promise<RegisteredHost> {
+  const res = await operatorFetch('/api/v1/admin/hosts', { method: 'POST', body: { name: 'test host', region } });
+  const body = await expectJson<{ data: { id: string; host_key: string } }>(res, 201);
+  return { id: body.data.id, key: body.data.host_key, region };
+}
+
+export interface HostPeer extends RegisteredHost {
+  welcome: Extract<HostServerMessage, { type: 'welcome' }>;
+  /** The next server message of this type (attach orders, detach orders). */
+  take<T extends HostServerMessage['type']>(type: T): Promise<Extract<HostServerMessage, { type: T }>>;
+  /** Opens the computer socket without a word yet: set handlers, then `attach`. */
+  dial(id: string): Promise<ComputerPeer>;
+  /** Opens the computer socket and says `attached` with the given state (dial + attach). */
+  computer(id: string, opts: { state: ActualState }): Promise<ComputerPeer>;
+  close(): void;
+}
+
+/** Connects a host agent (registering a host first when none is given) and waits for its welcome. */
+export async function connectHost(registered?: RegisteredHost, computers: { id: string; state: ActualState }[] = []): Promise<HostPeer> {
+  const host = registered ?? (await registerHost());
+  const ws = await dial(AGENT_HOST_PATH, host.key);
+  const inbox = new Inbox<HostServerMessage>();
+  listen(ws, HostServerMessage, inbox, `host ${host.id}`);
+  ws.send(
+    JSON.stringify({
+      type: 'hello',
+      protocol: PROTOCOL,
+      agent_version: 'test-peer',
+      drivers: ['fake'],
+      hostname: 'peer.test',
+      cpus: 8,
+      memory_mb: 32768,
+      computers,
+    }),
+  );
+  const welcome = await inbox.take('welcome', `host ${host.id}`);
+  return {
+    ...host,
+    welcome,
+    take: (type) => inbox.take(type, `host ${host.id}`),
+    dial: async (id) => new ComputerPeer(id, await dial(agentComputerPath(id), host.key)),
+    computer: async (id, opts) => {
+      const peer = new ComputerPeer(id, await dial(agentComputerPath(id), host.key));
+      await peer.attach(opts.state);
+      return peer;
+    },
+    close: () => close(ws),
+  };
+}
+
+// ------------------------------------------------------------ computers
+
+const lifecycleDefaults = (peer: ComputerPeer): { [T in ComputerRequestType]: Handler<T> } => ({
+  'computer.provision': () => ({ data: { state: 'running' } }),
+  'computer.start': () => ({ data: { state: 'running' } }),
+  'computer.stop': () => ({ data: { state: 'stopped' } }),
+  'computer.destroy': () => ({ data: { state: 'absent' } }),
+  'computer.resize': () => ({ data: { state: peer.state } }),
+  'computer.env': () => ({ data: { state: peer.state } }),
+  'exec.run': () => ({ data: { output: '', exit_code: 0, timed_out: false, truncated: false, duration_ms: 1 } }),
+});
+
+export interface Held<T extends ComputerRequestType> {
+  /** The request, once the server has sent it. */
+  request: Promise<Req<T>>;
+  /** Answers it. */
+  reply(r: Reply<T>): void;
+}
+
+export class ComputerPeer {
+  /** What the host has, as this peer last reported it. */
+  state: ActualState = 'absent';
+  private readonly inbox = new Inbox<ComputerRequest>();
+  private readonly handlers = new Map<ComputerRequestType, AnyHandler>();
+  private readonly once = new Map<ComputerRequestType, AnyHandler>();
+  private readonly defaults = lifecycleDefaults(this);
+
+  constructor(
+    readonly id: string,
+    private readonly ws: WebSocket,
+  ) {
+    listen(ws, ComputerRequest, this.inbox, `computer ${id}`, (req) => void this.answer(req));
+  }
+
+  /** Says `attached` with what the host has; resolves once the object counts this socket as its agent. */
+  async attach(state: ActualState): Promise<void> {
+    this.state = state;
+    this.send({ type: 'attached', computer_id: this.id, protocol: PROTOCOL, agent_version: 'test-peer', state });
+    // No message acknowledges `attached`: ask the object itself.
+    await this.untilObject((linked) => linked, 'never took the agent socket');
+  }
+
+  /** Polls the ComputerObject until whether it has an attached agent socket satisfies `ok`. */
+  private async untilObject(ok: (linked: boolean) => boolean, failure: string): Promise<void> {
+    const stub = env.COMPUTER.get(env.COMPUTER.idFromName(this.id));
+    const deadline = Date.now() + WAIT_MS;
+    while (!ok(await runInDurableObject(stub, (obj) => obj.link.socket() !== null))) {
+      if (Date.now() > deadline) throw new Error(`computer ${this.id}: the object ${failure}`);
+      await sleep(10);
+    }
+  }
+
+  /** Every request received so far, in order. */
+  get requests(): readonly ComputerRequest[] {
+    return this.inbox.all;
+  }
+
+  /** Answers every later request of this type with `handler`. */
+  onRequest<T extends ComputerRequestType>(type: T, handler: Handler<T>): void {
+    this.handlers.set(type, handler as unknown as AnyHandler);
+  }
+
+  /** Holds the next request of this type unanswered until the test replies. */
+  hold<T extends ComputerRequestType>(type: T): Held<T> {
+    let reply!: (r: Reply<T>) => void;
+    const answer = new Promise<Reply<T>>((resolve) => (reply = resolve));
+    let got!: (req: Req<T>) => void;
+    const request = new Promise<Req<T>>((resolve) => (got = resolve));
+    const handler: Handler<T> = (req) => {
+      got(req);
+      return answer;
+    };
+    this.once.set(type, handler as unknown as AnyHandler);
+    return { request: withTimeout(request, `computer ${this.id}: held ${type}`), reply };
+  }
+
+  /** The next request of this type (each is returned once). */
+  take<T extends ComputerRequestType>(type: T): Promise<Req<T>> {
+    return this.inbox.take(type, `computer ${this.id}`) as Promise<Req<T>>;
+  }
+
+  /** Sends an agent message (metrics, computer.exited, a hand-made result). */
+  send(msg: ComputerAgentMessage): void {
+    this.ws.send(JSON.stringify(msg));
+  }
+
+  /** The agent goes away: the socket closes without a word. Resolves once the object has noticed. */
+  async drop(): Promise<void> {
+    close(this.ws);
+    await this.untilObject((linked) => !linked, 'never let go of the agent socket');
+  }
+
+  private async answer(req: ComputerRequest): Promise<void> {
+    const handler = this.once.get(req.type) ?? this.handlers.get(req.type) ?? (this.defaults[req.type] as unknown as AnyHandler);
+    this.once.delete(req.type);
+    const reply = await handler(req);
+    if (reply === 'no-reply') return;
+    if ('data' in reply) {
+      const data = reply.data as { state?: ActualState };
+      if (req.type !== 'exec.run' && data.state) this.state = data.state;
+    }
+    try {
+      this.send('error' in reply ? { type: 'result', id: req.id, ok: false, error: reply.error } : { type: 'result', id: req.id, ok: true, data: reply.data });
+    } catch {
+      /* the socket went away while the reply was held */
+    }
+  }
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+function withTimeout<T>(p: Promise<T>, label: string): Promise<T> {
+  return Promise.race([p, sleep(WAIT_MS).then(() => Promise.reject<T>(new Error(`${label}: nothing within ${WAIT_MS} ms`)))]);
+}
