@@ -1,0 +1,76 @@
+/** A small HTTP client for end-to-end tests: the API as a user's program calls it. */
+import { inject } from 'vitest';
+import { seedTenant } from '../../scripts/local-stack.ts';
+
+export const hangar = () => inject('hangar');
+
+export interface Reply<T = Record<string, unknown>> {
+  status: number;
+  body: T;
+  headers: Headers;
+}
+
+export class Client {
+  readonly apiUrl: string;
+  readonly key: string;
+
+  constructor(apiUrl: string, key: string) {
+    this.apiUrl = apiUrl;
+    this.key = key;
+  }
+
+  async call<T = Record<string, unknown>>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply<T>> {
+    const r = await fetch(this.apiUrl + path, {
+      method,
+      headers: { authorization: `Bearer ${this.key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    const text = await r.text();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      /* not JSON: keep the text */
+    }
+    return { status: r.status, body: parsed as T, headers: r.headers };
+  }
+
+  get = <T = Record<string, unknown>>(p: string) => this.call<T>('GET', p);
+  post = <T = Record<string, unknown>>(p: string, b?: unknown) => this.call<T>('POST', p, b);
+  patch = <T = Record<string, unknown>>(p: string, b?: unknown) => this.call<T>('PATCH', p, b);
+  del = <T = Record<string, unknown>>(p: string) => this.call<T>('DELETE', p);
+
+  /** Polls GET /computers/{id} until its status is `status` (or fails after `ms`). */
+  async waitFor(id: string, status: string, ms = 180_000): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + ms;
+    let last: unknown;
+    while (Date.now() < deadline) {
+      const r = await this.get(`/computers/${id}`);
+      last = r.body;
+      if (r.status === 200 && r.body.status === status) return r.body;
+      if (r.status === 200 && r.body.status === 'error') throw new Error(`computer ${id} went to error`);
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    throw new Error(`computer ${id} not ${status} within ${ms} ms; last: ${JSON.stringify(last)}`);
+  }
+
+  /** Creates a computer and waits until it runs. */
+  async runningComputer(name = 'e2e', extra: Record<string, unknown> = {}): Promise<string> {
+    const r = await this.post('/computers', { name, template_type: 'miosa-desktop', ...extra });
+    if (r.status !== 201) throw new Error(`create failed: ${r.status} ${JSON.stringify(r.body)}`);
+    const id = r.body.id as string;
+    await this.waitFor(id, 'running');
+    return id;
+  }
+
+  exec(id: string, command: string, timeout?: number) {
+    return this.post<{ output: string; exit_code: number; timed_out: boolean; truncated: boolean }>(`/computers/${id}/exec`, { command, timeout });
+  }
+}
+
+/** A fresh organization with credits and its key. */
+export async function newTenant(name = 'e2e', opts: { credits?: number; rate_limit_per_minute?: number } = {}): Promise<Client> {
+  const h = hangar();
+  const t = await seedTenant(h.origin, h.operatorToken, { name, credits: opts.credits ?? 1000, rate_limit_per_minute: opts.rate_limit_per_minute ?? 100_000 });
+  return new Client(h.apiUrl, t.api_key);
+}

@@ -1,0 +1,47 @@
+/**
+ * One real Hangar for all end-to-end tests: the Worker under `wrangler dev`
+ * on a fresh state dir (fresh D1 and Durable Objects), a registered fleet host
+ * and a real host agent process serving it. Test files seed their own tenants.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { TestProject } from 'vitest/node';
+import { freePort, registerHost, startAgent, startWorker, type AgentHandle, type WorkerHandle } from '../../scripts/local-stack.ts';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    hangar: { origin: string; apiUrl: string; operatorToken: string; hostId: string; hostKey: string; dataDir: string };
+  }
+}
+
+let worker: WorkerHandle | undefined;
+let agent: AgentHandle | undefined;
+let stateDir: string | undefined;
+
+const verbose = process.env.HANGAR_E2E_VERBOSE === '1';
+const log = (s: string) => {
+  if (verbose) process.stderr.write(s);
+};
+
+export async function setup(project: TestProject): Promise<void> {
+  stateDir = mkdtempSync(path.join(os.tmpdir(), 'hangar-e2e-'));
+  worker = await startWorker({ stateDir, port: await freePort(), vars: { METRICS_INTERVAL_MS: '1000' }, log });
+  const host = await registerHost(worker.origin, worker.secrets.OPERATOR_TOKEN, { name: 'e2e-host', region: 'local' });
+  const dataDir = process.env.HANGAR_DATA_DIR ?? '/var/lib/hangar';
+  agent = await startAgent({ origin: worker.origin, hostKey: host.host_key, dataDir, log: (s) => process.stderr.write(s) });
+  project.provide('hangar', {
+    origin: worker.origin,
+    apiUrl: worker.apiUrl,
+    operatorToken: worker.secrets.OPERATOR_TOKEN,
+    hostId: host.id,
+    hostKey: host.host_key,
+    dataDir,
+  });
+}
+
+export async function teardown(): Promise<void> {
+  await agent?.stop();
+  await worker?.stop();
+  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+}
