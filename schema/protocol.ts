@@ -11,11 +11,15 @@
  *
  * Versions (major changes break old agents; minor ones only add):
  *  - 1.0  hello/welcome, attach/detach, computer lifecycle, sync exec, metrics.
+ *  - 1.1  streamed processes (proc.*): start, attach after a reconnect, stdin,
+ *         resize, signal; output and stdin travel as binary frames (see
+ *         BINARY FRAMES below) with byte offsets, and output is acknowledged
+ *         by offset so the agent never holds more than a window of it.
  */
 import { z } from 'zod';
 import { SIZE_NAMES } from './sizes.ts';
 
-export const PROTOCOL = { major: 1, minor: 0 } as const;
+export const PROTOCOL = { major: 1, minor: 1 } as const;
 
 const Version = z.object({ major: z.number().int().nonnegative(), minor: z.number().int().nonnegative() });
 const Uuid = z.uuid();
@@ -102,6 +106,48 @@ export const ExecRunResult = z.object({
 export type ExecRunResult = z.infer<typeof ExecRunResult>;
 
 export const LifecycleResult = z.object({ state: ActualState });
+
+// ------------------------------------------------------------ streamed processes (1.1)
+
+/** Chosen by the ComputerObject; short and boring because it travels in every binary frame. */
+export const ProcId = z.string().regex(/^[a-z0-9]{1,32}$/);
+export const OUTPUT_STREAMS = ['stdout', 'stderr', 'pty'] as const;
+export const OutputStream = z.enum(OUTPUT_STREAMS);
+export type OutputStream = z.infer<typeof OutputStream>;
+export const StreamOffsets = z.partialRecord(OutputStream, z.number().int().nonnegative());
+export type StreamOffsets = z.infer<typeof StreamOffsets>;
+const TermSize = z.number().int().min(1).max(1000);
+export const ProcSignal = z.enum(['TERM', 'KILL', 'INT', 'HUP']);
+export type ProcSignal = z.infer<typeof ProcSignal>;
+
+export const ProcStartParams = z.object({
+  proc_id: ProcId,
+  /** Exactly one: a command for `shell -c`, or an argv run as is. */
+  command: z.string().optional(),
+  argv: z.array(z.string()).min(1).optional(),
+  /** Absolute path of the shell for `command` (default /bin/bash); it must exist in the computer. */
+  shell: z.string().optional(),
+  /** A real terminal: output is one `pty` stream. */
+  tty: z.object({ rows: TermSize, cols: TermSize }).optional(),
+  cwd: z.string().optional(),
+  env: z.record(z.string(), z.string()).optional(),
+  /** Killed (TERM, then KILL) after this many seconds; absent means never. */
+  timeout_s: z.number().int().positive().optional(),
+  /** Keep stdin open for proc stdin frames; otherwise it is /dev/null. */
+  stdin: z.boolean(),
+});
+export type ProcStartParams = z.infer<typeof ProcStartParams>;
+
+export const ProcExit = z.object({
+  exit_code: z.number().int(),
+  signal: z.number().int().nullable(),
+  timed_out: z.boolean(),
+  duration_ms: z.number().nonnegative(),
+});
+export type ProcExit = z.infer<typeof ProcExit>;
+
+/** What the host has for a process after a reconnect. */
+export const ProcAttachResult = z.object({ running: z.boolean(), exit: ProcExit.nullable() });
 export type LifecycleResult = z.infer<typeof LifecycleResult>;
 
 /** Requests the ComputerObject sends; each is answered by one `result` with the same id. */
@@ -113,6 +159,12 @@ export const ComputerRequest = z.discriminatedUnion('type', [
   z.object({ type: z.literal('computer.resize'), id: RequestId, spec: ComputerSpec }),
   z.object({ type: z.literal('computer.env'), id: RequestId, env: z.record(z.string(), z.string()) }),
   z.object({ type: z.literal('exec.run'), id: RequestId, params: ExecRunParams }),
+  z.object({ type: z.literal('proc.start'), id: RequestId, params: ProcStartParams }),
+  z.object({ type: z.literal('proc.attach'), id: RequestId, proc_id: ProcId, offsets: StreamOffsets }),
+  z.object({ type: z.literal('proc.resize'), id: RequestId, proc_id: ProcId, rows: TermSize, cols: TermSize }),
+  z.object({ type: z.literal('proc.signal'), id: RequestId, proc_id: ProcId, signal: ProcSignal }),
+  z.object({ type: z.literal('proc.close_stdin'), id: RequestId, proc_id: ProcId }),
+  z.object({ type: z.literal('proc.forget'), id: RequestId, proc_id: ProcId }),
 ]);
 export type ComputerRequest = z.infer<typeof ComputerRequest>;
 export type ComputerRequestType = ComputerRequest['type'];
@@ -126,9 +178,25 @@ export const RESULT_SCHEMAS = {
   'computer.resize': LifecycleResult,
   'computer.env': LifecycleResult,
   'exec.run': ExecRunResult,
+  'proc.start': z.object({ pid: z.number().int() }),
+  'proc.attach': ProcAttachResult,
+  'proc.resize': z.object({}),
+  'proc.signal': z.object({}),
+  'proc.close_stdin': z.object({}),
+  'proc.forget': z.object({}),
 } as const satisfies Record<ComputerRequestType, z.ZodType>;
 
 export const AgentErrorCode = z.enum(['NOT_RUNNING', 'NOT_FOUND', 'BAD_REQUEST', 'FAILED']);
+
+/** The server has taken a process's output up to these offsets; the agent may send that much more beyond them. */
+export const ProcAck = z.object({ type: z.literal('proc.ack'), proc_id: ProcId, offsets: StreamOffsets });
+
+/** Messages the ComputerObject sends that need no answer. */
+export const ComputerNotice = z.discriminatedUnion('type', [ProcAck]);
+export type ComputerNotice = z.infer<typeof ComputerNotice>;
+
+/** Bytes of unacknowledged output the agent may have in flight per process. */
+export const OUTPUT_WINDOW_BYTES = 2 * 1024 * 1024;
 
 export const ResultMessage = z.discriminatedUnion('ok', [
   z.object({ type: z.literal('result'), id: RequestId, ok: z.literal(true), data: z.unknown() }),
@@ -159,9 +227,61 @@ export const MetricsSample = z.object({
 /** The computer stopped without being asked (its init died, it ran out of memory). */
 export const ComputerExited = z.object({ type: z.literal('computer.exited'), reason: z.string().max(1024) });
 
-export const ComputerAgentMessage = z.union([ResultMessage, Attached, MetricsSample, ComputerExited]);
+export const ProcExited = z.object({ type: z.literal('proc.exit'), proc_id: ProcId }).extend(ProcExit.shape);
+
+/** Stdin bytes written to the process so far (the server's credit for sending more). */
+export const ProcStdinAck = z.object({ type: z.literal('proc.stdin_ack'), proc_id: ProcId, offset: z.number().int().nonnegative() });
+
+export const ComputerAgentMessage = z.union([ResultMessage, Attached, MetricsSample, ComputerExited, ProcExited, ProcStdinAck]);
 export type ComputerAgentMessage = z.infer<typeof ComputerAgentMessage>;
 
 /** Path the agent dials for a computer socket; the host socket is AGENT_HOST_PATH. */
 export const AGENT_HOST_PATH = '/agent/v1/connect';
 export const agentComputerPath = (computerId: string) => `/agent/v1/computers/${computerId}/connect`;
+
+// ------------------------------------------------------------ binary frames (1.1)
+//
+//   u8  kind      1 = output (agent -> server), 2 = stdin (server -> agent)
+//   u8  stream    index in OUTPUT_STREAMS for output; 0 for stdin
+//   u8  id_len    length of the proc id
+//   ..  proc id   ASCII
+//   f64 offset    big-endian: byte offset of the payload's first byte in its stream
+//   ..  payload   the bytes
+
+export const FRAME_OUTPUT = 1;
+export const FRAME_STDIN = 2;
+
+export interface BinaryFrame {
+  kind: typeof FRAME_OUTPUT | typeof FRAME_STDIN;
+  stream: OutputStream;
+  proc_id: string;
+  offset: number;
+  payload: Uint8Array;
+}
+
+export function encodeFrame(f: BinaryFrame): Uint8Array {
+  const id = new TextEncoder().encode(f.proc_id);
+  const out = new Uint8Array(3 + id.length + 8 + f.payload.byteLength);
+  out[0] = f.kind;
+  out[1] = f.kind === FRAME_OUTPUT ? OUTPUT_STREAMS.indexOf(f.stream) : 0;
+  out[2] = id.length;
+  out.set(id, 3);
+  new DataView(out.buffer, out.byteOffset + 3 + id.length, 8).setFloat64(0, f.offset);
+  out.set(f.payload, 3 + id.length + 8);
+  return out;
+}
+
+/** Parses a binary frame; null when it is malformed (the caller drops it and may close the socket). */
+export function decodeFrame(buf: Uint8Array): BinaryFrame | null {
+  if (buf.byteLength < 11) return null;
+  const kind = buf[0];
+  const idLen = buf[2];
+  if ((kind !== FRAME_OUTPUT && kind !== FRAME_STDIN) || buf.byteLength < 3 + idLen + 8) return null;
+  const stream = kind === FRAME_OUTPUT ? OUTPUT_STREAMS[buf[1]] : 'stdout';
+  if (!stream) return null;
+  const proc_id = new TextDecoder().decode(buf.subarray(3, 3 + idLen));
+  if (!ProcId.safeParse(proc_id).success) return null;
+  const offset = new DataView(buf.buffer, buf.byteOffset + 3 + idLen, 8).getFloat64(0);
+  if (!Number.isSafeInteger(offset) || offset < 0) return null;
+  return { kind, stream, proc_id, offset, payload: buf.subarray(3 + idLen + 8) };
+}

@@ -3,10 +3,11 @@
  * on a fresh state dir (fresh D1 and Durable Objects), a registered fleet host
  * and a real host agent process serving it. Test files seed their own tenants.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
+import { SandboxDriver } from '../../host-agent/drivers/sandbox.ts';
 import { freePort, registerHost, startAgent, startWorker, type AgentHandle, type WorkerHandle } from '../../scripts/local-stack.ts';
 
 declare module 'vitest' {
@@ -18,6 +19,7 @@ declare module 'vitest' {
 let worker: WorkerHandle | undefined;
 let agent: AgentHandle | undefined;
 let stateDir: string | undefined;
+let dataDir: string | undefined;
 
 const verbose = process.env.HANGAR_E2E_VERBOSE === '1';
 const log = (s: string) => {
@@ -28,7 +30,13 @@ export async function setup(project: TestProject): Promise<void> {
   stateDir = mkdtempSync(path.join(os.tmpdir(), 'hangar-e2e-'));
   worker = await startWorker({ stateDir, port: await freePort(), vars: { METRICS_INTERVAL_MS: '1000' }, log });
   const host = await registerHost(worker.origin, worker.secrets.OPERATOR_TOKEN, { name: 'e2e-host', region: 'local' });
-  const dataDir = process.env.HANGAR_DATA_DIR ?? '/var/lib/hangar';
+  // The agent removes computers its server does not know, so it gets a data dir of its own;
+  // the template (slow to build) is shared with every other agent on this machine.
+  const shared = process.env.HANGAR_DATA_DIR ?? '/var/lib/hangar';
+  mkdirSync(path.join(shared, 'templates'), { recursive: true });
+  dataDir = path.join(stateDir, 'data');
+  mkdirSync(dataDir);
+  symlinkSync(path.join(shared, 'templates'), path.join(dataDir, 'templates'));
   agent = await startAgent({ origin: worker.origin, hostKey: host.host_key, dataDir, log: (s) => process.stderr.write(s) });
   project.provide('hangar', {
     origin: worker.origin,
@@ -42,6 +50,12 @@ export async function setup(project: TestProject): Promise<void> {
 
 export async function teardown(): Promise<void> {
   await agent?.stop();
+  // Computers outlive their agent by design; whatever a failed test left running goes now.
+  if (dataDir) {
+    const driver = new SandboxDriver({ dataDir });
+    for (const id of await driver.list()) await driver.destroy(id).catch(() => {});
+    await driver.close();
+  }
   await worker?.stop();
   if (stateDir) rmSync(stateDir, { recursive: true, force: true });
 }

@@ -195,6 +195,12 @@ const lifecycleDefaults = (peer: ComputerPeer): { [T in ComputerRequestType]: Ha
   'computer.resize': () => ({ data: { state: peer.state } }),
   'computer.env': () => ({ data: { state: peer.state } }),
   'exec.run': () => ({ data: { output: '', exit_code: 0, timed_out: false, truncated: false, duration_ms: 1 } }),
+  'proc.start': () => ({ data: { pid: 100 } }),
+  'proc.attach': () => ({ data: { running: true, exit: null } }),
+  'proc.resize': () => ({ data: {} }),
+  'proc.signal': () => ({ data: {} }),
+  'proc.close_stdin': () => ({ data: {} }),
+  'proc.forget': () => ({ data: {} }),
 });
 
 export interface Held<T extends ComputerRequestType> {
