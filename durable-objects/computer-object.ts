@@ -6,16 +6,22 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env.ts';
-import { ComputerAgentMessage, type ComputerSpec, type ExecRunParams, type ExecRunResult } from '../schema/protocol.ts';
+import { ComputerAgentMessage, FRAME_OUTPUT, decodeFrame, type ComputerSpec, type ExecRunParams, type ExecRunResult, type ProcStartParams } from '../schema/protocol.ts';
 import { fail, ok, type Result } from '../schema/errors.ts';
 import { SIZES, type Size } from '../schema/sizes.ts';
 import { AgentLink } from './agent-link.ts';
 import { REFUSAL, REQUIRES, transition, type LifecycleEvent, type Status } from './computer/state-table.ts';
 import { callerAccess, mirrorStatus, type Caller, type ComputerRecord } from './computer/record.ts';
 import { MetricsStore, type MetricsWindow, type Point } from './computer/metrics-store.ts';
-import { BILLING_INTERVAL_MS, balanceOf, charge } from './computer/usage.ts';
+import { BILLING_INTERVAL_MS, balanceOf, charge, nextAlarm } from './computer/usage.ts';
 import { Lifecycle } from './computer/lifecycle.ts';
 import { loadComputerEnv } from '../worker/crypto/env-cipher.ts';
+import { ProcManager, type SinkFactory } from './exec/proc-manager.ts';
+import { EventLog } from './exec/event-log.ts';
+import { StreamExecSink } from './exec/stream-exec.ts';
+import { Tickets } from './exec/tickets.ts';
+import { errorResponse } from '../worker/http/responses.ts';
+import { ApiError } from '../schema/errors.ts';
 
 const NOT_FOUND = 'computer not found';
 /** How soon a due stop (idle, or out of credits) is tried again when the agent could not do it. */
@@ -33,6 +39,8 @@ export class ComputerObject extends DurableObject<Env> {
   readonly link: AgentLink;
   private readonly metrics: MetricsStore;
   private readonly lifecycle: Lifecycle;
+  readonly procs: ProcManager;
+  private readonly tickets: Tickets;
   private lastActivity = Date.now();
   private lastActivityStored = 0;
 
@@ -41,6 +49,17 @@ export class ComputerObject extends DurableObject<Env> {
     this.link = new AgentLink(ctx);
     this.metrics = new MetricsStore(ctx.storage.sql);
     this.lifecycle = new Lifecycle(this);
+    const sql = ctx.storage.sql;
+    EventLog.init(sql);
+    this.tickets = new Tickets(sql);
+    const unsupported: SinkFactory = (row) => {
+      throw new Error(`no sink for ${row.kind} processes`);
+    };
+    this.procs = new ProcManager(sql, this.link, {
+      stream: (row) => new StreamExecSink(sql, row, (procId) => this.tickets.dropFor(procId)),
+      ws: unsupported,
+      terminal: unsupported,
+    });
     this.loaded = ctx.blockConcurrencyWhile(async () => {
       this.rec = (await ctx.storage.get<ComputerRecord>('record')) ?? null;
       this.lastActivity = (await ctx.storage.get<number>('last_activity')) ?? Date.now();
@@ -65,7 +84,11 @@ export class ComputerObject extends DurableObject<Env> {
       await this.ctx.storage.put('record', rec);
       await mirrorStatus(this.env.DB, rec.id, next);
       if (next === 'running' && !wasRunning) await this.startMeter();
-      if (wasRunning && next !== 'running') await this.stopMeter();
+      if (wasRunning && next !== 'running') {
+        // Whatever ran in the computer is gone with it; its viewers get an honest error event.
+        this.procs.loseAll(`the computer is ${next === 'restarting' ? 'restarting' : 'stopped'}; the command ended with it`);
+        await this.stopMeter();
+      }
     }
     return next;
   }
@@ -227,6 +250,35 @@ export class ComputerObject extends DurableObject<Env> {
     return res;
   }
 
+  /** Starts a streamed command (output kept from its first byte) and issues the ticket its SSE stream needs. */
+  async startStream(caller: Caller, params: { command: string; timeout_s: number; shell: string }): Promise<Result<{ ticket: string; expires_at: number }>> {
+    const r = await this.require(caller, 'exec');
+    if (!r.ok) return r;
+    if (!this.link.socket()) return fail('AGENT_UNAVAILABLE', "the computer's host agent is not connected; try again shortly");
+    const proc_id = newProcId();
+    const start: ProcStartParams = { proc_id, command: params.command, shell: params.shell, timeout_s: params.timeout_s, stdin: false };
+    const started = await this.procs.start('stream', caller.org_id, start, { timeout_s: params.timeout_s, started_at: Date.now() });
+    if (!started.ok) return started;
+    await this.scheduleAlarm();
+    return ok(await this.tickets.issue(proc_id));
+  }
+
+  /** GET …/exec/stream/events: the ticket's command as Server-Sent Events, from after Last-Event-ID. */
+  private async streamEvents(request: Request, url: URL): Promise<Response> {
+    const requestId = request.headers.get('x-request-id') ?? '';
+    const ticket = url.searchParams.get('ticket');
+    const procId = ticket ? await this.tickets.redeem(ticket) : null;
+    const row = procId ? this.procs.row(procId) : null;
+    const sink = row?.kind === 'stream' ? (this.procs.sink(row.proc_id) as StreamExecSink) : null;
+    if (!sink) return errorResponse(new ApiError('UNAUTHORIZED', 'unknown or expired ticket; start the command again with POST …/exec/stream'), requestId);
+    const lastId = Number(request.headers.get('last-event-id') ?? url.searchParams.get('last_event_id') ?? '0');
+    const after = Number.isSafeInteger(lastId) && lastId > 0 ? lastId : 0;
+    this.touch();
+    // A viewer that already has the terminal event is told not to reconnect.
+    if (sink.log.done() && after >= sink.log.lastSeq()) return new Response(null, { status: 204 });
+    return sink.hub.subscribe(after);
+  }
+
   async readMetrics(caller: Caller, window: MetricsWindow): Promise<Result<MetricsView>> {
     const g = await this.guard(caller);
     if (!g.ok) return g;
@@ -236,9 +288,11 @@ export class ComputerObject extends DurableObject<Env> {
 
   // ------------------------------------------------------------ agent socket
 
-  /** The agent route forwards the host-key-verified upgrade here with the host's id. */
+  /** Streams and sockets: the agent's upgrade (host verified by the route) and SSE viewers. */
   async fetch(request: Request): Promise<Response> {
     await this.loaded;
+    const url = new URL(request.url);
+    if (url.pathname.endsWith('/exec/stream/events')) return this.streamEvents(request, url);
     const hostId = request.headers.get('x-hangar-host-id');
     if (!this.rec || !hostId || hostId !== this.rec.host_id) return new Response('computer not found on this host', { status: 404 });
     const pair = new WebSocketPair();
@@ -247,7 +301,17 @@ export class ComputerObject extends DurableObject<Env> {
   }
 
   async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
-    if (!this.link.isAgentSocket(ws) || typeof data !== 'string') return;
+    if (!this.link.isAgentSocket(ws)) return;
+    if (typeof data !== 'string') {
+      const frame = decodeFrame(new Uint8Array(data));
+      if (!frame || frame.kind !== FRAME_OUTPUT) {
+        ws.close(4400, 'malformed frame');
+        return;
+      }
+      await this.loaded;
+      this.procs.onOutput(frame);
+      return;
+    }
     let parsed: ComputerAgentMessage;
     try {
       parsed = ComputerAgentMessage.parse(JSON.parse(data));
@@ -263,13 +327,23 @@ export class ComputerObject extends DurableObject<Env> {
       case 'attached':
         this.link.markAttached(ws, parsed.agent_version);
         // Not awaited: reconciling waits on results that arrive as later messages.
-        this.ctx.waitUntil(this.lifecycle.reconcile(parsed.state));
+        this.ctx.waitUntil(
+          this.lifecycle.reconcile(parsed.state).then(async () => {
+            if (this.rec?.status === 'running') await this.procs.resumeAll();
+          }),
+        );
         return;
       case 'metrics':
         this.metrics.add(parsed.ts, parsed.cpu_percent, parsed.memory_percent);
         return;
       case 'computer.exited':
         await this.apply('exited');
+        return;
+      case 'proc.exit':
+        this.procs.onExit(parsed.proc_id, parsed);
+        await this.scheduleAlarm();
+        return;
+      case 'proc.stdin_ack':
         return;
     }
   }
@@ -301,20 +375,24 @@ export class ComputerObject extends DurableObject<Env> {
 
   private async scheduleAlarm(): Promise<void> {
     const rec = this.rec;
-    if (!rec || rec.status !== 'running') {
-      await this.ctx.storage.deleteAlarm();
-      return;
-    }
-    const billedUntil = (await this.ctx.storage.get<number>('billed_until')) ?? Date.now();
-    let at = billedUntil + BILLING_INTERVAL_MS;
-    if (rec.auto_stop > 0) at = Math.min(at, this.lastActivity + rec.auto_stop * 1000);
-    await this.ctx.storage.setAlarm(Math.max(at, Date.now() + 10));
+    const at = nextAlarm({
+      running: rec?.status === 'running',
+      billedUntil: (await this.ctx.storage.get<number>('billed_until')) ?? Date.now(),
+      autoStopS: rec?.auto_stop ?? 0,
+      lastActivity: this.lastActivity,
+      busy: this.procs.hasRunning(),
+      logExpiry: this.procs.nextExpiry(),
+    });
+    if (at === null) await this.ctx.storage.deleteAlarm();
+    else await this.ctx.storage.setAlarm(Math.max(at, Date.now() + 10));
   }
 
+  /** Billing, auto-stop and dropping old command logs, whichever is due. */
   async alarm(): Promise<void> {
     await this.loaded;
+    this.procs.sweep();
     const rec = this.rec;
-    if (!rec || rec.status !== 'running') return;
+    if (!rec || rec.status !== 'running') return this.scheduleAlarm();
     await this.ctx.storage.put('last_activity', this.lastActivity);
     const now = Date.now();
     const billedUntil = (await this.ctx.storage.get<number>('billed_until')) ?? now;
@@ -324,7 +402,8 @@ export class ComputerObject extends DurableObject<Env> {
       await this.ctx.storage.put('billed_until', now);
     }
     const broke = (balance ?? (await balanceOf(this.env.DB, rec.org_id))) <= 0;
-    const idle = rec.auto_stop > 0 && now - this.lastActivity >= rec.auto_stop * 1000;
+    // A running command or an open terminal is activity too.
+    const idle = rec.auto_stop > 0 && !this.procs.hasRunning() && now - this.lastActivity >= rec.auto_stop * 1000;
     if (broke || idle) {
       const r = await this.lifecycle.run('stop');
       if (r.ok) return;
@@ -335,4 +414,9 @@ export class ComputerObject extends DurableObject<Env> {
     }
     await this.scheduleAlarm();
   }
+}
+
+/** Random id of a streamed process: short, lower-case, as the protocol wants. */
+function newProcId(): string {
+  return [...crypto.getRandomValues(new Uint8Array(10))].map((b) => b.toString(16).padStart(2, '0')).join('');
 }

@@ -56,6 +56,10 @@ export const ExecBody = z.object({
     .refine((s) => utf8Length(s) <= EXEC_MAX_COMMAND_BYTES, `must be at most ${EXEC_MAX_COMMAND_BYTES} bytes`),
   timeout: Timeout,
 });
+/** A shell path as a computer has them: absolute, plain characters. Whether it exists is the computer's answer. */
+export const ShellPath = z.string().regex(/^\/[A-Za-z0-9._\/-]{1,255}$/, 'must be an absolute path like /bin/bash');
+export const ExecStreamBody = ExecBody.extend({ shell: ShellPath.default('/bin/bash') });
+
 /** Python code travels on the process's stdin, so it is not bound by the argument limit. */
 export const ExecPythonBody = z.object({ code: z.string().min(1).max(1024 * 1024), timeout: Timeout });
 

@@ -22,3 +22,26 @@ export async function balanceOf(db: D1Database, orgId: string): Promise<number> 
   const row = await db.prepare('SELECT credits FROM organizations WHERE id = ?').bind(orgId).first<{ credits: number }>();
   return row?.credits ?? 0;
 }
+
+export interface AlarmInputs {
+  running: boolean;
+  billedUntil: number;
+  /** 0 is never. */
+  autoStopS: number;
+  lastActivity: number;
+  /** A command or terminal is running: not idle. */
+  busy: boolean;
+  /** When the oldest ended command's log is due for removal. */
+  logExpiry: number | null;
+}
+
+/** When the object's one alarm should next fire: the earliest of billing, auto-stop and log expiry; null for none. */
+export function nextAlarm(a: AlarmInputs): number | null {
+  const due: number[] = [];
+  if (a.running) {
+    due.push(a.billedUntil + BILLING_INTERVAL_MS);
+    if (a.autoStopS > 0 && !a.busy) due.push(a.lastActivity + a.autoStopS * 1000);
+  }
+  if (a.logExpiry !== null) due.push(a.logExpiry);
+  return due.length ? Math.min(...due) : null;
+}

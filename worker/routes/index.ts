@@ -8,6 +8,7 @@ import { COMPUTER_ROUTES } from './computers.ts';
 import { COMPUTER_ACTION_ROUTES } from './computer-actions.ts';
 import { COMPUTER_INFO_ROUTES } from './computer-info.ts';
 import { EXEC_ROUTES } from './exec.ts';
+import { EXEC_STREAM_ROUTES } from './exec-stream.ts';
 import { ENV_VAR_ROUTES } from './env-vars.ts';
 import { PORT_ROUTES } from './ports.ts';
 import { WORKSPACE_ROUTES } from './workspaces.ts';
@@ -22,6 +23,7 @@ export const ROUTES: RouteDef[] = [
   ...COMPUTER_ACTION_ROUTES,
   ...COMPUTER_INFO_ROUTES,
   ...EXEC_ROUTES,
+  ...EXEC_STREAM_ROUTES,
   ...ENV_VAR_ROUTES,
   ...PORT_ROUTES,
   ...WORKSPACE_ROUTES,

@@ -1,0 +1,117 @@
+/**
+ * The numbered SSE events of one streamed command, kept in the object's
+ * SQLite so a reconnecting viewer (Last-Event-ID) gets exactly the events
+ * after the one it saw, and an evicted object loses nothing. Events are
+ * written in batches (a row holds many) when the process manager commits —
+ * the same moment the output behind them is acknowledged to the agent — and
+ * held in memory until then; readers see both.
+ */
+import type { EventSource } from '../sse-hub.ts';
+
+/** Events of one command kept at most; older batches are dropped first. */
+export const MAX_LOG_BYTES = 64 * 1024 * 1024;
+
+export interface SseEvent {
+  event: string;
+  data: unknown;
+}
+
+export class EventLog implements EventSource {
+  private pending = '';
+  private pendingFirst = 0;
+  private last: number;
+  private finished: boolean;
+  private storedBytes: number;
+
+  constructor(
+    private readonly sql: SqlStorage,
+    readonly procId: string,
+    finished = false,
+  ) {
+    this.last = sql.exec<{ n: number | null }>('SELECT MAX(last_seq) AS n FROM proc_events WHERE proc_id = ?', procId).one().n ?? 0;
+    this.finished = finished;
+    this.storedBytes = sql.exec<{ n: number | null }>('SELECT SUM(LENGTH(body)) AS n FROM proc_events WHERE proc_id = ?', procId).one().n ?? 0;
+  }
+
+  static init(sql: SqlStorage): void {
+    sql.exec(`CREATE TABLE IF NOT EXISTS proc_events (
+      proc_id TEXT NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, body TEXT NOT NULL,
+      PRIMARY KEY (proc_id, first_seq))`);
+  }
+
+  lastSeq(): number {
+    return this.last;
+  }
+
+  done(): boolean {
+    return this.finished;
+  }
+
+  /** Numbers and records events; returns their SSE text. A terminal event marks the log done. */
+  append(events: SseEvent[], terminal = false): { text: string; last: number } {
+    let text = '';
+    for (const e of events) {
+      this.last += 1;
+      text += `id: ${this.last}\nevent: ${e.event}\ndata: ${JSON.stringify(e.data)}\n\n`;
+    }
+    if (!this.pending) this.pendingFirst = this.last - events.length + 1;
+    this.pending += text;
+    if (terminal) this.finished = true;
+    return { text, last: this.last };
+  }
+
+  /** Writes held events to SQLite, dropping the oldest batches past the size cap. */
+  flush(): void {
+    if (!this.pending) return;
+    this.sql.exec('INSERT INTO proc_events (proc_id, first_seq, last_seq, body) VALUES (?, ?, ?, ?)', this.procId, this.pendingFirst, this.last, this.pending);
+    this.storedBytes += this.pending.length;
+    this.pending = '';
+    while (this.storedBytes > MAX_LOG_BYTES) {
+      const oldest = this.sql
+        .exec<{ first_seq: number; n: number }>('SELECT first_seq, LENGTH(body) AS n FROM proc_events WHERE proc_id = ? ORDER BY first_seq LIMIT 1', this.procId)
+        .toArray()[0];
+      if (!oldest) break;
+      this.sql.exec('DELETE FROM proc_events WHERE proc_id = ? AND first_seq = ?', this.procId, oldest.first_seq);
+      this.storedBytes -= oldest.n;
+    }
+  }
+
+  readAfter(seq: number, maxBytes: number): { text: string; last: number } {
+    let text = '';
+    let last = seq;
+    const rows = this.sql
+      .exec<{ first_seq: number; last_seq: number; body: string }>(
+        'SELECT first_seq, last_seq, body FROM proc_events WHERE proc_id = ? AND last_seq > ? ORDER BY first_seq LIMIT 64',
+        this.procId,
+        seq,
+      )
+      .toArray();
+    for (const r of rows) {
+      text += r.first_seq > seq ? r.body : eventsAfter(r.body, r.first_seq, seq);
+      last = r.last_seq;
+      if (text.length >= maxBytes) return { text, last };
+    }
+    if (this.pending && this.last > last) {
+      text += this.pendingFirst > last ? this.pending : eventsAfter(this.pending, this.pendingFirst, last);
+      last = this.last;
+    }
+    return { text, last };
+  }
+
+  /** Removes the command's events. */
+  drop(): void {
+    this.pending = '';
+    this.sql.exec('DELETE FROM proc_events WHERE proc_id = ?', this.procId);
+  }
+}
+
+/** The events of a batch numbered after `seq`; data lines are JSON, so "\n\n" only ever ends an event. */
+function eventsAfter(body: string, firstSeq: number, seq: number): string {
+  let at = 0;
+  for (let n = firstSeq; n <= seq; n++) {
+    const end = body.indexOf('\n\n', at);
+    if (end === -1) return '';
+    at = end + 2;
+  }
+  return body.slice(at);
+}

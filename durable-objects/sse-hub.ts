@@ -1,0 +1,130 @@
+/**
+ * Server-Sent Events fan-out for one stream of numbered events. Subscribers
+ * that keep up get each event as it is published (encoded once for all);
+ * one that falls behind is switched to catching up from the stored log at its
+ * own pace, so a slow reader neither loses events nor holds memory. Comment
+ * heartbeats keep proxies from closing idle streams and find dead readers:
+ * the Durable Object is not told when an SSE client goes away, a failed write is.
+ */
+const encoder = new TextEncoder();
+export const HEARTBEAT_MS = 15_000;
+/** Bytes a subscriber's stream may queue before it is moved to catch-up. */
+const LIVE_QUEUE_BYTES = 1024 * 1024;
+
+export interface EventSource {
+  /** Stored events after `seq`, as SSE text, in order; at most about `maxBytes`. Returns the last seq included. */
+  readAfter(seq: number, maxBytes: number): { text: string; last: number };
+  /** The seq of the last published event. */
+  lastSeq(): number;
+  /** True once the terminal event is published. */
+  done(): boolean;
+}
+
+interface Subscriber {
+  writer: WritableStreamDefaultWriter<Uint8Array>;
+  cursor: number;
+  queued: number;
+  catchingUp: boolean;
+  closed: boolean;
+}
+
+export class SseHub {
+  private readonly subs = new Set<Subscriber>();
+  private heartbeat: ReturnType<typeof setInterval> | null = null;
+
+  constructor(private readonly source: EventSource) {}
+
+  get size(): number {
+    return this.subs.size;
+  }
+
+  /** A response streaming every event after `after`, then live ones, ending after the terminal event. */
+  subscribe(after: number): Response {
+    const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+    const sub: Subscriber = { writer: writable.getWriter(), cursor: after, queued: 0, catchingUp: true, closed: false };
+    this.subs.add(sub);
+    void sub.writer.write(encoder.encode('retry: 1000\n\n')).catch(() => this.drop(sub));
+    void this.catchUp(sub);
+    this.startHeartbeat();
+    return new Response(readable, {
+      headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache, no-transform', 'x-accel-buffering': 'no' },
+    });
+  }
+
+  /** Delivers newly stored events (SSE text ending at `last`) to subscribers that are live. */
+  publish(text: string, last: number): void {
+    if (this.subs.size === 0) return;
+    const bytes = encoder.encode(text);
+    for (const sub of this.subs) {
+      if (sub.catchingUp || sub.closed) continue;
+      if (sub.queued > LIVE_QUEUE_BYTES) {
+        sub.catchingUp = true;
+        void this.catchUp(sub);
+        continue;
+      }
+      sub.queued += bytes.byteLength;
+      sub.cursor = last;
+      sub.writer.write(bytes).then(
+        () => (sub.queued -= bytes.byteLength),
+        () => this.drop(sub),
+      );
+    }
+    if (this.source.done()) for (const sub of this.subs) if (!sub.catchingUp) void this.finish(sub);
+  }
+
+  /** Ends every subscriber (the log is gone). */
+  closeAll(): void {
+    for (const sub of this.subs) void this.finish(sub);
+  }
+
+  private async catchUp(sub: Subscriber): Promise<void> {
+    try {
+      for (;;) {
+        await sub.writer.ready;
+        if (sub.closed) return;
+        const { text, last } = this.source.readAfter(sub.cursor, 256 * 1024);
+        if (last === sub.cursor) break;
+        sub.cursor = last;
+        await sub.writer.write(encoder.encode(text));
+      }
+      // Caught up; from here publish() feeds it. Nothing can be published between
+      // the last read and this line: both run without an await in between.
+      sub.catchingUp = false;
+      sub.queued = 0;
+      if (this.source.done() && sub.cursor >= this.source.lastSeq()) await this.finish(sub);
+    } catch {
+      this.drop(sub);
+    }
+  }
+
+  private async finish(sub: Subscriber): Promise<void> {
+    if (sub.closed) return;
+    sub.closed = true;
+    this.subs.delete(sub);
+    await sub.writer.close().catch(() => {});
+    this.stopHeartbeatIfIdle();
+  }
+
+  private drop(sub: Subscriber): void {
+    if (sub.closed) return;
+    sub.closed = true;
+    this.subs.delete(sub);
+    void sub.writer.abort().catch(() => {});
+    this.stopHeartbeatIfIdle();
+  }
+
+  private startHeartbeat(): void {
+    if (this.heartbeat) return;
+    const beat = encoder.encode(': heartbeat\n\n');
+    this.heartbeat = setInterval(() => {
+      for (const sub of this.subs) if (!sub.closed) sub.writer.write(beat).catch(() => this.drop(sub));
+    }, HEARTBEAT_MS);
+  }
+
+  private stopHeartbeatIfIdle(): void {
+    if (this.subs.size === 0 && this.heartbeat) {
+      clearInterval(this.heartbeat);
+      this.heartbeat = null;
+    }
+  }
+}
