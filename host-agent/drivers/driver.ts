@@ -57,10 +57,10 @@ export interface ComputerDriver {
 
 /** Thrown by drivers; `code` maps onto the protocol's AgentErrorCode. */
 export class DriverError extends Error {
-  constructor(
-    readonly code: 'NOT_RUNNING' | 'NOT_FOUND' | 'BAD_REQUEST' | 'FAILED',
-    message: string,
-  ) {
+  // Declared as a field, not a parameter property: Node's type stripping cannot erase those.
+  readonly code: 'NOT_RUNNING' | 'NOT_FOUND' | 'BAD_REQUEST' | 'FAILED';
+  constructor(code: DriverError['code'], message: string) {
     super(message);
+    this.code = code;
   }
 }

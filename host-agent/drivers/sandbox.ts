@@ -1,0 +1,382 @@
+/**
+ * The sandbox driver: computers as namespaced, cgroup-limited process trees on
+ * an overlay root, each run by the guest agent as its pid 1 (see
+ * sandbox/sandbox-init.sh for the isolation and why it is not bubblewrap).
+ * Sandboxes are detached: they outlive the host agent, and a new driver on the
+ * same data dir finds them by their state files and reconnects to their guests.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult } from '../../schema/protocol.ts';
+import { GuestError, type GuestClient } from '../guest-client.ts';
+import { DriverError, type ComputerDriver, type ComputerMetrics, type ProgressFn } from './driver.ts';
+import { installApps } from './sandbox/apps.ts';
+import { ComputerCgroup, detectCgroups, type CgroupLayout, type Limits } from './sandbox/cgroups.ts';
+import { createDisk, destroyDisk, listDisks, readMeta, removeAbandonedDisks, writeMeta, type ComputerMeta } from './sandbox/disk.ts';
+import { computerResolvConf } from './sandbox/host-config.ts';
+import { CpuMeter } from './sandbox/metrics.ts';
+import { clearState, isAlive, launchSandbox, readState } from './sandbox/launch.ts';
+import { computerPaths, hostnameFromName, type ComputerPaths } from './sandbox/paths.ts';
+import { checkHost } from './sandbox/preflight.ts';
+import { Session } from './sandbox/session.ts';
+import { TemplateStore, TEMPLATE_NAME } from './sandbox/template.ts';
+
+export interface SandboxDriverOptions {
+  dataDir: string;
+  /** Host directories bind-mounted read-only at the same path in every computer (e.g. a local package mirror). */
+  shareReadOnly?: string[];
+}
+
+/** A fork-bomb guard, far above what interactive work needs. */
+const PIDS_MAX = 4096;
+const BOOT_TIMEOUT_MS = 20_000;
+const POLL_MS = 2000;
+
+export class SandboxDriver implements ComputerDriver {
+  readonly name = 'sandbox';
+  private readonly dataDir: string;
+  private readonly shares: string[];
+  private readonly templates: TemplateStore;
+  private layout: CgroupLayout | null = null;
+  private readonly sessions = new Map<string, Session>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly exitListeners: Array<(id: string, reason: string) => void> = [];
+  private readonly cpu = new CpuMeter();
+  private readonly poll: NodeJS.Timeout;
+
+  constructor(opts: SandboxDriverOptions) {
+    fs.mkdirSync(opts.dataDir, { recursive: true });
+    // Canonical, so the launcher's symlink checks compare like with like.
+    this.dataDir = fs.realpathSync(opts.dataDir);
+    this.shares = (opts.shareReadOnly ?? []).map((dir) => path.resolve(dir));
+    this.templates = new TemplateStore(this.dataDir);
+    removeAbandonedDisks(this.dataDir);
+    this.recover();
+    this.poll = setInterval(() => this.checkAll(), POLL_MS);
+    this.poll.unref();
+  }
+
+  prepare(onProgress: ProgressFn): Promise<void> {
+    this.checkHost();
+    return this.templates.ensure(TEMPLATE_NAME, onProgress).then(() => undefined);
+  }
+
+  provision(spec: ComputerSpec, cloneFrom: string | undefined, onProgress: ProgressFn): Promise<void> {
+    return this.withLock(spec.id, async () => {
+      this.checkHost();
+      const paths = computerPaths(this.dataDir, spec.id);
+      let meta = readMeta(paths);
+      if (!meta) {
+        let templateDir: string;
+        let apps: string[] = [];
+        let source: ComputerPaths | undefined;
+        if (cloneFrom) {
+          source = computerPaths(this.dataDir, cloneFrom);
+          const sourceMeta = readMeta(source);
+          if (!sourceMeta) throw new DriverError('NOT_FOUND', `computer ${cloneFrom} to clone has no disk on this host`);
+          templateDir = sourceMeta.template_dir;
+          apps = sourceMeta.apps_installed;
+          onProgress({ phase: 'disk', message: `copying the disk of ${cloneFrom}` });
+        } else {
+          templateDir = await this.templates.ensure(spec.template, onProgress);
+          onProgress({ phase: 'disk', message: 'creating the disk' });
+        }
+        meta = {
+          id: spec.id, name: spec.name, hostname: hostnameFromName(spec.name), template_dir: templateDir,
+          vcpus: spec.vcpus, memory_mb: spec.memory_mb, apps_installed: apps, created_at: new Date().toISOString(),
+        };
+        await createDisk(this.dataDir, meta, source);
+      }
+      onProgress({ phase: 'boot', message: 'starting' });
+      const session = await this.startLocked(spec);
+      if (spec.selected_apps.length > 0) {
+        const guest = await session.connect();
+        if (!guest) throw new DriverError('FAILED', 'the guest agent stopped answering while installing apps');
+        const installed = await installApps(guest, spec.selected_apps, meta.apps_installed, onProgress);
+        writeMeta(paths, { ...(readMeta(paths) ?? meta), apps_installed: installed });
+      }
+      onProgress({ phase: 'boot', message: 'running', fraction: 1 });
+    });
+  }
+
+  start(spec: ComputerSpec): Promise<void> {
+    return this.withLock(spec.id, async () => {
+      await this.startLocked(spec);
+    });
+  }
+
+  stop(id: string): Promise<void> {
+    return this.withLock(id, async () => {
+      this.requireDisk(id);
+      await this.stopLocked(id);
+    });
+  }
+
+  destroy(id: string): Promise<void> {
+    return this.withLock(id, async () => {
+      const paths = computerPaths(this.dataDir, id);
+      await this.stopLocked(id);
+      destroyDisk(paths);
+      this.cpu.forget(id);
+    });
+  }
+
+  resize(spec: ComputerSpec): Promise<void> {
+    return this.withLock(spec.id, async () => {
+      const { paths, meta } = this.requireDisk(spec.id);
+      writeMeta(paths, { ...meta, vcpus: spec.vcpus, memory_mb: spec.memory_mb });
+      const cgroup = this.cgroup(spec.id);
+      if (this.sessionFor(spec.id) && cgroup.exists()) cgroup.apply(limitsOf(spec));
+    });
+  }
+
+  async setEnv(id: string, env: Record<string, string>): Promise<void> {
+    this.requireDisk(id);
+    const guest = await this.sessionFor(id)?.connect();
+    // A stopped computer gets its environment from the spec when it starts.
+    if (guest) await guest.setEnv(env);
+  }
+
+  async exec(id: string, params: ExecRunParams): Promise<ExecRunResult> {
+    const guest = await this.guestOf(id);
+    try {
+      const { result, output } = await guest.exec({
+        command: params.command,
+        timeout_s: params.timeout_s,
+        cwd: params.cwd,
+        env: params.env,
+        max_output_bytes: params.max_output_bytes,
+      });
+      return {
+        output: new TextDecoder('utf-8', { fatal: false }).decode(output),
+        exit_code: result.exit_code,
+        timed_out: result.timed_out,
+        truncated: result.truncated,
+        duration_ms: result.duration_ms,
+      };
+    } catch (err) {
+      throw this.guestFailure(id, err);
+    }
+  }
+
+  async metrics(id: string): Promise<ComputerMetrics | null> {
+    const session = this.sessionFor(id);
+    if (!session || !session.cgroup.exists()) return null;
+    return this.cpu.measure(id, session.cgroup, readMeta(session.paths)?.vcpus ?? 1);
+  }
+
+  async state(id: string): Promise<ActualState> {
+    const paths = computerPaths(this.dataDir, id);
+    if (!readMeta(paths)) return 'absent';
+    const session = this.sessionFor(id);
+    if (!session) return 'stopped';
+    const guest = await session.connect();
+    if (!guest) return 'stopped';
+    try {
+      await guest.ping();
+      return 'running';
+    } catch {
+      return 'stopped';
+    }
+  }
+
+  async list(): Promise<string[]> {
+    return listDisks(this.dataDir);
+  }
+
+  onExit(listener: (id: string, reason: string) => void): void {
+    this.exitListeners.push(listener);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.poll);
+    for (const s of this.sessions.values()) s.close();
+    this.sessions.clear();
+  }
+
+  /** The cgroup limits the kernel applies to a computer now (for operators and tests). */
+  limits(id: string): ReturnType<ComputerCgroup['readLimits']> | null {
+    const cgroup = this.cgroup(id);
+    return cgroup.exists() ? cgroup.readLimits() : null;
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private async startLocked(spec: ComputerSpec): Promise<Session> {
+    const { paths, meta } = this.requireDisk(spec.id);
+    const existing = this.sessionFor(spec.id);
+    if (existing) {
+      if (await existing.connect()) return existing; // running: start is a no-op
+      await this.stopLocked(spec.id); // alive but its guest is gone: reboot it
+    }
+    const updated: ComputerMeta = { ...meta, name: spec.name, hostname: hostnameFromName(spec.name), vcpus: spec.vcpus, memory_mb: spec.memory_mb };
+    writeMeta(paths, updated);
+    const cgroup = this.cgroup(spec.id);
+    if (cgroup.exists()) {
+      await cgroup.killAll(); // leftovers of a computer that died unwatched
+      await cgroup.remove();
+    }
+    cgroup.create(limitsOf(spec));
+    const resolv = computerResolvConf();
+    const { state, child } = await launchSandbox({
+      paths, templateDir: updated.template_dir, hostname: updated.hostname, shares: this.shares, cgroup,
+      resolvConf: resolv.text, dnsForward: resolv.dnsForward,
+    }).catch(async (err: unknown) => {
+      await this.cleanupDead(spec.id, cgroup, paths);
+      throw err;
+    });
+    const session = this.track(spec.id, paths, cgroup, state);
+    session.child = child;
+    child.once('exit', () => this.checkExit(spec.id));
+    const guest = await session.waitForGuest(BOOT_TIMEOUT_MS);
+    if (!guest) {
+      await this.stopLocked(spec.id);
+      throw new DriverError('FAILED', `the computer did not come up: ${logTail(paths.log)}`);
+    }
+    await guest.setEnv(spec.env);
+    return session;
+  }
+
+  private async stopLocked(id: string): Promise<void> {
+    const paths = computerPaths(this.dataDir, id);
+    const session = this.sessions.get(id);
+    if (session) session.stopping = true;
+    const state = readState(paths);
+    const cgroup = this.cgroup(id);
+    if (state && isAlive(state)) {
+      // The launcher first: with --kill-child its death takes the computer's pid 1 along.
+      for (const pid of [state.pid, state.pasta_pid]) {
+        try {
+          if (pid) process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    }
+    if (cgroup.exists()) await cgroup.killAll();
+    const deadline = Date.now() + 10_000;
+    while (state && isAlive(state)) {
+      if (Date.now() > deadline) throw new DriverError('FAILED', `computer ${id} did not stop`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await this.cleanupDead(id, cgroup, paths);
+  }
+
+  private async cleanupDead(id: string, cgroup: ComputerCgroup, paths: ComputerPaths): Promise<void> {
+    this.sessions.get(id)?.close();
+    this.sessions.delete(id);
+    if (cgroup.exists()) {
+      await cgroup.killAll(); // e.g. pasta
+      await cgroup.remove();
+    }
+    clearState(paths);
+  }
+
+  private track(id: string, paths: ComputerPaths, cgroup: ComputerCgroup, state: NonNullable<ReturnType<typeof readState>>): Session {
+    this.sessions.get(id)?.close();
+    const session = new Session(id, paths, cgroup, state, () => this.checkExit(id));
+    this.sessions.set(id, session);
+    return session;
+  }
+
+  /** The session of a computer whose sandbox is alive, picking up ones an earlier agent started. */
+  private sessionFor(id: string): Session | null {
+    const known = this.sessions.get(id);
+    if (known) return known.alive() ? known : null;
+    const paths = computerPaths(this.dataDir, id);
+    const state = readState(paths);
+    if (!state || !isAlive(state)) return null;
+    return this.track(id, paths, this.cgroup(id), state);
+  }
+
+  private async guestOf(id: string): Promise<GuestClient> {
+    this.requireDisk(id);
+    const guest = await this.sessionFor(id)?.connect();
+    if (!guest) throw new DriverError('NOT_RUNNING', `computer ${id} is not running`);
+    return guest;
+  }
+
+  private guestFailure(id: string, err: unknown): DriverError {
+    if (err instanceof GuestError) {
+      if (err.code === 'DISCONNECTED' && !this.sessionFor(id)) return new DriverError('NOT_RUNNING', `computer ${id} stopped`);
+      if (err.code === 'BAD_REQUEST') return new DriverError('BAD_REQUEST', err.message);
+      return new DriverError('FAILED', `guest agent: ${err.message}`);
+    }
+    return err instanceof DriverError ? err : new DriverError('FAILED', String(err));
+  }
+
+  /** Finds computers left running by an earlier agent and watches them. */
+  private recover(): void {
+    for (const id of listDisks(this.dataDir)) {
+      const session = this.sessionFor(id);
+      void session?.connect();
+    }
+  }
+
+  private checkAll(): void {
+    for (const id of [...this.sessions.keys()]) this.checkExit(id);
+  }
+
+  /** Notices a computer that died on its own, cleans up after it and tells the listeners. */
+  private checkExit(id: string): void {
+    const session = this.sessions.get(id);
+    if (!session || session.stopping || session.alive()) return;
+    this.sessions.delete(id);
+    session.close();
+    const oom = session.cgroup.exists() && session.cgroup.sample().oomKills > session.oomBaseline;
+    const code = session.child?.exitCode;
+    const signal = session.child?.signalCode;
+    const reason = oom
+      ? 'the computer ran out of memory and its init was killed'
+      : `the computer's init exited${code != null ? ` with code ${code}` : ''}${signal ? ` by ${signal}` : ''}`;
+    void this.withLock(id, () => this.cleanupDead(id, session.cgroup, session.paths)).finally(() => {
+      for (const listener of this.exitListeners) listener(id, reason);
+    });
+  }
+
+  /** Host requirements and the shared directories, as one clear sentence when something is wrong. */
+  private checkHost(): void {
+    checkHost(this.dataDir);
+    for (const dir of this.shares) {
+      if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory() || /\n/.test(dir)) {
+        throw new DriverError('BAD_REQUEST', `shared directory ${JSON.stringify(dir)} does not exist: create it or drop it from --share-ro.`);
+      }
+    }
+  }
+
+  private requireDisk(id: string): { paths: ComputerPaths; meta: ComputerMeta } {
+    const paths = computerPaths(this.dataDir, id);
+    const meta = readMeta(paths);
+    if (!meta) throw new DriverError('NOT_FOUND', `computer ${id} has no disk on this host`);
+    return { paths, meta };
+  }
+
+  private cgroup(id: string): ComputerCgroup {
+    this.layout ??= detectCgroups();
+    return new ComputerCgroup(this.layout, id);
+  }
+
+  /** Serializes lifecycle operations per computer; exec and metrics do not wait. */
+  private withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(id) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.locks.set(id, tail);
+    void tail.then(() => {
+      if (this.locks.get(id) === tail) this.locks.delete(id);
+    });
+    return run;
+  }
+}
+
+function limitsOf(spec: ComputerSpec): Limits {
+  return { vcpus: spec.vcpus, memoryMb: spec.memory_mb, pids: PIDS_MAX };
+}
+
+function logTail(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8').trim().split('\n').slice(-5).join(' | ');
+  } catch {
+    return 'no console log';
+  }
+}

@@ -1,0 +1,160 @@
+/**
+ * What computers inherit from the host's own configuration: its Debian mirror
+ * and apt setup, its pip index, its DNS servers. Operators often run hosts
+ * behind a local mirror; computers should install packages exactly as the
+ * host does.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const FALLBACK_MIRROR = 'http://deb.debian.org/debian';
+
+/** The host's main Debian archive URI (not the security archive), for debootstrap. */
+export function hostDebianMirror(): string {
+  const uris: string[] = [];
+  for (const file of aptSourceFiles()) {
+    const text = readText(file);
+    if (file.endsWith('.sources')) {
+      // deb822: stanzas of "Key: value" lines.
+      for (const stanza of text.split(/\n\s*\n/)) {
+        const types = /^Types:\s*(.+)$/im.exec(stanza)?.[1] ?? '';
+        const enabled = !/^Enabled:\s*no\s*$/im.test(stanza);
+        const u = /^URIs:\s*(.+)$/im.exec(stanza)?.[1];
+        if (u && enabled && types.split(/\s+/).includes('deb')) uris.push(...u.trim().split(/\s+/));
+      }
+    } else {
+      for (const line of text.split('\n')) {
+        const m = /^\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)/.exec(line);
+        if (m) uris.push(m[1]);
+      }
+    }
+  }
+  const main = uris.find((u) => /^https?:\/\//.test(u) && /\/debian\/?$/.test(u));
+  return (main ?? FALLBACK_MIRROR).replace(/\/$/, '');
+}
+
+/** Files apt reads its sources from (others in sources.list.d are ignored by apt too). */
+export function aptSourceFiles(): string[] {
+  const files: string[] = [];
+  if (fs.existsSync('/etc/apt/sources.list')) files.push('/etc/apt/sources.list');
+  files.push(...listDir('/etc/apt/sources.list.d').filter((f) => f.endsWith('.list') || f.endsWith('.sources')));
+  return files;
+}
+
+/**
+ * Every host file a computer's apt needs, as absolute paths: sources,
+ * apt.conf.d snippets, trusted keys, and the keyrings sources name in Signed-By.
+ */
+export function aptConfigFiles(): string[] {
+  const sources = aptSourceFiles();
+  const keyrings = new Set<string>();
+  for (const file of sources) {
+    for (const m of readText(file).matchAll(/(?:Signed-By:\s*|signed-by=)(\/[^\s\]]+)/gi)) {
+      if (fs.existsSync(m[1])) keyrings.add(m[1]);
+    }
+  }
+  return [
+    ...sources,
+    ...listDir('/etc/apt/apt.conf.d'),
+    ...listDir('/etc/apt/trusted.gpg.d'),
+    ...(fs.existsSync('/etc/apt/trusted.gpg') ? ['/etc/apt/trusted.gpg'] : []),
+    ...keyrings,
+  ].sort();
+}
+
+/**
+ * The host's effective pip configuration as one pip.conf: the files pip reads
+ * (site, then the agent user's, later ones winning) plus PIP_* variables of the
+ * agent's environment, merged per section. Empty when the host has none.
+ */
+export function hostPipConf(env: NodeJS.ProcessEnv = process.env): string {
+  const home = os.homedir();
+  const files = ['/etc/xdg/pip/pip.conf', '/etc/pip.conf', path.join(home, '.pip/pip.conf'), path.join(home, '.config/pip/pip.conf')];
+  const sections = new Map<string, Map<string, string>>();
+  for (const file of files) {
+    if (fs.existsSync(file)) mergeIni(sections, readText(file));
+  }
+  // Timeouts and version checks are the agent's business; index settings are the mirror's.
+  const wanted = ['PIP_INDEX_URL', 'PIP_EXTRA_INDEX_URL', 'PIP_FIND_LINKS', 'PIP_TRUSTED_HOST', 'PIP_CERT', 'PIP_NO_INDEX'];
+  for (const name of wanted) {
+    const value = env[name];
+    if (value) section(sections, 'global').set(name.slice(4).toLowerCase().replace(/_/g, '-'), value);
+  }
+  let out = '';
+  for (const [name, entries] of sections) {
+    if (entries.size === 0) continue;
+    out += `[${name}]\n`;
+    for (const [k, v] of entries) out += `${k} = ${v.replace(/\n/g, '\n    ')}\n`;
+    out += '\n';
+  }
+  return out;
+}
+
+function mergeIni(sections: Map<string, Map<string, string>>, text: string): void {
+  let current: Map<string, string> | null = null;
+  let lastKey: string | null = null;
+  for (const raw of text.split('\n')) {
+    if (/^\s*([#;]|$)/.test(raw)) continue;
+    const header = /^\s*\[([^\]]+)\]\s*$/.exec(raw);
+    if (header) {
+      current = section(sections, header[1].trim());
+      lastKey = null;
+      continue;
+    }
+    if (!current) continue;
+    if (/^\s/.test(raw) && lastKey) {
+      current.set(lastKey, `${current.get(lastKey)}\n${raw.trim()}`); // continuation line
+      continue;
+    }
+    const kv = /^\s*([^=:]+?)\s*[=:]\s*(.*)$/.exec(raw);
+    if (kv) {
+      lastKey = kv[1].toLowerCase();
+      current.set(lastKey, kv[2].trim());
+    }
+  }
+}
+
+function section(sections: Map<string, Map<string, string>>, name: string): Map<string, string> {
+  let s = sections.get(name);
+  if (!s) sections.set(name, (s = new Map()));
+  return s;
+}
+
+/**
+ * DNS for computers. Non-loopback host nameservers work from inside (pasta
+ * relays the packets from the host). A loopback resolver (systemd-resolved's
+ * 127.0.0.53) is unreachable from another network namespace, so then the
+ * computer asks DNS_FORWARD_ADDR, which pasta relays to the host's resolver.
+ */
+export const DNS_FORWARD_ADDR = '169.254.1.53';
+
+export function computerResolvConf(): { text: string; dnsForward: boolean } {
+  const lines = readText('/etc/resolv.conf').split('\n');
+  const servers = lines.map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1]).filter((s): s is string => !!s);
+  const usable = servers.filter((s) => !/^127\.|^::1$/.test(s));
+  const extra = lines.filter((l) => /^\s*(search|domain|options)\s/.test(l));
+  if (usable.length > 0) {
+    return { text: [...usable.map((s) => `nameserver ${s}`), ...extra].join('\n') + '\n', dnsForward: false };
+  }
+  return { text: [`nameserver ${DNS_FORWARD_ADDR}`, ...extra].join('\n') + '\n', dnsForward: true };
+}
+
+function readText(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function listDir(dir: string): string[] {
+  try {
+    return fs
+      .readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isFile())
+      .map((e) => path.join(dir, e.name));
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * Where a sandbox driver keeps things under its data dir:
+ *
+ *   templates/<name>-<recipe hash>/     immutable root (overlay lower dir)
+ *   templates/.build-*                  a build in progress (never used as a root)
+ *   computers/<id>/upper, work          the computer's own changes (overlay upper + work dir)
+ *   computers/<id>/mnt                  mount point of its root (inside its mount namespace only)
+ *   computers/<id>/run                  bind-mounted at /run/hangar inside: guest.sock, boot files
+ *   computers/<id>/meta.json            what the computer is (template, size, apps)
+ *   computers/<id>/state.json           the running sandbox (pid, start time, pasta pid)
+ *   computers/<id>/console.log          output of the sandbox and its guest agent
+ */
+import path from 'node:path';
+import { DriverError } from '../driver.ts';
+
+export interface ComputerPaths {
+  dir: string;
+  upper: string;
+  work: string;
+  mnt: string;
+  run: string;
+  socket: string;
+  meta: string;
+  state: string;
+  log: string;
+  /** Temporary bind mount of the sandbox's network namespace, for pasta to join. */
+  netns: string;
+}
+
+// Ids become path components and cgroup names: keep them boring.
+const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
+export function assertSafeId(id: string): void {
+  if (!SAFE_ID.test(id)) throw new DriverError('BAD_REQUEST', `invalid computer id ${JSON.stringify(id)}`);
+}
+
+export const templatesDir = (dataDir: string) => path.join(dataDir, 'templates');
+export const computersDir = (dataDir: string) => path.join(dataDir, 'computers');
+
+export function computerPaths(dataDir: string, id: string): ComputerPaths {
+  assertSafeId(id);
+  const dir = path.join(computersDir(dataDir), id);
+  return {
+    dir,
+    upper: path.join(dir, 'upper'),
+    work: path.join(dir, 'work'),
+    mnt: path.join(dir, 'mnt'),
+    run: path.join(dir, 'run'),
+    socket: path.join(dir, 'run', 'guest.sock'),
+    meta: path.join(dir, 'meta.json'),
+    state: path.join(dir, 'state.json'),
+    log: path.join(dir, 'console.log'),
+    netns: path.join(dir, 'netns'),
+  };
+}
+
+/** A hostname from a computer name: lowercase letters, digits and dashes, at most 63 characters. */
+export function hostnameFromName(name: string): string {
+  const slug = name
+    .normalize('NFKD')
+    .replace(/[\u0300-\u036f]/g, '') // accents, split off by NFKD: "é" -> "e"
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 63)
+    .replace(/-+$/, '');
+  return slug || 'computer';
+}

@@ -1,0 +1,193 @@
+/**
+ * The guest protocol: host agent <-> guest agent (host-agent/guest/hangar-guest.py)
+ * running inside each computer.
+ *
+ * Transport: one byte stream (a unix socket for sandboxes; virtio-serial for
+ * VMs later). Every frame is
+ *
+ *     u32 BE header_len | u32 BE payload_len | header (UTF-8 JSON) | payload (raw bytes)
+ *
+ * so process output and stdin travel as raw bytes (no base64 on hot paths),
+ * and requests carry ids so one connection multiplexes many operations.
+ *
+ * The guest speaks first with `hello`. The host sends `req` frames; each gets
+ * exactly one `res` with the same id. The guest also sends `evt` frames
+ * (process output and exits) to the connections subscribed to a process.
+ * Spawned processes outlive the connection: after a reconnect the host lists
+ * them and re-attaches from a byte offset (the guest keeps a bounded ring of
+ * recent output per stream).
+ *
+ * Versions (major changes break old hosts; minor ones only add):
+ *  - 1.0  hello, ping, setenv, exec; spawn/stdin/close_stdin/resize/signal/
+ *         list/attach/ack/detach/forget with output/exit events.
+ */
+import { z } from 'zod';
+
+export const GUEST_PROTOCOL = { major: 1, minor: 0 } as const;
+
+/** Largest header and payload a frame may carry; bigger ones are a protocol error. */
+export const MAX_HEADER_BYTES = 1 << 20;
+export const MAX_PAYLOAD_BYTES = 16 << 20;
+
+const Env = z.record(z.string(), z.string());
+const ProcId = z.string().min(1).max(32);
+/** Who a process runs as: the computer's `user` (default) or root (the agent's own provisioning steps). */
+const RunAs = z.enum(['user', 'root']);
+const StreamName = z.enum(['stdout', 'stderr', 'pty']);
+export type StreamName = z.infer<typeof StreamName>;
+const Offsets = z.partialRecord(StreamName, z.number().int().nonnegative());
+const OutputWindow = z.number().int().min(64 * 1024);
+
+// ------------------------------------------------------------------ requests
+
+export const ExecRequest = z.object({
+  op: z.literal('exec'),
+  command: z.string(),
+  timeout_s: z.number().positive().max(3600),
+  cwd: z.string().optional(),
+  env: Env.optional(),
+  max_output_bytes: z.number().int().positive(),
+  user: RunAs.optional(),
+});
+
+export const SpawnRequest = z.object({
+  op: z.literal('spawn'),
+  /** Chosen by the host so it can listen before any output arrives; must be unused. */
+  proc: ProcId,
+  /** Run through `<shell> -c`; exactly one of command/argv. */
+  command: z.string().optional(),
+  argv: z.array(z.string()).min(1).optional(),
+  /** Absolute path of the shell for `command`; default /bin/bash. */
+  shell: z.string().optional(),
+  /** Keep a stdin pipe open for `stdin` requests (default); false gives /dev/null. Ignored with a pty. */
+  stdin: z.boolean().optional(),
+  /** A real terminal (stdout and stderr are one `pty` stream) instead of pipes. */
+  pty: z.object({ rows: z.number().int().min(1).max(1000), cols: z.number().int().min(1).max(1000) }).optional(),
+  cwd: z.string().optional(),
+  env: Env.optional(),
+  user: RunAs.optional(),
+  timeout_s: z.number().positive().optional(),
+  /** Bytes of recent output kept per stream for re-attaching. */
+  ring_bytes: z.number().int().positive().max(16 << 20).optional(),
+  /** Output flow control: at most this many bytes per stream sent beyond the host's last `ack`. */
+  window: OutputWindow.optional(),
+});
+
+export const GuestRequestBody = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('ping') }),
+  z.object({ op: z.literal('setenv'), env: Env }),
+  ExecRequest,
+  SpawnRequest,
+  /** Payload: the bytes. Answered once they are written to the process (the host's flow-control credit). */
+  z.object({ op: z.literal('stdin'), proc: ProcId }),
+  z.object({ op: z.literal('close_stdin'), proc: ProcId }),
+  z.object({ op: z.literal('resize'), proc: ProcId, rows: z.number().int().min(1), cols: z.number().int().min(1) }),
+  z.object({ op: z.literal('signal'), proc: ProcId, signal: z.number().int().min(1).max(64), group: z.boolean().optional() }),
+  z.object({ op: z.literal('list') }),
+  /** Replays output from `offsets` (what the host has, which also counts as acknowledged), then streams. */
+  z.object({ op: z.literal('attach'), proc: ProcId, offsets: Offsets.optional(), window: OutputWindow.optional() }),
+  /** The host has taken output up to these offsets (see `window`). */
+  z.object({ op: z.literal('ack'), proc: ProcId, offsets: Offsets }),
+  z.object({ op: z.literal('detach'), proc: ProcId }),
+  z.object({ op: z.literal('forget'), proc: ProcId }),
+]);
+export type GuestRequestBody = z.infer<typeof GuestRequestBody>;
+export type GuestOp = GuestRequestBody['op'];
+
+// ----------------------------------------------------------------- responses
+
+export const ExecResponse = z.object({
+  exit_code: z.number().int(),
+  /** Signal number that ended the process, when one did. */
+  signal: z.number().int().nullable(),
+  timed_out: z.boolean(),
+  truncated: z.boolean(),
+  duration_ms: z.number().nonnegative(),
+});
+export type ExecResponse = z.infer<typeof ExecResponse>;
+
+export const ExitInfo = z.object({
+  exit_code: z.number().int(),
+  signal: z.number().int().nullable(),
+  timed_out: z.boolean(),
+  duration_ms: z.number().nonnegative(),
+});
+export type ExitInfo = z.infer<typeof ExitInfo>;
+
+const StreamRange = z.object({ start: z.number().int().nonnegative(), end: z.number().int().nonnegative() });
+
+export const ProcInfo = z.object({
+  proc: ProcId,
+  pid: z.number().int(),
+  argv: z.array(z.string()),
+  pty: z.boolean(),
+  /** Per stream: oldest byte offset still buffered and the offset of the next byte. */
+  streams: z.partialRecord(StreamName, StreamRange),
+  exit: ExitInfo.nullable(),
+});
+export type ProcInfo = z.infer<typeof ProcInfo>;
+
+/** The `data` schema of a successful response, per op. */
+export const GUEST_RESPONSES = {
+  ping: z.object({ uptime_s: z.number().nonnegative() }),
+  setenv: z.object({}),
+  exec: ExecResponse,
+  spawn: z.object({ proc: ProcId, pid: z.number().int() }),
+  stdin: z.object({ written: z.number().int().nonnegative() }),
+  close_stdin: z.object({}),
+  resize: z.object({}),
+  signal: z.object({}),
+  list: z.object({ procs: z.array(ProcInfo) }),
+  attach: ProcInfo,
+  ack: z.object({}),
+  detach: z.object({}),
+  forget: z.object({}),
+} as const satisfies Record<GuestOp, z.ZodType>;
+
+export const GuestErrorCode = z.enum(['BAD_REQUEST', 'NOT_FOUND', 'BUSY', 'FAILED']);
+export type GuestErrorCode = z.infer<typeof GuestErrorCode>;
+
+// -------------------------------------------------------------------- frames
+
+const RequestId = z.number().int().nonnegative();
+
+export const GuestHello = z.object({
+  t: z.literal('hello'),
+  protocol: z.object({ major: z.number().int(), minor: z.number().int() }),
+  guest_version: z.string().max(64),
+  /**
+   * Chosen by the host for each boot (random when the guest was started without
+   * one): proves the host reached this computer's guest, and a different value
+   * after a reconnect means the computer rebooted.
+   */
+  boot_id: z.string().max(64),
+});
+
+export const GuestResponse = z.discriminatedUnion('ok', [
+  z.object({ t: z.literal('res'), id: RequestId, ok: z.literal(true), data: z.unknown() }),
+  z.object({
+    t: z.literal('res'),
+    id: RequestId,
+    ok: z.literal(false),
+    error: z.object({ code: GuestErrorCode, message: z.string() }),
+  }),
+]);
+
+/** Output bytes (the frame's payload) starting at `offset` of the stream. */
+export const OutputEvent = z.object({
+  t: z.literal('evt'),
+  ev: z.literal('output'),
+  proc: ProcId,
+  stream: StreamName,
+  offset: z.number().int().nonnegative(),
+});
+export type OutputEvent = z.infer<typeof OutputEvent>;
+
+export const ExitEvent = z.object({ t: z.literal('evt'), ev: z.literal('exit'), proc: ProcId }).extend(ExitInfo.shape);
+export type ExitEvent = z.infer<typeof ExitEvent>;
+
+export const GuestEvent = z.discriminatedUnion('ev', [OutputEvent, ExitEvent]);
+
+/** Every header the guest may send. */
+export const GuestFrameHeader = z.union([GuestHello, GuestResponse, GuestEvent]);
+export type GuestFrameHeader = z.infer<typeof GuestFrameHeader>;
