@@ -171,11 +171,11 @@ export class GuestClient extends EventEmitter<{ close: [Error | undefined] }> im
   }
 
   /** Runs a command to completion; output is stdout and stderr combined, as raw bytes. */
-  async exec(params: Omit<RequestOf<'exec'>, 'op'>): Promise<{ result: ExecResponse; output: Buffer }> {
+  async exec(params: Omit<RequestOf<'exec'>, 'op' | 'stdin'>, stdin?: Uint8Array): Promise<{ result: ExecResponse; output: Buffer }> {
     // The guest enforces the timeout; ours only guards against a guest that stopped answering.
     const { data, payload } = await this.request(
-      { op: 'exec', ...params },
-      { timeoutMs: (params.timeout_s + 15) * 1000 },
+      { op: 'exec', ...params, ...(stdin ? { stdin: true } : {}) },
+      { timeoutMs: (params.timeout_s + 15) * 1000, payload: stdin },
     );
     return { result: data, output: payload };
   }

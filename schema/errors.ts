@@ -34,12 +34,12 @@ export type ErrorCode = keyof typeof ERROR_STATUS;
 /** Thrown by route handlers and middleware; rendered as the error envelope. */
 export class ApiError extends Error {
   readonly status: number;
-  constructor(
-    readonly code: ErrorCode,
-    message: string,
-    readonly headers: Record<string, string> = {},
-  ) {
+  readonly code: ErrorCode;
+  readonly headers: Record<string, string>;
+  constructor(code: ErrorCode, message: string, headers: Record<string, string> = {}) {
     super(message);
+    this.code = code;
+    this.headers = headers;
     this.status = ERROR_STATUS[code];
   }
 }

@@ -48,6 +48,8 @@ export const ExecRequest = z.object({
   env: Env.optional(),
   max_output_bytes: z.number().int().positive(),
   user: RunAs.optional(),
+  /** The frame's payload is written to the command's stdin, which is then closed; otherwise stdin is /dev/null. */
+  stdin: z.boolean().optional(),
 });
 
 export const SpawnRequest = z.object({

@@ -146,7 +146,7 @@ export class SandboxDriver implements ComputerDriver {
         cwd: params.cwd,
         env: params.env,
         max_output_bytes: params.max_output_bytes,
-      });
+      }, params.stdin === undefined ? undefined : Buffer.from(params.stdin, 'utf8'));
       return {
         output: new TextDecoder('utf-8', { fatal: false }).decode(output),
         exit_code: result.exit_code,

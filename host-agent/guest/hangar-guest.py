@@ -246,10 +246,33 @@ def kill_group(pgid, sig):
         pass
 
 
+class StdinFeeder:
+    """Writes a byte string into a pipe as it drains, then closes it (EPIPE just ends it)."""
+
+    def __init__(self, loop, fd, data):
+        self.loop = loop
+        self.fd = fd
+        self.data = memoryview(data)
+        set_nonblocking(fd)
+        loop.add_writer(fd, self.on_writable)
+
+    def on_writable(self):
+        try:
+            n = os.write(self.fd, self.data[:READ_CHUNK])
+            self.data = self.data[n:]
+        except BlockingIOError:
+            return
+        except OSError:
+            self.data = self.data[:0]
+        if not self.data:
+            self.loop.remove_writer(self.fd)
+            os.close(self.fd)
+
+
 class ExecRun:
     """One exec: combined output into one pipe, to completion, with timeout and truncation."""
 
-    def __init__(self, loop, runner, req, done):
+    def __init__(self, loop, runner, req, done, payload=b""):
         self.loop = loop
         self.done = done
         # A reply frame cannot carry more than MAX_PAYLOAD.
@@ -263,16 +286,24 @@ class ExecRun:
         self.finished = False
         self.t0 = time.monotonic()
         r, w = os.pipe()
+        # With `stdin`, the request's payload is fed to the command, then its stdin is closed.
+        in_r = in_w = None
+        if req.get("stdin"):
+            in_r, in_w = os.pipe()
         try:
             self.proc = runner.popen(
                 ["/bin/bash", "-c", req["command"]], req.get("user"), req.get("cwd"), req.get("env"),
-                stdin=subprocess.DEVNULL, stdout=w, stderr=subprocess.STDOUT, start_new_session=True,
+                stdin=in_r if in_r is not None else subprocess.DEVNULL, stdout=w, stderr=subprocess.STDOUT, start_new_session=True,
             )
         except BaseException:
-            os.close(r)
-            os.close(w)
+            for fd in (r, w, in_r, in_w):
+                if fd is not None:
+                    os.close(fd)
             raise
         os.close(w)
+        if in_r is not None:
+            os.close(in_r)
+            self.feed = StdinFeeder(loop, in_w, payload)
         self.fd = r
         set_nonblocking(r)
         loop.add_reader(r, self.on_readable)
@@ -769,7 +800,7 @@ class Guest:
             self.runner.computer_env = dict(env)
             conn.reply(req_id, {})
         elif op == "exec":
-            ExecRun(self.loop, self.runner, req, lambda result, output: conn.reply(req_id, result, output))
+            ExecRun(self.loop, self.runner, req, lambda result, output: conn.reply(req_id, result, output), payload)
         elif op == "spawn":
             proc_id = req["proc"]
             if not isinstance(proc_id, str) or not proc_id or len(proc_id) > 32:
