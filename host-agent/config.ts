@@ -7,7 +7,8 @@ const Config = z.object({
   key: z.string().startsWith('hk_', { message: '--key must be a host key (hk_…) from the operator API' }),
   dataDir: z.string().min(1),
   driver: z.enum(['sandbox']),
-  shareReadOnly: z.array(z.string().startsWith('/')),
+  /** Absent: share the host's local pip mirror directories, if any. */
+  shareReadOnly: z.array(z.string().startsWith('/')).optional(),
 });
 export type AgentConfig = z.infer<typeof Config>;
 
@@ -18,7 +19,8 @@ export const USAGE = `hangar-agent --api URL --key hk_… [--data-dir DIR] [--dr
   --data-dir   where templates and computer disks live (env HANGAR_DATA_DIR, default /var/lib/hangar)
   --driver     how computers are made: sandbox (bubblewrap) (env HANGAR_DRIVER)
   --share-ro   host directories every computer sees read-only at the same path,
-               e.g. a local package mirror (env HANGAR_SHARE_RO, comma-separated)`;
+               e.g. a local package mirror (env HANGAR_SHARE_RO, comma-separated);
+               default: the local directories the host's pip config names`;
 
 export function readConfig(argv: string[], env: NodeJS.ProcessEnv): AgentConfig {
   const { values } = parseArgs({
@@ -36,13 +38,13 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): AgentConfig 
     console.log(USAGE);
     process.exit(0);
   }
-  const share = values['share-ro'] ?? env.HANGAR_SHARE_RO ?? '';
+  const share = values['share-ro'] ?? env.HANGAR_SHARE_RO;
   const r = Config.safeParse({
     api: values.api ?? env.HANGAR_API,
     key: values.key ?? env.HANGAR_HOST_KEY,
     dataDir: values['data-dir'] ?? env.HANGAR_DATA_DIR ?? '/var/lib/hangar',
     driver: values.driver ?? env.HANGAR_DRIVER ?? 'sandbox',
-    shareReadOnly: share.split(',').filter(Boolean),
+    shareReadOnly: share === undefined ? undefined : share.split(',').filter(Boolean),
   });
   if (!r.success) {
     const issue = r.error.issues[0];

@@ -6,6 +6,7 @@
  */
 import { readConfig, wsBase } from './config.ts';
 import { SandboxDriver } from './drivers/sandbox.ts';
+import { pipMirrorDirs } from './drivers/sandbox/host-config.ts';
 import { HostSession } from './host-session.ts';
 import { logger } from './log.ts';
 import { AGENT_VERSION } from './version.ts';
@@ -19,7 +20,10 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     console.error((e as Error).message);
     process.exit(2);
   }
-  const driver = new SandboxDriver({ dataDir: cfg.dataDir, shareReadOnly: cfg.shareReadOnly });
+  // Without --share-ro, computers get the host's local pip mirror (if any), so pip works inside as on the host.
+  const shares = cfg.shareReadOnly ?? pipMirrorDirs();
+  const driver = new SandboxDriver({ dataDir: cfg.dataDir, shareReadOnly: shares });
+  if (shares.length) log(`sharing read-only with computers: ${shares.join(', ')}`);
   log(`hangar-agent ${AGENT_VERSION}, driver ${driver.name}, data in ${cfg.dataDir}`);
   try {
     await driver.prepare((p) => log(`[${p.phase}] ${p.message}${p.fraction !== undefined ? ` (${Math.round(p.fraction * 100)}%)` : ''}`));

@@ -3,11 +3,12 @@
  * on a fresh state dir (fresh D1 and Durable Objects), a registered fleet host
  * and a real host agent process serving it. Test files seed their own tenants.
  */
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { SandboxDriver } from '../../host-agent/drivers/sandbox.ts';
+import { useSharedTemplates } from '../shared-template.ts';
 import { freePort, registerHost, startAgent, startWorker, type AgentHandle, type WorkerHandle } from '../../scripts/local-stack.ts';
 
 declare module 'vitest' {
@@ -30,13 +31,9 @@ export async function setup(project: TestProject): Promise<void> {
   stateDir = mkdtempSync(path.join(os.tmpdir(), 'hangar-e2e-'));
   worker = await startWorker({ stateDir, port: await freePort(), vars: { METRICS_INTERVAL_MS: '1000' }, log });
   const host = await registerHost(worker.origin, worker.secrets.OPERATOR_TOKEN, { name: 'e2e-host', region: 'local' });
-  // The agent removes computers its server does not know, so it gets a data dir of its own;
-  // the template (slow to build) is shared with every other agent on this machine.
-  const shared = process.env.HANGAR_DATA_DIR ?? '/var/lib/hangar';
-  mkdirSync(path.join(shared, 'templates'), { recursive: true });
+  // The agent removes computers its server does not know, so it gets a data dir of its own.
   dataDir = path.join(stateDir, 'data');
-  mkdirSync(dataDir);
-  symlinkSync(path.join(shared, 'templates'), path.join(dataDir, 'templates'));
+  useSharedTemplates(dataDir);
   agent = await startAgent({ origin: worker.origin, hostKey: host.host_key, dataDir, log: (s) => process.stderr.write(s) });
   project.provide('hangar', {
     origin: worker.origin,

@@ -8,6 +8,8 @@ import fs from 'node:fs';
 import type { ComputerSpec } from '../../schema/protocol.ts';
 import { SandboxDriver } from '../../host-agent/drivers/sandbox.ts';
 import { computerPaths } from '../../host-agent/drivers/sandbox/paths.ts';
+import { pipMirrorDirs } from '../../host-agent/drivers/sandbox/host-config.ts';
+import { useSharedTemplates } from '../shared-template.ts';
 
 /**
  * Not the agent's /var/lib/hangar: an agent serving a server (the e2e suite
@@ -15,10 +17,11 @@ import { computerPaths } from '../../host-agent/drivers/sandbox/paths.ts';
  * which would include these tests' computers.
  */
 export const DATA_DIR = process.env.HANGAR_TEST_DATA_DIR ?? '/var/lib/hangar-test';
-/** The host's local package mirror (see /root/.config/pip/pip.conf), shared into computers. */
-export const SHARES = ['/opt/pypi', '/opt/pypi-more', '/opt/wheels'].filter((d) => fs.existsSync(d));
+/** The host's local package mirror, if its pip config names one, shared into computers as the agent does. */
+export const SHARES = pipMirrorDirs();
 
 export function newDriver(): SandboxDriver {
+  useSharedTemplates(DATA_DIR);
   return new SandboxDriver({ dataDir: DATA_DIR, shareReadOnly: SHARES });
 }
 

@@ -129,6 +129,28 @@ function section(sections: Map<string, Map<string, string>>, name: string): Map<
  */
 export const DNS_FORWARD_ADDR = '169.254.1.53';
 
+/**
+ * Local directories the host's pip reads packages from (file:// indexes,
+ * find-links paths). Computers inherit the host's pip configuration, so these
+ * are shared with them read-only; otherwise that configuration would point at
+ * nothing inside a computer. An index at …/simple is shared from its parent,
+ * where such mirrors keep the files the index links to.
+ */
+export function pipMirrorDirs(env: NodeJS.ProcessEnv = process.env): string[] {
+  const dirs = new Set<string>();
+  for (const m of hostPipConf(env).matchAll(/(?:file:\/\/)?(\/[^\s,;]+)/g)) {
+    let dir = m[1].replace(/\/+$/, '');
+    if (/\.(pem|crt)$/.test(dir)) continue;
+    if (dir.endsWith('/simple')) dir = path.dirname(dir);
+    try {
+      if (fs.statSync(dir).isDirectory()) dirs.add(dir);
+    } catch {
+      /* not on this host: nothing to share */
+    }
+  }
+  return [...dirs].sort();
+}
+
 export function computerResolvConf(): { text: string; dnsForward: boolean } {
   const lines = readText('/etc/resolv.conf').split('\n');
   const servers = lines.map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1]).filter((s): s is string => !!s);
