@@ -64,11 +64,13 @@ export const ExecStreamBody = ExecBody.extend({ shell: ShellPath.default('/bin/b
 export const ExecPythonBody = z.object({ code: z.string().min(1).max(1024 * 1024), timeout: Timeout });
 
 export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** A process environment is NUL-terminated strings: a value with NUL cannot reach any process (and broke every exec). */
+const EnvValue = z.string().max(32 * 1024).refine((v) => !v.includes('\0'), 'must not contain NUL characters');
 export const EnvCreate = z.object({
   name: z.string().min(1).max(256).regex(ENV_NAME, 'must be letters, digits and underscores, not starting with a digit'),
-  value: z.string().max(32 * 1024),
+  value: EnvValue,
 });
-export const EnvUpdate = z.object({ value: z.string().max(32 * 1024) });
+export const EnvUpdate = z.object({ value: EnvValue });
 
 export const PORT_VISIBILITIES = ['public', 'private', 'protected'] as const;
 export const PortNumber = z.number().int().min(1).max(65535);
