@@ -10,13 +10,46 @@ export interface Reply<T = Record<string, unknown>> {
   headers: Headers;
 }
 
+/** A reply read as text, for requests whose answer may not be JSON. */
+export interface RawReply {
+  status: number;
+  text: string;
+  headers: Headers;
+}
+
+/** What fetch accepts as a body: text, bytes, or a stream (sent chunked). */
+export type RawBody = NonNullable<RequestInit['body']>;
+
+export interface RawInit {
+  body?: RawBody;
+  headers?: Record<string, string>;
+  /** Bearer credential; null sends none. Defaults to the client's key. */
+  auth?: string | null;
+}
+
+/** Sends exactly this method, path (relative to the API URL, or absolute), body and headers: no JSON encoding, no defaults but the credential. */
+export async function rawFetch(url: string, method: string, init: RawInit = {}): Promise<RawReply> {
+  const headers: Record<string, string> = { ...(init.auth ? { authorization: `Bearer ${init.auth}` } : {}), ...init.headers };
+  // A stream body goes out chunked, without Content-Length; fetch needs duplex for that.
+  const r = await fetch(url, { method, headers, body: init.body, duplex: 'half' });
+  return { status: r.status, text: await r.text(), headers: r.headers };
+}
+
 export class Client {
   readonly apiUrl: string;
   readonly key: string;
+  /** The organization the key belongs to, when the client was made by newTenant. */
+  readonly orgId: string;
 
-  constructor(apiUrl: string, key: string) {
+  constructor(apiUrl: string, key: string, orgId = '') {
     this.apiUrl = apiUrl;
     this.key = key;
+    this.orgId = orgId;
+  }
+
+  /** A raw request with this client's key (unless init.auth says otherwise). */
+  raw(method: string, path: string, init: RawInit = {}): Promise<RawReply> {
+    return rawFetch(this.apiUrl + path, method, { ...init, auth: init.auth === undefined ? this.key : init.auth });
   }
 
   async call<T = Record<string, unknown>>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply<T>> {
@@ -72,5 +105,8 @@ export class Client {
 export async function newTenant(name = 'e2e', opts: { credits?: number; rate_limit_per_minute?: number } = {}): Promise<Client> {
   const h = hangar();
   const t = await seedTenant(h.origin, h.operatorToken, { name, credits: opts.credits ?? 1000, rate_limit_per_minute: opts.rate_limit_per_minute ?? 100_000 });
-  return new Client(h.apiUrl, t.api_key);
+  return new Client(h.apiUrl, t.api_key, t.org_id);
 }
+
+/** A client of the operator (admin) API; its paths start with /admin. */
+export const operatorClient = (): Client => new Client(hangar().apiUrl, hangar().operatorToken);

@@ -1,0 +1,189 @@
+/**
+ * Every route of the API that takes a body, with the shape of that body as
+ * the fuzz cases need it (worker/routes/*.ts, schema/api*.ts). Paths name the
+ * fixtures of fuzz.test.ts: {id} a running computer, {org} an organization.
+ */
+import { APPS, EXEC_MAX_COMMAND_BYTES, PORT_VISIBILITIES, TEMPLATES } from '../../schema/api.ts';
+import { SIZE_NAMES } from '../../schema/sizes.ts';
+import type { BodyShape, Field } from './fuzz-cases.ts';
+
+export interface FuzzRoute {
+  method: 'POST' | 'PUT' | 'PATCH';
+  path: string;
+  auth: 'tenant' | 'operator' | 'none';
+  shape: BodyShape;
+  /** At most this many cases (a seeded sample), for rate-limited routes. */
+  limit?: number;
+}
+
+const name: Field = { spec: { type: 'string', min: 1, max: 128, trim: true } };
+const opt = (f: Field): Field => ({ ...f, optional: true });
+const str = (min: number, max: number): Field => ({ spec: { type: 'string', min, max } });
+const int = (min: number, max?: number): Field => ({ spec: { type: 'int', min, max } });
+const uuid: Field = { spec: { type: 'uuid' } };
+const oneOf = (values: readonly string[]): Field => ({ spec: { type: 'enum', values } });
+
+/** Tenant slugs: letters, digits, ".", "_", "-", starting with a letter or digit, 1-64. */
+const slug: Field = { spec: { type: 'string', max: 64, bad: ['', '-lead', '.lead', 'has space', 'a/b', 'a\u0000', '😀', 'ä'] } };
+const MAX_AUTO_STOP = 30 * 86_400;
+const timeout = opt(int(1));
+
+export const FUZZ_ROUTES: FuzzRoute[] = [
+  {
+    method: 'POST',
+    path: '/computers',
+    auth: 'tenant',
+    shape: {
+      valid: { name: 'fuzz', template_type: TEMPLATES[0] },
+      fields: {
+        name,
+        template_type: oneOf(TEMPLATES),
+        size: opt(oneOf(SIZE_NAMES)),
+        selected_apps: opt({ spec: { type: 'array', of: 'enum', values: APPS, max: 16 } }),
+        region: opt(str(1, 64)),
+        auto_stop: opt(int(0, MAX_AUTO_STOP)),
+        workspace_id: opt(uuid),
+        workspace_slug: opt(str(1, 64)),
+        workspace_name: opt(str(1, 128)),
+        project_id: opt(uuid),
+        project_slug: opt(str(1, 64)),
+        project_name: opt(str(1, 128)),
+        external_workspace_id: opt(str(0, 255)),
+        external_user_id: opt(str(0, 255)),
+        external_project_id: opt(str(0, 255)),
+      },
+    },
+  },
+  ...(['PATCH', 'PUT'] as const).map(
+    (method): FuzzRoute => ({
+      method,
+      path: '/computers/{id}',
+      auth: 'tenant',
+      shape: { valid: { name: 'renamed' }, fields: { agent_session_id: { ...opt(str(0, 255)), nullable: true }, name: opt(name) } },
+    }),
+  ),
+  { method: 'POST', path: '/computers/{id}/clone', auth: 'tenant', shape: { valid: { name: 'clone' }, fields: { name: opt(name) } } },
+  { method: 'POST', path: '/computers/{id}/resize', auth: 'tenant', shape: { valid: { size: 'medium' }, fields: { size: oneOf(SIZE_NAMES) } } },
+  { method: 'POST', path: '/computers/{id}/move', auth: 'tenant', shape: { valid: { region: 'local' }, fields: { region: str(1, 64) } } },
+  {
+    method: 'PATCH',
+    path: '/computers/{id}/auto-stop',
+    auth: 'tenant',
+    shape: { valid: { auto_stop_seconds: 60 }, fields: { auto_stop_seconds: { ...int(0, MAX_AUTO_STOP), nullable: true } } },
+  },
+  {
+    method: 'POST',
+    path: '/computers/{id}/exec',
+    auth: 'tenant',
+    shape: { valid: { command: 'touch /tmp/fuzz-ran' }, fields: { command: { spec: { type: 'string', min: 1, max: EXEC_MAX_COMMAND_BYTES, bytes: true } }, timeout } },
+  },
+  {
+    method: 'POST',
+    path: '/computers/{id}/exec/python',
+    auth: 'tenant',
+    shape: { valid: { code: 'open("/tmp/fuzz-ran", "w")' }, fields: { code: str(1, 1024 * 1024), timeout } },
+  },
+  {
+    method: 'POST',
+    path: '/computers/{id}/env',
+    auth: 'tenant',
+    shape: {
+      valid: { name: 'FUZZ_NEW', value: 'x' },
+      fields: {
+        name: { spec: { type: 'string', min: 1, max: 256, bad: ['1ABC', 'A-B', 'A B', 'A=B', 'É', 'A\u0000', '😀'] } },
+        value: { spec: { type: 'string', max: 32 * 1024, noNul: true } },
+      },
+    },
+  },
+  {
+    method: 'PATCH',
+    path: '/computers/{id}/env/FUZZ_VAR',
+    auth: 'tenant',
+    shape: { valid: { value: 'changed' }, fields: { value: { spec: { type: 'string', max: 32 * 1024, noNul: true } } } },
+  },
+  {
+    method: 'POST',
+    path: '/computers/{id}/ports',
+    auth: 'tenant',
+    shape: { valid: { port: 8080, visibility: 'public' }, fields: { port: int(1, 65535), visibility: oneOf(PORT_VISIBILITIES) } },
+  },
+  { method: 'PATCH', path: '/computers/{id}/ports/3000', auth: 'tenant', shape: { valid: { visibility: 'private' }, fields: { visibility: oneOf(PORT_VISIBILITIES) } } },
+  { method: 'POST', path: '/workspaces', auth: 'tenant', shape: { valid: { name: 'fuzz-ws' }, fields: { name, slug: opt(slug) } } },
+  {
+    method: 'POST',
+    path: '/projects',
+    auth: 'tenant',
+    shape: {
+      valid: { name: 'fuzz-project' },
+      fields: { name, slug: opt(slug), workspace_id: opt(uuid), workspace_slug: opt(slug), workspace_name: opt(name) },
+    },
+  },
+  // 20 requests a minute per client address.
+  {
+    method: 'POST',
+    path: '/auth/token',
+    auth: 'none',
+    limit: 18,
+    shape: { valid: { api_key: 'msk_live_x' }, fields: { api_key: opt(str(1, 256)), ttl_seconds: opt(int(60, 3600)) } },
+  },
+  {
+    method: 'POST',
+    path: '/admin/organizations',
+    auth: 'operator',
+    shape: {
+      valid: { name: 'fuzz-org', slug: 'fuzz-org-new' },
+      fields: {
+        name,
+        slug: opt({ spec: { type: 'string', max: 64, bad: ['', 'A', '-a', 'a-', 'a_b', 'a b', 'ä', 'a\u0000'] } }),
+        credits: opt({ spec: { type: 'number', min: 0, max: 1e12 } }),
+        rate_limit_per_minute: { ...opt(int(1, 1_000_000)), nullable: true },
+      },
+    },
+  },
+  {
+    method: 'PATCH',
+    path: '/admin/organizations/{org}',
+    auth: 'operator',
+    shape: {
+      valid: { name: 'renamed' },
+      fields: { name: opt(name), rate_limit_per_minute: { ...opt(int(1, 1_000_000)), nullable: true } },
+      emptyInvalid: true,
+    },
+  },
+  {
+    method: 'POST',
+    path: '/admin/organizations/{org}/api-keys',
+    auth: 'operator',
+    shape: {
+      valid: { name: 'fuzz-key' },
+      fields: {
+        name: opt(name),
+        mode: opt(oneOf(['live', 'test'])),
+        workspace_ids: { ...opt({ spec: { type: 'array', of: 'uuid', min: 1, max: 100 } }), nullable: true },
+        project_ids: { ...opt({ spec: { type: 'array', of: 'uuid', min: 1, max: 100 } }), nullable: true },
+      },
+    },
+  },
+  {
+    method: 'POST',
+    path: '/admin/organizations/{org}/credits',
+    auth: 'operator',
+    shape: {
+      valid: { amount: 5, reason: 'fuzz' },
+      fields: { amount: { spec: { type: 'number', min: -1e12, max: 1e12, nonZero: true } }, reason: { spec: { type: 'string', min: 1, max: 500, trim: true } } },
+    },
+  },
+  {
+    method: 'POST',
+    path: '/admin/hosts',
+    auth: 'operator',
+    shape: {
+      valid: { name: 'fuzz-host', region: 'local' },
+      fields: {
+        name,
+        region: { spec: { type: 'string', max: 63, bad: ['', 'UPPER', '-a', 'a_b', 'a b', 'ä', 'a\u0000'] } },
+        labels: opt({ spec: { type: 'labels' } }),
+      },
+    },
+  },
+];

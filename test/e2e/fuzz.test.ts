@@ -1,0 +1,268 @@
+/**
+ * Malformed input against the real Worker: every body-taking route gets
+ * seeded, generated garbage (fuzz-cases.ts); unknown routes, wrong methods,
+ * bad path ids and bad query parameters too. Never a 5xx, always the
+ * envelope, and nothing changes. FUZZ_SEED=n replays another sequence.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hangar, newTenant, operatorClient, rawFetch, type Client, type RawBody, type RawReply } from './client.ts';
+import { envelopeProblem, expectEnvelope } from './expect-error.ts';
+import { bodyCases, sample, seeded, toJson, type BodyCase } from './fuzz-cases.ts';
+import { FUZZ_ROUTES, type FuzzRoute } from './fuzz-routes.ts';
+
+const SEED = Number(process.env.FUZZ_SEED ?? 20261123);
+const MAX_BODY_BYTES = 1024 * 1024;
+const CONCURRENCY = 6;
+/** Client addresses of their own for the per-address limits (auth: 20/min, unauthenticated: 60/min). */
+const AUTH_IP = '198.51.100.21';
+const PUBLIC_IP = '198.51.100.22';
+
+let api: Client;
+let op: Client;
+let id: string;
+let orgId: string;
+
+beforeAll(async () => {
+  api = await newTenant('fuzz');
+  op = operatorClient();
+  id = await api.runningComputer('fuzz');
+  expect((await api.post(`/computers/${id}/env`, { name: 'FUZZ_VAR', value: 'original' })).status).toBe(201);
+  expect((await api.post(`/computers/${id}/ports`, { port: 3000, visibility: 'public' })).status).toBe(201);
+  const org = await op.post<{ data: { id: string } }>('/admin/organizations', { name: 'fuzz target', credits: 10 });
+  expect(org.status).toBe(201);
+  orgId = org.body.data.id;
+});
+
+afterAll(async () => {
+  if (id) await api.del(`/computers/${id}`);
+});
+
+const seedOf = (s: string) => [...s].reduce((h, ch) => Math.imul(h ^ ch.charCodeAt(0), 16777619) >>> 0, SEED >>> 0);
+
+async function pool<T>(items: T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: n }, async () => {
+    while (next < items.length) await fn(items[next++]);
+  }));
+}
+
+function send(route: FuzzRoute, body: RawBody, contentType = 'application/json'): Promise<RawReply> {
+  const path = route.path.replace('{id}', id).replace('{org}', orgId);
+  const auth = route.auth === 'tenant' ? api.key : route.auth === 'operator' ? hangar().operatorToken : null;
+  return rawFetch(hangar().apiUrl + path, route.method, { body, auth, headers: { 'content-type': contentType, 'cf-connecting-ip': AUTH_IP } });
+}
+
+/** Everything the fuzzed routes could change, as the API shows it. */
+async function snapshot(): Promise<Record<string, string>> {
+  const tenant = [`/computers/${id}`, '/computers', `/computers/${id}/env`, `/computers/${id}/ports`, `/computers/${id}/auto-stop`, '/workspaces?page_size=100', '/projects?page_size=100'];
+  const org = `/admin/organizations/${orgId}`;
+  const operator = [org, `${org}/api-keys`, `${org}/credits`, `${org}/credits/transactions`];
+  const out: Record<string, string> = {};
+  for (const p of tenant) out[p] = (await api.raw('GET', p)).text;
+  for (const p of operator) out[p] = (await op.raw('GET', p)).text;
+  // Other organizations' balances move as their computers run: count these lists only.
+  for (const p of ['/admin/organizations', '/admin/hosts']) out[p] = String((await op.get<{ page: { total: number } }>(p)).body.page.total);
+  return out;
+}
+
+/** Why a reply to a malformed body is wrong, or null. */
+function bodyProblem(r: RawReply, bytes: number): string | null {
+  if (bytes > MAX_BODY_BYTES) return envelopeProblem(r, 413, 'PAYLOAD_TOO_LARGE');
+  const p = envelopeProblem(r, 400);
+  if (p) return p;
+  const code = (JSON.parse(r.text) as { error: { code: string } }).error.code;
+  return code === 'VALIDATION_FAILED' || code === 'INVALID_JSON' ? null : `code ${code}`;
+}
+
+describe('fuzzed bodies', () => {
+  for (const route of FUZZ_ROUTES) {
+    it(`${route.method} ${route.path}: every malformed body is refused with the envelope and changes nothing`, async () => {
+      const rng = seeded(seedOf(`${route.method} ${route.path}`));
+      const all = bodyCases(route.shape, rng);
+      const cases: BodyCase[] = route.limit ? sample(all, route.limit, rng) : all;
+      const before = await snapshot();
+      const failures: string[] = [];
+      await pool(cases, CONCURRENCY, async (c) => {
+        const problem = bodyProblem(await send(route, c.text, c.contentType), Buffer.byteLength(c.text));
+        if (problem) failures.push(`${c.label}: ${problem}`);
+      });
+      expect(failures, `seed ${SEED}`).toEqual([]);
+      expect(await snapshot()).toEqual(before);
+      expect(cases.length).toBeGreaterThanOrEqual(route.limit ?? 40);
+    });
+  }
+
+  it('a body over 1 MiB is a 413 on every route, declared or streamed, even when it is otherwise valid', async () => {
+    const before = await snapshot();
+    const failures: string[] = [];
+    for (const route of FUZZ_ROUTES.filter((r) => r.auth !== 'none')) {
+      const text = toJson({ ...route.shape.valid, pad: 'a'.repeat(MAX_BODY_BYTES) });
+      const declared = await send(route, text);
+      const chunks = Math.ceil(text.length / 65_536);
+      let i = 0;
+      const stream = new ReadableStream<Uint8Array>({
+        pull(ctl) {
+          if (i === chunks) return ctl.close();
+          ctl.enqueue(new TextEncoder().encode(text.slice(i * 65_536, ++i * 65_536)));
+        },
+      });
+      const streamed = await send(route, stream);
+      for (const [how, r] of [['declared', declared], ['streamed', streamed]] as const) {
+        const p = envelopeProblem(r, 413, 'PAYLOAD_TOO_LARGE');
+        if (p) failures.push(`${route.method} ${route.path} ${how}: ${p}`);
+      }
+    }
+    expect(failures).toEqual([]);
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it('after all that the computer still runs, with its env var as it was and no fuzz command run', async () => {
+    const r = await api.exec(id, 'printenv FUZZ_VAR; test -e /tmp/fuzz-ran && echo ran || echo clean');
+    expect(r.body).toMatchObject({ output: 'original\nclean\n', exit_code: 0 });
+    expect((await api.get(`/computers/${id}`)).body.status).toBe('running');
+  });
+});
+
+/** Every path of the API (params filled in) and the methods it answers. */
+function routeTable(): [string, string[]][] {
+  const c = `/api/v1/computers/${id}`;
+  const o = `/api/v1/admin/organizations/${orgId}`;
+  const uuid = '550e8400-e29b-41d4-a716-446655440000';
+  const post = ['POST'];
+  return [
+    ['/api/v1/health', ['GET']],
+    ['/api/v1/computers', ['GET', 'POST']],
+    [c, ['GET', 'PATCH', 'PUT', 'DELETE']],
+    ...['start', 'stop', 'restart', 'clone', 'resize', 'move', 'stream-token', 'exec', 'exec/python'].map((a): [string, string[]] => [`${c}/${a}`, post]),
+    ...['vnc-credentials', 'urls', 'apps', 'metrics'].map((a): [string, string[]] => [`${c}/${a}`, ['GET']]),
+    [`${c}/auto-stop`, ['GET', 'PATCH']],
+    [`${c}/env`, ['GET', 'POST']],
+    [`${c}/env/FUZZ_VAR`, ['PATCH', 'DELETE']],
+    [`${c}/ports`, ['GET', 'POST']],
+    [`${c}/ports/3000`, ['PATCH', 'DELETE']],
+    ['/api/v1/workspaces', ['GET', 'POST']],
+    [`/api/v1/workspaces/${uuid}`, ['GET']],
+    ['/api/v1/projects', ['GET', 'POST']],
+    [`/api/v1/projects/${uuid}`, ['GET']],
+    ['/api/v1/auth/token', post],
+    ['/api/v1/admin/organizations', ['GET', 'POST']],
+    [o, ['GET', 'PATCH']],
+    [`${o}/api-keys`, ['GET', 'POST']],
+    [`${o}/api-keys/${uuid}`, ['GET', 'DELETE']],
+    [`${o}/credits`, ['GET', 'POST']],
+    [`${o}/credits/transactions`, ['GET']],
+    ['/api/v1/admin/hosts', ['GET', 'POST']],
+    [`/api/v1/admin/hosts/${uuid}`, ['GET', 'DELETE']],
+    ['/agent/v1/connect', ['GET']],
+    [`/agent/v1/computers/${id}/connect`, ['GET']],
+  ];
+}
+
+/** Every id-bearing computer route with a body that passes validation. */
+const COMPUTER_ROUTES: [string, string, unknown?][] = [
+  ['GET', ''],
+  ['PATCH', '', { name: 'x' }],
+  ['PUT', '', { name: 'x' }],
+  ['DELETE', ''],
+  ['POST', '/start'],
+  ['POST', '/stop'],
+  ['POST', '/restart'],
+  ['POST', '/clone', {}],
+  ['POST', '/resize', { size: 'large' }],
+  ['POST', '/move', { region: 'local' }],
+  ['GET', '/auto-stop'],
+  ['PATCH', '/auto-stop', { auto_stop_seconds: 60 }],
+  ['GET', '/vnc-credentials'],
+  ['POST', '/stream-token'],
+  ['GET', '/urls'],
+  ['GET', '/apps'],
+  ['GET', '/metrics'],
+  ['GET', '/env'],
+  ['POST', '/env', { name: 'X', value: 'x' }],
+  ['PATCH', '/env/FUZZ_VAR', { value: 'x' }],
+  ['DELETE', '/env/FUZZ_VAR'],
+  ['GET', '/ports'],
+  ['POST', '/ports', { port: 9999, visibility: 'public' }],
+  ['PATCH', '/ports/3000', { visibility: 'private' }],
+  ['DELETE', '/ports/3000'],
+  ['POST', '/exec', { command: 'touch /tmp/fuzz-ran' }],
+  ['POST', '/exec/python', { code: 'open("/tmp/fuzz-ran", "w")' }],
+];
+
+describe('routes, methods, ids and queries', () => {
+  it('an unknown route is a 404 with the envelope, with or without credentials', async () => {
+    const paths = ['/', '/api', '/api/v1', '/api/v2/computers', '/api/v1/nope', '/api/v1/computers/x/y/z', `/api/v1/computers/${id}/nope`,
+      `/api/v1/computers/${id}/exec/ruby`, '/api/v1//computers', '/api/v1/%F0%9F%98%80',
+      `/api/v1/${'a'.repeat(2000)}`, '/agent/v1', '/api/v1/admin'];
+    const failures: string[] = [];
+    for (const p of paths) {
+      for (const auth of [null, api.key]) {
+        const r = await rawFetch(hangar().origin + p, 'GET', { auth, headers: { 'cf-connecting-ip': PUBLIC_IP } });
+        const problem = envelopeProblem(r, 404, 'NOT_FOUND');
+        if (problem) failures.push(`${p.slice(0, 60)}: ${problem}`);
+      }
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it('a known path with another method is a 405 whose Allow lists exactly the methods it has', async () => {
+    const failures: string[] = [];
+    for (const [path, allowed] of routeTable()) {
+      for (const method of ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'].filter((m) => !allowed.includes(m))) {
+        const r = await rawFetch(hangar().origin + path, method, { auth: api.key, body: method === 'GET' ? undefined : '{}' });
+        const problem = envelopeProblem(r, 405, 'METHOD_NOT_ALLOWED');
+        const allow = (r.headers.get('allow') ?? '').split(',').map((m) => m.trim()).sort().join(',');
+        if (problem || allow !== [...allowed].sort().join(',')) failures.push(`${method} ${path}: ${problem ?? `Allow: ${allow}`}`);
+      }
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it('a computer id that is not a UUID is a 400 "invalid computer id" on every computer route', async () => {
+    const bad = ['not-a-uuid', '123', `${id.slice(0, -1)}Z`, id.replaceAll('-', ''), `${id}-0`, 'ffffffff-ffff-ffff-ffff-ffffffffffff', 'undefined', '%20', 'a%2Fb', '%F0%9F%98%80'];
+    const failures: string[] = [];
+    for (const b of bad) {
+      for (const [method, path, body] of COMPUTER_ROUTES) {
+        const r = await api.raw(method, `/computers/${b}${path}`, body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+        const problem = envelopeProblem(r, 400, 'INVALID_ID');
+        const message = problem ? '' : expectEnvelope(r).error.message;
+        if (problem || message !== 'invalid computer id') failures.push(`${method} /${b}${path}: ${problem ?? message}`);
+      }
+    }
+    expect(failures).toEqual([]);
+    const check = await api.exec(id, 'test -e /tmp/fuzz-ran && echo ran || echo clean');
+    expect(check.body.output).toBe('clean\n');
+  });
+
+  it('bad path parameters other than the id are 400s', async () => {
+    for (const p of [`/computers/${id}/ports/0`, `/computers/${id}/ports/70000`, `/computers/${id}/ports/abc`, `/computers/${id}/ports/1.5`, `/computers/${id}/ports/-1`]) {
+      expectEnvelope(await api.raw('DELETE', p), 400, 'VALIDATION_FAILED', p);
+    }
+    for (const p of [`/computers/${id}/env/1BAD`, `/computers/${id}/env/A-B`, `/computers/${id}/env/%00`, `/computers/${id}/env/%F0%9F%98%80`]) {
+      expectEnvelope(await api.raw('DELETE', p), 400, 'VALIDATION_FAILED', p);
+    }
+    expect((await api.get(`/computers/${id}/env`)).body).toMatchObject({ page: { total: 1 } });
+  });
+
+  it('bad query parameters are 400s naming the parameter', async () => {
+    const tenant = [
+      '/computers?page=-1', '/computers?page=0', '/computers?page=abc', '/computers?page=1.5', '/computers?page=', '/computers?page=Infinity',
+      '/computers?page_size=1000', '/computers?page_size=0', '/computers?per_page=101', '/computers?workspace_id=xyz', '/computers?project_id=',
+      `/computers/${id}/metrics?window=xyz`, `/computers/${id}/metrics?window=1H`, `/computers/${id}/metrics?window=`,
+      `/computers/${id}/env?page=-1`, `/computers/${id}/ports?page_size=1000`, '/workspaces?page=0', '/projects?page_size=101',
+    ];
+    const failures: string[] = [];
+    for (const p of tenant) {
+      const r = await api.raw('GET', p);
+      const param = /[?&]([a-z_]+)=/.exec(p)![1];
+      const problem = envelopeProblem(r, 400, 'VALIDATION_FAILED');
+      const message = problem ? '' : expectEnvelope(r).error.message;
+      if (problem || !message.startsWith(`${param}:`)) failures.push(`${p}: ${problem ?? message}`);
+    }
+    for (const p of ['/admin/organizations?page=-1', '/admin/hosts?status=bogus', '/admin/hosts?page_size=1000']) {
+      const problem = envelopeProblem(await op.raw('GET', p), 400, 'VALIDATION_FAILED');
+      if (problem) failures.push(`${p}: ${problem}`);
+    }
+    expect(failures).toEqual([]);
+  });
+});

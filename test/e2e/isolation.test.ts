@@ -1,0 +1,140 @@
+/**
+ * Tenant isolation against the real stack: another organization's key (and a
+ * JWT minted from it) sees 404 "computer not found" on every route of a real
+ * running computer, learns nothing, and changes nothing.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hangar, newTenant, rawFetch, type Client, type RawReply } from './client.ts';
+import { envelopeProblem, expectEnvelope } from './expect-error.ts';
+
+/** Every route that takes a computer id (worker/routes/*.ts), each with a body that passes validation. */
+const ROUTES: [string, string, unknown?][] = [
+  ['GET', ''],
+  ['PATCH', '', { agent_session_id: 'stolen', name: 'stolen' }],
+  ['PUT', '', { agent_session_id: 'stolen', name: 'stolen' }],
+  ['POST', '/start'],
+  ['POST', '/stop'],
+  ['POST', '/restart'],
+  ['POST', '/clone', { name: 'stolen' }],
+  ['POST', '/resize', { size: 'large' }],
+  ['POST', '/move', { region: 'local' }],
+  ['GET', '/auto-stop'],
+  ['PATCH', '/auto-stop', { auto_stop_seconds: 1 }],
+  ['GET', '/vnc-credentials'],
+  ['POST', '/stream-token'],
+  ['GET', '/urls'],
+  ['GET', '/apps'],
+  ['GET', '/metrics'],
+  ['GET', '/metrics?window=7d'],
+  ['GET', '/env'],
+  ['POST', '/env', { name: 'INJECTED', value: 'x' }],
+  ['PATCH', '/env/SECRET', { value: 'overwritten' }],
+  ['DELETE', '/env/SECRET'],
+  ['GET', '/ports'],
+  ['POST', '/ports', { port: 9999, visibility: 'public' }],
+  ['PATCH', '/ports/3000', { visibility: 'private' }],
+  ['DELETE', '/ports/3000'],
+  ['POST', '/exec', { command: 'touch /tmp/intruder-was-here; printenv SECRET' }],
+  ['POST', '/exec/python', { code: 'open("/tmp/intruder-was-here", "w")' }],
+  // Last: it would remove the computer.
+  ['DELETE', ''],
+];
+
+let a: Client;
+let b: Client;
+let aId: string;
+let bId: string;
+const secret = `owner-only-${randomBytes(8).toString('hex')}`;
+
+beforeAll(async () => {
+  [a, b] = await Promise.all([newTenant('isolation-a'), newTenant('isolation-b')]);
+  [aId, bId] = await Promise.all([a.runningComputer('a-computer'), b.runningComputer('b-computer')]);
+  expect((await a.post(`/computers/${aId}/env`, { name: 'SECRET', value: secret })).status).toBe(201);
+  expect((await a.post(`/computers/${aId}/ports`, { port: 3000, visibility: 'public' })).status).toBe(201);
+});
+
+afterAll(async () => {
+  await Promise.all([aId && a.del(`/computers/${aId}`), bId && b.del(`/computers/${bId}`)]);
+});
+
+/** What A can see of its computer: any change by B shows here. */
+async function stateOfA(): Promise<string[]> {
+  const paths = [`/computers/${aId}`, `/computers/${aId}/env`, `/computers/${aId}/ports`, `/computers/${aId}/auto-stop`, '/computers'];
+  return Promise.all(paths.map(async (p) => (await a.raw('GET', p)).text));
+}
+
+/** A token minted from B's key, through a client address of its own (the auth limit is 20/min per address). */
+async function jwtOf(c: Client): Promise<string> {
+  const r = await rawFetch(`${hangar().apiUrl}/auth/token`, 'POST', {
+    body: JSON.stringify({ api_key: c.key }),
+    headers: { 'content-type': 'application/json', 'cf-connecting-ip': '198.51.100.31' },
+  });
+  expect(r.status).toBe(200);
+  return (JSON.parse(r.text) as { data: { token: string } }).data.token;
+}
+
+function leaks(r: RawReply, label: string): string[] {
+  const found = [aId, a.orgId, secret, 'a-computer'].filter((s) => r.text.includes(s));
+  return found.length ? [`${label}: response shows ${found.join(', ')}`] : [];
+}
+
+describe('tenant isolation on a real computer', () => {
+  it("another tenant's key and JWT get 404 computer not found on every route of a running computer, and nothing changes", async () => {
+    const before = await stateOfA();
+    const failures: string[] = [];
+    for (const credential of [b.key, await jwtOf(b)]) {
+      for (const [method, path, body] of ROUTES) {
+        const init = body === undefined ? { auth: credential } : { auth: credential, body: JSON.stringify(body), headers: { 'content-type': 'application/json' } };
+        const r = await rawFetch(`${hangar().apiUrl}/computers/${aId}${path}`, method, init);
+        const label = `${method} ${path || '/'}`;
+        const problem = envelopeProblem(r, 404, 'NOT_FOUND');
+        if (problem) failures.push(`${label}: ${problem}`);
+        else if (expectEnvelope(r).error.message !== 'computer not found') failures.push(`${label}: ${r.text}`);
+        failures.push(...leaks(r, label));
+      }
+    }
+    expect(failures).toEqual([]);
+    expect(await stateOfA()).toEqual(before);
+
+    // Still running and untouched inside: exec works, the env var is the owner's, nothing ran for B.
+    const r = await a.exec(aId, 'printenv SECRET; test -e /tmp/intruder-was-here && echo intruded || echo clean');
+    expect(r.body).toMatchObject({ output: `${secret}\nclean\n`, exit_code: 0 });
+    expect((await a.get(`/computers/${aId}`)).body).toMatchObject({ status: 'running', size: 'small', name: 'a-computer', agent_session_id: null, auto_stop: 0 });
+  });
+
+  it("lists show each tenant only its own computers, whatever filters name the other's", async () => {
+    const listA = await a.get<{ computers: { id: string }[]; total: number }>('/computers');
+    const listB = await b.get<{ computers: { id: string }[]; total: number }>('/computers');
+    expect(listA.body.computers.map((c) => c.id)).toEqual([aId]);
+    expect(listB.body.computers.map((c) => c.id)).toEqual([bId]);
+    expect(listA.body.total).toBe(1);
+    expect(listB.body.total).toBe(1);
+
+    const aComputer = (await a.get<{ workspace_id: string; project_id: string }>(`/computers/${aId}`)).body;
+    for (const q of [`workspace_id=${aComputer.workspace_id}`, `project_id=${aComputer.project_id}`]) {
+      const r = await b.raw('GET', `/computers?${q}`);
+      expect(r.text, q).not.toContain(aId);
+      if (r.status === 200) expect((JSON.parse(r.text) as { total: number }).total, q).toBe(0);
+      else expectEnvelope(r, 404, 'NOT_FOUND', q);
+    }
+  });
+
+  it("another tenant's workspace and project ids are 404 to read and to create into", async () => {
+    const aComputer = (await a.get<{ workspace_id: string; project_id: string }>(`/computers/${aId}`)).body;
+    expectEnvelope(await b.raw('GET', `/workspaces/${aComputer.workspace_id}`), 404, 'NOT_FOUND', 'workspace');
+    expectEnvelope(await b.raw('GET', `/projects/${aComputer.project_id}`), 404, 'NOT_FOUND', 'project');
+    const json = { 'content-type': 'application/json' };
+    const intoA = [
+      ['/computers', { name: 'squatter', template_type: 'miosa-desktop', workspace_id: aComputer.workspace_id }],
+      ['/computers', { name: 'squatter', template_type: 'miosa-desktop', project_id: aComputer.project_id }],
+      ['/projects', { name: 'squatter', workspace_id: aComputer.workspace_id }],
+    ] as const;
+    for (const [path, body] of intoA) {
+      expectEnvelope(await b.raw('POST', path, { body: JSON.stringify(body), headers: json }), 404, 'NOT_FOUND', `${path} ${Object.keys(body).join()}`);
+    }
+    expect((await b.get<{ total: number }>('/computers')).body.total).toBe(1);
+    const projectsA = await a.get<{ data: { name: string }[] }>('/projects?page_size=100');
+    expect(projectsA.body.data.map((p) => p.name)).not.toContain('squatter');
+  });
+});
