@@ -4,11 +4,12 @@
  * `result`), reports metrics, and tells of a computer that died on its own.
  * Lifecycle requests run one at a time; execs run side by side.
  */
-import { ComputerRequest, PROTOCOL, agentComputerPath, type ComputerAgentMessage } from '../schema/protocol.ts';
+import { ComputerNotice, ComputerRequest, FRAME_STDIN, PROTOCOL, agentComputerPath, decodeFrame, type ComputerAgentMessage } from '../schema/protocol.ts';
 import { DriverError, type ComputerDriver } from './drivers/driver.ts';
 import { ReconnectingSocket } from './reconnecting-socket.ts';
 import { handleLifecycle } from './handlers/lifecycle.ts';
 import { handleExecRun } from './handlers/exec.ts';
+import { ProcRelay } from './handlers/procs.ts';
 import { AGENT_VERSION } from './version.ts';
 import type { Logger } from './log.ts';
 
@@ -23,6 +24,7 @@ export class ComputerSession {
   private readonly log: Logger;
   private readonly socket: ReconnectingSocket;
   private lifecycleQueue: Promise<unknown> = Promise.resolve();
+  private readonly procs: ProcRelay;
 
   constructor(id: string, cfg: SessionConfig, driver: ComputerDriver, log: Logger, onGone: (id: string) => void) {
     this.id = id;
@@ -31,6 +33,12 @@ export class ComputerSession {
     this.socket = new ReconnectingSocket({ url: cfg.wsBase + agentComputerPath(id), headers: { authorization: `Bearer ${cfg.hostKey}` } });
     this.socket.on('open', () => void this.announce());
     this.socket.on('message', (data) => void this.onMessage(data));
+    this.socket.on('binary', (data) => {
+      const frame = decodeFrame(data);
+      if (frame?.kind === FRAME_STDIN) this.procs.stdin(frame);
+      else log(`computer ${id}: dropped a malformed binary frame`);
+    });
+    this.procs = new ProcRelay(driver, id, { sendJson: (m) => this.send(m), sendBinary: (b) => this.socket.sendBinary(b) }, log);
     this.socket.on('rejected', (status) => {
       log(`computer ${id}: server answered ${status}; it is no longer served by this host`);
       onGone(id);
@@ -67,6 +75,11 @@ export class ComputerSession {
       this.log(`computer ${this.id}: dropped a message that is not JSON`);
       return;
     }
+    const notice = ComputerNotice.safeParse(raw);
+    if (notice.success) {
+      this.procs.ack(notice.data.proc_id, notice.data.offsets);
+      return;
+    }
     const parsed = ComputerRequest.safeParse(raw);
     if (!parsed.success) {
       const id = (raw as { id?: unknown })?.id;
@@ -77,7 +90,7 @@ export class ComputerSession {
     }
     const req = parsed.data;
     try {
-      const data = req.type === 'exec.run' ? await handleExecRun(this.driver, this.id, req.params) : await this.serial(() => this.lifecycle(req));
+      const data = await this.dispatch(req);
       this.send({ type: 'result', id: req.id, ok: true, data });
     } catch (err) {
       const code = err instanceof DriverError ? err.code : 'FAILED';
@@ -87,7 +100,29 @@ export class ComputerSession {
     }
   }
 
-  private lifecycle(req: Exclude<ComputerRequest, { type: 'exec.run' }>) {
+  private dispatch(req: ComputerRequest): Promise<unknown> {
+    switch (req.type) {
+      case 'exec.run':
+        return handleExecRun(this.driver, this.id, req.params);
+      case 'proc.start':
+        return this.procs.start(req.params);
+      case 'proc.attach':
+        return this.procs.attach(req.proc_id, req.offsets);
+      case 'proc.resize':
+        return this.procs.resize(req.proc_id, req.rows, req.cols);
+      case 'proc.signal':
+        return this.procs.signal(req.proc_id, req.signal);
+      case 'proc.close_stdin':
+        return this.procs.closeStdin(req.proc_id);
+      case 'proc.forget':
+        return this.procs.forget(req.proc_id);
+      default:
+        if (req.type === 'computer.stop' || req.type === 'computer.destroy') this.procs.clear();
+        return this.serial(() => this.lifecycle(req));
+    }
+  }
+
+  private lifecycle(req: Extract<ComputerRequest, { type: `computer.${string}` }>) {
     this.log(`computer ${this.id}: ${req.type}`);
     return handleLifecycle(this.driver, this.id, req, (p) => this.log(`computer ${this.id}: [${p.phase}] ${p.message}`));
   }

@@ -17,6 +17,7 @@ export interface SocketOptions {
 export interface ReconnectingSocketEvents {
   open: [];
   message: [data: string];
+  binary: [data: Buffer];
   close: [code: number, reason: string];
   rejected: [status: number];
 }
@@ -60,6 +61,12 @@ export class ReconnectingSocket extends EventEmitter<ReconnectingSocketEvents> {
     return true;
   }
 
+  sendBinary(bytes: Uint8Array): boolean {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(bytes, { binary: true });
+    return true;
+  }
+
   /** Drops the current connection as a network failure would (used by tests and on protocol errors). */
   terminate(): void {
     this.ws?.terminate();
@@ -75,7 +82,9 @@ export class ReconnectingSocket extends EventEmitter<ReconnectingSocketEvents> {
       this.emit('open');
     });
     ws.on('message', (data, isBinary) => {
-      if (!isBinary) this.emit('message', data.toString());
+      const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+      if (isBinary) this.emit('binary', buf);
+      else this.emit('message', buf.toString());
     });
     ws.on('unexpected-response', (_req, res) => {
       const status = res.statusCode ?? 0;

@@ -148,6 +148,7 @@ export type ProcExit = z.infer<typeof ProcExit>;
 
 /** What the host has for a process after a reconnect. */
 export const ProcAttachResult = z.object({ running: z.boolean(), exit: ProcExit.nullable() });
+export type ProcAttachResult = z.infer<typeof ProcAttachResult>;
 export type LifecycleResult = z.infer<typeof LifecycleResult>;
 
 /** Requests the ComputerObject sends; each is answered by one `result` with the same id. */

@@ -117,7 +117,8 @@ export class ProcManager {
   onExit(procId: string, exit: ProcExit): void {
     const row = this.row(procId);
     if (!row || row.status !== 'running') return;
-    this.finish(row, { kind: 'exit', exit });
+    // Measured here: this object saw the start, while the agent reporting the exit may be a newer one.
+    this.finish(row, { kind: 'exit', exit: { ...exit, duration_ms: Date.now() - row.created_at } });
     // The guest may drop what it kept for re-attaching.
     void this.link.request('proc.forget', { proc_id: procId }, 10_000);
   }

@@ -7,7 +7,8 @@
  * socket, and "start" on a running computer or "stop" on a stopped one
  * succeeds without doing anything.
  */
-import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult } from '../../schema/protocol.ts';
+import type { EventEmitter } from 'node:events';
+import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult, OutputStream, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
 
 export interface Progress {
   /** Short phase name, e.g. "template", "disk", "boot", "apps". */
@@ -23,6 +24,41 @@ export interface ComputerMetrics {
   cpu_percent: number;
   memory_percent: number;
   memory_bytes: number;
+}
+
+/** How a streamed process ended, as the computer reports it. */
+export interface StreamExit {
+  exit_code: number;
+  signal: number | null;
+  timed_out: boolean;
+}
+
+/**
+ * A streamed process inside a computer: output with byte offsets (never
+ * repeated), sent at most `window` bytes ahead of what ack() confirmed, so a
+ * consumer that stops acknowledging stops the process (it blocks on output)
+ * instead of losing bytes; flow-controlled stdin; resize; signals.
+ */
+export interface StreamProcess
+  extends EventEmitter<{
+    output: [stream: OutputStream, data: Buffer, offset: number];
+    /** Bytes from..to were lost before this handle saw them (only when a re-attach came too late). */
+    gap: [stream: OutputStream, from: number, to: number];
+    exit: [exit: StreamExit];
+    detached: [];
+  }> {
+  readonly pid: number;
+  /** Resolves once every byte is written into the process. */
+  write(data: Uint8Array): Promise<void>;
+  closeStdin(): Promise<void>;
+  resize(rows: number, cols: number): Promise<void>;
+  /** Signals the process's whole group. */
+  signal(signal: number, group?: boolean): Promise<void>;
+  ack(offsets: StreamOffsets): Promise<void>;
+  /** Stops receiving events; the process keeps running. */
+  detach(): Promise<void>;
+  /** Drops an exited process's buffered output. */
+  forget(): Promise<void>;
 }
 
 export interface ComputerDriver {
@@ -43,6 +79,10 @@ export interface ComputerDriver {
   setEnv(id: string, env: Record<string, string>): Promise<void>;
   /** Runs a command to completion inside the running computer. */
   exec(id: string, params: ExecRunParams): Promise<ExecRunResult>;
+  /** Starts a streamed process in the running computer. */
+  spawn(id: string, params: ProcStartParams, window: number): Promise<StreamProcess>;
+  /** Re-subscribes to a streamed process, replaying output from `offsets`; null when the computer no longer has it. */
+  attach(id: string, procId: string, offsets: StreamOffsets, window: number): Promise<StreamProcess | null>;
   /** Current CPU and memory use of a running computer, null when it is not running. */
   metrics(id: string): Promise<ComputerMetrics | null>;
   /** What the host actually has for this computer. */

@@ -7,9 +7,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult } from '../../schema/protocol.ts';
+import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
 import { GuestError, type GuestClient } from '../guest-client.ts';
-import { DriverError, type ComputerDriver, type ComputerMetrics, type ProgressFn } from './driver.ts';
+import { DriverError, type ComputerDriver, type ComputerMetrics, type ProgressFn, type StreamProcess } from './driver.ts';
 import { installApps } from './sandbox/apps.ts';
 import { ComputerCgroup, detectCgroups, type CgroupLayout, type Limits } from './sandbox/cgroups.ts';
 import { createDisk, destroyDisk, listDisks, readMeta, removeAbandonedDisks, writeMeta, type ComputerMeta } from './sandbox/disk.ts';
@@ -157,6 +157,42 @@ export class SandboxDriver implements ComputerDriver {
     } catch (err) {
       throw this.guestFailure(id, err);
     }
+  }
+
+  async spawn(id: string, params: ProcStartParams, window: number): Promise<StreamProcess> {
+    const guest = await this.guestOf(id);
+    const handle = guest.spawn({
+      proc: params.proc_id,
+      command: params.command,
+      argv: params.argv,
+      shell: params.shell,
+      stdin: params.stdin,
+      pty: params.tty,
+      cwd: params.cwd,
+      env: params.env,
+      timeout_s: params.timeout_s,
+      window,
+      // The ring must hold everything not yet acknowledged, so a re-attach finds it.
+      ring_bytes: 2 * window,
+    });
+    try {
+      await handle.started;
+    } catch (err) {
+      throw this.guestFailure(id, err);
+    }
+    return handle;
+  }
+
+  async attach(id: string, procId: string, offsets: StreamOffsets, window: number): Promise<StreamProcess | null> {
+    const guest = await this.guestOf(id);
+    const handle = guest.attach(procId, offsets, { window });
+    try {
+      await handle.started;
+    } catch (err) {
+      if (err instanceof GuestError && err.code === 'NOT_FOUND') return null;
+      throw this.guestFailure(id, err);
+    }
+    return handle;
   }
 
   async metrics(id: string): Promise<ComputerMetrics | null> {

@@ -2,7 +2,7 @@
 import type { ComputerRequest, LifecycleResult } from '../../schema/protocol.ts';
 import type { ComputerDriver, ProgressFn } from '../drivers/driver.ts';
 
-type LifecycleRequest = Exclude<ComputerRequest, { type: 'exec.run' }>;
+type LifecycleRequest = Extract<ComputerRequest, { type: `computer.${string}` }>;
 
 export async function handleLifecycle(driver: ComputerDriver, id: string, req: LifecycleRequest, progress: ProgressFn): Promise<LifecycleResult> {
   switch (req.type) {

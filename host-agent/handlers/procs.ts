@@ -1,0 +1,131 @@
+/**
+ * Streamed processes of one computer, agent side: starts them through the
+ * driver, forwards their output to the ComputerObject as binary frames with
+ * byte offsets, passes the object's acknowledgements on to the computer (so
+ * at most a window of output is ever in flight), writes stdin frames and
+ * answers with how much was written, and after a reconnect re-attaches each
+ * process from the offsets the object holds.
+ */
+import {
+  FRAME_OUTPUT,
+  OUTPUT_WINDOW_BYTES,
+  encodeFrame,
+  type BinaryFrame,
+  type ComputerAgentMessage,
+  type ProcAttachResult,
+  type ProcSignal,
+  type ProcStartParams,
+  type StreamOffsets,
+} from '../../schema/protocol.ts';
+import { DriverError, type ComputerDriver, type StreamProcess } from '../drivers/driver.ts';
+import type { Logger } from '../log.ts';
+
+const SIGNALS: Record<ProcSignal, number> = { HUP: 1, INT: 2, KILL: 9, TERM: 15 };
+
+/** How the relay reaches the server: while the socket is down, sends are dropped (the server re-attaches from its offsets). */
+export interface ProcOutlet {
+  sendJson(msg: ComputerAgentMessage): boolean;
+  sendBinary(bytes: Uint8Array): boolean;
+}
+
+export class ProcRelay {
+  private readonly procs = new Map<string, StreamProcess>();
+  private readonly driver: ComputerDriver;
+  private readonly computerId: string;
+  private readonly out: ProcOutlet;
+  private readonly log: Logger;
+
+  constructor(driver: ComputerDriver, computerId: string, out: ProcOutlet, log: Logger) {
+    this.driver = driver;
+    this.computerId = computerId;
+    this.out = out;
+    this.log = log;
+  }
+
+  async start(params: ProcStartParams): Promise<{ pid: number }> {
+    if (params.shell && !params.argv) await this.requireShell(params.shell);
+    const handle = await this.driver.spawn(this.computerId, params, OUTPUT_WINDOW_BYTES);
+    this.wire(params.proc_id, handle);
+    return { pid: handle.pid };
+  }
+
+  async attach(procId: string, offsets: StreamOffsets): Promise<ProcAttachResult> {
+    this.unwire(procId);
+    const handle = await this.driver.attach(this.computerId, procId, offsets, OUTPUT_WINDOW_BYTES);
+    if (!handle) throw new DriverError('NOT_FOUND', `process ${procId} is not in the computer`);
+    // Replayed output and, for a process that already ended, its exit follow as events.
+    this.wire(procId, handle);
+    return { running: true, exit: null };
+  }
+
+  ack(procId: string, offsets: StreamOffsets): void {
+    this.procs.get(procId)?.ack(offsets).catch(() => {});
+  }
+
+  /** Stdin bytes; acknowledged with the offset written up to, which is the server's credit. */
+  stdin(frame: BinaryFrame): void {
+    const handle = this.procs.get(frame.proc_id);
+    if (!handle) return;
+    const end = frame.offset + frame.payload.byteLength;
+    handle.write(frame.payload).then(
+      () => this.out.sendJson({ type: 'proc.stdin_ack', proc_id: frame.proc_id, offset: end }),
+      (err: Error) => this.log(`computer ${this.computerId}: stdin to ${frame.proc_id} failed: ${err.message}`),
+    );
+  }
+
+  async resize(procId: string, rows: number, cols: number): Promise<Record<string, never>> {
+    await this.handle(procId).resize(rows, cols);
+    return {};
+  }
+
+  async signal(procId: string, signal: ProcSignal): Promise<Record<string, never>> {
+    await this.handle(procId).signal(SIGNALS[signal], true);
+    return {};
+  }
+
+  async closeStdin(procId: string): Promise<Record<string, never>> {
+    await this.handle(procId).closeStdin();
+    return {};
+  }
+
+  async forget(procId: string): Promise<Record<string, never>> {
+    const handle = this.procs.get(procId);
+    this.unwire(procId);
+    await handle?.forget().catch(() => {});
+    return {};
+  }
+
+  /** The computer stopped: its processes are gone. */
+  clear(): void {
+    for (const id of [...this.procs.keys()]) this.unwire(id);
+  }
+
+  private handle(procId: string): StreamProcess {
+    const h = this.procs.get(procId);
+    if (!h) throw new DriverError('NOT_FOUND', `process ${procId} is not running here`);
+    return h;
+  }
+
+  private wire(procId: string, handle: StreamProcess): void {
+    this.procs.set(procId, handle);
+    handle.on('output', (stream, data, offset) => {
+      this.out.sendBinary(encodeFrame({ kind: FRAME_OUTPUT, stream, proc_id: procId, offset, payload: data }));
+    });
+    handle.on('gap', (stream, from, to) => this.log(`computer ${this.computerId}: ${to - from} bytes of ${procId}/${stream} were lost before re-attaching`));
+    handle.on('exit', (exit) => {
+      // duration_ms is the server's to measure: it saw the start, and this agent may be a newer one.
+      this.out.sendJson({ type: 'proc.exit', proc_id: procId, exit_code: exit.exit_code, signal: exit.signal, timed_out: exit.timed_out, duration_ms: 0 });
+    });
+  }
+
+  private unwire(procId: string): void {
+    this.procs.get(procId)?.removeAllListeners();
+    this.procs.delete(procId);
+  }
+
+  /** A shell must exist in the computer; saying so beats a process that fails to start. */
+  private async requireShell(shell: string): Promise<void> {
+    const r = await this.driver.exec(this.computerId, { command: 'test -f "$HANGAR_SHELL" -a -x "$HANGAR_SHELL"', env: { HANGAR_SHELL: shell }, timeout_s: 5, max_output_bytes: 1024 });
+    if (r.exit_code !== 0) throw new DriverError('BAD_REQUEST', `shell ${shell} does not exist in the computer`);
+  }
+}
