@@ -38,6 +38,11 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     log('stopping; computers keep running');
     void session.stop().then(() => process.exit(0));
   };
+  // An operator (or a failover test) can make the agent drop and redial every socket, as a network blip would.
+  process.on('SIGUSR2', () => {
+    log('SIGUSR2: dropping every connection; they reconnect by themselves');
+    session.dropConnections();
+  });
   process.once('SIGINT', shutdown);
   process.once('SIGTERM', shutdown);
 }

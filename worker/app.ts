@@ -8,6 +8,7 @@ import { ApiError } from '../schema/errors.ts';
 import type { Env } from './env.ts';
 import { newRequestId } from './http/ids.ts';
 import { errorResponse, withRequestId } from './http/responses.ts';
+import { preflight } from './http/cors.ts';
 import { parseJson, readBodyText, validate } from './http/body.ts';
 import { buildMatcher, type RouteContext, type RouteDef } from './router.ts';
 import { authenticateTenant, authenticateOperator } from './middleware/auth.ts';
@@ -21,6 +22,7 @@ const MUTATIONS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 export async function handleRequest(request: Request, env: Env, exec: ExecutionContext): Promise<Response> {
   const requestId = newRequestId();
+  if (request.method === 'OPTIONS') return withRequestId(preflight(), requestId);
   let res: Response;
   try {
     res = await dispatch(request, env, exec, requestId);

@@ -13,7 +13,7 @@ import { freePort, registerHost, startAgent, startWorker, type AgentHandle, type
 
 declare module 'vitest' {
   export interface ProvidedContext {
-    hangar: { origin: string; apiUrl: string; operatorToken: string; hostId: string; hostKey: string; dataDir: string };
+    hangar: { origin: string; apiUrl: string; operatorToken: string; hostId: string; hostKey: string; dataDir: string; agentPid: number };
   }
 }
 
@@ -42,6 +42,8 @@ export async function setup(project: TestProject): Promise<void> {
     hostId: host.id,
     hostKey: host.host_key,
     dataDir,
+    // SIGUSR2 makes the agent drop every socket as a network failure would.
+    agentPid: agent.process.pid!,
   });
 }
 

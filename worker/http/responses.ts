@@ -1,5 +1,6 @@
 /** Building responses: JSON bodies, the error envelope, and the request id header every response carries. */
 import { ApiError } from '../../schema/errors.ts';
+import { corsHeaders } from './cors.ts';
 
 export function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify(body), {
@@ -20,14 +21,16 @@ export function errorResponse(err: unknown, requestId: string): Response {
   );
 }
 
-/** Adds X-Request-Id, copying the response when its headers are immutable (fetched or upgraded responses). */
+/** Adds X-Request-Id and the CORS headers, copying the response when its headers are immutable (fetched or upgraded responses). */
 export function withRequestId(res: Response, requestId: string): Response {
   try {
     res.headers.set('x-request-id', requestId);
+    corsHeaders(res.headers);
     return res;
   } catch {
     const copy = new Response(res.body, { status: res.status, statusText: res.statusText, headers: res.headers, webSocket: res.webSocket });
     copy.headers.set('x-request-id', requestId);
+    corsHeaders(copy.headers);
     return copy;
   }
 }
