@@ -1,13 +1,12 @@
 /**
- * What computers need from the host system: bubblewrap (sandboxes), passt
- * (their network) and debootstrap (their base image). Installed with apt on
- * first use when we are root; otherwise one sentence says what to run.
+ * What computers need from the host system beyond util-linux: passt (their
+ * network) and debootstrap (their base image). Installed with apt on first use
+ * when we are root; otherwise one sentence says what to run.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
 const NEEDED = [
-  { bin: '/usr/bin/bwrap', pkg: 'bubblewrap' },
   { bin: '/usr/bin/pasta', pkg: 'passt' },
   { bin: '/usr/sbin/debootstrap', pkg: 'debootstrap' },
 ];
