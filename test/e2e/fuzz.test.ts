@@ -208,7 +208,8 @@ describe('routes, methods, ids and queries', () => {
   it('a known path with another method is a 405 whose Allow lists exactly the methods it has', async () => {
     const failures: string[] = [];
     for (const [path, allowed] of routeTable()) {
-      for (const method of ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'].filter((m) => !allowed.includes(m))) {
+      // OPTIONS is the CORS preflight on every path (see the next test), not a wrong method.
+      for (const method of ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'].filter((m) => !allowed.includes(m))) {
         const r = await rawFetch(hangar().origin + path, method, { auth: api.key, body: method === 'GET' ? undefined : '{}' });
         const problem = envelopeProblem(r, 405, 'METHOD_NOT_ALLOWED');
         const allow = (r.headers.get('allow') ?? '').split(',').map((m) => m.trim()).sort().join(',');
@@ -216,6 +217,14 @@ describe('routes, methods, ids and queries', () => {
       }
     }
     expect(failures).toEqual([]);
+  });
+
+  it('OPTIONS is a CORS preflight allowing browsers to send the API headers', async () => {
+    const r = await rawFetch(`${hangar().origin}/api/v1/computers/${id}/exec`, 'OPTIONS', {});
+    expect(r.status).toBe(204);
+    expect(r.headers.get('access-control-allow-origin')).toBe('*');
+    expect(r.headers.get('access-control-allow-headers')).toMatch(/Authorization/);
+    expect(r.headers.get('access-control-allow-methods')).toMatch(/POST/);
   });
 
   it('a computer id that is not a UUID is a 400 "invalid computer id" on every computer route', async () => {
