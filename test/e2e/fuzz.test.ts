@@ -116,6 +116,13 @@ describe('fuzzed bodies', () => {
     expect(await snapshot()).toEqual(before);
   });
 
+  it('a region no host serves is a 422 REGION_UNAVAILABLE (a 5xx would invite retries), and creates nothing', async () => {
+    const before = await snapshot();
+    const r = await api.raw('POST', '/computers', { body: '{"name":"x","template_type":"miosa-desktop","region":"nowhere-1"}', headers: { 'content-type': 'application/json' } });
+    expectEnvelope(r, 422, 'REGION_UNAVAILABLE');
+    expect(await snapshot()).toEqual(before);
+  });
+
   it('after all that the computer still runs, with its env var as it was and no fuzz command run', async () => {
     const r = await api.exec(id, 'printenv FUZZ_VAR; test -e /tmp/fuzz-ran && echo ran || echo clean');
     expect(r.body).toMatchObject({ output: 'original\nclean\n', exit_code: 0 });

@@ -99,9 +99,14 @@ describe('POST /computers', () => {
     expect(list.total).toBe(0);
   });
 
+  it('is a 422 REGION_UNAVAILABLE for a region no host serves, and creates nothing', async () => {
+    const w = await world();
+    await expectError(await w.api('', { method: 'POST', body: body('nowhere-at-all') }), 422, 'REGION_UNAVAILABLE');
+    expect((await expectJson<{ total: number }>(await w.api(''), 200)).total).toBe(0);
+  });
+
   it('is a 503 NO_CAPACITY when no host of the region is online', async () => {
     const w = await world();
-    await expectError(await w.api('', { method: 'POST', body: body('nowhere-at-all') }), 503, 'NO_CAPACITY');
     // Registered but never connected, then connected, then gone again.
     const host = await registerHost();
     await expectError(await w.api('', { method: 'POST', body: body(host.region) }), 503, 'NO_CAPACITY');

@@ -10,7 +10,7 @@ import { route, type RouteDef } from '../router.ts';
 import { ownershipFilters, resolveOwnership } from '../tenancy/ownership.ts';
 import { callerOf, computerStub, loadComputer, parseRow } from '../computers/access.ts';
 import { computerResource, computerView } from '../computers/view.ts';
-import { pickHost } from '../computers/placement.ts';
+import { pickHost, regionExists } from '../computers/placement.ts';
 import { balanceOf } from '../../durable-objects/computer/usage.ts';
 import type { Principal } from '../middleware/principal.ts';
 import type { ComputerRow } from '../../schema/db.ts';
@@ -73,6 +73,10 @@ export const COMPUTER_ROUTES: RouteDef[] = [
     body: CreateComputer,
     handler: async (c) => {
       const b = c.body;
+      // A region no host was ever registered in is the caller's mistake, not a capacity problem to retry.
+      if (b.region !== undefined && !(await regionExists(c.env, b.region))) {
+        throw new ApiError('REGION_UNAVAILABLE', `unknown region "${b.region}": no host serves it`);
+      }
       const owner = await resolveOwnership(c.env, c.principal, b);
       const host = await pickHost(c.env, b.region ?? c.env.DEFAULT_REGION);
       const row = await insertComputer(c.env, c.principal, {
