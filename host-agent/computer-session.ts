@@ -32,6 +32,7 @@ export class ComputerSession {
     this.log = log;
     this.socket = new ReconnectingSocket({ url: cfg.wsBase + agentComputerPath(id), headers: { authorization: `Bearer ${cfg.hostKey}` } });
     this.socket.on('open', () => void this.announce());
+    this.socket.on('close', () => this.procs.connectionLost());
     this.socket.on('message', (data) => void this.onMessage(data));
     this.socket.on('binary', (data) => {
       const frame = decodeFrame(data);

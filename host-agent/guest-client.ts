@@ -41,6 +41,8 @@ interface Pending {
   resolve: (r: { data: unknown; payload: Buffer }) => void;
   reject: (e: Error) => void;
   timer?: NodeJS.Timeout;
+  /** Runs as the successful reply is read, before any frame behind it. */
+  onReply?: () => void;
 }
 
 export interface SpawnOptions {
@@ -135,12 +137,12 @@ export class GuestClient extends EventEmitter<{ close: [Error | undefined] }> im
   /** Sends one request; resolves with the validated response data and payload. */
   async request<Op extends GuestOp>(
     body: RequestOf<Op>,
-    opts: { payload?: Uint8Array; timeoutMs?: number } = {},
+    opts: { payload?: Uint8Array; timeoutMs?: number; onReply?: () => void } = {},
   ): Promise<{ data: ResponseData<Op>; payload: Buffer }> {
     if (this.closedWith !== null) throw new GuestError('DISCONNECTED', 'guest connection is closed');
     const id = this.nextId++;
     const reply = new Promise<{ data: unknown; payload: Buffer }>((resolve, reject) => {
-      const pending: Pending = { op: body.op, resolve, reject };
+      const pending: Pending = { op: body.op, resolve, reject, onReply: opts.onReply };
       if (opts.timeoutMs) {
         pending.timer = setTimeout(() => {
           this.pending.delete(id);
@@ -201,9 +203,12 @@ export class GuestClient extends EventEmitter<{ close: [Error | undefined] }> im
 
   /** Re-subscribes to a process, replaying buffered output from `offsets` (per stream; default 0). */
   attach(proc: string, offsets: Partial<Record<StreamName, number>> = {}, opts: { window?: number } = {}): GuestProcess {
-    const handle = this.track(new GuestProcess(this, proc, offsets));
+    const handle = new GuestProcess(this, proc, offsets);
+    // Events before the reply come from an earlier subscription of this connection and may run
+    // ahead of `offsets`; the replay right behind the reply has them all, so the handle starts there.
+    const onReply = () => this.track(handle);
     handle.bindStart(
-      this.request({ op: 'attach', proc, offsets, ...opts }, { timeoutMs: 10_000 }).then(({ data }) => {
+      this.request({ op: 'attach', proc, offsets, ...opts }, { timeoutMs: 10_000, onReply }).then(({ data }) => {
         handle.noteInfo(data);
         return { pid: data.pid };
       }),
@@ -252,8 +257,10 @@ export class GuestClient extends EventEmitter<{ close: [Error | undefined] }> im
         if (!pending) continue; // timed out already
         this.pending.delete(h.id);
         clearTimeout(pending.timer);
-        if (h.ok) pending.resolve({ data: h.data, payload: frame.payload });
-        else pending.reject(new GuestError(h.error.code, h.error.message));
+        if (h.ok) {
+          pending.onReply?.();
+          pending.resolve({ data: h.data, payload: frame.payload });
+        } else pending.reject(new GuestError(h.error.code, h.error.message));
       } else if (h.t === 'evt') {
         const proc = this.procs.get(h.proc);
         if (!proc) continue;

@@ -35,7 +35,11 @@ export class GuestProcess extends EventEmitter<GuestProcessEvents> {
   exit: ExitInfo | null = null;
   /** Next expected byte of each stream: pass these to attach() to resume without gaps or repeats. */
   readonly offsets: Partial<Record<StreamName, number>>;
-  /** Resolves with the pid once the guest confirmed the spawn/attach; rejects if it refused. */
+  /**
+   * Resolves with the pid once the guest confirmed the spawn/attach; rejects if it refused.
+   * Events are held until the turn after it resolves: the guest sends a re-attach's replay
+   * right behind its reply, and a caller that awaits `started` before listening must not miss it.
+   */
   readonly started: Promise<{ pid: number }>;
   /** Resolves when the process has exited. */
   readonly exited: Promise<ExitInfo>;
@@ -47,6 +51,8 @@ export class GuestProcess extends EventEmitter<GuestProcessEvents> {
   private creditWaiters: Array<() => void> = [];
   private sendChain: Promise<void> = Promise.resolve();
   private detachedFlag = false;
+  /** Events that came before the caller could listen (null once released). */
+  private held: Array<() => void> | null = [];
 
   constructor(link: GuestLink, id: string, offsets: Partial<Record<StreamName, number>>) {
     super();
@@ -70,8 +76,11 @@ export class GuestProcess extends EventEmitter<GuestProcessEvents> {
       (v) => {
         this.pid = v.pid;
         this.resolveStarted(v);
+        // After every microtask, so whoever awaited `started` has attached its listeners.
+        setImmediate(() => this.release());
       },
       (err: Error) => {
+        this.held = null;
         this.link.untrack(this.id);
         this.rejectStarted(err);
       },
@@ -88,18 +97,31 @@ export class GuestProcess extends EventEmitter<GuestProcessEvents> {
     const expected = this.offsets[stream] ?? 0;
     const end = offset + data.length;
     if (end <= expected) return; // already delivered (replay overlap)
-    if (offset > expected) this.emit('gap', stream, expected, offset);
     const fresh = offset < expected ? data.subarray(expected - offset) : data;
     this.offsets[stream] = end;
-    this.emit('output', stream, fresh, Math.max(offset, expected));
+    if (offset > expected) this.deliver(() => this.emit('gap', stream, expected, offset));
+    this.deliver(() => this.emit('output', stream, fresh, Math.max(offset, expected)));
   }
 
   /** @internal */
   handleExit(exit: ExitInfo): void {
-    if (this.exit) return;
-    this.exit = exit;
-    this.resolveExited(exit);
-    this.emit('exit', exit);
+    this.deliver(() => {
+      if (this.exit) return;
+      this.exit = exit;
+      this.resolveExited(exit);
+      this.emit('exit', exit);
+    });
+  }
+
+  private deliver(event: () => void): void {
+    if (this.held) this.held.push(event);
+    else event();
+  }
+
+  private release(): void {
+    const held = this.held ?? [];
+    this.held = null;
+    for (const event of held) event();
   }
 
   /** @internal the connection closed. */

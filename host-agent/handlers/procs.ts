@@ -95,6 +95,15 @@ export class ProcRelay {
     return {};
   }
 
+  /**
+   * The server connection dropped. Output produced now is lost on the way, so
+   * nothing more is relayed until the server re-attaches each process from the
+   * offsets it holds: a later frame sent on the next connection would leave a gap.
+   */
+  connectionLost(): void {
+    for (const handle of this.procs.values()) handle.removeAllListeners();
+  }
+
   /** The computer stopped: its processes are gone. */
   clear(): void {
     for (const id of [...this.procs.keys()]) this.unwire(id);
