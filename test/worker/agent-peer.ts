@@ -10,11 +10,18 @@ import { afterEach, expect } from 'vitest';
 import type { z } from 'zod';
 import {
   AGENT_HOST_PATH,
+  FRAME_OUTPUT,
+  FRAME_STDIN,
   HostServerMessage,
+  ComputerNotice,
   ComputerRequest,
   PROTOCOL,
   agentComputerPath,
+  decodeFrame,
+  encodeFrame,
   type ActualState,
+  type OutputStream,
+  type ProcExit,
   type AgentErrorCode,
   type ComputerAgentMessage,
   type ComputerRequestType,
@@ -98,27 +105,54 @@ async function dial(path: string, hostKey: string): Promise<WebSocket> {
   const ws = res.webSocket;
   if (res.status !== 101 || !ws) throw new Error(`dialing ${path}: HTTP ${res.status} ${await res.text()}`);
   ws.accept();
+  // With this compatibility date binary messages arrive as Blobs unless asked otherwise.
+  ws.binaryType = 'arraybuffer';
   openSockets.add(ws);
   ws.addEventListener('close', () => openSockets.delete(ws));
   return ws;
 }
 
+/** What a computer socket takes besides requests: binary frames and notices; each returns a violation, or null when fine. */
+interface SideChannels {
+  binary(bytes: Uint8Array): string | null;
+  notice(raw: unknown): string | null | 'not-a-notice';
+}
+
 /** Parses a server message with `schema`; anything else is recorded as a violation and breaks the inbox. */
-function listen<S extends z.ZodType<{ type: string }>>(ws: WebSocket, schema: S, inbox: Inbox<z.infer<S>>, label: string, onMessage?: (m: z.infer<S>) => void): void {
+function listen<S extends z.ZodType<{ type: string }>>(
+  ws: WebSocket,
+  schema: S,
+  inbox: Inbox<z.infer<S>>,
+  label: string,
+  onMessage?: (m: z.infer<S>) => void,
+  side?: SideChannels,
+): void {
+  const violate = (what: string) => {
+    violations.push(what);
+    inbox.fail(new Error(what));
+    ws.close(4400, 'malformed message');
+  };
   ws.addEventListener('message', (ev) => {
+    if (side && typeof ev.data !== 'string') {
+      const v = side.binary(new Uint8Array(ev.data as ArrayBuffer));
+      if (v) violate(`${label}: ${v}`);
+      return;
+    }
     let raw: unknown;
     try {
       raw = JSON.parse(typeof ev.data === 'string' ? ev.data : new TextDecoder().decode(ev.data));
     } catch {
       raw = ev.data;
     }
+    const notice = side ? side.notice(raw) : 'not-a-notice';
+    if (notice !== 'not-a-notice') {
+      if (notice) violate(`${label}: ${notice}`);
+      return;
+    }
     const parsed = schema.safeParse(raw);
     if (!parsed.success) {
-      const what = `${label} got a malformed message ${JSON.stringify(raw)}: ${parsed.error.message}`;
-      violations.push(what);
-      inbox.fail(new Error(what));
       // As a real agent would: hang up, so the server's waiting request fails now rather than at its timeout.
-      ws.close(4400, 'malformed message');
+      violate(`${label} got a malformed message ${JSON.stringify(raw)}: ${parsed.error.message}`);
       return;
     }
     inbox.push(parsed.data);
@@ -217,12 +251,90 @@ export class ComputerPeer {
   private readonly handlers = new Map<ComputerRequestType, AnyHandler>();
   private readonly once = new Map<ComputerRequestType, AnyHandler>();
   private readonly defaults = lifecycleDefaults(this);
+  /** Stdin received per process, in frame order. */
+  private readonly stdin = new Map<string, Uint8Array[]>();
+  private readonly stdinAcked = new Map<string, number>();
+  private holdingStdinAcks = false;
+  private readonly outputOffsets = new Map<string, number>();
+  /** Every proc.ack the server sent, in order. */
+  readonly acks: z.infer<typeof ComputerNotice>[] = [];
+  /** Sizes of the stdin frames received, in order, with their process. */
+  readonly stdinFrames: { proc_id: string; offset: number; bytes: number }[] = [];
 
   constructor(
     readonly id: string,
     private readonly ws: WebSocket,
   ) {
-    listen(ws, ComputerRequest, this.inbox, `computer ${id}`, (req) => void this.answer(req));
+    listen(ws, ComputerRequest, this.inbox, `computer ${id}`, (req) => void this.answer(req), {
+      binary: (bytes) => this.onBinary(bytes),
+      notice: (raw) => {
+        if ((raw as { type?: unknown } | null)?.type !== 'proc.ack') return 'not-a-notice';
+        const n = ComputerNotice.safeParse(raw);
+        if (!n.success) return `malformed notice ${JSON.stringify(raw)}: ${n.error.message}`;
+        this.acks.push(n.data);
+        return null;
+      },
+    });
+  }
+
+  // ---------------------------------------------------------- streamed processes
+
+  /** Sends output of a process as a binary frame, at the next offset of its stream. */
+  output(procId: string, stream: OutputStream, data: Uint8Array | string): void {
+    const payload = typeof data === 'string' ? new TextEncoder().encode(data) : data;
+    const key = `${procId}/${stream}`;
+    const offset = this.outputOffsets.get(key) ?? 0;
+    this.outputOffsets.set(key, offset + payload.byteLength);
+    this.ws.send(encodeFrame({ kind: FRAME_OUTPUT, stream, proc_id: procId, offset, payload }));
+  }
+
+  /** Says a process ended. */
+  exit(procId: string, exitCode: number, more: Partial<ProcExit> = {}): void {
+    this.send({ type: 'proc.exit', proc_id: procId, exit_code: exitCode, signal: null, timed_out: false, duration_ms: 5, ...more });
+  }
+
+  /** All stdin bytes received for a process so far. */
+  stdinOf(procId: string): Uint8Array {
+    const parts = this.stdin.get(procId) ?? [];
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.byteLength;
+    }
+    return out;
+  }
+
+  /** Stdin bytes received for a process and not yet acknowledged with proc.stdin_ack. */
+  stdinUnacked(procId: string): number {
+    return this.stdinOf(procId).byteLength - (this.stdinAcked.get(procId) ?? 0);
+  }
+
+  /** While held, stdin frames are not acknowledged (a process that does not read); releasing acknowledges all received. */
+  holdStdinAcks(hold: boolean): void {
+    this.holdingStdinAcks = hold;
+    if (!hold) for (const procId of this.stdin.keys()) this.ackStdin(procId);
+  }
+
+  /** Acknowledges all stdin received for a process, as written. */
+  ackStdin(procId: string): void {
+    const offset = this.stdinOf(procId).byteLength;
+    if ((this.stdinAcked.get(procId) ?? 0) === offset) return;
+    this.stdinAcked.set(procId, offset);
+    this.send({ type: 'proc.stdin_ack', proc_id: procId, offset });
+  }
+
+  private onBinary(bytes: Uint8Array): string | null {
+    const f = decodeFrame(bytes);
+    if (!f || f.kind !== FRAME_STDIN) return `got a binary frame that is not a stdin frame (${bytes.byteLength} bytes)`;
+    const have = this.stdinOf(f.proc_id).byteLength;
+    if (f.offset !== have) return `stdin frame of ${f.proc_id} at offset ${f.offset}, but ${have} bytes came before it`;
+    const parts = this.stdin.get(f.proc_id) ?? [];
+    parts.push(f.payload.slice());
+    this.stdin.set(f.proc_id, parts);
+    this.stdinFrames.push({ proc_id: f.proc_id, offset: f.offset, bytes: f.payload.byteLength });
+    if (!this.holdingStdinAcks) this.ackStdin(f.proc_id);
+    return null;
   }
 
   /** Says `attached` with what the host has; resolves once the object counts this socket as its agent. */
