@@ -16,10 +16,15 @@ import { MetricsStore, type MetricsWindow, type Point } from './computer/metrics
 import { BILLING_INTERVAL_MS, balanceOf, charge, nextAlarm } from './computer/usage.ts';
 import { Lifecycle } from './computer/lifecycle.ts';
 import { loadComputerEnv } from '../worker/crypto/env-cipher.ts';
-import { ProcManager, type SinkFactory } from './exec/proc-manager.ts';
+import { ProcManager } from './exec/proc-manager.ts';
 import { EventLog } from './exec/event-log.ts';
 import { StreamExecSink } from './exec/stream-exec.ts';
 import { Tickets } from './exec/tickets.ts';
+import { CLIENT_OPEN_HEADER, clientOf, parseClientOpen } from './exec/client-sockets.ts';
+import { StdinPumps } from './exec/stdin-pump.ts';
+import { ExecSockets } from './exec/ws-exec.ts';
+import { Terminals, type TerminalOptions } from './exec/terminal.ts';
+import { newProcId } from './exec/proc-id.ts';
 import { errorResponse } from '../worker/http/responses.ts';
 import { ApiError } from '../schema/errors.ts';
 
@@ -41,6 +46,9 @@ export class ComputerObject extends DurableObject<Env> {
   private readonly lifecycle: Lifecycle;
   readonly procs: ProcManager;
   private readonly tickets: Tickets;
+  private readonly stdin: StdinPumps;
+  private readonly execSockets: ExecSockets;
+  readonly terminals: Terminals;
   private lastActivity = Date.now();
   private lastActivityStored = 0;
 
@@ -52,14 +60,14 @@ export class ComputerObject extends DurableObject<Env> {
     const sql = ctx.storage.sql;
     EventLog.init(sql);
     this.tickets = new Tickets(sql);
-    const unsupported: SinkFactory = (row) => {
-      throw new Error(`no sink for ${row.kind} processes`);
-    };
     this.procs = new ProcManager(sql, this.link, {
       stream: (row) => new StreamExecSink(sql, row, (procId) => this.tickets.dropFor(procId)),
-      ws: unsupported,
-      terminal: unsupported,
+      ws: (row) => this.execSockets.sink(row),
+      terminal: (row) => this.terminals.sink(row),
     });
+    this.stdin = new StdinPumps(this.procs, this.link);
+    this.execSockets = new ExecSockets(ctx, this.link, this.procs, this.stdin);
+    this.terminals = new Terminals(ctx, this.link, this.procs, this.stdin, () => this.scheduleAlarm());
     this.loaded = ctx.blockConcurrencyWhile(async () => {
       this.rec = (await ctx.storage.get<ComputerRecord>('record')) ?? null;
       this.lastActivity = (await ctx.storage.get<number>('last_activity')) ?? Date.now();
@@ -279,6 +287,38 @@ export class ComputerObject extends DurableObject<Env> {
     return sink.hub.subscribe(after);
   }
 
+  /** POST …/terminal: a login shell on a PTY, for sockets to attach to. */
+  async createTerminal(caller: Caller, opts: TerminalOptions): Promise<Result<{ session_id: string }>> {
+    const r = await this.require(caller, 'exec');
+    if (!r.ok) return r;
+    if (!this.link.socket()) return fail('AGENT_UNAVAILABLE', "the computer's host agent is not connected; try again shortly");
+    return this.terminals.create(caller.org_id, opts);
+  }
+
+  async resizeTerminal(caller: Caller, sessionId: string, size: { cols: number; rows: number }): Promise<Result<true>> {
+    const g = await this.guard(caller);
+    if (!g.ok) return g;
+    return this.terminals.resize(caller.org_id, sessionId, size);
+  }
+
+  /** A client socket a route authenticated: exec over WebSocket (starts its process) or a terminal viewer. */
+  private async openClient(request: Request): Promise<Response> {
+    const requestId = request.headers.get('x-request-id') ?? '';
+    const open = parseClientOpen(request.headers.get(CLIENT_OPEN_HEADER));
+    if (!open) return errorResponse(new ApiError('BAD_REQUEST', 'malformed socket request'), requestId);
+    if (open.kind === 'terminal') {
+      const g = await this.guard(open.caller);
+      if (!g.ok) return errorResponse(new ApiError(g.code, g.message), requestId);
+      return this.terminals.attach(open.caller.org_id, open.session_id, requestId);
+    }
+    const r = await this.require(open.caller, 'exec');
+    if (!r.ok) return errorResponse(new ApiError(r.code, r.message), requestId);
+    if (!this.link.socket()) return errorResponse(new ApiError('AGENT_UNAVAILABLE', "the computer's host agent is not connected; try again shortly"), requestId);
+    const res = await this.execSockets.open(open.caller.org_id, open.start, open.subprotocol, requestId);
+    await this.scheduleAlarm();
+    return res;
+  }
+
   async readMetrics(caller: Caller, window: MetricsWindow): Promise<Result<MetricsView>> {
     const g = await this.guard(caller);
     if (!g.ok) return g;
@@ -288,11 +328,12 @@ export class ComputerObject extends DurableObject<Env> {
 
   // ------------------------------------------------------------ agent socket
 
-  /** Streams and sockets: the agent's upgrade (host verified by the route) and SSE viewers. */
+  /** Streams and sockets: the agent's upgrade (host verified by the route), SSE viewers, exec and terminal sockets. */
   async fetch(request: Request): Promise<Response> {
     await this.loaded;
     const url = new URL(request.url);
     if (url.pathname.endsWith('/exec/stream/events')) return this.streamEvents(request, url);
+    if (url.pathname.startsWith('/api/v1/')) return this.openClient(request);
     const hostId = request.headers.get('x-hangar-host-id');
     if (!this.rec || !hostId || hostId !== this.rec.host_id) return new Response('computer not found on this host', { status: 404 });
     const pair = new WebSocketPair();
@@ -301,7 +342,13 @@ export class ComputerObject extends DurableObject<Env> {
   }
 
   async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
-    if (!this.link.isAgentSocket(ws)) return;
+    if (!this.link.isAgentSocket(ws)) {
+      const client = clientOf(ws);
+      await this.loaded;
+      if (client?.kind === 'exec') this.execSockets.onMessage(ws, client.proc_id, data);
+      if (client?.kind === 'terminal') this.terminals.onMessage(ws, client.proc_id, data);
+      return;
+    }
     if (typeof data !== 'string') {
       const frame = decodeFrame(new Uint8Array(data));
       if (!frame || frame.kind !== FRAME_OUTPUT) {
@@ -329,7 +376,10 @@ export class ComputerObject extends DurableObject<Env> {
         // Not awaited: reconciling waits on results that arrive as later messages.
         this.ctx.waitUntil(
           this.lifecycle.reconcile(parsed.state).then(async () => {
-            if (this.rec?.status === 'running') await this.procs.resumeAll();
+            if (this.rec?.status !== 'running') return;
+            await this.procs.resumeAll();
+            this.stdin.resumeAll();
+            await this.execSockets.agentResumed();
           }),
         );
         return;
@@ -344,16 +394,26 @@ export class ComputerObject extends DurableObject<Env> {
         await this.scheduleAlarm();
         return;
       case 'proc.stdin_ack':
+        this.stdin.onAck(parsed.proc_id, parsed.offset);
         return;
     }
   }
 
   async webSocketClose(ws: WebSocket): Promise<void> {
-    this.link.onClose(ws);
+    if (this.link.isAgentSocket(ws)) this.link.onClose(ws);
+    else await this.clientGone(ws);
   }
 
   async webSocketError(ws: WebSocket): Promise<void> {
-    this.link.onClose(ws);
+    if (this.link.isAgentSocket(ws)) this.link.onClose(ws);
+    else await this.clientGone(ws);
+  }
+
+  private async clientGone(ws: WebSocket): Promise<void> {
+    const client = clientOf(ws);
+    await this.loaded;
+    if (client?.kind === 'exec') await this.execSockets.onClose(ws, client.proc_id);
+    if (client?.kind === 'terminal') await this.terminals.onClose(ws, client.proc_id);
   }
 
   // ------------------------------------------------------------ metering and auto-stop
@@ -382,6 +442,7 @@ export class ComputerObject extends DurableObject<Env> {
       lastActivity: this.lastActivity,
       busy: this.procs.hasRunning(),
       logExpiry: this.procs.nextExpiry(),
+      terminalExpiry: this.terminals.nextExpiry(),
     });
     if (at === null) await this.ctx.storage.deleteAlarm();
     else await this.ctx.storage.setAlarm(Math.max(at, Date.now() + 10));
@@ -391,6 +452,7 @@ export class ComputerObject extends DurableObject<Env> {
   async alarm(): Promise<void> {
     await this.loaded;
     this.procs.sweep();
+    await this.terminals.expireIdle();
     const rec = this.rec;
     if (!rec || rec.status !== 'running') return this.scheduleAlarm();
     await this.ctx.storage.put('last_activity', this.lastActivity);
@@ -414,9 +476,4 @@ export class ComputerObject extends DurableObject<Env> {
     }
     await this.scheduleAlarm();
   }
-}
-
-/** Random id of a streamed process: short, lower-case, as the protocol wants. */
-function newProcId(): string {
-  return [...crypto.getRandomValues(new Uint8Array(10))].map((b) => b.toString(16).padStart(2, '0')).join('');
 }

@@ -76,3 +76,8 @@ export const PORT_VISIBILITIES = ['public', 'private', 'protected'] as const;
 export const PortNumber = z.number().int().min(1).max(65535);
 export const PortCreate = z.object({ port: PortNumber, visibility: z.enum(PORT_VISIBILITIES) });
 export const PortUpdate = z.object({ visibility: z.enum(PORT_VISIBILITIES) });
+
+/** Terminal sizes as a PTY takes them. */
+const TermSize = z.number().int().min(1).max(1000);
+export const TerminalCreate = z.object({ cols: TermSize.default(80), rows: TermSize.default(24), shell: ShellPath.default('/bin/bash') });
+export const TerminalResize = z.object({ cols: TermSize, rows: TermSize });

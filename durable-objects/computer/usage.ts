@@ -33,9 +33,11 @@ export interface AlarmInputs {
   busy: boolean;
   /** When the oldest ended command's log is due for removal. */
   logExpiry: number | null;
+  /** When the next terminal session nobody watches is due to end. */
+  terminalExpiry: number | null;
 }
 
-/** When the object's one alarm should next fire: the earliest of billing, auto-stop and log expiry; null for none. */
+/** When the object's one alarm should next fire: the earliest of billing, auto-stop, log and terminal expiry; null for none. */
 export function nextAlarm(a: AlarmInputs): number | null {
   const due: number[] = [];
   if (a.running) {
@@ -43,5 +45,6 @@ export function nextAlarm(a: AlarmInputs): number | null {
     if (a.autoStopS > 0 && !a.busy) due.push(a.lastActivity + a.autoStopS * 1000);
   }
   if (a.logExpiry !== null) due.push(a.logExpiry);
+  if (a.terminalExpiry !== null) due.push(a.terminalExpiry);
   return due.length ? Math.min(...due) : null;
 }

@@ -9,6 +9,8 @@ import { COMPUTER_ACTION_ROUTES } from './computer-actions.ts';
 import { COMPUTER_INFO_ROUTES } from './computer-info.ts';
 import { EXEC_ROUTES } from './exec.ts';
 import { EXEC_STREAM_ROUTES } from './exec-stream.ts';
+import { EXEC_SOCKET_ROUTES } from './exec-socket.ts';
+import { TERMINAL_ROUTES } from './terminal.ts';
 import { ENV_VAR_ROUTES } from './env-vars.ts';
 import { PORT_ROUTES } from './ports.ts';
 import { WORKSPACE_ROUTES } from './workspaces.ts';
@@ -24,6 +26,8 @@ export const ROUTES: RouteDef[] = [
   ...COMPUTER_INFO_ROUTES,
   ...EXEC_ROUTES,
   ...EXEC_STREAM_ROUTES,
+  ...EXEC_SOCKET_ROUTES,
+  ...TERMINAL_ROUTES,
   ...ENV_VAR_ROUTES,
   ...PORT_ROUTES,
   ...WORKSPACE_ROUTES,
