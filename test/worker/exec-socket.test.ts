@@ -185,6 +185,38 @@ describe('exec over WebSocket (miosa-exec-v1)', () => {
     expect(peer.requests.filter((r) => r.type === 'proc.signal').map((r) => (r as { signal: string }).signal)).toEqual(['HUP']);
   });
 
+  it('output the agent sends before its proc.start answer still reaches the socket', async () => {
+    const w = await world();
+    const { computer, peer } = await runningComputer(w);
+    peer.onRequest('proc.start', (req) => {
+      peer.output(req.params.proc_id, 'stdout', 'early bird\n');
+      return { data: { pid: 7 } };
+    });
+    const client = await openExec(w, computer.id, { command: 'echo early bird' });
+    await client.until(() => client.frames.length === 1);
+    expect(new TextDecoder().decode(client.frames[0].subarray(1))).toBe('early bird\n');
+  });
+
+  it('stdin sent while the agent is away is delivered once it re-attaches', async () => {
+    const { w, computer, peer, client, procId } = await execSession();
+    await peer.drop();
+    client.send(stdinFrame(new TextEncoder().encode('typed while away\n')));
+    await sleep(50);
+    const back = await w.host.computer(computer.id, { state: 'running' });
+    expect((await back.take('proc.attach')).proc_id).toBe(procId);
+    await client.until(() => new TextDecoder().decode(back.stdinOf(procId)) === 'typed while away\n', 3000);
+    expect(client.closedWith).toBeNull();
+  });
+
+  it('a socket that closed while the agent was away has its process hung up when the agent re-attaches', async () => {
+    const { w, computer, peer, client, procId } = await execSession();
+    await peer.drop();
+    client.close();
+    await sleep(50);
+    const back = await w.host.computer(computer.id, { state: 'running' });
+    expect(await back.take('proc.signal')).toMatchObject({ proc_id: procId, signal: 'HUP' });
+  });
+
   it('the computer stopping closes the socket with 1011 and says why', async () => {
     const { w, computer, client } = await execSession();
     await expectJson(await w.api(`/${computer.id}/stop`, { method: 'POST' }), 200);
