@@ -54,3 +54,65 @@ export async function readSse(res: Response, stopAfter = Infinity): Promise<SseM
   }
   return all;
 }
+
+/** A comment block (": heartbeat"), which EventSource ignores but a proxy sees as traffic. */
+export interface SseComment {
+  comment: string;
+}
+
+/** Reads one SSE response a message (or comment) at a time, so a test can stop anywhere and reconnect. */
+export class SseReader {
+  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly decoder = new TextDecoder();
+  private buf = '';
+  private readonly queue: (SseMessage | SseComment)[] = [];
+  private ended = false;
+
+  constructor(res: Response) {
+    if (!res.body) throw new Error(`no body to read (status ${res.status})`);
+    this.reader = res.body.getReader();
+  }
+
+  /** The next message, or null once the server has ended the stream. Comments are skipped. */
+  async next(): Promise<SseMessage | null> {
+    for (;;) {
+      const item = await this.nextItem();
+      if (item === null || !('comment' in item)) return item;
+    }
+  }
+
+  /** The next message or comment, or null at the end of the stream. */
+  async nextItem(): Promise<SseMessage | SseComment | null> {
+    while (this.queue.length === 0) {
+      if (this.ended) return null;
+      const { done, value } = await this.reader.read();
+      if (done) {
+        this.ended = true;
+        continue;
+      }
+      this.buf += this.decoder.decode(value, { stream: true });
+      this.takeBlocks();
+    }
+    return this.queue.shift()!;
+  }
+
+  /** Goes away mid-stream, as a closed tab would. */
+  async close(): Promise<void> {
+    if (!this.ended) await this.reader.cancel().catch(() => {});
+    this.ended = true;
+  }
+
+  private takeBlocks(): void {
+    let at = 0;
+    for (;;) {
+      const end = this.buf.indexOf('\n\n', at);
+      if (end === -1) break;
+      const block = this.buf.slice(at, end);
+      at = end + 2;
+      const lines = block.split('\n');
+      if (lines.every((l) => l.startsWith(':'))) this.queue.push({ comment: lines.map((l) => l.slice(1).trim()).join('\n') });
+      else this.queue.push(...parseSse(`${block}\n\n`).messages);
+    }
+    this.buf = this.buf.slice(at);
+  }
+}
