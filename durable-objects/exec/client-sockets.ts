@@ -36,6 +36,7 @@ export const CLOSE = {
   COMPUTER_DELETED: 4004,
 } as const;
 
+/** The hibernation tag of a process's client sockets. */
 export const clientTag = (procId: string): string => `client:${procId}`;
 
 /** Accepts a client socket as hibernatable, tagged with its process. */
@@ -80,6 +81,7 @@ export function closeSocket(ws: WebSocket, code: number, reason: string): void {
   safely(() => ws.close(code, cut));
 }
 
+/** Closes every open socket of a process. */
 export function closeClients(ctx: DurableObjectState, procId: string, code: number, reason: string): void {
   for (const ws of openClients(ctx, procId)) closeSocket(ws, code, reason);
 }
@@ -123,6 +125,7 @@ export type ClientOpen = z.infer<typeof ClientOpen>;
 /** The header value: URI-encoded JSON, since a header holds neither newlines nor most of Unicode. */
 export const encodeClientOpen = (open: ClientOpen): string => encodeURIComponent(JSON.stringify(open));
 
+/** The ClientOpen a route sent, or null when the header is missing or malformed. */
 export function parseClientOpen(header: string | null): ClientOpen | null {
   if (!header) return null;
   try {

@@ -87,6 +87,7 @@ function startOf(q: URLSearchParams): ExecSocketStart {
   };
 }
 
+/** A 400 with `hint` unless the request asks for a WebSocket. */
 export function requireUpgrade(request: Request, hint: string): void {
   if (request.headers.get('upgrade')?.toLowerCase() !== 'websocket') throw new ApiError('BAD_REQUEST', hint);
 }
