@@ -15,6 +15,7 @@ import { mintApiKey } from '../tenancy/keys.ts';
 import { requireOrganization } from '../tenancy/organizations.ts';
 import { pagedQuery } from '../tenancy/paged-query.ts';
 import { parseIdList } from '../tenancy/principals.ts';
+import { forgetCachedKey } from '../tenancy/principals.ts';
 
 const BASE = '/api/v1/admin/organizations/:org_id/api-keys';
 const COLUMNS = 'id, org_id, name, key_prefix, mode, workspace_ids, project_ids, created_at, last_used_at, revoked_at';
@@ -124,6 +125,7 @@ export const ADMIN_API_KEY_ROUTES: RouteDef[] = [
       const key = await requireKey(c.env, c.params.org_id, c.params.key_id);
       // Revoking twice keeps the first revocation time.
       await c.env.DB.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').bind(isoNow(), key.id).run();
+      forgetCachedKey(key.id);
       return json({ data: keyView(await requireKey(c.env, key.org_id, key.id)) });
     },
   }),

@@ -7,6 +7,7 @@ import { json } from '../http/responses.ts';
 import { route, type RouteDef } from '../router.ts';
 import { pagedQuery } from '../tenancy/paged-query.ts';
 import { ORG_COLUMNS, createOrganization, organizationView, requireOrganization, type OrganizationRow } from '../tenancy/organizations.ts';
+import { forgetCachedOrg } from '../tenancy/principals.ts';
 
 const BASE = '/api/v1/admin/organizations';
 
@@ -45,6 +46,7 @@ export const ADMIN_ORGANIZATION_ROUTES: RouteDef[] = [
       await c.env.DB.prepare('UPDATE organizations SET name = ?, rate_limit_per_minute = ?, updated_at = ? WHERE id = ?')
         .bind(b.name ?? org.name, b.rate_limit_per_minute === undefined ? org.rate_limit_per_minute : b.rate_limit_per_minute, isoNow(), org.id)
         .run();
+      forgetCachedOrg(org.id);
       return json({ data: organizationView(await requireOrganization(c.env, org.id)) });
     },
   }),

@@ -37,15 +37,51 @@ interface KeyRow {
   default_workspace_id: string | null;
 }
 
+/**
+ * API keys recently seen by this isolate, by hash. Every API request carries
+ * a key, and a D1 read on each one is a large share of a fast exec's time, so a
+ * found key is trusted for KEY_CACHE_MS. Revoking a key drops it from the
+ * isolate that served the revoke at once; other isolates notice within that
+ * time, which is the documented delay for revocation (and for an
+ * organization's new rate limit).
+ */
+export const KEY_CACHE_MS = 10_000;
+const KEY_CACHE_MAX = 10_000;
+const keyCache = new Map<string, { row: KeyRow; at: number }>();
+
+/** Drops a key from this isolate's cache (after revoking it). */
+export function forgetCachedKey(keyId: string): void {
+  for (const [hash, e] of keyCache) if (e.row.id === keyId) keyCache.delete(hash);
+}
+
+/** Drops every cached key of an organization (after its limits change). */
+export function forgetCachedOrg(orgId: string): void {
+  for (const [hash, e] of keyCache) if (e.row.org_id === orgId) keyCache.delete(hash);
+}
+
 /** Looks up a live (not revoked) API key by its hash; null when there is none. */
 export async function findApiKey(env: Env, key: string): Promise<KeyRow | null> {
+  const hash = await sha256Hex(key);
+  const now = Date.now();
+  const hit = keyCache.get(hash);
+  if (hit && now - hit.at < KEY_CACHE_MS) return hit.row;
+  const row = await readApiKey(env, hash);
+  keyCache.delete(hash);
+  if (row) {
+    if (keyCache.size >= KEY_CACHE_MAX) keyCache.delete(keyCache.keys().next().value!);
+    keyCache.set(hash, { row, at: now });
+  }
+  return row;
+}
+
+async function readApiKey(env: Env, hash: string): Promise<KeyRow | null> {
   return env.DB.prepare(
     `SELECT k.id, k.org_id, k.mode, k.workspace_ids, k.project_ids, k.last_used_at, o.rate_limit_per_minute,
             (SELECT w.id FROM workspaces w WHERE w.org_id = k.org_id AND w.is_default = 1 LIMIT 1) AS default_workspace_id
        FROM api_keys k JOIN organizations o ON o.id = k.org_id
       WHERE k.key_hash = ? AND k.revoked_at IS NULL`,
   )
-    .bind(await sha256Hex(key))
+    .bind(hash)
     .first<KeyRow>();
 }
 
