@@ -34,7 +34,13 @@ export interface TerminalOptions {
 interface TerminalState extends TerminalOptions {
   /** Since when no socket has been attached; null while one is. */
   idle_since: number | null;
+  /** The session `default` names (GET …/urls gives its URL): made on first attach, one per organization. */
+  default?: boolean;
 }
+
+/** The session id that stands for a computer's default terminal. */
+export const DEFAULT_SESSION = 'default';
+const DEFAULT_OPTIONS: TerminalOptions = { cols: 80, rows: 24, shell: '/bin/bash' };
 
 const ResizeMessage = z.object({
   type: z.literal('resize'),
@@ -104,9 +110,9 @@ export class Terminals {
   }
 
   /** Starts a login shell on a PTY; the session id is its process id. */
-  async create(orgId: string, opts: TerminalOptions): Promise<Result<{ session_id: string }>> {
+  async create(orgId: string, opts: TerminalOptions, isDefault = false): Promise<Result<{ session_id: string }>> {
     const procId = newProcId();
-    const state: TerminalState = { ...opts, idle_since: Date.now() };
+    const state: TerminalState = { ...opts, idle_since: Date.now(), ...(isDefault ? { default: true } : {}) };
     const started = await this.procs.start(
       'terminal',
       orgId,
@@ -120,6 +126,11 @@ export class Terminals {
 
   /** Attaches a socket: the recent output first, then live output; an ended session replays and closes. */
   async attach(orgId: string, sessionId: string, requestId: string): Promise<Response> {
+    if (sessionId === DEFAULT_SESSION) {
+      const made = await this.defaultSession(orgId);
+      if (!made.ok) return errorResponse(new ApiError(made.code, made.message), requestId);
+      sessionId = made.value;
+    }
     const row = this.session(orgId, sessionId);
     if (!row) return errorResponse(new ApiError('NOT_FOUND', 'terminal session not found'), requestId);
     const sink = this.sinkOf(row);
@@ -213,6 +224,16 @@ export class Terminals {
         const sink = this.sinkOf(row);
         return { row, sink, idle_since: sink.state.idle_since };
       });
+  }
+
+  /** The organization's running default session, started (80x24, bash) when there is none. */
+  private async defaultSession(orgId: string): Promise<Result<string>> {
+    const live = this.procs.table
+      .running()
+      .find((r) => r.kind === 'terminal' && r.org_id === orgId && (r.sink_state as Partial<TerminalState>).default === true);
+    if (live) return ok(live.proc_id);
+    const made = await this.create(orgId, DEFAULT_OPTIONS, true);
+    return made.ok ? ok(made.value.session_id) : made;
   }
 
   private session(orgId: string, sessionId: string): ProcRow | null {

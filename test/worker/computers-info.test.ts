@@ -27,14 +27,15 @@ describe('connection info', () => {
     expect(t.expires_at).toBeGreaterThan(Math.floor(Date.now() / 1000));
   });
 
-  it('urls: desktop_url, stream_url, terminal_url and computer_id', async () => {
+  it('urls: desktop_url, stream_url, a short-lived terminal_url of the default session, and computer_id', async () => {
     const w = await world();
     const c = await createComputer(w);
     const urls = await expectJson<Record<string, string>>(await w.api(`/${c.id}/urls`), 200);
     expect(urls).toEqual({
       desktop_url: c.desktop_url,
       stream_url: c.desktop_url,
-      terminal_url: expect.stringMatching(new RegExp(`^wss?://.+/ws/terminal/${c.id}$`)),
+      terminal_url: expect.stringMatching(new RegExp(`^wss?://.+/api/v1/computers/${c.id}/terminal/default/ws\\?auth=.+$`)),
+      expires_at: expect.any(Number),
       computer_id: c.id,
     });
   });

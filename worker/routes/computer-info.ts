@@ -69,10 +69,13 @@ export const COMPUTER_INFO_ROUTES: RouteDef[] = [
     handler: async (c) => {
       const row = await loadComputer(c.env, c.principal, c.params.id);
       const view = computerView(row, c.env);
+      // Short-lived: the terminal URL carries a stream token and opens the computer's default session.
+      const { token, expires_at } = await mintStreamToken(c.env, row.org_id, row.id);
       return json({
         desktop_url: view.desktop_url,
         stream_url: view.desktop_url,
-        terminal_url: `${wsOrigin(c)}/ws/terminal/${row.id}`,
+        terminal_url: `${wsOrigin(c)}/api/v1/computers/${row.id}/terminal/default/ws?auth=${encodeURIComponent(token)}`,
+        expires_at,
         computer_id: row.id,
       });
     },
