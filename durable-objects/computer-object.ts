@@ -1,36 +1,28 @@
 /**
  * One ComputerObject per computer. It owns the computer's status (persisted
  * before every side effect, mirrored to D1 for lists), the socket of the host
- * agent that serves it, its metrics, its credit burn and its auto-stop alarm.
- * Route handlers call its RPC methods, which answer Result values.
+ * agent that serves it, its metrics, its streams (commands, exec sockets,
+ * terminals), its credit burn and its auto-stop alarm. Route handlers call its
+ * RPC methods, which answer Result values; who may do what is checked here,
+ * the work is done by the modules it is composed of.
  */
 import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env.ts';
-import { ComputerAgentMessage, FRAME_OUTPUT, decodeFrame, type ComputerSpec, type ExecRunParams, type ExecRunResult, type ProcStartParams } from '../schema/protocol.ts';
+import { ComputerAgentMessage, FRAME_OUTPUT, decodeFrame, type ComputerSpec, type ExecRunParams, type ExecRunResult } from '../schema/protocol.ts';
 import { fail, ok, type Result } from '../schema/errors.ts';
 import { SIZES, type Size } from '../schema/sizes.ts';
 import { AgentLink } from './agent-link.ts';
 import { REFUSAL, REQUIRES, transition, type LifecycleEvent, type Status } from './computer/state-table.ts';
 import { callerAccess, mirrorStatus, type Caller, type ComputerRecord } from './computer/record.ts';
 import { MetricsStore, type MetricsWindow, type Point } from './computer/metrics-store.ts';
-import { BILLING_INTERVAL_MS, balanceOf, charge, nextAlarm } from './computer/usage.ts';
+import { balanceOf } from './computer/usage.ts';
 import { Lifecycle } from './computer/lifecycle.ts';
+import { Upkeep } from './computer/upkeep.ts';
 import { loadComputerEnv } from '../worker/crypto/env-cipher.ts';
-import { ProcManager } from './exec/proc-manager.ts';
-import { EventLog } from './exec/event-log.ts';
-import { StreamExecSink } from './exec/stream-exec.ts';
-import { Tickets } from './exec/tickets.ts';
-import { CLIENT_OPEN_HEADER, clientOf, parseClientOpen } from './exec/client-sockets.ts';
-import { StdinPumps } from './exec/stdin-pump.ts';
-import { ExecSockets } from './exec/ws-exec.ts';
-import { Terminals, type TerminalOptions } from './exec/terminal.ts';
-import { newProcId } from './exec/proc-id.ts';
-import { errorResponse } from '../worker/http/responses.ts';
-import { ApiError } from '../schema/errors.ts';
+import { Streams } from './exec/streams.ts';
+import type { TerminalOptions } from './exec/terminal.ts';
 
 const NOT_FOUND = 'computer not found';
-/** How soon a due stop (idle, or out of credits) is tried again when the agent could not do it. */
-const STOP_RETRY_MS = 15_000;
 
 export interface MetricsView {
   cpu_percent: Point[];
@@ -44,33 +36,25 @@ export class ComputerObject extends DurableObject<Env> {
   readonly link: AgentLink;
   private readonly metrics: MetricsStore;
   private readonly lifecycle: Lifecycle;
-  readonly procs: ProcManager;
-  private readonly tickets: Tickets;
-  private readonly stdin: StdinPumps;
-  private readonly execSockets: ExecSockets;
-  readonly terminals: Terminals;
-  private lastActivity = Date.now();
-  private lastActivityStored = 0;
+  readonly streams: Streams;
+  private readonly upkeep: Upkeep;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.link = new AgentLink(ctx);
     this.metrics = new MetricsStore(ctx.storage.sql);
     this.lifecycle = new Lifecycle(this);
-    const sql = ctx.storage.sql;
-    EventLog.init(sql);
-    this.tickets = new Tickets(sql);
-    this.procs = new ProcManager(sql, this.link, {
-      stream: (row) => new StreamExecSink(sql, row, (procId) => this.tickets.dropFor(procId)),
-      ws: (row) => this.execSockets.sink(row),
-      terminal: (row) => this.terminals.sink(row),
+    this.streams = new Streams(ctx, this.link, () => this.upkeep.schedule());
+    this.upkeep = new Upkeep(ctx, env, {
+      record: () => this.rec,
+      busy: () => this.streams.busy(),
+      expiries: () => this.streams.expiries(),
+      sweep: () => this.streams.sweep(),
+      stop: async () => (await this.lifecycle.run('stop')).ok,
     });
-    this.stdin = new StdinPumps(this.procs, this.link);
-    this.execSockets = new ExecSockets(ctx, this.link, this.procs, this.stdin);
-    this.terminals = new Terminals(ctx, this.link, this.procs, this.stdin, () => this.scheduleAlarm());
     this.loaded = ctx.blockConcurrencyWhile(async () => {
       this.rec = (await ctx.storage.get<ComputerRecord>('record')) ?? null;
-      this.lastActivity = (await ctx.storage.get<number>('last_activity')) ?? Date.now();
+      await this.upkeep.load();
     });
   }
 
@@ -91,11 +75,11 @@ export class ComputerObject extends DurableObject<Env> {
       rec.status = next;
       await this.ctx.storage.put('record', rec);
       await mirrorStatus(this.env.DB, rec.id, next);
-      if (next === 'running' && !wasRunning) await this.startMeter();
+      if (next === 'running' && !wasRunning) await this.upkeep.started();
       if (wasRunning && next !== 'running') {
         // Whatever ran in the computer is gone with it; its viewers get an honest error event.
-        this.procs.loseAll(`the computer is ${next === 'restarting' ? 'restarting' : 'stopped'}; the command ended with it`);
-        await this.stopMeter();
+        this.streams.procs.loseAll(`the computer is ${next === 'restarting' ? 'restarting' : 'stopped'}; the command ended with it`);
+        await this.upkeep.stopped(rec);
       }
     }
     return next;
@@ -134,12 +118,7 @@ export class ComputerObject extends DurableObject<Env> {
 
   /** Any API, exec or terminal use counts as activity for auto-stop. */
   touch(): void {
-    this.lastActivity = Date.now();
-    // Stored now and then so an evicted object does not forget recent use; writes are coalesced, not awaited.
-    if (this.lastActivity - this.lastActivityStored > 10_000) {
-      this.lastActivityStored = this.lastActivity;
-      void this.ctx.storage.put('last_activity', this.lastActivity);
-    }
+    this.upkeep.touch();
   }
 
   // ------------------------------------------------------------ RPC: lifecycle
@@ -185,7 +164,6 @@ export class ComputerObject extends DurableObject<Env> {
   async destroy(caller: Caller): Promise<Result<true>> {
     const g = await this.guard(caller);
     if (!g.ok) return g;
-    const rec = g.value;
     await this.apply('delete');
     if (this.link.socket()) await this.link.request('computer.destroy', {}, 120_000);
     await this.forget();
@@ -229,9 +207,8 @@ export class ComputerObject extends DurableObject<Env> {
   async setAutoStop(caller: Caller, seconds: number): Promise<Result<number>> {
     const g = await this.guard(caller);
     if (!g.ok) return g;
-    const rec = g.value;
     await this.save({ auto_stop: seconds });
-    await this.scheduleAlarm();
+    await this.upkeep.schedule();
     return ok(seconds);
   }
 
@@ -262,61 +239,22 @@ export class ComputerObject extends DurableObject<Env> {
   async startStream(caller: Caller, params: { command: string; timeout_s: number; shell: string }): Promise<Result<{ ticket: string; expires_at: number }>> {
     const r = await this.require(caller, 'exec');
     if (!r.ok) return r;
-    if (!this.link.socket()) return fail('AGENT_UNAVAILABLE', "the computer's host agent is not connected; try again shortly");
-    const proc_id = newProcId();
-    const start: ProcStartParams = { proc_id, command: params.command, shell: params.shell, timeout_s: params.timeout_s, stdin: false };
-    const started = await this.procs.start('stream', caller.org_id, start, { timeout_s: params.timeout_s, started_at: Date.now() });
-    if (!started.ok) return started;
-    await this.scheduleAlarm();
-    return ok(await this.tickets.issue(proc_id));
-  }
-
-  /** GET …/exec/stream/events: the ticket's command as Server-Sent Events, from after Last-Event-ID. */
-  private async streamEvents(request: Request, url: URL): Promise<Response> {
-    const requestId = request.headers.get('x-request-id') ?? '';
-    const ticket = url.searchParams.get('ticket');
-    const procId = ticket ? await this.tickets.redeem(ticket) : null;
-    const row = procId ? this.procs.row(procId) : null;
-    const sink = row?.kind === 'stream' ? (this.procs.sink(row.proc_id) as StreamExecSink) : null;
-    if (!sink) return errorResponse(new ApiError('UNAUTHORIZED', 'unknown or expired ticket; start the command again with POST …/exec/stream'), requestId);
-    const lastId = Number(request.headers.get('last-event-id') ?? url.searchParams.get('last_event_id') ?? '0');
-    const after = Number.isSafeInteger(lastId) && lastId > 0 ? lastId : 0;
-    this.touch();
-    // A viewer that already has the terminal event is told not to reconnect.
-    if (sink.log.done() && after >= sink.log.lastSeq()) return new Response(null, { status: 204 });
-    return sink.hub.subscribe(after);
+    const t = await this.streams.startStream(caller.org_id, params);
+    await this.upkeep.schedule();
+    return t;
   }
 
   /** POST …/terminal: a login shell on a PTY, for sockets to attach to. */
   async createTerminal(caller: Caller, opts: TerminalOptions): Promise<Result<{ session_id: string }>> {
     const r = await this.require(caller, 'exec');
     if (!r.ok) return r;
-    if (!this.link.socket()) return fail('AGENT_UNAVAILABLE', "the computer's host agent is not connected; try again shortly");
-    return this.terminals.create(caller.org_id, opts);
+    return this.streams.createTerminal(caller.org_id, opts);
   }
 
   async resizeTerminal(caller: Caller, sessionId: string, size: { cols: number; rows: number }): Promise<Result<true>> {
     const g = await this.guard(caller);
     if (!g.ok) return g;
-    return this.terminals.resize(caller.org_id, sessionId, size);
-  }
-
-  /** A client socket a route authenticated: exec over WebSocket (starts its process) or a terminal viewer. */
-  private async openClient(request: Request): Promise<Response> {
-    const requestId = request.headers.get('x-request-id') ?? '';
-    const open = parseClientOpen(request.headers.get(CLIENT_OPEN_HEADER));
-    if (!open) return errorResponse(new ApiError('BAD_REQUEST', 'malformed socket request'), requestId);
-    if (open.kind === 'terminal') {
-      const g = await this.guard(open.caller);
-      if (!g.ok) return errorResponse(new ApiError(g.code, g.message), requestId);
-      return this.terminals.attach(open.caller.org_id, open.session_id, requestId);
-    }
-    const r = await this.require(open.caller, 'exec');
-    if (!r.ok) return errorResponse(new ApiError(r.code, r.message), requestId);
-    if (!this.link.socket()) return errorResponse(new ApiError('AGENT_UNAVAILABLE', "the computer's host agent is not connected; try again shortly"), requestId);
-    const res = await this.execSockets.open(open.caller.org_id, open.start, open.subprotocol, requestId);
-    await this.scheduleAlarm();
-    return res;
+    return this.streams.terminals.resize(caller.org_id, sessionId, size);
   }
 
   async readMetrics(caller: Caller, window: MetricsWindow): Promise<Result<MetricsView>> {
@@ -332,8 +270,15 @@ export class ComputerObject extends DurableObject<Env> {
   async fetch(request: Request): Promise<Response> {
     await this.loaded;
     const url = new URL(request.url);
-    if (url.pathname.endsWith('/exec/stream/events')) return this.streamEvents(request, url);
-    if (url.pathname.startsWith('/api/v1/')) return this.openClient(request);
+    if (url.pathname.endsWith('/exec/stream/events')) {
+      this.touch();
+      return this.streams.streamEvents(request, url);
+    }
+    if (url.pathname.startsWith('/api/v1/')) {
+      const res = await this.streams.openClient(request, (caller, op) => (op === 'exec' ? this.require(caller, 'exec') : this.guard(caller)));
+      await this.upkeep.schedule();
+      return res;
+    }
     const hostId = request.headers.get('x-hangar-host-id');
     if (!this.rec || !hostId || hostId !== this.rec.host_id) return new Response('computer not found on this host', { status: 404 });
     const pair = new WebSocketPair();
@@ -343,10 +288,9 @@ export class ComputerObject extends DurableObject<Env> {
 
   async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
     if (!this.link.isAgentSocket(ws)) {
-      const client = clientOf(ws);
       await this.loaded;
-      if (client?.kind === 'exec') this.execSockets.onMessage(ws, client.proc_id, data);
-      if (client?.kind === 'terminal') this.terminals.onMessage(ws, client.proc_id, data);
+      this.touch();
+      this.streams.onClientMessage(ws, data);
       return;
     }
     if (typeof data !== 'string') {
@@ -356,7 +300,7 @@ export class ComputerObject extends DurableObject<Env> {
         return;
       }
       await this.loaded;
-      this.procs.onOutput(frame);
+      this.streams.onOutput(frame);
       return;
     }
     let parsed: ComputerAgentMessage;
@@ -376,10 +320,7 @@ export class ComputerObject extends DurableObject<Env> {
         // Not awaited: reconciling waits on results that arrive as later messages.
         this.ctx.waitUntil(
           this.lifecycle.reconcile(parsed.state).then(async () => {
-            if (this.rec?.status !== 'running') return;
-            await this.procs.resumeAll();
-            this.stdin.resumeAll();
-            await this.execSockets.agentResumed();
+            if (this.rec?.status === 'running') await this.streams.agentResumed();
           }),
         );
         return;
@@ -390,11 +331,11 @@ export class ComputerObject extends DurableObject<Env> {
         await this.apply('exited');
         return;
       case 'proc.exit':
-        this.procs.onExit(parsed.proc_id, parsed);
-        await this.scheduleAlarm();
+        this.streams.procs.onExit(parsed.proc_id, parsed);
+        await this.upkeep.schedule();
         return;
       case 'proc.stdin_ack':
-        this.stdin.onAck(parsed.proc_id, parsed.offset);
+        this.streams.onStdinAck(parsed.proc_id, parsed.offset);
         return;
     }
   }
@@ -410,70 +351,13 @@ export class ComputerObject extends DurableObject<Env> {
   }
 
   private async clientGone(ws: WebSocket): Promise<void> {
-    const client = clientOf(ws);
     await this.loaded;
-    if (client?.kind === 'exec') await this.execSockets.onClose(ws, client.proc_id);
-    if (client?.kind === 'terminal') await this.terminals.onClose(ws, client.proc_id);
+    await this.streams.onClientGone(ws);
   }
 
-  // ------------------------------------------------------------ metering and auto-stop
-
-  private async startMeter(): Promise<void> {
-    await this.ctx.storage.put('billed_until', Date.now());
-    this.touch();
-    await this.scheduleAlarm();
-  }
-
-  private async stopMeter(): Promise<void> {
-    const from = await this.ctx.storage.get<number>('billed_until');
-    if (from !== undefined && this.rec) {
-      await charge(this.env.DB, this.rec.org_id, this.rec.id, this.rec.size, Date.now() - from);
-      await this.ctx.storage.delete('billed_until');
-    }
-    await this.scheduleAlarm();
-  }
-
-  private async scheduleAlarm(): Promise<void> {
-    const rec = this.rec;
-    const at = nextAlarm({
-      running: rec?.status === 'running',
-      billedUntil: (await this.ctx.storage.get<number>('billed_until')) ?? Date.now(),
-      autoStopS: rec?.auto_stop ?? 0,
-      lastActivity: this.lastActivity,
-      busy: this.procs.hasRunning(),
-      logExpiry: this.procs.nextExpiry(),
-      terminalExpiry: this.terminals.nextExpiry(),
-    });
-    if (at === null) await this.ctx.storage.deleteAlarm();
-    else await this.ctx.storage.setAlarm(Math.max(at, Date.now() + 10));
-  }
-
-  /** Billing, auto-stop and dropping old command logs, whichever is due. */
+  /** Billing, auto-stop and expiries: see computer/upkeep.ts. */
   async alarm(): Promise<void> {
     await this.loaded;
-    this.procs.sweep();
-    await this.terminals.expireIdle();
-    const rec = this.rec;
-    if (!rec || rec.status !== 'running') return this.scheduleAlarm();
-    await this.ctx.storage.put('last_activity', this.lastActivity);
-    const now = Date.now();
-    const billedUntil = (await this.ctx.storage.get<number>('billed_until')) ?? now;
-    let balance: number | null = null;
-    if (now - billedUntil >= BILLING_INTERVAL_MS) {
-      balance = await charge(this.env.DB, rec.org_id, rec.id, rec.size, now - billedUntil);
-      await this.ctx.storage.put('billed_until', now);
-    }
-    const broke = (balance ?? (await balanceOf(this.env.DB, rec.org_id))) <= 0;
-    // A running command or an open terminal is activity too.
-    const idle = rec.auto_stop > 0 && !this.procs.hasRunning() && now - this.lastActivity >= rec.auto_stop * 1000;
-    if (broke || idle) {
-      const r = await this.lifecycle.run('stop');
-      if (r.ok) return;
-      // The agent is away or refused: try again later. The stop stays due, so neither
-      // re-arm at the (past) deadline, which would spin, nor drop the alarm, which would run free.
-      if (this.rec?.status === 'running') await this.ctx.storage.setAlarm(now + STOP_RETRY_MS);
-      return;
-    }
-    await this.scheduleAlarm();
+    await this.upkeep.run();
   }
 }

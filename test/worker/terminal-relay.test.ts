@@ -20,7 +20,7 @@ function lines(from: number, to: number): string {
 
 /** The session's idle deadline as the object holds it. */
 const idleSince = (computerId: string, sid: string) =>
-  runInDurableObject(computerStub(computerId), (obj) => (obj.procs.sink(sid) as TerminalSink).state.idle_since);
+  runInDurableObject(computerStub(computerId), (obj) => (obj.streams.procs.sink(sid) as TerminalSink).state.idle_since);
 
 describe('terminal relay', () => {
   it('relays PTY output to the socket as binary frames, and binary and text frames back as keystrokes', async () => {
@@ -144,7 +144,7 @@ describe('terminal sessions without sockets', () => {
 
     // Ten minutes later (backdated), the alarm hangs it up.
     await runInDurableObject(computerStub(id), (obj) => {
-      (obj.procs.sink(sid) as TerminalSink).state.idle_since = Date.now() - TERMINAL_IDLE_MS - 1000;
+      (obj.streams.procs.sink(sid) as TerminalSink).state.idle_since = Date.now() - TERMINAL_IDLE_MS - 1000;
     });
     await runDurableObjectAlarm(computerStub(id));
     expect(await peer.take('proc.signal')).toMatchObject({ proc_id: sid, signal: 'HUP' });

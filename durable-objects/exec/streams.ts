@@ -1,0 +1,136 @@
+/**
+ * Everything that streams in and out of one computer: streamed commands with
+ * their SSE viewers and tickets, exec sockets, terminals, and the agent's side
+ * of them (output frames, exits, stdin acknowledgements). The ComputerObject
+ * checks who may do what; this module does it.
+ */
+import { fail, ok, ApiError, type Result } from '../../schema/errors.ts';
+import type { BinaryFrame, ProcStartParams } from '../../schema/protocol.ts';
+import { errorResponse } from '../../worker/http/responses.ts';
+import type { AgentLink } from '../agent-link.ts';
+import type { Caller } from '../computer/record.ts';
+import { CLIENT_OPEN_HEADER, clientOf, parseClientOpen } from './client-sockets.ts';
+import { EventLog } from './event-log.ts';
+import { ProcManager } from './proc-manager.ts';
+import { newProcId } from './proc-id.ts';
+import { StdinPumps } from './stdin-pump.ts';
+import { StreamExecSink } from './stream-exec.ts';
+import { Terminals, type TerminalOptions } from './terminal.ts';
+import { Tickets } from './tickets.ts';
+import { ExecSockets } from './ws-exec.ts';
+
+const AGENT_AWAY = "the computer's host agent is not connected; try again shortly";
+
+/** How the object lets a socket in: the caller's access to the computer, for exec (running) or a terminal. */
+export type AccessCheck = (caller: Caller, op: 'exec' | 'view') => Promise<Result<unknown>>;
+
+export class Streams {
+  readonly procs: ProcManager;
+  readonly terminals: Terminals;
+  private readonly tickets: Tickets;
+  private readonly stdin: StdinPumps;
+  private readonly execSockets: ExecSockets;
+
+  constructor(
+    ctx: DurableObjectState,
+    private readonly link: AgentLink,
+    rescheduled: () => Promise<void>,
+  ) {
+    const sql = ctx.storage.sql;
+    EventLog.init(sql);
+    this.tickets = new Tickets(sql);
+    this.procs = new ProcManager(sql, link, {
+      stream: (row) => new StreamExecSink(sql, row, (procId) => this.tickets.dropFor(procId)),
+      ws: (row) => this.execSockets.sink(row),
+      terminal: (row) => this.terminals.sink(row),
+    });
+    this.stdin = new StdinPumps(this.procs, link);
+    this.execSockets = new ExecSockets(ctx, link, this.procs, this.stdin);
+    this.terminals = new Terminals(ctx, link, this.procs, this.stdin, rescheduled);
+  }
+
+  /** Starts a streamed command (output kept from its first byte) and issues the ticket its SSE stream needs. */
+  async startStream(orgId: string, params: { command: string; timeout_s: number; shell: string }): Promise<Result<{ ticket: string; expires_at: number }>> {
+    if (!this.link.socket()) return fail('AGENT_UNAVAILABLE', AGENT_AWAY);
+    const proc_id = newProcId();
+    const start: ProcStartParams = { proc_id, command: params.command, shell: params.shell, timeout_s: params.timeout_s, stdin: false };
+    const started = await this.procs.start('stream', orgId, start, { timeout_s: params.timeout_s, started_at: Date.now() });
+    if (!started.ok) return started;
+    return ok(await this.tickets.issue(proc_id));
+  }
+
+  /** GET …/exec/stream/events: the ticket's command as Server-Sent Events, from after Last-Event-ID. */
+  async streamEvents(request: Request, url: URL): Promise<Response> {
+    const requestId = request.headers.get('x-request-id') ?? '';
+    const ticket = url.searchParams.get('ticket');
+    const procId = ticket ? await this.tickets.redeem(ticket) : null;
+    const row = procId ? this.procs.row(procId) : null;
+    const sink = row?.kind === 'stream' ? (this.procs.sink(row.proc_id) as StreamExecSink) : null;
+    if (!sink) return errorResponse(new ApiError('UNAUTHORIZED', 'unknown or expired ticket; start the command again with POST …/exec/stream'), requestId);
+    const lastId = Number(request.headers.get('last-event-id') ?? url.searchParams.get('last_event_id') ?? '0');
+    const after = Number.isSafeInteger(lastId) && lastId > 0 ? lastId : 0;
+    // A viewer that already has the terminal event is told not to reconnect.
+    if (sink.log.done() && after >= sink.log.lastSeq()) return new Response(null, { status: 204 });
+    return sink.hub.subscribe(after);
+  }
+
+  /** POST …/terminal: a login shell on a PTY, for sockets to attach to. */
+  async createTerminal(orgId: string, opts: TerminalOptions): Promise<Result<{ session_id: string }>> {
+    if (!this.link.socket()) return fail('AGENT_UNAVAILABLE', AGENT_AWAY);
+    return this.terminals.create(orgId, opts);
+  }
+
+  /** A client socket a route authenticated: exec over WebSocket (starts its process) or a terminal viewer. */
+  async openClient(request: Request, access: AccessCheck): Promise<Response> {
+    const requestId = request.headers.get('x-request-id') ?? '';
+    const open = parseClientOpen(request.headers.get(CLIENT_OPEN_HEADER));
+    if (!open) return errorResponse(new ApiError('BAD_REQUEST', 'malformed socket request'), requestId);
+    const allowed = await access(open.caller, open.kind === 'terminal' ? 'view' : 'exec');
+    if (!allowed.ok) return errorResponse(new ApiError(allowed.code, allowed.message), requestId);
+    if (open.kind === 'terminal') return this.terminals.attach(open.caller.org_id, open.session_id, requestId);
+    if (!this.link.socket()) return errorResponse(new ApiError('AGENT_UNAVAILABLE', AGENT_AWAY), requestId);
+    return this.execSockets.open(open.caller.org_id, open.start, open.subprotocol, requestId);
+  }
+
+  /** A message from an exec or terminal client socket. */
+  onClientMessage(ws: WebSocket, data: string | ArrayBuffer): void {
+    const client = clientOf(ws);
+    if (client?.kind === 'exec') this.execSockets.onMessage(ws, client.proc_id, data);
+    if (client?.kind === 'terminal') this.terminals.onMessage(ws, client.proc_id, data);
+  }
+
+  async onClientGone(ws: WebSocket): Promise<void> {
+    const client = clientOf(ws);
+    if (client?.kind === 'exec') await this.execSockets.onClose(ws, client.proc_id);
+    if (client?.kind === 'terminal') await this.terminals.onClose(ws, client.proc_id);
+  }
+
+  onOutput(frame: BinaryFrame): void {
+    this.procs.onOutput(frame);
+  }
+
+  onStdinAck(procId: string, offset: number): void {
+    this.stdin.onAck(procId, offset);
+  }
+
+  /** A reconnected agent: every live process resumes where it was, stdin too. */
+  async agentResumed(): Promise<void> {
+    await this.procs.resumeAll();
+    this.stdin.resumeAll();
+    await this.execSockets.agentResumed();
+  }
+
+  /** A command or terminal is running. */
+  busy(): boolean {
+    return this.procs.hasRunning();
+  }
+
+  expiries(): (number | null)[] {
+    return [this.procs.nextExpiry(), this.terminals.nextExpiry()];
+  }
+
+  async sweep(): Promise<void> {
+    this.procs.sweep();
+    await this.terminals.expireIdle();
+  }
+}
