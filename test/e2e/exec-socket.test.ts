@@ -1,0 +1,62 @@
+/**
+ * Exec over WebSocket (`miosa-exec-v1`) end to end: a real process in a real
+ * sandbox driven interactively through the Worker and the agent.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newTenant, type Client } from './client.ts';
+import { ExecSocket } from './sockets.ts';
+
+describe('exec over WebSocket, end to end', () => {
+  let api: Client;
+  let id: string;
+
+  beforeAll(async () => {
+    api = await newTenant('exec-socket');
+    id = await api.runningComputer('exec-socket');
+  });
+
+  afterAll(async () => {
+    if (id) await api.del(`/computers/${id}`);
+  });
+
+  it('stdin reaches the process line by line and each answer comes back before the next line is sent', async () => {
+    const reverse = 'import sys\nfor l in sys.stdin: print(l.strip()[::-1], flush=True)\nprint("eof", file=sys.stderr)';
+    const p = await ExecSocket.open(api, id, { command: `python3 -c '${reverse}'` });
+    for (const word of ['hello', 'stressed', 'añejo ✓']) {
+      const from = p.stdout.text.length;
+      p.write(`${word}\n`);
+      await p.stdout.waitFor(new RegExp(`${[...word].reverse().join('')}\n`), from);
+    }
+    p.closeStdin();
+    expect(await p.closed).toEqual({ code: 1000, reason: 'exited with code 0' });
+    expect(p.exitCode).toBe(0);
+    expect(p.stdout.text).toBe('olleh\ndesserts\n✓ ojeña\n');
+    expect(p.stderr.text).toBe('eof\n');
+  });
+
+  it('with tty=true the process has a terminal of the asked size, and a resize frame changes it', async () => {
+    const p = await ExecSocket.open(api, id, { command: 'stty size; while read -r x; do stty size; done', tty: 'true', rows: '30', cols: '100' });
+    await p.stdout.waitFor(/30 100\r\n/);
+    p.resize(40, 120);
+    // The resize and the keystrokes travel apart: ask again until the new size shows (or give up).
+    let size = '';
+    for (let i = 0; i < 50 && size !== '40 120'; i++) {
+      const from = p.stdout.text.length;
+      p.write('\n');
+      size = (await p.stdout.waitFor(/(\d+ \d+)\r\n/, from))[1];
+    }
+    expect(size).toBe('40 120');
+    p.closeStdin();
+    // EOF on a terminal is ^D, which ends `read`.
+    expect((await p.closed).code).toBe(1000);
+    expect(p.exitCode).toBe(0);
+  });
+
+  it('a command that fails reports its exit code and its stderr', async () => {
+    const p = await ExecSocket.open(api, id, { command: 'echo out; echo err >&2; exit 42' });
+    expect((await p.closed).code).toBe(1000);
+    expect(p.exitCode).toBe(42);
+    expect(p.stdout.text).toBe('out\n');
+    expect(p.stderr.text).toBe('err\n');
+  });
+});

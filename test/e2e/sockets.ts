@@ -1,0 +1,137 @@
+/**
+ * WebSocket clients for end-to-end tests: exec over `miosa-exec-v1` and
+ * terminal sessions, as a program (the SDK, xterm.js) drives them.
+ */
+import WebSocket from 'ws';
+import type { Client } from './client.ts';
+
+/** Exec socket frame types (docs/streams.md). */
+export const FRAME = { STDIN: 0x00, STDOUT: 0x01, STDERR: 0x02, EXIT: 0x03, STDIN_EOF: 0x04, RESIZE: 0x05 } as const;
+
+export interface Closed {
+  code: number;
+  reason: string;
+}
+
+/** Received text (UTF-8 decoded as it streams) that a test can wait on. */
+class Tap {
+  text = '';
+  private readonly decoder = new TextDecoder();
+  private waiters: (() => void)[] = [];
+
+  push(bytes: Uint8Array): void {
+    this.text += this.decoder.decode(bytes, { stream: true });
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  /** Resolves with the first match of `re` in the text from `from` on. */
+  async waitFor(re: RegExp, from = 0, ms = 30_000): Promise<RegExpExecArray> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const m = re.exec(this.text.slice(from));
+      if (m) return m;
+      if (Date.now() > deadline) throw new Error(`no ${re} within ${ms} ms; got ${JSON.stringify(this.text.slice(-500))}`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 100);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+  }
+}
+
+/** Opens a WebSocket and resolves once it is open (rejects with the HTTP status if refused). */
+function connect(url: string, protocols: string[], headers: Record<string, string>): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    // workerd under wrangler dev answers a close handshake but leaves the TCP connection open
+    // (cloudflare/workerd#2569), so without this `close` would wait ws's default 30 s.
+    const opts: WebSocket.ClientOptions & { closeTimeout: number } = { headers, perMessageDeflate: false, closeTimeout: 250 };
+    const ws = new WebSocket(url, protocols, opts);
+    ws.binaryType = 'nodebuffer';
+    ws.once('open', () => resolve(ws));
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
+    ws.once('error', reject);
+  });
+}
+
+const closedOf = (ws: WebSocket): Promise<Closed> => new Promise((r) => ws.once('close', (code, reason) => r({ code, reason: reason.toString() })));
+
+/** One process over `miosa-exec-v1`. */
+export class ExecSocket {
+  readonly stdout = new Tap();
+  readonly stderr = new Tap();
+  exitCode: number | null = null;
+  readonly closed: Promise<Closed>;
+
+  constructor(readonly ws: WebSocket) {
+    this.closed = closedOf(ws);
+    ws.on('message', (data: Buffer) => {
+      const body = data.subarray(1);
+      if (data[0] === FRAME.STDOUT) this.stdout.push(body);
+      else if (data[0] === FRAME.STDERR) this.stderr.push(body);
+      else if (data[0] === FRAME.EXIT) this.exitCode = body.readUInt32BE(0);
+    });
+  }
+
+  static async open(api: Client, computerId: string, query: Record<string, string>): Promise<ExecSocket> {
+    const url = `${api.apiUrl.replace(/^http/, 'ws')}/computers/${computerId}/exec/stream?${new URLSearchParams(query)}`;
+    return new ExecSocket(await connect(url, ['miosa-exec-v1'], { authorization: `Bearer ${api.key}` }));
+  }
+
+  write(text: string): void {
+    this.ws.send(Buffer.concat([Buffer.from([FRAME.STDIN]), Buffer.from(text)]));
+  }
+
+  closeStdin(): void {
+    this.ws.send(Buffer.from([FRAME.STDIN_EOF]));
+  }
+
+  resize(rows: number, cols: number): void {
+    const f = Buffer.alloc(5);
+    f[0] = FRAME.RESIZE;
+    f.writeUInt16BE(rows, 1);
+    f.writeUInt16BE(cols, 3);
+    this.ws.send(f);
+  }
+}
+
+/** A terminal session's socket: raw bytes both ways. */
+export class TerminalSocket {
+  readonly out = new Tap();
+  readonly closed: Promise<Closed>;
+
+  constructor(readonly ws: WebSocket) {
+    this.closed = closedOf(ws);
+    ws.on('message', (data: Buffer) => this.out.push(data));
+  }
+
+  static async open(wsUrl: string): Promise<TerminalSocket> {
+    return new TerminalSocket(await connect(wsUrl, [], {}));
+  }
+
+  type(text: string): void {
+    this.ws.send(Buffer.from(text));
+  }
+
+  /** Goes away as a closed laptop lid would: no close handshake. */
+  drop(): void {
+    this.ws.terminate();
+  }
+}
+
+export interface TerminalSession {
+  session_id: string;
+  ws_url: string;
+  stream_auth: string;
+  expires_at: number;
+  computer_id: string;
+}
+
+/** POST …/terminal; 201 expected. */
+export async function createTerminal(api: Client, computerId: string, body: Record<string, unknown> = {}): Promise<TerminalSession> {
+  const r = await api.post<{ data: TerminalSession }>(`/computers/${computerId}/terminal`, body);
+  if (r.status !== 201) throw new Error(`terminal create: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body.data;
+}
