@@ -64,8 +64,10 @@ export class ExecSocket {
   readonly stderr = new Tap();
   exitCode: number | null = null;
   readonly closed: Promise<Closed>;
+  readonly ws: WebSocket;
 
-  constructor(readonly ws: WebSocket) {
+  constructor(ws: WebSocket) {
+    this.ws = ws;
     this.closed = closedOf(ws);
     ws.on('message', (data: Buffer) => {
       const body = data.subarray(1);
@@ -101,8 +103,10 @@ export class ExecSocket {
 export class TerminalSocket {
   readonly out = new Tap();
   readonly closed: Promise<Closed>;
+  readonly ws: WebSocket;
 
-  constructor(readonly ws: WebSocket) {
+  constructor(ws: WebSocket) {
+    this.ws = ws;
     this.closed = closedOf(ws);
     ws.on('message', (data: Buffer) => this.out.push(data));
   }
