@@ -33,6 +33,16 @@ export class RateLimiterObject extends DurableObject<Env> {
 
   /** Counts one request against a limit of perMinute per sliding minute. */
   async hit(perMinute: number): Promise<RateDecision> {
+    return this.take(perMinute, 1);
+  }
+
+  /**
+   * Admits up to `want` requests at once (at least one, or none): the caller
+   * spends the extra ones itself, so a busy isolate pays one call per batch
+   * rather than per request. Every granted request is logged now, so the
+   * limit holds however the grants are spent.
+   */
+  async take(perMinute: number, want: number): Promise<RateDecision & { granted: number }> {
     const limit = Math.max(1, Math.floor(perMinute));
     const now = Date.now();
     const cutoff = now - WINDOW_MS;
@@ -45,9 +55,10 @@ export class RateLimiterObject extends DurableObject<Env> {
       // this many of the oldest must expire before one more request fits.
       const blocking = this.log[this.log.length - limit];
       const retryMs = blocking + WINDOW_MS - now;
-      return { allowed: false, limit, remaining: 0, retry_after_s: Math.max(1, Math.ceil(retryMs / 1000)) };
+      return { allowed: false, granted: 0, limit, remaining: 0, retry_after_s: Math.max(1, Math.ceil(retryMs / 1000)) };
     }
-    this.log.push(now);
-    return { allowed: true, limit, remaining: limit - this.log.length, retry_after_s: 0 };
+    const granted = Math.max(1, Math.min(Math.floor(want), limit - this.log.length));
+    for (let i = 0; i < granted; i++) this.log.push(now);
+    return { allowed: true, granted, limit, remaining: limit - this.log.length, retry_after_s: 0 };
   }
 }

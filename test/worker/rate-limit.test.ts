@@ -43,6 +43,23 @@ describe('general API limit (per workspace)', () => {
     expect(await statuses(1, () => tenantFetch(other.apiKey, '/api/v1/workspaces'))).toEqual([200]);
   });
 
+  it('a busy burst, admitted in batches, still gets exactly the limit and no more', async () => {
+    const t = await createTenant({ rateLimitPerMinute: 200 });
+    // Sequential and then concurrent: the isolate batches admissions once it sees traffic.
+    const first = await statuses(120, () => tenantFetch(t.apiKey, '/api/v1/workspaces'));
+    const rest = await Promise.all(
+      Array.from({ length: 120 }, async () => {
+        const res = await tenantFetch(t.apiKey, '/api/v1/workspaces');
+        await res.arrayBuffer();
+        return res.status;
+      }),
+    );
+    const all = [...first, ...rest];
+    expect(all.filter((s) => s === 200)).toHaveLength(200);
+    expect(all.filter((s) => s === 429)).toHaveLength(40);
+    expect(first.every((s) => s === 200)).toBe(true);
+  });
+
   it('raising the limit through the admin API takes effect on the next request', async () => {
     const t = await createTenant({ rateLimitPerMinute: 2 });
     expect(await statuses(3, () => tenantFetch(t.apiKey, '/api/v1/workspaces'))).toEqual([200, 200, 429]);
