@@ -171,6 +171,22 @@ async function main(): Promise<void> {
     }
     printExecTable(rows);
 
+    // The local server's own round trip: wrangler dev puts a proxy worker in front of the Worker, which
+    // production does not have. An OPTIONS preflight does no work at all, so it measures that floor.
+    const preflight = async () => {
+      const r = await fetch(`${worker!.apiUrl}/computers/${id}/exec`, { method: 'OPTIONS' });
+      await r.arrayBuffer();
+    };
+    console.log('\nfloor: the local dev server\'s round trip (OPTIONS preflight, answered before any work)');
+    for (const [concurrency, n] of [[1, N1], [16, N16]] as const) {
+      for (let i = 0; i < WARMUP; i++) await preflight();
+      const floor = await measure(concurrency, n, preflight);
+      const exec = rows.find((r) => r.command === 'true' && r.concurrency === concurrency)!;
+      console.log(
+        `conc ${String(concurrency).padStart(2)}: floor p50 ${ms(floor.p50)} ms  p99 ${ms(floor.p99)} ms | exec true p50 minus floor ${ms(exec.api.p50 - floor.p50)} ms (${((exec.api.p50 - floor.p50) / exec.spawn.p50).toFixed(1)}x spawn)`,
+      );
+    }
+
     const creates: number[] = [];
     for (let i = 0; i < LIFECYCLE_RUNS; i++) {
       const c = await a.createRunning(`bench-create-${i}`);

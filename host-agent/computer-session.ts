@@ -76,9 +76,10 @@ export class ComputerSession {
       this.log(`computer ${this.id}: dropped a message that is not JSON`);
       return;
     }
-    const notice = ComputerNotice.safeParse(raw);
-    if (notice.success) {
-      this.procs.ack(notice.data.proc_id, notice.data.offsets);
+    if ((raw as { type?: unknown })?.type === 'proc.ack') {
+      const notice = ComputerNotice.safeParse(raw);
+      if (notice.success) this.procs.ack(notice.data.proc_id, notice.data.offsets);
+      else this.log(`computer ${this.id}: dropped a malformed proc.ack`);
       return;
     }
     const parsed = ComputerRequest.safeParse(raw);
