@@ -1,6 +1,6 @@
 /**
  * A WebSocket that comes back: after a drop it redials with full-jitter
- * exponential backoff (a first retry within ~100 ms, capped at a few seconds),
+ * exponential backoff (a first retry within ~100 ms, capped just under 2 s),
  * so a server restart does not meet every agent at the same instant. An HTTP
  * 401/403/404 on the upgrade is final and reported as `rejected`.
  */
@@ -35,7 +35,8 @@ export class ReconnectingSocket extends EventEmitter<ReconnectingSocketEvents> {
 
   constructor(opts: SocketOptions) {
     super();
-    this.opts = { minDelayMs: 50, maxDelayMs: 5_000, ...opts };
+    // The cap keeps a reconnect within ~2 s of the server being back; the jitter spreads a fleet's redials over it.
+    this.opts = { minDelayMs: 50, maxDelayMs: 1_900, ...opts };
   }
 
   start(): void {
