@@ -9,6 +9,7 @@ import { hangar, newTenant, operatorClient, rawFetch, type Client, type RawBody,
 import { envelopeProblem, expectEnvelope } from './expect-error.ts';
 import { bodyCases, sample, seeded, toJson, type BodyCase } from './fuzz-cases.ts';
 import { FUZZ_ROUTES, type FuzzRoute } from './fuzz-routes.ts';
+import { COMPUTER_ROUTE_SAMPLES, INTRUDER_MARK } from '../computer-routes.ts';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261123);
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -165,37 +166,6 @@ function routeTable(): [string, string[]][] {
   ];
 }
 
-/** Every id-bearing computer route with a body that passes validation. */
-const COMPUTER_ROUTES: [string, string, unknown?][] = [
-  ['GET', ''],
-  ['PATCH', '', { name: 'x' }],
-  ['PUT', '', { name: 'x' }],
-  ['DELETE', ''],
-  ['POST', '/start'],
-  ['POST', '/stop'],
-  ['POST', '/restart'],
-  ['POST', '/clone', {}],
-  ['POST', '/resize', { size: 'large' }],
-  ['POST', '/move', { region: 'local' }],
-  ['GET', '/auto-stop'],
-  ['PATCH', '/auto-stop', { auto_stop_seconds: 60 }],
-  ['GET', '/vnc-credentials'],
-  ['POST', '/stream-token'],
-  ['GET', '/urls'],
-  ['GET', '/apps'],
-  ['GET', '/metrics'],
-  ['GET', '/env'],
-  ['POST', '/env', { name: 'X', value: 'x' }],
-  ['PATCH', '/env/FUZZ_VAR', { value: 'x' }],
-  ['DELETE', '/env/FUZZ_VAR'],
-  ['GET', '/ports'],
-  ['POST', '/ports', { port: 9999, visibility: 'public' }],
-  ['PATCH', '/ports/3000', { visibility: 'private' }],
-  ['DELETE', '/ports/3000'],
-  ['POST', '/exec', { command: 'touch /tmp/fuzz-ran' }],
-  ['POST', '/exec/python', { code: 'open("/tmp/fuzz-ran", "w")' }],
-];
-
 describe('routes, methods, ids and queries', () => {
   it('an unknown route is a 404 with the envelope, with or without credentials', async () => {
     const paths = ['/', '/api', '/api/v1', '/api/v2/computers', '/api/v1/nope', '/api/v1/computers/x/y/z', `/api/v1/computers/${id}/nope`,
@@ -238,7 +208,7 @@ describe('routes, methods, ids and queries', () => {
     const bad = ['not-a-uuid', '123', `${id.slice(0, -1)}Z`, id.replaceAll('-', ''), `${id}-0`, 'ffffffff-ffff-ffff-ffff-ffffffffffff', 'undefined', '%20', 'a%2Fb', '%F0%9F%98%80'];
     const failures: string[] = [];
     for (const b of bad) {
-      for (const [method, path, body] of COMPUTER_ROUTES) {
+      for (const { method, path, body } of COMPUTER_ROUTE_SAMPLES) {
         const r = await api.raw(method, `/computers/${b}${path}`, body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
         const problem = envelopeProblem(r, 400, 'INVALID_ID');
         const message = problem ? '' : expectEnvelope(r).error.message;
@@ -246,7 +216,7 @@ describe('routes, methods, ids and queries', () => {
       }
     }
     expect(failures).toEqual([]);
-    const check = await api.exec(id, 'test -e /tmp/fuzz-ran && echo ran || echo clean');
+    const check = await api.exec(id, `test -e ${INTRUDER_MARK} && echo ran || echo clean`);
     expect(check.body.output).toBe('clean\n');
   });
 

@@ -7,39 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hangar, newTenant, rawFetch, type Client, type RawReply } from './client.ts';
 import { envelopeProblem, expectEnvelope } from './expect-error.ts';
-
-/** Every route that takes a computer id (worker/routes/*.ts), each with a body that passes validation. */
-const ROUTES: [string, string, unknown?][] = [
-  ['GET', ''],
-  ['PATCH', '', { agent_session_id: 'stolen', name: 'stolen' }],
-  ['PUT', '', { agent_session_id: 'stolen', name: 'stolen' }],
-  ['POST', '/start'],
-  ['POST', '/stop'],
-  ['POST', '/restart'],
-  ['POST', '/clone', { name: 'stolen' }],
-  ['POST', '/resize', { size: 'large' }],
-  ['POST', '/move', { region: 'local' }],
-  ['GET', '/auto-stop'],
-  ['PATCH', '/auto-stop', { auto_stop_seconds: 1 }],
-  ['GET', '/vnc-credentials'],
-  ['POST', '/stream-token'],
-  ['GET', '/urls'],
-  ['GET', '/apps'],
-  ['GET', '/metrics'],
-  ['GET', '/metrics?window=7d'],
-  ['GET', '/env'],
-  ['POST', '/env', { name: 'INJECTED', value: 'x' }],
-  ['PATCH', '/env/SECRET', { value: 'overwritten' }],
-  ['DELETE', '/env/SECRET'],
-  ['GET', '/ports'],
-  ['POST', '/ports', { port: 9999, visibility: 'public' }],
-  ['PATCH', '/ports/3000', { visibility: 'private' }],
-  ['DELETE', '/ports/3000'],
-  ['POST', '/exec', { command: 'touch /tmp/intruder-was-here; printenv SECRET' }],
-  ['POST', '/exec/python', { code: 'open("/tmp/intruder-was-here", "w")' }],
-  // Last: it would remove the computer.
-  ['DELETE', ''],
-];
+import { COMPUTER_ROUTE_SAMPLES, INTRUDER_MARK } from '../computer-routes.ts';
 
 let a: Client;
 let b: Client;
@@ -84,7 +52,7 @@ describe('tenant isolation on a real computer', () => {
     const before = await stateOfA();
     const failures: string[] = [];
     for (const credential of [b.key, await jwtOf(b)]) {
-      for (const [method, path, body] of ROUTES) {
+      for (const { method, path, body } of COMPUTER_ROUTE_SAMPLES) {
         const init = body === undefined ? { auth: credential } : { auth: credential, body: JSON.stringify(body), headers: { 'content-type': 'application/json' } };
         const r = await rawFetch(`${hangar().apiUrl}/computers/${aId}${path}`, method, init);
         const label = `${method} ${path || '/'}`;
@@ -98,7 +66,7 @@ describe('tenant isolation on a real computer', () => {
     expect(await stateOfA()).toEqual(before);
 
     // Still running and untouched inside: exec works, the env var is the owner's, nothing ran for B.
-    const r = await a.exec(aId, 'printenv SECRET; test -e /tmp/intruder-was-here && echo intruded || echo clean');
+    const r = await a.exec(aId, `printenv SECRET; test -e ${INTRUDER_MARK} && echo intruded || echo clean`);
     expect(r.body).toMatchObject({ output: `${secret}\nclean\n`, exit_code: 0 });
     expect((await a.get(`/computers/${aId}`)).body).toMatchObject({ status: 'running', size: 'small', name: 'a-computer', agent_session_id: null, auto_stop: 0 });
   });

@@ -2,44 +2,20 @@ import { describe, expect, it } from 'vitest';
 import { createTenant, expectError, expectJson, tenantFetch, type FetchInit } from './helpers.ts';
 import { useAgentPeers } from './agent-peer.ts';
 import { getComputer, runningComputer, world } from './computer-fixtures.ts';
+import { COMPUTER_ROUTE_SAMPLES } from '../computer-routes.ts';
+import { ROUTES as ROUTE_TABLE } from '../../worker/routes/index.ts';
 
 useAgentPeers();
-
-/** Every route that takes a computer id, with a body that passes validation. */
-const ROUTES: [string, string, unknown?][] = [
-  ['GET', ''],
-  ['PATCH', '', { agent_session_id: 'stolen' }],
-  ['PUT', '', { agent_session_id: 'stolen' }],
-  ['POST', '/start'],
-  ['POST', '/stop'],
-  ['POST', '/restart'],
-  ['POST', '/clone', {}],
-  ['POST', '/resize', { size: 'large' }],
-  ['POST', '/move', { region: 'local' }],
-  ['GET', '/auto-stop'],
-  ['PATCH', '/auto-stop', { auto_stop_seconds: 60 }],
-  ['GET', '/vnc-credentials'],
-  ['POST', '/stream-token'],
-  ['GET', '/urls'],
-  ['GET', '/apps'],
-  ['GET', '/metrics'],
-  ['GET', '/env'],
-  ['POST', '/env', { name: 'INJECTED', value: 'x' }],
-  ['PATCH', '/env/SECRET', { value: 'overwritten' }],
-  ['DELETE', '/env/SECRET'],
-  ['GET', '/ports'],
-  ['POST', '/ports', { port: 9999, visibility: 'public' }],
-  ['PATCH', '/ports/3000', { visibility: 'private' }],
-  ['DELETE', '/ports/3000'],
-  ['POST', '/exec', { command: 'cat /etc/shadow' }],
-  ['POST', '/exec/python', { code: 'print(1)' }],
-  // Last: it would remove the computer.
-  ['DELETE', ''],
-];
 
 const init = (method: string, body: unknown): FetchInit => (body === undefined ? { method } : { method, body });
 
 describe('tenant isolation', () => {
+  it('the walked list covers every tenant route of the table that takes a computer id', () => {
+    const walked = new Set(COMPUTER_ROUTE_SAMPLES.map((r) => `${r.method} ${r.pattern}`));
+    const table = ROUTE_TABLE.filter((d) => d.auth === 'tenant' && d.path.startsWith('/api/v1/computers/:id')).map((d) => `${d.method} ${d.path}`);
+    expect(table.filter((t) => !walked.has(t))).toEqual([]);
+  });
+
   it("another tenant's key gets 404 computer not found on every computer route, and nothing changes", async () => {
     const w = await world();
     const { computer, peer } = await runningComputer(w);
@@ -48,7 +24,7 @@ describe('tenant isolation', () => {
     const seenByAgent = peer.requests.length;
     const intruder = await createTenant({ name: 'Intruder' });
 
-    for (const [method, path, body] of ROUTES) {
+    for (const { method, path, body } of COMPUTER_ROUTE_SAMPLES) {
       const res = await tenantFetch(intruder.apiKey, `/api/v1/computers/${computer.id}${path}`, init(method, body));
       const text = await res.clone().text();
       const err = await expectError(res, 404, 'NOT_FOUND');
@@ -72,7 +48,7 @@ describe('computer ids', () => {
   it('a malformed id is a 400 "invalid computer id" on every computer route', async () => {
     const w = await world();
     for (const bad of ['not-a-uuid', '123', '550e8400-e29b-41d4-a716-44665544000Z']) {
-      for (const [method, path, body] of ROUTES) {
+      for (const { method, path, body } of COMPUTER_ROUTE_SAMPLES) {
         const err = await expectError(await w.api(`/${bad}${path}`, init(method, body)), 400, 'INVALID_ID');
         expect(err.error.message, `${method} /${bad}${path}`).toBe('invalid computer id');
       }

@@ -1,0 +1,58 @@
+/**
+ * Every tenant route that takes a computer id, each with a request that would
+ * pass validation, for the tests that walk them all (another tenant's key,
+ * malformed ids). test/worker/computers-isolation.test.ts checks this list
+ * against the Worker's route table, so a new route cannot be left out.
+ */
+export interface ComputerRouteSample {
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  /** After /api/v1/computers/{id}. */
+  path: string;
+  /** The route's path as the route table has it. */
+  pattern: string;
+  body?: unknown;
+}
+
+/** What a command sent by one of these requests would leave behind, had it run. */
+export const INTRUDER_MARK = '/tmp/intruder-was-here';
+
+const r = (method: ComputerRouteSample['method'], path: string, pattern: string, body?: unknown): ComputerRouteSample => ({
+  method,
+  path,
+  pattern: `/api/v1/computers/:id${pattern}`,
+  body,
+});
+
+export const COMPUTER_ROUTE_SAMPLES: ComputerRouteSample[] = [
+  r('GET', '', ''),
+  r('PATCH', '', '', { agent_session_id: 'stolen', name: 'stolen' }),
+  r('PUT', '', '', { agent_session_id: 'stolen', name: 'stolen' }),
+  r('POST', '/start', '/start'),
+  r('POST', '/stop', '/stop'),
+  r('POST', '/restart', '/restart'),
+  r('POST', '/clone', '/clone', { name: 'stolen' }),
+  r('POST', '/resize', '/resize', { size: 'large' }),
+  r('POST', '/move', '/move', { region: 'local' }),
+  r('GET', '/auto-stop', '/auto-stop'),
+  r('PATCH', '/auto-stop', '/auto-stop', { auto_stop_seconds: 60 }),
+  r('GET', '/vnc-credentials', '/vnc-credentials'),
+  r('POST', '/stream-token', '/stream-token'),
+  r('GET', '/urls', '/urls'),
+  r('GET', '/apps', '/apps'),
+  r('GET', '/metrics?window=7d', '/metrics'),
+  r('GET', '/env', '/env'),
+  r('POST', '/env', '/env', { name: 'INJECTED', value: 'x' }),
+  r('PATCH', '/env/SECRET', '/env/:name', { value: 'overwritten' }),
+  r('DELETE', '/env/SECRET', '/env/:name'),
+  r('GET', '/ports', '/ports'),
+  r('POST', '/ports', '/ports', { port: 9999, visibility: 'public' }),
+  r('PATCH', '/ports/3000', '/ports/:port', { visibility: 'private' }),
+  r('DELETE', '/ports/3000', '/ports/:port'),
+  r('POST', '/exec', '/exec', { command: `touch ${INTRUDER_MARK}; printenv SECRET` }),
+  r('POST', '/exec/python', '/exec/python', { code: `open("${INTRUDER_MARK}", "w")` }),
+  r('POST', '/exec/stream', '/exec/stream', { command: `touch ${INTRUDER_MARK}` }),
+  r('POST', '/terminal', '/terminal', {}),
+  r('POST', '/pty/default/resize', '/pty/:session_id/resize', { cols: 100, rows: 30 }),
+  // Last: it would remove the computer.
+  r('DELETE', '', ''),
+];
