@@ -13,7 +13,7 @@ import { json } from '../http/responses.ts';
 import { route, type RouteDef } from '../router.ts';
 import { mintApiKey } from '../tenancy/keys.ts';
 import { requireOrganization } from '../tenancy/organizations.ts';
-import { pagedQuery } from '../tenancy/paged-query.ts';
+import { pagedQuery } from '../http/paged-query.ts';
 import { parseIdList } from '../tenancy/principals.ts';
 import { forgetCachedKey } from '../tenancy/principals.ts';
 

@@ -9,7 +9,7 @@ import { pageInfo, readPage } from '../http/pagination.ts';
 import { json } from '../http/responses.ts';
 import { route, type RouteDef } from '../router.ts';
 import { requireOrganization } from '../tenancy/organizations.ts';
-import { pagedQuery } from '../tenancy/paged-query.ts';
+import { pagedQuery } from '../http/paged-query.ts';
 
 const BASE = '/api/v1/admin/organizations/:org_id/credits';
 

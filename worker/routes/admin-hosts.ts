@@ -12,7 +12,7 @@ import { pageInfo, readPage } from '../http/pagination.ts';
 import { json } from '../http/responses.ts';
 import { route, type RouteDef } from '../router.ts';
 import { mintHostKey } from '../tenancy/keys.ts';
-import { pagedQuery } from '../tenancy/paged-query.ts';
+import { pagedQuery } from '../http/paged-query.ts';
 
 const BASE = '/api/v1/admin/hosts';
 const COLUMNS = 'id, org_id, kind, name, region, labels, status, key_prefix, agent_version, drivers, cpus, memory_mb, last_seen_at, created_at, updated_at';

@@ -5,7 +5,7 @@ import { isoNow } from '../http/ids.ts';
 import { pageInfo, readPage } from '../http/pagination.ts';
 import { json } from '../http/responses.ts';
 import { route, type RouteDef } from '../router.ts';
-import { pagedQuery } from '../tenancy/paged-query.ts';
+import { pagedQuery } from '../http/paged-query.ts';
 import { ORG_COLUMNS, createOrganization, organizationView, requireOrganization, type OrganizationRow } from '../tenancy/organizations.ts';
 import { forgetCachedOrg } from '../tenancy/principals.ts';
 

@@ -6,6 +6,7 @@ import type { Env } from '../env.ts';
 import { json } from '../http/responses.ts';
 import { isoNow, newId, slugify } from '../http/ids.ts';
 import { pageInfo, readPage } from '../http/pagination.ts';
+import { pagedQuery } from '../http/paged-query.ts';
 import { route, type RouteDef } from '../router.ts';
 import { ownershipFilters, resolveOwnership } from '../tenancy/ownership.ts';
 import { callerOf, computerStub, loadComputer, parseRow } from '../computers/access.ts';
@@ -98,12 +99,12 @@ export const COMPUTER_ROUTES: RouteDef[] = [
     handler: async (c) => {
       const page = readPage(c.query);
       const f = ownershipFilters(c.env, c.principal, c.query);
-      const total = await c.env.DB.prepare(`SELECT COUNT(*) AS n FROM computers WHERE ${f.sql}`).bind(...f.args).first<{ n: number }>();
-      const { results } = await c.env.DB.prepare(`SELECT * FROM computers WHERE ${f.sql} ORDER BY created_at DESC, id LIMIT ? OFFSET ?`)
-        .bind(...f.args, page.page_size, page.offset)
-        .all<Parameters<typeof parseRow>[0]>();
-      const items = results.map((r) => computerView(parseRow(r), c.env));
-      const n = total?.n ?? 0;
+      const { rows, total: n } = await pagedQuery<Parameters<typeof parseRow>[0]>(
+        c.env,
+        { columns: '*', from: 'computers', where: f.sql, args: f.args, orderBy: 'created_at DESC, id' },
+        page,
+      );
+      const items = rows.map((r) => computerView(parseRow(r), c.env));
       // The computers page's {computers,total} and the conventions page's {data,page}, side by side.
       return json({ computers: items, total: n, data: items, page: pageInfo(page, n) });
     },

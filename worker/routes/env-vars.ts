@@ -4,6 +4,7 @@ import { ENV_NAME, EnvCreate, EnvUpdate } from '../../schema/api.ts';
 import { json } from '../http/responses.ts';
 import { isoNow } from '../http/ids.ts';
 import { pageInfo, readPage } from '../http/pagination.ts';
+import { pagedQuery } from '../http/paged-query.ts';
 import { route, type RouteContext, type RouteDef } from '../router.ts';
 import { callerOf, computerStub, loadComputer } from '../computers/access.ts';
 import { encryptValue, envAad } from '../crypto/env-cipher.ts';
@@ -42,11 +43,12 @@ export const ENV_VAR_ROUTES: RouteDef[] = [
     handler: async (c) => {
       const row = await loadComputer(c.env, c.principal, c.params.id);
       const page = readPage(c.query);
-      const total = await c.env.DB.prepare('SELECT COUNT(*) AS n FROM computer_env WHERE computer_id = ?').bind(row.id).first<{ n: number }>();
-      const { results } = await c.env.DB.prepare('SELECT name, created_at, updated_at FROM computer_env WHERE computer_id = ? ORDER BY name LIMIT ? OFFSET ?')
-        .bind(row.id, page.page_size, page.offset)
-        .all<EnvRow>();
-      return json({ data: results.map(view), page: pageInfo(page, total?.n ?? 0) });
+      const { rows, total } = await pagedQuery<EnvRow>(
+        c.env,
+        { columns: 'name, created_at, updated_at', from: 'computer_env', where: 'computer_id = ?', args: [row.id], orderBy: 'name' },
+        page,
+      );
+      return json({ data: rows.map(view), page: pageInfo(page, total) });
     },
   }),
   route({

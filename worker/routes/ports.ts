@@ -6,6 +6,7 @@ import { json } from '../http/responses.ts';
 import { isoNow } from '../http/ids.ts';
 import { validate } from '../http/body.ts';
 import { pageInfo, readPage } from '../http/pagination.ts';
+import { pagedQuery } from '../http/paged-query.ts';
 import { route, type RouteContext, type RouteDef } from '../router.ts';
 import { loadComputer } from '../computers/access.ts';
 import { hostLabel } from '../computers/view.ts';
@@ -44,13 +45,12 @@ export const PORT_ROUTES: RouteDef[] = [
     handler: async (c) => {
       const computer = await loadComputer(c.env, c.principal, c.params.id);
       const page = readPage(c.query);
-      const total = await c.env.DB.prepare('SELECT COUNT(*) AS n FROM computer_ports WHERE computer_id = ?').bind(computer.id).first<{ n: number }>();
-      const { results } = await c.env.DB.prepare(
-        'SELECT port, visibility, created_at, updated_at FROM computer_ports WHERE computer_id = ? ORDER BY port LIMIT ? OFFSET ?',
-      )
-        .bind(computer.id, page.page_size, page.offset)
-        .all<PortRow>();
-      return json({ data: results.map((r) => view(c, computer, r)), page: pageInfo(page, total?.n ?? 0) });
+      const { rows, total } = await pagedQuery<PortRow>(
+        c.env,
+        { columns: 'port, visibility, created_at, updated_at', from: 'computer_ports', where: 'computer_id = ?', args: [computer.id], orderBy: 'port' },
+        page,
+      );
+      return json({ data: rows.map((r) => view(c, computer, r)), page: pageInfo(page, total) });
     },
   }),
   route({

@@ -12,7 +12,7 @@ import { json } from '../http/responses.ts';
 import { route, type RouteDef } from '../router.ts';
 import { requireOwned } from '../tenancy/access.ts';
 import { ownershipFilters, resolveWorkspace } from '../tenancy/ownership.ts';
-import { pagedQuery } from '../tenancy/paged-query.ts';
+import { pagedQuery } from '../http/paged-query.ts';
 import { getProject, insertProject, type ProjectRow } from '../tenancy/workspaces.ts';
 
 export const projectView = (p: ProjectRow) => ({

@@ -12,7 +12,7 @@ import { pageInfo, readPage } from '../http/pagination.ts';
 import { json } from '../http/responses.ts';
 import { route, type RouteDef } from '../router.ts';
 import { assertWorkspaceInScope } from '../tenancy/access.ts';
-import { pagedQuery } from '../tenancy/paged-query.ts';
+import { pagedQuery } from '../http/paged-query.ts';
 import { getWorkspace, insertWorkspace, type WorkspaceRow } from '../tenancy/workspaces.ts';
 
 export const workspaceView = (w: WorkspaceRow) => ({

@@ -1,6 +1,6 @@
 /** One page of rows plus the total count, read in a single D1 batch (one round trip, one consistent snapshot). */
 import type { Env } from '../env.ts';
-import type { Page } from '../http/pagination.ts';
+import type { Page } from './pagination.ts';
 
 /**
  * Runs `SELECT COUNT(*) FROM <from> WHERE <where>` and
