@@ -42,15 +42,23 @@ class Tap {
   }
 }
 
-/** Opens a WebSocket and resolves once it is open (rejects with the HTTP status if refused). */
-function connect(url: string, protocols: string[], headers: Record<string, string>): Promise<WebSocket> {
+/**
+ * A WebSocket with our listeners on it before it opens: bytes the server sends
+ * with its 101 are emitted on the next tick, before an awaiting caller resumes.
+ */
+function dial(url: string, protocols: string[], headers: Record<string, string>): WebSocket {
+  // workerd under wrangler dev answers a close handshake but leaves the TCP connection open
+  // (cloudflare/workerd#2569), so without this `close` would wait ws's default 30 s.
+  const opts: WebSocket.ClientOptions & { closeTimeout: number } = { headers, perMessageDeflate: false, closeTimeout: 250 };
+  const ws = new WebSocket(url, protocols, opts);
+  ws.binaryType = 'nodebuffer';
+  return ws;
+}
+
+/** Resolves once the socket is open; rejects with the HTTP status when the upgrade is refused. */
+function opened(ws: WebSocket): Promise<void> {
   return new Promise((resolve, reject) => {
-    // workerd under wrangler dev answers a close handshake but leaves the TCP connection open
-    // (cloudflare/workerd#2569), so without this `close` would wait ws's default 30 s.
-    const opts: WebSocket.ClientOptions & { closeTimeout: number } = { headers, perMessageDeflate: false, closeTimeout: 250 };
-    const ws = new WebSocket(url, protocols, opts);
-    ws.binaryType = 'nodebuffer';
-    ws.once('open', () => resolve(ws));
+    ws.once('open', () => resolve());
     ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
     ws.once('error', reject);
   });
@@ -79,7 +87,9 @@ export class ExecSocket {
 
   static async open(api: Client, computerId: string, query: Record<string, string>): Promise<ExecSocket> {
     const url = `${api.apiUrl.replace(/^http/, 'ws')}/computers/${computerId}/exec/stream?${new URLSearchParams(query)}`;
-    return new ExecSocket(await connect(url, ['miosa-exec-v1'], { authorization: `Bearer ${api.key}` }));
+    const s = new ExecSocket(dial(url, ['miosa-exec-v1'], { authorization: `Bearer ${api.key}` }));
+    await opened(s.ws);
+    return s;
   }
 
   write(text: string): void {
@@ -112,7 +122,9 @@ export class TerminalSocket {
   }
 
   static async open(wsUrl: string): Promise<TerminalSocket> {
-    return new TerminalSocket(await connect(wsUrl, [], {}));
+    const s = new TerminalSocket(dial(wsUrl, [], {}));
+    await opened(s.ws);
+    return s;
   }
 
   type(text: string): void {
