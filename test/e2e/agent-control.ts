@@ -1,9 +1,9 @@
 /**
  * Making the test stack's host agent lose its connections on purpose: SIGUSR2
  * drops every socket as a network failure would (they redial with jittered
- * backoff); `offline` keeps it away for as long as a test needs.
+ * backoff); `agentOffline` keeps it away for as long as a test needs.
  */
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { connectionsTo } from '../../scripts/proc-net.ts';
 import { hangar } from './client.ts';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -12,29 +12,6 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 export const dropAgentSockets = (): void => {
   process.kill(hangar().agentPid, 'SIGUSR2');
 };
-
-/** Established TCP connections from process `pid` to `port` on loopback, read from /proc. */
-export function connectionsTo(pid: number, port: number): number {
-  const inodes = new Set<string>();
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-      if (m) inodes.add(m[1]);
-    } catch {
-      /* closed meanwhile */
-    }
-  }
-  let n = 0;
-  for (const table of ['tcp', 'tcp6']) {
-    const rows = readFileSync(`/proc/${pid}/net/${table}`, 'utf8').trim().split('\n').slice(1);
-    for (const row of rows) {
-      const f = row.trim().split(/\s+/);
-      const remotePort = parseInt(f[2].split(':')[1], 16);
-      if (f[3] === '01' && remotePort === port && inodes.has(f[9])) n++;
-    }
-  }
-  return n;
-}
 
 /**
  * Drops the agent's sockets and freezes it (SIGSTOP) before it can redial —

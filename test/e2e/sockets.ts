@@ -46,7 +46,7 @@ class Tap {
  * A WebSocket with our listeners on it before it opens: bytes the server sends
  * with its 101 are emitted on the next tick, before an awaiting caller resumes.
  */
-function dial(url: string, protocols: string[], headers: Record<string, string>): WebSocket {
+export function dial(url: string, protocols: string[], headers: Record<string, string>): WebSocket {
   // workerd under wrangler dev answers a close handshake but leaves the TCP connection open
   // (cloudflare/workerd#2569), so without this `close` would wait ws's default 30 s.
   const opts: WebSocket.ClientOptions & { closeTimeout: number } = { headers, perMessageDeflate: false, closeTimeout: 250 };
@@ -56,7 +56,7 @@ function dial(url: string, protocols: string[], headers: Record<string, string>)
 }
 
 /** Resolves once the socket is open; rejects with the HTTP status when the upgrade is refused. */
-function opened(ws: WebSocket): Promise<void> {
+export function opened(ws: WebSocket): Promise<void> {
   return new Promise((resolve, reject) => {
     ws.once('open', () => resolve());
     ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
@@ -64,7 +64,13 @@ function opened(ws: WebSocket): Promise<void> {
   });
 }
 
-const closedOf = (ws: WebSocket): Promise<Closed> => new Promise((r) => ws.once('close', (code, reason) => r({ code, reason: reason.toString() })));
+export const closedOf = (ws: WebSocket): Promise<Closed> => new Promise((r) => ws.once('close', (code, reason) => r({ code, reason: reason.toString() })));
+
+/** An exec socket (`miosa-exec-v1`) being opened, for a caller that reads its frames itself. */
+export function dialExec(api: Pick<Client, 'apiUrl' | 'key'>, computerId: string, query: Record<string, string>): WebSocket {
+  const url = `${api.apiUrl.replace(/^http/, 'ws')}/computers/${computerId}/exec/stream?${new URLSearchParams(query)}`;
+  return dial(url, ['miosa-exec-v1'], { authorization: `Bearer ${api.key}` });
+}
 
 /** One process over `miosa-exec-v1`. */
 export class ExecSocket {
@@ -85,9 +91,8 @@ export class ExecSocket {
     });
   }
 
-  static async open(api: Client, computerId: string, query: Record<string, string>): Promise<ExecSocket> {
-    const url = `${api.apiUrl.replace(/^http/, 'ws')}/computers/${computerId}/exec/stream?${new URLSearchParams(query)}`;
-    const s = new ExecSocket(dial(url, ['miosa-exec-v1'], { authorization: `Bearer ${api.key}` }));
+  static async open(api: Pick<Client, 'apiUrl' | 'key'>, computerId: string, query: Record<string, string>): Promise<ExecSocket> {
+    const s = new ExecSocket(dialExec(api, computerId, query));
     await opened(s.ws);
     return s;
   }

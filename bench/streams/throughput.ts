@@ -1,0 +1,88 @@
+/**
+ * Streaming throughput of `base64` of a random file: through SSE (line events,
+ * stored in the object's SQLite before they are acknowledged), through an
+ * exec WebSocket (raw frames), and — the baseline — the same command's pipe
+ * read straight on the host. Each checks the sha256 of what arrived.
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { FRAME, closedOf, dialExec, opened } from '../../test/e2e/sockets.ts';
+import type { Stack } from './stack.ts';
+
+export interface Throughput {
+  bytes: number;
+  seconds: number;
+  sha256: string;
+  /** How the command ended (exit code, or the terminal event). */
+  ending: string;
+}
+
+export const mibps = (t: Throughput): number => t.bytes / 1048576 / t.seconds;
+
+/** The command's stdout as SSE line events, rebuilt and hashed as they arrive. */
+export async function viaSse(stack: Stack, command: string): Promise<Throughput> {
+  const t0 = performance.now();
+  const t = await stack.call<{ stream_url: string }>('POST', `/computers/${stack.computerId}/exec/stream`, { command, timeout: 300 });
+  if (t.status !== 202) throw new Error(`exec/stream: ${t.status}`);
+  const res = await fetch(stack.origin + t.body.stream_url);
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  const hash = createHash('sha256');
+  let bytes = 0;
+  let rest = '';
+  let ending = 'stream ended without a terminal event';
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    const text = rest + decoder.decode(value, { stream: true });
+    let at = 0;
+    for (let end = text.indexOf('\n\n', at); end !== -1; end = text.indexOf('\n\n', at)) {
+      const block = text.slice(at, end);
+      at = end + 2;
+      const data = block.indexOf('\ndata: ');
+      if (data === -1) continue;
+      const payload = JSON.parse(block.slice(data + 7)) as { line?: string; exit_code?: number; message?: string };
+      if (block.includes('event: output')) {
+        hash.update(payload.line!);
+        bytes += payload.line!.length;
+      } else ending = `${block.split('\n')[1]} ${block.slice(data + 7)}`;
+    }
+    rest = text.slice(at);
+  }
+  return { bytes, seconds: (performance.now() - t0) / 1000, sha256: hash.digest('hex'), ending };
+}
+
+/** The command's stdout over an exec WebSocket (miosa-exec-v1). */
+export async function viaExecSocket(stack: Stack, command: string): Promise<Throughput> {
+  const t0 = performance.now();
+  const hash = createHash('sha256');
+  let bytes = 0;
+  let exit = -1;
+  const ws = dialExec(stack, stack.computerId, { command });
+  ws.on('message', (d: Buffer) => {
+    if (d[0] === FRAME.EXIT) exit = d.readUInt32BE(1);
+    if (d[0] !== FRAME.STDOUT) return;
+    hash.update(d.subarray(1));
+    bytes += d.byteLength - 1;
+  });
+  const closed = closedOf(ws);
+  await opened(ws);
+  const { code } = await closed;
+  return { bytes, seconds: (performance.now() - t0) / 1000, sha256: hash.digest('hex'), ending: `exit ${exit} (close ${code})` };
+}
+
+/** The baseline: a host process's stdout read through a plain pipe. */
+export function viaLocalPipe(file: string, args: string[]): Promise<Throughput> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const hash = createHash('sha256');
+    let bytes = 0;
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    child.stdout.on('data', (d: Buffer) => {
+      hash.update(d);
+      bytes += d.byteLength;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ bytes, seconds: (performance.now() - t0) / 1000, sha256: hash.digest('hex'), ending: `exit ${code}` }));
+  });
+}
