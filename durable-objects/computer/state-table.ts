@@ -4,7 +4,7 @@
  * agent's answers produce the "done" events (provisioned, started, stopped…),
  * so a status is never assumed.
  */
-export const STATUSES = ['provisioning', 'running', 'stopping', 'stopped', 'starting', 'restarting', 'deleting', 'error'] as const;
+export const STATUSES = ['provisioning', 'running', 'stopping', 'stopped', 'starting', 'restarting', 'moving', 'deleting', 'error'] as const;
 export type Status = (typeof STATUSES)[number];
 
 export type LifecycleEvent =
@@ -18,6 +18,8 @@ export type LifecycleEvent =
   | 'exited'
   | 'failed'
   | 'lost'
+  | 'move'
+  | 'moved'
   | 'delete';
 
 type Table = { [S in Status]: Partial<Record<LifecycleEvent, Status>> };
@@ -27,9 +29,11 @@ const TABLE: Table = {
   provisioning: { provisioned: 'running', failed: 'error', delete: 'deleting' },
   running: { stop: 'stopping', restart: 'restarting', exited: 'stopped', lost: 'error', delete: 'deleting' },
   stopping: { stopped: 'stopped', failed: 'running', exited: 'stopped', lost: 'error', delete: 'deleting' },
-  stopped: { start: 'starting', lost: 'error', delete: 'deleting' },
+  stopped: { start: 'starting', move: 'moving', lost: 'error', delete: 'deleting' },
   starting: { started: 'running', failed: 'stopped', exited: 'stopped', lost: 'error', delete: 'deleting' },
   restarting: { restarted: 'running', failed: 'stopped', exited: 'stopped', lost: 'error', delete: 'deleting' },
+  // The disk is copied to another host while the computer stays stopped; a failure leaves it where it was.
+  moving: { moved: 'stopped', failed: 'stopped', delete: 'deleting' },
   // A computer whose provisioning failed or whose disk is gone can only be deleted.
   error: { delete: 'deleting' },
   deleting: { delete: 'deleting' },

@@ -43,4 +43,18 @@ describe('computer lifecycle table', () => {
     expect(transition('running', 'lost')).toBe('error');
     expect(transition('stopped', 'lost')).toBe('error');
   });
+
+  it('a move goes stopped -> moving -> stopped, a failed one back to stopped, and only from stopped', () => {
+    expect(transition('stopped', 'move')).toBe('moving');
+    expect(transition('moving', 'moved')).toBe('stopped');
+    expect(transition('moving', 'failed')).toBe('stopped');
+    expect(transition('moving', 'delete')).toBe('deleting');
+    for (const s of STATUSES) if (s !== 'stopped') expect(transition(s, 'move')).toBeNull();
+    for (const s of STATUSES) if (s !== 'moving') expect(transition(s, 'moved')).toBeNull();
+  });
+
+  it('nothing but the move itself acts on a moving computer: no start, stop, restart or exit', () => {
+    for (const e of ['start', 'stop', 'restart', 'exited', 'lost', 'started', 'stopped'] as const) expect(transition('moving', e)).toBeNull();
+    expect(IN_FLIGHT.has('moving')).toBe(false);
+  });
 });
