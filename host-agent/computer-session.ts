@@ -4,12 +4,24 @@
  * `result`), reports metrics, and tells of a computer that died on its own.
  * Lifecycle requests run one at a time; execs run side by side.
  */
-import { ComputerNotice, ComputerRequest, FRAME_STDIN, PROTOCOL, agentComputerPath, decodeFrame, type ComputerAgentMessage } from '../schema/protocol.ts';
+import {
+  ComputerNotice,
+  ComputerRequest,
+  FRAME_DISK,
+  FRAME_STDIN,
+  PROTOCOL,
+  agentComputerPath,
+  decodeDiskFrame,
+  decodeFrame,
+  frameKind,
+  type ComputerAgentMessage,
+} from '../schema/protocol.ts';
 import { DriverError, type ComputerDriver } from './drivers/driver.ts';
 import { ReconnectingSocket } from './reconnecting-socket.ts';
-import { handleLifecycle } from './handlers/lifecycle.ts';
+import { handleLifecycle, type LifecycleRequest } from './handlers/lifecycle.ts';
 import { handleExecRun } from './handlers/exec.ts';
 import { ProcRelay } from './handlers/procs.ts';
+import { DiskMover } from './handlers/disk.ts';
 import { AGENT_VERSION } from './version.ts';
 import type { Logger } from './log.ts';
 
@@ -25,6 +37,7 @@ export class ComputerSession {
   private readonly socket: ReconnectingSocket;
   private lifecycleQueue: Promise<unknown> = Promise.resolve();
   private readonly procs: ProcRelay;
+  private readonly disk: DiskMover;
 
   constructor(id: string, cfg: SessionConfig, driver: ComputerDriver, log: Logger, onGone: (id: string) => void) {
     this.id = id;
@@ -32,14 +45,21 @@ export class ComputerSession {
     this.log = log;
     this.socket = new ReconnectingSocket({ url: cfg.wsBase + agentComputerPath(id), headers: { authorization: `Bearer ${cfg.hostKey}` } });
     this.socket.on('open', () => void this.announce());
-    this.socket.on('close', () => this.procs.connectionLost());
+    this.socket.on('close', () => {
+      this.procs.connectionLost();
+      this.disk.connectionLost();
+    });
     this.socket.on('message', (data) => void this.onMessage(data));
     this.socket.on('binary', (data) => {
-      const frame = decodeFrame(data);
-      if (frame?.kind === FRAME_STDIN) this.procs.stdin(frame);
+      const disk = frameKind(data) === FRAME_DISK ? decodeDiskFrame(data) : null;
+      const frame = disk ? null : decodeFrame(data);
+      if (disk) this.disk.frame(disk);
+      else if (frame?.kind === FRAME_STDIN) this.procs.stdin(frame);
       else log(`computer ${id}: dropped a malformed binary frame`);
     });
-    this.procs = new ProcRelay(driver, id, { sendJson: (m) => this.send(m), sendBinary: (b) => this.socket.sendBinary(b) }, log);
+    const outlet = { sendJson: (m: ComputerAgentMessage) => this.send(m), sendBinary: (b: Uint8Array) => this.socket.sendBinary(b) };
+    this.procs = new ProcRelay(driver, id, outlet, log);
+    this.disk = new DiskMover(driver, id, outlet, log);
     this.socket.on('rejected', (status) => {
       log(`computer ${id}: server answered ${status}; it is no longer served by this host`);
       onGone(id);
@@ -76,10 +96,13 @@ export class ComputerSession {
       this.log(`computer ${this.id}: dropped a message that is not JSON`);
       return;
     }
-    if ((raw as { type?: unknown })?.type === 'proc.ack') {
+    const type = (raw as { type?: unknown })?.type;
+    if (type === 'proc.ack' || type === 'disk.ack' || type === 'disk.cancel') {
       const notice = ComputerNotice.safeParse(raw);
-      if (notice.success) this.procs.ack(notice.data.proc_id, notice.data.offsets);
-      else this.log(`computer ${this.id}: dropped a malformed proc.ack`);
+      if (!notice.success) this.log(`computer ${this.id}: dropped a malformed ${String(type)}`);
+      else if (notice.data.type === 'proc.ack') this.procs.ack(notice.data.proc_id, notice.data.offsets);
+      else if (notice.data.type === 'disk.ack') this.disk.ack(notice.data.transfer_id, notice.data.offset);
+      else this.disk.cancel(notice.data.transfer_id);
       return;
     }
     const parsed = ComputerRequest.safeParse(raw);
@@ -118,13 +141,23 @@ export class ComputerSession {
         return this.procs.closeStdin(req.proc_id);
       case 'proc.forget':
         return this.procs.forget(req.proc_id);
+      case 'computer.export':
+        return this.serial(() => this.disk.export(req.transfer_id));
+      case 'computer.import':
+        return this.serial(() => this.disk.importBegin(req.transfer_id, req.spec));
+      case 'computer.import_done':
+        return this.serial(() => this.disk.importDone(req.transfer_id, req));
       default:
         if (req.type === 'computer.stop' || req.type === 'computer.destroy') this.procs.clear();
-        return this.serial(() => this.lifecycle(req));
+        // A destroy on a move's target drops what it received first.
+        return this.serial(async () => {
+          if (req.type === 'computer.destroy') await this.disk.abortImport();
+          return this.lifecycle(req);
+        });
     }
   }
 
-  private lifecycle(req: Extract<ComputerRequest, { type: `computer.${string}` }>) {
+  private lifecycle(req: LifecycleRequest) {
     this.log(`computer ${this.id}: ${req.type}`);
     return handleLifecycle(this.driver, this.id, req, (p) => this.log(`computer ${this.id}: [${p.phase}] ${p.message}`));
   }

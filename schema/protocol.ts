@@ -15,11 +15,19 @@
  *         resize, signal; output and stdin travel as binary frames (see
  *         BINARY FRAMES below) with byte offsets, and output is acknowledged
  *         by offset so the agent never holds more than a window of it.
+ *  - 1.2  moving a stopped computer between hosts: computer.export (source) streams
+ *         the disk as binary disk frames, relayed by the ComputerObject to the
+ *         target's computer.import; disk.ack flows back (target -> object ->
+ *         source) so at most a window is in flight; computer.import_done
+ *         verifies bytes and sha256 and puts the disk in place.
  */
 import { z } from 'zod';
 import { SIZE_NAMES } from './sizes.ts';
 
-export const PROTOCOL = { major: 1, minor: 1 } as const;
+export const PROTOCOL = { major: 1, minor: 2 } as const;
+
+/** True when an agent reporting `v` speaks at least `major.minor` (same major). */
+export const speaks = (v: { major: number; minor: number }, minor: number): boolean => v.major === PROTOCOL.major && v.minor >= minor;
 
 const Version = z.object({ major: z.number().int().nonnegative(), minor: z.number().int().nonnegative() });
 const Uuid = z.uuid();
@@ -151,6 +159,15 @@ export const ProcAttachResult = z.object({ running: z.boolean(), exit: ProcExit.
 export type ProcAttachResult = z.infer<typeof ProcAttachResult>;
 export type LifecycleResult = z.infer<typeof LifecycleResult>;
 
+// ------------------------------------------------------------ moving a disk (1.2)
+
+/** Names one disk transfer; chosen by the ComputerObject, carried in every disk frame. */
+export const TransferId = z.string().regex(/^[a-z0-9]{1,32}$/);
+const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
+/** What the source read and the target must have received: the archive's length and digest. */
+export const DiskDigest = z.object({ bytes: z.number().int().nonnegative(), sha256: Sha256Hex });
+export type DiskDigest = z.infer<typeof DiskDigest>;
+
 /** Requests the ComputerObject sends; each is answered by one `result` with the same id. */
 export const ComputerRequest = z.discriminatedUnion('type', [
   z.object({ type: z.literal('computer.provision'), id: RequestId, spec: ComputerSpec, clone_from: Uuid.optional() }),
@@ -166,6 +183,12 @@ export const ComputerRequest = z.discriminatedUnion('type', [
   z.object({ type: z.literal('proc.signal'), id: RequestId, proc_id: ProcId, signal: ProcSignal }),
   z.object({ type: z.literal('proc.close_stdin'), id: RequestId, proc_id: ProcId }),
   z.object({ type: z.literal('proc.forget'), id: RequestId, proc_id: ProcId }),
+  /** Source: stream the stopped computer's disk as disk frames; the result is the archive's digest. */
+  z.object({ type: z.literal('computer.export'), id: RequestId, transfer_id: TransferId }),
+  /** Target: get ready to receive the disk frames of this transfer. */
+  z.object({ type: z.literal('computer.import'), id: RequestId, transfer_id: TransferId, spec: ComputerSpec }),
+  /** Target: every frame has been relayed; verify against the digest and put the disk in place (stopped). */
+  z.object({ type: z.literal('computer.import_done'), id: RequestId, transfer_id: TransferId, spec: ComputerSpec }).extend(DiskDigest.shape),
 ]);
 export type ComputerRequest = z.infer<typeof ComputerRequest>;
 export type ComputerRequestType = ComputerRequest['type'];
@@ -185,6 +208,9 @@ export const RESULT_SCHEMAS = {
   'proc.signal': z.object({}),
   'proc.close_stdin': z.object({}),
   'proc.forget': z.object({}),
+  'computer.export': DiskDigest,
+  'computer.import': z.object({}),
+  'computer.import_done': LifecycleResult,
 } as const satisfies Record<ComputerRequestType, z.ZodType>;
 
 export const AgentErrorCode = z.enum(['NOT_RUNNING', 'NOT_FOUND', 'BAD_REQUEST', 'FAILED']);
@@ -192,12 +218,26 @@ export const AgentErrorCode = z.enum(['NOT_RUNNING', 'NOT_FOUND', 'BAD_REQUEST',
 /** The server has taken a process's output up to these offsets; the agent may send that much more beyond them. */
 export const ProcAck = z.object({ type: z.literal('proc.ack'), proc_id: ProcId, offsets: StreamOffsets });
 
+/**
+ * Disk bytes of a transfer written up to `offset`: the target says it to the
+ * object, and the object passes it on to the source, whose credit it is.
+ */
+export const DiskAck = z.object({ type: z.literal('disk.ack'), transfer_id: TransferId, offset: z.number().int().nonnegative() });
+
+/** The move is off: the source stops reading its disk, the target drops what it received. */
+export const DiskCancel = z.object({ type: z.literal('disk.cancel'), transfer_id: TransferId });
+
 /** Messages the ComputerObject sends that need no answer. */
-export const ComputerNotice = z.discriminatedUnion('type', [ProcAck]);
+export const ComputerNotice = z.discriminatedUnion('type', [ProcAck, DiskAck, DiskCancel]);
 export type ComputerNotice = z.infer<typeof ComputerNotice>;
 
 /** Bytes of unacknowledged output the agent may have in flight per process. */
 export const OUTPUT_WINDOW_BYTES = 2 * 1024 * 1024;
+
+/** Disk bytes a source may have sent beyond what the target acknowledged; the object refuses more. */
+export const DISK_WINDOW_BYTES = 4 * 1024 * 1024;
+/** Payload of one disk frame at most (a Workers WebSocket message is at most 1 MiB). */
+export const DISK_FRAME_BYTES = 256 * 1024;
 
 export const ResultMessage = z.discriminatedUnion('ok', [
   z.object({ type: z.literal('result'), id: RequestId, ok: z.literal(true), data: z.unknown() }),
@@ -233,24 +273,26 @@ export const ProcExited = z.object({ type: z.literal('proc.exit'), proc_id: Proc
 /** Stdin bytes written to the process so far (the server's credit for sending more). */
 export const ProcStdinAck = z.object({ type: z.literal('proc.stdin_ack'), proc_id: ProcId, offset: z.number().int().nonnegative() });
 
-export const ComputerAgentMessage = z.union([ResultMessage, Attached, MetricsSample, ComputerExited, ProcExited, ProcStdinAck]);
+export const ComputerAgentMessage = z.union([ResultMessage, Attached, MetricsSample, ComputerExited, ProcExited, ProcStdinAck, DiskAck]);
 export type ComputerAgentMessage = z.infer<typeof ComputerAgentMessage>;
 
 /** Path the agent dials for a computer socket; the host socket is AGENT_HOST_PATH. */
 export const AGENT_HOST_PATH = '/agent/v1/connect';
 export const agentComputerPath = (computerId: string) => `/agent/v1/computers/${computerId}/connect`;
 
-// ------------------------------------------------------------ binary frames (1.1)
+// ------------------------------------------------------------ binary frames (1.1, disk frames 1.2)
 //
-//   u8  kind      1 = output (agent -> server), 2 = stdin (server -> agent)
-//   u8  stream    index in OUTPUT_STREAMS for output; 0 for stdin
-//   u8  id_len    length of the proc id
-//   ..  proc id   ASCII
+//   u8  kind      1 = output (agent -> server), 2 = stdin (server -> agent),
+//                 3 = disk (source agent -> server -> target agent)
+//   u8  stream    index in OUTPUT_STREAMS for output; 0 for stdin and disk
+//   u8  id_len    length of the id
+//   ..  id        ASCII: the proc id, or for disk frames the transfer id
 //   f64 offset    big-endian: byte offset of the payload's first byte in its stream
 //   ..  payload   the bytes
 
 export const FRAME_OUTPUT = 1;
 export const FRAME_STDIN = 2;
+export const FRAME_DISK = 3;
 
 export interface BinaryFrame {
   kind: typeof FRAME_OUTPUT | typeof FRAME_STDIN;
@@ -260,29 +302,60 @@ export interface BinaryFrame {
   payload: Uint8Array;
 }
 
-export function encodeFrame(f: BinaryFrame): Uint8Array {
-  const id = new TextEncoder().encode(f.proc_id);
-  const out = new Uint8Array(3 + id.length + 8 + f.payload.byteLength);
-  out[0] = f.kind;
-  out[1] = f.kind === FRAME_OUTPUT ? OUTPUT_STREAMS.indexOf(f.stream) : 0;
-  out[2] = id.length;
-  out.set(id, 3);
-  new DataView(out.buffer, out.byteOffset + 3 + id.length, 8).setFloat64(0, f.offset);
-  out.set(f.payload, 3 + id.length + 8);
+/** A piece of a disk archive in transfer `transfer_id`, at byte `offset` of the archive. */
+export interface DiskFrame {
+  kind: typeof FRAME_DISK;
+  transfer_id: string;
+  offset: number;
+  payload: Uint8Array;
+}
+
+function packFrame(kind: number, stream: number, id: string, offset: number, payload: Uint8Array): Uint8Array {
+  const idBytes = new TextEncoder().encode(id);
+  const out = new Uint8Array(3 + idBytes.length + 8 + payload.byteLength);
+  out[0] = kind;
+  out[1] = stream;
+  out[2] = idBytes.length;
+  out.set(idBytes, 3);
+  new DataView(out.buffer, out.byteOffset + 3 + idBytes.length, 8).setFloat64(0, offset);
+  out.set(payload, 3 + idBytes.length + 8);
   return out;
 }
 
-/** Parses a binary frame; null when it is malformed (the caller drops it and may close the socket). */
-export function decodeFrame(buf: Uint8Array): BinaryFrame | null {
+/** The fields of any frame, or null when the header is malformed. */
+function unpackFrame(buf: Uint8Array): { kind: number; stream: number; id: string; offset: number; payload: Uint8Array } | null {
   if (buf.byteLength < 11) return null;
-  const kind = buf[0];
   const idLen = buf[2];
-  if ((kind !== FRAME_OUTPUT && kind !== FRAME_STDIN) || buf.byteLength < 3 + idLen + 8) return null;
-  const stream = kind === FRAME_OUTPUT ? OUTPUT_STREAMS[buf[1]] : 'stdout';
-  if (!stream) return null;
-  const proc_id = new TextDecoder().decode(buf.subarray(3, 3 + idLen));
-  if (!ProcId.safeParse(proc_id).success) return null;
+  if (buf.byteLength < 3 + idLen + 8) return null;
+  const id = new TextDecoder().decode(buf.subarray(3, 3 + idLen));
   const offset = new DataView(buf.buffer, buf.byteOffset + 3 + idLen, 8).getFloat64(0);
   if (!Number.isSafeInteger(offset) || offset < 0) return null;
-  return { kind, stream, proc_id, offset, payload: buf.subarray(3 + idLen + 8) };
+  return { kind: buf[0], stream: buf[1], id, offset, payload: buf.subarray(3 + idLen + 8) };
+}
+
+/** The kind byte of a binary message (0 when empty). */
+export const frameKind = (buf: Uint8Array): number => (buf.byteLength > 0 ? buf[0] : 0);
+
+export function encodeFrame(f: BinaryFrame): Uint8Array {
+  return packFrame(f.kind, f.kind === FRAME_OUTPUT ? OUTPUT_STREAMS.indexOf(f.stream) : 0, f.proc_id, f.offset, f.payload);
+}
+
+/** Parses an output or stdin frame; null when it is malformed or another kind (the caller drops it and may close the socket). */
+export function decodeFrame(buf: Uint8Array): BinaryFrame | null {
+  const f = unpackFrame(buf);
+  if (!f || (f.kind !== FRAME_OUTPUT && f.kind !== FRAME_STDIN)) return null;
+  const stream = f.kind === FRAME_OUTPUT ? OUTPUT_STREAMS[f.stream] : 'stdout';
+  if (!stream || !ProcId.safeParse(f.id).success) return null;
+  return { kind: f.kind, stream, proc_id: f.id, offset: f.offset, payload: f.payload };
+}
+
+export function encodeDiskFrame(f: Omit<DiskFrame, 'kind'>): Uint8Array {
+  return packFrame(FRAME_DISK, 0, f.transfer_id, f.offset, f.payload);
+}
+
+/** Parses a disk frame; null when it is malformed or another kind. */
+export function decodeDiskFrame(buf: Uint8Array): DiskFrame | null {
+  const f = unpackFrame(buf);
+  if (!f || f.kind !== FRAME_DISK || !TransferId.safeParse(f.id).success) return null;
+  return { kind: FRAME_DISK, transfer_id: f.id, offset: f.offset, payload: f.payload };
 }

@@ -8,6 +8,7 @@
  * succeeds without doing anything.
  */
 import type { EventEmitter } from 'node:events';
+import type { Readable } from 'node:stream';
 import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult, OutputStream, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
 
 export interface Progress {
@@ -61,6 +62,26 @@ export interface StreamProcess
   forget(): Promise<void>;
 }
 
+/** A stopped computer's disk being read out as one archive, for a move to another host. */
+export interface DiskExport {
+  /** The archive's bytes; reading slowly makes the reader wait (that is the flow control). */
+  readonly stream: Readable;
+  /** Resolves when the whole archive has been produced; rejects when reading the disk failed or was cancelled. */
+  readonly done: Promise<void>;
+  /** Stops reading the disk; `done` rejects. */
+  cancel(): void;
+}
+
+/** A disk archive being written into a new disk for a computer, invisible to list() and state() until commit(). */
+export interface DiskImport {
+  /** Resolves once the bytes are taken; a slow disk makes it wait. */
+  write(chunk: Uint8Array): Promise<void>;
+  /** Ends the archive and puts the disk in place, stopped; on failure nothing is left behind. */
+  commit(): Promise<void>;
+  /** Drops everything written so far. */
+  abort(): Promise<void>;
+}
+
 export interface ComputerDriver {
   readonly name: string;
   /** Makes sure the base template exists (builds it on first use, reporting progress). */
@@ -89,6 +110,10 @@ export interface ComputerDriver {
   state(id: string): Promise<ActualState>;
   /** Ids of every computer with a disk on this host. */
   list(): Promise<string[]>;
+  /** Reads a stopped computer's disk out as one archive, keeping owners, modes, xattrs and overlay whiteouts. */
+  exportDisk(id: string): Promise<DiskExport>;
+  /** Starts receiving the disk archive of `spec.id` (made by another host's exportDisk); the disk exists once commit() is done. */
+  importDisk(spec: ComputerSpec, onProgress: ProgressFn): Promise<DiskImport>;
   /** Called when a running computer dies on its own (init exited, killed). */
   onExit(listener: (id: string, reason: string) => void): void;
   /** Releases resources of the driver itself (guest connections); computers keep running. */

@@ -9,7 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
 import { GuestError, type GuestClient } from '../guest-client.ts';
-import { DriverError, type ComputerDriver, type ComputerMetrics, type ProgressFn, type StreamProcess } from './driver.ts';
+import { DriverError, type ComputerDriver, type ComputerMetrics, type DiskExport, type DiskImport, type ProgressFn, type StreamProcess } from './driver.ts';
+import { ArchiveWriter, readArchive } from './sandbox/disk-archive.ts';
 import { installApps } from './sandbox/apps.ts';
 import { ComputerCgroup, detectCgroups, type CgroupLayout, type Limits } from './sandbox/cgroups.ts';
 import { createDisk, destroyDisk, listDisks, readMeta, removeAbandonedDisks, writeMeta, type ComputerMeta } from './sandbox/disk.ts';
@@ -218,6 +219,45 @@ export class SandboxDriver implements ComputerDriver {
 
   async list(): Promise<string[]> {
     return listDisks(this.dataDir);
+  }
+
+  exportDisk(id: string): Promise<DiskExport> {
+    return new Promise((resolve, reject) => {
+      // The lock is held until the archive is read: nothing starts the computer meanwhile.
+      void this.withLock(id, async () => {
+        let archive: DiskExport;
+        try {
+          const { paths } = this.requireDisk(id);
+          if (this.sessionFor(id)) throw new DriverError('BAD_REQUEST', `computer ${id} is running; only a stopped computer's disk can be moved`);
+          archive = readArchive(paths);
+        } catch (err) {
+          reject(err);
+          return;
+        }
+        resolve(archive);
+        await archive.done.catch(() => undefined);
+      });
+    });
+  }
+
+  importDisk(spec: ComputerSpec, onProgress: ProgressFn): Promise<DiskImport> {
+    return this.withLock(spec.id, async () => {
+      this.checkHost();
+      // The disk needs the root it was made on; on a host that never built it, this builds the current recipe.
+      await this.templates.ensure(spec.template, onProgress);
+      const paths = computerPaths(this.dataDir, spec.id);
+      if (readMeta(paths)) {
+        if (this.sessionFor(spec.id)) throw new DriverError('FAILED', `computer ${spec.id} is running on this host`);
+        // A copy left by a move that failed while this agent was away: the server says the computer lives elsewhere.
+        destroyDisk(paths);
+      }
+      const writer = new ArchiveWriter(this.dataDir, spec.id);
+      return {
+        write: (chunk) => writer.write(chunk),
+        commit: () => this.withLock(spec.id, () => writer.commit()),
+        abort: () => writer.abort(),
+      };
+    });
   }
 
   onExit(listener: (id: string, reason: string) => void): void {

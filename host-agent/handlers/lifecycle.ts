@@ -2,7 +2,10 @@
 import type { ComputerRequest, LifecycleResult } from '../../schema/protocol.ts';
 import type { ComputerDriver, ProgressFn } from '../drivers/driver.ts';
 
-type LifecycleRequest = Extract<ComputerRequest, { type: `computer.${string}` }>;
+export type LifecycleRequest = Extract<
+  ComputerRequest,
+  { type: 'computer.provision' | 'computer.start' | 'computer.stop' | 'computer.destroy' | 'computer.resize' | 'computer.env' }
+>;
 
 export async function handleLifecycle(driver: ComputerDriver, id: string, req: LifecycleRequest, progress: ProgressFn): Promise<LifecycleResult> {
   switch (req.type) {
