@@ -22,12 +22,16 @@ interface Pending {
 export interface LinkAttachment {
   attached: boolean;
   agent_version?: string;
+  /** The protocol the agent said it speaks in `attached`. */
+  protocol?: { major: number; minor: number };
   host_id: string;
 }
 
 export class AgentLink {
   private pending = new Map<string, Pending>();
   private seq = 0;
+  /** Callers of whenAttached, woken by markAttached. */
+  private attachWaiters: Array<() => void> = [];
 
   constructor(
     private readonly ctx: DurableObjectState,
@@ -56,9 +60,44 @@ export class AgentLink {
     return null;
   }
 
-  markAttached(ws: WebSocket, agentVersion: string): void {
+  markAttached(ws: WebSocket, agentVersion: string, protocol?: { major: number; minor: number }): void {
     const a = ws.deserializeAttachment() as LinkAttachment;
-    ws.serializeAttachment({ ...a, attached: true, agent_version: agentVersion } satisfies LinkAttachment);
+    ws.serializeAttachment({ ...a, attached: true, agent_version: agentVersion, protocol } satisfies LinkAttachment);
+    for (const wake of this.attachWaiters.splice(0)) wake();
+  }
+
+  /** The attached socket, waiting up to `timeoutMs` for an agent to attach; null when none did. */
+  async whenAttached(timeoutMs: number): Promise<WebSocket | null> {
+    const deadline = Date.now() + timeoutMs;
+    for (let ws = this.socket(); ; ws = this.socket()) {
+      if (ws) return ws;
+      const left = deadline - Date.now();
+      if (left <= 0) return null;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.attachWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** The protocol of the attached agent, if it said one. */
+  protocol(): { major: number; minor: number } | null {
+    const ws = this.socket();
+    return ws ? ((ws.deserializeAttachment() as LinkAttachment).protocol ?? null) : null;
+  }
+
+  /** Closes every socket of this link (the agent redials, and the route decides where it lands). */
+  closeAll(code: number, reason: string): void {
+    for (const ws of this.ctx.getWebSockets(this.tag)) {
+      try {
+        ws.close(code, reason);
+      } catch {
+        /* already closed */
+      }
+    }
   }
 
   isAgentSocket(ws: WebSocket): boolean {

@@ -8,7 +8,7 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env.ts';
-import { ComputerAgentMessage, FRAME_OUTPUT, decodeFrame, type ComputerSpec, type ExecRunParams, type ExecRunResult } from '../schema/protocol.ts';
+import { ComputerAgentMessage, FRAME_DISK, FRAME_OUTPUT, decodeFrame, frameKind, type ComputerSpec, type ExecRunParams, type ExecRunResult } from '../schema/protocol.ts';
 import { fail, ok, type Result } from '../schema/errors.ts';
 import { SIZES, type Size } from '../schema/sizes.ts';
 import { AgentLink } from './agent-link.ts';
@@ -18,6 +18,7 @@ import { MetricsStore, type MetricsWindow, type Point } from './computer/metrics
 import { balanceOf } from './computer/usage.ts';
 import { Lifecycle } from './computer/lifecycle.ts';
 import { Upkeep } from './computer/upkeep.ts';
+import { Mover, type MoveTarget } from './computer/move.ts';
 import { loadComputerEnv } from '../worker/crypto/env-cipher.ts';
 import { Streams } from './exec/streams.ts';
 import type { TerminalOptions } from './exec/terminal.ts';
@@ -34,6 +35,9 @@ export class ComputerObject extends DurableObject<Env> {
   private rec: ComputerRecord | null = null;
   private loaded: Promise<void>;
   readonly link: AgentLink;
+  /** While moving: the socket of the agent of the host the disk goes to. */
+  readonly target: AgentLink;
+  readonly mover: Mover;
   private readonly metrics: MetricsStore;
   private readonly lifecycle: Lifecycle;
   readonly streams: Streams;
@@ -42,6 +46,8 @@ export class ComputerObject extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.link = new AgentLink(ctx);
+    this.target = new AgentLink(ctx, 'agent-target');
+    this.mover = new Mover(this, env);
     this.metrics = new MetricsStore(ctx.storage.sql);
     this.lifecycle = new Lifecycle(this);
     this.streams = new Streams(ctx, this.link, () => this.upkeep.schedule());
@@ -164,6 +170,7 @@ export class ComputerObject extends DurableObject<Env> {
   async destroy(caller: Caller): Promise<Result<true>> {
     const g = await this.guard(caller);
     if (!g.ok) return g;
+    await this.mover.cancel('the computer is being deleted');
     await this.apply('delete');
     if (this.link.socket()) await this.link.request('computer.destroy', {}, 120_000);
     await this.forget();
@@ -202,6 +209,13 @@ export class ComputerObject extends DurableObject<Env> {
     // The limits take effect at the next boot; an attached agent also records them now.
     if (this.link.socket()) await this.link.request('computer.resize', { spec: await this.spec() }, 30_000);
     return ok(r.value.status);
+  }
+
+  /** Moves the stopped computer's disk to a host of another region; answers once it lives there (or is back, stopped, where it was). */
+  async move(caller: Caller, target: MoveTarget): Promise<Result<Status>> {
+    const r = await this.require(caller, 'move');
+    if (!r.ok) return r;
+    return this.mover.run(target);
   }
 
   async setAutoStop(caller: Caller, seconds: number): Promise<Result<number>> {
@@ -280,17 +294,29 @@ export class ComputerObject extends DurableObject<Env> {
       return res;
     }
     const hostId = request.headers.get('x-hangar-host-id');
-    if (!this.rec || !hostId || hostId !== this.rec.host_id) return new Response('computer not found on this host', { status: 404 });
+    // The computer's own host, or during a move the host its disk is going to.
+    const link = !hostId || !this.rec ? null : hostId === this.rec.host_id ? this.link : hostId === this.rec.moving_to_host_id ? this.target : null;
+    if (!link || !hostId) return new Response('computer not found on this host', { status: 404 });
     const pair = new WebSocketPair();
-    this.link.accept(pair[1], hostId);
+    link.accept(pair[1], hostId);
     return new Response(null, { status: 101, webSocket: pair[0] });
   }
 
   async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
+    if (this.target.isAgentSocket(ws)) {
+      await this.loaded;
+      this.mover.onTargetMessage(ws, data);
+      return;
+    }
     if (!this.link.isAgentSocket(ws)) {
       await this.loaded;
       this.touch();
       this.streams.onClientMessage(ws, data);
+      return;
+    }
+    if (typeof data !== 'string' && frameKind(new Uint8Array(data)) === FRAME_DISK) {
+      await this.loaded;
+      this.mover.onDiskFrame(data);
       return;
     }
     if (typeof data !== 'string') {
@@ -316,7 +342,7 @@ export class ComputerObject extends DurableObject<Env> {
         this.link.onResult(parsed);
         return;
       case 'attached':
-        this.link.markAttached(ws, parsed.agent_version);
+        this.link.markAttached(ws, parsed.agent_version, parsed.protocol);
         // Not awaited: reconciling waits on results that arrive as later messages.
         this.ctx.waitUntil(
           this.lifecycle.reconcile(parsed.state).then(async () => {
@@ -337,17 +363,25 @@ export class ComputerObject extends DurableObject<Env> {
       case 'proc.stdin_ack':
         this.streams.onStdinAck(parsed.proc_id, parsed.offset);
         return;
+      case 'disk.ack':
+        return; // only the target's acknowledgements count
     }
   }
 
   async webSocketClose(ws: WebSocket): Promise<void> {
-    if (this.link.isAgentSocket(ws)) this.link.onClose(ws);
-    else await this.clientGone(ws);
+    await this.socketGone(ws);
   }
 
   async webSocketError(ws: WebSocket): Promise<void> {
+    await this.socketGone(ws);
+  }
+
+  private async socketGone(ws: WebSocket): Promise<void> {
     if (this.link.isAgentSocket(ws)) this.link.onClose(ws);
-    else await this.clientGone(ws);
+    else if (this.target.isAgentSocket(ws)) {
+      this.target.onClose(ws);
+      this.mover.onTargetClosed();
+    } else await this.clientGone(ws);
   }
 
   private async clientGone(ws: WebSocket): Promise<void> {

@@ -80,7 +80,8 @@ export class HostObject extends DurableObject<Env> {
         .bind(msg.agent_version, JSON.stringify(msg.drivers), msg.cpus, msg.memory_mb, isoNow(now), isoNow(now), hostId)
         .run();
       this.lastSeenWritten = now;
-      const { results } = await this.env.DB.prepare('SELECT id FROM computers WHERE host_id = ?').bind(hostId).all<{ id: string }>();
+      // A computer moving here counts as served: its freshly imported disk must not be taken for an orphan.
+      const { results } = await this.env.DB.prepare('SELECT id FROM computers WHERE host_id = ? OR moving_to_host_id = ?').bind(hostId, hostId).all<{ id: string }>();
       ws.send(
         JSON.stringify({
           type: 'welcome',

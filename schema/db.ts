@@ -83,6 +83,8 @@ export const computers = sqliteTable('computers', {
   status: text('status').notNull(),
   host_id: text('host_id'),
   region: text('region').notNull(),
+  /** The host a move is copying the disk to; NULL when no move is under way. */
+  moving_to_host_id: text('moving_to_host_id'),
   external_workspace_id: text('external_workspace_id'),
   external_user_id: text('external_user_id'),
   external_project_id: text('external_project_id'),

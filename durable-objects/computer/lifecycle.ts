@@ -38,6 +38,10 @@ export class Lifecycle {
   private async reconcileOnce(actual: ActualState): Promise<void> {
     const rec = this.obj.record;
     if (!rec) return;
+    if (rec.status === 'moving') {
+      await this.obj.mover.recover();
+      return;
+    }
     if (rec.status === 'deleting') {
       const r = await this.obj.link.request('computer.destroy', {}, DESTROY_MS);
       if (r.ok) await this.obj.forget();

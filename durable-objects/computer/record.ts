@@ -20,6 +20,8 @@ export interface ComputerRecord {
   auto_stop: number;
   /** Source computer whose disk the new one copies, until provisioning is done. */
   clone_from?: string;
+  /** While moving: the host the disk is being copied to, whose agent may connect as the target. */
+  moving_to_host_id?: string;
 }
 
 /** The tenant scope a route hands to the object: another organization gets 404, an out-of-scope credential 403. */

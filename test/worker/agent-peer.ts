@@ -10,16 +10,21 @@ import { afterEach, expect } from 'vitest';
 import type { z } from 'zod';
 import {
   AGENT_HOST_PATH,
+  FRAME_DISK,
   FRAME_OUTPUT,
   FRAME_STDIN,
   HostServerMessage,
   ComputerNotice,
+  ProcAck,
   ComputerRequest,
   PROTOCOL,
   agentComputerPath,
+  decodeDiskFrame,
   decodeFrame,
   encodeFrame,
+  frameKind,
   type ActualState,
+  type DiskFrame,
   type OutputStream,
   type ProcExit,
   type AgentErrorCode,
@@ -235,7 +240,14 @@ const lifecycleDefaults = (peer: ComputerPeer): { [T in ComputerRequestType]: Ha
   'proc.signal': () => ({ data: {} }),
   'proc.close_stdin': () => ({ data: {} }),
   'proc.forget': () => ({ data: {} }),
+  // A host with an empty disk archive; move tests script real transfers (move-fixtures.ts).
+  'computer.export': () => ({ data: { bytes: 0, sha256: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' } }),
+  'computer.import': () => ({ data: {} }),
+  'computer.import_done': () => ({ data: { state: 'stopped' } }),
 });
+
+/** What a computer socket gets of a move: disk frames, and the disk.ack / disk.cancel notices. */
+export type DiskEvent = ({ type: 'disk.frame' } & DiskFrame) | Extract<ComputerNotice, { type: 'disk.ack' | 'disk.cancel' }>;
 
 export interface Held<T extends ComputerRequestType> {
   /** The request, once the server has sent it. */
@@ -257,21 +269,30 @@ export class ComputerPeer {
   private holdingStdinAcks = false;
   private readonly outputOffsets = new Map<string, number>();
   /** Every proc.ack the server sent, in order. */
-  readonly acks: z.infer<typeof ComputerNotice>[] = [];
+  readonly acks: z.infer<typeof ProcAck>[] = [];
+  /** Every disk frame and disk notice the server sent, in order. */
+  readonly disk: DiskEvent[] = [];
+  private readonly diskListeners: ((e: DiskEvent) => void)[] = [];
   /** Sizes of the stdin frames received, in order, with their process. */
   readonly stdinFrames: { proc_id: string; offset: number; bytes: number }[] = [];
+
+  /** Settles with the close code and reason once the server closes this socket. */
+  readonly closed: Promise<{ code: number; reason: string }>;
 
   constructor(
     readonly id: string,
     private readonly ws: WebSocket,
   ) {
+    this.closed = new Promise((resolve) => ws.addEventListener('close', (ev) => resolve({ code: ev.code, reason: ev.reason })));
     listen(ws, ComputerRequest, this.inbox, `computer ${id}`, (req) => void this.answer(req), {
       binary: (bytes) => this.onBinary(bytes),
       notice: (raw) => {
-        if ((raw as { type?: unknown } | null)?.type !== 'proc.ack') return 'not-a-notice';
+        const type = (raw as { type?: unknown } | null)?.type;
+        if (type !== 'proc.ack' && type !== 'disk.ack' && type !== 'disk.cancel') return 'not-a-notice';
         const n = ComputerNotice.safeParse(raw);
         if (!n.success) return `malformed notice ${JSON.stringify(raw)}: ${n.error.message}`;
-        this.acks.push(n.data);
+        if (n.data.type === 'proc.ack') this.acks.push(n.data);
+        else this.onDisk(n.data);
         return null;
       },
     });
@@ -324,7 +345,28 @@ export class ComputerPeer {
     this.send({ type: 'proc.stdin_ack', proc_id: procId, offset });
   }
 
+  /** Calls `listener` with every later disk frame and disk notice. */
+  onDiskEvent(listener: (e: DiskEvent) => void): void {
+    this.diskListeners.push(listener);
+  }
+
+  /** Sends raw bytes as one binary message (a disk frame, as a source agent does). */
+  sendBinary(bytes: Uint8Array): void {
+    this.ws.send(bytes);
+  }
+
+  private onDisk(e: DiskEvent): void {
+    this.disk.push(e);
+    for (const l of this.diskListeners) l(e);
+  }
+
   private onBinary(bytes: Uint8Array): string | null {
+    if (frameKind(bytes) === FRAME_DISK) {
+      const d = decodeDiskFrame(bytes);
+      if (!d) return `got a malformed disk frame (${bytes.byteLength} bytes)`;
+      this.onDisk({ type: 'disk.frame', ...d, payload: d.payload.slice() });
+      return null;
+    }
     const f = decodeFrame(bytes);
     if (!f || f.kind !== FRAME_STDIN) return `got a binary frame that is not a stdin frame (${bytes.byteLength} bytes)`;
     const have = this.stdinOf(f.proc_id).byteLength;
@@ -337,19 +379,22 @@ export class ComputerPeer {
     return null;
   }
 
-  /** Says `attached` with what the host has; resolves once the object counts this socket as its agent. */
-  async attach(state: ActualState): Promise<void> {
+  /**
+   * Says `attached` with what the host has; resolves once the object counts this socket as its agent
+   * (or, with `as: 'target'`, as the agent of the host a move is copying the computer to).
+   */
+  async attach(state: ActualState, opts: { as?: 'link' | 'target'; protocol?: { major: number; minor: number } } = {}): Promise<void> {
     this.state = state;
-    this.send({ type: 'attached', computer_id: this.id, protocol: PROTOCOL, agent_version: 'test-peer', state });
+    this.send({ type: 'attached', computer_id: this.id, protocol: opts.protocol ?? PROTOCOL, agent_version: 'test-peer', state });
     // No message acknowledges `attached`: ask the object itself.
-    await this.untilObject((linked) => linked, 'never took the agent socket');
+    await this.untilObject((linked) => linked, 'never took the agent socket', opts.as);
   }
 
-  /** Polls the ComputerObject until whether it has an attached agent socket satisfies `ok`. */
-  private async untilObject(ok: (linked: boolean) => boolean, failure: string): Promise<void> {
+  /** Polls the ComputerObject until whether it has an attached agent socket (of `which` link) satisfies `ok`. */
+  private async untilObject(ok: (linked: boolean) => boolean, failure: string, which: 'link' | 'target' = 'link'): Promise<void> {
     const stub = env.COMPUTER.get(env.COMPUTER.idFromName(this.id));
     const deadline = Date.now() + WAIT_MS;
-    while (!ok(await runInDurableObject(stub, (obj) => obj.link.socket() !== null))) {
+    while (!ok(await runInDurableObject(stub, (obj) => obj[which].socket() !== null))) {
       if (Date.now() > deadline) throw new Error(`computer ${this.id}: the object ${failure}`);
       await sleep(10);
     }
@@ -390,9 +435,9 @@ export class ComputerPeer {
   }
 
   /** The agent goes away: the socket closes without a word. Resolves once the object has noticed. */
-  async drop(): Promise<void> {
+  async drop(opts: { as?: 'link' | 'target' } = {}): Promise<void> {
     close(this.ws);
-    await this.untilObject((linked) => !linked, 'never let go of the agent socket');
+    await this.untilObject((linked) => !linked, 'never let go of the agent socket', opts.as);
   }
 
   private async answer(req: ComputerRequest): Promise<void> {

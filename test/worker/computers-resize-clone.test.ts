@@ -64,7 +64,7 @@ describe('clone', () => {
 });
 
 describe('move', () => {
-  it('a stopped computer "moves" to its own region; another region is refused', async () => {
+  it('a stopped computer "moves" to its own region as a no-op; a region no host serves is refused', async () => {
     const w = await world();
     const { computer } = await stoppedComputer(w);
     expect(await expectJson<ComputerView>(await w.api(`/${computer.id}/move`, { method: 'POST', body: { region: w.host.region } }), 200)).toMatchObject({

@@ -39,7 +39,10 @@ export const AGENT_ROUTES: RouteDef[] = [
     handler: async (c) => {
       requireUpgrade(c);
       const host = await authenticateHost(c.request, c.env);
-      const row = await c.env.DB.prepare('SELECT id FROM computers WHERE id = ? AND host_id = ?').bind(c.params.id, host.id).first();
+      // Its own host, or the host a move is copying it to.
+      const row = await c.env.DB.prepare('SELECT id FROM computers WHERE id = ? AND (host_id = ? OR moving_to_host_id = ?)')
+        .bind(c.params.id, host.id, host.id)
+        .first();
       if (!row) throw new ApiError('NOT_FOUND', 'computer not found on this host');
       return c.env.COMPUTER.get(c.env.COMPUTER.idFromName(c.params.id)).fetch(forward(c.request, host.id));
     },

@@ -7,6 +7,7 @@ import { route, type RouteContext, type RouteDef } from '../router.ts';
 import { callerOf, computerStub, loadComputer } from '../computers/access.ts';
 import { computerResource } from '../computers/view.ts';
 import { insertComputer } from './computers.ts';
+import { pickHost, regionExists } from '../computers/placement.ts';
 import { SIZES } from '../../schema/sizes.ts';
 
 type Action = 'start' | 'stop' | 'restart';
@@ -75,12 +76,14 @@ export const COMPUTER_ACTION_ROUTES: RouteDef[] = [
     body: MoveComputer,
     handler: async (c) => {
       const row = await loadComputer(c.env, c.principal, c.params.id);
-      unwrap(await computerStub(c.env, row.id).require(callerOf(c.principal), 'move'));
-      if (c.body.region !== row.region) {
-        // A computer's disk lives on its host; carrying it to a host elsewhere is not built yet.
-        throw new ApiError('REGION_UNAVAILABLE', `region "${c.body.region}" cannot take this computer: moving a disk between hosts is not supported yet`);
-      }
-      return json(computerResource(row, c.env));
+      const stub = computerStub(c.env, row.id);
+      unwrap(await stub.require(callerOf(c.principal), 'move'));
+      if (c.body.region === row.region) return json(computerResource(row, c.env));
+      if (!(await regionExists(c.env, c.body.region))) throw new ApiError('REGION_UNAVAILABLE', `unknown region "${c.body.region}": no host serves it`);
+      const host = await pickHost(c.env, c.body.region);
+      // Offline: the disk is copied to the new host and the answer comes once the computer lives there.
+      unwrap(await stub.move(callerOf(c.principal), { host_id: host.id, region: host.region }));
+      return json(computerResource(await loadComputer(c.env, c.principal, row.id), c.env));
     },
   }),
 ];
