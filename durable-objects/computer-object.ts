@@ -364,7 +364,8 @@ export class ComputerObject extends DurableObject<Env> {
         this.streams.onStdinAck(parsed.proc_id, parsed.offset);
         return;
       case 'disk.ack':
-        return; // only the target's acknowledgements count
+      case 'disk.cancel':
+        return; // only the move target's count (computer/move.ts)
     }
   }
 

@@ -224,8 +224,12 @@ export const ProcAck = z.object({ type: z.literal('proc.ack'), proc_id: ProcId, 
  */
 export const DiskAck = z.object({ type: z.literal('disk.ack'), transfer_id: TransferId, offset: z.number().int().nonnegative() });
 
-/** The move is off: the source stops reading its disk, the target drops what it received. */
-export const DiskCancel = z.object({ type: z.literal('disk.cancel'), transfer_id: TransferId });
+/**
+ * The move is off. From the object: the source stops reading its disk, the
+ * target drops what it received. From the target: it cannot take the disk
+ * (its writes failed), so the object ends the transfer now rather than wait.
+ */
+export const DiskCancel = z.object({ type: z.literal('disk.cancel'), transfer_id: TransferId, reason: z.string().max(1024).optional() });
 
 /** Messages the ComputerObject sends that need no answer. */
 export const ComputerNotice = z.discriminatedUnion('type', [ProcAck, DiskAck, DiskCancel]);
@@ -273,7 +277,7 @@ export const ProcExited = z.object({ type: z.literal('proc.exit'), proc_id: Proc
 /** Stdin bytes written to the process so far (the server's credit for sending more). */
 export const ProcStdinAck = z.object({ type: z.literal('proc.stdin_ack'), proc_id: ProcId, offset: z.number().int().nonnegative() });
 
-export const ComputerAgentMessage = z.union([ResultMessage, Attached, MetricsSample, ComputerExited, ProcExited, ProcStdinAck, DiskAck]);
+export const ComputerAgentMessage = z.union([ResultMessage, Attached, MetricsSample, ComputerExited, ProcExited, ProcStdinAck, DiskAck, DiskCancel]);
 export type ComputerAgentMessage = z.infer<typeof ComputerAgentMessage>;
 
 /** Path the agent dials for a computer socket; the host socket is AGENT_HOST_PATH. */

@@ -173,7 +173,7 @@ export class Mover {
 
   // ------------------------------------------------------------ the target's socket and the relay
 
-  /** A message on the target's socket: results, its `attached`, acknowledgements of disk bytes written. */
+  /** A message on the target's socket: results, its `attached`, acknowledgements of disk bytes written, its calling off. */
   onTargetMessage(ws: WebSocket, data: string | ArrayBuffer): void {
     let parsed: ComputerAgentMessage;
     try {
@@ -185,6 +185,9 @@ export class Mover {
     }
     if (parsed.type === 'result') this.obj.target.onResult(parsed);
     else if (parsed.type === 'disk.ack') this.relay?.onAck(parsed.transfer_id, parsed.offset);
+    else if (parsed.type === 'disk.cancel' && parsed.transfer_id === this.relay?.id) {
+      this.relay.fail(`the target host cannot take the disk: ${parsed.reason ?? 'no reason given'}`);
+    }
     else if (parsed.type === 'attached') {
       this.obj.target.markAttached(ws, parsed.agent_version, parsed.protocol);
       void this.recover().catch((e) => console.error('move recovery failed', e));

@@ -11,7 +11,8 @@
  * sha256 before the driver puts the disk in place.
  *
  * A disk.cancel, or the connection dropping, ends either side: the export
- * stops reading, the import drops what it received.
+ * stops reading, the import drops what it received. A target whose writes
+ * fail says disk.cancel itself, so the move ends at once.
  */
 import { createHash, type Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
@@ -141,10 +142,7 @@ export class DiskMover {
       return;
     }
     if (imp.failed || imp.committing) return;
-    if (f.offset !== imp.received) {
-      imp.failed = `disk bytes arrived at ${f.offset}, expected ${imp.received}`;
-      return;
-    }
+    if (f.offset !== imp.received) return this.importFailed(imp, `disk bytes arrived at ${f.offset}, expected ${imp.received}`);
     const payload = f.payload;
     imp.received += payload.byteLength;
     imp.hash.update(payload);
@@ -155,9 +153,16 @@ export class DiskMover {
         await imp.sink.write(payload);
         this.out.sendJson({ type: 'disk.ack', transfer_id: imp.transferId, offset: end });
       } catch (err) {
-        imp.failed = (err as Error).message;
+        this.importFailed(imp, (err as Error).message);
       }
     });
+  }
+
+  /** The import cannot go on: the server hears it now (its source would otherwise wait for acknowledgements), import_done reports it. */
+  private importFailed(imp: Import, reason: string): void {
+    if (imp.failed) return;
+    imp.failed = reason;
+    this.out.sendJson({ type: 'disk.cancel', transfer_id: imp.transferId, reason: reason.slice(0, 1000) });
   }
 
   async importDone(transferId: string, digest: DiskDigest): Promise<LifecycleResult> {

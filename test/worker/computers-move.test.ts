@@ -56,9 +56,9 @@ describe('move between hosts', () => {
     const disk = archiveBytes(DISK_WINDOW_BYTES + 1000);
     const exported = scriptExport(m.source, disk, { frameBytes: 64 * 1024 });
     const pending = m.move();
-    const target = await scriptTarget(m.far, m.computer.id);
-    target.holdAcks(true);
-    await sleep(300);
+    const target = await scriptTarget(m.far, m.computer.id, { holdAcks: true });
+    await vi.waitFor(() => expect(target.received().byteLength).toBe(DISK_WINDOW_BYTES));
+    await sleep(200);
     // The source has filled its window and waits: the object holds no acknowledgement the target did not give.
     expect(exported.acks).toEqual([]);
     expect(target.received().byteLength).toBe(DISK_WINDOW_BYTES);
@@ -73,8 +73,7 @@ describe('move between hosts', () => {
     const m = await moveWorld();
     scriptExport(m.source, archiveBytes(2 * DISK_WINDOW_BYTES), { greedy: true, frameBytes: 256 * 1024 });
     const pending = m.move();
-    const target = await scriptTarget(m.far, m.computer.id);
-    target.holdAcks(true);
+    const target = await scriptTarget(m.far, m.computer.id, { holdAcks: true });
     const err = await expectError(await pending, 502, 'AGENT_ERROR');
     expect(err.error.message).toMatch(/more disk bytes than the target has room for/);
     await expectRolledBack(m, target.peer);
@@ -91,6 +90,20 @@ describe('move between hosts', () => {
     expect(m.source.requests.map((r) => r.type)).not.toContain('computer.destroy');
     await expectJson(await m.api(`/${m.computer.id}/start`, { method: 'POST' }), 200);
     expect((await m.source.take('computer.start')).spec.id).toBe(m.computer.id);
+  });
+
+  it('a target that cannot write the disk calls the transfer off, and the move fails at once with its reason', async () => {
+    const m = await moveWorld();
+    scriptExport(m.source, archiveBytes(2 * DISK_WINDOW_BYTES));
+    const pending = m.move();
+    const target = await scriptTarget(m.far, m.computer.id, { holdAcks: true });
+    await vi.waitFor(() => expect(target.received().byteLength).toBe(DISK_WINDOW_BYTES));
+    const frame = target.peer.disk.find((e) => e.type === 'disk.frame')!;
+    target.peer.send({ type: 'disk.cancel', transfer_id: frame.transfer_id, reason: 'No space left on device' });
+    const err = await expectError(await pending, 502, 'AGENT_ERROR');
+    expect(err.error.message).toMatch(/target host cannot take the disk: No space left on device/);
+    await expectRolledBack(m, target.peer);
+    expect(m.source.disk.map((e) => e.type)).toContain('disk.cancel');
   });
 
   it('a source agent that goes away mid-transfer is a 502 AGENT_UNAVAILABLE, and nothing is lost', async () => {

@@ -89,14 +89,14 @@ export interface TargetScript {
 }
 
 /** Waits for the attach order on the far host, opens the target socket and plays a healthy target. */
-export async function scriptTarget(far: HostPeer, id: string): Promise<TargetScript> {
+export async function scriptTarget(far: HostPeer, id: string, opts: { holdAcks?: boolean } = {}): Promise<TargetScript> {
   const order = await far.take('computer.attach');
   if (order.computer_id !== id) throw new Error(`attach order for ${order.computer_id}, expected ${id}`);
   const peer = await far.dial(id);
   const parts: Uint8Array[] = [];
   let receivedBytes = 0;
   let ackedBytes = 0;
-  let holding = false;
+  let holding = opts.holdAcks ?? false;
   const ack = () => {
     if (holding || ackedBytes === receivedBytes) return;
     ackedBytes = receivedBytes;
