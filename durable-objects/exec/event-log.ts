@@ -79,13 +79,13 @@ export class EventLog implements EventSource {
   readAfter(seq: number, maxBytes: number): { text: string; last: number } {
     let text = '';
     let last = seq;
-    const rows = this.sql
-      .exec<{ first_seq: number; last_seq: number; body: string }>(
-        'SELECT first_seq, last_seq, body FROM proc_events WHERE proc_id = ? AND last_seq > ? ORDER BY first_seq LIMIT 64',
-        this.procId,
-        seq,
-      )
-      .toArray();
+    // Read lazily: a row holds a whole commit's batch (up to about a MiB), and a catching-up
+    // viewer asks for 256 KiB at a time; materialising 64 rows per call cost a GiB of heap.
+    const rows = this.sql.exec<{ first_seq: number; last_seq: number; body: string }>(
+      'SELECT first_seq, last_seq, body FROM proc_events WHERE proc_id = ? AND last_seq > ? ORDER BY first_seq',
+      this.procId,
+      seq,
+    );
     for (const r of rows) {
       text += r.first_seq > seq ? r.body : eventsAfter(r.body, r.first_seq, seq);
       last = r.last_seq;
