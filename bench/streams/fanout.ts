@@ -73,12 +73,12 @@ function summarize(n: number, w: ReturnType<typeof watch>): Fanout {
 }
 
 /** Our stack: one streamed command printing `events` timestamped lines, 100 ms apart, once all N are connected. */
-export async function fanoutHangar(stack: Stack, n: number, events = 20): Promise<Fanout> {
+export async function fanoutHangar(stack: Stack, n: number, origin = stack.origin, events = 20): Promise<Fanout> {
   const go = `/tmp/go-${n}-${Date.now()}`;
   const command = `while [ ! -f ${go} ]; do sleep 0.02; done; for i in $(seq 1 ${events}); do echo "ev-$i $(date +%s%N)"; sleep 0.1; done`;
   const t = await stack.call<{ stream_url: string }>('POST', `/computers/${stack.computerId}/exec/stream`, { command, timeout: 300 });
   if (t.status !== 202) throw new Error(`exec/stream: ${t.status}`);
-  const w = watch(n, stack.origin + t.body.stream_url);
+  const w = watch(n, origin + t.body.stream_url);
   await w.ready;
   await stack.sh(`touch ${go}`);
   await w.done;

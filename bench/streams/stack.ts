@@ -3,7 +3,7 @@
  * host, a real agent (shared template), a tenant with a high rate limit and
  * one running computer; `stop` destroys the computer and everything else.
  */
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { SandboxDriver } from '../../host-agent/drivers/sandbox.ts';
@@ -21,6 +21,8 @@ export interface Stack {
   agentPid: number;
   /** workerd processes of the dev server, by role. */
   workerd: Record<string, number>;
+  /** The Worker's own listener behind wrangler dev's entry proxy (null when not found): the same API one hop shorter. */
+  inner: string | null;
   /** A JSON API call with the tenant's key. */
   call<T>(method: string, p: string, body?: unknown): Promise<{ status: number; body: T }>;
   /** Runs a command in the computer (POST /exec); throws unless it exits 0. */
@@ -49,6 +51,35 @@ function workerdOf(root: number, port: number): Record<string, number> {
     out[cmd.includes(`entry=127.0.0.1:${port} `) ? 'workerd (entry proxy)' : 'workerd (Worker + DOs)'] = pid;
   }
   return out;
+}
+
+/** Ports process `pid` listens on (IPv4 loopback), from /proc. */
+function listening(pid: number): number[] {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]);
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  return readFileSync(`/proc/${pid}/net/tcp`, 'utf8')
+    .trim()
+    .split('\n')
+    .slice(1)
+    .map((r) => r.trim().split(/\s+/))
+    .filter((f) => f[3] === '0A' && inodes.has(f[9]))
+    .map((f) => parseInt(f[1].split(':')[1], 16));
+}
+
+/** The listener of the Worker's own workerd that answers the API. */
+async function innerOrigin(pid: number | undefined): Promise<string | null> {
+  for (const port of pid ? listening(pid) : []) {
+    const ok = await fetch(`http://127.0.0.1:${port}/api/v1/health`).then((r) => r.ok, () => false);
+    if (ok) return `http://127.0.0.1:${port}`;
+  }
+  return null;
 }
 
 export async function startStack(): Promise<Stack> {
@@ -87,6 +118,7 @@ export async function startStack(): Promise<Stack> {
     return r.body.output;
   };
 
+  const workerd = workerdOf(worker.process.pid!, port);
   return {
     origin: worker.origin,
     apiUrl: worker.apiUrl,
@@ -94,7 +126,8 @@ export async function startStack(): Promise<Stack> {
     computerId,
     dataDir,
     agentPid: agent.process.pid!,
-    workerd: workerdOf(worker.process.pid!, port),
+    workerd,
+    inner: await innerOrigin(workerd['workerd (Worker + DOs)']),
     call,
     sh,
     stop: async () => {

@@ -56,17 +56,19 @@ interface TerminalSession {
   ws_url: string;
 }
 
-async function terminal(stack: Stack): Promise<WebSocket> {
+/** A new terminal session's socket, through `origin` (the API's, or the Worker's own listener). */
+async function terminal(stack: Stack, origin = stack.origin): Promise<WebSocket> {
   const r = await stack.call<{ data: TerminalSession }>('POST', `/computers/${stack.computerId}/terminal`, { cols: 120, rows: 40 });
   if (r.status !== 201) throw new Error(`terminal: ${r.status}`);
-  const ws = dial(r.body.data.ws_url, [], {});
+  const url = new URL(r.body.data.ws_url);
+  const ws = dial(`${origin.replace(/^http/, 'ws')}${url.pathname}${url.search}`, [], {});
   await opened(ws);
   return ws;
 }
 
 /** Through a terminal socket: client -> Worker -> ComputerObject -> agent -> guest -> PTY, and back. */
-export async function echoTerminal(stack: Stack, n: number): Promise<number[]> {
-  const ws = await terminal(stack);
+export async function echoTerminal(stack: Stack, n: number, origin = stack.origin): Promise<number[]> {
+  const ws = await terminal(stack, origin);
   const probe = new EchoProbe();
   ws.on('message', (d: Buffer) => probe.feed(d.toString()));
   ws.send('exec cat > /dev/null\r');

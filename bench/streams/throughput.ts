@@ -15,6 +15,8 @@ export interface Throughput {
   sha256: string;
   /** How the command ended (exit code, or the terminal event). */
   ending: string;
+  /** SSE: events never received (ids skipped). */
+  skipped?: number;
 }
 
 export const mibps = (t: Throughput): number => t.bytes / 1048576 / t.seconds;
@@ -31,6 +33,8 @@ export async function viaSse(stack: Stack, command: string): Promise<Throughput>
   let bytes = 0;
   let rest = '';
   let ending = 'stream ended without a terminal event';
+  let lastId = 0;
+  let skipped = 0;
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
@@ -39,6 +43,11 @@ export async function viaSse(stack: Stack, command: string): Promise<Throughput>
     for (let end = text.indexOf('\n\n', at); end !== -1; end = text.indexOf('\n\n', at)) {
       const block = text.slice(at, end);
       at = end + 2;
+      if (block.startsWith('id: ')) {
+        const id = Number(block.slice(4, block.indexOf('\n')));
+        skipped += id - lastId - 1;
+        lastId = id;
+      }
       const data = block.indexOf('\ndata: ');
       if (data === -1) continue;
       const payload = JSON.parse(block.slice(data + 7)) as { line?: string; exit_code?: number; message?: string };
@@ -49,7 +58,7 @@ export async function viaSse(stack: Stack, command: string): Promise<Throughput>
     }
     rest = text.slice(at);
   }
-  return { bytes, seconds: (performance.now() - t0) / 1000, sha256: hash.digest('hex'), ending };
+  return { bytes, seconds: (performance.now() - t0) / 1000, sha256: hash.digest('hex'), ending, skipped };
 }
 
 /** The command's stdout over an exec WebSocket (miosa-exec-v1). */
