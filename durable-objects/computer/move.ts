@@ -134,10 +134,12 @@ export class Mover {
     const obj = this.obj;
     const id = obj.record!.id;
     const source = obj.record!.host_id;
-    await obj.save({ host_id: target.host_id, moving_to_host_id: undefined });
+    // Before the record moves on: until then only the source's agent can be on the primary link,
+    // so this destroy cannot reach the target's new (and only) copy.
     const destroyed = await obj.link.request('computer.destroy', {}, DESTROY_MS);
-    // Not fatal: a source agent that reconnects no longer finds the computer in its welcome and removes its copy.
+    // Not fatal: a source agent that reconnects is refused the computer and removes its copy.
     if (!destroyed.ok) console.warn(`move ${relay.id} of ${id}: the source copy stays until its agent reconnects: ${destroyed.message}`);
+    await obj.save({ host_id: target.host_id, moving_to_host_id: undefined });
     await this.host(source).detach(id);
     obj.link.closeAll(CLOSE_MOVED, 'the computer moved to another host');
     obj.target.closeAll(CLOSE_MOVED, "the computer moved here: reconnect as its agent");
