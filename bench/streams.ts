@@ -5,7 +5,7 @@
  * throughput, agent reconnect. Ends with the issue's goals, met or not.
  *
  *   npm run bench:streams          (as root: computers are sandboxes)
- *   env BENCH_MIB=512 BENCH_PTY_MIB=128 BENCH_ECHO=1000 BENCH_DROPS=20 BENCH_ISOLATED=5 BENCH_VERBOSE=1
+ *   env BENCH_MIB=512 BENCH_PTY_MIB=128 BENCH_ECHO=1000 BENCH_DROPS=20 BENCH_ISOLATED=5 BENCH_ONLY=echo,pty BENCH_VERBOSE=1
  */
 import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
@@ -24,6 +24,9 @@ const PTY_MIB = Number(process.env.BENCH_PTY_MIB ?? 128);
 const ECHO_N = Number(process.env.BENCH_ECHO ?? 1000);
 const DROPS = Number(process.env.BENCH_DROPS ?? 20);
 const ISOLATED = Number(process.env.BENCH_ISOLATED ?? 5);
+/** BENCH_ONLY=fanout,echo,throughput,pty,reconnect runs a subset. */
+const ONLY = process.env.BENCH_ONLY?.split(',') ?? null;
+const runs = (part: string) => ONLY === null || ONLY.includes(part);
 
 const goals: string[] = [];
 const goal = (met: boolean, text: string) => goals.push(`  [${met ? 'met' : 'NOT met'}] ${text}`);
@@ -55,11 +58,15 @@ async function fanout(stack: Stack, base: string): Promise<void> {
 
 async function echo(stack: Stack, base: string): Promise<void> {
   console.log(`\nKeystroke echo round trip (${ECHO_N} single characters to \`cat\` on a PTY, echoed by the line discipline)`);
-  const term = await echoTerminal(stack, ECHO_N);
-  const direct = stack.inner ? await echoTerminal(stack, ECHO_N, stack.inner) : null;
-  const execTty = await echoExecTty(stack, ECHO_N);
-  const guest = await echoGuest(stack, ECHO_N);
-  const ws = await echoWs(base, ECHO_N);
+  const step = <T>(what: string, run: () => Promise<T>): Promise<T> => {
+    process.stderr.write(`  … ${what}\n`);
+    return run();
+  };
+  const term = await step('terminal socket', () => echoTerminal(stack, ECHO_N));
+  const direct = stack.inner ? await step('terminal socket, direct', () => echoTerminal(stack, ECHO_N, stack.inner!)) : null;
+  const execTty = await step('exec socket', () => echoExecTty(stack, ECHO_N));
+  const guest = await step('guest socket', () => echoGuest(stack, ECHO_N));
+  const ws = await step('ws echo server', () => echoWs(base, ECHO_N));
   row('terminal socket (Worker, DO, agent, guest)', lat(term), `ws echo server ${lat(ws)}`);
   if (direct) row("terminal socket, wrangler's entry proxy skipped", lat(direct), `ws echo server ${lat(ws)}`);
   row('exec socket, tty=true', lat(execTty), `ws echo server ${lat(ws)}`);
@@ -125,16 +132,26 @@ async function reconnect(stack: Stack): Promise<void> {
 
 const stack = await startStack();
 const baseline = await baselineServer();
+// A promise nobody will settle must show as a hang, not end the process with the stack left running.
+const alive = setInterval(() => {}, 60_000);
+const interrupted = async () => {
+  baseline.stop();
+  await stack.stop();
+  process.exit(130);
+};
+process.once('SIGINT', () => void interrupted());
+process.once('SIGTERM', () => void interrupted());
 try {
   console.log(`bench:streams on ${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}; relays: ${JSON.stringify({ ...stack.workerd, agent: stack.agentPid })}`);
-  await fanout(stack, baseline.base);
-  await echo(stack, baseline.base);
-  await throughput(stack);
-  await pty(stack);
-  await reconnect(stack);
+  if (runs('fanout')) await fanout(stack, baseline.base);
+  if (runs('echo')) await echo(stack, baseline.base);
+  if (runs('throughput')) await throughput(stack);
+  if (runs('pty')) await pty(stack);
+  if (runs('reconnect')) await reconnect(stack);
   console.log('\nGoals');
   for (const g of goals) console.log(g);
 } finally {
+  clearInterval(alive);
   baseline.stop();
   await stack.stop();
 }

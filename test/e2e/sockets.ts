@@ -61,6 +61,7 @@ export function opened(ws: WebSocket): Promise<void> {
     ws.once('open', () => resolve());
     ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
     ws.once('error', reject);
+    ws.once('close', (code, reason) => reject(new Error(`closed before it opened: ${code} ${reason.toString()}`)));
   });
 }
 
