@@ -14,41 +14,60 @@ export function row(label: string, ours: string, baseline: string): void {
   console.log(`  ${label.padEnd(44)} ${ours.padEnd(34)} baseline: ${baseline}`);
 }
 
-/** Resident memory of a process in bytes (0 once it is gone). */
-function rss(pid: number): number {
+/** Resident memory of a process in bytes: all of it, and the anonymous part (heap; not file pages such as SQLite's). */
+function rss(pid: number): { all: number; anon: number } {
   try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : 0;
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024;
+    return { all: kb('VmRSS'), anon: kb('RssAnon') };
   } catch {
-    return 0;
+    return { all: 0, anon: 0 };
   }
 }
 
-/** Samples VmRSS of named processes every 100 ms; `stop` gives each one's resident memory before and at peak. */
+interface Peak {
+  name: string;
+  before: number;
+  peak: number;
+  anonBefore: number;
+  anonPeak: number;
+}
+
+/** Samples the memory of named processes every 100 ms; `stop` gives each one's resident memory before and at peak. */
 export class RssSampler {
-  private readonly before: Record<string, number> = {};
-  private readonly peak: Record<string, number> = {};
+  private readonly peaks: Peak[];
   private readonly timer: NodeJS.Timeout;
   private readonly pids: Record<string, number>;
 
   constructor(pids: Record<string, number>) {
     this.pids = pids;
-    for (const [name, pid] of Object.entries(pids)) this.before[name] = this.peak[name] = rss(pid);
+    this.peaks = Object.entries(pids).map(([name, pid]) => {
+      const r = rss(pid);
+      return { name, before: r.all, peak: r.all, anonBefore: r.anon, anonPeak: r.anon };
+    });
     this.timer = setInterval(() => this.sample(), 100);
   }
 
-  stop(): { name: string; before: number; peak: number }[] {
+  stop(): Peak[] {
     clearInterval(this.timer);
     this.sample();
-    return Object.keys(this.pids).map((name) => ({ name, before: this.before[name], peak: this.peak[name] }));
+    return this.peaks;
   }
 
   private sample(): void {
-    for (const [name, pid] of Object.entries(this.pids)) this.peak[name] = Math.max(this.peak[name], rss(pid));
+    for (const p of this.peaks) {
+      const r = rss(this.pids[p.name]);
+      p.peak = Math.max(p.peak, r.all);
+      p.anonPeak = Math.max(p.anonPeak, r.anon);
+    }
   }
 }
 
 /** Prints a sampler's result, one line per process. */
-export function printRss(result: ReturnType<RssSampler['stop']>): void {
-  for (const r of result) console.log(`    peak RSS ${r.name.padEnd(26)} ${mib(r.peak).padStart(9)}  (before ${mib(r.before)}, +${mib(r.peak - r.before)})`);
+export function printRss(result: Peak[]): void {
+  for (const r of result) {
+    console.log(
+      `    peak RSS ${r.name.padEnd(24)} ${mib(r.peak).padStart(9)} (+${mib(r.peak - r.before)}), anonymous ${mib(r.anonPeak)} (+${mib(r.anonPeak - r.anonBefore)})`,
+    );
+  }
 }
