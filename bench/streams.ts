@@ -151,6 +151,10 @@ const interrupted = async () => {
 };
 process.once('SIGINT', () => void interrupted());
 process.once('SIGTERM', () => void interrupted());
+process.once('uncaughtException', (err) => {
+  console.error(err);
+  void interrupted();
+});
 try {
   console.log(`bench:streams on ${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}; relays: ${JSON.stringify({ ...stack.workerd, agent: stack.agentPid })}`);
   if (runs('fanout')) await fanout(stack, baseline.base);

@@ -143,7 +143,10 @@ class Between {
     this.done = new Promise((r) => (this.finish = r));
   }
 
+  private ended = false;
+
   feed(d: Buffer): void {
+    if (this.ended) return; // the prompt after the end marker
     let buf = Buffer.concat([this.held, d]);
     if (!this.inside) {
       const i = buf.indexOf(BEGIN);
@@ -160,7 +163,10 @@ class Between {
     this.hash.update(buf.subarray(0, upto));
     this.bytes += upto;
     this.held = buf.subarray(upto);
-    if (j !== -1) this.finish();
+    if (j !== -1) {
+      this.ended = true;
+      this.finish();
+    }
   }
 }
 
