@@ -497,6 +497,16 @@ class Proc:
         if not data:
             self._close_output(fd)
             return
+        # A PTY master gives a few KiB per read however much is waiting: gather what is already
+        # there into one event (never waiting for more), or a fast writer costs an event per 4 KiB.
+        while len(data) < READ_CHUNK:
+            try:
+                more = os.read(fd, READ_CHUNK - len(data))
+            except OSError:
+                break  # nothing more now (EAGAIN), or the end, which the next read reports
+            if not more:
+                break
+            data += more
         stream = self.outputs[fd]
         ring = self.rings[stream]
         offset = ring.end
