@@ -81,9 +81,14 @@ export class EventLog implements EventSource {
     let last = seq;
     // Read lazily: a row holds a whole commit's batch (up to about a MiB), and a catching-up
     // viewer asks for 256 KiB at a time; materialising 64 rows per call cost a GiB of heap.
+    // Seek to the batch holding event seq+1 through the primary key, so a viewer deep into a long
+    // stream does not make SQLite walk (and read) every earlier batch on each call.
+    const from =
+      this.sql.exec<{ s: number | null }>('SELECT MAX(first_seq) AS s FROM proc_events WHERE proc_id = ? AND first_seq <= ?', this.procId, seq + 1).one().s ?? 0;
     const rows = this.sql.exec<{ first_seq: number; last_seq: number; body: string }>(
-      'SELECT first_seq, last_seq, body FROM proc_events WHERE proc_id = ? AND last_seq > ? ORDER BY first_seq',
+      'SELECT first_seq, last_seq, body FROM proc_events WHERE proc_id = ? AND first_seq >= ? AND last_seq > ? ORDER BY first_seq',
       this.procId,
+      from,
       seq,
     );
     for (const r of rows) {
