@@ -3,12 +3,13 @@
  * host, a real agent (shared template), a tenant with a high rate limit and
  * one running computer; `stop` destroys the computer and everything else.
  */
-import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { SandboxDriver } from '../../host-agent/drivers/sandbox.ts';
 import { freePort, registerHost, seedTenant, startAgent, startWorker } from '../../scripts/local-stack.ts';
 import { useSharedTemplates } from '../../test/shared-template.ts';
+import { listeningPorts } from '../../scripts/proc-net.ts';
 
 const log = process.env.BENCH_VERBOSE === '1' ? (s: string) => void process.stderr.write(s) : undefined;
 
@@ -53,29 +54,9 @@ function workerdOf(root: number, port: number): Record<string, number> {
   return out;
 }
 
-/** Ports process `pid` listens on (IPv4 loopback), from /proc. */
-function listening(pid: number): number[] {
-  const inodes = new Set<string>();
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-      if (m) inodes.add(m[1]);
-    } catch {
-      /* closed meanwhile */
-    }
-  }
-  return readFileSync(`/proc/${pid}/net/tcp`, 'utf8')
-    .trim()
-    .split('\n')
-    .slice(1)
-    .map((r) => r.trim().split(/\s+/))
-    .filter((f) => f[3] === '0A' && inodes.has(f[9]))
-    .map((f) => parseInt(f[1].split(':')[1], 16));
-}
-
 /** The listener of the Worker's own workerd that answers the API. */
 async function innerOrigin(pid: number | undefined): Promise<string | null> {
-  for (const port of pid ? listening(pid) : []) {
+  for (const port of pid ? listeningPorts(pid) : []) {
     const ok = await fetch(`http://127.0.0.1:${port}/api/v1/health`).then((r) => r.ok, () => false);
     if (ok) return `http://127.0.0.1:${port}`;
   }
