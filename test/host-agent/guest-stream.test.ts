@@ -90,8 +90,8 @@ describe('guest agent: spawned processes', () => {
     const out = collect(p);
     await p.started;
     await p.write('stty size; tty\n');
-    await until(() => /30 100/.test(text(out.pty)));
-    expect(text(out.pty)).toMatch(/\/dev\/pts\/\d+/);
+    // `tty` prints after `stty size`: wait for both lines, not just the first.
+    await until(() => /30 100[\s\S]*\/dev\/pts\/\d+/.test(text(out.pty)));
     await p.resize(40, 120);
     await p.write('stty size\n');
     await until(() => /40 120/.test(text(out.pty)));
