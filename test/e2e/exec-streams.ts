@@ -79,17 +79,7 @@ export const stdoutOf = (msgs: SseMessage[]): string =>
 
 export const sha256 = (s: string | Uint8Array): string => createHash('sha256').update(s).digest('hex');
 
-/** A small seeded generator (mulberry32): the same seed gives the same choices, so a failure can be replayed. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seeded } from './fuzz-cases.ts';
 
 /** HANGAR_TEST_SEED when set (to replay a failure), otherwise a fresh one that failures print. */
 export const testSeed = (): number => Number(process.env.HANGAR_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));

@@ -33,6 +33,7 @@ import {
   type RESULT_SCHEMAS,
 } from '../../schema/protocol.ts';
 import { expectJson, operatorFetch, uniqueSlug } from './helpers.ts';
+import { join } from './ws-client.ts';
 
 const WAIT_MS = 4000;
 
@@ -316,14 +317,7 @@ export class ComputerPeer {
 
   /** All stdin bytes received for a process so far. */
   stdinOf(procId: string): Uint8Array {
-    const parts = this.stdin.get(procId) ?? [];
-    const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-    let at = 0;
-    for (const p of parts) {
-      out.set(p, at);
-      at += p.byteLength;
-    }
-    return out;
+    return join(this.stdin.get(procId) ?? []);
   }
 
   /** Stdin bytes received for a process and not yet acknowledged with proc.stdin_ack. */
