@@ -5,6 +5,9 @@
  * own pace, so a slow reader neither loses events nor holds memory. Comment
  * heartbeats keep proxies from closing idle streams and find dead readers:
  * the Durable Object is not told when an SSE client goes away, a failed write is.
+ * The owner learns how far behind the slowest reader is (`slowest`) and when
+ * readers move on (`onProgress`), so it can slow the producer down instead of
+ * letting the log outrun them.
  */
 const encoder = new TextEncoder();
 export const HEARTBEAT_MS = 15_000;
@@ -26,23 +29,55 @@ interface Subscriber {
   queued: number;
   catchingUp: boolean;
   closed: boolean;
+  /** When the reader last took a write. */
+  movedAt: number;
 }
 
 export class SseHub {
   private readonly subs = new Set<Subscriber>();
   private heartbeat: ReturnType<typeof setInterval> | null = null;
+  private subscribed = false;
 
-  constructor(private readonly source: EventSource) {}
+  constructor(
+    private readonly source: EventSource,
+    /** A reader moved on, or left. */
+    private readonly onProgress: () => void = () => {},
+  ) {}
 
   get size(): number {
     return this.subs.size;
   }
 
+  /** True once anyone has subscribed (since the object woke). */
+  get everSubscribed(): boolean {
+    return this.subscribed;
+  }
+
+  /** The cursor of the reader furthest behind, or null with no readers. */
+  slowest(): number | null {
+    let min: number | null = null;
+    for (const sub of this.subs) if (!sub.closed && (min === null || sub.cursor < min)) min = sub.cursor;
+    return min;
+  }
+
+  /** Drops readers that took nothing since `before`: they are gone or stuck, and may come back with Last-Event-ID. */
+  dropStalled(before: number): number {
+    let n = 0;
+    for (const sub of this.subs) {
+      if (sub.catchingUp && sub.movedAt < before) {
+        this.drop(sub);
+        n++;
+      }
+    }
+    return n;
+  }
+
   /** A response streaming every event after `after`, then live ones, ending after the terminal event. */
   subscribe(after: number): Response {
     const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
-    const sub: Subscriber = { writer: writable.getWriter(), cursor: after, queued: 0, catchingUp: true, closed: false };
+    const sub: Subscriber = { writer: writable.getWriter(), cursor: after, queued: 0, catchingUp: true, closed: false, movedAt: Date.now() };
     this.subs.add(sub);
+    this.subscribed = true;
     void sub.writer.write(encoder.encode('retry: 1000\n\n')).catch(() => this.drop(sub));
     void this.catchUp(sub);
     this.startHeartbeat();
@@ -86,6 +121,8 @@ export class SseHub {
         if (last === sub.cursor) break;
         sub.cursor = last;
         await sub.writer.write(encoder.encode(text));
+        sub.movedAt = Date.now();
+        this.onProgress();
       }
       // Caught up; from here publish() feeds it. Nothing can be published between
       // the last read and this line: both run without an await in between.
@@ -103,6 +140,7 @@ export class SseHub {
     this.subs.delete(sub);
     await sub.writer.close().catch(() => {});
     this.stopHeartbeatIfIdle();
+    this.onProgress();
   }
 
   private drop(sub: Subscriber): void {
@@ -111,6 +149,7 @@ export class SseHub {
     this.subs.delete(sub);
     void sub.writer.abort().catch(() => {});
     this.stopHeartbeatIfIdle();
+    this.onProgress();
   }
 
   private startHeartbeat(): void {

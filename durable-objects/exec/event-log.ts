@@ -11,6 +11,9 @@ import type { EventSource } from '../sse-hub.ts';
 /** Events of one command kept at most; older batches are dropped first. */
 export const MAX_LOG_BYTES = 64 * 1024 * 1024;
 
+/** A new mark every this many characters: how finely a viewer's lag is known. */
+const MARK_SPACING = 64 * 1024;
+
 export interface SseEvent {
   event: string;
   data: unknown;
@@ -22,6 +25,14 @@ export class EventLog implements EventSource {
   private last: number;
   private finished: boolean;
   private storedBytes: number;
+  /**
+   * Where the log stood at some event numbers: [seq, characters up to and including it],
+   * about MARK_SPACING apart, oldest first. They let the stream tell how far a viewer is
+   * behind without reading the log; `floor` is the count before the first mark.
+   */
+  private marks: [number, number][] = [];
+  private floor = 0;
+  private chars = 0;
 
   constructor(
     private readonly sql: SqlStorage,
@@ -30,7 +41,13 @@ export class EventLog implements EventSource {
   ) {
     this.last = sql.exec<{ n: number | null }>('SELECT MAX(last_seq) AS n FROM proc_events WHERE proc_id = ?', procId).one().n ?? 0;
     this.finished = finished;
-    this.storedBytes = sql.exec<{ n: number | null }>('SELECT SUM(LENGTH(body)) AS n FROM proc_events WHERE proc_id = ?', procId).one().n ?? 0;
+    this.storedBytes = 0;
+    // One mark a stored batch, so a woken object still knows its viewers' lag.
+    for (const r of sql.exec<{ last_seq: number; n: number }>('SELECT last_seq, LENGTH(body) AS n FROM proc_events WHERE proc_id = ? ORDER BY first_seq', procId)) {
+      this.storedBytes += r.n;
+      this.marks.push([r.last_seq, this.storedBytes]);
+    }
+    this.chars = this.storedBytes;
   }
 
   static init(sql: SqlStorage): void {
@@ -56,6 +73,13 @@ export class EventLog implements EventSource {
     }
     if (!this.pending) this.pendingFirst = this.last - events.length + 1;
     this.pending += text;
+    this.chars += text.length;
+    const top = this.marks[this.marks.length - 1];
+    const prev = this.marks.length > 1 ? this.marks[this.marks.length - 2][1] : this.floor;
+    if (top && top[1] - prev < MARK_SPACING) {
+      top[0] = this.last;
+      top[1] = this.chars;
+    } else this.marks.push([this.last, this.chars]);
     if (terminal) this.finished = true;
     return { text, last: this.last };
   }
@@ -74,6 +98,27 @@ export class EventLog implements EventSource {
       this.sql.exec('DELETE FROM proc_events WHERE proc_id = ? AND first_seq = ?', this.procId, oldest.first_seq);
       this.storedBytes -= oldest.n;
     }
+    // Marks of dropped events are never asked for again (a viewer that far back gets what is left).
+    const keep = this.chars - this.storedBytes - this.pending.length;
+    let gone = 0;
+    while (gone < this.marks.length - 1 && this.marks[gone][1] <= keep) gone++;
+    if (gone) this.floor = this.marks[gone - 1][1];
+    this.marks.splice(0, gone);
+  }
+
+  /**
+   * Characters of the events after `seq`, rounded up to the mark before it: a
+   * viewer's distance from the end of the log, cheap enough to ask at every ack.
+   */
+  charsAfter(seq: number): number {
+    let lo = 0;
+    let hi = this.marks.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.marks[mid][0] <= seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return this.chars - (lo === 0 ? this.floor : this.marks[lo - 1][1]);
   }
 
   readAfter(seq: number, maxBytes: number): { text: string; last: number } {

@@ -37,6 +37,12 @@ export interface ProcSink {
   commit(row: ProcRow): void;
   /** The stored log is going away. */
   dispose(): void;
+  /**
+   * True while the sink's readers are too far behind to take more: output is
+   * stored but not acknowledged, so the agent stops sending and the process
+   * waits. The sink calls `release` when they catch up.
+   */
+  holds?(): boolean;
 }
 
 export type SinkFactory = (row: ProcRow) => ProcSink;
@@ -189,22 +195,35 @@ export class ProcManager {
     if (!this.ackTimer) this.ackTimer = setTimeout(() => this.ackNow(), ACK_DELAY_MS);
   }
 
-  /** Commits each sink, stores offsets, then tells the agent: what is acknowledged is never needed again. */
+  /** A sink's readers caught up: the output it held back is acknowledged now. */
+  release(procId: string): void {
+    if (this.unacked.has(procId)) this.ackSoon();
+  }
+
+  /**
+   * Commits each sink, stores offsets, then tells the agent: what is acknowledged
+   * is never needed again. A sink that holds keeps its output unacknowledged.
+   */
   private ackNow(): void {
     if (this.ackTimer) clearTimeout(this.ackTimer);
     this.ackTimer = null;
     const ws = this.link.socket();
-    for (const procId of this.unacked.keys()) {
+    for (const procId of [...this.unacked.keys()]) {
       const row = this.row(procId);
-      if (!row) continue;
-      this.sink(procId)?.commit(row);
+      if (!row) {
+        this.unacked.delete(procId);
+        continue;
+      }
+      const sink = this.sink(procId);
+      sink?.commit(row);
       this.table.save(row);
+      if (sink?.holds?.()) continue;
+      this.unacked.delete(procId);
       try {
         ws?.send(JSON.stringify({ type: 'proc.ack', proc_id: procId, offsets: row.offsets }));
       } catch {
         /* the agent resumes from stored offsets when it returns */
       }
     }
-    this.unacked.clear();
   }
 }

@@ -2,13 +2,29 @@
  * The sink of a streamed command (spec/04-exec-stream.txt): stdout and stderr
  * lines as numbered `output` events, then one terminal event — `exit`,
  * `timeout` or `error` — after which every viewer's stream closes.
+ *
+ * Viewers are never outrun: while the slowest connected viewer is more than
+ * HOLD_CHARS behind the end of the log, the sink holds back acknowledgements,
+ * so the agent stops sending and the command blocks on its full pipe, as it
+ * would writing to a slow terminal. Until the first viewer arrives (at most the
+ * ticket's life) the log is held from its first byte the same way. A viewer
+ * that takes nothing for STALL_MS while it holds the command is dropped; it may
+ * come back with Last-Event-ID.
  */
 import type { OutputStream, ProcExit } from '../../schema/protocol.ts';
 import { SseHub } from '../sse-hub.ts';
-import { EventLog, type SseEvent } from './event-log.ts';
+import { EventLog, MAX_LOG_BYTES, type SseEvent } from './event-log.ts';
 import { LineSplitter, type SplitterState } from './line-splitter.ts';
 import type { ProcOutcome, ProcSink } from './proc-manager.ts';
 import type { ProcRow } from './proc-table.ts';
+import { TICKET_TTL_S } from './tickets.ts';
+
+/** How far (characters of events) the slowest viewer may fall behind before the command is held. */
+export const HOLD_CHARS = MAX_LOG_BYTES / 8;
+/** Before the first viewer, the log may fill this far: leaving room for a window in flight, it never drops. */
+export const HOLD_FIRST_CHARS = (MAX_LOG_BYTES / 4) * 3;
+/** A viewer holding the command that takes nothing for this long is dropped. */
+export const STALL_MS = 10_000;
 
 type LineStream = 'stdout' | 'stderr';
 
@@ -23,11 +39,21 @@ export class StreamExecSink implements ProcSink {
   readonly hub: SseHub;
   private readonly splitters: Record<LineStream, LineSplitter>;
   private readonly state: StreamExecState;
+  private holding = false;
+  private recheck: ReturnType<typeof setTimeout> | null = null;
 
-  constructor(sql: SqlStorage, row: ProcRow, private readonly onDispose: (procId: string) => void) {
+  constructor(
+    sql: SqlStorage,
+    row: ProcRow,
+    private readonly onDispose: (procId: string) => void,
+    /** Held acknowledgements may go out now. */
+    private readonly release: (procId: string) => void,
+  ) {
     this.state = row.sink_state as unknown as StreamExecState;
     this.log = new EventLog(sql, row.proc_id, row.status === 'ended');
-    this.hub = new SseHub(this.log);
+    this.hub = new SseHub(this.log, () => {
+      if (this.holding && !this.behind()) this.unhold();
+    });
     this.splitters = {
       stdout: new LineSplitter(this.state.splitters?.stdout),
       stderr: new LineSplitter(this.state.splitters?.stderr),
@@ -54,10 +80,42 @@ export class StreamExecSink implements ProcSink {
     row.sink_state = { ...this.state, splitters: { stdout: this.splitters.stdout.state(), stderr: this.splitters.stderr.state() } };
   }
 
+  holds(): boolean {
+    if (!this.behind()) return false;
+    this.holding = true;
+    this.recheck ??= setTimeout(() => this.stallCheck(), STALL_MS);
+    return true;
+  }
+
   dispose(): void {
+    this.unhold();
     this.hub.closeAll();
     this.log.drop();
     this.onDispose(this.log.procId);
+  }
+
+  /** The slowest viewer (or, until the first one comes, the start of the log) is too far behind. */
+  private behind(): boolean {
+    const waitingForFirst = !this.hub.everSubscribed && Date.now() < this.state.started_at + TICKET_TTL_S * 1000;
+    if (waitingForFirst) return this.log.charsAfter(0) > HOLD_FIRST_CHARS;
+    const slowest = this.hub.slowest();
+    return slowest !== null && this.log.charsAfter(slowest) > HOLD_CHARS;
+  }
+
+  private stallCheck(): void {
+    this.recheck = null;
+    if (!this.holding) return;
+    this.hub.dropStalled(Date.now() - STALL_MS);
+    if (this.behind()) this.recheck = setTimeout(() => this.stallCheck(), STALL_MS);
+    else this.unhold();
+  }
+
+  private unhold(): void {
+    if (this.recheck) clearTimeout(this.recheck);
+    this.recheck = null;
+    if (!this.holding) return;
+    this.holding = false;
+    this.release(this.log.procId);
   }
 
   private emit(events: SseEvent[], terminal = false): void {

@@ -40,7 +40,13 @@ export class Streams {
     EventLog.init(sql);
     this.tickets = new Tickets(sql);
     this.procs = new ProcManager(sql, link, {
-      stream: (row) => new StreamExecSink(sql, row, (procId) => this.tickets.dropFor(procId)),
+      stream: (row) =>
+        new StreamExecSink(
+          sql,
+          row,
+          (procId) => this.tickets.dropFor(procId),
+          (procId) => this.procs.release(procId),
+        ),
       ws: (row) => this.execSockets.sink(row),
       terminal: (row) => this.terminals.sink(row),
     });
