@@ -60,11 +60,11 @@ export class SseHub {
     return min;
   }
 
-  /** Drops readers that took nothing since `before`: they are gone or stuck, and may come back with Last-Event-ID. */
-  dropStalled(before: number): number {
+  /** Drops readers at a `lagging` cursor that took nothing since `before`; they may come back with Last-Event-ID. */
+  dropStalled(before: number, lagging: (cursor: number) => boolean): number {
     let n = 0;
     for (const sub of this.subs) {
-      if (sub.catchingUp && sub.movedAt < before) {
+      if (sub.movedAt < before && lagging(sub.cursor)) {
         this.drop(sub);
         n++;
       }
@@ -100,7 +100,10 @@ export class SseHub {
       sub.queued += bytes.byteLength;
       sub.cursor = last;
       sub.writer.write(bytes).then(
-        () => (sub.queued -= bytes.byteLength),
+        () => {
+          sub.queued -= bytes.byteLength;
+          sub.movedAt = Date.now();
+        },
         () => this.drop(sub),
       );
     }
@@ -147,7 +150,7 @@ export class SseHub {
     if (sub.closed) return;
     sub.closed = true;
     this.subs.delete(sub);
-    void sub.writer.abort().catch(() => {});
+    void sub.writer.abort(new Error('the viewer stopped reading')).catch(() => {});
     this.stopHeartbeatIfIdle();
     this.onProgress();
   }

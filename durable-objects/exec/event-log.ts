@@ -11,6 +11,8 @@ import type { EventSource } from '../sse-hub.ts';
 /** Events of one command kept at most; older batches are dropped first. */
 export const MAX_LOG_BYTES = 64 * 1024 * 1024;
 
+/** Stored rows hold about this many characters of events. */
+const ROW_CHARS = 1024 * 1024;
 /** A new mark every this many characters: how finely a viewer's lag is known. */
 const MARK_SPACING = 64 * 1024;
 
@@ -84,11 +86,29 @@ export class EventLog implements EventSource {
     return { text, last: this.last };
   }
 
-  /** Writes held events to SQLite, dropping the oldest batches past the size cap. */
+  /** Writes held events to SQLite, in rows of about ROW_CHARS, dropping the oldest rows past the size cap. */
   flush(): void {
     if (!this.pending) return;
-    this.sql.exec('INSERT INTO proc_events (proc_id, first_seq, last_seq, body) VALUES (?, ?, ?, ?)', this.procId, this.pendingFirst, this.last, this.pending);
-    this.storedBytes += this.pending.length;
+    let first = this.pendingFirst;
+    let at = 0;
+    while (at < this.pending.length) {
+      // A row ends at an event boundary; rows stay well under SQLite's value limit.
+      let end = this.pending.length;
+      let last = this.last;
+      if (end - at > ROW_CHARS) {
+        end = at;
+        last = first - 1;
+        while (end < this.pending.length && (end === at || end - at < ROW_CHARS)) {
+          end = this.pending.indexOf('\n\n', end) + 2;
+          last++;
+        }
+      }
+      const body = at === 0 && end === this.pending.length ? this.pending : this.pending.slice(at, end);
+      this.sql.exec('INSERT INTO proc_events (proc_id, first_seq, last_seq, body) VALUES (?, ?, ?, ?)', this.procId, first, last, body);
+      this.storedBytes += body.length;
+      first = last + 1;
+      at = end;
+    }
     this.pending = '';
     while (this.storedBytes > MAX_LOG_BYTES) {
       const oldest = this.sql

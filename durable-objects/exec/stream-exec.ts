@@ -82,8 +82,15 @@ export class StreamExecSink implements ProcSink {
 
   holds(): boolean {
     if (!this.behind()) return false;
+    // A viewer that took nothing for STALL_MS is gone or stuck; it may come back with Last-Event-ID.
+    const lagging = (cursor: number) => this.log.charsAfter(cursor) > HOLD_CHARS;
+    if (this.hub.dropStalled(Date.now() - STALL_MS, lagging) > 0 && !this.behind()) return false;
     this.holding = true;
-    this.recheck ??= setTimeout(() => this.stallCheck(), STALL_MS);
+    // Look again later even if no viewer moves, to drop stalled ones (and to let go when the ticket expires).
+    this.recheck ??= setTimeout(() => {
+      this.recheck = null;
+      this.release(this.log.procId);
+    }, STALL_MS);
     return true;
   }
 
@@ -100,14 +107,6 @@ export class StreamExecSink implements ProcSink {
     if (waitingForFirst) return this.log.charsAfter(0) > HOLD_FIRST_CHARS;
     const slowest = this.hub.slowest();
     return slowest !== null && this.log.charsAfter(slowest) > HOLD_CHARS;
-  }
-
-  private stallCheck(): void {
-    this.recheck = null;
-    if (!this.holding) return;
-    this.hub.dropStalled(Date.now() - STALL_MS);
-    if (this.behind()) this.recheck = setTimeout(() => this.stallCheck(), STALL_MS);
-    else this.unhold();
   }
 
   private unhold(): void {
