@@ -11,8 +11,12 @@
  */
 const encoder = new TextEncoder();
 export const HEARTBEAT_MS = 15_000;
-/** Bytes a subscriber's stream may queue before it is moved to catch-up. */
-const LIVE_QUEUE_BYTES = 1024 * 1024;
+/**
+ * Bytes a subscriber's stream may queue before it is moved to catch-up. Live
+ * chunks are shared by every subscriber, so this is memory per stream, not per
+ * viewer; the owner holds the producer back well before a viewer gets here.
+ */
+const LIVE_QUEUE_BYTES = 16 * 1024 * 1024;
 
 export interface EventSource {
   /** Stored events after `seq`, as SSE text, in order; at most about `maxBytes`. Returns the last seq included. */
@@ -21,6 +25,8 @@ export interface EventSource {
   lastSeq(): number;
   /** True once the terminal event is published. */
   done(): boolean;
+  /** About how many characters of events follow `seq` (never fewer). */
+  charsAfter(seq: number): number;
 }
 
 interface Subscriber {
@@ -53,18 +59,21 @@ export class SseHub {
     return this.subscribed;
   }
 
-  /** The cursor of the reader furthest behind, or null with no readers. */
-  slowest(): number | null {
-    let min: number | null = null;
-    for (const sub of this.subs) if (!sub.closed && (min === null || sub.cursor < min)) min = sub.cursor;
-    return min;
+  /** How far (characters, about) the reader furthest behind is from the end, or null with no readers. */
+  maxLag(): number | null {
+    let max: number | null = null;
+    for (const sub of this.subs) {
+      const lag = this.lagOf(sub);
+      if (!sub.closed && (max === null || lag > max)) max = lag;
+    }
+    return max;
   }
 
-  /** Drops readers at a `lagging` cursor that took nothing since `before`; they may come back with Last-Event-ID. */
-  dropStalled(before: number, lagging: (cursor: number) => boolean): number {
+  /** Drops readers more than `lag` behind that took nothing since `before`; they may come back with Last-Event-ID. */
+  dropStalled(before: number, lag: number): number {
     let n = 0;
     for (const sub of this.subs) {
-      if (sub.movedAt < before && lagging(sub.cursor)) {
+      if (sub.movedAt < before && this.lagOf(sub) > lag) {
         this.drop(sub);
         n++;
       }
@@ -103,6 +112,7 @@ export class SseHub {
         () => {
           sub.queued -= bytes.byteLength;
           sub.movedAt = Date.now();
+          this.onProgress();
         },
         () => this.drop(sub),
       );
@@ -113,6 +123,11 @@ export class SseHub {
   /** Ends every subscriber (the log is gone). */
   closeAll(): void {
     for (const sub of this.subs) void this.finish(sub);
+  }
+
+  /** What a reader has yet to take: events after its cursor, and what is queued on its stream. */
+  private lagOf(sub: Subscriber): number {
+    return this.source.charsAfter(sub.cursor) + (sub.catchingUp ? 0 : sub.queued);
   }
 
   private async catchUp(sub: Subscriber): Promise<void> {

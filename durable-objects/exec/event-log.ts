@@ -2,23 +2,30 @@
  * The numbered SSE events of one streamed command, kept in the object's
  * SQLite so a reconnecting viewer (Last-Event-ID) gets exactly the events
  * after the one it saw, and an evicted object loses nothing. Events are
- * written in batches (a row holds many) when the process manager commits —
- * the same moment the output behind them is acknowledged to the agent — and
- * held in memory until then; readers see both.
+ * written in rows of many when the process manager commits — the same moment
+ * the output behind them is acknowledged to the agent — and held in memory
+ * until then; readers see both. An index of the stored rows (numbers only)
+ * stays in memory, so seeking, trimming and telling how far behind a viewer
+ * is never read the log.
  */
 import type { EventSource } from '../sse-hub.ts';
 
-/** Events of one command kept at most; older batches are dropped first. */
+/** Events of one command kept at most; older rows are dropped first. */
 export const MAX_LOG_BYTES = 64 * 1024 * 1024;
 
-/** Stored rows hold about this many characters of events. */
+/** Stored rows hold about this many characters of events (SQLite values stay well under its limit). */
 const ROW_CHARS = 1024 * 1024;
-/** A new mark every this many characters: how finely a viewer's lag is known. */
-const MARK_SPACING = 64 * 1024;
 
 export interface SseEvent {
   event: string;
   data: unknown;
+}
+
+/** A stored row: its events, and the log's length in characters up to its end. */
+interface RowIndex {
+  first: number;
+  last: number;
+  end: number;
 }
 
 export class EventLog implements EventSource {
@@ -26,30 +33,25 @@ export class EventLog implements EventSource {
   private pendingFirst = 0;
   private last: number;
   private finished: boolean;
-  private storedBytes: number;
-  /**
-   * Where the log stood at some event numbers: [seq, characters up to and including it],
-   * about MARK_SPACING apart, oldest first. They let the stream tell how far a viewer is
-   * behind without reading the log; `floor` is the count before the first mark.
-   */
-  private marks: [number, number][] = [];
-  private floor = 0;
-  private chars = 0;
+  private readonly rows: RowIndex[] = [];
+  /** Characters of the log before the oldest stored row (dropped ones). */
+  private base = 0;
 
   constructor(
     private readonly sql: SqlStorage,
     readonly procId: string,
     finished = false,
   ) {
-    this.last = sql.exec<{ n: number | null }>('SELECT MAX(last_seq) AS n FROM proc_events WHERE proc_id = ?', procId).one().n ?? 0;
-    this.finished = finished;
-    this.storedBytes = 0;
-    // One mark a stored batch, so a woken object still knows its viewers' lag.
-    for (const r of sql.exec<{ last_seq: number; n: number }>('SELECT last_seq, LENGTH(body) AS n FROM proc_events WHERE proc_id = ? ORDER BY first_seq', procId)) {
-      this.storedBytes += r.n;
-      this.marks.push([r.last_seq, this.storedBytes]);
+    let end = 0;
+    for (const r of sql.exec<{ first_seq: number; last_seq: number; n: number }>(
+      'SELECT first_seq, last_seq, LENGTH(body) AS n FROM proc_events WHERE proc_id = ? ORDER BY first_seq',
+      procId,
+    )) {
+      end += r.n;
+      this.rows.push({ first: r.first_seq, last: r.last_seq, end });
     }
-    this.chars = this.storedBytes;
+    this.last = this.rows.at(-1)?.last ?? 0;
+    this.finished = finished;
   }
 
   static init(sql: SqlStorage): void {
@@ -66,24 +68,23 @@ export class EventLog implements EventSource {
     return this.finished;
   }
 
-  /** Numbers and records events; returns their SSE text. A terminal event marks the log done. */
+  /** Numbers and records `output` events, one a line; returns their SSE text. */
+  appendOutput(lines: string[], stream: 'stdout' | 'stderr'): { text: string; last: number } {
+    // The hot path of a chatty command: only the line goes through JSON.stringify.
+    const tail = `,"stream":"${stream}"}\n\n`;
+    let text = '';
+    let n = this.last;
+    for (const line of lines) text += 'id: ' + ++n + '\nevent: output\ndata: {"line":' + JSON.stringify(line) + tail;
+    return this.record(text, lines.length);
+  }
+
+  /** Numbers and records events; a terminal event marks the log done. */
   append(events: SseEvent[], terminal = false): { text: string; last: number } {
     let text = '';
-    for (const e of events) {
-      this.last += 1;
-      text += `id: ${this.last}\nevent: ${e.event}\ndata: ${JSON.stringify(e.data)}\n\n`;
-    }
-    if (!this.pending) this.pendingFirst = this.last - events.length + 1;
-    this.pending += text;
-    this.chars += text.length;
-    const top = this.marks[this.marks.length - 1];
-    const prev = this.marks.length > 1 ? this.marks[this.marks.length - 2][1] : this.floor;
-    if (top && top[1] - prev < MARK_SPACING) {
-      top[0] = this.last;
-      top[1] = this.chars;
-    } else this.marks.push([this.last, this.chars]);
+    let n = this.last;
+    for (const e of events) text += `id: ${++n}\nevent: ${e.event}\ndata: ${JSON.stringify(e.data)}\n\n`;
     if (terminal) this.finished = true;
-    return { text, last: this.last };
+    return this.record(text, events.length);
   }
 
   /** Writes held events to SQLite, in rows of about ROW_CHARS, dropping the oldest rows past the size cap. */
@@ -91,75 +92,63 @@ export class EventLog implements EventSource {
     if (!this.pending) return;
     let first = this.pendingFirst;
     let at = 0;
+    let end = this.storedEnd();
     while (at < this.pending.length) {
-      // A row ends at an event boundary; rows stay well under SQLite's value limit.
-      let end = this.pending.length;
+      let cut = this.pending.length;
       let last = this.last;
-      if (end - at > ROW_CHARS) {
-        end = at;
+      if (cut - at > ROW_CHARS) {
+        // Cut at an event boundary: data lines are JSON, so "\n\n" only ever ends an event.
+        cut = at;
         last = first - 1;
-        while (end < this.pending.length && (end === at || end - at < ROW_CHARS)) {
-          end = this.pending.indexOf('\n\n', end) + 2;
+        while (cut < this.pending.length && (cut === at || cut - at < ROW_CHARS)) {
+          cut = this.pending.indexOf('\n\n', cut) + 2;
           last++;
         }
       }
-      const body = at === 0 && end === this.pending.length ? this.pending : this.pending.slice(at, end);
+      const body = at === 0 && cut === this.pending.length ? this.pending : this.pending.slice(at, cut);
       this.sql.exec('INSERT INTO proc_events (proc_id, first_seq, last_seq, body) VALUES (?, ?, ?, ?)', this.procId, first, last, body);
-      this.storedBytes += body.length;
+      end += body.length;
+      this.rows.push({ first, last, end });
       first = last + 1;
-      at = end;
+      at = cut;
     }
     this.pending = '';
-    while (this.storedBytes > MAX_LOG_BYTES) {
-      const oldest = this.sql
-        .exec<{ first_seq: number; n: number }>('SELECT first_seq, LENGTH(body) AS n FROM proc_events WHERE proc_id = ? ORDER BY first_seq LIMIT 1', this.procId)
-        .toArray()[0];
-      if (!oldest) break;
-      this.sql.exec('DELETE FROM proc_events WHERE proc_id = ? AND first_seq = ?', this.procId, oldest.first_seq);
-      this.storedBytes -= oldest.n;
+    while (this.rows.length > 1 && end - this.base > MAX_LOG_BYTES) {
+      const oldest = this.rows.shift()!;
+      this.sql.exec('DELETE FROM proc_events WHERE proc_id = ? AND first_seq = ?', this.procId, oldest.first);
+      this.base = oldest.end;
     }
-    // Marks of dropped events are never asked for again (a viewer that far back gets what is left).
-    const keep = this.chars - this.storedBytes - this.pending.length;
-    let gone = 0;
-    while (gone < this.marks.length - 1 && this.marks[gone][1] <= keep) gone++;
-    if (gone) this.floor = this.marks[gone - 1][1];
-    this.marks.splice(0, gone);
   }
 
   /**
-   * Characters of the events after `seq`, rounded up to the mark before it: a
-   * viewer's distance from the end of the log, cheap enough to ask at every ack.
+   * Characters of the events after `seq`, counting the whole row (or the held
+   * batch) that holds it: a viewer's distance from the end of the log, cheap
+   * enough to ask at every acknowledgement.
    */
   charsAfter(seq: number): number {
-    let lo = 0;
-    let hi = this.marks.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.marks[mid][0] <= seq) lo = mid + 1;
-      else hi = mid;
-    }
-    return this.chars - (lo === 0 ? this.floor : this.marks[lo - 1][1]);
+    const total = this.storedEnd() + this.pending.length;
+    if (this.pending && seq >= this.pendingFirst - 1) return seq >= this.last ? 0 : this.pending.length;
+    const i = this.rowHolding(seq + 1);
+    if (i === -1) return seq >= this.last ? 0 : total - this.base;
+    return total - (i === 0 ? this.base : this.rows[i - 1].end);
   }
 
   readAfter(seq: number, maxBytes: number): { text: string; last: number } {
     let text = '';
     let last = seq;
-    // Read lazily: a row holds a whole commit's batch (up to about a MiB), and a catching-up
-    // viewer asks for 256 KiB at a time; materialising 64 rows per call cost a GiB of heap.
-    // Seek to the batch holding event seq+1 through the primary key, so a viewer deep into a long
-    // stream does not make SQLite walk (and read) every earlier batch on each call.
-    const from =
-      this.sql.exec<{ s: number | null }>('SELECT MAX(first_seq) AS s FROM proc_events WHERE proc_id = ? AND first_seq <= ?', this.procId, seq + 1).one().s ?? 0;
-    const rows = this.sql.exec<{ first_seq: number; last_seq: number; body: string }>(
-      'SELECT first_seq, last_seq, body FROM proc_events WHERE proc_id = ? AND first_seq >= ? AND last_seq > ? ORDER BY first_seq',
-      this.procId,
-      from,
-      seq,
-    );
-    for (const r of rows) {
-      text += r.first_seq > seq ? r.body : eventsAfter(r.body, r.first_seq, seq);
-      last = r.last_seq;
-      if (text.length >= maxBytes) return { text, last };
+    const i = this.rowHolding(seq + 1);
+    if (i !== -1) {
+      // Read lazily: a catching-up viewer asks for a little at a time, and rows are up to a MiB.
+      const rows = this.sql.exec<{ first_seq: number; last_seq: number; body: string }>(
+        'SELECT first_seq, last_seq, body FROM proc_events WHERE proc_id = ? AND first_seq >= ? ORDER BY first_seq',
+        this.procId,
+        this.rows[i].first,
+      );
+      for (const r of rows) {
+        text += r.first_seq > seq ? r.body : eventsAfter(r.body, r.first_seq, seq);
+        last = r.last_seq;
+        if (text.length >= maxBytes) return { text, last };
+      }
     }
     if (this.pending && this.last > last) {
       text += this.pendingFirst > last ? this.pending : eventsAfter(this.pending, this.pendingFirst, last);
@@ -171,7 +160,31 @@ export class EventLog implements EventSource {
   /** Removes the command's events. */
   drop(): void {
     this.pending = '';
+    this.rows.length = 0;
     this.sql.exec('DELETE FROM proc_events WHERE proc_id = ?', this.procId);
+  }
+
+  private record(text: string, count: number): { text: string; last: number } {
+    if (!this.pending) this.pendingFirst = this.last + 1;
+    this.pending += text;
+    this.last += count;
+    return { text, last: this.last };
+  }
+
+  private storedEnd(): number {
+    return this.rows.at(-1)?.end ?? this.base;
+  }
+
+  /** The index of the stored row holding event `seq` (or the first after it), -1 when none is left. */
+  private rowHolding(seq: number): number {
+    let lo = 0;
+    let hi = this.rows.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.rows[mid].last < seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo < this.rows.length ? lo : -1;
   }
 }
 

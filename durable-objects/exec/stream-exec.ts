@@ -51,8 +51,9 @@ export class StreamExecSink implements ProcSink {
   ) {
     this.state = row.sink_state as unknown as StreamExecState;
     this.log = new EventLog(sql, row.proc_id, row.status === 'ended');
+    // A viewer moved: the manager asks holds() again at its next ack (at most every few ms).
     this.hub = new SseHub(this.log, () => {
-      if (this.holding && !this.behind()) this.unhold();
+      if (this.holding) this.release(this.log.procId);
     });
     this.splitters = {
       stdout: new LineSplitter(this.state.splitters?.stdout),
@@ -63,7 +64,9 @@ export class StreamExecSink implements ProcSink {
   output(stream: OutputStream, bytes: Uint8Array): void {
     if (stream === 'pty') return;
     const lines = this.splitters[stream].push(bytes);
-    if (lines.length) this.emit(lines.map((line) => ({ event: 'output', data: { line, stream } })));
+    if (!lines.length) return;
+    const { text, last } = this.log.appendOutput(lines, stream);
+    this.hub.publish(text, last);
   }
 
   end(outcome: ProcOutcome): void {
@@ -81,10 +84,11 @@ export class StreamExecSink implements ProcSink {
   }
 
   holds(): boolean {
-    if (!this.behind()) return false;
     // A viewer that took nothing for STALL_MS is gone or stuck; it may come back with Last-Event-ID.
-    const lagging = (cursor: number) => this.log.charsAfter(cursor) > HOLD_CHARS;
-    if (this.hub.dropStalled(Date.now() - STALL_MS, lagging) > 0 && !this.behind()) return false;
+    if (!this.behind() || (this.hub.dropStalled(Date.now() - STALL_MS, HOLD_CHARS) > 0 && !this.behind())) {
+      this.stopHolding();
+      return false;
+    }
     this.holding = true;
     // Look again later even if no viewer moves, to drop stalled ones (and to let go when the ticket expires).
     this.recheck ??= setTimeout(() => {
@@ -95,7 +99,7 @@ export class StreamExecSink implements ProcSink {
   }
 
   dispose(): void {
-    this.unhold();
+    this.stopHolding();
     this.hub.closeAll();
     this.log.drop();
     this.onDispose(this.log.procId);
@@ -105,16 +109,13 @@ export class StreamExecSink implements ProcSink {
   private behind(): boolean {
     const waitingForFirst = !this.hub.everSubscribed && Date.now() < this.state.started_at + TICKET_TTL_S * 1000;
     if (waitingForFirst) return this.log.charsAfter(0) > HOLD_FIRST_CHARS;
-    const slowest = this.hub.slowest();
-    return slowest !== null && this.log.charsAfter(slowest) > HOLD_CHARS;
+    return (this.hub.maxLag() ?? 0) > HOLD_CHARS;
   }
 
-  private unhold(): void {
+  private stopHolding(): void {
+    this.holding = false;
     if (this.recheck) clearTimeout(this.recheck);
     this.recheck = null;
-    if (!this.holding) return;
-    this.holding = false;
-    this.release(this.log.procId);
   }
 
   private emit(events: SseEvent[], terminal = false): void {
