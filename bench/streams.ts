@@ -15,7 +15,7 @@ import { createInterface } from 'node:readline';
 import { fanoutBaseline, fanoutHangar, type Fanout } from './streams/fanout.ts';
 import { RssSampler, mib, ms, pct, printRss, row } from './streams/measure.ts';
 import { reconnects } from './streams/reconnect.ts';
-import { startStack, type Stack } from './streams/stack.ts';
+import { STATE_ON, startStack, type Stack } from './streams/stack.ts';
 import { echoExecTty, echoGuest, echoTerminal, echoWs, ptyLocal, ptyTerminal } from './streams/terminal.ts';
 import { mibps, viaExecSocket, viaLocalPipe, viaSse, type Throughput } from './streams/throughput.ts';
 
@@ -156,7 +156,7 @@ process.once('uncaughtException', (err) => {
   void interrupted();
 });
 try {
-  console.log(`bench:streams on ${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}; relays: ${JSON.stringify({ ...stack.workerd, agent: stack.agentPid })}`);
+  console.log(`bench:streams on ${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}; dev server state on ${STATE_ON}; relays: ${JSON.stringify({ ...stack.workerd, agent: stack.agentPid })}`);
   if (runs('fanout')) await fanout(stack, baseline.base);
   if (runs('echo')) await echo(stack, baseline.base);
   if (runs('throughput')) await throughput(stack);

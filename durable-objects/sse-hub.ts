@@ -106,16 +106,7 @@ export class SseHub {
         void this.catchUp(sub);
         continue;
       }
-      sub.queued += bytes.byteLength;
-      sub.cursor = last;
-      sub.writer.write(bytes).then(
-        () => {
-          sub.queued -= bytes.byteLength;
-          sub.movedAt = Date.now();
-          this.onProgress();
-        },
-        () => this.drop(sub),
-      );
+      this.sendLive(sub, bytes, last);
     }
     if (this.source.done()) for (const sub of this.subs) if (!sub.catchingUp) void this.finish(sub);
   }
@@ -130,23 +121,42 @@ export class SseHub {
     return this.source.charsAfter(sub.cursor) + (sub.catchingUp ? 0 : sub.queued);
   }
 
+  /** Queues shared bytes on a live reader's stream; what it has not taken counts as its lag. */
+  private sendLive(sub: Subscriber, bytes: Uint8Array, last: number): void {
+    sub.queued += bytes.byteLength;
+    sub.cursor = last;
+    sub.writer.write(bytes).then(
+      () => {
+        sub.queued -= bytes.byteLength;
+        sub.movedAt = Date.now();
+        this.onProgress();
+      },
+      () => this.drop(sub),
+    );
+  }
+
   private async catchUp(sub: Subscriber): Promise<void> {
     try {
       for (;;) {
         await sub.writer.ready;
         if (sub.closed) return;
         const { text, last } = this.source.readAfter(sub.cursor, 256 * 1024);
-        if (last === sub.cursor) break;
+        const atEnd = last >= this.source.lastSeq();
+        if (atEnd) {
+          // Caught up: from here publish() feeds it. Nothing can be published between the
+          // read and this line (no await), and a reader that waited for the end of each read
+          // before going live would never get there while the command writes on.
+          sub.catchingUp = false;
+          sub.queued = 0;
+          if (last !== sub.cursor) this.sendLive(sub, encoder.encode(text), last);
+          break;
+        }
         sub.cursor = last;
         await sub.writer.write(encoder.encode(text));
         sub.movedAt = Date.now();
         this.onProgress();
       }
-      // Caught up; from here publish() feeds it. Nothing can be published between
-      // the last read and this line: both run without an await in between.
-      sub.catchingUp = false;
-      sub.queued = 0;
-      if (this.source.done() && sub.cursor >= this.source.lastSeq()) await this.finish(sub);
+      if (this.source.done()) await this.finish(sub);
     } catch {
       this.drop(sub);
     }

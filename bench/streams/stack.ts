@@ -3,7 +3,7 @@
  * host, a real agent (shared template), a tenant with a high rate limit and
  * one running computer; `stop` destroys the computer and everything else.
  */
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { SandboxDriver } from '../../host-agent/drivers/sandbox.ts';
@@ -63,13 +63,23 @@ async function innerOrigin(pid: number | undefined): Promise<string | null> {
   return null;
 }
 
+/**
+ * Where the dev server keeps its D1 and Durable Object SQLite files. On a VM's
+ * virtual disk, the kernel's writeback of those files costs as much CPU as the
+ * relay itself and competes with it for the same cores; production storage is
+ * not on the host's cores at all. So by default the bench keeps them in
+ * memory (/dev/shm); BENCH_STATE=disk keeps them on disk as `npm start` does.
+ */
+export const STATE_ON = process.env.BENCH_STATE === 'disk' || !existsSync('/dev/shm') ? 'disk' : 'tmpfs';
+
 export async function startStack(): Promise<Stack> {
-  const stateDir = mkdtempSync(path.join(os.tmpdir(), 'hangar-bench-'));
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'hangar-bench-'));
+  const stateDir = STATE_ON === 'disk' ? path.join(tmp, 'state') : mkdtempSync('/dev/shm/hangar-bench-');
   const port = await freePort();
   const worker = await startWorker({ stateDir, port, log });
   const token = worker.secrets.OPERATOR_TOKEN;
   const host = await registerHost(worker.origin, token, { name: 'bench-host', region: 'local' });
-  const dataDir = path.join(stateDir, 'data');
+  const dataDir = path.join(tmp, 'data');
   useSharedTemplates(dataDir);
   const agent = await startAgent({ origin: worker.origin, hostKey: host.host_key, dataDir, log });
   const tenant = await seedTenant(worker.origin, token, { name: 'bench', credits: 100_000, rate_limit_per_minute: 1_000_000 });
@@ -119,6 +129,7 @@ export async function startStack(): Promise<Stack> {
       await driver.close();
       await worker.stop();
       rmSync(stateDir, { recursive: true, force: true });
+      rmSync(tmp, { recursive: true, force: true });
     },
   };
 }

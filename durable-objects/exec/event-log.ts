@@ -4,22 +4,19 @@
  * after the one it saw, and an evicted object loses nothing. Events are
  * written in rows of many when the process manager commits — the same moment
  * the output behind them is acknowledged to the agent — and held in memory
- * until then; readers see both. An index of the stored rows (numbers only)
+ * until then; readers see both. Rows hold compact items (sse-events.ts), made
+ * into SSE text only for a viewer. An index of the stored rows (numbers only)
  * stays in memory, so seeking, trimming and telling how far behind a viewer
- * is never read the log.
+ * is never read the log. Sizes are in stored characters.
  */
 import type { EventSource } from '../sse-hub.ts';
+import { itemChars, sseText, type LogItem } from './sse-events.ts';
 
 /** Events of one command kept at most; older rows are dropped first. */
 export const MAX_LOG_BYTES = 64 * 1024 * 1024;
 
-/** Stored rows hold about this many characters of events (SQLite values stay well under its limit). */
+/** Stored rows hold about this many characters (SQLite values stay well under its limit). */
 const ROW_CHARS = 1024 * 1024;
-
-export interface SseEvent {
-  event: string;
-  data: unknown;
-}
 
 /** A stored row: its events, and the log's length in characters up to its end. */
 interface RowIndex {
@@ -29,7 +26,8 @@ interface RowIndex {
 }
 
 export class EventLog implements EventSource {
-  private pending = '';
+  private pending: LogItem[] = [];
+  private pendingChars = 0;
   private pendingFirst = 0;
   private last: number;
   private finished: boolean;
@@ -68,51 +66,35 @@ export class EventLog implements EventSource {
     return this.finished;
   }
 
-  /** Numbers and records `output` events, one a line; returns their SSE text. */
-  appendOutput(lines: string[], stream: 'stdout' | 'stderr'): { text: string; last: number } {
-    // The hot path of a chatty command: only the line goes through JSON.stringify.
-    const tail = `,"stream":"${stream}"}\n\n`;
-    let text = '';
-    let n = this.last;
-    for (const line of lines) text += 'id: ' + ++n + '\nevent: output\ndata: {"line":' + JSON.stringify(line) + tail;
-    return this.record(text, lines.length);
-  }
-
-  /** Numbers and records events; a terminal event marks the log done. */
-  append(events: SseEvent[], terminal = false): { text: string; last: number } {
-    let text = '';
-    let n = this.last;
-    for (const e of events) text += `id: ${++n}\nevent: ${e.event}\ndata: ${JSON.stringify(e.data)}\n\n`;
-    if (terminal) this.finished = true;
-    return this.record(text, events.length);
-  }
-
-  /** Writes held events to SQLite, in rows of about ROW_CHARS, dropping the oldest rows past the size cap. */
-  flush(): void {
-    if (!this.pending) return;
-    let first = this.pendingFirst;
-    let at = 0;
-    let end = this.storedEnd();
-    while (at < this.pending.length) {
-      let cut = this.pending.length;
-      let last = this.last;
-      if (cut - at > ROW_CHARS) {
-        // Cut at an event boundary: data lines are JSON, so "\n\n" only ever ends an event.
-        cut = at;
-        last = first - 1;
-        while (cut < this.pending.length && (cut === at || cut - at < ROW_CHARS)) {
-          cut = this.pending.indexOf('\n\n', cut) + 2;
-          last++;
-        }
-      }
-      const body = at === 0 && cut === this.pending.length ? this.pending : this.pending.slice(at, cut);
-      this.sql.exec('INSERT INTO proc_events (proc_id, first_seq, last_seq, body) VALUES (?, ?, ?, ?)', this.procId, first, last, body);
-      end += body.length;
-      this.rows.push({ first, last, end });
-      first = last + 1;
-      at = cut;
+  /** Numbers and records items; a terminal event marks the log done. Returns the number of the first. */
+  append(items: LogItem[], terminal = false): number {
+    if (!this.pending.length) this.pendingFirst = this.last + 1;
+    const first = this.last + 1;
+    for (const it of items) {
+      this.pending.push(it);
+      this.pendingChars += itemChars(it);
     }
-    this.pending = '';
+    this.last += items.length;
+    if (terminal) this.finished = true;
+    return first;
+  }
+
+  /** Writes held items to SQLite, in rows of about ROW_CHARS, dropping the oldest rows past the size cap. */
+  flush(): void {
+    let end = this.storedEnd();
+    let from = 0;
+    while (from < this.pending.length) {
+      let to = from;
+      for (let size = 0; to < this.pending.length && (to === from || size < ROW_CHARS); to++) size += itemChars(this.pending[to]);
+      const first = this.pendingFirst + from;
+      const body = JSON.stringify(from === 0 && to === this.pending.length ? this.pending : this.pending.slice(from, to));
+      this.sql.exec('INSERT INTO proc_events (proc_id, first_seq, last_seq, body) VALUES (?, ?, ?, ?)', this.procId, first, first + to - from - 1, body);
+      end += body.length;
+      this.rows.push({ first, last: first + to - from - 1, end });
+      from = to;
+    }
+    this.pending = [];
+    this.pendingChars = 0;
     while (this.rows.length > 1 && end - this.base > MAX_LOG_BYTES) {
       const oldest = this.rows.shift()!;
       this.sql.exec('DELETE FROM proc_events WHERE proc_id = ? AND first_seq = ?', this.procId, oldest.first);
@@ -126,8 +108,8 @@ export class EventLog implements EventSource {
    * enough to ask at every acknowledgement.
    */
   charsAfter(seq: number): number {
-    const total = this.storedEnd() + this.pending.length;
-    if (this.pending && seq >= this.pendingFirst - 1) return seq >= this.last ? 0 : this.pending.length;
+    const total = this.storedEnd() + this.pendingChars;
+    if (this.pending.length && seq >= this.pendingFirst - 1) return seq >= this.last ? 0 : this.pendingChars;
     const i = this.rowHolding(seq + 1);
     if (i === -1) return seq >= this.last ? 0 : total - this.base;
     return total - (i === 0 ? this.base : this.rows[i - 1].end);
@@ -145,13 +127,13 @@ export class EventLog implements EventSource {
         this.rows[i].first,
       );
       for (const r of rows) {
-        text += r.first_seq > seq ? r.body : eventsAfter(r.body, r.first_seq, seq);
+        text += sseText(JSON.parse(r.body) as LogItem[], r.first_seq, last);
         last = r.last_seq;
         if (text.length >= maxBytes) return { text, last };
       }
     }
-    if (this.pending && this.last > last) {
-      text += this.pendingFirst > last ? this.pending : eventsAfter(this.pending, this.pendingFirst, last);
+    if (this.pending.length && this.last > last) {
+      text += sseText(this.pending, this.pendingFirst, last);
       last = this.last;
     }
     return { text, last };
@@ -159,16 +141,10 @@ export class EventLog implements EventSource {
 
   /** Removes the command's events. */
   drop(): void {
-    this.pending = '';
+    this.pending = [];
+    this.pendingChars = 0;
     this.rows.length = 0;
     this.sql.exec('DELETE FROM proc_events WHERE proc_id = ?', this.procId);
-  }
-
-  private record(text: string, count: number): { text: string; last: number } {
-    if (!this.pending) this.pendingFirst = this.last + 1;
-    this.pending += text;
-    this.last += count;
-    return { text, last: this.last };
   }
 
   private storedEnd(): number {
@@ -186,15 +162,4 @@ export class EventLog implements EventSource {
     }
     return lo < this.rows.length ? lo : -1;
   }
-}
-
-/** The events of a batch numbered after `seq`; data lines are JSON, so "\n\n" only ever ends an event. */
-function eventsAfter(body: string, firstSeq: number, seq: number): string {
-  let at = 0;
-  for (let n = firstSeq; n <= seq; n++) {
-    const end = body.indexOf('\n\n', at);
-    if (end === -1) return '';
-    at = end + 2;
-  }
-  return body.slice(at);
 }

@@ -13,7 +13,8 @@
  */
 import type { OutputStream, ProcExit } from '../../schema/protocol.ts';
 import { SseHub } from '../sse-hub.ts';
-import { EventLog, MAX_LOG_BYTES, type SseEvent } from './event-log.ts';
+import { EventLog, MAX_LOG_BYTES } from './event-log.ts';
+import { outputItems, sseText, type LogItem, type SseEvent } from './sse-events.ts';
 import { LineSplitter, type SplitterState } from './line-splitter.ts';
 import type { ProcOutcome, ProcSink } from './proc-manager.ts';
 import type { ProcRow } from './proc-table.ts';
@@ -64,18 +65,14 @@ export class StreamExecSink implements ProcSink {
   output(stream: OutputStream, bytes: Uint8Array): void {
     if (stream === 'pty') return;
     const lines = this.splitters[stream].push(bytes);
-    if (!lines.length) return;
-    const { text, last } = this.log.appendOutput(lines, stream);
-    this.hub.publish(text, last);
+    if (lines.length) this.record(outputItems(lines, stream));
   }
 
   end(outcome: ProcOutcome): void {
-    const rest: SseEvent[] = [];
-    for (const stream of ['stdout', 'stderr'] as const) {
-      for (const line of this.splitters[stream].flush()) rest.push({ event: 'output', data: { line, stream } });
-    }
+    const rest: LogItem[] = [];
+    for (const stream of ['stdout', 'stderr'] as const) rest.push(...outputItems(this.splitters[stream].flush(), stream));
     rest.push(terminalEvent(outcome, this.state));
-    this.emit(rest, true);
+    this.record(rest, true);
   }
 
   commit(row: ProcRow): void {
@@ -118,9 +115,10 @@ export class StreamExecSink implements ProcSink {
     this.recheck = null;
   }
 
-  private emit(events: SseEvent[], terminal = false): void {
-    const { text, last } = this.log.append(events, terminal);
-    this.hub.publish(text, last);
+  private record(items: LogItem[], terminal = false): void {
+    const first = this.log.append(items, terminal);
+    // With nobody watching, no SSE text is made at all.
+    if (this.hub.size) this.hub.publish(sseText(items, first), this.log.lastSeq());
   }
 }
 
