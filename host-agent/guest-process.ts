@@ -136,8 +136,11 @@ export class GuestProcess extends EventEmitter<GuestProcessEvents> {
    * Writes to the process's stdin (or terminal). Resolves once the guest wrote
    * every byte into the process; a large write never holds more than a window
    * of unacknowledged bytes in flight, so memory stays bounded on both ends.
+   * With `offset` (where these bytes start in the process's stdin) the guest
+   * skips what it already took, so a write resent after a lost answer is not
+   * written twice.
    */
-  write(data: Uint8Array | string): Promise<void> {
+  write(data: Uint8Array | string, offset?: number): Promise<void> {
     const bytes = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     if (bytes.length === 0) return this.sendChain;
     const acks: Promise<unknown>[] = [];
@@ -150,7 +153,8 @@ export class GuestProcess extends EventEmitter<GuestProcessEvents> {
         }
         if (failed) break;
         this.inflight += chunk.length;
-        const ack = this.link.request({ op: 'stdin', proc: this.id }, { payload: chunk }).finally(() => {
+        const header = offset === undefined ? { op: 'stdin', proc: this.id } : { op: 'stdin', proc: this.id, offset: offset + i };
+        const ack = this.link.request(header, { payload: chunk }).finally(() => {
           this.inflight -= chunk.length;
           const waiters = this.creditWaiters.splice(0);
           for (const w of waiters) w();

@@ -157,10 +157,21 @@ export class ProcManager {
   /** Sends stdin bytes; the caller keeps within the agent's window using row.stdin_sent and the acks. */
   sendStdin(procId: string, bytes: Uint8Array): boolean {
     const row = this.row(procId);
+    if (!row || !this.resendStdin(procId, row.stdin_sent, bytes)) return false;
+    row.stdin_sent += bytes.byteLength;
+    return true;
+  }
+
+  /** Sends stdin bytes that start at `offset` (sent before, when they are not new). */
+  resendStdin(procId: string, offset: number, bytes: Uint8Array): boolean {
+    const row = this.row(procId);
     const ws = this.link.socket();
     if (!row || row.status !== 'running' || !ws) return false;
-    ws.send(encodeFrame({ kind: FRAME_STDIN, stream: 'stdout', proc_id: procId, offset: row.stdin_sent, payload: bytes }));
-    row.stdin_sent += bytes.byteLength;
+    try {
+      ws.send(encodeFrame({ kind: FRAME_STDIN, stream: 'stdout', proc_id: procId, offset, payload: bytes }));
+    } catch {
+      return false; // the socket is closing; resumeAll sends these again to the next agent
+    }
     return true;
   }
 

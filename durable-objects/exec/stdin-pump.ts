@@ -6,6 +6,12 @@
  * agent nor this object holds more than a bounded amount. A client that
  * pushes more than the queue holds is told to stop (1009).
  *
+ * Bytes in flight are kept until acknowledged: when the agent's connection
+ * drops, what it had not acknowledged may or may not have reached the
+ * process, so it is sent again, at its offsets, to the agent that comes back,
+ * and the computer skips what it already took. A keystroke is neither lost
+ * nor typed twice.
+ *
  * The queue lives in memory. While anything is queued or in flight a timer
  * keeps the object awake (an object with a pending timer is not hibernated),
  * and retries sending when the agent was away.
@@ -24,6 +30,8 @@ const KEEPALIVE_MS = 5_000;
 interface Pump {
   /** Stdin offset the agent has written up to. */
   acked: number;
+  /** Frames sent after `acked`, in order, until they are acknowledged. */
+  inFlight: Uint8Array[];
   queue: Uint8Array[];
   queued: number;
   /** Close stdin once the queue is sent. */
@@ -64,19 +72,29 @@ export class StdinPumps {
     const p = this.pumps.get(procId);
     const row = this.procs.row(procId);
     if (!p || !row) return;
-    p.acked = Math.max(p.acked, Math.min(offset, row.stdin_sent));
+    const acked = Math.min(offset, row.stdin_sent);
+    for (let drop = acked - p.acked; drop > 0 && p.inFlight.length; ) {
+      const head = p.inFlight[0];
+      if (head.byteLength <= drop) p.inFlight.shift();
+      else p.inFlight[0] = head.subarray(drop);
+      drop -= head.byteLength;
+    }
+    p.acked = Math.max(p.acked, acked);
     this.flush(procId, p);
   }
 
   /**
-   * An agent attached again. Bytes that were in flight were written or lost
-   * with the old connection — the agent cannot say which — so they no longer
-   * count against the window, and the queue goes on.
+   * An agent attached again. Bytes that were in flight may or may not have
+   * reached the process with the old connection, so they go again from the
+   * last acknowledged offset; the computer skips what it already has.
    */
   resumeAll(): void {
     for (const [procId, p] of this.pumps) {
-      const row = this.procs.row(procId);
-      if (row) p.acked = row.stdin_sent;
+      let at = p.acked;
+      for (const bytes of p.inFlight) {
+        if (!this.procs.resendStdin(procId, at, bytes)) break;
+        at += bytes.byteLength;
+      }
       this.flush(procId, p);
     }
   }
@@ -100,7 +118,7 @@ export class StdinPumps {
     const row = this.procs.row(procId);
     if (!row || row.status !== 'running') return null;
     // Made again after the object woke: nothing was in flight then (the keep-alive timer saw to that).
-    p = { acked: row.stdin_sent, queue: [], queued: 0, eof: false };
+    p = { acked: row.stdin_sent, inFlight: [], queue: [], queued: 0, eof: false };
     this.pumps.set(procId, p);
     return p;
   }
@@ -117,7 +135,9 @@ export class StdinPumps {
       if (room <= 0) break;
       const head = p.queue[0];
       const n = Math.min(head.byteLength, room, STDIN_FRAME_BYTES);
-      if (!this.procs.sendStdin(procId, head.subarray(0, n))) break; // no agent: the keep-alive timer tries again
+      const bytes = head.subarray(0, n);
+      if (!this.procs.sendStdin(procId, bytes)) break; // no agent: the keep-alive timer tries again
+      p.inFlight.push(bytes);
       sent = true;
       if (n === head.byteLength) p.queue.shift();
       else p.queue[0] = head.subarray(n);

@@ -49,8 +49,8 @@ export interface StreamProcess
     detached: [];
   }> {
   readonly pid: number;
-  /** Resolves once every byte is written into the process. */
-  write(data: Uint8Array): Promise<void>;
+  /** Resolves once every byte is written into the process; `offset` (where they start) lets a resent write skip what was taken. */
+  write(data: Uint8Array, offset?: number): Promise<void>;
   closeStdin(): Promise<void>;
   resize(rows: number, cols: number): Promise<void>;
   /** Signals the process's whole group. */

@@ -420,6 +420,9 @@ class Proc:
         self.pty = req.get("pty") is not None
         self.stdin_queue = deque()  # [memoryview, request id, connection]
         self.stdin_pending = 0
+        # Stdin bytes taken over the process's life: a resent write (the host's link dropped
+        # before it saw our answer) says where it starts, and what we already took is skipped.
+        self.stdin_taken = 0
         self.stdin_close_requested = False
         env = dict(req.get("env") or {})
         self.outputs = {}  # fd -> stream name
@@ -553,9 +556,14 @@ class Proc:
 
     # -- stdin
 
-    def write_stdin(self, data, req_id, conn):
+    def write_stdin(self, data, req_id, conn, offset=None):
         if self.stdin_fd is None or self.stdin_close_requested:
             raise GuestError("BAD_REQUEST", "stdin is closed")
+        if offset is not None:
+            offset = int(offset)
+            if offset > self.stdin_taken:
+                raise GuestError("BAD_REQUEST", f"stdin from offset {offset}, but only {self.stdin_taken} bytes came before it")
+            data = data[self.stdin_taken - offset:]
         if self.stdin_pending + len(data) > STDIN_LIMIT:
             raise GuestError("BUSY", "too much unacknowledged stdin; wait for acknowledgements")
         if not data:
@@ -565,6 +573,7 @@ class Proc:
             self.loop.add_writer(self.stdin_fd, self.on_writable)
         self.stdin_queue.append([memoryview(data), req_id, conn, len(data)])
         self.stdin_pending += len(data)
+        self.stdin_taken += len(data)
 
     def on_writable(self):
         while self.stdin_queue:
@@ -822,7 +831,7 @@ class Guest:
             self.subscribe(conn, proc)
             conn.reply(req_id, {"proc": proc_id, "pid": proc.popen.pid})
         elif op == "stdin":
-            self.proc(req).write_stdin(payload, req_id, conn)
+            self.proc(req).write_stdin(payload, req_id, conn, req.get("offset"))
         elif op == "close_stdin":
             self.proc(req).close_stdin()
             conn.reply(req_id, {})

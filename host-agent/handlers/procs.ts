@@ -62,12 +62,16 @@ export class ProcRelay {
     this.procs.get(procId)?.ack(offsets).catch(() => {});
   }
 
-  /** Stdin bytes; acknowledged with the offset written up to, which is the server's credit. */
+  /**
+   * Stdin bytes; acknowledged with the offset written up to, which is the
+   * server's credit. The server resends what it had not seen acknowledged when
+   * a connection dropped; the offset lets the computer skip what it already took.
+   */
   stdin(frame: BinaryFrame): void {
     const handle = this.procs.get(frame.proc_id);
     if (!handle) return;
     const end = frame.offset + frame.payload.byteLength;
-    handle.write(frame.payload).then(
+    handle.write(frame.payload, frame.offset).then(
       () => this.out.sendJson({ type: 'proc.stdin_ack', proc_id: frame.proc_id, offset: end }),
       (err: Error) => this.log(`computer ${this.computerId}: stdin to ${frame.proc_id} failed: ${err.message}`),
     );

@@ -2,7 +2,9 @@
  * Exec over WebSocket (`miosa-exec-v1`) end to end: a real process in a real
  * sandbox driven interactively through the Worker and the agent.
  */
+import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dropAgentSockets } from './agent-control.ts';
 import { newTenant, type Client } from './client.ts';
 import { ExecSocket } from './sockets.ts';
 
@@ -33,6 +35,25 @@ describe('exec over WebSocket, end to end', () => {
     expect(p.stdout.text).toBe('olleh\ndesserts\n✓ ojeña\n');
     expect(p.stderr.text).toBe('eof\n');
   });
+
+  it('a paste goes on through agent connection drops: the process reads every byte once, in order', async () => {
+    const paste = randomBytes(4 << 20);
+    const p = await ExecSocket.open(api, id, {
+      command: `python3 -c 'import sys, hashlib; d = sys.stdin.buffer.read(); print(hashlib.sha256(d).hexdigest(), len(d))'`,
+    });
+    const frame = 64 * 1024;
+    for (let at = 0, n = 0; at < paste.length; at += frame, n++) {
+      p.write(paste.subarray(at, at + frame));
+      // Drops land while stdin is in flight between the object, the agent and the process.
+      if (n === 16 || n === 40) {
+        await new Promise((r) => setTimeout(r, 20));
+        dropAgentSockets();
+      }
+    }
+    p.closeStdin();
+    expect((await p.closed).code).toBe(1000);
+    expect(p.stdout.text).toBe(`${createHash('sha256').update(paste).digest('hex')} ${paste.length}\n`);
+  }, 60_000);
 
   it('with tty=true the process has a terminal of the asked size, and a resize frame changes it', async () => {
     const p = await ExecSocket.open(api, id, { command: 'stty size; while read -r x; do stty size; done', tty: 'true', rows: '30', cols: '100' });

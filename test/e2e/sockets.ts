@@ -98,8 +98,8 @@ export class ExecSocket {
     return s;
   }
 
-  write(text: string): void {
-    this.ws.send(Buffer.concat([Buffer.from([FRAME.STDIN]), Buffer.from(text)]));
+  write(data: string | Uint8Array): void {
+    this.ws.send(Buffer.concat([Buffer.from([FRAME.STDIN]), typeof data === 'string' ? Buffer.from(data) : data]));
   }
 
   closeStdin(): void {

@@ -64,6 +64,21 @@ describe('guest agent: spawned processes', () => {
     expect(text(out.stdout)).toBe(`${want} ${data.length}\n`);
   });
 
+  it('skips stdin it already took when a write is sent again from an earlier offset, and refuses one past a gap', async () => {
+    const p = client.spawn({ argv: ['cat'] });
+    const out = collect(p);
+    await p.started;
+    await p.write('hello ', 0);
+    // Resent after a lost answer: the first six bytes are skipped, the rest is new.
+    await p.write('hello world\n', 0);
+    await p.write('world\n', 6); // all of it taken before: nothing is written
+    await expect(p.write('later\n', 40)).rejects.toThrow(/offset 40/);
+    await p.write('bye\n', 12);
+    await p.closeStdin();
+    await p.exited;
+    expect(text(out.stdout)).toBe('hello world\nbye\n');
+  });
+
   it('holds stdin writes to a process that does not read, instead of buffering without bound', async () => {
     const p = client.spawn({ command: 'sleep 30' });
     await p.started;

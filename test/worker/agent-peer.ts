@@ -267,6 +267,8 @@ export class ComputerPeer {
   /** Stdin received per process, in frame order. */
   private readonly stdin = new Map<string, Uint8Array[]>();
   private readonly stdinAcked = new Map<string, number>();
+  /** Offset of the first stdin byte this peer got, per process. */
+  private readonly stdinBase = new Map<string, number>();
   private holdingStdinAcks = false;
   private readonly outputOffsets = new Map<string, number>();
   /** Every proc.ack the server sent, in order. */
@@ -315,15 +317,21 @@ export class ComputerPeer {
     this.send({ type: 'proc.exit', proc_id: procId, exit_code: exitCode, signal: null, timed_out: false, duration_ms: 5, ...more });
   }
 
-  /** All stdin bytes received for a process so far. */
+  /** Stdin offset of the first byte this peer received for a process. */
+  stdinStart(procId: string): number {
+    return this.stdinBase.get(procId) ?? 0;
+  }
+
+  /** All stdin bytes received for a process so far (from stdinStart), each once. */
   stdinOf(procId: string): Uint8Array {
     return join(this.stdin.get(procId) ?? []);
   }
 
   /** Stdin bytes received for a process and not yet acknowledged with proc.stdin_ack. */
   stdinUnacked(procId: string): number {
-    return this.stdinOf(procId).byteLength - (this.stdinAcked.get(procId) ?? 0);
+    return this.stdinStart(procId) + this.stdinOf(procId).byteLength - (this.stdinAcked.get(procId) ?? this.stdinStart(procId));
   }
+
 
   /** While held, stdin frames are not acknowledged (a process that does not read); releasing acknowledges all received. */
   holdStdinAcks(hold: boolean): void {
@@ -333,8 +341,8 @@ export class ComputerPeer {
 
   /** Acknowledges all stdin received for a process, as written. */
   ackStdin(procId: string): void {
-    const offset = this.stdinOf(procId).byteLength;
-    if ((this.stdinAcked.get(procId) ?? 0) === offset) return;
+    const offset = this.stdinStart(procId) + this.stdinOf(procId).byteLength;
+    if ((this.stdinAcked.get(procId) ?? this.stdinStart(procId)) === offset) return;
     this.stdinAcked.set(procId, offset);
     this.send({ type: 'proc.stdin_ack', proc_id: procId, offset });
   }
@@ -363,12 +371,15 @@ export class ComputerPeer {
     }
     const f = decodeFrame(bytes);
     if (!f || f.kind !== FRAME_STDIN) return `got a binary frame that is not a stdin frame (${bytes.byteLength} bytes)`;
-    const have = this.stdinOf(f.proc_id).byteLength;
-    if (f.offset !== have) return `stdin frame of ${f.proc_id} at offset ${f.offset}, but ${have} bytes came before it`;
-    const parts = this.stdin.get(f.proc_id) ?? [];
-    parts.push(f.payload.slice());
-    this.stdin.set(f.proc_id, parts);
     this.stdinFrames.push({ proc_id: f.proc_id, offset: f.offset, bytes: f.payload.byteLength });
+    // Like the guest: bytes before what this process has taken are a resend and are skipped.
+    // A peer that has seen none of a process's stdin (a new agent of a running process) starts at the first frame.
+    if (!this.stdin.has(f.proc_id)) this.stdinBase.set(f.proc_id, f.offset);
+    const have = (this.stdinBase.get(f.proc_id) ?? 0) + this.stdinOf(f.proc_id).byteLength;
+    if (f.offset > have) return `stdin frame of ${f.proc_id} at offset ${f.offset}, but only ${have} bytes came before it`;
+    const parts = this.stdin.get(f.proc_id) ?? [];
+    parts.push(f.payload.slice(have - f.offset));
+    this.stdin.set(f.proc_id, parts);
     if (!this.holdingStdinAcks) this.ackStdin(f.proc_id);
     return null;
   }

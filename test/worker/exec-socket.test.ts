@@ -208,6 +208,28 @@ describe('exec over WebSocket (miosa-exec-v1)', () => {
     expect(client.closedWith).toBeNull();
   });
 
+  it('stdin in flight when the agent drops goes again, from the last acknowledged byte, to the agent that comes back', async () => {
+    const { w, computer, peer, client, procId } = await execSession();
+    const paste = randomBytes(300_000, 11);
+    client.send(stdinFrame(paste.subarray(0, 100_000)));
+    await client.until(() => peer.stdinOf(procId).byteLength === 100_000);
+    // The rest reaches this agent, which never says it wrote it.
+    peer.holdStdinAcks(true);
+    client.send(stdinFrame(paste.subarray(100_000)));
+    await client.until(() => peer.stdinOf(procId).byteLength === paste.byteLength);
+    await peer.drop();
+
+    const back = await w.host.computer(computer.id, { state: 'running' });
+    await back.take('proc.attach');
+    await client.until(() => back.stdinStart(procId) + back.stdinOf(procId).byteLength === paste.byteLength, 3000);
+    expect(back.stdinStart(procId)).toBe(100_000);
+    expect(equalBytes(back.stdinOf(procId), paste.subarray(100_000))).toBe(true);
+    // And what comes after goes on from there.
+    client.send(stdinFrame(new TextEncoder().encode('more')));
+    await client.until(() => back.stdinOf(procId).byteLength === 200_004, 3000);
+    expect(back.stdinFrames.at(-1)).toMatchObject({ proc_id: procId, offset: 300_000, bytes: 4 });
+  });
+
   it('a socket that closed while the agent was away has its process hung up when the agent re-attaches', async () => {
     const { w, computer, peer, client, procId } = await execSession();
     await peer.drop();
