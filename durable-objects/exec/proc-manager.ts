@@ -53,6 +53,8 @@ export class ProcManager {
   private readonly sinks = new Map<string, ProcSink>();
   private readonly unacked = new Map<string, number>();
   private ackTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Processes asked to send again from our offsets after a frame past them. */
+  private readonly reattaching = new Set<string>();
 
   constructor(
     sql: SqlStorage,
@@ -110,8 +112,13 @@ export class ProcManager {
     const have = nextOffset(row, f.stream);
     const end = f.offset + f.payload.byteLength;
     if (end <= have) return; // a repeat after a reconnect
-    // A frame starting past what we have would mean lost bytes; the agent resends from our offsets, so take what overlaps.
-    const fresh = f.offset >= have ? f.payload : f.payload.subarray(have - f.offset);
+    if (f.offset > have) {
+      // Bytes between are missing (a faulty or confused agent): take nothing past the gap, and
+      // have the process sent again from what we hold rather than hand viewers a hole.
+      this.reattach(row);
+      return;
+    }
+    const fresh = f.payload.subarray(have - f.offset);
     row.offsets[f.stream] = end;
     this.sink(f.proc_id)?.output(f.stream, fresh);
     const waiting = (this.unacked.get(f.proc_id) ?? 0) + fresh.byteLength;
@@ -152,6 +159,14 @@ export class ProcManager {
         if (!r.value.running && r.value.exit) this.onExit(row.proc_id, r.value.exit);
       }),
     );
+  }
+
+  private reattach(row: ProcRow): void {
+    if (this.reattaching.has(row.proc_id)) return;
+    this.reattaching.add(row.proc_id);
+    void this.link
+      .request('proc.attach', { proc_id: row.proc_id, offsets: row.offsets }, 30_000)
+      .finally(() => this.reattaching.delete(row.proc_id));
   }
 
   /** Sends stdin bytes; the caller keeps within the agent's window using row.stdin_sent and the acks. */

@@ -8,6 +8,7 @@ import { TERMINAL_RING_BYTES } from '../../durable-objects/exec/terminal-ring.ts
 import { TERMINAL_IDLE_MS, type TerminalSink } from '../../durable-objects/exec/terminal.ts';
 import { STDIN_WINDOW_BYTES } from '../../durable-objects/exec/stdin-pump.ts';
 import { nextAlarm } from '../../durable-objects/computer/usage.ts';
+import { FRAME_OUTPUT, encodeFrame } from '../../schema/protocol.ts';
 
 useAgentPeers();
 
@@ -108,6 +109,19 @@ describe('terminal relay', () => {
     peer.holdStdinAcks(false);
     await client.until(() => peer.stdinOf(sid).byteLength === paste.byteLength);
     expect(equalBytes(peer.stdinOf(sid), paste)).toBe(true);
+  });
+
+  it('an output frame that starts past what the object has is refused, and the process is asked to resend from there', async () => {
+    const { peer, sid, session } = await terminalSession();
+    const client = await attach(session.ws_url);
+    peer.output(sid, 'pty', 'first ');
+    await client.until(() => client.text() === 'first ');
+    const attach_ = peer.take('proc.attach');
+    peer.sendBinary(encodeFrame({ kind: FRAME_OUTPUT, stream: 'pty', proc_id: sid, offset: 100, payload: text('after a hole') }));
+    expect(await attach_).toMatchObject({ proc_id: sid, offsets: { pty: 6 } });
+    // What the agent sends again from the object's offset is taken; the hole never reached the socket.
+    peer.sendBinary(encodeFrame({ kind: FRAME_OUTPUT, stream: 'pty', proc_id: sid, offset: 6, payload: text('second') }));
+    await client.until(() => client.text() === 'first second');
   });
 
   it('output is acknowledged to the agent only as it is taken, by offset', async () => {
