@@ -87,6 +87,8 @@ export class SseHub {
     const sub: Subscriber = { writer: writable.getWriter(), cursor: after, queued: 0, catchingUp: true, closed: false, movedAt: Date.now() };
     this.subs.add(sub);
     this.subscribed = true;
+    // A viewer that goes away cancels the response: its writer errors, and it is dropped at once.
+    sub.writer.closed.catch(() => this.drop(sub));
     void sub.writer.write(encoder.encode('retry: 1000\n\n')).catch(() => this.drop(sub));
     void this.catchUp(sub);
     this.startHeartbeat();

@@ -1,10 +1,11 @@
 /**
- * A streamed command never outruns its SSE viewers: output is stored but not
- * acknowledged to the agent while the slowest viewer lags (so a real agent
- * stops sending and the process waits on its pipe), until the viewer reads on,
- * is dropped for stalling, or — before anyone connected — the ticket expires.
+ * The log of a streamed command. It never outruns its SSE viewers: output is
+ * stored but not acknowledged to the agent while the slowest viewer lags (so a
+ * real agent stops sending and the process waits on its pipe), until the
+ * viewer reads on, is dropped for stalling, or — before anyone connected — the
+ * ticket expires. And an evicted object loses nothing a viewer could ask for.
  */
-import { SELF } from 'cloudflare:test';
+import { SELF, abortAllDurableObjects } from 'cloudflare:test';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { HOLD_CHARS, HOLD_FIRST_CHARS, STALL_MS } from '../../durable-objects/exec/stream-exec.ts';
 import { TICKET_TTL_S } from '../../durable-objects/exec/tickets.ts';
@@ -12,6 +13,7 @@ import { parseSse, type SseMessage } from '../e2e/sse.ts';
 import { BASE, expectJson } from './helpers.ts';
 import { sleep, useAgentPeers, type ComputerPeer } from './agent-peer.ts';
 import { runningComputer, world } from './computer-fixtures.ts';
+import { FRAME_OUTPUT, encodeFrame } from '../../schema/protocol.ts';
 
 useAgentPeers();
 
@@ -79,6 +81,10 @@ class Viewer {
       this.buf = rest;
       this.messages.push(...messages);
     }
+  }
+
+  async cancel(): Promise<void> {
+    await this.reader.cancel();
   }
 
   get lastId(): number {
@@ -189,5 +195,37 @@ describe('a streamed command waits for its viewers', () => {
     const again = new Viewer(await SELF.fetch(url, { headers: { 'last-event-id': '3001' } }));
     await again.readUntil();
     expectComplete([...viewer.messages.slice(0, 3001), ...again.messages], lines);
+  });
+});
+
+describe('a streamed command across a reset of its object', () => {
+  it('keeps its log and its half line: the agent resumes from the stored offsets, and Last-Event-ID from the stored events', async () => {
+    const w = await world();
+    const { computer, peer } = await runningComputer(w);
+    const t = await expectJson<{ stream_url: string }>(await w.api(`/${computer.id}/exec/stream`, { method: 'POST', body: { command: 'producer' } }), 202);
+    const procId = (await peer.take('proc.start')).params.proc_id;
+    const url = `${BASE}${t.stream_url}`;
+    const viewer = new Viewer(await SELF.fetch(url));
+    for (let n = 0; n < 3; n++) peer.output(procId, 'stdout', frame(n));
+    peer.output(procId, 'stdout', 'half a li');
+    const before = (3 * FRAME_BYTES) / LINE;
+    await viewer.readUntil(() => viewer.messages.length === before);
+    const stored = await settledAck(peer, procId); // acknowledged, and so stored
+
+    // The object is torn down mid-command, as a crash or a deploy would: every connection to it breaks.
+    await abortAllDurableObjects();
+    await viewer.readUntil();
+    const back = await w.host.computer(computer.id, { state: 'running' });
+    expect(await back.take('proc.attach')).toMatchObject({ proc_id: procId, offsets: { stdout: stored } });
+    back.sendBinary(encodeFrame({ kind: FRAME_OUTPUT, stream: 'stdout', proc_id: procId, offset: stored, payload: new TextEncoder().encode('ne\n') }));
+    back.exit(procId, 0);
+
+    const again = new Viewer(await SELF.fetch(url, { headers: { 'last-event-id': '100' } }));
+    await again.readUntil();
+    const all = [...viewer.messages.slice(0, 100), ...again.messages];
+    expect(all.map((m) => Number(m.id))).toEqual(all.map((_, i) => i + 1));
+    expect(all.length).toBe(before + 2);
+    expect(JSON.parse(all.at(-2)!.data)).toEqual({ line: 'half a line\n', stream: 'stdout' });
+    expect(all.at(-1)!.event).toBe('exit');
   });
 });
