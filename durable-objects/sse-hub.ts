@@ -18,6 +18,22 @@ export const HEARTBEAT_MS = 15_000;
  */
 const LIVE_QUEUE_BYTES = 16 * 1024 * 1024;
 
+/** A reader catching up takes the log this much at a time… */
+const CATCH_UP_CHUNK = 256 * 1024;
+/**
+ * …until it is this close to the end (stored characters), when it reads the
+ * rest at once and goes live. The owner must hold the producer back while a
+ * reader catching up is further than a fraction of this from the end, or a
+ * fast command keeps the reader from ever getting here.
+ */
+export const FINAL_READ_CHARS = 4 * 1024 * 1024;
+
+/** How far behind a reader may be: live (queued on its stream, bytes), or catching up (log after its cursor, stored characters). */
+export interface LagLimits {
+  live: number;
+  catchingUp: number;
+}
+
 export interface EventSource {
   /** Stored events after `seq`, as SSE text, in order; at most about `maxBytes`. Returns the last seq included. */
   readAfter(seq: number, maxBytes: number): { text: string; last: number };
@@ -59,21 +75,17 @@ export class SseHub {
     return this.subscribed;
   }
 
-  /** How far (characters, about) the reader furthest behind is from the end, or null with no readers. */
-  maxLag(): number | null {
-    let max: number | null = null;
-    for (const sub of this.subs) {
-      const lag = this.lagOf(sub);
-      if (!sub.closed && (max === null || lag > max)) max = lag;
-    }
-    return max;
+  /** True when some reader is further behind than `limits` allow. */
+  anyBehind(limits: LagLimits): boolean {
+    for (const sub of this.subs) if (this.behind(sub, limits)) return true;
+    return false;
   }
 
-  /** Drops readers more than `lag` behind that took nothing since `before`; they may come back with Last-Event-ID. */
-  dropStalled(before: number, lag: number): number {
+  /** Drops readers behind `limits` that took nothing since `before`; they may come back with Last-Event-ID. */
+  dropStalled(before: number, limits: LagLimits): number {
     let n = 0;
     for (const sub of this.subs) {
-      if (sub.movedAt < before && this.lagOf(sub) > lag) {
+      if (sub.movedAt < before && this.behind(sub, limits)) {
         this.drop(sub);
         n++;
       }
@@ -118,9 +130,11 @@ export class SseHub {
     for (const sub of this.subs) void this.finish(sub);
   }
 
-  /** What a reader has yet to take: events after its cursor, and what is queued on its stream. */
-  private lagOf(sub: Subscriber): number {
-    return this.source.charsAfter(sub.cursor) + (sub.catchingUp ? 0 : sub.queued);
+  /** A live reader has yet to take what is queued on its stream (and anything after its cursor); one catching up, the log after its cursor. */
+  private behind(sub: Subscriber, limits: LagLimits): boolean {
+    if (sub.closed) return false;
+    const after = this.source.charsAfter(sub.cursor);
+    return sub.catchingUp ? after > limits.catchingUp : after + sub.queued > limits.live;
   }
 
   /** Queues shared bytes on a live reader's stream; what it has not taken counts as its lag. */
@@ -142,7 +156,10 @@ export class SseHub {
       for (;;) {
         await sub.writer.ready;
         if (sub.closed) return;
-        const { text, last } = this.source.readAfter(sub.cursor, 256 * 1024);
+        // Near the end, read all the rest at once: going live needs a read that reaches the
+        // end, and a command writing on would outrun a reader that takes a chunk at a time.
+        const near = this.source.charsAfter(sub.cursor) <= FINAL_READ_CHARS;
+        const { text, last } = this.source.readAfter(sub.cursor, near ? Infinity : CATCH_UP_CHUNK);
         const atEnd = last >= this.source.lastSeq();
         if (atEnd) {
           // Caught up: from here publish() feeds it. Nothing can be published between the

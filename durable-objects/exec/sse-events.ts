@@ -33,5 +33,25 @@ export function sseText(items: readonly LogItem[], first: number, after = first 
   return text;
 }
 
+/**
+ * The SSE text of one stream's lines numbered from `first`: what sseText makes
+ * of outputItems(lines, stream), faster. The lines are escaped by one
+ * JSON.stringify of them all and cut apart again at `\n","`: a quote right
+ * after the `n` is not escaped, so it closes an element, and every line but
+ * the last ends with a newline, so every boundary has that form.
+ */
+export function outputText(lines: string[], stream: 'stdout' | 'stderr', first: number): string {
+  for (let i = 0; i < lines.length - 1; i++) {
+    if (lines[i].charCodeAt(lines[i].length - 1) !== 10) return sseText(outputItems(lines, stream), first);
+  }
+  const parts = JSON.stringify(lines).slice(2, -2).split('\\n","');
+  if (parts.length !== lines.length) return sseText(outputItems(lines, stream), first);
+  const tail = stream === 'stdout' ? OUT : ERR;
+  let text = '';
+  const last = parts.length - 1;
+  for (let i = 0; i < last; i++) text += 'id: ' + (first + i) + '\nevent: output\ndata: {"line":"' + parts[i] + '\\n"' + tail;
+  return text + 'id: ' + (first + last) + '\nevent: output\ndata: {"line":"' + parts[last] + '"' + tail;
+}
+
 /** About how many characters an item takes stored (for row sizes and lag; exactness is not needed). */
 export const itemChars = (it: LogItem): number => (typeof it === 'string' ? it.length + 3 : Array.isArray(it) ? it[0].length + 5 : 64);

@@ -12,9 +12,9 @@
  * come back with Last-Event-ID.
  */
 import type { OutputStream, ProcExit } from '../../schema/protocol.ts';
-import { SseHub } from '../sse-hub.ts';
+import { FINAL_READ_CHARS, SseHub, type LagLimits } from '../sse-hub.ts';
 import { EventLog, MAX_LOG_BYTES } from './event-log.ts';
-import { outputItems, sseText, type LogItem, type SseEvent } from './sse-events.ts';
+import { outputItems, outputText, sseText, type LogItem, type SseEvent } from './sse-events.ts';
 import { LineSplitter, type SplitterState } from './line-splitter.ts';
 import type { ProcOutcome, ProcSink } from './proc-manager.ts';
 import type { ProcRow } from './proc-table.ts';
@@ -22,6 +22,12 @@ import { TICKET_TTL_S } from './tickets.ts';
 
 /** How far (characters of events) the slowest viewer may fall behind before the command is held. */
 export const HOLD_CHARS = MAX_LOG_BYTES / 8;
+/**
+ * The command is held while a live viewer has more than HOLD_CHARS queued, or
+ * one catching up from the log is more than a quarter of the hub's final read
+ * from the end: with a window in flight it still gets there, and goes live.
+ */
+const LIMITS: LagLimits = { live: HOLD_CHARS, catchingUp: FINAL_READ_CHARS / 4 };
 /** Before the first viewer, the log may fill this far: leaving room for a window in flight, it never drops. */
 export const HOLD_FIRST_CHARS = (MAX_LOG_BYTES / 4) * 3;
 /** A viewer holding the command that takes nothing for this long is dropped. */
@@ -65,7 +71,10 @@ export class StreamExecSink implements ProcSink {
   output(stream: OutputStream, bytes: Uint8Array): void {
     if (stream === 'pty') return;
     const lines = this.splitters[stream].push(bytes);
-    if (lines.length) this.record(outputItems(lines, stream));
+    if (!lines.length) return;
+    const first = this.log.append(outputItems(lines, stream));
+    // With nobody watching, no SSE text is made at all.
+    if (this.hub.size) this.hub.publish(outputText(lines, stream, first), this.log.lastSeq());
   }
 
   end(outcome: ProcOutcome): void {
@@ -82,7 +91,7 @@ export class StreamExecSink implements ProcSink {
 
   holds(): boolean {
     // A viewer that took nothing for STALL_MS is gone or stuck; it may come back with Last-Event-ID.
-    if (!this.behind() || (this.hub.dropStalled(Date.now() - STALL_MS, HOLD_CHARS) > 0 && !this.behind())) {
+    if (!this.behind() || (this.hub.dropStalled(Date.now() - STALL_MS, LIMITS) > 0 && !this.behind())) {
       this.stopHolding();
       return false;
     }
@@ -106,7 +115,7 @@ export class StreamExecSink implements ProcSink {
   private behind(): boolean {
     const waitingForFirst = !this.hub.everSubscribed && Date.now() < this.state.started_at + TICKET_TTL_S * 1000;
     if (waitingForFirst) return this.log.charsAfter(0) > HOLD_FIRST_CHARS;
-    return (this.hub.maxLag() ?? 0) > HOLD_CHARS;
+    return this.hub.anyBehind(LIMITS);
   }
 
   private stopHolding(): void {
@@ -117,7 +126,6 @@ export class StreamExecSink implements ProcSink {
 
   private record(items: LogItem[], terminal = false): void {
     const first = this.log.append(items, terminal);
-    // With nobody watching, no SSE text is made at all.
     if (this.hub.size) this.hub.publish(sseText(items, first), this.log.lastSeq());
   }
 }
