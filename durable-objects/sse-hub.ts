@@ -5,9 +5,9 @@
  * own pace, so a slow reader neither loses events nor holds memory. Comment
  * heartbeats keep proxies from closing idle streams and find dead readers:
  * the Durable Object is not told when an SSE client goes away, a failed write is.
- * The owner learns how far behind the slowest reader is (`slowest`) and when
- * readers move on (`onProgress`), so it can slow the producer down instead of
- * letting the log outrun them.
+ * The owner asks whether any reader is too far behind (`anyBehind`) and learns
+ * when readers move on (`onProgress`), so it can hold the producer back
+ * instead of letting the log outrun them.
  */
 const encoder = new TextEncoder();
 export const HEARTBEAT_MS = 15_000;

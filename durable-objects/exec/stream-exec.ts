@@ -3,10 +3,9 @@
  * lines as numbered `output` events, then one terminal event — `exit`,
  * `timeout` or `error` — after which every viewer's stream closes.
  *
- * Viewers are never outrun: while the slowest connected viewer is more than
- * HOLD_CHARS behind the end of the log, the sink holds back acknowledgements,
- * so the agent stops sending and the command blocks on its full pipe, as it
- * would writing to a slow terminal. Until the first viewer arrives (at most the
+ * Viewers are never outrun: while a connected viewer is too far behind (LIMITS),
+ * the sink holds back acknowledgements, so the agent stops sending and the
+ * command blocks on its full pipe, as it would writing to a slow terminal. Until the first viewer arrives (at most the
  * ticket's life) the log is held from its first byte the same way. A viewer
  * that takes nothing for STALL_MS while it holds the command is dropped; it may
  * come back with Last-Event-ID.
@@ -20,7 +19,7 @@ import type { ProcOutcome, ProcSink } from './proc-manager.ts';
 import type { ProcRow } from './proc-table.ts';
 import { TICKET_TTL_S } from './tickets.ts';
 
-/** How far (characters of events) the slowest viewer may fall behind before the command is held. */
+/** How much a live viewer may have queued (bytes of SSE text, about) before the command is held. */
 export const HOLD_CHARS = MAX_LOG_BYTES / 8;
 /**
  * The command is held while a live viewer has more than HOLD_CHARS queued, or
