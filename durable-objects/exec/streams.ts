@@ -11,6 +11,7 @@ import type { AgentLink } from '../agent-link.ts';
 import type { Caller } from '../computer/record.ts';
 import { CLIENT_OPEN_HEADER, clientOf, parseClientOpen } from './client-sockets.ts';
 import { EventLog } from './event-log.ts';
+import { hangUp } from './hang-up.ts';
 import { ProcManager } from './proc-manager.ts';
 import { newProcId } from './proc-id.ts';
 import { StdinPumps } from './stdin-pump.ts';
@@ -65,19 +66,32 @@ export class Streams {
     return ok(await this.tickets.issue(proc_id));
   }
 
-  /** GET …/exec/stream/events: the ticket's command as Server-Sent Events, from after Last-Event-ID. */
+  /** GET …/exec/stream/events: the ticket's command as Server-Sent Events, from after Last-Event-ID; DELETE cancels it. */
   async streamEvents(request: Request, url: URL): Promise<Response> {
     const requestId = request.headers.get('x-request-id') ?? '';
     const ticket = url.searchParams.get('ticket');
     const procId = ticket ? await this.tickets.redeem(ticket) : null;
     const row = procId ? this.procs.row(procId) : null;
     const sink = row?.kind === 'stream' ? (this.procs.sink(row.proc_id) as StreamExecSink) : null;
-    if (!sink) return errorResponse(new ApiError('UNAUTHORIZED', 'unknown or expired ticket; start the command again with POST …/exec/stream'), requestId);
+    if (!row || !sink) return errorResponse(new ApiError('UNAUTHORIZED', 'unknown or expired ticket; start the command again with POST …/exec/stream'), requestId);
+    if (request.method === 'DELETE') return this.cancelStream(row.proc_id, requestId);
     const lastId = Number(request.headers.get('last-event-id') ?? url.searchParams.get('last_event_id') ?? '0');
     const after = Number.isSafeInteger(lastId) && lastId > 0 ? lastId : 0;
     // A viewer that already has the terminal event is told not to reconnect.
     if (sink.log.done() && after >= sink.log.lastSeq()) return new Response(null, { status: 204 });
     return sink.hub.subscribe(after);
+  }
+
+  /**
+   * Cancels a streamed command: TERM to its process group, KILL 2 s later if it
+   * still runs. Its viewers then get the exit event as for any exit. 204 also
+   * when it had already ended, so a cancel can be repeated.
+   */
+  private async cancelStream(procId: string, requestId: string): Promise<Response> {
+    if (this.procs.row(procId)?.status !== 'running') return new Response(null, { status: 204 });
+    if (!this.link.socket()) return errorResponse(new ApiError('AGENT_UNAVAILABLE', AGENT_AWAY), requestId);
+    if (!(await hangUp(this.link, this.procs, procId, 'TERM'))) return errorResponse(new ApiError('AGENT_UNAVAILABLE', AGENT_AWAY), requestId);
+    return new Response(null, { status: 204 });
   }
 
   /** POST …/terminal: a login shell on a PTY, for sockets to attach to. */

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newTenant, type Client } from './client.ts';
-import { readSse } from './sse.ts';
+import { SseReader, readSse } from './sse.ts';
 
 interface Ticket {
   ticket: string;
@@ -45,6 +45,21 @@ describe('streaming exec over SSE, end to end', () => {
     expect(last.event).toBe('exit');
     expect(JSON.parse(last.data)).toMatchObject({ exit_code: 0 });
     expect(msgs.every((m) => m.id !== null)).toBe(true);
+  });
+
+  it('DELETE with the ticket cancels a running command: its whole process group ends and the viewer gets the exit', async () => {
+    const t = await start('sleep 300 & echo started; wait', 300);
+    const reader = new SseReader(await events(t));
+    expect(JSON.parse((await reader.next())!.data)).toMatchObject({ line: 'started\n' });
+    const cancelled = await fetch(origin + t.stream_url, { method: 'DELETE' });
+    expect(cancelled.status).toBe(204);
+    const exit = await reader.next();
+    expect(exit?.event).toBe('exit');
+    // bash was ended by SIGTERM (128 + 15), and so was its background child, which shares the group.
+    expect(JSON.parse(exit!.data)).toMatchObject({ exit_code: 143 });
+    expect(await reader.next()).toBeNull();
+    const left = await api.exec(id, 'pgrep -x sleep || true');
+    expect(left.body.output).toBe('');
   });
 
   it('resumes after Last-Event-ID with exactly the events after it', async () => {

@@ -2,7 +2,8 @@
  * Streaming exec (spec/04-exec-stream.txt): POST starts the command at once and
  * answers 202 with a ticket; GET …/events?ticket= is its output as Server-Sent
  * Events, served by the computer's Durable Object. The ticket is the only
- * credential the GET takes, because EventSource cannot send headers.
+ * credential the GET takes, because EventSource cannot send headers; DELETE on
+ * the same URL cancels the command.
  */
 import { unwrap } from '../../schema/errors.ts';
 import { ExecStreamBody } from '../../schema/api.ts';
@@ -40,6 +41,16 @@ export const EXEC_STREAM_ROUTES: RouteDef[] = [
       const lastEventId = c.request.headers.get('last-event-id');
       if (lastEventId) headers.set('last-event-id', lastEventId);
       return computerStub(c.env, id).fetch(new Request(c.url.toString(), { headers }));
+    },
+  }),
+  route({
+    // Cancels the ticket's command (a Hangar extension): the ticket is the credential, as for the stream.
+    method: 'DELETE',
+    path: '/api/v1/computers/:id/exec/stream/events',
+    auth: 'self',
+    handler: async (c) => {
+      const id = requireComputerId(c.params.id);
+      return computerStub(c.env, id).fetch(new Request(c.url.toString(), { method: 'DELETE', headers: { 'x-request-id': c.requestId } }));
     },
   }),
 ];
