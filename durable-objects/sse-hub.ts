@@ -3,8 +3,8 @@
  * that keep up get each event as it is published (encoded once for all);
  * one that falls behind is switched to catching up from the stored log at its
  * own pace, so a slow reader neither loses events nor holds memory. Comment
- * heartbeats keep proxies from closing idle streams and find dead readers:
- * the Durable Object is not told when an SSE client goes away, a failed write is.
+ * heartbeats keep proxies from closing idle streams and find readers whose
+ * going away the runtime did not report.
  * The owner asks whether any reader is too far behind (`anyBehind`) and learns
  * when readers move on (`onProgress`), so it can hold the producer back
  * instead of letting the log outrun them.
@@ -94,13 +94,15 @@ export class SseHub {
   }
 
   /** A response streaming every event after `after`, then live ones, ending after the terminal event. */
-  subscribe(after: number): Response {
+  subscribe(after: number, gone?: AbortSignal): Response {
     const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
     const sub: Subscriber = { writer: writable.getWriter(), cursor: after, queued: 0, catchingUp: true, closed: false, movedAt: Date.now() };
     this.subs.add(sub);
     this.subscribed = true;
-    // A viewer that goes away cancels the response: its writer errors, and it is dropped at once.
+    // A viewer that goes away is dropped at once, not at the next write: its request's signal
+    // aborts (compatibility flag enable_request_signal), or its stream errors.
     sub.writer.closed.catch(() => this.drop(sub));
+    gone?.addEventListener('abort', () => this.drop(sub));
     void sub.writer.write(encoder.encode('retry: 1000\n\n')).catch(() => this.drop(sub));
     void this.catchUp(sub);
     this.startHeartbeat();

@@ -79,7 +79,7 @@ export class Streams {
     const after = Number.isSafeInteger(lastId) && lastId > 0 ? lastId : 0;
     // A viewer that already has the terminal event is told not to reconnect.
     if (sink.log.done() && after >= sink.log.lastSeq()) return new Response(null, { status: 204 });
-    return sink.hub.subscribe(after);
+    return sink.hub.subscribe(after, request.signal);
   }
 
   /**

@@ -150,6 +150,18 @@ describe('a streamed command waits for its viewers', () => {
     expectComplete([...viewer.messages, ...again.messages], ((frames + 1) * FRAME_BYTES) / LINE);
   });
 
+  it('a viewer that goes away lets go of the command at once, without waiting out the stall time', async () => {
+    const { peer, procId, url } = await streamedCommand();
+    const viewer = new Viewer(await SELF.fetch(url));
+    const frames = framesFor(HOLD_CHARS + 2 * 1024 * 1024);
+    for (let n = 0; n < frames; n++) peer.output(procId, 'stdout', frame(n));
+    expect(await settledAck(peer, procId)).toBeLessThan(frames * FRAME_BYTES);
+
+    // No write has to fail first: the object hears of it, and what it held back is acknowledged.
+    await viewer.cancel();
+    await vi.waitFor(() => expect(acked(peer, procId)).toBe(frames * FRAME_BYTES), { timeout: 2000, interval: 20 });
+  });
+
   it('before the first viewer connects, output is held from its first byte', { timeout: 60_000 }, async () => {
     const { peer, procId, url } = await streamedCommand();
     const long = 16 * 1024;
