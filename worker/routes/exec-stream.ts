@@ -31,26 +31,19 @@ export const EXEC_STREAM_ROUTES: RouteDef[] = [
       return json({ ticket: t.ticket, expires_at: t.expires_at, stream_url }, 202);
     },
   }),
-  route({
-    method: 'GET',
-    path: '/api/v1/computers/:id/exec/stream/events',
-    auth: 'self',
-    handler: async (c) => {
-      const id = requireComputerId(c.params.id);
-      const headers = new Headers({ 'x-request-id': c.requestId });
-      const lastEventId = c.request.headers.get('last-event-id');
-      if (lastEventId) headers.set('last-event-id', lastEventId);
-      return computerStub(c.env, id).fetch(new Request(c.url.toString(), { headers }));
-    },
-  }),
-  route({
-    // Cancels the ticket's command (a Hangar extension): the ticket is the credential, as for the stream.
-    method: 'DELETE',
-    path: '/api/v1/computers/:id/exec/stream/events',
-    auth: 'self',
-    handler: async (c) => {
-      const id = requireComputerId(c.params.id);
-      return computerStub(c.env, id).fetch(new Request(c.url.toString(), { method: 'DELETE', headers: { 'x-request-id': c.requestId } }));
-    },
-  }),
+  // GET is the stream; DELETE cancels its command (a Hangar extension). The ticket is the credential for both.
+  ...(['GET', 'DELETE'] as const).map((method) =>
+    route({
+      method,
+      path: '/api/v1/computers/:id/exec/stream/events',
+      auth: 'self',
+      handler: async (c) => {
+        const id = requireComputerId(c.params.id);
+        const headers = new Headers({ 'x-request-id': c.requestId });
+        const lastEventId = c.request.headers.get('last-event-id');
+        if (lastEventId) headers.set('last-event-id', lastEventId);
+        return computerStub(c.env, id).fetch(new Request(c.url.toString(), { method, headers }));
+      },
+    }),
+  ),
 ];
