@@ -196,7 +196,7 @@ export class SseHub {
     if (sub.closed) return;
     sub.closed = true;
     this.subs.delete(sub);
-    void sub.writer.abort(new Error('the viewer stopped reading')).catch(() => {});
+    void sub.writer.abort(new Error('the viewer went away or stopped reading')).catch(() => {});
     this.stopHeartbeatIfIdle();
     this.onProgress();
   }

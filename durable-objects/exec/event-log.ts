@@ -87,10 +87,11 @@ export class EventLog implements EventSource {
       let to = from;
       for (let size = 0; to < this.pending.length && (to === from || size < ROW_CHARS); to++) size += itemChars(this.pending[to]);
       const first = this.pendingFirst + from;
+      const last = this.pendingFirst + to - 1;
       const body = JSON.stringify(from === 0 && to === this.pending.length ? this.pending : this.pending.slice(from, to));
-      this.sql.exec('INSERT INTO proc_events (proc_id, first_seq, last_seq, body) VALUES (?, ?, ?, ?)', this.procId, first, first + to - from - 1, body);
+      this.sql.exec('INSERT INTO proc_events (proc_id, first_seq, last_seq, body) VALUES (?, ?, ?, ?)', this.procId, first, last, body);
       end += body.length;
-      this.rows.push({ first, last: first + to - from - 1, end });
+      this.rows.push({ first, last, end });
       from = to;
     }
     this.pending = [];

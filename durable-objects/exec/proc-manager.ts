@@ -172,13 +172,13 @@ export class ProcManager {
   /** Sends stdin bytes; the caller keeps within the agent's window using row.stdin_sent and the acks. */
   sendStdin(procId: string, bytes: Uint8Array): boolean {
     const row = this.row(procId);
-    if (!row || !this.resendStdin(procId, row.stdin_sent, bytes)) return false;
+    if (!row || !this.sendStdinAt(procId, row.stdin_sent, bytes)) return false;
     row.stdin_sent += bytes.byteLength;
     return true;
   }
 
-  /** Sends stdin bytes that start at `offset` (sent before, when they are not new). */
-  resendStdin(procId: string, offset: number, bytes: Uint8Array): boolean {
+  /** Sends stdin bytes that start at `offset` (earlier than row.stdin_sent when they are sent again). */
+  sendStdinAt(procId: string, offset: number, bytes: Uint8Array): boolean {
     const row = this.row(procId);
     const ws = this.link.socket();
     if (!row || row.status !== 'running' || !ws) return false;

@@ -92,7 +92,7 @@ export class StdinPumps {
     for (const [procId, p] of this.pumps) {
       let at = p.acked;
       for (const bytes of p.inFlight) {
-        if (!this.procs.resendStdin(procId, at, bytes)) break;
+        if (!this.procs.sendStdinAt(procId, at, bytes)) break;
         at += bytes.byteLength;
       }
       this.flush(procId, p);

@@ -70,10 +70,7 @@ export class StreamExecSink implements ProcSink {
   output(stream: OutputStream, bytes: Uint8Array): void {
     if (stream === 'pty') return;
     const lines = this.splitters[stream].push(bytes);
-    if (!lines.length) return;
-    const first = this.log.append(outputItems(lines, stream));
-    // With nobody watching, no SSE text is made at all.
-    if (this.hub.size) this.hub.publish(outputText(lines, stream, first), this.log.lastSeq());
+    if (lines.length) this.record(outputItems(lines, stream), false, (first) => outputText(lines, stream, first));
   }
 
   end(outcome: ProcOutcome): void {
@@ -123,9 +120,10 @@ export class StreamExecSink implements ProcSink {
     this.recheck = null;
   }
 
-  private record(items: LogItem[], terminal = false): void {
+  /** Logs items and publishes them; with nobody watching, no SSE text is made at all. */
+  private record(items: LogItem[], terminal: boolean, text = (first: number) => sseText(items, first)): void {
     const first = this.log.append(items, terminal);
-    if (this.hub.size) this.hub.publish(sseText(items, first), this.log.lastSeq());
+    if (this.hub.size) this.hub.publish(text(first), this.log.lastSeq());
   }
 }
 

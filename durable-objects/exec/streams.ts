@@ -88,8 +88,6 @@ export class Streams {
    * when it had already ended, so a cancel can be repeated.
    */
   private async cancelStream(procId: string, requestId: string): Promise<Response> {
-    if (this.procs.row(procId)?.status !== 'running') return new Response(null, { status: 204 });
-    if (!this.link.socket()) return errorResponse(new ApiError('AGENT_UNAVAILABLE', AGENT_AWAY), requestId);
     if (!(await hangUp(this.link, this.procs, procId, 'TERM'))) return errorResponse(new ApiError('AGENT_UNAVAILABLE', AGENT_AWAY), requestId);
     return new Response(null, { status: 204 });
   }

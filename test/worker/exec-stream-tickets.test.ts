@@ -88,4 +88,17 @@ describe('exec stream tickets', () => {
     expect(peer.requests.filter((r) => r.type === 'proc.signal')).toEqual([]);
     expect(other.peer.requests.filter((r) => r.type === 'proc.signal')).toEqual([]);
   });
+
+  it('a cancel while the agent is away is a 502 AGENT_UNAVAILABLE, and the command still runs', async () => {
+    const w = await world();
+    const { computer, peer } = await runningComputer(w);
+    const t = await expectJson<Ticket>(await w.api(`/${computer.id}/exec/stream`, { method: 'POST', body: { command: 'sleep 100' } }), 202);
+    const procId = (await peer.take('proc.start')).params.proc_id;
+    await peer.drop();
+    await expectError(await SELF.fetch(`${BASE}${t.stream_url}`, { method: 'DELETE' }), 502, 'AGENT_UNAVAILABLE');
+    const back = await w.host.computer(computer.id, { state: 'running' });
+    expect((await back.take('proc.attach')).proc_id).toBe(procId);
+    expect((await SELF.fetch(`${BASE}${t.stream_url}`, { method: 'DELETE' })).status).toBe(204);
+    expect(await back.take('proc.signal')).toMatchObject({ proc_id: procId, signal: 'TERM' });
+  });
 });
