@@ -1,5 +1,5 @@
 /**
- * The guest protocol: host agent <-> guest agent (host-agent/guest/hangar-guest.py)
+ * The guest protocol: host agent <-> guest agent (host-agent/guest/, the hangar_guest package)
  * running inside each computer.
  *
  * Transport: one byte stream (a unix socket for sandboxes; virtio-serial for

@@ -14,7 +14,8 @@ import { attachNetwork } from './network.ts';
 import type { ComputerPaths } from './paths.ts';
 
 const INIT_SCRIPT = fileURLToPath(new URL('./sandbox-init.sh', import.meta.url));
-export const GUEST_SCRIPT = fileURLToPath(new URL('../../guest/hangar-guest.py', import.meta.url));
+/** The guest agent's code: a directory run as `python3 -I <dir>` (its __main__.py starts the hangar_guest package). */
+export const GUEST_DIR = fileURLToPath(new URL('../../guest', import.meta.url));
 
 export interface SandboxState {
   /** Host pid of the launcher (unshare), parent of the computer's pid 1. */
@@ -23,7 +24,7 @@ export interface SandboxState {
   start_time: string;
   pasta_pid: number | null;
   booted_at: string;
-  /** Random per boot; the guest must present it in its hello (see hangar-guest.py BOOT_ID). */
+  /** Random per boot; the guest must present it in its hello (see guest/hangar_guest/common.py BOOT_ID). */
   boot_id: string;
 }
 
@@ -58,7 +59,7 @@ export async function launchSandbox(cfg: BootConfig): Promise<{ state: SandboxSt
         H_WORK: paths.work,
         H_MNT: paths.mnt,
         H_RUN: paths.run,
-        H_GUEST: GUEST_SCRIPT,
+        H_GUEST: GUEST_DIR,
         H_HOSTNAME: cfg.hostname,
         H_SHARES: cfg.shares.join('\n'),
         H_BOOT_ID: bootId,

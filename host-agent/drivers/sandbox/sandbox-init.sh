@@ -64,9 +64,8 @@ mkdir -m 1777 "$R/run/lock"
 mkdir -m 700 "$R/run/hangar"
 mount --bind "$H_RUN" "$R/run/hangar"
 mkdir -m 755 "$R/run/hangar-guest"
-touch "$R/run/hangar-guest/guest.py"
-mount --bind "$H_GUEST" "$R/run/hangar-guest/guest.py"
-mount -o remount,bind,ro,nosuid,nodev "$R/run/hangar-guest/guest.py"
+mount --bind "$H_GUEST" "$R/run/hangar-guest"
+mount -o remount,bind,ro,nosuid,nodev "$R/run/hangar-guest"
 
 # Operator directories shared read-only at the same path (e.g. a local package mirror).
 printf '%s\n' "${H_SHARES:-}" | while IFS= read -r share; do
@@ -96,4 +95,4 @@ exec setpriv \
   --bounding-set=-all,+chown,+dac_override,+fowner,+fsetid,+kill,+setgid,+setuid,+setpcap,+net_bind_service,+net_raw,+sys_chroot,+mknod,+audit_write,+setfcap \
   --inh-caps=-all \
   -- /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HANGAR_BOOT_ID="$H_BOOT_ID" \
-  /usr/bin/python3 -I /run/hangar-guest/guest.py --listen /run/hangar/guest.sock
+  /usr/bin/python3 -I /run/hangar-guest --listen /run/hangar/guest.sock

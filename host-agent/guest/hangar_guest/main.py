@@ -1,0 +1,90 @@
+"""The guest as a whole: its state, op dispatch, the listening socket, the command line."""
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from collections import deque
+
+from . import env, exec as exec_op, spawn
+from .common import STARTED, BOOT_ID, GuestError, log
+from .framing import Connection
+from .processes import Reaper, Runner
+from .spawn import MAX_EXITED
+
+
+def handle_ping(guest, conn, req_id, req, payload):
+    conn.reply(req_id, {"uptime_s": round(time.monotonic() - STARTED, 3)})
+
+
+HANDLERS = {
+    "ping": handle_ping,
+    "setenv": env.handle_setenv,
+    "exec": exec_op.handle_exec,
+    **spawn.HANDLERS,
+}
+
+
+class Guest:
+    def __init__(self, loop):
+        self.loop = loop
+        self.reaper = Reaper(loop)
+        self.runner = Runner(self.reaper)
+        self.connections = set()
+        self.procs = {}
+        self.exited = deque()
+
+    def handle(self, conn, req_id, op, req, payload):
+        handler = HANDLERS.get(op)
+        if handler is None:
+            raise GuestError("BAD_REQUEST", f"unknown op {op!r}")
+        handler(self, conn, req_id, req, payload)
+
+    def subscribe(self, conn, proc):
+        proc.subscribers.add(conn)
+        conn.attached.add(proc)
+        self.update_pauses()
+
+    def update_pauses(self):
+        for proc in self.procs.values():
+            if proc.exit is None:
+                proc.set_paused(any(c.paused for c in proc.subscribers))
+
+    def on_proc_exit(self, proc):
+        self.exited.append(proc.id)
+        while len(self.exited) > MAX_EXITED:
+            self.procs.pop(self.exited.popleft(), None)
+
+
+async def serve(path):
+    loop = asyncio.get_running_loop()
+    guest = Guest(loop)
+    stop = loop.create_future()
+    loop.add_signal_handler(signal.SIGTERM, lambda: stop.done() or stop.set_result(None))
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)  # only root may talk to the guest: it runs commands as root
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+    server = await loop.create_unix_server(lambda: Connection(guest), sock=sock, backlog=64)
+    log(f"listening on {path} (boot {BOOT_ID})")
+    async with server:
+        await stop
+
+
+def main():
+    path = "/run/hangar/guest.sock"
+    args = sys.argv[1:]
+    if len(args) == 2 and args[0] == "--listen":
+        path = args[1]
+    elif args:
+        print("usage: hangar-guest [--listen /path/to/guest.sock]", file=sys.stderr)
+        sys.exit(2)
+    asyncio.run(serve(path))
