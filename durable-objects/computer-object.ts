@@ -12,7 +12,7 @@ import { ComputerAgentMessage, FRAME_DISK, FRAME_OUTPUT, decodeFrame, frameKind,
 import { fail, ok, type Result } from '../schema/errors.ts';
 import { SIZES, type Size } from '../schema/sizes.ts';
 import { AgentLink } from './agent-link.ts';
-import { REFUSAL, REQUIRES, transition, type LifecycleEvent, type Status } from './computer/state-table.ts';
+import { ALREADY_STARTING, REFUSAL, REQUIRES, transition, type LifecycleEvent, type Status } from './computer/state-table.ts';
 import { callerAccess, mirrorStatus, type Caller, type ComputerRecord } from './computer/record.ts';
 import { MetricsStore, type MetricsWindow, type Point } from './computer/metrics-store.ts';
 import { balanceOf } from './computer/usage.ts';
@@ -49,7 +49,7 @@ export class ComputerObject extends DurableObject<Env> {
     this.target = new AgentLink(ctx, 'agent-target');
     this.mover = new Mover(this, env);
     this.metrics = new MetricsStore(ctx.storage.sql);
-    this.lifecycle = new Lifecycle(this);
+    this.lifecycle = new Lifecycle(this, env.DB);
     this.streams = new Streams(ctx, this.link, () => this.upkeep.schedule());
     this.upkeep = new Upkeep(ctx, env, {
       record: () => this.rec,
@@ -145,6 +145,8 @@ export class ComputerObject extends DurableObject<Env> {
     const g = await this.guard(caller);
     if (!g.ok) return g;
     const rec = g.value;
+    // Running, or on its way there: "create, then start, then wait" works, and nothing is done twice.
+    if (ALREADY_STARTING.has(rec.status)) return ok(rec.status);
     if (!transition(rec.status, 'start')) return fail('INVALID_STATE_TRANSITION', REFUSAL.start);
     if ((await balanceOf(this.env.DB, rec.org_id)) <= 0) return fail('INSUFFICIENT_CREDITS', 'not enough credits to start this computer');
     return this.lifecycle.run('start');

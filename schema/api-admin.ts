@@ -3,6 +3,7 @@
  * errors become 400s naming the field (worker/http/body.ts).
  */
 import { z } from 'zod';
+import { StringMap } from './string-map.ts';
 
 const Name = z.string().trim().min(1).max(128);
 /** Organization slugs are global, lower-case and URL-safe. */
@@ -38,14 +39,10 @@ export const AdjustCredits = z.object({
   reason: z.string().trim().min(1).max(500),
 });
 
-const LabelKey = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/, 'label names are 1-63 letters, digits, ".", "_", "/" or "-"');
 export const RegisterHost = z.object({
   name: Name,
   region: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be lower-case letters, digits or "-"'),
-  labels: z
-    .record(LabelKey, z.string().max(255))
-    .refine((l) => Object.keys(l).length <= 64, 'at most 64 labels')
-    .default({}),
+  labels: StringMap.default({}),
 });
 
 export const IssueToken = z.object({

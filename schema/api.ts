@@ -1,6 +1,7 @@
 /** Request bodies of the public API (computers, exec, env vars, ports), validated at the edge. */
 import { z } from 'zod';
 import { SIZE_NAMES } from './sizes.ts';
+import { StringMap } from './string-map.ts';
 
 /** Templates a computer can be created from. */
 export const TEMPLATES = ['miosa-desktop'] as const;
@@ -9,6 +10,15 @@ export const TEMPLATES = ['miosa-desktop'] as const;
 export const APPS = ['nodejs'] as const;
 
 const Name = z.string().trim().min(1).max(128);
+
+/**
+ * Who may open the computer's preview URLs (the SDKs' `visibility`): anyone,
+ * callers of its organization, or holders of a key. Recorded on the computer;
+ * ports carry their own visibility.
+ */
+export const COMPUTER_VISIBILITIES = ['public', 'tenant', 'key'] as const;
+export const ComputerVisibility = z.enum(COMPUTER_VISIBILITIES);
+export type ComputerVisibility = z.infer<typeof ComputerVisibility>;
 
 export const CreateComputer = z.object({
   name: Name,
@@ -26,18 +36,34 @@ export const CreateComputer = z.object({
   external_workspace_id: z.string().max(255).optional(),
   external_user_id: z.string().max(255).optional(),
   external_project_id: z.string().max(255).optional(),
+  metadata: StringMap.optional(),
+  visibility: ComputerVisibility.optional(),
 });
 export type CreateComputer = z.infer<typeof CreateComputer>;
 
+/** PATCH/PUT: only the fields sent change; `metadata` replaces the whole map. */
 export const UpdateComputer = z.object({
   agent_session_id: z.string().max(255).nullable().optional(),
   name: Name.optional(),
+  metadata: StringMap.optional(),
+  visibility: ComputerVisibility.optional(),
 });
 
 export const CloneComputer = z.object({ name: Name.optional() });
 export const ResizeComputer = z.object({ size: z.enum(SIZE_NAMES) });
 export const MoveComputer = z.object({ region: z.string().min(1).max(64) });
-export const AutoStop = z.object({ auto_stop_seconds: z.number().int().min(0).max(30 * 86_400).nullable() });
+const AutoStopSeconds = z.number().int().min(0).max(30 * 86_400).nullable();
+/**
+ * The computers page's `auto_stop_seconds`, or `seconds` as some clients send
+ * it (copied over before validation, so a missing value still says
+ * "auto_stop_seconds is required"); both at once must agree.
+ */
+export const AutoStop = z.preprocess(
+  (b) => (b && typeof b === 'object' && !Array.isArray(b) && !('auto_stop_seconds' in b) && 'seconds' in b ? { ...b, auto_stop_seconds: b.seconds } : b),
+  z
+    .object({ seconds: AutoStopSeconds.optional(), auto_stop_seconds: AutoStopSeconds })
+    .refine((b) => b.seconds === undefined || b.seconds === b.auto_stop_seconds, { path: ['seconds'], message: 'disagrees with auto_stop_seconds; send one of them' }),
+);
 
 /** Seconds: default 30, clamped to 300; zero, negative or fractional values are refused. */
 const Timeout = z.number().int().positive().optional();

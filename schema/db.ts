@@ -96,6 +96,10 @@ export const computers = sqliteTable('computers', {
   auto_stop: integer('auto_stop').notNull(),
   created_at: text('created_at').notNull(),
   updated_at: text('updated_at').notNull(),
+  metadata: text('metadata', { mode: 'json' }).$type<Record<string, string>>().notNull(),
+  visibility: text('visibility', { enum: ['public', 'tenant', 'key'] }).notNull(),
+  /** The computer's address inside its own network, as its host last reported it; null before its first boot. */
+  ip_address: text('ip_address'),
 });
 export type ComputerRow = typeof computers.$inferSelect;
 
@@ -148,3 +152,23 @@ export const idempotencyKeys = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.org_id, t.key] })],
 );
+
+export const SNAPSHOT_STATUSES = ['pending', 'ready', 'restoring', 'failed', 'deleted'] as const;
+export type SnapshotStatus = (typeof SNAPSHOT_STATUSES)[number];
+
+export const snapshots = sqliteTable('snapshots', {
+  id: text('id').primaryKey(),
+  org_id: text('org_id').notNull(),
+  computer_id: text('computer_id').notNull(),
+  workspace_id: text('workspace_id').notNull(),
+  project_id: text('project_id').notNull(),
+  host_id: text('host_id').notNull(),
+  comment: text('comment'),
+  status: text('status', { enum: SNAPSHOT_STATUSES }).notNull(),
+  error: text('error'),
+  rootfs_size_bytes: integer('rootfs_size_bytes'),
+  keep: integer('keep', { mode: 'boolean' }).notNull(),
+  created_at: text('created_at').notNull(),
+  updated_at: text('updated_at').notNull(),
+});
+export type SnapshotRow = typeof snapshots.$inferSelect;

@@ -20,11 +20,13 @@
  *         target's computer.import; disk.ack flows back (target -> object ->
  *         source) so at most a window is in flight; computer.import_done
  *         verifies bytes and sha256 and puts the disk in place.
+ *  - 1.6  (files, events, logs, snapshots) the result of a boot (provision,
+ *         start) carries the computer's `ip_address`.
  */
 import { z } from 'zod';
 import { SIZE_NAMES } from './sizes.ts';
 
-export const PROTOCOL = { major: 1, minor: 2 } as const;
+export const PROTOCOL = { major: 1, minor: 6 } as const;
 
 /** True when an agent reporting `v` speaks at least `major.minor` (same major). */
 export const speaks = (v: { major: number; minor: number }, minor: number): boolean => v.major === PROTOCOL.major && v.minor >= minor;
@@ -113,7 +115,11 @@ export const ExecRunResult = z.object({
 });
 export type ExecRunResult = z.infer<typeof ExecRunResult>;
 
-export const LifecycleResult = z.object({ state: ActualState });
+export const LifecycleResult = z.object({
+  state: ActualState,
+  /** 1.6: after a boot, the computer's address inside its own network (null when it has none). */
+  ip_address: z.union([z.ipv4(), z.ipv6()]).nullable().optional(),
+});
 
 // ------------------------------------------------------------ streamed processes (1.1)
 

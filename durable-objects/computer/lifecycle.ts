@@ -9,6 +9,7 @@ import { fail, ok, type Result } from '../../schema/errors.ts';
 import type { ActualState, LifecycleResult } from '../../schema/protocol.ts';
 import { IN_FLIGHT, REFUSAL, type LifecycleEvent, type Status } from './state-table.ts';
 import type { ComputerObject } from '../computer-object.ts';
+import { mirrorAddress } from './record.ts';
 
 const PROVISION_MS = 20 * 60_000; // first boot may build the template and install apps
 const START_MS = 120_000;
@@ -18,7 +19,10 @@ const DESTROY_MS = 120_000;
 export class Lifecycle {
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly obj: ComputerObject) {}
+  constructor(
+    private readonly obj: ComputerObject,
+    private readonly db: D1Database,
+  ) {}
 
   /** A user's start, stop or restart. */
   async run(action: 'start' | 'stop' | 'restart'): Promise<Result<Status>> {
@@ -108,6 +112,7 @@ export class Lifecycle {
       return fail('AGENT_ERROR', `the host reports the computer ${r.value.state} after ${status}`);
     }
     const final = await this.obj.apply(done);
+    if (r.value.ip_address !== undefined && this.obj.record) await mirrorAddress(this.db, this.obj.record.id, r.value.ip_address);
     return ok(final ?? status);
   }
 }

@@ -38,6 +38,11 @@ export function callerAccess(caller: Caller, rec: ComputerRecord | null): 'ok' |
   return 'ok';
 }
 
+/** Records the address a boot reported (the computer object's `ip_address`). */
+export async function mirrorAddress(db: D1Database, id: string, ip: string | null): Promise<void> {
+  await db.prepare('UPDATE computers SET ip_address = ? WHERE id = ?').bind(ip, id).run();
+}
+
 /** Copies the status into D1, where lists and reads find it. */
 export async function mirrorStatus(db: D1Database, id: string, status: Status): Promise<void> {
   await db.prepare('UPDATE computers SET status = ?, updated_at = ? WHERE id = ?').bind(status, isoNow(), id).run();

@@ -62,5 +62,8 @@ export const REQUIRES: Record<'clone' | 'resize' | 'move' | 'exec', Status> = {
   exec: 'running',
 };
 
+/** Statuses a start answers at once, without doing anything: the computer runs or is on its way there. */
+export const ALREADY_STARTING: ReadonlySet<Status> = new Set(['running', 'provisioning', 'starting', 'restarting']);
+
 /** Statuses in which an operation is under way; a reconnecting agent is asked to finish it. */
 export const IN_FLIGHT: ReadonlySet<Status> = new Set(['provisioning', 'stopping', 'starting', 'restarting', 'deleting']);

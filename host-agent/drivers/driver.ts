@@ -108,6 +108,8 @@ export interface ComputerDriver {
   metrics(id: string): Promise<ComputerMetrics | null>;
   /** What the host actually has for this computer. */
   state(id: string): Promise<ActualState>;
+  /** The running computer's address inside its own network (shown as `ip_address`); null when it has none. Drivers without networks of their own leave it out. */
+  address?(id: string): Promise<string | null>;
   /** Ids of every computer with a disk on this host. */
   list(): Promise<string[]>;
   /** Reads a stopped computer's disk out as one archive, keeping owners, modes, xattrs and overlay whiteouts. */

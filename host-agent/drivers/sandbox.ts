@@ -15,6 +15,7 @@ import { installApps } from './sandbox/apps.ts';
 import { ComputerCgroup, detectCgroups, type CgroupLayout, type Limits } from './sandbox/cgroups.ts';
 import { createDisk, destroyDisk, listDisks, readMeta, removeAbandonedDisks, writeMeta, type ComputerMeta } from './sandbox/disk.ts';
 import { computerResolvConf } from './sandbox/host-config.ts';
+import { namespaceAddress } from './sandbox/address.ts';
 import { CpuMeter } from './sandbox/metrics.ts';
 import { clearState, isAlive, launchSandbox, readState } from './sandbox/launch.ts';
 import { computerPaths, hostnameFromName, type ComputerPaths } from './sandbox/paths.ts';
@@ -215,6 +216,11 @@ export class SandboxDriver implements ComputerDriver {
     } catch {
       return 'stopped';
     }
+  }
+
+  async address(id: string): Promise<string | null> {
+    const state = readState(computerPaths(this.dataDir, id));
+    return state && isAlive(state) ? namespaceAddress(state.pid) : null;
   }
 
   async list(): Promise<string[]> {

@@ -28,5 +28,9 @@ export async function handleLifecycle(driver: ComputerDriver, id: string, req: L
       if ((await driver.state(id)) === 'running') await driver.setEnv(id, req.env);
       break;
   }
-  return { state: await driver.state(id) };
+  const state = await driver.state(id);
+  // A boot may give the computer a new address; the server shows the latest (protocol 1.6).
+  const booted = req.type === 'computer.provision' || req.type === 'computer.start';
+  if (booted && state === 'running' && driver.address) return { state, ip_address: await driver.address(id) };
+  return { state };
 }

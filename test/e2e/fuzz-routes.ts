@@ -3,7 +3,7 @@
  * the fuzz cases need it (worker/routes/*.ts, schema/api*.ts). Paths name the
  * fixtures of fuzz.test.ts: {id} a running computer, {org} an organization.
  */
-import { APPS, EXEC_MAX_COMMAND_BYTES, PORT_VISIBILITIES, TEMPLATES } from '../../schema/api.ts';
+import { APPS, COMPUTER_VISIBILITIES, EXEC_MAX_COMMAND_BYTES, PORT_VISIBILITIES, TEMPLATES } from '../../schema/api.ts';
 import { SIZE_NAMES } from '../../schema/sizes.ts';
 import type { BodyShape, Field } from './fuzz-cases.ts';
 
@@ -51,6 +51,8 @@ export const FUZZ_ROUTES: FuzzRoute[] = [
         external_workspace_id: opt(str(0, 255)),
         external_user_id: opt(str(0, 255)),
         external_project_id: opt(str(0, 255)),
+        metadata: opt({ spec: { type: 'labels' } }),
+        visibility: opt(oneOf(COMPUTER_VISIBILITIES)),
       },
     },
   },
@@ -59,7 +61,15 @@ export const FUZZ_ROUTES: FuzzRoute[] = [
       method,
       path: '/computers/{id}',
       auth: 'tenant',
-      shape: { valid: { name: 'renamed' }, fields: { agent_session_id: { ...opt(str(0, 255)), nullable: true }, name: opt(name) } },
+      shape: {
+        valid: { name: 'renamed' },
+        fields: {
+          agent_session_id: { ...opt(str(0, 255)), nullable: true },
+          name: opt(name),
+          metadata: opt({ spec: { type: 'labels' } }),
+          visibility: opt(oneOf(COMPUTER_VISIBILITIES)),
+        },
+      },
     }),
   ),
   { method: 'POST', path: '/computers/{id}/clone', auth: 'tenant', shape: { valid: { name: 'clone' }, fields: { name: opt(name) } } },
@@ -69,7 +79,10 @@ export const FUZZ_ROUTES: FuzzRoute[] = [
     method: 'PATCH',
     path: '/computers/{id}/auto-stop',
     auth: 'tenant',
-    shape: { valid: { auto_stop_seconds: 60 }, fields: { auto_stop_seconds: { ...int(0, MAX_AUTO_STOP), nullable: true } } },
+    shape: {
+      valid: { auto_stop_seconds: 60 },
+      fields: { auto_stop_seconds: { ...int(0, MAX_AUTO_STOP), nullable: true }, seconds: { ...opt(int(0, MAX_AUTO_STOP)), nullable: true } },
+    },
   },
   {
     method: 'POST',

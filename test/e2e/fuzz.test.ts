@@ -205,7 +205,7 @@ describe('routes, methods, ids and queries', () => {
   });
 
   it('a computer id that is not a UUID is a 400 "invalid computer id" on every computer route', async () => {
-    const bad = ['not-a-uuid', '123', `${id.slice(0, -1)}Z`, id.replaceAll('-', ''), `${id}-0`, 'ffffffff-ffff-ffff-ffff-ffffffffffff', 'undefined', '%20', 'a%2Fb', '%F0%9F%98%80'];
+    const bad = ['not-a-uuid', '123', `${id.slice(0, -1)}Z`, id.replaceAll('-', ''), `${id}-0`, 'undefined', '%20', 'a%2Fb', '%F0%9F%98%80'];
     const failures: string[] = [];
     for (const b of bad) {
       for (const { method, path, body } of COMPUTER_ROUTE_SAMPLES) {

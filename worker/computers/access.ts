@@ -2,22 +2,30 @@
 import { ApiError } from '../../schema/errors.ts';
 import type { ComputerRow } from '../../schema/db.ts';
 import type { Env } from '../env.ts';
-import { isUuid } from '../http/ids.ts';
+import { looksLikeId } from '../http/ids.ts';
 import { inScope, type Principal } from '../middleware/principal.ts';
 import type { Caller } from '../../durable-objects/computer/record.ts';
 
-interface RawComputerRow extends Omit<ComputerRow, 'selected_apps' | 'settings' | 'ai_config'> {
+interface RawComputerRow extends Omit<ComputerRow, 'selected_apps' | 'settings' | 'ai_config' | 'metadata'> {
   selected_apps: string;
   settings: string;
   ai_config: string;
+  metadata: string;
 }
 
 export function parseRow(r: RawComputerRow): ComputerRow {
-  return { ...r, selected_apps: JSON.parse(r.selected_apps), settings: JSON.parse(r.settings), ai_config: JSON.parse(r.ai_config) };
+  return {
+    ...r,
+    selected_apps: JSON.parse(r.selected_apps),
+    settings: JSON.parse(r.settings),
+    ai_config: JSON.parse(r.ai_config),
+    metadata: JSON.parse(r.metadata),
+  };
 }
 
+/** The id in canonical (lower-case) form; 400 INVALID_ID only for text that cannot be an id (see looksLikeId). */
 export function requireComputerId(id: string): string {
-  if (!isUuid(id)) throw new ApiError('INVALID_ID', 'invalid computer id');
+  if (!looksLikeId(id)) throw new ApiError('INVALID_ID', 'invalid computer id');
   return id.toLowerCase();
 }
 

@@ -33,6 +33,9 @@ export function computerView(row: ComputerRow, env: Env) {
     agent_status: null,
     resolution: row.resolution,
     auto_stop: row.auto_stop,
+    ip_address: row.ip_address,
+    metadata: row.metadata,
+    visibility: row.visibility,
     created_at: row.created_at,
     updated_at: row.updated_at,
   };

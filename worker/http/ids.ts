@@ -4,7 +4,15 @@ export const newId = (): string => crypto.randomUUID();
 export const newRequestId = (): string => `req_${crypto.randomUUID().replaceAll('-', '')}`;
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
+/** A UUID as the API mints them (versions 1-8, RFC variant). */
 export const isUuid = (s: string): boolean => UUID_RE.test(s);
+
+/**
+ * Text that could be an id: the UUID text form, any version or variant, any case
+ * (nil and max included). Such an id that names nothing is a 404; only text of
+ * another shape is a 400 INVALID_ID.
+ */
+export const looksLikeId = (s: string): boolean => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(s);
 
 /** Now (or a given time) as `2026-05-17T10:00:00Z`. */
 export const isoNow = (at: number = Date.now()): string => new Date(at).toISOString().replace(/\.\d{3}Z$/, 'Z');

@@ -49,6 +49,8 @@ export const COMPUTER_ACTION_ROUTES: RouteDef[] = [
         external_workspace_id: src.external_workspace_id,
         external_user_id: src.external_user_id,
         external_project_id: src.external_project_id,
+        metadata: src.metadata,
+        visibility: src.visibility,
         clone_from: src.id,
       });
       return json(computerResource(row, c.env), 201);

@@ -1,6 +1,6 @@
 /** Computers: create, list, get, update, delete (spec/02-computers.txt). */
 import { ApiError, unwrap } from '../../schema/errors.ts';
-import { CreateComputer, UpdateComputer } from '../../schema/api.ts';
+import { CreateComputer, UpdateComputer, type ComputerVisibility } from '../../schema/api.ts';
 import { SIZES } from '../../schema/sizes.ts';
 import type { Env } from '../env.ts';
 import { json } from '../http/responses.ts';
@@ -13,6 +13,7 @@ import { callerOf, computerStub, loadComputer, parseRow } from '../computers/acc
 import { computerResource, computerView } from '../computers/view.ts';
 import { pickHost, regionExists } from '../computers/placement.ts';
 import { balanceOf } from '../../durable-objects/computer/usage.ts';
+import { STATUSES } from '../../durable-objects/computer/state-table.ts';
 import type { Principal } from '../middleware/principal.ts';
 import type { ComputerRow } from '../../schema/db.ts';
 
@@ -28,6 +29,8 @@ export interface NewComputer {
   external_workspace_id: string | null;
   external_user_id: string | null;
   external_project_id: string | null;
+  metadata: Record<string, string>;
+  visibility: ComputerVisibility;
   clone_from?: string;
 }
 
@@ -39,12 +42,12 @@ export async function insertComputer(env: Env, p: Principal, n: NewComputer): Pr
   const size = SIZES[n.size];
   await env.DB.prepare(
     `INSERT INTO computers (id, org_id, workspace_id, project_id, owner_user_id, name, slug, template_type, size, vcpus, memory_mb, status,
-       host_id, region, external_workspace_id, external_user_id, external_project_id, selected_apps, auto_stop, created_at, updated_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'provisioning', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+       host_id, region, external_workspace_id, external_user_id, external_project_id, selected_apps, auto_stop, metadata, visibility, created_at, updated_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'provisioning', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   )
     .bind(id, p.org_id, n.workspace_id, n.project_id, p.subject, n.name, slugify(n.name), n.template_type, n.size, size.vcpus, size.memory_mb,
       n.host.id, n.host.region, n.external_workspace_id, n.external_user_id, n.external_project_id,
-      JSON.stringify(n.selected_apps), n.auto_stop, now, now)
+      JSON.stringify(n.selected_apps), n.auto_stop, JSON.stringify(n.metadata), n.visibility, now, now)
     .run();
   const created = await computerStub(env, id).create({
     id,
@@ -88,6 +91,8 @@ export const COMPUTER_ROUTES: RouteDef[] = [
         external_workspace_id: b.external_workspace_id ?? null,
         external_user_id: b.external_user_id ?? null,
         external_project_id: b.external_project_id ?? null,
+        metadata: b.metadata ?? {},
+        visibility: b.visibility ?? 'public',
       });
       return json(computerResource(row, c.env), 201);
     },
@@ -99,9 +104,11 @@ export const COMPUTER_ROUTES: RouteDef[] = [
     handler: async (c) => {
       const page = readPage(c.query);
       const f = ownershipFilters(c.env, c.principal, c.query);
+      const statuses = statusFilter(c.query);
+      const where = statuses.length ? `${f.sql} AND status IN (${statuses.map(() => '?').join(', ')})` : f.sql;
       const { rows, total: n } = await pagedQuery<Parameters<typeof parseRow>[0]>(
         c.env,
-        { columns: '*', from: 'computers', where: f.sql, args: f.args, orderBy: 'created_at DESC, id' },
+        { columns: '*', from: 'computers', where, args: [...f.args, ...statuses], orderBy: 'created_at DESC, id' },
         page,
       );
       const items = rows.map((r) => computerView(parseRow(r), c.env));
@@ -124,8 +131,15 @@ export const COMPUTER_ROUTES: RouteDef[] = [
       handler: async (c) => {
         const row = await loadComputer(c.env, c.principal, c.params.id);
         const b = c.body;
-        await c.env.DB.prepare('UPDATE computers SET agent_session_id = ?, name = ?, updated_at = ? WHERE id = ?')
-          .bind(b.agent_session_id === undefined ? row.agent_session_id : b.agent_session_id, b.name ?? row.name, isoNow(), row.id)
+        await c.env.DB.prepare('UPDATE computers SET agent_session_id = ?, name = ?, metadata = ?, visibility = ?, updated_at = ? WHERE id = ?')
+          .bind(
+            b.agent_session_id === undefined ? row.agent_session_id : b.agent_session_id,
+            b.name ?? row.name,
+            JSON.stringify(b.metadata ?? row.metadata),
+            b.visibility ?? row.visibility,
+            isoNow(),
+            row.id,
+          )
           .run();
         return json(computerResource(await loadComputer(c.env, c.principal, row.id), c.env));
       },
@@ -143,3 +157,13 @@ export const COMPUTER_ROUTES: RouteDef[] = [
     },
   }),
 ];
+
+/** `?status=running` or `?status=running,stopped` (`active`, an SDK's name for running, too); empty when absent. */
+function statusFilter(query: URLSearchParams): string[] {
+  const raw = query.get('status');
+  if (raw === null) return [];
+  const names = raw.split(',').map((s) => (s.trim() === 'active' ? 'running' : s.trim()));
+  const bad = names.find((s) => !(STATUSES as readonly string[]).includes(s));
+  if (bad !== undefined) throw new ApiError('VALIDATION_FAILED', `status: unknown status ${JSON.stringify(bad)}; one or more (comma-separated) of ${STATUSES.join(', ')}`);
+  return [...new Set(names)];
+}
