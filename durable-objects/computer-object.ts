@@ -22,6 +22,9 @@ import { Mover, type MoveTarget } from './computer/move.ts';
 import { loadComputerEnv } from '../worker/crypto/env-cipher.ts';
 import { Streams } from './exec/streams.ts';
 import type { TerminalOptions } from './exec/terminal.ts';
+import { RelayMux } from './relay/relay-mux.ts';
+import { ComputerRelay } from './relay/computer-relay.ts';
+import { RELAY_PATH } from './relay/relay-request.ts';
 
 const NOT_FOUND = 'computer not found';
 
@@ -42,6 +45,9 @@ export class ComputerObject extends DurableObject<Env> {
   private readonly lifecycle: Lifecycle;
   readonly streams: Streams;
   private readonly upkeep: Upkeep;
+  /** Connections to the computer's ports, relayed over the agent socket (durable-objects/relay/). */
+  readonly relay: RelayMux;
+  private readonly ports: ComputerRelay;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -51,6 +57,8 @@ export class ComputerObject extends DurableObject<Env> {
     this.metrics = new MetricsStore(ctx.storage.sql);
     this.lifecycle = new Lifecycle(this, env.DB);
     this.streams = new Streams(ctx, this.link, () => this.upkeep.schedule());
+    this.relay = new RelayMux(this.link, () => this.touch());
+    this.ports = new ComputerRelay(this.relay, { requireRunning: async (caller) => this.require(caller, 'exec') });
     this.upkeep = new Upkeep(ctx, env, {
       record: () => this.rec,
       busy: () => this.streams.busy(),
@@ -85,6 +93,7 @@ export class ComputerObject extends DurableObject<Env> {
       if (wasRunning && next !== 'running') {
         // Whatever ran in the computer is gone with it; its viewers get an honest error event.
         this.streams.procs.loseAll(`the computer is ${next === 'restarting' ? 'restarting' : 'stopped'}; the command ended with it`);
+        this.relay.resetAll('unreachable', `the computer is ${next === 'restarting' ? 'restarting' : 'stopped'}`);
         await this.upkeep.stopped(rec);
       }
     }
@@ -182,6 +191,7 @@ export class ComputerObject extends DurableObject<Env> {
   /** Erases the object's storage; later calls find no computer. */
   async forget(): Promise<void> {
     this.rec = null;
+    this.relay.resetAll('closed', 'the computer was deleted');
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
     for (const ws of this.ctx.getWebSockets()) {
@@ -286,6 +296,7 @@ export class ComputerObject extends DurableObject<Env> {
   async fetch(request: Request): Promise<Response> {
     await this.loaded;
     const url = new URL(request.url);
+    if (url.pathname === RELAY_PATH) return this.ports.fetch(request);
     if (url.pathname.endsWith('/exec/stream/events')) {
       this.touch();
       return this.streams.streamEvents(request, url);
@@ -316,6 +327,7 @@ export class ComputerObject extends DurableObject<Env> {
       this.streams.onClientMessage(ws, data);
       return;
     }
+    if (typeof data !== 'string' && this.relay.onBinary(ws, data)) return;
     if (typeof data !== 'string' && frameKind(new Uint8Array(data)) === FRAME_DISK) {
       await this.loaded;
       this.mover.onDiskFrame(data);
@@ -333,7 +345,9 @@ export class ComputerObject extends DurableObject<Env> {
     }
     let parsed: ComputerAgentMessage;
     try {
-      parsed = ComputerAgentMessage.parse(JSON.parse(data));
+      const raw: unknown = JSON.parse(data);
+      if (this.relay.onJson(ws, raw)) return;
+      parsed = ComputerAgentMessage.parse(raw);
     } catch {
       ws.close(4400, 'malformed message');
       return;
@@ -380,8 +394,10 @@ export class ComputerObject extends DurableObject<Env> {
   }
 
   private async socketGone(ws: WebSocket): Promise<void> {
-    if (this.link.isAgentSocket(ws)) this.link.onClose(ws);
-    else if (this.target.isAgentSocket(ws)) {
+    if (this.link.isAgentSocket(ws)) {
+      this.link.onClose(ws);
+      this.relay.linkGone(ws);
+    } else if (this.target.isAgentSocket(ws)) {
       this.target.onClose(ws);
       this.mover.onTargetClosed();
     } else await this.clientGone(ws);

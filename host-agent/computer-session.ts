@@ -22,6 +22,7 @@ import { handleLifecycle, type LifecycleRequest } from './handlers/lifecycle.ts'
 import { handleExecRun } from './handlers/exec.ts';
 import { ProcRelay } from './handlers/procs.ts';
 import { DiskMover } from './handlers/disk.ts';
+import { AgentRelay } from './relay/agent-relay.ts';
 import { AGENT_VERSION } from './version.ts';
 import type { Logger } from './log.ts';
 
@@ -38,6 +39,8 @@ export class ComputerSession {
   private lifecycleQueue: Promise<unknown> = Promise.resolve();
   private readonly procs: ProcRelay;
   private readonly disk: DiskMover;
+  /** Connections to the computer's ports, relayed for its object. */
+  private readonly relay: AgentRelay;
 
   constructor(id: string, cfg: SessionConfig, driver: ComputerDriver, log: Logger, onGone: (id: string) => void) {
     this.id = id;
@@ -48,9 +51,11 @@ export class ComputerSession {
     this.socket.on('close', () => {
       this.procs.connectionLost();
       this.disk.connectionLost();
+      this.relay.connectionLost();
     });
     this.socket.on('message', (data) => void this.onMessage(data));
     this.socket.on('binary', (data) => {
+      if (this.relay.onBinary(data)) return;
       const disk = frameKind(data) === FRAME_DISK ? decodeDiskFrame(data) : null;
       const frame = disk ? null : decodeFrame(data);
       if (disk) this.disk.frame(disk);
@@ -60,6 +65,11 @@ export class ComputerSession {
     const outlet = { sendJson: (m: ComputerAgentMessage) => this.send(m), sendBinary: (b: Uint8Array) => this.socket.sendBinary(b) };
     this.procs = new ProcRelay(driver, id, outlet, log);
     this.disk = new DiskMover(driver, id, outlet, log);
+    this.relay = new AgentRelay(
+      { sendJson: (m) => this.socket.send(m), sendBinary: (b) => this.socket.sendBinary(b) },
+      { computer_tcp: (t) => driver.connectTcp(id, t.port) },
+      log,
+    );
     this.socket.on('rejected', (status) => {
       log(`computer ${id}: server answered ${status}; it is no longer served by this host`);
       onGone(id);
@@ -96,6 +106,7 @@ export class ComputerSession {
       this.log(`computer ${this.id}: dropped a message that is not JSON`);
       return;
     }
+    if (this.relay.onJson(raw)) return;
     const type = (raw as { type?: unknown })?.type;
     if (type === 'proc.ack' || type === 'disk.ack' || type === 'disk.cancel') {
       const notice = ComputerNotice.safeParse(raw);

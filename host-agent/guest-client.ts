@@ -19,6 +19,7 @@ import {
   type GuestRequestBody,
   type ProcInfo,
   type StreamName,
+  type TcpEvent,
 } from '../schema/guest.ts';
 import { FrameDecoder, encodeFrame, type RawFrame } from './guest-frames.ts';
 import { GuestProcess, type GuestLink } from './guest-process.ts';
@@ -69,6 +70,8 @@ export class GuestClient extends EventEmitter<{ close: [Error | undefined] }> im
   private readonly decoder: FrameDecoder;
   private readonly pending = new Map<number, Pending>();
   private readonly procs = new Map<string, GuestProcess>();
+  /** Listeners of the relay's TCP connections (relay/guest-tcp.ts), by connection id. */
+  private readonly tcp = new Map<string, (event: TcpEvent, payload: Buffer) => void>();
   private nextId = 1;
   private closedWith: Error | undefined | null = null;
 
@@ -222,6 +225,15 @@ export class GuestClient extends EventEmitter<{ close: [Error | undefined] }> im
     this.socket.destroy();
   }
 
+  /** Routes a TCP connection's events to `listener` until untrackTcp (relay/guest-tcp.ts). */
+  trackTcp(conn: string, listener: (event: TcpEvent, payload: Buffer) => void): void {
+    this.tcp.set(conn, listener);
+  }
+
+  untrackTcp(conn: string): void {
+    this.tcp.delete(conn);
+  }
+
   /** @internal used by GuestProcess when it is detached or forgotten. */
   untrack(proc: string): void {
     this.procs.delete(proc);
@@ -261,6 +273,8 @@ export class GuestClient extends EventEmitter<{ close: [Error | undefined] }> im
           pending.onReply?.();
           pending.resolve({ data: h.data, payload: frame.payload });
         } else pending.reject(new GuestError(h.error.code, h.error.message));
+      } else if (h.t === 'evt' && (h.ev === 'tcp_data' || h.ev === 'tcp_end' || h.ev === 'tcp_closed')) {
+        this.tcp.get(h.conn)?.(h, frame.payload);
       } else if (h.t === 'evt') {
         const proc = this.procs.get(h.proc);
         if (!proc) continue;
@@ -281,6 +295,8 @@ export class GuestClient extends EventEmitter<{ close: [Error | undefined] }> im
     this.pending.clear();
     for (const proc of this.procs.values()) proc.markDetached();
     this.procs.clear();
+    for (const listener of [...this.tcp.values()]) listener({ t: 'evt', ev: 'tcp_closed', conn: '', error: 'the connection to the computer\'s guest was lost' }, Buffer.alloc(0));
+    this.tcp.clear();
     this.socket.destroy();
     this.emit('close', err);
   }
