@@ -20,10 +20,13 @@ export interface ComputerRelayHost {
 }
 
 export class ComputerRelay {
-  constructor(
-    readonly mux: RelayMux,
-    private readonly host: ComputerRelayHost,
-  ) {}
+  readonly mux: RelayMux;
+  private readonly host: ComputerRelayHost;
+
+  constructor(mux: RelayMux, host: ComputerRelayHost) {
+    this.mux = mux;
+    this.host = host;
+  }
 
   async fetch(request: Request): Promise<Response> {
     const requestId = request.headers.get('x-request-id') ?? '';

@@ -54,11 +54,13 @@ export class RelayMux {
   private readonly forgotten: string[] = [];
   private readonly prefix = Math.random().toString(36).slice(2, 6).padEnd(4, '0');
   private seq = 0;
+  private readonly link: RelayLink;
+  private readonly onActivity: () => void;
 
-  constructor(
-    private readonly link: RelayLink,
-    private readonly onActivity: () => void = () => {},
-  ) {}
+  constructor(link: RelayLink, onActivity: () => void = () => {}) {
+    this.link = link;
+    this.onActivity = onActivity;
+  }
 
   get size(): number {
     return this.streams.size;

@@ -13,7 +13,7 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { hostTcpOpener } from '../../host-agent/relay/openers.ts';
 import { readableOf, pumpInto } from '../../durable-objects/relay/readable.ts';
 import type { RelayStream } from '../../durable-objects/relay/relay-stream.ts';
-import { DEFAULT_WINDOW } from '../../durable-objects/relay/relay-mux.ts';
+import { DEFAULT_WINDOW, type OpenOptions } from '../../durable-objects/relay/relay-mux.ts';
 import { FLAG_MESSAGE_END, FLAG_TEXT } from '../../schema/relay.ts';
 import { relayPair, type RelayPair } from './relay-pair.ts';
 
@@ -48,7 +48,7 @@ async function tcpServer(onSocket: (s: net.Socket) => void): Promise<{ port: num
 /** An echo server that ends its side once the client has ended its own. */
 const echo = () => tcpServer((s) => s.pipe(s));
 
-function open(p: RelayPair, port: number, http?: Parameters<RelayPair['mux']['open']>[1]['http']): RelayStream {
+function open(p: RelayPair, port: number, http?: OpenOptions['http']): RelayStream {
   const r = p.mux.open({ kind: 'host_tcp', port }, http ? { http } : {});
   if (!r.ok) throw new Error(r.message);
   return r.value;

@@ -13,5 +13,6 @@ Modules, one per concern:
     exec       op exec: run to completion, answer with the output
     spawn      ops spawn/attach/stdin/ack/...: long-lived streamed processes
     env        op setenv: the computer's environment
+    tcp        ops tcp_*: connections to the computer's ports, for the relay
     main       op dispatch, the listening socket, the command line
 """
