@@ -17,6 +17,9 @@ export class TablePicker implements MemberPicker {
   }
 
   async pick(tried: string[]): Promise<MemberPick | null> {
+    // The hosts here keep reporting what they last said (a live host reports every few seconds);
+    // a report of a new state, and the failures requests find, are the test's to give.
+    for (const member of this.members.values()) member.reported_at = Date.now();
     const m = pick([...this.members.values()], Date.now(), new Set(tried));
     if (!m) return null;
     m.inflight++;
