@@ -5,7 +5,7 @@
  * embedding context made on first use. Every generation is bounded (its
  * max_tokens, the context size) and stops when its client goes away.
  */
-import { getLlama, LlamaChat, LlamaCompletion, type ChatHistoryItem, type ChatModelFunctions, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaEmbeddingContext, type LlamaModel } from 'node-llama-cpp';
+import { getLlama, LlamaChat, LlamaCompletion, type ChatHistoryItem, type ChatWrapper, type ChatModelFunctions, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaEmbeddingContext, type LlamaModel } from 'node-llama-cpp';
 import { SlotQueue } from './slot-queue.ts';
 import { StopMatcher } from './stop-matcher.ts';
 
@@ -48,6 +48,8 @@ export class Engine {
   private readonly llama: Llama;
   private readonly context: LlamaContext;
   private readonly options: EngineOptions;
+  /** Resolved once: telling which template the model's chat format is takes hundreds of ms. */
+  private readonly chatWrapper: ChatWrapper;
   private embedding: Promise<LlamaEmbeddingContext> | null = null;
   private readonly embedQueue: SlotQueue<true>;
 
@@ -57,6 +59,9 @@ export class Engine {
     this.context = context;
     this.options = options;
     const sequences = Array.from({ length: options.slots }, () => context.getSequence());
+    const probe = new LlamaChat({ contextSequence: sequences[0], autoDisposeSequence: false });
+    this.chatWrapper = probe.chatWrapper;
+    probe.dispose({ disposeSequence: false });
     this.queue = new SlotQueue(sequences, options.maxQueue);
     this.embedQueue = new SlotQueue([true], options.maxQueue);
   }
@@ -81,7 +86,7 @@ export class Engine {
   /** The next assistant message after `history` (which ends with an empty model turn). */
   async chat(history: ChatHistoryItem[], functions: ChatModelFunctions | undefined, s: Sampling): Promise<Generation> {
     return this.withSlot(s.signal, async (sequence) => {
-      const chat = new LlamaChat({ contextSequence: sequence, autoDisposeSequence: false });
+      const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: this.chatWrapper, autoDisposeSequence: false });
       const before = meter(sequence);
       const out = new Output(s);
       try {
