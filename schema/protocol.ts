@@ -25,6 +25,8 @@
  *         computer sockets (computer_tcp targets) and host sockets (host_tcp).
  *  - 1.6  (files, events, logs, snapshots) the result of a boot (provision,
  *         start) carries the computer's `ip_address`.
+ *  - 1.9  inference clusters (schema/protocol-models.ts), tenant host sockets:
+ *         models.serve / models.unserve requests, models.status reports.
  */
 import { z } from 'zod';
 import { SIZE_NAMES } from './sizes.ts';

@@ -12,22 +12,11 @@
  */
 import { ManagedModelServer } from './managed-server.ts';
 import { probeModelServer, type ModelHealth } from './health.ts';
+import type { ServingStatus } from '../../schema/protocol-models.ts';
 
-export type ServingState = 'starting' | 'ready' | 'unhealthy' | 'error';
+export type { ServingStatus };
 
-export interface ServingStatus {
-  cluster_id: string;
-  model: string;
-  state: ServingState;
-  /** Loopback port the model server listens on (0 until known). */
-  port: number;
-  /** True when this agent started the server (and so stops it). */
-  managed: boolean;
-  busy?: number;
-  queued?: number;
-  slots?: number;
-  error?: string;
-}
+export type ServingState = ServingStatus['state'];
 
 export interface ServingConfig {
   modelsDir: string;

@@ -11,6 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManagedModelServer } from '../../host-agent/model-server/managed-server.ts';
 import { loopbackPort, ModelServing, type ServingStatus } from '../../host-agent/model-server/model-serving.ts';
 import { probeModelServer } from '../../host-agent/model-server/health.ts';
+import { ModelsHandler } from '../../host-agent/model-server/models-handler.ts';
+import { MODELS_RESULT_SCHEMAS, ModelsStatus } from '../../schema/protocol-models.ts';
 
 let dir: string;
 beforeAll(() => {
@@ -108,5 +110,28 @@ describe('model serving on a host', () => {
   it('refuses an existing server that is not on loopback', () => {
     expect(() => loopbackPort('http://10.1.2.3:11434')).toThrow(/loopback/);
     expect(loopbackPort('http://127.0.0.1:11434/v1')).toBe(11434);
+  });
+
+  it('answers protocol 1.9 requests with results the server can parse, and reports status messages', async () => {
+    const sent: Array<Record<string, unknown>> = [];
+    const handler = new ModelsHandler({ modelsDir: dir, slots: 1, threads: 1 }, (m) => sent.push(m as Record<string, unknown>), () => {});
+    try {
+      await handler.onMessage({ type: 'models.serve', id: 'r1', cluster_id: 'cl_1', model: '../etc/passwd' });
+      expect(sent.pop()).toMatchObject({ type: 'result', id: 'r1', ok: false, error: { code: 'BAD_REQUEST' } });
+      await handler.onMessage({ type: 'models.serve', id: 'r2', cluster_id: 'cl_1', model: 'hangar-tiny' });
+      const result = sent.find((m) => m.type === 'result' && m.id === 'r2')!;
+      expect(result.ok).toBe(true);
+      expect(MODELS_RESULT_SCHEMAS['models.serve'].parse(result.data)).toMatchObject({ state: 'ready', cluster_id: 'cl_1' });
+      const statuses = sent.filter((m) => m.type === 'models.status').map((m) => ModelsStatus.parse(m).statuses[0].state);
+      expect(statuses).toEqual(['starting', 'ready']);
+      sent.length = 0;
+      handler.connected();
+      expect(ModelsStatus.parse(sent[0]).statuses).toHaveLength(1);
+      await handler.onMessage({ type: 'models.unserve', id: 'r3', cluster_id: 'cl_1' });
+      expect(sent.at(-1)).toEqual({ type: 'result', id: 'r3', ok: true, data: {} });
+      expect(handler.serving.statuses()).toEqual([]);
+    } finally {
+      await handler.close();
+    }
   });
 });
