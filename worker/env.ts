@@ -2,12 +2,14 @@
 import type { ComputerObject } from '../durable-objects/computer-object.ts';
 import type { HostObject } from '../durable-objects/host-object.ts';
 import type { RateLimiterObject } from '../durable-objects/rate-limiter-object.ts';
+import type { ClusterObject } from '../durable-objects/cluster-object.ts';
 
 export interface Env {
   DB: D1Database;
   COMPUTER: DurableObjectNamespace<ComputerObject>;
   HOST: DurableObjectNamespace<HostObject>;
   RATE_LIMITER: DurableObjectNamespace<RateLimiterObject>;
+  CLUSTER: DurableObjectNamespace<ClusterObject>;
   /** Secret: bearer token of the operator (admin) API. */
   OPERATOR_TOKEN: string;
   /** Secret: HMAC key for HS256 JWTs minted by POST /auth/token. */
