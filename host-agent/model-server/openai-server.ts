@@ -74,8 +74,10 @@ function parse<S extends z.ZodType>(schema: S, body: unknown): z.infer<S> {
   throw new HttpError(400, 'invalid_request_error', `${issue.path.join('.') || 'body'}: ${issue.message}`);
 }
 
-function stops(stop: string | string[] | null | undefined): string[] | undefined {
-  return stop == null ? undefined : Array.isArray(stop) ? stop : [stop];
+/** The sampling fields chat and text completions share, with the server's defaults. */
+function samplingOf(body: ChatCompletionRequest | CompletionRequest, maxTokens: number | undefined, signal: AbortSignal): Omit<Sampling, 'onText'> {
+  const stop = body.stop == null ? undefined : Array.isArray(body.stop) ? body.stop : [body.stop];
+  return { maxTokens, temperature: body.temperature ?? DEFAULT_TEMPERATURE, topP: body.top_p ?? undefined, seed: body.seed ?? undefined, stop, signal };
 }
 
 /** Writes one SSE `data:` line per chunk, at once. */
@@ -95,14 +97,7 @@ async function chat(engine: Engine, opts: ServerOptions, body: ChatCompletionReq
   const base = { id, created, model: opts.modelId, system_fingerprint: 'hangar' };
   const history = chatHistory(body.messages);
   const functions = body.tool_choice === 'none' ? undefined : toolFunctions(body.tools);
-  const sampling: Omit<Sampling, 'onText'> = {
-    maxTokens: body.max_completion_tokens ?? body.max_tokens ?? undefined,
-    temperature: body.temperature ?? DEFAULT_TEMPERATURE,
-    topP: body.top_p ?? undefined,
-    seed: body.seed ?? undefined,
-    stop: stops(body.stop),
-    signal,
-  };
+  const sampling = samplingOf(body, body.max_completion_tokens ?? body.max_tokens ?? undefined, signal);
   if (!body.stream) {
     const g = await engine.chat(history, functions, { ...sampling, onText: () => {} });
     sendJson(res, 200, {
@@ -140,14 +135,7 @@ async function completions(engine: Engine, opts: ServerOptions, body: Completion
   const id = `cmpl-${randomUUID()}`;
   const base = { id, created: Math.floor(Date.now() / 1000), model: opts.modelId };
   const prompts = Array.isArray(body.prompt) ? body.prompt : [body.prompt];
-  const sampling = {
-    maxTokens: body.max_tokens ?? opts.defaultCompletionTokens ?? 16,
-    temperature: body.temperature ?? DEFAULT_TEMPERATURE,
-    topP: body.top_p ?? undefined,
-    seed: body.seed ?? undefined,
-    stop: stops(body.stop),
-    signal,
-  };
+  const sampling = samplingOf(body, body.max_tokens ?? opts.defaultCompletionTokens ?? 16, signal);
   if (!body.stream) {
     const gens: Generation[] = [];
     for (const p of prompts) gens.push(await engine.complete(p, { ...sampling, onText: () => {} }));

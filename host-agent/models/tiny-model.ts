@@ -16,6 +16,7 @@
 import { mkdir, rename, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { writeGguf, type MetaValue, type Tensor } from './gguf-writer.ts';
+import { seeded } from './seeded-random.ts';
 
 /** The model name hosts answer to without any file of their own. */
 export const TINY_MODEL_NAME = 'hangar-tiny';
@@ -76,18 +77,6 @@ export function tinyVocabulary(): { tokens: string[]; scores: number[]; types: n
   // Longer pieces score higher, so merging prefers to build whole words.
   for (const p of pieces) add(p, -1000 + [...p].length * 10 - tokens.length / 1000, TYPE.normal);
   return { tokens, scores, types };
-}
-
-/** A small fast generator (mulberry32), so the weights are the same on every machine. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** The model's metadata and tensors. */
