@@ -9,7 +9,8 @@
 import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env.ts';
 import { ComputerAgentMessage, FRAME_DISK, FRAME_OUTPUT, decodeFrame, frameKind, type ComputerSpec, type ExecRunParams, type ExecRunResult } from '../schema/protocol.ts';
-import { fail, ok, type Result } from '../schema/errors.ts';
+import { ApiError, fail, ok, type Result } from '../schema/errors.ts';
+import { errorResponse } from '../worker/http/responses.ts';
 import { SIZES, type Size } from '../schema/sizes.ts';
 import { AgentLink } from './agent-link.ts';
 import { ALREADY_STARTING, REFUSAL, REQUIRES, transition, type LifecycleEvent, type Status } from './computer/state-table.ts';
@@ -25,6 +26,8 @@ import type { TerminalOptions } from './exec/terminal.ts';
 import { RelayMux } from './relay/relay-mux.ts';
 import { ComputerRelay } from './relay/computer-relay.ts';
 import { RELAY_PATH } from './relay/relay-request.ts';
+import { HeldCredentials } from './credentials/held-credentials.ts';
+import { apiKeyLive } from '../worker/tenancy/principals.ts';
 
 const NOT_FOUND = 'computer not found';
 
@@ -48,6 +51,7 @@ export class ComputerObject extends DurableObject<Env> {
   /** Connections to the computer's ports, relayed over the agent socket (durable-objects/relay/). */
   readonly relay: RelayMux;
   private readonly ports: ComputerRelay;
+  private readonly held: HeldCredentials;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -56,9 +60,17 @@ export class ComputerObject extends DurableObject<Env> {
     this.mover = new Mover(this, env);
     this.metrics = new MetricsStore(ctx.storage.sql);
     this.lifecycle = new Lifecycle(this, env.DB);
-    this.streams = new Streams(ctx, this.link, () => this.upkeep.schedule());
+    this.held = new HeldCredentials(ctx, (id) => apiKeyLive(env, id, { fresh: true }));
+    this.streams = new Streams(ctx, this.link, this.held, () => this.upkeep.schedule());
     this.relay = new RelayMux(this.link, () => this.touch());
-    this.ports = new ComputerRelay(this.relay, { requireRunning: async (caller) => this.require(caller, 'exec') });
+    this.ports = new ComputerRelay(this.relay, {
+      // A relayed connection follows the credentials contract too: a revoked key opens nothing.
+      requireRunning: async (caller) => {
+        const r = await this.require(caller, 'exec');
+        if (r.ok && !(await this.held.admits(caller.credential_id))) return fail('UNAUTHORIZED', 'credential revoked');
+        return r;
+      },
+    });
     this.upkeep = new Upkeep(ctx, env, {
       record: () => this.rec,
       busy: () => this.streams.busy(),
@@ -188,10 +200,11 @@ export class ComputerObject extends DurableObject<Env> {
     return ok(true);
   }
 
-  /** Erases the object's storage; later calls find no computer. */
+  /** Erases the object's storage; later calls find no computer. Every viewer, socket and ticket of it ends. */
   async forget(): Promise<void> {
     this.rec = null;
     this.relay.resetAll('closed', 'the computer was deleted');
+    this.streams.closeViewers();
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
     for (const ws of this.ctx.getWebSockets()) {
@@ -265,7 +278,7 @@ export class ComputerObject extends DurableObject<Env> {
   async startStream(caller: Caller, params: { command: string; timeout_s: number; shell: string }): Promise<Result<{ ticket: string; expires_at: number }>> {
     const r = await this.require(caller, 'exec');
     if (!r.ok) return r;
-    const t = await this.streams.startStream(caller.org_id, params);
+    const t = await this.streams.startStream(caller, params);
     await this.upkeep.schedule();
     return t;
   }
@@ -290,6 +303,21 @@ export class ComputerObject extends DurableObject<Env> {
     return ok({ ...this.metrics.read(window), credits_per_hour: SIZES[rec.size].credits_per_hour });
   }
 
+  // ------------------------------------------------------------ RPC: credentials
+
+  /**
+   * An API key was revoked (worker/credentials/revocation.ts): the tickets
+   * minted with it stop working, and the sockets and viewers opened with it
+   * close now. Answers how many were closed.
+   */
+  async endCredential(credentialId: string): Promise<number> {
+    await this.loaded;
+    // A deleted computer holds nothing (and its tables are gone with its storage).
+    if (!this.rec) return 0;
+    const relayed = this.relay.resetWhere((tags) => tags.credential_id === credentialId, 'closed', 'credential revoked');
+    return relayed + this.streams.endCredential(credentialId);
+  }
+
   // ------------------------------------------------------------ agent socket
 
   /** Streams and sockets: the agent's upgrade (host verified by the route), SSE viewers, exec and terminal sockets. */
@@ -298,6 +326,8 @@ export class ComputerObject extends DurableObject<Env> {
     const url = new URL(request.url);
     if (url.pathname === RELAY_PATH) return this.ports.fetch(request);
     if (url.pathname.endsWith('/exec/stream/events')) {
+      // A deleted computer's tickets went with its storage.
+      if (!this.rec) return errorResponse(new ApiError('UNAUTHORIZED', 'unknown or expired ticket; start the command again with POST …/exec/stream'), request.headers.get('x-request-id') ?? '');
       this.touch();
       return this.streams.streamEvents(request, url);
     }

@@ -29,6 +29,8 @@ export interface Caller {
   org_id: string;
   workspace_ids: string[] | null;
   project_ids: string[] | null;
+  /** The API key behind the caller's credential (Principal.credential_id); null when none. */
+  credential_id: string | null;
 }
 
 export function callerAccess(caller: Caller, rec: ComputerRecord | null): 'ok' | 'not_found' | 'forbidden' {

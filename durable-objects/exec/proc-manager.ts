@@ -37,6 +37,8 @@ export interface ProcSink {
   commit(row: ProcRow): void;
   /** The stored log is going away. */
   dispose(): void;
+  /** Ends the sink's readers now (the computer is being deleted); its log goes with the object's storage. */
+  close?(): void;
   /**
    * True while the sink's readers are too far behind to take more: output is
    * stored but not acknowledged, so the agent stops sending and the process
@@ -188,6 +190,11 @@ export class ProcManager {
       return false; // the socket is closing; resumeAll sends these again to the next agent
     }
     return true;
+  }
+
+  /** Ends the readers of every sink in memory (the computer is being deleted). */
+  closeSinks(): void {
+    for (const sink of this.sinks.values()) sink.close?.();
   }
 
   /** Drops logs of processes that ended long enough ago. */

@@ -10,6 +10,7 @@ const principal = (t: Pick<Tenant, 'orgId'>, scope: Partial<Pick<Principal, 'wor
   kind: 'api_key',
   org_id: t.orgId,
   subject: 'test',
+  credential_id: null,
   workspace_ids: scope.workspace_ids ?? null,
   project_ids: scope.project_ids ?? null,
   mode: 'live',

@@ -14,6 +14,7 @@ import { route, type RouteDef } from '../router.ts';
 import { assertWorkspaceInScope } from '../tenancy/access.ts';
 import { pagedQuery } from '../http/paged-query.ts';
 import { getWorkspace, insertWorkspace, type WorkspaceRow } from '../tenancy/workspaces.ts';
+import { deleteWorkspace } from '../tenancy/workspace-deletion.ts';
 
 export const workspaceView = (w: WorkspaceRow) => ({
   id: w.id,
@@ -26,8 +27,8 @@ export const workspaceView = (w: WorkspaceRow) => ({
 });
 
 /** Scoped credentials may only use what the operator gave them. */
-export function assertMayCreateTenancy(p: Principal, what: string): void {
-  if (p.workspace_ids || p.project_ids) throw new ApiError('FORBIDDEN', `this credential is scoped to specific workspaces or projects and may not create ${what}`);
+export function assertMayCreateTenancy(p: Principal, what: string, verb = 'create'): void {
+  if (p.workspace_ids || p.project_ids) throw new ApiError('FORBIDDEN', `this credential is scoped to specific workspaces or projects and may not ${verb} ${what}`);
 }
 
 export const WORKSPACE_ROUTES: RouteDef[] = [
@@ -68,6 +69,19 @@ export const WORKSPACE_ROUTES: RouteDef[] = [
       const row = await getWorkspace(c.env, c.principal.org_id, id);
       if (!row) throw new Error(`workspace ${id} vanished right after it was created`);
       return json({ data: workspaceView(row) }, 201);
+    },
+  }),
+  route({
+    method: 'DELETE',
+    path: '/api/v1/workspaces/:id',
+    auth: 'tenant',
+    handler: async (c) => {
+      const id = c.params.id;
+      const row = isUuid(id) ? await getWorkspace(c.env, c.principal.org_id, id) : null;
+      if (!row) throw new ApiError('NOT_FOUND', `workspace ${id} not found`);
+      assertMayCreateTenancy(c.principal, 'workspaces', 'delete');
+      await deleteWorkspace(c.env, row);
+      return json({ id: row.id, deleted: true });
     },
   }),
   route({
