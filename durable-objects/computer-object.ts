@@ -90,17 +90,24 @@ export class ComputerObject extends DurableObject<Env> {
     return this.rec;
   }
 
-  /** Applies a lifecycle event: the new status is in memory at once (so racing calls see it), then stored, then in D1. */
-  async apply(event: LifecycleEvent): Promise<Status | null> {
+  /**
+   * Applies a lifecycle event: the new status is in memory at once (so racing
+   * calls see it), then stored, then in D1. A change of status replaces the
+   * reason shown with it by `reason` (none: nothing to explain).
+   */
+  async apply(event: LifecycleEvent, reason: string | null = null): Promise<Status | null> {
     const rec = this.rec;
     if (!rec) return null;
     const next = transition(rec.status, event);
     if (!next) return null;
-    if (next !== rec.status) {
+    if (next !== rec.status || reason !== (rec.status_reason ?? null)) {
       const wasRunning = rec.status === 'running';
+      const changed = next !== rec.status;
       rec.status = next;
+      rec.status_reason = reason;
       await this.ctx.storage.put('record', rec);
-      await mirrorStatus(this.env.DB, rec.id, next);
+      await mirrorStatus(this.env.DB, rec.id, next, reason);
+      if (!changed) return next;
       if (next === 'running' && !wasRunning) await this.upkeep.started();
       if (wasRunning && next !== 'running') {
         // Whatever ran in the computer is gone with it; its viewers get an honest error event.
@@ -169,6 +176,9 @@ export class ComputerObject extends DurableObject<Env> {
     // Running, or on its way there: "create, then start, then wait" works, and nothing is done twice.
     if (ALREADY_STARTING.has(rec.status)) return ok(rec.status);
     if (!transition(rec.status, 'start')) return fail('INVALID_STATE_TRANSITION', REFUSAL.start);
+    if (rec.status === 'error' && rec.broken !== 'boot') {
+      return fail('INVALID_STATE_TRANSITION', `computer cannot be started: ${rec.status_reason ?? 'it is broken'}; it can only be deleted`);
+    }
     if ((await balanceOf(this.env.DB, rec.org_id)) <= 0) return fail('INSUFFICIENT_CREDITS', 'not enough credits to start this computer');
     return this.lifecycle.run('start');
   }
@@ -400,7 +410,7 @@ export class ComputerObject extends DurableObject<Env> {
         this.metrics.add(parsed.ts, parsed.cpu_percent, parsed.memory_percent);
         return;
       case 'computer.exited':
-        await this.apply('exited');
+        await this.apply('exited', parsed.reason);
         return;
       case 'proc.exit':
         this.streams.procs.onExit(parsed.proc_id, parsed);

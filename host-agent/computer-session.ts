@@ -25,6 +25,7 @@ import { DiskMover } from './handlers/disk.ts';
 import { AgentRelay } from './relay/agent-relay.ts';
 import { AGENT_VERSION } from './version.ts';
 import type { Logger } from './log.ts';
+import { background } from './background.ts';
 
 export interface SessionConfig {
   wsBase: string;
@@ -47,13 +48,13 @@ export class ComputerSession {
     this.driver = driver;
     this.log = log;
     this.socket = new ReconnectingSocket({ url: cfg.wsBase + agentComputerPath(id), headers: { authorization: `Bearer ${cfg.hostKey}` } });
-    this.socket.on('open', () => void this.announce());
+    this.socket.on('open', () => background(log, `computer ${id}: attaching`, this.announce()));
     this.socket.on('close', () => {
       this.procs.connectionLost();
       this.disk.connectionLost();
       this.relay.connectionLost();
     });
-    this.socket.on('message', (data) => void this.onMessage(data));
+    this.socket.on('message', (data) => background(log, `computer ${id}: a message`, this.onMessage(data)));
     this.socket.on('binary', (data) => {
       if (this.relay.onBinary(data)) return;
       const disk = frameKind(data) === FRAME_DISK ? decodeDiskFrame(data) : null;
@@ -131,7 +132,8 @@ export class ComputerSession {
     } catch (err) {
       const code = err instanceof DriverError ? err.code : 'FAILED';
       const message = err instanceof Error ? err.message : String(err);
-      if (code === 'FAILED') this.log(`computer ${this.id}: ${req.type} failed: ${message}`);
+      const detail = err instanceof DriverError && err.detail ? ` (the computer said: ${JSON.stringify(err.detail)})` : '';
+      if (code === 'FAILED' || detail) this.log(`computer ${this.id}: ${req.type} failed: ${message}${detail}`);
       this.send({ type: 'result', id: req.id, ok: false, error: { code, message: message.slice(0, 4000) } });
     }
   }

@@ -36,7 +36,13 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   void session.ready.then(() => log('ready'));
   const shutdown = () => {
     log('stopping; computers keep running');
-    void session.stop().then(() => process.exit(0));
+    session.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log(`stopping failed: ${(err as Error).message}`);
+        process.exit(1);
+      },
+    );
   };
   // An operator (or a failover test) can make the agent drop and redial every socket, as a network blip would.
   process.on('SIGUSR2', () => {

@@ -90,10 +90,45 @@ export const ExecStreamBody = ExecBody.extend({ shell: ShellPath.default('/bin/b
 export const ExecPythonBody = z.object({ code: z.string().min(1).max(1024 * 1024), timeout: Timeout });
 
 export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * Limits of a computer's environment variables (docs/computers.md). Every
+ * process of the computer starts with all of them, beside its command line,
+ * within the kernel's room for both (a quarter of the stack limit, 2 MiB by
+ * default); so the whole set is bounded, not only each value.
+ */
+export const ENV_LIMITS = {
+  /** Variables per computer. */
+  count: 128,
+  /** Bytes of a name. */
+  name_bytes: 256,
+  /** Bytes of a value (UTF-8). */
+  value_bytes: 32 * 1024,
+  /** Bytes of all names and values of a computer together. */
+  total_bytes: 128 * 1024,
+} as const;
+
+/** Why a whole set of variables is over the limits, or null when it is within them. */
+export function envOverLimits(env: Record<string, string>): string | null {
+  const names = Object.keys(env);
+  if (names.length > ENV_LIMITS.count) return `${names.length} variables; at most ${ENV_LIMITS.count} per computer`;
+  let total = 0;
+  for (const name of names) {
+    const bytes = utf8Length(name) + utf8Length(env[name]);
+    if (utf8Length(name) > ENV_LIMITS.name_bytes || utf8Length(env[name]) > ENV_LIMITS.value_bytes) return `variable ${name.slice(0, 64)} is larger than a variable may be`;
+    total += bytes;
+  }
+  if (total > ENV_LIMITS.total_bytes) return `${total} bytes of names and values; at most ${ENV_LIMITS.total_bytes} per computer`;
+  return null;
+}
+
 /** A process environment is NUL-terminated strings: a value with NUL cannot reach any process (and broke every exec). */
-const EnvValue = z.string().max(32 * 1024).refine((v) => !v.includes('\0'), 'must not contain NUL characters');
+const EnvValue = z
+  .string()
+  .refine((v) => utf8Length(v) <= ENV_LIMITS.value_bytes, `must be at most ${ENV_LIMITS.value_bytes} bytes`)
+  .refine((v) => !v.includes('\0'), 'must not contain NUL characters');
 export const EnvCreate = z.object({
-  name: z.string().min(1).max(256).regex(ENV_NAME, 'must be letters, digits and underscores, not starting with a digit'),
+  name: z.string().min(1).max(ENV_LIMITS.name_bytes).regex(ENV_NAME, 'must be letters, digits and underscores, not starting with a digit'),
   value: EnvValue,
 });
 export const EnvUpdate = z.object({ value: EnvValue });

@@ -103,7 +103,7 @@ export const GuestRequestBody = z.discriminatedUnion('op', [
   ExecRequest,
   SpawnRequest,
   /** Payload: the bytes. Answered once they are written to the process (the host's flow-control credit). */
-  z.object({ op: z.literal('stdin'), proc: ProcId }),
+  z.object({ op: z.literal('stdin'), proc: ProcId, offset: z.number().int().nonnegative().optional() }),
   z.object({ op: z.literal('close_stdin'), proc: ProcId }),
   z.object({ op: z.literal('resize'), proc: ProcId, rows: z.number().int().min(1), cols: z.number().int().min(1) }),
   z.object({ op: z.literal('signal'), proc: ProcId, signal: z.number().int().min(1).max(64), group: z.boolean().optional() }),

@@ -28,6 +28,27 @@
  */
 import { z } from 'zod';
 import { SIZE_NAMES } from './sizes.ts';
+import { EXEC_MAX_COMMAND_BYTES, envOverLimits } from './api.ts';
+
+/** A string of at most `max` UTF-8 bytes. */
+const Bytes = (max: number) => z.string().refine((s) => new TextEncoder().encode(s).byteLength <= max, `must be at most ${max} bytes`);
+
+/**
+ * Every request bounds what it carries, on both ends: an agent refuses what
+ * the computer's agent could not take (schema/guest.ts caps a frame's header
+ * at 1 MiB) with a clear error, instead of failing later on its own.
+ */
+/** A computer's environment: the limits tenants get at the API (schema/api.ts ENV_LIMITS). */
+const ComputerEnv = z.record(z.string(), z.string()).superRefine((env, ctx) => {
+  const over = envOverLimits(env);
+  if (over) ctx.addIssue({ code: 'custom', message: `environment over the limits: ${over}` });
+});
+/** Extra environment of one process (exec sockets' env=KEY=VALUE). */
+const ProcEnv = z
+  .record(z.string(), z.string())
+  .refine((env) => Object.keys(env).length <= 1024, 'at most 1024 variables')
+  .refine((env) => Object.entries(env).reduce((n, [k, v]) => n + k.length + v.length, 0) <= 256 * 1024, 'at most 256 KiB of names and values');
+const Path = Bytes(4096);
 
 export const PROTOCOL = { major: 1, minor: 6 } as const;
 
@@ -48,8 +69,8 @@ export const ComputerSpec = z.object({
   size: z.enum(SIZE_NAMES),
   vcpus: z.number().int().positive(),
   memory_mb: z.number().int().positive(),
-  selected_apps: z.array(z.string()),
-  env: z.record(z.string(), z.string()),
+  selected_apps: z.array(z.string().max(64)).max(16),
+  env: ComputerEnv,
 });
 export type ComputerSpec = z.infer<typeof ComputerSpec>;
 
@@ -101,12 +122,12 @@ export type HostServerMessage = z.infer<typeof HostServerMessage>;
 const RequestId = z.string().min(1).max(64);
 
 export const ExecRunParams = z.object({
-  command: z.string(),
+  command: Bytes(EXEC_MAX_COMMAND_BYTES),
   timeout_s: z.number().int().positive().max(300),
-  cwd: z.string().optional(),
-  env: z.record(z.string(), z.string()).optional(),
+  cwd: Path.optional(),
+  env: ProcEnv.optional(),
   /** Written to the process's stdin, which is then closed; absent means /dev/null. */
-  stdin: z.string().optional(),
+  stdin: Bytes(1024 * 1024).optional(),
   /** Output beyond this many bytes is dropped and the result says `truncated`. */
   max_output_bytes: z.number().int().positive(),
 });
@@ -143,14 +164,19 @@ export type ProcSignal = z.infer<typeof ProcSignal>;
 export const ProcStartParams = z.object({
   proc_id: ProcId,
   /** Exactly one: a command for `shell -c`, or an argv run as is. */
-  command: z.string().optional(),
-  argv: z.array(z.string()).min(1).optional(),
-  /** Absolute path of the shell for `command` (default /bin/bash); it must exist in the computer. */
-  shell: z.string().optional(),
+  command: Bytes(EXEC_MAX_COMMAND_BYTES).optional(),
+  argv: z
+    .array(z.string())
+    .min(1)
+    .max(4096)
+    .refine((a) => a.reduce((n, x) => n + x.length, 0) <= 256 * 1024, 'at most 256 KiB of arguments')
+    .optional(),
+  /** Absolute path of the shell (default /bin/bash); it must exist in the computer. With argv, argv[0] is run and this is only checked. */
+  shell: Path.optional(),
   /** A real terminal: output is one `pty` stream. */
   tty: z.object({ rows: TermSize, cols: TermSize }).optional(),
-  cwd: z.string().optional(),
-  env: z.record(z.string(), z.string()).optional(),
+  cwd: Path.optional(),
+  env: ProcEnv.optional(),
   /** Killed (TERM, then KILL) after this many seconds; absent means never. */
   timeout_s: z.number().int().positive().optional(),
   /** Keep stdin open for proc stdin frames; otherwise it is /dev/null. */
@@ -187,7 +213,7 @@ export const ComputerRequest = z.discriminatedUnion('type', [
   z.object({ type: z.literal('computer.stop'), id: RequestId }),
   z.object({ type: z.literal('computer.destroy'), id: RequestId }),
   z.object({ type: z.literal('computer.resize'), id: RequestId, spec: ComputerSpec }),
-  z.object({ type: z.literal('computer.env'), id: RequestId, env: z.record(z.string(), z.string()) }),
+  z.object({ type: z.literal('computer.env'), id: RequestId, env: ComputerEnv }),
   z.object({ type: z.literal('exec.run'), id: RequestId, params: ExecRunParams }),
   z.object({ type: z.literal('proc.start'), id: RequestId, params: ProcStartParams }),
   z.object({ type: z.literal('proc.attach'), id: RequestId, proc_id: ProcId, offsets: StreamOffsets }),

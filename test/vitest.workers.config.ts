@@ -22,6 +22,8 @@ export default defineConfig(async () => {
     ],
     test: {
       include: ['test/worker/**/*.test.ts'],
+      // A deadline, not a measure: other work on the machine may slow any test down.
+      testTimeout: 30_000,
       setupFiles: ['test/worker/setup.ts'],
     },
   };

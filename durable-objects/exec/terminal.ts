@@ -116,7 +116,7 @@ export class Terminals {
     const started = await this.procs.start(
       'terminal',
       orgId,
-      { proc_id: procId, argv: [opts.shell, '-l'], tty: { rows: opts.rows, cols: opts.cols }, env: { TERM: 'xterm-256color' }, stdin: true },
+      { proc_id: procId, argv: [opts.shell, '-l'], shell: opts.shell, tty: { rows: opts.rows, cols: opts.cols }, env: { TERM: 'xterm-256color' }, stdin: true },
       { ...state },
     );
     if (!started.ok) return started;

@@ -133,8 +133,11 @@ export interface ComputerDriver {
 export class DriverError extends Error {
   // Declared as a field, not a parameter property: Node's type stripping cannot erase those.
   readonly code: 'NOT_RUNNING' | 'NOT_FOUND' | 'BAD_REQUEST' | 'FAILED';
-  constructor(code: DriverError['code'], message: string) {
+  /** For the agent's log only, never sent to the server: what the computer's own agent said. */
+  readonly detail?: string;
+  constructor(code: DriverError['code'], message: string, detail?: string) {
     super(message);
     this.code = code;
+    this.detail = detail;
   }
 }

@@ -328,7 +328,13 @@ export class SandboxDriver implements ComputerDriver {
       await this.stopLocked(spec.id);
       throw new DriverError('FAILED', `the computer did not come up: ${logTail(paths.log)}`);
     }
-    await guest.setEnv(spec.env);
+    try {
+      await guest.setEnv(spec.env);
+    } catch (err) {
+      // A computer that did not get its environment is not started: leave nothing running.
+      await this.stopLocked(spec.id);
+      throw this.guestFailure(spec.id, err);
+    }
     return session;
   }
 
@@ -394,8 +400,9 @@ export class SandboxDriver implements ComputerDriver {
   private guestFailure(id: string, err: unknown): DriverError {
     if (err instanceof GuestError) {
       if (err.code === 'DISCONNECTED' && !this.sessionFor(id)) return new DriverError('NOT_RUNNING', `computer ${id} stopped`);
-      if (err.code === 'BAD_REQUEST') return new DriverError('BAD_REQUEST', err.message);
-      return new DriverError('FAILED', `guest agent: ${err.message}`);
+      // The message is the host's own words; what the guest said goes to the log only (GuestError).
+      if (err.code === 'BAD_REQUEST') return new DriverError('BAD_REQUEST', err.message, err.guestText);
+      return new DriverError('FAILED', `guest agent: ${err.message}`, err.guestText);
     }
     return err instanceof DriverError ? err : new DriverError('FAILED', String(err));
   }
@@ -424,9 +431,11 @@ export class SandboxDriver implements ComputerDriver {
     const reason = oom
       ? 'the computer ran out of memory and its init was killed'
       : `the computer's init exited${code != null ? ` with code ${code}` : ''}${signal ? ` by ${signal}` : ''}`;
-    void this.withLock(id, () => this.cleanupDead(id, session.cgroup, session.paths)).finally(() => {
-      for (const listener of this.exitListeners) listener(id, reason);
-    });
+    this.withLock(id, () => this.cleanupDead(id, session.cgroup, session.paths))
+      .catch((err: unknown) => console.error(`cleaning up after computer ${id} failed: ${(err as Error).message}`))
+      .finally(() => {
+        for (const listener of this.exitListeners) listener(id, reason);
+      });
   }
 
   /** Host requirements and the shared directories, as one clear sentence when something is wrong. */

@@ -43,7 +43,8 @@ export class ProcRelay {
   }
 
   async start(params: ProcStartParams): Promise<{ pid: number }> {
-    if (params.shell && !params.argv) await this.requireShell(params.shell);
+    // A terminal names its shell too (its argv is [shell, -l]): a missing one is a clear refusal, not a session that dies at once.
+    if (params.shell) await this.requireShell(params.shell);
     const handle = await this.driver.spawn(this.computerId, params, OUTPUT_WINDOW_BYTES);
     this.wire(params.proc_id, handle);
     return { pid: handle.pid };

@@ -149,7 +149,7 @@ function routeTable(): [string, string[]][] {
     [`${c}/ports`, ['GET', 'POST']],
     [`${c}/ports/3000`, ['PATCH', 'DELETE']],
     ['/api/v1/workspaces', ['GET', 'POST']],
-    [`/api/v1/workspaces/${uuid}`, ['GET']],
+    [`/api/v1/workspaces/${uuid}`, ['GET', 'DELETE']],
     ['/api/v1/projects', ['GET', 'POST']],
     [`/api/v1/projects/${uuid}`, ['GET']],
     ['/api/v1/auth/token', post],

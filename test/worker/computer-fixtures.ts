@@ -16,6 +16,7 @@ export interface ComputerView {
   vcpus: number;
   memory_mb: number;
   status: string;
+  status_reason: string | null;
   vm_id: string | null;
   region: string;
   workspace_id: string;

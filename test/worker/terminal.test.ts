@@ -23,6 +23,7 @@ describe('POST /computers/:id/terminal', () => {
     expect(start.params).toEqual({
       proc_id: data.session_id,
       argv: ['/bin/bash', '-l'],
+      shell: '/bin/bash',
       tty: { rows: 24, cols: 80 },
       env: { TERM: 'xterm-256color' },
       stdin: true,

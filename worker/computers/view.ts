@@ -17,6 +17,7 @@ export function computerView(row: ComputerRow, env: Env) {
     vcpus: row.vcpus,
     memory_mb: row.memory_mb,
     status: row.status,
+    status_reason: row.status_reason ?? null,
     vm_id: row.status === 'provisioning' ? null : row.id,
     region: row.region,
     workspace_id: row.workspace_id,

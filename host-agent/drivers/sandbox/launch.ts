@@ -68,6 +68,8 @@ export async function launchSandbox(cfg: BootConfig): Promise<{ state: SandboxSt
   } finally {
     fs.closeSync(log);
   }
+  // A launcher that cannot be spawned (no memory, no processes left) is reported below, not an uncaught 'error'.
+  child.on('error', () => undefined);
   child.unref();
   const pid = child.pid;
   if (!pid) throw new DriverError('FAILED', 'could not start the sandbox launcher');
