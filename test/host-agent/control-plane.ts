@@ -66,8 +66,10 @@ export class ScriptedControlPlane {
   private readonly links = new Map<string, ComputerLink[]>();
   private readonly linkWaiters = new Map<string, ((l: ComputerLink) => void)[]>();
   hostSockets = 0;
+  private readonly computers: string[];
 
-  constructor(private readonly computers: string[]) {
+  constructor(computers: string[]) {
+    this.computers = computers;
     this.server = http.createServer((_req, res) => res.writeHead(404).end());
     this.server.on('upgrade', (req, socket, head) => {
       const url = new URL(req.url ?? '/', 'http://x');
