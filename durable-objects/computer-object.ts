@@ -28,6 +28,7 @@ import { ComputerRelay } from './relay/computer-relay.ts';
 import { RELAY_PATH } from './relay/relay-request.ts';
 import { HeldCredentials } from './credentials/held-credentials.ts';
 import { apiKeyLive } from '../worker/tenancy/principals.ts';
+import { hasRoom, noRoomOnHost, reserveStart } from '../worker/computers/placement.ts';
 
 const NOT_FOUND = 'computer not found';
 
@@ -117,6 +118,12 @@ export class ComputerObject extends DurableObject<Env> {
       }
     }
     return next;
+  }
+
+  /** Takes room on the host for a start (D1 shows `starting` once it has it); false when there is none. */
+  async reserveStart(): Promise<boolean> {
+    const rec = this.rec;
+    return !!rec && reserveStart(this.env, rec.host_id, rec.id, rec.size);
   }
 
   async save(patch: Partial<ComputerRecord>): Promise<void> {
@@ -240,6 +247,11 @@ export class ComputerObject extends DurableObject<Env> {
   async resize(caller: Caller, size: Size): Promise<Result<Status>> {
     const r = await this.require(caller, 'resize');
     if (!r.ok) return r;
+    // Stopped, it holds no room; but a size its host cannot start is no use to anyone.
+    if (size !== r.value.size && !(await hasRoom(this.env, r.value.host_id, r.value.id, size))) {
+      const err = noRoomOnHost('start it as', size);
+      return fail(err.code, err.message);
+    }
     await this.save({ size, vcpus: SIZES[size].vcpus, memory_mb: SIZES[size].memory_mb });
     // The limits take effect at the next boot; an attached agent also records them now.
     if (this.link.socket()) await this.link.request('computer.resize', { spec: await this.spec() }, 30_000);

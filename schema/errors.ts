@@ -41,6 +41,12 @@ export const ERROR_STATUS = {
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
 
+/** Headers every error of a code carries: when to ask again. */
+const CODE_HEADERS: Partial<Record<ErrorCode, Record<string, string>>> = {
+  // A computer stops or a host comes online any time; half a minute is a fair first wait.
+  NO_CAPACITY: { 'retry-after': '30' },
+};
+
 /** Thrown by route handlers and middleware; rendered as the error envelope. */
 export class ApiError extends Error {
   readonly status: number;
@@ -49,7 +55,7 @@ export class ApiError extends Error {
   constructor(code: ErrorCode, message: string, headers: Record<string, string> = {}) {
     super(message);
     this.code = code;
-    this.headers = headers;
+    this.headers = { ...CODE_HEADERS[code], ...headers };
     this.status = ERROR_STATUS[code];
   }
 }

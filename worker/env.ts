@@ -22,4 +22,8 @@ export interface Env {
   DEFAULT_REGION: string;
   /** How often agents report each computer's CPU and memory (ms, as a string var). */
   METRICS_INTERVAL_MS?: string;
+  /** vCPUs a host may give its computers per CPU it has (default 4; worker/computers/placement.ts). */
+  CPU_OVERCOMMIT?: string;
+  /** Memory a host may give its computers per MiB it has (default 1: no overcommit). */
+  MEMORY_OVERCOMMIT?: string;
 }

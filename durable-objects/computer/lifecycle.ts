@@ -8,6 +8,7 @@
 import { fail, ok, type Result } from '../../schema/errors.ts';
 import type { ActualState, ComputerSpec, LifecycleResult } from '../../schema/protocol.ts';
 import { envOverLimits } from '../../schema/api.ts';
+import { noRoomOnHost } from '../../worker/computers/placement.ts';
 import { IN_FLIGHT, REFUSAL, type LifecycleEvent, type Status } from './state-table.ts';
 import type { ComputerObject } from '../computer-object.ts';
 import { mirrorAddress } from './record.ts';
@@ -38,6 +39,12 @@ export class Lifecycle {
     if (!this.obj.link.socket()) return fail('AGENT_UNAVAILABLE', "the computer's host agent is not connected; try again shortly");
     // Started again by hand after it gave up: one more try, and the error again if that fails too.
     if (action === 'start' && this.obj.record?.status === 'error') await this.obj.save({ boot_attempts: MAX_BOOT_ATTEMPTS - 1 });
+    // A start takes its room on the host first (atomically, in D1): a host never takes more than it has.
+    if (action === 'start' && !(await this.obj.reserveStart())) {
+      const rec = this.obj.record!;
+      const err = noRoomOnHost('start', rec.size);
+      return fail(err.code, err.message);
+    }
     const mid = await this.obj.apply(action);
     if (!mid) return fail('INVALID_STATE_TRANSITION', REFUSAL[action]);
     return this.drive(mid);

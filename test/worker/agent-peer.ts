@@ -194,8 +194,18 @@ export interface HostPeer extends RegisteredHost {
   close(): void;
 }
 
+/** What a host reports in its hello: its CPUs and memory (placement's capacity). */
+export interface HostSize {
+  cpus: number;
+  memory_mb: number;
+}
+
 /** Connects a host agent (registering a host first when none is given) and waits for its welcome. */
-export async function connectHost(registered?: RegisteredHost, computers: { id: string; state: ActualState }[] = []): Promise<HostPeer> {
+export async function connectHost(
+  registered?: RegisteredHost,
+  computers: { id: string; state: ActualState }[] = [],
+  size: HostSize = { cpus: 8, memory_mb: 32768 },
+): Promise<HostPeer> {
   const host = registered ?? (await registerHost());
   const ws = await dial(AGENT_HOST_PATH, host.key);
   const inbox = new Inbox<HostServerMessage>();
@@ -207,8 +217,8 @@ export async function connectHost(registered?: RegisteredHost, computers: { id: 
       agent_version: 'test-peer',
       drivers: ['fake'],
       hostname: 'peer.test',
-      cpus: 8,
-      memory_mb: 32768,
+      cpus: size.cpus,
+      memory_mb: size.memory_mb,
       computers,
     }),
   );

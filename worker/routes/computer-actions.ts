@@ -44,7 +44,7 @@ export const COMPUTER_ACTION_ROUTES: RouteDef[] = [
         selected_apps: src.selected_apps,
         workspace_id: src.workspace_id,
         project_id: src.project_id,
-        host: { id: src.host_id!, region: src.region },
+        placement: { host: { id: src.host_id!, region: src.region } },
         auto_stop: src.auto_stop,
         external_workspace_id: src.external_workspace_id,
         external_user_id: src.external_user_id,
@@ -82,7 +82,7 @@ export const COMPUTER_ACTION_ROUTES: RouteDef[] = [
       unwrap(await stub.require(callerOf(c.principal), 'move'));
       if (c.body.region === row.region) return json(computerResource(row, c.env));
       if (!(await regionExists(c.env, c.body.region))) throw new ApiError('REGION_UNAVAILABLE', `unknown region "${c.body.region}": no host serves it`);
-      const host = await pickHost(c.env, c.body.region);
+      const host = await pickHost(c.env, c.body.region, row.size);
       // Offline: the disk is copied to the new host and the answer comes once the computer lives there.
       unwrap(await stub.move(callerOf(c.principal), { host_id: host.id, region: host.region }));
       return json(computerResource(await loadComputer(c.env, c.principal, row.id), c.env));
