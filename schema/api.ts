@@ -1,6 +1,7 @@
 /** Request bodies of the public API (computers, exec, env vars, ports), validated at the edge. */
 import { z } from 'zod';
 import { SIZE_NAMES } from './sizes.ts';
+import { DisplayName, PlainText } from './text.ts';
 import { StringMap } from './string-map.ts';
 
 /** Templates a computer can be created from. */
@@ -9,7 +10,7 @@ export const TEMPLATES = ['miosa-desktop'] as const;
 /** Apps `selected_apps` may name; each is installed into the computer at provisioning. */
 export const APPS = ['nodejs'] as const;
 
-const Name = z.string().trim().min(1).max(128);
+const Name = DisplayName;
 
 /**
  * Who may open the computer's preview URLs (the SDKs' `visibility`): anyone,
@@ -29,13 +30,13 @@ export const CreateComputer = z.object({
   auto_stop: z.number().int().min(0).max(30 * 86_400).optional(),
   workspace_id: z.uuid().optional(),
   workspace_slug: z.string().min(1).max(64).optional(),
-  workspace_name: z.string().min(1).max(128).optional(),
+  workspace_name: DisplayName.optional(),
   project_id: z.uuid().optional(),
   project_slug: z.string().min(1).max(64).optional(),
-  project_name: z.string().min(1).max(128).optional(),
-  external_workspace_id: z.string().max(255).optional(),
-  external_user_id: z.string().max(255).optional(),
-  external_project_id: z.string().max(255).optional(),
+  project_name: DisplayName.optional(),
+  external_workspace_id: PlainText(255).optional(),
+  external_user_id: PlainText(255).optional(),
+  external_project_id: PlainText(255).optional(),
   metadata: StringMap.optional(),
   visibility: ComputerVisibility.optional(),
 });
@@ -43,7 +44,7 @@ export type CreateComputer = z.infer<typeof CreateComputer>;
 
 /** PATCH/PUT: only the fields sent change; `metadata` replaces the whole map. */
 export const UpdateComputer = z.object({
-  agent_session_id: z.string().max(255).nullable().optional(),
+  agent_session_id: PlainText(255).nullable().optional(),
   name: Name.optional(),
   metadata: StringMap.optional(),
   visibility: ComputerVisibility.optional(),
@@ -75,11 +76,14 @@ export const EXEC_MAX_OUTPUT_BYTES = 1024 * 1024;
 /** Linux refuses a single argument over 128 KiB, and a command is one argument to bash -c. */
 export const EXEC_MAX_COMMAND_BYTES = 128 * 1024 - 1;
 const utf8Length = (s: string) => new TextEncoder().encode(s).byteLength;
+/** A command is a C string to the kernel: a NUL would end it early (or make bash refuse it), so it is a 400 here. */
+const noNul = (s: string) => !s.includes('\0');
 export const ExecBody = z.object({
   command: z
     .string()
     .min(1)
-    .refine((s) => utf8Length(s) <= EXEC_MAX_COMMAND_BYTES, `must be at most ${EXEC_MAX_COMMAND_BYTES} bytes`),
+    .refine((s) => utf8Length(s) <= EXEC_MAX_COMMAND_BYTES, `must be at most ${EXEC_MAX_COMMAND_BYTES} bytes`)
+    .refine(noNul, 'must not contain NUL characters'),
   timeout: Timeout,
 });
 /** A shell path as a computer has them: absolute, plain characters. Whether it exists is the computer's answer. */
@@ -87,7 +91,10 @@ export const ShellPath = z.string().regex(/^\/[A-Za-z0-9._\/-]{1,255}$/, 'must b
 export const ExecStreamBody = ExecBody.extend({ shell: ShellPath.default('/bin/bash') });
 
 /** Python code travels on the process's stdin, so it is not bound by the argument limit. */
-export const ExecPythonBody = z.object({ code: z.string().min(1).max(1024 * 1024), timeout: Timeout });
+export const ExecPythonBody = z.object({
+  code: z.string().min(1).max(1024 * 1024).refine(noNul, 'must not contain NUL characters (Python refuses source with them)'),
+  timeout: Timeout,
+});
 
 export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 

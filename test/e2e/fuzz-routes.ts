@@ -16,7 +16,8 @@ export interface FuzzRoute {
   limit?: number;
 }
 
-const name: Field = { spec: { type: 'string', min: 1, max: 128, trim: true } };
+/** Display names: besides lengths, characters that hide what is shown (schema/text.ts). */
+const name: Field = { spec: { type: 'string', min: 1, max: 128, trim: true, bad: ['a\u0000b', 'bell\u0007', 'new\nline', 'evil\u202Etxt.exe', 'iso\u2066', 'half\ud800'] } };
 const opt = (f: Field): Field => ({ ...f, optional: true });
 const str = (min: number, max: number): Field => ({ spec: { type: 'string', min, max } });
 const int = (min: number, max?: number): Field => ({ spec: { type: 'int', min, max } });
@@ -88,13 +89,13 @@ export const FUZZ_ROUTES: FuzzRoute[] = [
     method: 'POST',
     path: '/computers/{id}/exec',
     auth: 'tenant',
-    shape: { valid: { command: 'touch /tmp/fuzz-ran' }, fields: { command: { spec: { type: 'string', min: 1, max: EXEC_MAX_COMMAND_BYTES, bytes: true } }, timeout } },
+    shape: { valid: { command: 'touch /tmp/fuzz-ran' }, fields: { command: { spec: { type: 'string', min: 1, max: EXEC_MAX_COMMAND_BYTES, bytes: true, noNul: true } }, timeout } },
   },
   {
     method: 'POST',
     path: '/computers/{id}/exec/python',
     auth: 'tenant',
-    shape: { valid: { code: 'open("/tmp/fuzz-ran", "w")' }, fields: { code: str(1, 1024 * 1024), timeout } },
+    shape: { valid: { code: 'open("/tmp/fuzz-ran", "w")' }, fields: { code: { spec: { type: 'string', min: 1, max: 1024 * 1024, noNul: true } }, timeout } },
   },
   {
     method: 'POST',

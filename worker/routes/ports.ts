@@ -5,6 +5,7 @@ import { PortCreate, PortNumber, PortUpdate } from '../../schema/api.ts';
 import { json } from '../http/responses.ts';
 import { isoNow } from '../http/ids.ts';
 import { validate } from '../http/body.ts';
+import { DecimalInt } from '../../schema/text.ts';
 import { pageInfo, readPage } from '../http/pagination.ts';
 import { pagedQuery } from '../http/paged-query.ts';
 import { route, type RouteContext, type RouteDef } from '../router.ts';
@@ -27,7 +28,8 @@ const view = (c: RouteContext, computer: ComputerRow, r: PortRow) => ({
   updated_at: r.updated_at,
 });
 
-const portParam = (raw: string) => validate(z.object({ port: z.coerce.number().pipe(PortNumber) }), { port: raw }, 'path').port;
+/** The port in the path, as canonical decimal: `0x1F90` or `08080` is not port 8080 but a 400. */
+const portParam = (raw: string) => validate(z.object({ port: DecimalInt.pipe(PortNumber) }), { port: raw }, 'path').port;
 
 async function findPort(c: RouteContext, computerId: string, port: number): Promise<PortRow> {
   const row = await c.env.DB.prepare('SELECT port, visibility, created_at, updated_at FROM computer_ports WHERE computer_id = ? AND port = ?')
