@@ -8,7 +8,8 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env.ts';
-import { ComputerAgentMessage, FRAME_DISK, FRAME_OUTPUT, decodeFrame, frameKind, type ComputerSpec, type ExecRunParams, type ExecRunResult } from '../schema/protocol.ts';
+import { ComputerAgentMessage, FRAME_DISK, FRAME_OUTPUT, decodeFrame, frameKind, type ComputerSpec } from '../schema/protocol.ts';
+import type { SyncExecParams, SyncExecResult } from './exec/sync-exec.ts';
 import { ApiError, fail, ok, type Result } from '../schema/errors.ts';
 import { errorResponse } from '../worker/http/responses.ts';
 import { SIZES, type Size } from '../schema/sizes.ts';
@@ -288,11 +289,20 @@ export class ComputerObject extends DurableObject<Env> {
 
   // ------------------------------------------------------------ RPC: exec and metrics
 
-  async exec(caller: Caller, params: ExecRunParams): Promise<Result<ExecRunResult>> {
-    const r = await this.require(caller, 'exec');
-    if (!r.ok) return r;
-    const res = await this.link.request('exec.run', { params }, params.timeout_s * 1000 + 15_000);
+  /**
+   * Sync exec: a process like a streamed one (exec/sync-exec.ts), so a
+   * dropped agent socket loses nothing of it and a retry with the same
+   * Idempotency-Key gets its result instead of running it again.
+   */
+  async exec(caller: Caller, params: SyncExecParams): Promise<Result<SyncExecResult>> {
+    const g = await this.guard(caller);
+    if (!g.ok) return g;
+    const rec = g.value;
+    const mayStart = () => (rec.status !== REQUIRES.exec ? fail('COMPUTER_NOT_RUNNING', 'computer is not running') : ok(true));
+    const res = await this.streams.syncExecs.run(caller.org_id, params, mayStart);
     this.touch();
+    // The command no longer keeps the computer busy: auto-stop may count from now.
+    await this.upkeep.schedule();
     return res;
   }
 

@@ -37,6 +37,8 @@ export const ERROR_STATUS = {
   HOST_OFFLINE: 503,
   /** Relay: the app did not answer in time. */
   UPSTREAM_TIMEOUT: 504,
+  /** A sync command started and its result is not known yet (its host agent is away): retry with the same Idempotency-Key. */
+  RESULT_PENDING: 504,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

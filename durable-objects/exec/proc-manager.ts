@@ -39,6 +39,8 @@ export interface ProcSink {
   dispose(): void;
   /** Ends the sink's readers now (the computer is being deleted); its log goes with the object's storage. */
   close?(): void;
+  /** How long the ended process's log is kept (default LOG_RETENTION_MS). */
+  keepFor?(): number;
   /**
    * True while the sink's readers are too far behind to take more: output is
    * stored but not acknowledged, so the agent stops sending and the process
@@ -91,8 +93,20 @@ export class ProcManager {
     return this.table.running().length > 0;
   }
 
-  /** Records and starts a process; its row exists before the agent is asked, so no output can arrive unannounced. */
-  async start(kind: ProcKind, orgId: string, params: ProcStartParams, sinkState: Record<string, unknown> = {}): Promise<Result<ProcRow>> {
+  /**
+   * Records and starts a process; its row exists before the agent is asked, so
+   * no output can arrive unannounced. With `keepIfUnanswered`, a start the
+   * agent was sent but went away before answering leaves the process running
+   * as far as the object knows: it may well have started, and the next agent
+   * re-attaches it (or says it is not there).
+   */
+  async start(
+    kind: ProcKind,
+    orgId: string,
+    params: ProcStartParams,
+    sinkState: Record<string, unknown> = {},
+    opts: { keepIfUnanswered?: boolean } = {},
+  ): Promise<Result<ProcRow>> {
     const now = Date.now();
     const row: ProcRow = {
       proc_id: params.proc_id, kind, org_id: orgId, status: 'running', offsets: {}, stdin_sent: 0,
@@ -100,7 +114,14 @@ export class ProcManager {
     };
     this.table.insert(row);
     this.rows.set(row.proc_id, row);
-    const r = await this.link.request('proc.start', { params }, 30_000);
+    let sent = false;
+    const r = await this.link.request('proc.start', { params }, 30_000, { onSent: () => (sent = true) });
+    if (!r.ok && opts.keepIfUnanswered && sent && r.code === 'AGENT_UNAVAILABLE') {
+      // Until an agent confirms it (re-attaching), the process may never have started.
+      row.sink_state = { ...row.sink_state, unconfirmed: true };
+      this.table.save(row);
+      return ok(row);
+    }
     if (!r.ok) {
       this.finish(row, { kind: 'error', message: r.message });
       return r.code === 'AGENT_ERROR' ? fail('BAD_REQUEST', `the command could not start: ${r.message}`) : r;
@@ -157,6 +178,10 @@ export class ProcManager {
         if (!r.ok) {
           if (r.code !== 'AGENT_UNAVAILABLE') this.lose(row.proc_id, 'the command was lost: its computer restarted or its process is gone');
           return;
+        }
+        if (row.sink_state.unconfirmed) {
+          row.sink_state = { ...row.sink_state, unconfirmed: false };
+          this.table.save(row);
         }
         if (!r.value.running && r.value.exit) this.onExit(row.proc_id, r.value.exit);
       }),
@@ -216,8 +241,8 @@ export class ProcManager {
     row.status = 'ended';
     row.exit = outcome.kind === 'exit' ? outcome.exit : null;
     row.ended_at = now;
-    row.expires_at = now + LOG_RETENTION_MS;
     const sink = this.sink(row.proc_id);
+    row.expires_at = now + (sink?.keepFor?.() ?? LOG_RETENTION_MS);
     sink?.end(outcome);
     sink?.commit(row);
     this.table.save(row);

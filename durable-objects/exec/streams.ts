@@ -19,6 +19,7 @@ import { StreamExecSink } from './stream-exec.ts';
 import { Terminals, type TerminalOptions } from './terminal.ts';
 import { Tickets } from './tickets.ts';
 import { ExecSockets } from './ws-exec.ts';
+import { SyncExecs } from './sync-exec.ts';
 import type { HeldCredentials } from '../credentials/held-credentials.ts';
 
 const AGENT_AWAY = "the computer's host agent is not connected; try again shortly";
@@ -29,6 +30,7 @@ export type AccessCheck = (caller: Caller, op: 'exec' | 'view') => Promise<Resul
 export class Streams {
   readonly procs: ProcManager;
   readonly terminals: Terminals;
+  readonly syncExecs: SyncExecs;
   private readonly tickets: Tickets;
   private readonly stdin: StdinPumps;
   private readonly execSockets: ExecSockets;
@@ -52,8 +54,10 @@ export class Streams {
         ),
       ws: (row) => this.execSockets.sink(row),
       terminal: (row) => this.terminals.sink(row),
+      sync: (row) => this.syncExecs.sink(row),
     });
     this.stdin = new StdinPumps(this.procs, link);
+    this.syncExecs = new SyncExecs(sql, this.procs, this.stdin);
     this.execSockets = new ExecSockets(ctx, link, this.procs, this.stdin);
     this.terminals = new Terminals(ctx, link, this.procs, this.stdin, rescheduled);
   }

@@ -322,11 +322,11 @@ export class ComputerPeer {
 
   // ---------------------------------------------------------- streamed processes
 
-  /** Sends output of a process as a binary frame, at the next offset of its stream. */
-  output(procId: string, stream: OutputStream, data: Uint8Array | string): void {
+  /** Sends output of a process as a binary frame, at the next offset of its stream (or at `at`, as a new agent resuming would). */
+  output(procId: string, stream: OutputStream, data: Uint8Array | string, at?: number): void {
     const payload = typeof data === 'string' ? new TextEncoder().encode(data) : data;
     const key = `${procId}/${stream}`;
-    const offset = this.outputOffsets.get(key) ?? 0;
+    const offset = at ?? this.outputOffsets.get(key) ?? 0;
     this.outputOffsets.set(key, offset + payload.byteLength);
     this.ws.send(encodeFrame({ kind: FRAME_OUTPUT, stream, proc_id: procId, offset, payload }));
   }
