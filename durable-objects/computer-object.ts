@@ -301,8 +301,9 @@ export class ComputerObject extends DurableObject<Env> {
     const mayStart = () => (rec.status !== REQUIRES.exec ? fail('COMPUTER_NOT_RUNNING', 'computer is not running') : ok(true));
     const res = await this.streams.syncExecs.run(caller.org_id, params, mayStart);
     this.touch();
-    // The command no longer keeps the computer busy: auto-stop may count from now.
-    await this.upkeep.schedule();
+    // The command no longer keeps the computer busy: auto-stop may count from now. After the
+    // answer has gone (a storage write before it would hold it back until the write is done).
+    if (rec.auto_stop > 0) setTimeout(() => void this.upkeep.schedule().catch((e: unknown) => console.error('scheduling upkeep failed', e)), 0);
     return res;
   }
 
@@ -459,6 +460,9 @@ export class ComputerObject extends DurableObject<Env> {
     if (this.link.isAgentSocket(ws)) {
       this.link.onClose(ws);
       this.relay.linkGone(ws);
+      // Processes kept in memory only must outlive this connection: the next agent re-attaches them.
+      await this.loaded;
+      if (this.rec) this.streams.procs.persistAll();
     } else if (this.target.isAgentSocket(ws)) {
       this.target.onClose(ws);
       this.mover.onTargetClosed();

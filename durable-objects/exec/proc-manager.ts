@@ -42,6 +42,13 @@ export interface ProcSink {
   /** How long the ended process's log is kept (default LOG_RETENTION_MS). */
   keepFor?(): number;
   /**
+   * A sink whose output is only ever wanted at the end (sync exec) is
+   * acknowledged only when enough has come to need room, not every few ms.
+   */
+  ackWhenFull?: boolean;
+  /** Its process ended and a request takes the result now: nothing of it needs storing. */
+  claimed?(): boolean;
+  /**
    * True while the sink's readers are too far behind to take more: output is
    * stored but not acknowledged, so the agent stops sending and the process
    * waits. The sink calls `release` when they catch up.
@@ -59,6 +66,13 @@ export class ProcManager {
   private ackTimer: ReturnType<typeof setTimeout> | null = null;
   /** Processes asked to send again from our offsets after a frame past them. */
   private readonly reattaching = new Set<string>();
+  /**
+   * Processes kept in memory only (sync exec), stored when something needs
+   * them stored: the agent link dropped, their output needs acknowledging,
+   * their request gave up. A short command that runs while all goes well
+   * costs no storage write, and so no wait for one before its answer leaves.
+   */
+  private readonly volatile = new Set<string>();
 
   constructor(
     sql: SqlStorage,
@@ -90,7 +104,46 @@ export class ProcManager {
   }
 
   hasRunning(): boolean {
-    return this.table.running().length > 0;
+    return this.running().length > 0;
+  }
+
+  /** Running processes, stored or not. */
+  running(): ProcRow[] {
+    const rows = this.table.running().map((r) => this.row(r.proc_id)!);
+    for (const id of this.volatile) {
+      const row = this.rows.get(id);
+      if (row?.status === 'running') rows.push(row);
+    }
+    return rows;
+  }
+
+  /** Stores a row (and what its sink holds) now, if it lived in memory only. */
+  persist(row: ProcRow): void {
+    if (!this.volatile.delete(row.proc_id)) return;
+    this.table.insert(row);
+    this.sinks.get(row.proc_id)?.commit(row);
+    this.table.save(row);
+  }
+
+  /** Stores every process that lived in memory only (the agent link dropped: they may outlive this connection). */
+  persistAll(): void {
+    for (const id of [...this.volatile]) {
+      const row = this.rows.get(id);
+      if (row) this.persist(row);
+    }
+  }
+
+  /** Saves a row's moving parts (a row in memory only has nothing to save yet). */
+  save(row: ProcRow): void {
+    if (!this.volatile.has(row.proc_id)) this.table.save(row);
+  }
+
+  /** A request took an ended process's result: one kept in memory only is let go. */
+  doneWith(row: ProcRow): void {
+    if (row.status !== 'ended' || !this.volatile.delete(row.proc_id)) return;
+    this.sinks.get(row.proc_id)?.dispose();
+    this.sinks.delete(row.proc_id);
+    this.rows.delete(row.proc_id);
   }
 
   /**
@@ -105,21 +158,23 @@ export class ProcManager {
     orgId: string,
     params: ProcStartParams,
     sinkState: Record<string, unknown> = {},
-    opts: { keepIfUnanswered?: boolean } = {},
+    opts: { keepIfUnanswered?: boolean; volatile?: boolean } = {},
   ): Promise<Result<ProcRow>> {
     const now = Date.now();
     const row: ProcRow = {
       proc_id: params.proc_id, kind, org_id: orgId, status: 'running', offsets: {}, stdin_sent: 0,
       sink_state: sinkState, exit: null, created_at: now, ended_at: null, expires_at: null,
     };
-    this.table.insert(row);
+    if (opts.volatile) this.volatile.add(row.proc_id);
+    else this.table.insert(row);
     this.rows.set(row.proc_id, row);
     let sent = false;
     const r = await this.link.request('proc.start', { params }, 30_000, { onSent: () => (sent = true) });
     if (!r.ok && opts.keepIfUnanswered && sent && r.code === 'AGENT_UNAVAILABLE') {
       // Until an agent confirms it (re-attaching), the process may never have started.
       row.sink_state = { ...row.sink_state, unconfirmed: true };
-      this.table.save(row);
+      this.persist(row);
+      this.save(row);
       return ok(row);
     }
     if (!r.ok) {
@@ -147,7 +202,7 @@ export class ProcManager {
     const waiting = (this.unacked.get(f.proc_id) ?? 0) + fresh.byteLength;
     this.unacked.set(f.proc_id, waiting);
     if (waiting >= ACK_EAGER_BYTES) this.ackNow();
-    else this.ackSoon();
+    else if (!this.sinks.get(f.proc_id)?.ackWhenFull) this.ackSoon();
   }
 
   onExit(procId: string, exit: ProcExit): void {
@@ -166,14 +221,13 @@ export class ProcManager {
   }
 
   loseAll(message: string): void {
-    for (const row of this.table.running()) this.lose(row.proc_id, message);
+    for (const row of this.running()) this.lose(row.proc_id, message);
   }
 
   /** After an agent attaches: every live process resumes from the offsets we hold. */
   async resumeAll(): Promise<void> {
     await Promise.all(
-      this.table.running().map(async (stored) => {
-        const row = this.row(stored.proc_id)!;
+      this.running().map(async (row) => {
         const r = await this.link.request('proc.attach', { proc_id: row.proc_id, offsets: row.offsets }, 30_000);
         if (!r.ok) {
           if (r.code !== 'AGENT_UNAVAILABLE') this.lose(row.proc_id, 'the command was lost: its computer restarted or its process is gone');
@@ -181,7 +235,7 @@ export class ProcManager {
         }
         if (row.sink_state.unconfirmed) {
           row.sink_state = { ...row.sink_state, unconfirmed: false };
-          this.table.save(row);
+          this.save(row);
         }
         if (!r.value.running && r.value.exit) this.onExit(row.proc_id, r.value.exit);
       }),
@@ -243,10 +297,16 @@ export class ProcManager {
     row.ended_at = now;
     const sink = this.sink(row.proc_id);
     row.expires_at = now + (sink?.keepFor?.() ?? LOG_RETENTION_MS);
+    this.unacked.delete(row.proc_id);
+    // One in memory only whose result a request takes now is never stored (doneWith lets it go).
+    if (this.volatile.has(row.proc_id) && sink?.claimed?.()) {
+      sink.end(outcome);
+      return;
+    }
+    this.persist(row);
     sink?.end(outcome);
     sink?.commit(row);
     this.table.save(row);
-    this.unacked.delete(row.proc_id);
   }
 
   private ackSoon(): void {
@@ -273,6 +333,8 @@ export class ProcManager {
         continue;
       }
       const sink = this.sink(procId);
+      // Acknowledged output is never needed from the agent again: it must be stored first.
+      this.persist(row);
       sink?.commit(row);
       this.table.save(row);
       if (sink?.holds?.()) continue;

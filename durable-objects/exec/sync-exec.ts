@@ -77,12 +77,14 @@ export class SyncExecSink implements ProcSink {
   private readonly pending: Record<Part, Uint8Array[]> = { output: [], stdout: [], stderr: [] };
   private outcome: ProcOutcome | null = null;
   private readonly waiters: Array<(o: ProcOutcome) => void> = [];
-  /** A request is waiting for this command now (its result will be taken). */
-  waiting = 0;
+  /** Its output is only wanted at the end: acknowledged when room is needed, not every few ms. */
+  readonly ackWhenFull = true;
 
   constructor(
     private readonly sql: SqlStorage,
     private readonly row: ProcRow,
+    /** Whether a request is there to take the result when it comes (it started the command, or retries it). */
+    private readonly requested: () => boolean,
   ) {
     this.state = row.sink_state as unknown as SyncState;
     this.kept = { output: 0, stdout: 0, stderr: 0, ...this.state.kept };
@@ -121,7 +123,12 @@ export class SyncExecSink implements ProcSink {
   }
 
   dispose(): void {
-    this.sql.exec('DELETE FROM sync_output WHERE proc_id = ?', this.row.proc_id);
+    // Nothing stored, nothing to delete (and no write to wait for).
+    if (Object.values(this.rows).some((n) => n > 0)) this.sql.exec('DELETE FROM sync_output WHERE proc_id = ?', this.row.proc_id);
+  }
+
+  claimed(): boolean {
+    return this.requested();
   }
 
   /**
@@ -130,7 +137,7 @@ export class SyncExecSink implements ProcSink {
    * when it ended (the request gave up: 504) a day, for a retry with the key.
    */
   keepFor(): number {
-    return this.waiting > 0 ? LOG_RETENTION_MS : UNCLAIMED_RESULT_MS;
+    return this.requested() ? LOG_RETENTION_MS : UNCLAIMED_RESULT_MS;
   }
 
   /** The command's end, waiting for it up to `until` (epoch ms); null when it has not ended by then. */
@@ -138,23 +145,18 @@ export class SyncExecSink implements ProcSink {
     if (this.outcome) return this.outcome;
     const left = until - Date.now();
     if (left <= 0) return null;
-    this.waiting++;
-    try {
-      return await new Promise<ProcOutcome | null>((resolve) => {
-        const timer = setTimeout(() => {
-          const at = this.waiters.indexOf(wake);
-          if (at >= 0) this.waiters.splice(at, 1);
-          resolve(null);
-        }, left);
-        const wake = (o: ProcOutcome) => {
-          clearTimeout(timer);
-          resolve(o);
-        };
-        this.waiters.push(wake);
-      });
-    } finally {
-      this.waiting--;
-    }
+    return new Promise<ProcOutcome | null>((resolve) => {
+      const timer = setTimeout(() => {
+        const at = this.waiters.indexOf(wake);
+        if (at >= 0) this.waiters.splice(at, 1);
+        resolve(null);
+      }, left);
+      const wake = (o: ProcOutcome) => {
+        clearTimeout(timer);
+        resolve(o);
+      };
+      this.waiters.push(wake);
+    });
   }
 
   /** What the command wrote, from storage (everything is committed by the time it has ended). */
@@ -197,6 +199,9 @@ export class SyncExecSink implements ProcSink {
 }
 
 export class SyncExecs {
+  /** Commands a request is waiting on now, with how many requests. */
+  private readonly requests = new Map<string, number>();
+
   constructor(
     private readonly sql: SqlStorage,
     private readonly procs: ProcManager,
@@ -206,7 +211,19 @@ export class SyncExecs {
   }
 
   sink(row: ProcRow): ProcSink {
-    return new SyncExecSink(this.sql, row);
+    return new SyncExecSink(this.sql, row, () => (this.requests.get(row.proc_id) ?? 0) > 0);
+  }
+
+  /** Counts a request waiting on a command, from before it starts until it has its answer. */
+  private async waitingOn<T>(procId: string, work: () => Promise<T>): Promise<T> {
+    this.requests.set(procId, (this.requests.get(procId) ?? 0) + 1);
+    try {
+      return await work();
+    } finally {
+      const n = (this.requests.get(procId) ?? 1) - 1;
+      if (n > 0) this.requests.set(procId, n);
+      else this.requests.delete(procId);
+    }
   }
 
   /**
@@ -221,16 +238,22 @@ export class SyncExecs {
     if (earlier?.kind === 'sync' && earlier.org_id === orgId) {
       const sink = this.procs.sink(procId) as SyncExecSink;
       // A retry of the same command: its result, whether it is still running or long done; never a second run.
-      if (sink.fingerprint === fingerprint) return this.await(earlier, sink, Math.max(Date.now(), this.deadline(earlier)) + RESULT_GRACE_MS);
+      if (sink.fingerprint === fingerprint) return this.waitingOn(procId, () => this.await(earlier, sink, Math.max(Date.now(), this.deadline(earlier)) + RESULT_GRACE_MS));
     }
     // The key named another command once (its record outlived the key's 24 h): this is a new one.
     if (earlier) procId = newProcId();
     const may = mayStart();
     if (!may.ok) return may;
 
+    const id = procId;
+    return this.waitingOn(id, () => this.start(orgId, id, p, fingerprint));
+  }
+
+  private async start(orgId: string, procId: string, p: SyncExecParams, fingerprint: string): Promise<Result<SyncExecResult>> {
     const params: ProcStartParams = { proc_id: procId, argv: ['/bin/bash', '-c', p.command], timeout_s: p.timeout_s, stdin: p.stdin !== undefined };
     const state: SyncState = { max_output_bytes: p.max_output_bytes, timeout_s: p.timeout_s, fingerprint };
-    const started = await this.procs.start('sync', orgId, params, { ...state }, { keepIfUnanswered: true });
+    // Kept in memory while all goes well (ProcManager stores it when a drop or its size needs that).
+    const started = await this.procs.start('sync', orgId, params, { ...state }, { keepIfUnanswered: true, volatile: true });
     if (!started.ok) return started;
     if (p.stdin !== undefined) {
       this.stdin.write(procId, new TextEncoder().encode(p.stdin));
@@ -248,11 +271,13 @@ export class SyncExecs {
   private async await(row: ProcRow, sink: SyncExecSink, until: number): Promise<Result<SyncExecResult>> {
     const outcome = await sink.ended(until);
     if (!outcome) {
-      // Nobody may be waiting when it ends: its result is then kept for a retry with the same key (SyncExecSink.keepFor).
+      // Nobody may be waiting when it ends: it is stored, and its result then kept for a retry with the same key (SyncExecSink.keepFor).
+      this.procs.persist(row);
       return fail('RESULT_PENDING', "the command started, but the computer's host agent went away and has not come back to report how it ended; retry with the same Idempotency-Key to get its result without running it again");
     }
-    if (outcome.kind === 'error') return fail(...failureOf(outcome.message, sink.confirmed));
-    return ok(sink.result(outcome));
+    const answer: Result<SyncExecResult> = outcome.kind === 'error' ? fail(...failureOf(outcome.message, sink.confirmed)) : ok(sink.result(outcome));
+    this.procs.doneWith(row);
+    return answer;
   }
 
 }

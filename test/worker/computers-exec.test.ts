@@ -5,10 +5,11 @@
  * running when the agent's socket drops is re-attached by the next agent and
  * answered with its real result, never run twice for a retry with its key.
  */
-import { describe, expect, it } from 'vitest';
+import { runInDurableObject } from 'cloudflare:test';
+import { describe, expect, it, vi } from 'vitest';
 import { expectError, expectJson } from './helpers.ts';
 import { useAgentPeers, type ComputerPeer, type Req } from './agent-peer.ts';
-import { runningComputer, stoppedComputer, world, type World } from './computer-fixtures.ts';
+import { computerStub, runningComputer, stoppedComputer, world, type World } from './computer-fixtures.ts';
 import { EXEC_MAX_OUTPUT_BYTES } from '../../schema/api.ts';
 import { RESULT_GRACE_MS } from '../../durable-objects/exec/sync-exec.ts';
 
@@ -67,6 +68,12 @@ describe('POST /computers/:id/exec', () => {
     });
     const start = await peer.take('proc.start');
     expect(start.params).toEqual({ proc_id: start.params.proc_id, argv: ['/bin/bash', '-c', 'ls -la /workspace'], timeout_s: 30, stdin: false });
+    // Answered, it leaves nothing behind in the object, in memory or stored.
+    const left = await runInDurableObject(computerStub(computer.id), (obj) => ({
+      row: obj.streams.procs.row(start.params.proc_id),
+      running: obj.streams.procs.running().length,
+    }));
+    expect(left).toEqual({ row: null, running: 0 });
   });
 
   it('passes a timeout through and clamps it to 300', async () => {
@@ -159,8 +166,14 @@ describe('sync exec across an agent redial', () => {
     const id = (await peer.take('proc.start')).params.proc_id;
     peer.output(id, 'stdout', 'compiling a\n');
     peer.output(id, 'stderr', 'warning: b\n');
-    // Wait for the object to take (and acknowledge) what was sent, then the socket drops.
-    await waitForAck(peer, id, 'stdout', 12);
+    // Wait for the object to take what was sent (a sync command's output is acknowledged only when it needs room), then the socket drops.
+    await vi.waitFor(
+      async () => {
+        const offsets = await runInDurableObject(computerStub(computer.id), (obj) => obj.streams.procs.row(id)?.offsets);
+        if (offsets?.stdout !== 12 || offsets?.stderr !== 11) throw new Error(`offsets ${JSON.stringify(offsets)}`);
+      },
+      { timeout: 4000, interval: 10 },
+    );
     await peer.drop();
 
     const again = await w.host.dial(computer.id);
@@ -266,12 +279,3 @@ describe('POST /computers/:id/exec/python', () => {
     await expectError(await w.api(`/${computer.id}/exec/python`, { method: 'POST', body: { code: 'pass', timeout: 0 } }), 400, 'VALIDATION_FAILED');
   });
 });
-
-/** Waits until the object has acknowledged a stream of a process up to `offset`. */
-async function waitForAck(peer: ComputerPeer, procId: string, stream: 'stdout' | 'stderr', offset: number): Promise<void> {
-  const deadline = Date.now() + 4000;
-  while (!peer.acks.some((a) => a.proc_id === procId && (a.offsets[stream] ?? 0) >= offset)) {
-    if (Date.now() > deadline) throw new Error(`no ack of ${procId}/${stream} up to ${offset}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
