@@ -8,7 +8,7 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env.ts';
-import { ComputerAgentMessage, FRAME_DISK, FRAME_OUTPUT, decodeFrame, frameKind, type ComputerSpec } from '../schema/protocol.ts';
+import { FRAME_DISK, FRAME_OUTPUT, decodeFrame, frameKind, parseAgentMessage, type ComputerSpec } from '../schema/protocol.ts';
 import type { SyncExecParams, SyncExecResult } from './exec/sync-exec.ts';
 import { ApiError, fail, ok, type Result } from '../schema/errors.ts';
 import { errorResponse } from '../worker/http/responses.ts';
@@ -406,12 +406,15 @@ export class ComputerObject extends DurableObject<Env> {
       this.streams.onOutput(frame);
       return;
     }
-    let parsed: ComputerAgentMessage;
+    let raw: unknown;
     try {
-      const raw: unknown = JSON.parse(data);
-      if (this.relay.onJson(ws, raw)) return;
-      parsed = ComputerAgentMessage.parse(raw);
+      raw = JSON.parse(data);
     } catch {
+      raw = undefined;
+    }
+    if (raw !== undefined && this.relay.onJson(ws, raw)) return;
+    const parsed = parseAgentMessage(raw);
+    if (!parsed) {
       ws.close(4400, 'malformed message');
       return;
     }

@@ -112,6 +112,7 @@ export class ComputerSession {
     if (type === 'proc.ack' || type === 'disk.ack' || type === 'disk.cancel') {
       const notice = ComputerNotice.safeParse(raw);
       if (!notice.success) this.log(`computer ${this.id}: dropped a malformed ${String(type)}`);
+      else if (notice.data.type === 'proc.ack' && notice.data.forget) background(this.log, `computer ${this.id}: forgetting ${notice.data.proc_id}`, this.procs.forget(notice.data.proc_id));
       else if (notice.data.type === 'proc.ack') this.procs.ack(notice.data.proc_id, notice.data.offsets);
       else if (notice.data.type === 'disk.ack') this.disk.ack(notice.data.transfer_id, notice.data.offset);
       else this.disk.cancel(notice.data.transfer_id);

@@ -92,6 +92,8 @@ export interface SpawnOptions {
   user?: 'user' | 'root';
   timeout_s?: number;
   ring_bytes?: number;
+  /** Bytes of each stream sent at most; the rest is dropped and the exit says truncated (guest 1.2). */
+  output_limit?: number;
 }
 
 export class GuestClient extends EventEmitter<{ close: [Error | undefined] }> implements GuestLink {
@@ -317,7 +319,7 @@ export class GuestClient extends EventEmitter<{ close: [Error | undefined] }> im
         const proc = this.procs.get(h.proc);
         if (!proc) continue;
         if (h.ev === 'output') proc.handleOutput(h.stream, h.offset, frame.payload);
-        else proc.handleExit({ exit_code: h.exit_code, signal: h.signal, timed_out: h.timed_out, duration_ms: h.duration_ms });
+        else proc.handleExit({ exit_code: h.exit_code, signal: h.signal, timed_out: h.timed_out, duration_ms: h.duration_ms, truncated: h.truncated });
       }
     }
   }

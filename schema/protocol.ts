@@ -20,6 +20,11 @@
  *         target's computer.import; disk.ack flows back (target -> object ->
  *         source) so at most a window is in flight; computer.import_done
  *         verifies bytes and sha256 and puts the disk in place.
+ *  - 1.3  (robust) proc.start `output_limit`: each stream sends at most that
+ *         many bytes (sync exec keeps no more), the rest is read and dropped
+ *         in the computer, and the exit says `truncated`. proc.ack `forget`:
+ *         the server has stored the process's exit, the agent may drop it
+ *         (a notice, where older servers send a proc.forget request).
  *  - 1.4  relayed byte streams (schema/relay.ts): relay.open/accept/response/
  *         credit/close/reset messages and binary relay frames (kind 4), on
  *         computer sockets (computer_tcp targets) and host sockets (host_tcp).
@@ -181,6 +186,8 @@ export const ProcStartParams = z.object({
   timeout_s: z.number().int().positive().optional(),
   /** Keep stdin open for proc stdin frames; otherwise it is /dev/null. */
   stdin: z.boolean(),
+  /** 1.3: at most this many bytes of each stream are sent; the rest is dropped in the computer and the exit says `truncated`. */
+  output_limit: z.number().int().nonnegative().optional(),
 });
 export type ProcStartParams = z.infer<typeof ProcStartParams>;
 
@@ -189,6 +196,8 @@ export const ProcExit = z.object({
   signal: z.number().int().nullable(),
   timed_out: z.boolean(),
   duration_ms: z.number().nonnegative(),
+  /** 1.3: output past the start's `output_limit` was dropped. */
+  truncated: z.boolean().optional(),
 });
 export type ProcExit = z.infer<typeof ProcExit>;
 
@@ -254,7 +263,13 @@ export const RESULT_SCHEMAS = {
 export const AgentErrorCode = z.enum(['NOT_RUNNING', 'NOT_FOUND', 'BAD_REQUEST', 'FAILED']);
 
 /** The server has taken a process's output up to these offsets; the agent may send that much more beyond them. */
-export const ProcAck = z.object({ type: z.literal('proc.ack'), proc_id: ProcId, offsets: StreamOffsets });
+export const ProcAck = z.object({
+  type: z.literal('proc.ack'),
+  proc_id: ProcId,
+  offsets: StreamOffsets,
+  /** 1.3: the process's exit is stored too; the agent may forget the process (no answer is sent). */
+  forget: z.boolean().optional(),
+});
 
 /**
  * Disk bytes of a transfer written up to `offset`: the target says it to the
@@ -317,6 +332,26 @@ export const ProcStdinAck = z.object({ type: z.literal('proc.stdin_ack'), proc_i
 
 export const ComputerAgentMessage = z.union([ResultMessage, Attached, MetricsSample, ComputerExited, ProcExited, ProcStdinAck, DiskAck, DiskCancel]);
 export type ComputerAgentMessage = z.infer<typeof ComputerAgentMessage>;
+
+/** Each agent message's schema by its type: a message is checked against its own schema only (the hot path's cost). */
+const AGENT_MESSAGE_SCHEMAS: Record<ComputerAgentMessage['type'], z.ZodType<ComputerAgentMessage>> = {
+  result: ResultMessage,
+  attached: Attached,
+  metrics: MetricsSample,
+  'computer.exited': ComputerExited,
+  'proc.exit': ProcExited,
+  'proc.stdin_ack': ProcStdinAck,
+  'disk.ack': DiskAck,
+  'disk.cancel': DiskCancel,
+};
+
+/** Checks a message from an agent (parsed JSON); null when it is not one of the protocol's. */
+export function parseAgentMessage(raw: unknown): ComputerAgentMessage | null {
+  const type = (raw as { type?: unknown } | null)?.type;
+  const schema = typeof type === 'string' && Object.hasOwn(AGENT_MESSAGE_SCHEMAS, type) ? AGENT_MESSAGE_SCHEMAS[type as ComputerAgentMessage['type']] : null;
+  const r = schema?.safeParse(raw);
+  return r?.success ? r.data : null;
+}
 
 /** Path the agent dials for a computer socket; the host socket is AGENT_HOST_PATH. */
 export const AGENT_HOST_PATH = '/agent/v1/connect';

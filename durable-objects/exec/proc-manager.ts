@@ -9,6 +9,7 @@
 import { fail, ok, type Result } from '../../schema/errors.ts';
 import {
   FRAME_STDIN,
+  speaks,
   OUTPUT_WINDOW_BYTES,
   encodeFrame,
   type BinaryFrame,
@@ -210,8 +211,15 @@ export class ProcManager {
     if (!row || row.status !== 'running') return;
     // Measured here: this object saw the start, while the agent reporting the exit may be a newer one.
     this.finish(row, { kind: 'exit', exit: { ...exit, duration_ms: Date.now() - row.created_at } });
-    // The guest may drop what it kept for re-attaching.
-    void this.link.request('proc.forget', { proc_id: procId }, 10_000);
+    // The guest may drop what it kept for re-attaching: an agent of 1.3 is told in a notice, older ones by a request.
+    const ws = this.link.socket();
+    if (ws && speaks(this.link.protocol() ?? { major: 0, minor: 0 }, 3)) {
+      try {
+        ws.send(JSON.stringify({ type: 'proc.ack', proc_id: procId, offsets: row.offsets, forget: true }));
+      } catch {
+        /* closing: the guest drops it in time (it keeps a bounded number of exited processes) */
+      }
+    } else void this.link.request('proc.forget', { proc_id: procId }, 10_000);
   }
 
   /** A process that will never report again (its computer stopped, or its host lost it). */

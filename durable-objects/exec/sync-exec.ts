@@ -107,6 +107,8 @@ export class SyncExecSink implements ProcSink {
   end(outcome: ProcOutcome): void {
     this.outcome = outcome;
     if (outcome.kind === 'error') this.state.error = outcome.message;
+    // The computer dropped output past the limit itself (agents of protocol 1.3).
+    if (outcome.kind === 'exit' && outcome.exit.truncated) this.state.truncated = true;
     for (const wake of this.waiters.splice(0)) wake(outcome);
   }
 
@@ -232,7 +234,8 @@ export class SyncExecs {
    * the computer stopped since; `mayStart` says whether a new one may start.
    */
   async run(orgId: string, p: SyncExecParams, mayStart: () => Result<unknown>): Promise<Result<SyncExecResult>> {
-    const fingerprint = await sha256Hex(`${p.command}\u0000${p.stdin ?? ''}\u0000${p.timeout_s}`);
+    // Only a keyed command can be asked for again, so only it needs telling apart from another.
+    const fingerprint = p.key ? await sha256Hex(`${p.command}\u0000${p.stdin ?? ''}\u0000${p.timeout_s}`) : '';
     let procId = p.key ? (await sha256Hex(`sync\u0000${orgId}\u0000${p.key}`)).slice(0, 32) : newProcId();
     const earlier = p.key ? this.procs.row(procId) : null;
     if (earlier?.kind === 'sync' && earlier.org_id === orgId) {
@@ -250,7 +253,10 @@ export class SyncExecs {
   }
 
   private async start(orgId: string, procId: string, p: SyncExecParams, fingerprint: string): Promise<Result<SyncExecResult>> {
-    const params: ProcStartParams = { proc_id: procId, argv: ['/bin/bash', '-c', p.command], timeout_s: p.timeout_s, stdin: p.stdin !== undefined };
+    // The computer sends no more of a stream than is kept here (older agents ignore the limit; the sink keeps its own).
+    const params: ProcStartParams = {
+      proc_id: procId, argv: ['/bin/bash', '-c', p.command], timeout_s: p.timeout_s, stdin: p.stdin !== undefined, output_limit: p.max_output_bytes,
+    };
     const state: SyncState = { max_output_bytes: p.max_output_bytes, timeout_s: p.timeout_s, fingerprint };
     // Kept in memory while all goes well (ProcManager stores it when a drop or its size needs that).
     const started = await this.procs.start('sync', orgId, params, { ...state }, { keepIfUnanswered: true, volatile: true });

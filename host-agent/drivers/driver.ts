@@ -32,6 +32,8 @@ export interface StreamExit {
   exit_code: number;
   signal: number | null;
   timed_out: boolean;
+  /** Output past the start's `output_limit` was dropped. */
+  truncated?: boolean;
 }
 
 /**

@@ -179,6 +179,7 @@ export class SandboxDriver implements ComputerDriver {
       window,
       // The ring must hold everything not yet acknowledged, so a re-attach finds it.
       ring_bytes: 2 * window,
+      output_limit: params.output_limit,
     });
     try {
       await handle.started;

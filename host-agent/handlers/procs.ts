@@ -128,7 +128,10 @@ export class ProcRelay {
     handle.on('gap', (stream, from, to) => this.log(`computer ${this.computerId}: ${to - from} bytes of ${procId}/${stream} were lost before re-attaching`));
     handle.on('exit', (exit) => {
       // duration_ms is the server's to measure: it saw the start, and this agent may be a newer one.
-      this.out.sendJson({ type: 'proc.exit', proc_id: procId, exit_code: exit.exit_code, signal: exit.signal, timed_out: exit.timed_out, duration_ms: 0 });
+      this.out.sendJson({
+        type: 'proc.exit', proc_id: procId, exit_code: exit.exit_code, signal: exit.signal, timed_out: exit.timed_out, duration_ms: 0,
+        ...(exit.truncated !== undefined && { truncated: exit.truncated }),
+      });
     });
   }
 

@@ -42,6 +42,19 @@ afterAll(async () => {
 });
 
 describe('guest agent: spawned processes', () => {
+  it('with output_limit sends at most that much of each stream, drops the rest without blocking the process, and says truncated', async () => {
+    const p = client.spawn({ command: 'head -c 300000 /dev/zero; echo err >&2; head -c 10 /dev/zero >&2', output_limit: 1000, window: 64 * 1024 });
+    const out = collect(p);
+    await p.started;
+    expect(await p.exited).toMatchObject({ exit_code: 0, truncated: true });
+    expect(Buffer.concat(out.stdout ?? []).length).toBe(1000);
+    expect(Buffer.concat(out.stderr ?? []).length).toBe(14);
+    const whole = client.spawn({ command: 'echo small', output_limit: 1000 });
+    const wout = collect(whole);
+    expect(await whole.exited).toMatchObject({ exit_code: 0, truncated: false });
+    expect(text(wout.stdout)).toBe('small\n');
+  });
+
   it('streams stdout and stderr separately and reports the exit', async () => {
     const p = client.spawn({ command: 'echo out; echo err >&2; echo $FROM_SPEC; exit 3' });
     const out = collect(p);

@@ -247,7 +247,11 @@ const lifecycleDefaults = (peer: ComputerPeer): { [T in ComputerRequestType]: Ha
   'computer.resize': () => ({ data: { state: peer.state } }),
   'computer.env': () => ({ data: { state: peer.state } }),
   'exec.run': () => ({ data: { output: '', exit_code: 0, timed_out: false, truncated: false, duration_ms: 1 } }),
-  'proc.start': () => ({ data: { pid: 100 } }),
+  // A sync exec (the only start with an output limit) runs and exits 0 on a healthy host; other processes run until the test says.
+  'proc.start': (req) => {
+    if (req.params.output_limit !== undefined) setTimeout(() => peer.exit(req.params.proc_id, 0), 0);
+    return { data: { pid: 100 } };
+  },
   'proc.attach': () => ({ data: { running: true, exit: null } }),
   'proc.resize': () => ({ data: {} }),
   'proc.signal': () => ({ data: {} }),
@@ -422,6 +426,17 @@ export class ComputerPeer {
     while (!ok(await runInDurableObject(stub, (obj) => obj[which].socket() !== null))) {
       if (Date.now() > deadline) throw new Error(`computer ${this.id}: the object ${failure}`);
       await sleep(10);
+    }
+  }
+
+  /** Resolves once the server has said the process may be forgotten (a proc.forget request, or from 1.3 a proc.ack with `forget`). */
+  async forgotten(procId: string): Promise<void> {
+    const deadline = Date.now() + WAIT_MS;
+    const told = () =>
+      this.acks.some((a) => a.proc_id === procId && a.forget) || this.inbox.all.some((r) => r.type === 'proc.forget' && r.proc_id === procId);
+    while (!told()) {
+      if (Date.now() > deadline) throw new Error(`computer ${this.id}: ${procId} was not forgotten within ${WAIT_MS} ms`);
+      await sleep(5);
     }
   }
 

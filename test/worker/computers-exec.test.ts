@@ -67,7 +67,13 @@ describe('POST /computers/:id/exec', () => {
       duration_ms: expect.any(Number),
     });
     const start = await peer.take('proc.start');
-    expect(start.params).toEqual({ proc_id: start.params.proc_id, argv: ['/bin/bash', '-c', 'ls -la /workspace'], timeout_s: 30, stdin: false });
+    expect(start.params).toEqual({
+      proc_id: start.params.proc_id,
+      argv: ['/bin/bash', '-c', 'ls -la /workspace'],
+      timeout_s: 30,
+      stdin: false,
+      output_limit: EXEC_MAX_OUTPUT_BYTES,
+    });
     // Answered, it leaves nothing behind in the object, in memory or stored.
     const left = await runInDurableObject(computerStub(computer.id), (obj) => ({
       row: obj.streams.procs.row(start.params.proc_id),
@@ -132,6 +138,21 @@ describe('POST /computers/:id/exec', () => {
     expect(res.output.slice(EXEC_MAX_OUTPUT_BYTES)).toMatch(/^\n\[output truncated: only the first \d+ bytes are kept\]\n$/);
     expect(res.stdout).toHaveLength(EXEC_MAX_OUTPUT_BYTES);
     expect(res.stderr).toBe('oops\n');
+  });
+
+  it('says truncated when the computer dropped output past the limit itself', async () => {
+    const w = await world();
+    const { computer, peer } = await runningComputer(w);
+    peer.onRequest('proc.start', (start) => {
+      setTimeout(() => {
+        peer.output(start.params.proc_id, 'stdout', 'kept');
+        peer.exit(start.params.proc_id, 0, { truncated: true });
+      }, 0);
+      return { data: { pid: 1 } };
+    });
+    const res = await expectJson<ExecResponse>(await exec(w, computer.id, { command: 'yes' }), 200);
+    expect(res).toMatchObject({ truncated: true, stdout: 'kept' });
+    expect(res.output).toMatch(/^kept\n\[output truncated/);
   });
 
   it('reports a timeout as the computer saw it', async () => {
