@@ -109,10 +109,10 @@ export class ComputerSession {
     }
     if (this.relay.onJson(raw)) return;
     const type = (raw as { type?: unknown })?.type;
-    if (type === 'proc.ack' || type === 'disk.ack' || type === 'disk.cancel') {
+    if (type === 'proc.ack' || type === 'disk.ack' || type === 'disk.cancel' || type === 'procs.forget') {
       const notice = ComputerNotice.safeParse(raw);
       if (!notice.success) this.log(`computer ${this.id}: dropped a malformed ${String(type)}`);
-      else if (notice.data.type === 'proc.ack' && notice.data.forget) background(this.log, `computer ${this.id}: forgetting ${notice.data.proc_id}`, this.procs.forget(notice.data.proc_id));
+      else if (notice.data.type === 'procs.forget') for (const id of notice.data.proc_ids) background(this.log, `computer ${this.id}: forgetting ${id}`, this.procs.forget(id));
       else if (notice.data.type === 'proc.ack') this.procs.ack(notice.data.proc_id, notice.data.offsets);
       else if (notice.data.type === 'disk.ack') this.disk.ack(notice.data.transfer_id, notice.data.offset);
       else this.disk.cancel(notice.data.transfer_id);

@@ -22,9 +22,10 @@
  *         verifies bytes and sha256 and puts the disk in place.
  *  - 1.3  (robust) proc.start `output_limit`: each stream sends at most that
  *         many bytes (sync exec keeps no more), the rest is read and dropped
- *         in the computer, and the exit says `truncated`. proc.ack `forget`:
- *         the server has stored the process's exit, the agent may drop it
- *         (a notice, where older servers send a proc.forget request).
+ *         in the computer, and the exit says `truncated`. procs.forget: the
+ *         server has what it needs of these ended processes and the agent
+ *         may drop them, in one notice for many (older servers send a
+ *         proc.forget request for each).
  *  - 1.4  relayed byte streams (schema/relay.ts): relay.open/accept/response/
  *         credit/close/reset messages and binary relay frames (kind 4), on
  *         computer sockets (computer_tcp targets) and host sockets (host_tcp).
@@ -263,13 +264,7 @@ export const RESULT_SCHEMAS = {
 export const AgentErrorCode = z.enum(['NOT_RUNNING', 'NOT_FOUND', 'BAD_REQUEST', 'FAILED']);
 
 /** The server has taken a process's output up to these offsets; the agent may send that much more beyond them. */
-export const ProcAck = z.object({
-  type: z.literal('proc.ack'),
-  proc_id: ProcId,
-  offsets: StreamOffsets,
-  /** 1.3: the process's exit is stored too; the agent may forget the process (no answer is sent). */
-  forget: z.boolean().optional(),
-});
+export const ProcAck = z.object({ type: z.literal('proc.ack'), proc_id: ProcId, offsets: StreamOffsets });
 
 /**
  * Disk bytes of a transfer written up to `offset`: the target says it to the
@@ -284,8 +279,11 @@ export const DiskAck = z.object({ type: z.literal('disk.ack'), transfer_id: Tran
  */
 export const DiskCancel = z.object({ type: z.literal('disk.cancel'), transfer_id: TransferId, reason: z.string().max(1024).optional() });
 
+/** 1.3: the server has what it needs of these ended processes; the agent may forget them (no answer is sent). */
+export const ProcsForget = z.object({ type: z.literal('procs.forget'), proc_ids: z.array(ProcId).min(1).max(256) });
+
 /** Messages the ComputerObject sends that need no answer. */
-export const ComputerNotice = z.discriminatedUnion('type', [ProcAck, DiskAck, DiskCancel]);
+export const ComputerNotice = z.discriminatedUnion('type', [ProcAck, DiskAck, DiskCancel, ProcsForget]);
 export type ComputerNotice = z.infer<typeof ComputerNotice>;
 
 /** Bytes of unacknowledged output the agent may have in flight per process. */

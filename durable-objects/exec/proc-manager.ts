@@ -22,6 +22,8 @@ import { ProcTable, nextOffset, type ProcKind, type ProcRow } from './proc-table
 
 /** How long an ended process's output stays readable. */
 export const LOG_RETENTION_MS = 10 * 60_000;
+/** Ended processes are forgotten on the agent in one notice for all that ended within this long. */
+const FORGET_DELAY_MS = 50;
 /** Acks go out this often, or sooner when a quarter window is waiting. */
 const ACK_DELAY_MS = 10;
 const ACK_EAGER_BYTES = OUTPUT_WINDOW_BYTES / 4;
@@ -74,6 +76,9 @@ export class ProcManager {
    * costs no storage write, and so no wait for one before its answer leaves.
    */
   private readonly volatile = new Set<string>();
+  /** Ended processes the agent is yet to be told to forget, and the timer that tells it. */
+  private readonly toForget = new Set<string>();
+  private forgetTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     sql: SqlStorage,
@@ -211,14 +216,11 @@ export class ProcManager {
     if (!row || row.status !== 'running') return;
     // Measured here: this object saw the start, while the agent reporting the exit may be a newer one.
     this.finish(row, { kind: 'exit', exit: { ...exit, duration_ms: Date.now() - row.created_at } });
-    // The guest may drop what it kept for re-attaching: an agent of 1.3 is told in a notice, older ones by a request.
-    const ws = this.link.socket();
-    if (ws && speaks(this.link.protocol() ?? { major: 0, minor: 0 }, 3)) {
-      try {
-        ws.send(JSON.stringify({ type: 'proc.ack', proc_id: procId, offsets: row.offsets, forget: true }));
-      } catch {
-        /* closing: the guest drops it in time (it keeps a bounded number of exited processes) */
-      }
+    // The guest may drop what it kept for re-attaching: an agent of 1.3 is told in one notice for
+    // every process that ended within a few ms (a busy computer ends many), older ones by a request each.
+    if (speaks(this.link.protocol() ?? { major: 0, minor: 0 }, 3)) {
+      this.toForget.add(procId);
+      this.forgetTimer ??= setTimeout(() => this.forgetNow(), FORGET_DELAY_MS);
     } else void this.link.request('proc.forget', { proc_id: procId }, 10_000);
   }
 
@@ -277,6 +279,19 @@ export class ProcManager {
       return false; // the socket is closing; resumeAll sends these again to the next agent
     }
     return true;
+  }
+
+  /** Tells the agent to forget every ended process collected since the last notice. */
+  private forgetNow(): void {
+    this.forgetTimer = null;
+    const ids = [...this.toForget].slice(0, 256);
+    for (const id of ids) this.toForget.delete(id);
+    if (this.toForget.size) this.forgetTimer = setTimeout(() => this.forgetNow(), FORGET_DELAY_MS);
+    try {
+      this.link.socket()?.send(JSON.stringify({ type: 'procs.forget', proc_ids: ids }));
+    } catch {
+      /* closing: the guest drops them in time (it keeps a bounded number of exited processes) */
+    }
   }
 
   /** Ends the readers of every sink in memory (the computer is being deleted). */

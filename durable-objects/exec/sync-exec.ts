@@ -165,10 +165,12 @@ export class SyncExecSink implements ProcSink {
   result(outcome: Extract<ProcOutcome, { kind: 'exit' }>): SyncExecResult {
     const text: Record<Part, string> = { output: '', stdout: '', stderr: '' };
     for (const part of PARTS) {
-      const rows = this.sql
-        .exec<{ bytes: ArrayBuffer }>('SELECT bytes FROM sync_output WHERE proc_id = ? AND part = ? ORDER BY seq', this.row.proc_id, part)
-        .toArray();
-      text[part] = decoder().decode(join([...rows.map((r) => new Uint8Array(r.bytes)), ...this.pending[part]]));
+      // Read from storage only what was stored (a command kept in memory stored nothing).
+      const rows = this.rows[part]
+        ? this.sql.exec<{ bytes: ArrayBuffer }>('SELECT bytes FROM sync_output WHERE proc_id = ? AND part = ? ORDER BY seq', this.row.proc_id, part).toArray()
+        : [];
+      const chunks = [...rows.map((r) => new Uint8Array(r.bytes)), ...this.pending[part]];
+      text[part] = chunks.length ? decoder().decode(join(chunks)) : '';
     }
     return {
       ...text,

@@ -289,6 +289,8 @@ export class ComputerPeer {
   private readonly outputOffsets = new Map<string, number>();
   /** Every proc.ack the server sent, in order. */
   readonly acks: z.infer<typeof ProcAck>[] = [];
+  /** Processes the server said to forget (procs.forget notices), in order. */
+  readonly forgets: string[] = [];
   /** Every disk frame and disk notice the server sent, in order. */
   readonly disk: DiskEvent[] = [];
   private readonly diskListeners: ((e: DiskEvent) => void)[] = [];
@@ -314,10 +316,11 @@ export class ComputerPeer {
       notice: (raw) => {
         if (isRelayMessage(raw)) return this.relay.onMessage(raw);
         const type = (raw as { type?: unknown } | null)?.type;
-        if (type !== 'proc.ack' && type !== 'disk.ack' && type !== 'disk.cancel') return 'not-a-notice';
+        if (type !== 'proc.ack' && type !== 'disk.ack' && type !== 'disk.cancel' && type !== 'procs.forget') return 'not-a-notice';
         const n = ComputerNotice.safeParse(raw);
         if (!n.success) return `malformed notice ${JSON.stringify(raw)}: ${n.error.message}`;
         if (n.data.type === 'proc.ack') this.acks.push(n.data);
+        else if (n.data.type === 'procs.forget') this.forgets.push(...n.data.proc_ids);
         else this.onDisk(n.data);
         return null;
       },
@@ -429,11 +432,10 @@ export class ComputerPeer {
     }
   }
 
-  /** Resolves once the server has said the process may be forgotten (a proc.forget request, or from 1.3 a proc.ack with `forget`). */
+  /** Resolves once the server has said the process may be forgotten (a proc.forget request, or from 1.3 a procs.forget notice). */
   async forgotten(procId: string): Promise<void> {
     const deadline = Date.now() + WAIT_MS;
-    const told = () =>
-      this.acks.some((a) => a.proc_id === procId && a.forget) || this.inbox.all.some((r) => r.type === 'proc.forget' && r.proc_id === procId);
+    const told = () => this.forgets.includes(procId) || this.inbox.all.some((r) => r.type === 'proc.forget' && r.proc_id === procId);
     while (!told()) {
       if (Date.now() > deadline) throw new Error(`computer ${this.id}: ${procId} was not forgotten within ${WAIT_MS} ms`);
       await sleep(5);
