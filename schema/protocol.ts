@@ -25,7 +25,9 @@
  *         in the computer, and the exit says `truncated`. procs.forget: the
  *         server has what it needs of these ended processes and the agent
  *         may drop them, in one notice for many (older servers send a
- *         proc.forget request for each).
+ *         proc.forget request for each). proc.start `wait_exit_ms`: a process
+ *         that ends within that long is answered with its `exit` (its output
+ *         frames sent before the result), and no proc.exit follows.
  *  - 1.4  relayed byte streams (schema/relay.ts): relay.open/accept/response/
  *         credit/close/reset messages and binary relay frames (kind 4), on
  *         computer sockets (computer_tcp targets) and host sockets (host_tcp).
@@ -189,6 +191,8 @@ export const ProcStartParams = z.object({
   stdin: z.boolean(),
   /** 1.3: at most this many bytes of each stream are sent; the rest is dropped in the computer and the exit says `truncated`. */
   output_limit: z.number().int().nonnegative().optional(),
+  /** 1.3: answer once the process has ended, if it does within this many ms (the result then has its `exit`). */
+  wait_exit_ms: z.number().int().positive().max(10_000).optional(),
 });
 export type ProcStartParams = z.infer<typeof ProcStartParams>;
 
@@ -250,7 +254,7 @@ export const RESULT_SCHEMAS = {
   'computer.resize': LifecycleResult,
   'computer.env': LifecycleResult,
   'exec.run': ExecRunResult,
-  'proc.start': z.object({ pid: z.number().int() }),
+  'proc.start': z.object({ pid: z.number().int(), exit: ProcExit.optional() }),
   'proc.attach': ProcAttachResult,
   'proc.resize': z.object({}),
   'proc.signal': z.object({}),

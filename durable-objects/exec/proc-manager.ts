@@ -187,6 +187,8 @@ export class ProcManager {
       this.finish(row, { kind: 'error', message: r.message });
       return r.code === 'AGENT_ERROR' ? fail('BAD_REQUEST', `the command could not start: ${r.message}`) : r;
     }
+    // Asked to wait for a short process's end (1.3), the agent answered with it.
+    if (r.value.exit) this.onExit(row.proc_id, r.value.exit);
     return ok(row);
   }
 

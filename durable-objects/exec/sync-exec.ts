@@ -25,6 +25,8 @@ import { newProcId } from './proc-id.ts';
 import type { ProcRow } from './proc-table.ts';
 import type { StdinPumps } from './stdin-pump.ts';
 
+/** How long the agent holds the start's answer for the command's end, which then comes with it. */
+const WAIT_EXIT_MS = 2_000;
 /** After the command's own timeout, how long a request waits for its exit (the kill's grace, an agent's redial). */
 export const RESULT_GRACE_MS = 15_000;
 /** How long the result of a command whose request gave up waiting is kept for a retry with the same key. */
@@ -256,8 +258,10 @@ export class SyncExecs {
 
   private async start(orgId: string, procId: string, p: SyncExecParams, fingerprint: string): Promise<Result<SyncExecResult>> {
     // The computer sends no more of a stream than is kept here (older agents ignore the limit; the sink keeps its own).
+    // A short command's end comes with the start's answer (one message less), unless it reads stdin, which is sent after that answer.
     const params: ProcStartParams = {
       proc_id: procId, argv: ['/bin/bash', '-c', p.command], timeout_s: p.timeout_s, stdin: p.stdin !== undefined, output_limit: p.max_output_bytes,
+      ...(p.stdin === undefined && { wait_exit_ms: WAIT_EXIT_MS }),
     };
     const state: SyncState = { max_output_bytes: p.max_output_bytes, timeout_s: p.timeout_s, fingerprint };
     // Kept in memory while all goes well (ProcManager stores it when a drop or its size needs that).

@@ -73,6 +73,7 @@ describe('POST /computers/:id/exec', () => {
       timeout_s: 30,
       stdin: false,
       output_limit: EXEC_MAX_OUTPUT_BYTES,
+      wait_exit_ms: 2000,
     });
     // Answered, it leaves nothing behind in the object, in memory or stored.
     const left = await runInDurableObject(computerStub(computer.id), (obj) => ({
@@ -80,6 +81,17 @@ describe('POST /computers/:id/exec', () => {
       running: obj.streams.procs.running().length,
     }));
     expect(left).toEqual({ row: null, running: 0 });
+  });
+
+  it("a short command's end may come with the start's answer (protocol 1.3), after its output", async () => {
+    const w = await world();
+    const { computer, peer } = await runningComputer(w);
+    peer.onRequest('proc.start', (start) => {
+      peer.output(start.params.proc_id, 'stdout', 'fast\n');
+      return { data: { pid: 9, exit: { exit_code: 0, signal: null, timed_out: false, duration_ms: 0 } } };
+    });
+    const res = await expectJson<ExecResponse>(await exec(w, computer.id, { command: 'echo fast' }), 200);
+    expect(res).toMatchObject({ output: 'fast\n', stdout: 'fast\n', exit_code: 0 });
   });
 
   it('passes a timeout through and clamps it to 300', async () => {
