@@ -15,7 +15,13 @@
  * Output: `output` is stdout and stderr together in the order the computer
  * read them (the page's combined output), `stdout` and `stderr` each alone;
  * each keeps at most `max_output_bytes`, beyond which output is read and
- * dropped (`truncated`). Chunks are stored as they are acknowledged.
+ * dropped in the computer itself (`truncated`).
+ *
+ * Cost: while all goes well the command lives in memory only (ProcManager's
+ * volatile rows) — no storage write, so no answer waits for one — and a
+ * short one's end comes with the start's answer. It is stored, with what
+ * output came, as soon as that matters: the agent link drops, its output
+ * needs acknowledging, or its request gives up.
  */
 import { fail, ok, type ErrorCode, type Result } from '../../schema/errors.ts';
 import type { OutputStream, ProcStartParams } from '../../schema/protocol.ts';
