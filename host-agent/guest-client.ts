@@ -64,6 +64,10 @@ function refusal(op: GuestOp, code: GuestErrorCode): string {
         : `the computer's agent refused the ${op} request`;
     case 'FAILED':
       return `the computer's agent could not complete the ${op} request`;
+    case 'REFUSED':
+      return 'nothing accepted the connection in the computer';
+    case 'TIMEOUT':
+      return `the computer's agent did not complete the ${op} request in time`;
   }
 }
 
