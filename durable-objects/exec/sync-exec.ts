@@ -30,6 +30,7 @@ import { LOG_RETENTION_MS, type ProcManager, type ProcOutcome, type ProcSink } f
 import { newProcId } from './proc-id.ts';
 import type { ProcRow } from './proc-table.ts';
 import type { StdinPumps } from './stdin-pump.ts';
+import { joinBytes as join } from '../bytes.ts';
 
 /** How long the agent holds the start's answer for the command's end, which then comes with it. */
 const WAIT_EXIT_MS = 2_000;
@@ -305,15 +306,4 @@ function failureOf(message: string, confirmed: boolean): [ErrorCode, string] {
   if (!confirmed) return ['AGENT_UNAVAILABLE', "the command did not start: the computer's host agent went away before it could; it is safe to run it again"];
   if (/computer is (stopped|restarting)/.test(message)) return ['COMPUTER_NOT_RUNNING', message];
   return ['AGENT_ERROR', message];
-}
-
-function join(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
 }

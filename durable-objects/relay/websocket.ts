@@ -15,6 +15,7 @@
  */
 import { FLAG_MESSAGE_END, FLAG_TEXT } from '../../schema/relay.ts';
 import type { RelayStream, WsClose } from './relay-stream.ts';
+import { joinBytes } from '../bytes.ts';
 
 /** Client bytes waiting for credit before the client is told it sends too fast. */
 export const QUEUE_LIMIT = 8 * 1024 * 1024;
@@ -60,7 +61,7 @@ export function bridgeWebSocket(client: WebSocket, stream: RelayStream, mode: 'm
       }
       if (!(flags & FLAG_MESSAGE_END)) return;
       partBytes = 0;
-      const whole = joinParts(parts);
+      const whole = joinBytes(parts);
       parts = [];
       safeSend(client, flags & FLAG_TEXT ? decoder.decode(whole) : whole);
     },
@@ -102,15 +103,4 @@ function safeSend(ws: WebSocket, data: string | Uint8Array): void {
   } catch {
     /* the client is closing */
   }
-}
-
-function joinParts(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
 }
