@@ -131,11 +131,11 @@ export class ProcManager {
     this.table.save(row);
   }
 
-  /** Stores every process that lived in memory only (the agent link dropped: they may outlive this connection). */
+  /** Stores every running process that lived in memory only (the agent link dropped: they may outlive this connection). */
   persistAll(): void {
     for (const id of [...this.volatile]) {
       const row = this.rows.get(id);
-      if (row) this.persist(row);
+      if (row?.status === 'running') this.persist(row);
     }
   }
 
