@@ -25,6 +25,9 @@ export interface ComputerMetrics {
   cpu_percent: number;
   memory_percent: number;
   memory_bytes: number;
+  /** Bytes in use on the computer's disk and their share of its size (drivers with disk quotas). */
+  disk_bytes?: number;
+  disk_percent?: number;
 }
 
 /** How a streamed process ended, as the computer reports it. */

@@ -54,6 +54,7 @@ export async function teardown(): Promise<void> {
     const driver = new SandboxDriver({ dataDir });
     for (const id of await driver.list()) await driver.destroy(id).catch(() => {});
     await driver.close();
+    await driver.releaseStorage(); // unmounts the disk pool of this data dir, if it has one
   }
   await worker?.stop();
   if (stateDir) rmSync(stateDir, { recursive: true, force: true });

@@ -43,6 +43,7 @@ describe('move a computer to another region, end to end', () => {
       const driver = new SandboxDriver({ dataDir });
       for (const left of await driver.list()) await driver.destroy(left).catch(() => undefined);
       await driver.close();
+      await driver.releaseStorage(); // unmounts the disk pool of this data dir, if it has one
       fs.rmSync(dataDir, { recursive: true, force: true });
     }
     if (hostId) await operatorClient().del(`/admin/hosts/${hostId}`);

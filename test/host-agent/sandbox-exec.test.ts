@@ -100,8 +100,8 @@ describe('exec in a sandbox', () => {
   it('sees only its own processes', async () => {
     const r = await run('ps -e -o pid=,comm=');
     const lines = r.output.trim().split('\n').map((l) => l.trim());
-    expect(lines[0]).toMatch(/^1 python3$/);
-    expect(lines.length).toBeLessThanOrEqual(4); // python3 (guest), bash, ps
+    expect(lines[0]).toMatch(/^1 hangar-guest$/);
+    expect(lines.length).toBeLessThanOrEqual(4); // the guest, bash, ps
     expect(r.output).not.toMatch(/node|vitest|systemd|sshd/);
   });
 
