@@ -250,7 +250,8 @@ export class SandboxDriver implements ComputerDriver {
 
   async address(id: string): Promise<string | null> {
     const state = readState(computerPaths(this.dataDir, id));
-    return state && isAlive(state) ? namespaceAddress(state.pid) : null;
+    // The namespaces belong to the launcher's child (ns_pid); sandboxes of the old launcher had them on pid.
+    return state && isAlive(state) ? namespaceAddress(state.ns_pid ?? state.pid) : null;
   }
 
   async list(): Promise<string[]> {
