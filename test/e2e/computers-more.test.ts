@@ -76,7 +76,8 @@ describe('lifecycle on real sandboxes', () => {
     const t0 = Date.now();
     // GET reads D1 only: polling it is not activity.
     let status = 'running';
-    while (status === 'running' && Date.now() - t0 < 20_000) {
+    // It passes through `stopping` while the agent ends the sandbox.
+    while ((status === 'running' || status === 'stopping') && Date.now() - t0 < 20_000) {
       await sleep(250);
       status = (await api.get(`/computers/${id}`)).body.status as string;
     }

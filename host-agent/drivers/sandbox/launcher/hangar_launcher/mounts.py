@@ -37,41 +37,56 @@ def attach_disks(cfg, userns_fd, mntns_fd):
     """Launcher side: stages the idmapped template and disk, the run dir, the runtime and the shares
     in the computer's mount namespace.
 
+    Everything is taken from the host first, as detached mounts and fds (the
+    stage hides the host's /tmp, where a data dir may well be), then moved in.
     Returns an fd of the disk's file system, kept open by the launcher: the host
     freezes the file system through it (fsfreeze /proc/<launcher>/fd/<n>) to copy
     a running computer's disk consistently."""
     own_ns = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-    template = sc.open_tree_clone(cfg["template"])
-    sc.mount_setattr(template, sc.MOUNT_ATTR_IDMAP | sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NODEV, userns_fd)
-    sc.setns(mntns_fd, sc.CLONE_NEWNS)
+    detached = []  # (fd, stage path)
+
+    def take(path, attrs, target, userns=0, recursive=False):
+        fd = sc.open_tree_clone(path, recursive=recursive)
+        detached.append((fd, target))
+        sc.mount_setattr(fd, attrs, userns, recursive=recursive)
+
+    image = os.open(cfg["disk_image"], os.O_RDWR | os.O_CLOEXEC)
     try:
-        sc.mount("tmpfs", STAGE, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "mode=755,size=64k")
-        for d in (LOWER, UPPER, DISK, ROOT, RUN, RUNTIME, SHARES):
-            os.mkdir(d, 0o755)
-        loop, loop_fd = sc.loop_device(cfg["disk_image"])
-        try:
-            sc.mount(loop, DISK, "ext4", sc.MS_NODEV | sc.MS_NOSUID)
-        finally:
-            os.close(loop_fd)  # the mount holds the device now; without one, autoclear detaches it
-        disk_fd = os.open(DISK, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        disk = sc.open_tree_clone(DISK)
-        sc.mount_setattr(disk, sc.MOUNT_ATTR_IDMAP | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOSUID, userns_fd)
-        sc.move_mount(template, LOWER)
-        sc.move_mount(disk, UPPER)
-        os.close(disk)
-        sc.umount(DISK, sc.MNT_DETACH)
-        bind(cfg["run_dir"], RUN, flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
-        bind(cfg["runtime_dir"], RUNTIME, flags=sc.MS_NOSUID | sc.MS_NODEV, readonly=True)
+        take(cfg["template"], sc.MOUNT_ATTR_IDMAP | sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NODEV, LOWER, userns_fd)
+        take(cfg["run_dir"], sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC, RUN)
+        take(cfg["runtime_dir"], sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV, RUNTIME)
         for i, share in enumerate(cfg.get("shares", [])):
             if not os.path.isdir(share):
                 log(f"not sharing {share}: it does not exist on the host")
                 continue
-            os.mkdir(f"{SHARES}/{i}")
-            bind(share, f"{SHARES}/{i}", flags=sc.MS_NOSUID | sc.MS_NODEV, readonly=True)
+            take(share, sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV, f"{SHARES}/{i}", recursive=True)
+        sc.setns(mntns_fd, sc.CLONE_NEWNS)
+        try:
+            sc.mount("tmpfs", STAGE, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "mode=755,size=64k")
+            for d in (LOWER, UPPER, DISK, ROOT, RUN, RUNTIME, SHARES):
+                os.mkdir(d, 0o755)
+            for fd, target in detached:
+                if not os.path.exists(target):
+                    os.mkdir(target, 0o755)
+                sc.move_mount(fd, target)
+            loop, loop_fd = sc.loop_device(image, cfg["disk_image"])
+            try:
+                sc.mount(loop, DISK, "ext4", sc.MS_NODEV | sc.MS_NOSUID)
+            finally:
+                os.close(loop_fd)  # the mount holds the device now; without one, autoclear detaches it
+            disk_fd = os.open(DISK, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            disk = sc.open_tree_clone(DISK)
+            sc.mount_setattr(disk, sc.MOUNT_ATTR_IDMAP | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOSUID, userns_fd)
+            sc.move_mount(disk, UPPER)
+            os.close(disk)
+            sc.umount(DISK, sc.MNT_DETACH)
+        finally:
+            sc.setns(own_ns, sc.CLONE_NEWNS)
     finally:
-        sc.setns(own_ns, sc.CLONE_NEWNS)
         os.close(own_ns)
-        os.close(template)
+        os.close(image)
+        for fd, _ in detached:
+            os.close(fd)
     return disk_fd
 
 

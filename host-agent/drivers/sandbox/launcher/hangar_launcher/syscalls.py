@@ -54,6 +54,7 @@ MOVE_MOUNT_F_EMPTY_PATH = 0x4
 MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
 MOUNT_ATTR_IDMAP = 0x00100000
 
 PR_SET_PDEATHSIG = 1
@@ -162,31 +163,27 @@ _LOOP_INFO64 = "=QQQQQIIII64s64s32sQQ"  # struct loop_info64
 _LOOP_CONFIG = "=II" + _LOOP_INFO64[1:] + "8Q"  # struct loop_config: fd, block_size, info, reserved
 
 
-def loop_device(image):
-    """Attaches `image` to a free loop device (autoclear: it detaches once nothing holds it) and
-    returns (path, fd). Close the fd once the device is mounted."""
+def loop_device(backing, name):
+    """Attaches the open file `backing` to a free loop device (autoclear: it detaches once nothing
+    holds it) and returns (path, fd). Close the fd once the device is mounted."""
     import fcntl
     import struct
 
-    backing = os.open(image, os.O_RDWR | os.O_CLOEXEC)
+    ctl = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
     try:
-        ctl = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
-        try:
-            for _ in range(64):
-                n = fcntl.ioctl(ctl, LOOP_CTL_GET_FREE)
-                path = f"/dev/loop{n}"
-                dev = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-                name = os.fsencode(image)[-63:]
-                config = struct.pack(_LOOP_CONFIG, backing, 0, 0, 0, 0, 0, 0, 0, 0, 0, LO_FLAGS_AUTOCLEAR, name, b"", b"", 0, 0, *([0] * 8))
-                try:
-                    fcntl.ioctl(dev, LOOP_CONFIGURE, config)
-                    return path, dev
-                except OSError as e:
-                    os.close(dev)
-                    if e.errno != 16:  # EBUSY: another process took it between the two calls
-                        raise
-            raise OSError(16, "no free loop device")
-        finally:
-            os.close(ctl)
+        for _ in range(64):
+            n = fcntl.ioctl(ctl, LOOP_CTL_GET_FREE)
+            path = f"/dev/loop{n}"
+            dev = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            label = os.fsencode(name)[-63:]
+            config = struct.pack(_LOOP_CONFIG, backing, 0, 0, 0, 0, 0, 0, 0, 0, 0, LO_FLAGS_AUTOCLEAR, label, b"", b"", 0, 0, *([0] * 8))
+            try:
+                fcntl.ioctl(dev, LOOP_CONFIGURE, config)
+                return path, dev
+            except OSError as e:
+                os.close(dev)
+                if e.errno != 16:  # EBUSY: another process took it between the two calls
+                    raise
+        raise OSError(16, "no free loop device")
     finally:
-        os.close(backing)
+        os.close(ctl)
