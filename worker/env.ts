@@ -22,4 +22,6 @@ export interface Env {
   DEFAULT_REGION: string;
   /** How often agents report each computer's CPU and memory (ms, as a string var). */
   METRICS_INTERVAL_MS?: string;
+  /** Disk quotas of new computers, GiB: one number for all sizes or JSON per size (worker/computers/disk-size.ts). */
+  COMPUTER_DISK_GB?: string;
 }
