@@ -206,6 +206,12 @@ export class ComputerCgroup {
     };
   }
 
+  /** How often a fork in the computer failed on its process limit (pids.events). */
+  pidsLimitHits(): number {
+    const dir = this.layout.version === 2 ? this.dirs()[0] : this.v1('pids');
+    return keyValues(readOr(path.join(dir, 'pids.events'), '')).max ?? 0;
+  }
+
   /** Host pids of every process in the computer. */
   pids(): number[] {
     const file = this.layout.version === 2 ? path.join(this.dirs()[0], 'cgroup.procs') : path.join(this.v1('pids'), 'cgroup.procs');
