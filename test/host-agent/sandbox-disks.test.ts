@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ComputerSpec } from '../../schema/protocol.ts';
 import { SandboxDriver } from '../../host-agent/drivers/sandbox.ts';
+import { DEVICES_ALLOWED, detectCgroups } from '../../host-agent/drivers/sandbox/cgroups.ts';
 import { readMeta } from '../../host-agent/drivers/sandbox/disk.ts';
 import { readState } from '../../host-agent/drivers/sandbox/launch.ts';
 import { computerPaths } from '../../host-agent/drivers/sandbox/paths.ts';
@@ -39,7 +40,17 @@ function onDisk(id: string, file: string): string {
   return execFileSync('debugfs', ['-R', `stat /upper${file}`, paths(id).image], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
 }
 
-describe('user namespaces and disks', () => {
+describe('user namespaces, devices and disks', () => {
+  it('on cgroup v1, the computer\'s processes sit in a devices cgroup that allows only the harmless devices', async (ctx) => {
+    const layout = detectCgroups();
+    if (layout.version !== 1 || !layout.devices) ctx.skip(); // v2: no devices controller (see cgroups.ts)
+    const spec = await computers.create();
+    const dir = path.join((layout as { devices: string }).devices, 'hangar', spec.id);
+    expect(fs.readFileSync(path.join(dir, 'devices.list'), 'utf8').trim().split('\n').sort()).toEqual([...DEVICES_ALLOWED].sort());
+    const guest = Number(execFileSync('pgrep', ['-P', String(readState(paths(spec.id))!.ns_pid)], { encoding: 'utf8' }).trim());
+    expect(fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').map(Number)).toContain(guest);
+  });
+
   it('each computer runs in a uid range of its own, held while it runs; its disk keeps 0-based owners', async () => {
     const a = await computers.create();
     const b = await computers.create();
