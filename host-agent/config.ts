@@ -19,7 +19,7 @@ export const USAGE = `hangar-agent --api URL --key hk_… [--data-dir DIR] [--dr
   --api        base URL of the Hangar API (env HANGAR_API)
   --key        this host's key, from POST /api/v1/admin/hosts (env HANGAR_HOST_KEY)
   --data-dir   where templates and computer disks live (env HANGAR_DATA_DIR, default /var/lib/hangar)
-  --driver     how computers are made: sandbox (bubblewrap) (env HANGAR_DRIVER)
+  --driver     how computers are made: sandbox (namespaces) (env HANGAR_DRIVER)
   --share-ro   host directories every computer sees read-only at the same path,
                e.g. a local package mirror (env HANGAR_SHARE_RO, comma-separated);
                default: the local directories the host's pip config names

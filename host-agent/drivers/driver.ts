@@ -1,6 +1,6 @@
 /**
  * What the host agent asks of whatever makes computers real. The sandbox
- * driver (bubblewrap) is the first; a KVM microVM driver implements the same
+ * driver (Linux namespaces) is the first; a KVM microVM driver implements the same
  * interface later, talking to the same guest agent over virtio-serial.
  *
  * Every method is idempotent: the agent may repeat a request after a dropped

@@ -14,7 +14,7 @@ calling process lives on. On top of the plain list:
 Denied by omission, among others: keyring calls (add_key, keyctl, request_key),
 bpf, perf_event_open, kexec_*, init/finit/delete_module, open_by_handle_at,
 userfaultfd, mount and the new mount API, pivot_root, swapon/off, reboot,
-settimeofday/clock_settime, acct, quotactl, unshare, setns, io_uring_*, ptrace is allowed
+settimeofday/clock_settime, acct, quotactl, unshare, setns, io_uring_*. ptrace is allowed
 (Docker allows it on kernels >= 4.8; inside a user namespace it reaches only the
 computer's own processes).
 The list lives in docs/security.md too.

@@ -4,7 +4,7 @@ Docker's default profile allows these unconditionally on x86_64 (its 32-bit-only
 compat system calls are refused as a whole), plus ptrace/process_vm_* (allowed by Docker on kernels
 since 4.8), arch_prctl and modify_ldt (x86), chroot (we keep CAP_SYS_CHROOT), and file, futex and
 memory calls newer than that profile that only do what allowed calls already do. io_uring is left
-out (Docker allowed it until 25.0). Generated from the kernel's asm/unistd_64.h; numbers never change."""
+out (later Docker releases refuse it too). Generated from the kernel's asm/unistd_64.h; numbers never change."""
 
 ALLOWED = {
     "read": 0,
