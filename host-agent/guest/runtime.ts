@@ -85,6 +85,7 @@ export function ensureGuestRuntime(templateDir: string, onProgress: ProgressFn):
   if (ready) return Promise.resolve(ready);
   let build = building.get(dir);
   if (!build) {
+    removeAbandonedBuilds(templateDir);
     build = (async () => {
       const base = await ensureBase(templateDir, onProgress);
       return buildBundle(base, dir);
@@ -238,6 +239,19 @@ function insideRoot(root: string, p: string): string {
     }
   }
   return current;
+}
+
+/** Temp dirs of runtime builds whose agent died (its pid is in the name). */
+function removeAbandonedBuilds(templateDir: string): void {
+  const parent = path.dirname(templateDir);
+  const prefix = `${path.basename(templateDir)}.`;
+  for (const name of fs.readdirSync(parent)) {
+    const m = /\.tmp-(\d+)-[0-9a-f]+$/.exec(name);
+    if (!name.startsWith(prefix) || !m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || fs.existsSync(`/proc/${pid}`)) continue;
+    fs.rmSync(path.join(parent, name), { recursive: true, force: true });
+  }
 }
 
 function renameOrTakeTheirs(tmp: string, dir: string): void {

@@ -6,23 +6,10 @@
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { newTenant, type Client } from './client.ts';
-import { EPERM, NR, asRoot } from './escape-probes.ts';
+import { describe, expect, it } from 'vitest';
+import { EPERM, NR, alive, asRoot, twoComputers } from './escape-probes.ts';
 
-let a: Client;
-let b: Client;
-let ida: string;
-let idb: string;
-
-beforeAll(async () => {
-  [a, b] = await Promise.all([newTenant('escape-a'), newTenant('escape-b')]);
-  [ida, idb] = await Promise.all([a.runningComputer('attacker'), b.runningComputer('bystander')]);
-});
-
-afterAll(async () => {
-  await Promise.all([ida && a.del(`/computers/${ida}`), idb && b.del(`/computers/${idb}`)]);
-});
+const t = twoComputers('attacker', 'bystander');
 
 /** The host's block device holding its root file system, as major:minor. */
 function hostRootDevice(): [number, number] {
@@ -33,20 +20,15 @@ function hostRootDevice(): [number, number] {
   return [Number(major), Number(minor)];
 }
 
-/** The computer still answers, as its user. */
-async function alive(api: Client, id: string): Promise<void> {
-  expect((await api.exec(id, 'echo alive; whoami')).body).toMatchObject({ exit_code: 0, output: 'alive\nuser\n' });
-}
-
 describe('escape attempts against the shared kernel', () => {
   it('kernel keyrings: root cannot add a key, so nothing reaches the other computer or host root', async () => {
     const description = `hangar-escape-${randomUUID()}`;
-    const added = await asRoot(a, ida, `done(add=sys_call(${NR.add_key}, b"user", b"${description}", b"secret", 6, -4))`); // -4: the user keyring
+    const added = await asRoot(t.a, t.ida, `done(add=sys_call(${NR.add_key}, b"user", b"${description}", b"secret", 6, -4))`); // -4: the user keyring
     expect(added.add).toBe(EPERM);
-    const found = await asRoot(b, idb, `done(find=sys_call(${NR.request_key}, b"user", b"${description}", 0, -4))`);
+    const found = await asRoot(t.b, t.idb, `done(find=sys_call(${NR.request_key}, b"user", b"${description}", 0, -4))`);
     expect(found.find).toBeLessThan(0);
     expect(fs.readFileSync('/proc/keys', 'utf8')).not.toContain(description);
-    await alive(a, ida);
+    await alive(t.a, t.ida);
   });
 
   it('per-user limits: holding every inotify instance it can leaves the other computer and host root theirs', async () => {
@@ -62,30 +44,30 @@ while len(fds) < 100000:
 open("/tmp/inotify-held", "w").write(str(len(fds)))
 time.sleep(600)
 `;
-    await a.exec(ida, `cat > /tmp/hold.py <<'PY'\n${holder}\nPY\nsudo -n sh -c 'nohup python3 /tmp/hold.py >/dev/null 2>&1 &'`);
+    await t.a.exec(t.ida, `cat > /tmp/hold.py <<'PY'\n${holder}\nPY\nsudo -n sh -c 'nohup python3 /tmp/hold.py >/dev/null 2>&1 &'`);
     let held = '';
     for (let i = 0; i < 100 && !held; i++) {
-      held = (await a.exec(ida, 'cat /tmp/inotify-held 2>/dev/null')).body.output;
+      held = (await t.a.exec(t.ida, 'cat /tmp/inotify-held 2>/dev/null')).body.output;
       if (!held) await new Promise((r) => setTimeout(r, 100));
     }
     try {
       expect(Number(held)).toBeGreaterThan(0);
       // The other computer's root and the host's root can still make one.
-      const other = await asRoot(b, idb, `done(fd=sys_call(${NR.inotify_init1}, 0))`);
+      const other = await asRoot(t.b, t.idb, `done(fd=sys_call(${NR.inotify_init1}, 0))`);
       expect(other.fd).toBeGreaterThanOrEqual(0);
       const host = spawnSync(process.execPath, ['-e', "require('fs').watch('/').close()"], { encoding: 'utf8' });
       expect(host.stderr).toBe('');
       expect(host.status).toBe(0);
     } finally {
-      await a.exec(ida, 'sudo -n pkill -f /tmp/hold.py; true');
+      await t.a.exec(t.ida, 'sudo -n pkill -f /tmp/hold.py; true');
     }
   });
 
   it('devices: no block or char device can be made and opened anywhere, and /dev holds only the harmless ones', async () => {
     const [hostMajor, hostMinor] = hostRootDevice();
     const r = await asRoot<{ results: Record<string, string>; dev: string[]; nodes: string[] }>(
-      a,
-      ida,
+      t.a,
+      t.ida,
       `
 import stat
 results = {}
@@ -118,14 +100,14 @@ done(results=results, dev=sorted(os.listdir("/dev")), nodes=sorted(nodes))
     expect(Object.keys(r.results).length).toBe(28);
     expect(r.dev).toEqual(['fd', 'full', 'null', 'ptmx', 'pts', 'random', 'shm', 'stderr', 'stdin', 'stdout', 'tty', 'urandom', 'zero']);
     expect(r.nodes).toEqual(['/dev/full 1:7', '/dev/null 1:3', '/dev/pts/ptmx 5:2', '/dev/random 1:8', '/dev/tty 5:0', '/dev/urandom 1:9', '/dev/zero 1:5']);
-    await alive(a, ida);
+    await alive(t.a, t.ida);
   });
 
   it('host file systems: no mount of any kind, not through the new mount API, not from a namespace of its own, and no raw read of the host disk', async () => {
     const [hostMajor, hostMinor] = hostRootDevice();
     const r = await asRoot(
-      a,
-      ida,
+      t.a,
+      t.ida,
       `
 facts = {}
 os.makedirs("/mnt/escape", exist_ok=True)
@@ -152,14 +134,14 @@ done(**facts)
     expect(own.code).not.toBe(0);
     expect(own.err).not.toContain('mounted');
     expect(typeof r.raw_read).toBe('string'); // an errno name, never a byte count
-    await alive(a, ida);
+    await alive(t.a, t.ida);
   });
 
   it('kernel tunables: no write to /proc/sys, /sys or sysrq, not even from a namespace of its own with a fresh /proc', async () => {
     const corePattern = fs.readFileSync('/proc/sys/kernel/core_pattern', 'utf8');
     const r = await asRoot<Record<string, string | { code: number; err: string }>>(
-      a,
-      ida,
+      t.a,
+      t.ida,
       `
 facts = {}
 for p, v in [("/proc/sys/kernel/core_pattern", "|/tmp/escape"), ("/proc/sys/vm/drop_caches", "3"), ("/proc/sys/kernel/modprobe", "/tmp/escape"),
@@ -181,15 +163,15 @@ done(**facts)
     // Refused at the first step: no namespace of its own to mount a fresh /proc in.
     expect((own as { err: string }).err).toContain('unshare failed: Operation not permitted');
     expect(fs.readFileSync('/proc/sys/kernel/core_pattern', 'utf8')).toBe(corePattern);
-    await alive(a, ida);
+    await alive(t.a, t.ida);
   });
 
   it('kernel modules: no loading or unloading, not even from a namespace of its own', async () => {
     // A kernel without module support has no /proc/modules.
     const modules = fs.existsSync('/proc/modules') ? fs.readFileSync('/proc/modules', 'utf8') : '';
     const r = await asRoot(
-      a,
-      ida,
+      t.a,
+      t.ida,
       `
 fd = os.open("/bin/true", os.O_RDONLY)
 image = open("/bin/true", "rb").read()
@@ -204,18 +186,18 @@ done(
     expect(r).toMatchObject({ finit: EPERM, init: EPERM, delete: EPERM });
     expect((r.own_namespace as { code: number }).code).not.toBe(0);
     if (modules) expect(fs.readFileSync('/proc/modules', 'utf8')).toBe(modules);
-    await alive(a, ida);
+    await alive(t.a, t.ida);
   });
 
   it('user namespaces inside are refused, to user and root alike (EPERM), and the computer lives on', async () => {
-    const asUser = await a.exec(ida, 'unshare -U true; echo "u=$?"; unshare -Ur id; echo "r=$?"');
+    const asUser = await t.a.exec(t.ida, 'unshare -U true; echo "u=$?"; unshare -Ur id; echo "r=$?"');
     expect(asUser.body.output).toMatch(/u=1\n/);
     expect(asUser.body.output).toMatch(/r=1\n/);
     expect(asUser.body.output).toMatch(/Operation not permitted/);
-    const root = await asRoot(a, ida, `done(unshare=sys_call(${NR.unshare}, 0x10000000), cmd=sh("unshare -U true"))`);
+    const root = await asRoot(t.a, t.ida, `done(unshare=sys_call(${NR.unshare}, 0x10000000), cmd=sh("unshare -U true"))`);
     expect(root.unshare).toBe(EPERM);
     expect((root.cmd as { code: number }).code).not.toBe(0);
-    await alive(a, ida);
-    await alive(b, idb);
+    await alive(t.a, t.ida);
+    await alive(t.b, t.idb);
   });
 });

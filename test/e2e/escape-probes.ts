@@ -4,8 +4,8 @@
  * calls) run with sudo through the public exec API. Each prints one JSON line
  * with what happened, so a test asserts on facts, not on error texts.
  */
-import { expect } from 'vitest';
-import type { Client } from './client.ts';
+import { afterAll, beforeAll, expect } from 'vitest';
+import { newTenant, type Client } from './client.ts';
 
 /** Runs `code` as root inside computer `id` and returns the JSON it printed last. */
 export async function asRoot<T = Record<string, unknown>>(api: Client, id: string, code: string, timeout = 60): Promise<T> {
@@ -51,3 +51,36 @@ export const NR = {
 } as const;
 
 export const EPERM = -1;
+
+/** Two tenants with a running computer each, made before the file's tests and deleted after. */
+export interface TwoComputers {
+  a: Client;
+  b: Client;
+  ida: string;
+  idb: string;
+}
+
+export function twoComputers(nameA: string, nameB: string): TwoComputers {
+  const t = {} as TwoComputers;
+  beforeAll(async () => {
+    [t.a, t.b] = await Promise.all([newTenant(nameA), newTenant(nameB)]);
+    [t.ida, t.idb] = await Promise.all([t.a.runningComputer(nameA), t.b.runningComputer(nameB)]);
+  });
+  afterAll(async () => {
+    await Promise.all([t.ida && t.a.del(`/computers/${t.ida}`), t.idb && t.b.del(`/computers/${t.idb}`)]);
+  });
+  return t;
+}
+
+/** Waits until the computer answers an exec again (a fork bomb may hold it for a while). */
+export async function alive(api: Client, id: string, within = 30_000): Promise<void> {
+  const deadline = Date.now() + within;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    const r = await api.exec(id, 'echo alive; whoami');
+    if (r.status === 200 && r.body.output === 'alive\nuser\n') return;
+    last = r.body;
+    await new Promise((res) => setTimeout(res, 250));
+  }
+  throw new Error(`computer ${id} did not answer: ${JSON.stringify(last)}`);
+}

@@ -103,7 +103,7 @@ export function removeAbandonedDisks(dataDir: string, olderThanMs = 3600_000): v
   }
   for (const name of readdirOr(disksDir(dataDir))) {
     const file = path.join(disksDir(dataDir), name);
-    const owner = /^([A-Za-z0-9][A-Za-z0-9_-]*)\.img(\.tmp)?$/.exec(name);
+    const owner = /^([A-Za-z0-9][A-Za-z0-9_-]*)\.img(\.tmp|\.converting)?$/.exec(name);
     const importing = /^\.import-/.test(name);
     if (!(owner || importing) || !old(file)) continue;
     if (owner && !owner[2] && fs.existsSync(path.join(computersDir(dataDir), owner[1], 'meta.json'))) continue;
