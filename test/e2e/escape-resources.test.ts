@@ -70,7 +70,7 @@ describe('a computer that exhausts its resources', () => {
     const limit = cgroup.readLimits().pids;
     const hitsBefore = cgroup.pidsLimitHits();
     // In the foreground of a sync exec: the exec's timeout kills its whole process group.
-    const bomb = t.a.exec(t.ida, "sh -c 'f() { f | f & }; f'; sleep 60", 20);
+    const bomb = t.a.exec(t.ida, "sh -c 'f() { f | f & }; f'; sleep 60", 10);
     for (let i = 0; i < 150 && cgroup.pidsLimitHits() === hitsBefore; i++) await sleep(100);
     expect(cgroup.pidsLimitHits()).toBeGreaterThan(hitsBefore); // it ran into the computer's process limit
     expect(cgroup.pids().length).toBeGreaterThan(200);
