@@ -65,7 +65,7 @@ time.sleep(600)
 
   it('devices: no block or char device can be made and opened anywhere, and /dev holds only the harmless ones', async () => {
     const [hostMajor, hostMinor] = hostRootDevice();
-    const r = await asRoot<{ results: Record<string, string>; dev: string[]; nodes: string[] }>(
+    const r = await asRoot<{ results: Record<string, string>; dev: string[]; nodes: string[]; mounts: Record<string, string[]> }>(
       t.a,
       t.ida,
       `
@@ -93,13 +93,21 @@ for root, dirs, files in os.walk("/dev"):
         st = os.lstat(os.path.join(root, f))
         if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
             nodes.append(f"{os.path.join(root, f)} {os.major(st.st_rdev)}:{os.minor(st.st_rdev)}")
-done(results=results, dev=sorted(os.listdir("/dev")), nodes=sorted(nodes))
+mounts = {}
+for line in open("/proc/self/mountinfo"):
+    fields = line.split()
+    if fields[4] in ("/run/hangar", "/run/hangar-guest"):
+        mounts[fields[4]] = sorted(fields[5].split(","))
+done(results=results, dev=sorted(os.listdir("/dev")), nodes=sorted(nodes), mounts=mounts)
 `,
     );
     expect(Object.entries(r.results).filter(([, v]) => v === 'OPENED')).toEqual([]);
     expect(Object.keys(r.results).length).toBe(28);
     expect(r.dev).toEqual(['fd', 'full', 'null', 'ptmx', 'pts', 'random', 'shm', 'stderr', 'stdin', 'stdout', 'tty', 'urandom', 'zero']);
     expect(r.nodes).toEqual(['/dev/full 1:7', '/dev/null 1:3', '/dev/pts/ptmx 5:2', '/dev/random 1:8', '/dev/tty 5:0', '/dev/urandom 1:9', '/dev/zero 1:5']);
+    // The only host paths inside: the guest's socket dir (this computer's own) and the guest's runtime.
+    expect(r.mounts['/run/hangar']).toEqual(expect.arrayContaining(['nodev', 'nosuid', 'noexec']));
+    expect(r.mounts['/run/hangar-guest']).toEqual(expect.arrayContaining(['ro', 'nodev', 'nosuid']));
     await alive(t.a, t.ida);
   });
 

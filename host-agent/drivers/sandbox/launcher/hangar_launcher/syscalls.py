@@ -2,14 +2,13 @@
 
 import ctypes
 import os
-import platform
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
-if platform.machine() not in ("x86_64", "AMD64"):
+if os.uname().machine != "x86_64":
     # The numbers below and the seccomp table are x86_64's.
-    raise SystemExit(f"hangar launcher: unsupported architecture {platform.machine()} (x86_64 only)")
+    raise SystemExit(f"hangar launcher: unsupported architecture {os.uname().machine} (x86_64 only)")
 
 NR_PIVOT_ROOT = 155
 NR_PRCTL = 157
