@@ -32,8 +32,6 @@ export interface ComputerPaths {
   meta: string;
   state: string;
   log: string;
-  /** Temporary bind mount of the sandbox's network namespace, for pasta to join. */
-  netns: string;
 }
 
 // Ids become path components and cgroup names: keep them boring.
@@ -62,7 +60,6 @@ export function computerPaths(dataDir: string, id: string): ComputerPaths {
     meta: path.join(dir, 'meta.json'),
     state: path.join(dir, 'state.json'),
     log: path.join(dir, 'console.log'),
-    netns: path.join(dir, 'netns'),
   };
 }
 

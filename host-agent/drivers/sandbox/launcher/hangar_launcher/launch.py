@@ -90,6 +90,9 @@ def holder(cfg, launcher_pid, uid_base, to_launcher, from_launcher):
         os.setresgid(uid_base, uid_base, uid_base)
         os.setresuid(uid_base, uid_base, uid_base)
         die_with_parent(launcher_pid)  # after the uid change, which clears the death signal
+        # The uid change also made us undumpable, which would keep pasta (running as the range's
+        # first uid, the owner of our user namespace) from opening our network namespace.
+        sc.prctl(sc.PR_SET_DUMPABLE, 1)
         sc.unshare(NS_FLAGS)
         # Nothing mounted here may propagate anywhere (the host's mounts are only our slaves now).
         sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
