@@ -88,6 +88,16 @@ describe('user namespaces, devices and disks', () => {
     expect(await size()).toBeGreaterThan(1.5 * GiB);
   });
 
+  it('a full disk still boots: the computer answers and can free space', async () => {
+    const spec = await computers.create({ disk_gb: 1 });
+    const fill = await sh(spec.id, 'dd if=/dev/zero of=/workspace/fill bs=4M 2>&1 | grep -c "No space left"; df -B1 --output=avail / | tail -1');
+    expect(fill.output.split('\n')[0]).toBe('1');
+    expect(Number(fill.output.split('\n')[1])).toBeLessThan(64 << 20);
+    await driver.stop(spec.id);
+    await driver.start(spec);
+    expect((await sh(spec.id, 'rm /workspace/fill && echo freed; hostname')).output).toBe('freed\ntest-computer\n');
+  });
+
   it("a running computer's disk snapshots consistently while it writes, and a snapshot restores", async () => {
     const spec = await computers.create();
     await sh(spec.id, 'echo before > /workspace/state');
