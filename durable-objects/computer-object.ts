@@ -13,6 +13,7 @@ import type { SyncExecParams, SyncExecResult } from './exec/sync-exec.ts';
 import { ApiError, fail, ok, type Result } from '../schema/errors.ts';
 import { errorResponse } from '../worker/http/responses.ts';
 import { SIZES, type Size } from '../schema/sizes.ts';
+import { resizedDiskGb } from '../worker/computers/disk-size.ts';
 import { AgentLink } from './agent-link.ts';
 import { ALREADY_STARTING, REFUSAL, REQUIRES, transition, type LifecycleEvent, type Status } from './computer/state-table.ts';
 import { callerAccess, mirrorStatus, type Caller, type ComputerRecord } from './computer/record.ts';
@@ -143,6 +144,7 @@ export class ComputerObject extends DurableObject<Env> {
       size: rec.size,
       vcpus: rec.vcpus,
       memory_mb: rec.memory_mb,
+      disk_gb: rec.disk_gb,
       selected_apps: rec.selected_apps,
       env: await loadComputerEnv(this.env.DB, this.env.ENV_ENCRYPTION_KEY, rec.id),
     };
@@ -253,7 +255,8 @@ export class ComputerObject extends DurableObject<Env> {
       const err = noRoomOnHost('start it as', size);
       return fail(err.code, err.message);
     }
-    await this.save({ size, vcpus: SIZES[size].vcpus, memory_mb: SIZES[size].memory_mb });
+    const disk_gb = resizedDiskGb(this.env, { disk_gb: r.value.disk_gb ?? null, size: r.value.size }, size);
+    await this.save({ size, vcpus: SIZES[size].vcpus, memory_mb: SIZES[size].memory_mb, disk_gb });
     // The limits take effect at the next boot; an attached agent also records them now.
     if (this.link.socket()) await this.link.request('computer.resize', { spec: await this.spec() }, 30_000);
     return ok(r.value.status);
@@ -433,7 +436,7 @@ export class ComputerObject extends DurableObject<Env> {
         );
         return;
       case 'metrics':
-        this.metrics.add(parsed.ts, parsed.cpu_percent, parsed.memory_percent);
+        this.metrics.add(parsed.ts, parsed.cpu_percent, parsed.memory_percent, parsed.disk_percent ?? null);
         return;
       case 'computer.exited':
         await this.apply('exited', parsed.reason);

@@ -22,7 +22,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   }
   // Without --share-ro, computers get the host's local pip mirror (if any), so pip works inside as on the host.
   const shares = cfg.shareReadOnly ?? pipMirrorDirs();
-  const driver = new SandboxDriver({ dataDir: cfg.dataDir, shareReadOnly: shares });
+  const driver = new SandboxDriver({ dataDir: cfg.dataDir, shareReadOnly: shares, diskPoolGb: cfg.diskPoolGb });
   if (shares.length) log(`sharing read-only with computers: ${shares.join(', ')}`);
   log(`hangar-agent ${AGENT_VERSION}, driver ${driver.name}, data in ${cfg.dataDir}`);
   try {

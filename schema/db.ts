@@ -80,6 +80,8 @@ export const computers = sqliteTable('computers', {
   size: text('size', { enum: ['small', 'medium', 'large'] }).notNull(),
   vcpus: integer('vcpus').notNull(),
   memory_mb: integer('memory_mb').notNull(),
+  /** Disk quota in GiB; NULL on computers made before quotas (their size's default). */
+  disk_gb: integer('disk_gb'),
   status: text('status').notNull(),
   /** Why the computer is in its status (a failed boot, a lost disk); NULL when nothing needs saying. */
   status_reason: text('status_reason'),

@@ -77,6 +77,11 @@ export const ComputerSpec = z.object({
   size: z.enum(SIZE_NAMES),
   vcpus: z.number().int().positive(),
   memory_mb: z.number().int().positive(),
+  /**
+   * The disk quota in GiB. Absent from control planes that predate disk quotas: the agent then
+   * uses the size's default (SIZES). A disk grows when this grows and never shrinks.
+   */
+  disk_gb: z.number().int().positive().max(65_536).optional(),
   selected_apps: z.array(z.string().max(64)).max(16),
   env: ComputerEnv,
 });
@@ -322,6 +327,9 @@ export const MetricsSample = z.object({
   cpu_percent: z.number().nonnegative(),
   memory_percent: z.number().nonnegative(),
   memory_bytes: z.number().nonnegative(),
+  /** Disk in use (agents with disk quotas; absent from older agents). */
+  disk_bytes: z.number().nonnegative().optional(),
+  disk_percent: z.number().nonnegative().optional(),
 });
 
 /** The computer stopped without being asked (its init died, it ran out of memory). */

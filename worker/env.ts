@@ -26,4 +26,6 @@ export interface Env {
   CPU_OVERCOMMIT?: string;
   /** Memory a host may give its computers per MiB it has (default 1: no overcommit). */
   MEMORY_OVERCOMMIT?: string;
+  /** Disk quotas of new computers, GiB: one number for all sizes or JSON per size (worker/computers/disk-size.ts). */
+  COMPUTER_DISK_GB?: string;
 }

@@ -13,6 +13,8 @@ export interface ComputerRecord {
   size: Size;
   vcpus: number;
   memory_mb: number;
+  /** Disk quota, GiB (absent on records made before quotas: the agent uses the size's default). */
+  disk_gb?: number;
   selected_apps: string[];
   host_id: string;
   status: Status;

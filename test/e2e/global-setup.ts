@@ -29,7 +29,7 @@ const log = (s: string) => {
 
 export async function setup(project: TestProject): Promise<void> {
   stateDir = mkdtempSync(path.join(os.tmpdir(), 'hangar-e2e-'));
-  worker = await startWorker({ stateDir, port: await freePort(), vars: { METRICS_INTERVAL_MS: '1000' }, log });
+  worker = await startWorker({ stateDir, port: await freePort(), vars: { METRICS_INTERVAL_MS: '1000', COMPUTER_DISK_GB: '1' }, log });
   const host = await registerHost(worker.origin, worker.secrets.OPERATOR_TOKEN, { name: 'e2e-host', region: 'local' });
   // The agent removes computers its server does not know, so it gets a data dir of its own.
   dataDir = path.join(stateDir, 'data');
@@ -54,6 +54,7 @@ export async function teardown(): Promise<void> {
     const driver = new SandboxDriver({ dataDir });
     for (const id of await driver.list()) await driver.destroy(id).catch(() => {});
     await driver.close();
+    await driver.releaseStorage(); // unmounts the disk pool of this data dir, if it has one
   }
   await worker?.stop();
   if (stateDir) rmSync(stateDir, { recursive: true, force: true });

@@ -15,6 +15,7 @@ export interface ComputerView {
   size: 'small' | 'medium' | 'large';
   vcpus: number;
   memory_mb: number;
+  disk_gb: number;
   status: string;
   status_reason: string | null;
   vm_id: string | null;

@@ -1,6 +1,7 @@
 /** The computer object as the computers page shows it. */
 import type { ComputerRow } from '../../schema/db.ts';
 import type { Env } from '../env.ts';
+import { diskGbOf } from './disk-size.ts';
 
 export const hostLabel = (row: Pick<ComputerRow, 'slug' | 'id'>) => `${row.slug}-${row.id.slice(0, 8)}`;
 
@@ -16,6 +17,7 @@ export function computerView(row: ComputerRow, env: Env) {
     size: row.size,
     vcpus: row.vcpus,
     memory_mb: row.memory_mb,
+    disk_gb: diskGbOf(row),
     status: row.status,
     status_reason: row.status_reason ?? null,
     vm_id: row.status === 'provisioning' ? null : row.id,

@@ -9,6 +9,7 @@ import { computerResource } from '../computers/view.ts';
 import { insertComputer } from './computers.ts';
 import { pickHost, regionExists } from '../computers/placement.ts';
 import { SIZES } from '../../schema/sizes.ts';
+import { resizedDiskGb } from '../computers/disk-size.ts';
 
 type Action = 'start' | 'stop' | 'restart';
 
@@ -65,8 +66,8 @@ export const COMPUTER_ACTION_ROUTES: RouteDef[] = [
       const row = await loadComputer(c.env, c.principal, c.params.id);
       unwrap(await computerStub(c.env, row.id).resize(callerOf(c.principal), c.body.size));
       const s = SIZES[c.body.size];
-      await c.env.DB.prepare('UPDATE computers SET size = ?, vcpus = ?, memory_mb = ?, updated_at = ? WHERE id = ?')
-        .bind(c.body.size, s.vcpus, s.memory_mb, isoNow(), row.id)
+      await c.env.DB.prepare('UPDATE computers SET size = ?, vcpus = ?, memory_mb = ?, disk_gb = ?, updated_at = ? WHERE id = ?')
+        .bind(c.body.size, s.vcpus, s.memory_mb, resizedDiskGb(c.env, row, c.body.size), isoNow(), row.id)
         .run();
       return json(computerResource(await loadComputer(c.env, c.principal, row.id), c.env));
     },

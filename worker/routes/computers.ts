@@ -1,7 +1,8 @@
 /** Computers: create, list, get, update, delete (spec/02-computers.txt). */
 import { ApiError, unwrap } from '../../schema/errors.ts';
 import { CreateComputer, UpdateComputer, type ComputerVisibility } from '../../schema/api.ts';
-import { SIZES } from '../../schema/sizes.ts';
+import { SIZES, type Size } from '../../schema/sizes.ts';
+import { diskGbFor, diskGbOf } from '../computers/disk-size.ts';
 import type { Env } from '../env.ts';
 import { json } from '../http/responses.ts';
 import { isoNow, newId, slugify } from '../http/ids.ts';
@@ -46,16 +47,19 @@ export async function insertComputer(env: Env, p: Principal, n: NewComputer): Pr
   const now = isoNow();
   const size = SIZES[n.size];
   const o = overcommitOf(env);
+  // A clone starts as a copy of its source's disk, so it is at least as large.
+  const source = n.clone_from ? await env.DB.prepare('SELECT disk_gb, size FROM computers WHERE id = ?').bind(n.clone_from).first<{ disk_gb: number | null; size: Size }>() : null;
+  const disk_gb = Math.max(diskGbFor(env, n.size), source ? diskGbOf(source) : 0);
   const candidates = 'host' in n.placement ? [n.placement.host] : await hostsWithRoom(env, n.placement.region, n.size);
   let host: HostChoice | null = null;
   for (const h of candidates) {
     const r = await env.DB.prepare(
-      `INSERT INTO computers (id, org_id, workspace_id, project_id, owner_user_id, name, slug, template_type, size, vcpus, memory_mb, status,
+      `INSERT INTO computers (id, org_id, workspace_id, project_id, owner_user_id, name, slug, template_type, size, vcpus, memory_mb, disk_gb, status,
          host_id, region, external_workspace_id, external_user_id, external_project_id, selected_apps, auto_stop, metadata, visibility, created_at, updated_at)
-       SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'provisioning', ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?21
-        WHERE ${roomSql(22)}`,
+       SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'provisioning', ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?22
+        WHERE ${roomSql(23)}`,
     )
-      .bind(id, p.org_id, n.workspace_id, n.project_id, p.subject, n.name, slugify(n.name), n.template_type, n.size, size.vcpus, size.memory_mb,
+      .bind(id, p.org_id, n.workspace_id, n.project_id, p.subject, n.name, slugify(n.name), n.template_type, n.size, size.vcpus, size.memory_mb, disk_gb,
         h.id, h.region, n.external_workspace_id, n.external_user_id, n.external_project_id,
         JSON.stringify(n.selected_apps), n.auto_stop, JSON.stringify(n.metadata), n.visibility, now, ...roomArgs(h.id, n.size, o, id))
       .run();
@@ -76,6 +80,7 @@ export async function insertComputer(env: Env, p: Principal, n: NewComputer): Pr
     size: n.size,
     vcpus: size.vcpus,
     memory_mb: size.memory_mb,
+    disk_gb,
     selected_apps: n.selected_apps,
     host_id: host.id,
     status: 'provisioning',

@@ -10,7 +10,7 @@ import time
 from collections import deque
 
 from .common import GuestError
-from .processes import EOF_GRACE_S, KILL_GRACE_S, READ_CHUNK, Ring, exit_status, kill_group, set_nonblocking
+from .processes import EOF_GRACE_S, KILL_GRACE_S, READ_CHUNK, SETSID, Ring, exit_status, kill_group, set_nonblocking
 
 DEFAULT_RING = 1 << 20
 # Unacknowledged stdin a single process may hold before the guest refuses more.
@@ -85,7 +85,7 @@ class Proc:
             # `setsid -c` makes the terminal the controlling tty of a new session
             # (job control works) without a preexec_fn.
             self.popen = self.guest.runner.popen(
-                ["setsid", "-c", *argv], req.get("user"), req.get("cwd"), env,
+                [*SETSID, "-c", *argv], req.get("user"), req.get("cwd"), env,
                 stdin=slave, stdout=slave, stderr=slave,
             )
         except BaseException:
