@@ -58,7 +58,14 @@ export class ComputerObject extends DurableObject<Env> {
     this.lifecycle = new Lifecycle(this, env.DB);
     this.streams = new Streams(ctx, this.link, () => this.upkeep.schedule());
     this.relay = new RelayMux(this.link, () => this.touch());
-    this.ports = new ComputerRelay(this.relay, { requireRunning: async (caller) => this.require(caller, 'exec') });
+    this.ports = new ComputerRelay(this.relay, {
+      requireRunning: async (caller) => this.require(caller, 'exec'),
+      record: () => this.rec,
+      ready: () => this.rec?.status === 'running' && this.link.socket() !== null,
+      // A preview request that may wake the computer starts it as its organization would.
+      start: async () => (this.rec ? this.start({ org_id: this.rec.org_id, workspace_ids: null, project_ids: null }) : fail('NOT_FOUND', NOT_FOUND)),
+      storage: ctx.storage,
+    });
     this.upkeep = new Upkeep(ctx, env, {
       record: () => this.rec,
       busy: () => this.streams.busy(),
@@ -288,6 +295,20 @@ export class ComputerObject extends DurableObject<Env> {
     if (!g.ok) return g;
     const rec = g.value;
     return ok({ ...this.metrics.read(window), credits_per_hour: SIZES[rec.size].credits_per_hour });
+  }
+
+  // ------------------------------------------------------------ RPC: relayed ports (relay/computer-relay.ts)
+
+  /** A preview link's one-time ticket: true the first time, false after. */
+  async redeemPreviewTicket(jti: string, expS: number): Promise<boolean> {
+    await this.loaded;
+    return this.ports.redeemTicket(jti, expS);
+  }
+
+  /** Ends the open connections of a port (removed, or its access token rotated). */
+  async closePort(port: number, message: string): Promise<number> {
+    await this.loaded;
+    return this.ports.closePort(port, message);
   }
 
   // ------------------------------------------------------------ agent socket

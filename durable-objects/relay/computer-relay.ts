@@ -3,20 +3,37 @@
  * internal requests routes send it (relay-request.ts), each opened as a
  * stream on the computer socket through the RelayMux it composes.
  *  - tcp: a raw TCP connection over a WebSocket, for the tenant (its bytes
- *    as binary messages; what websockify does, and what VNC needs).
+ *    as binary messages; what websockify does, and what VNC needs);
+ *  - http: a request to an exposed port (or a WebSocket upgrade), already
+ *    authorized by the preview host's route; a stopped computer answers 503,
+ *    or — when the port asks for it — is started and the request held until
+ *    it runs (at most WAKE_WAIT_MS).
+ * Also the one-time tickets of preview links (kept until they expire).
  */
 import { ApiError, type Result } from '../../schema/errors.ts';
 import { errorResponse } from '../../worker/http/responses.ts';
-import type { Caller } from '../computer/record.ts';
+import { previewError } from '../../worker/preview/preview-pages.ts';
+import type { Caller, ComputerRecord } from '../computer/record.ts';
 import { relayFailure } from './failures.ts';
-import { parseRelayRequest, RELAY_REQUEST_HEADER } from './relay-request.ts';
+import { relayHttp } from './http.ts';
+import { parseRelayRequest, RELAY_REQUEST_HEADER, type RelayRequest } from './relay-request.ts';
 import type { RelayMux } from './relay-mux.ts';
 import { bridgeWebSocket } from './websocket.ts';
+
+/** How long a request that woke its computer is held for the computer to run. */
+export const WAKE_WAIT_MS = 90_000;
+const TICKET_PREFIX = 'preview-ticket:';
 
 /** What the relay needs of its object. */
 export interface ComputerRelayHost {
   /** The caller's access to a running computer (404, 403, 409 otherwise). */
   requireRunning(caller: Caller): Promise<Result<{ name: string }>>;
+  record(): ComputerRecord | null;
+  /** True while the computer runs and its agent is attached. */
+  ready(): boolean;
+  /** Starts a stopped computer (credits allowing). */
+  start(): Promise<Result<unknown>>;
+  storage: DurableObjectStorage;
 }
 
 export class ComputerRelay {
@@ -29,9 +46,31 @@ export class ComputerRelay {
   }
 
   async fetch(request: Request): Promise<Response> {
-    const requestId = request.headers.get('x-request-id') ?? '';
     const open = parseRelayRequest(request.headers.get(RELAY_REQUEST_HEADER));
-    if (!open) return errorResponse(new ApiError('BAD_REQUEST', 'malformed relay request'), requestId);
+    if (!open) return errorResponse(new ApiError('BAD_REQUEST', 'malformed relay request'), request.headers.get('x-request-id') ?? '');
+    return open.kind === 'tcp' ? this.tcp(request, open) : this.http(request, open);
+  }
+
+  /** Ends the connections of a port (it was removed, or its token rotated). */
+  closePort(port: number, message: string): number {
+    return this.mux.resetWhere((t) => t.port === port, 'closed', message);
+  }
+
+  /** Marks a preview link's ticket used; false when it already was. */
+  async redeemTicket(jti: string, expS: number): Promise<boolean> {
+    const key = TICKET_PREFIX + jti;
+    if ((await this.host.storage.get(key)) !== undefined) return false;
+    await this.host.storage.put(key, expS);
+    // Forget tickets past their expiry: they cannot be redeemed any more anyway.
+    const now = Date.now() / 1000;
+    const all = await this.host.storage.list<number>({ prefix: TICKET_PREFIX, limit: 1000 });
+    const stale = [...all].filter(([, exp]) => exp < now - 60).map(([k]) => k);
+    if (stale.length) await this.host.storage.delete(stale);
+    return true;
+  }
+
+  private async tcp(request: Request, open: Extract<RelayRequest, { kind: 'tcp' }>): Promise<Response> {
+    const requestId = request.headers.get('x-request-id') ?? '';
     const access = await this.host.requireRunning(open.caller);
     if (!access.ok) return errorResponse(new ApiError(access.code, access.message), requestId);
     const where = `port ${open.port} of computer ${access.value.name}`;
@@ -43,5 +82,50 @@ export class ComputerRelay {
     const pair = new WebSocketPair();
     bridgeWebSocket(pair[1], stream, 'bytes');
     return new Response(null, { status: 101, webSocket: pair[0] });
+  }
+
+  private async http(request: Request, open: Extract<RelayRequest, { kind: 'http' }>): Promise<Response> {
+    try {
+      await this.running(open);
+      return await relayHttp(this.mux, request, {
+        target: { kind: 'computer_tcp', port: open.port },
+        path: open.path,
+        websocket: open.websocket,
+        tags: { port: open.port, credential_id: open.credential_id, kind: open.websocket ? 'websocket' : 'http' },
+        maxBody: open.max_body,
+        where: open.where,
+      });
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      return previewError(err, request, open.request_id);
+    }
+  }
+
+  /** Returns once the computer runs with its agent attached; throws the 503 (or the failed start) otherwise. */
+  private async running(open: Extract<RelayRequest, { kind: 'http' }>): Promise<void> {
+    if (this.host.ready()) return;
+    const rec = this.host.record();
+    if (!rec) throw new ApiError('NOT_FOUND', `${open.where} does not exist`);
+    const stoppedMessage = `the computer is ${rec.status}: ${open.where} answers once it runs again`;
+    if (!open.wake) {
+      if (rec.status === 'running') throw new ApiError('AGENT_UNAVAILABLE', `${open.where} cannot be reached: its host agent is not connected; try again shortly`);
+      throw new ApiError('COMPUTER_STOPPED', stoppedMessage);
+    }
+    const deadline = Date.now() + WAKE_WAIT_MS;
+    let tried = false;
+    while (!this.host.ready()) {
+      const status = this.host.record()?.status;
+      // Stopped (or stopping, then stopped): start it, once; the lifecycle answers when the agent has.
+      if (status === 'stopped' && !tried) {
+        tried = true;
+        const started = await this.host.start();
+        if (!started.ok && this.host.record()?.status === 'stopped') throw new ApiError('COMPUTER_STOPPED', `${stoppedMessage} (starting it failed: ${started.message})`);
+        continue;
+      }
+      if (status === undefined || status === 'error' || status === 'deleting' || (tried && status === 'stopped') || Date.now() > deadline) {
+        throw new ApiError('COMPUTER_STOPPED', `the computer did not come up in time (${status ?? 'gone'}); ${open.where} was not reached`, { 'retry-after': '5' });
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 }

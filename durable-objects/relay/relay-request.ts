@@ -22,6 +22,21 @@ export const RelayRequest = z.discriminatedUnion('kind', [
     /** The API key that opened it (null for JWTs and stream tokens): revoking the key ends the connection. */
     credential_id: z.string().nullable(),
   }),
+  /** An HTTP request (or WebSocket upgrade) to an exposed port; the route has checked who may make it. */
+  z.object({
+    kind: z.literal('http'),
+    port: Port,
+    /** Path and query as the app is to see them. */
+    path: z.string().startsWith('/').max(16 * 1024),
+    websocket: z.boolean(),
+    credential_id: z.string().nullable(),
+    /** Start the computer when it is stopped, and hold the request until it runs. */
+    wake: z.boolean(),
+    max_body: z.number().int().positive(),
+    request_id: z.string().max(64),
+    /** Names the target in errors: "port 3000 of computer my-app-1a2b3c4d". */
+    where: z.string().max(256),
+  }),
 ]);
 export type RelayRequest = z.infer<typeof RelayRequest>;
 
