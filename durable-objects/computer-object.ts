@@ -62,6 +62,7 @@ export class ComputerObject extends DurableObject<Env> {
       requireRunning: async (caller) => this.require(caller, 'exec'),
       record: () => this.rec,
       ready: () => this.rec?.status === 'running' && this.link.socket() !== null,
+      whenAttached: (ms) => this.link.whenAttached(ms),
       // A preview request that may wake the computer starts it as its organization would.
       start: async () => (this.rec ? this.start({ org_id: this.rec.org_id, workspace_ids: null, project_ids: null }) : fail('NOT_FOUND', NOT_FOUND)),
       storage: ctx.storage,

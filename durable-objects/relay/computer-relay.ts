@@ -22,6 +22,8 @@ import { bridgeWebSocket } from './websocket.ts';
 
 /** How long a request that woke its computer is held for the computer to run. */
 export const WAKE_WAIT_MS = 90_000;
+/** How long a request to a running computer waits for its agent to come back. */
+const AGENT_WAIT_MS = 10_000;
 const TICKET_PREFIX = 'preview-ticket:';
 
 /** What the relay needs of its object. */
@@ -31,6 +33,8 @@ export interface ComputerRelayHost {
   record(): ComputerRecord | null;
   /** True while the computer runs and its agent is attached. */
   ready(): boolean;
+  /** Waits up to `ms` for an agent to attach (it redials within seconds of a drop). */
+  whenAttached(ms: number): Promise<unknown>;
   /** Starts a stopped computer (credits allowing). */
   start(): Promise<Result<unknown>>;
   storage: DurableObjectStorage;
@@ -107,10 +111,13 @@ export class ComputerRelay {
     const rec = this.host.record();
     if (!rec) throw new ApiError('NOT_FOUND', `${open.where} does not exist`);
     const stoppedMessage = `the computer is ${rec.status}: ${open.where} answers once it runs again`;
-    if (!open.wake) {
-      if (rec.status === 'running') throw new ApiError('AGENT_UNAVAILABLE', `${open.where} cannot be reached: its host agent is not connected; try again shortly`);
-      throw new ApiError('COMPUTER_STOPPED', stoppedMessage);
+    if (rec.status === 'running') {
+      // Running without its agent: the agent is redialing (a network blip, a restart of this object).
+      await this.host.whenAttached(AGENT_WAIT_MS);
+      if (this.host.ready()) return;
+      if (!open.wake) throw new ApiError('AGENT_UNAVAILABLE', `${open.where} cannot be reached: its host agent is not connected; try again shortly`);
     }
+    if (!open.wake) throw new ApiError('COMPUTER_STOPPED', stoppedMessage);
     const deadline = Date.now() + WAKE_WAIT_MS;
     let tried = false;
     while (!this.host.ready()) {

@@ -43,8 +43,10 @@ export function forwardHeaders(request: Request, url: URL, o: ForwardOptions): H
   for (const [name, value] of request.headers) {
     const n = name.toLowerCase();
     if (n.startsWith('x-hangar-') || n === TOKEN_HEADER) continue;
-    if (HOP_BY_HOP.has(n) && !(o.websocket && n === 'upgrade')) continue;
-    if (listed.has(n) && !(o.websocket && n.startsWith('sec-websocket-'))) continue;
+    // A WebSocket upgrade keeps Upgrade (the object needs it to answer with a socket) and the handshake headers.
+    const handshake = o.websocket && (n === 'upgrade' || n.startsWith('sec-websocket-'));
+    if (HOP_BY_HOP.has(n) && !handshake) continue;
+    if (listed.has(n) && !handshake) continue;
     if (n === 'authorization' && o.dropAuthorization) continue;
     if (n === 'cookie') {
       const kept = withoutOurCookies(value);
