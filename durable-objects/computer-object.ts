@@ -24,6 +24,7 @@ import { Streams } from './exec/streams.ts';
 import type { TerminalOptions } from './exec/terminal.ts';
 import { RelayMux } from './relay/relay-mux.ts';
 import { ComputerRelay } from './relay/computer-relay.ts';
+import type { PortRecord } from './relay/port-table.ts';
 import { RELAY_PATH } from './relay/relay-request.ts';
 
 const NOT_FOUND = 'computer not found';
@@ -66,6 +67,7 @@ export class ComputerObject extends DurableObject<Env> {
       // A preview request that may wake the computer starts it as its organization would.
       start: async () => (this.rec ? this.start({ org_id: this.rec.org_id, workspace_ids: null, project_ids: null }) : fail('NOT_FOUND', NOT_FOUND)),
       storage: ctx.storage,
+      env,
     });
     this.upkeep = new Upkeep(ctx, env, {
       record: () => this.rec,
@@ -300,16 +302,16 @@ export class ComputerObject extends DurableObject<Env> {
 
   // ------------------------------------------------------------ RPC: relayed ports (relay/computer-relay.ts)
 
-  /** A preview link's one-time ticket: true the first time, false after. */
-  async redeemPreviewTicket(jti: string, expS: number): Promise<boolean> {
+  /** A preview link's one-time ticket for `port`: ok the first time, used after, not_exposed when the port is gone. */
+  async redeemPreviewTicket(jti: string, expS: number, port: number): Promise<'ok' | 'used' | 'not_exposed'> {
     await this.loaded;
-    return this.ports.redeemTicket(jti, expS);
+    return this.ports.redeemTicket(jti, expS, port);
   }
 
-  /** Ends the open connections of a port (removed, or its access token rotated). */
-  async closePort(port: number, message: string): Promise<number> {
+  /** A port's record changed in D1 (null: no longer exposed); `close` ends its open connections with that message. */
+  async portChanged(port: number, rec: PortRecord | null, close: string | null): Promise<void> {
     await this.loaded;
-    return this.ports.closePort(port, message);
+    await this.ports.portChanged(port, rec, close);
   }
 
   // ------------------------------------------------------------ agent socket

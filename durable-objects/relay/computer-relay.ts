@@ -11,9 +11,12 @@
  * Also the one-time tickets of preview links (kept until they expire).
  */
 import { ApiError, type Result } from '../../schema/errors.ts';
+import type { Env } from '../../worker/env.ts';
 import { errorResponse } from '../../worker/http/responses.ts';
 import { previewError } from '../../worker/preview/preview-pages.ts';
+import { decideAccess } from '../../worker/preview/preview-auth.ts';
 import type { Caller, ComputerRecord } from '../computer/record.ts';
+import { PortTable, type PortRecord } from './port-table.ts';
 import { relayFailure } from './failures.ts';
 import { relayHttp } from './http.ts';
 import { parseRelayRequest, RELAY_REQUEST_HEADER, type RelayRequest } from './relay-request.ts';
@@ -38,15 +41,29 @@ export interface ComputerRelayHost {
   /** Starts a stopped computer (credits allowing). */
   start(): Promise<Result<unknown>>;
   storage: DurableObjectStorage;
+  env: Env;
 }
+
+/** How long an API key seen live is taken as live: the delay of revocation the API documents for keys. */
+const KEY_LIVE_MS = 10_000;
 
 export class ComputerRelay {
   readonly mux: RelayMux;
   private readonly host: ComputerRelayHost;
+  private readonly ports: PortTable;
+  private readonly liveKeys = new Map<string, { live: boolean; at: number }>();
 
   constructor(mux: RelayMux, host: ComputerRelayHost) {
     this.mux = mux;
     this.host = host;
+    this.ports = new PortTable(host.storage, host.env);
+  }
+
+  /** A port's record changed (routes call this after writing D1); `close` also ends its open connections. */
+  async portChanged(port: number, rec: PortRecord | null, close: string | null): Promise<void> {
+    const id = this.host.record()?.id;
+    if (id) await this.ports.set(id, port, rec);
+    if (close) this.closePort(port, close);
   }
 
   async fetch(request: Request): Promise<Response> {
@@ -60,17 +77,19 @@ export class ComputerRelay {
     return this.mux.resetWhere((t) => t.port === port, 'closed', message);
   }
 
-  /** Marks a preview link's ticket used; false when it already was. */
-  async redeemTicket(jti: string, expS: number): Promise<boolean> {
+  /** Marks a preview link's ticket of `port` used, unless it already was or the port is gone. */
+  async redeemTicket(jti: string, expS: number, port: number): Promise<'ok' | 'used' | 'not_exposed'> {
+    const id = this.host.record()?.id;
+    if (!id || !(await this.ports.get(id, port))) return 'not_exposed';
     const key = TICKET_PREFIX + jti;
-    if ((await this.host.storage.get(key)) !== undefined) return false;
+    if ((await this.host.storage.get(key)) !== undefined) return 'used';
     await this.host.storage.put(key, expS);
     // Forget tickets past their expiry: they cannot be redeemed any more anyway.
     const now = Date.now() / 1000;
     const all = await this.host.storage.list<number>({ prefix: TICKET_PREFIX, limit: 1000 });
     const stale = [...all].filter(([, exp]) => exp < now - 60).map(([k]) => k);
     if (stale.length) await this.host.storage.delete(stale);
-    return true;
+    return 'ok';
   }
 
   private async tcp(request: Request, open: Extract<RelayRequest, { kind: 'tcp' }>): Promise<Response> {
@@ -89,15 +108,23 @@ export class ComputerRelay {
   }
 
   private async http(request: Request, open: Extract<RelayRequest, { kind: 'http' }>): Promise<Response> {
+    const where = `port ${open.port} of computer ${open.slug}`;
     try {
-      await this.running(open);
+      const rec = this.host.record();
+      if (!rec) throw new ApiError('NOT_FOUND', `no computer has the preview name ${open.slug}`);
+      const entry = await this.ports.get(rec.id, open.port);
+      const access = await decideAccess(entry, { port: open.port, slug: open.slug, method: request.method, path: open.path, https: open.https, who: open.who }, (kid) =>
+        this.keyLive(kid),
+      );
+      if (access.kind === 'respond') return access.response;
+      await this.running(where, entry!.wake);
       return await relayHttp(this.mux, request, {
         target: { kind: 'computer_tcp', port: open.port },
-        path: open.path,
+        path: access.path,
         websocket: open.websocket,
-        tags: { port: open.port, credential_id: open.credential_id, kind: open.websocket ? 'websocket' : 'http' },
+        tags: { port: open.port, credential_id: access.credential_id, kind: open.websocket ? 'websocket' : 'http' },
         maxBody: open.max_body,
-        where: open.where,
+        where,
       });
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;
@@ -105,19 +132,29 @@ export class ComputerRelay {
     }
   }
 
+  /** Whether an API key is still live (not revoked), from D1, remembered for KEY_LIVE_MS. */
+  private async keyLive(keyId: string): Promise<boolean> {
+    const hit = this.liveKeys.get(keyId);
+    if (hit && Date.now() - hit.at < KEY_LIVE_MS) return hit.live;
+    const live = (await this.host.env.DB.prepare('SELECT 1 FROM api_keys WHERE id = ? AND revoked_at IS NULL').bind(keyId).first()) !== null;
+    if (this.liveKeys.size > 1000) this.liveKeys.clear();
+    this.liveKeys.set(keyId, { live, at: Date.now() });
+    return live;
+  }
+
   /** Returns once the computer runs with its agent attached; throws the 503 (or the failed start) otherwise. */
-  private async running(open: Extract<RelayRequest, { kind: 'http' }>): Promise<void> {
+  private async running(where: string, wake: boolean): Promise<void> {
     if (this.host.ready()) return;
     const rec = this.host.record();
-    if (!rec) throw new ApiError('NOT_FOUND', `${open.where} does not exist`);
-    const stoppedMessage = `the computer is ${rec.status}: ${open.where} answers once it runs again`;
+    if (!rec) throw new ApiError('NOT_FOUND', `${where} does not exist`);
+    const stoppedMessage = `the computer is ${rec.status}: ${where} answers once it runs again`;
     if (rec.status === 'running') {
       // Running without its agent: the agent is redialing (a network blip, a restart of this object).
       await this.host.whenAttached(AGENT_WAIT_MS);
       if (this.host.ready()) return;
-      if (!open.wake) throw new ApiError('AGENT_UNAVAILABLE', `${open.where} cannot be reached: its host agent is not connected; try again shortly`);
+      if (!wake) throw new ApiError('AGENT_UNAVAILABLE', `${where} cannot be reached: its host agent is not connected; try again shortly`);
     }
-    if (!open.wake) throw new ApiError('COMPUTER_STOPPED', stoppedMessage);
+    if (!wake) throw new ApiError('COMPUTER_STOPPED', stoppedMessage);
     const deadline = Date.now() + WAKE_WAIT_MS;
     let tried = false;
     while (!this.host.ready()) {
@@ -130,7 +167,7 @@ export class ComputerRelay {
         continue;
       }
       if (status === undefined || status === 'error' || status === 'deleting' || (tried && status === 'stopped') || Date.now() > deadline) {
-        throw new ApiError('COMPUTER_STOPPED', `the computer did not come up in time (${status ?? 'gone'}); ${open.where} was not reached`, { 'retry-after': '5' });
+        throw new ApiError('COMPUTER_STOPPED', `the computer did not come up in time (${status ?? 'gone'}); ${where} was not reached`, { 'retry-after': '5' });
       }
       await new Promise((r) => setTimeout(r, 100));
     }

@@ -1,21 +1,24 @@
 /**
- * A request to a preview host: find the computer and its port record, check
- * who may use the port, take Hangar's credentials off the request, and hand
- * it to the computer's object, which relays it to the port inside the
- * computer (durable-objects/relay/http.ts). The object's answer — the app's
- * response, or a page saying why there is none — goes back as it is.
+ * A request to a preview host: find the computer its slug names, verify what
+ * the caller shows (a Hangar credential, a preview cookie, what may be the
+ * port's token), take Hangar's credentials off the request, and hand it to
+ * the computer's object, which decides from the port's record who may use it
+ * (preview-auth.ts) and relays it to the port inside the computer
+ * (durable-objects/relay/http.ts). The object's answer — the app's response,
+ * or a page saying why there is none — goes back as it is.
  */
-import { decodeJwt } from 'jose';
 import { ApiError } from '../../schema/errors.ts';
 import type { Env } from '../env.ts';
 import { newRequestId } from '../http/ids.ts';
 import { clientAddress, enforceRateLimit, RATE_LIMITS } from '../middleware/rate-limit.ts';
+import { authenticateCredential, bearer } from '../middleware/auth.ts';
+import { inScope } from '../middleware/principal.ts';
 import { computerStub } from '../computers/access.ts';
-import { RELAY_PATH, RELAY_REQUEST_HEADER, encodeRelayRequest } from '../../durable-objects/relay/relay-request.ts';
-import { authorizePreview, notExposed } from './preview-auth.ts';
-import { AUTH_PATH, COOKIE_TTL_S, PREVIEW_COOKIE, RESERVED_PREFIX, mintPreviewCookie, readCookies, setCookie, verifyLinkTicket } from './preview-credentials.ts';
+import { credentialOf } from '../computers/socket-auth.ts';
+import { RELAY_PATH, RELAY_REQUEST_HEADER, encodeRelayRequest, type PreviewCaller } from '../../durable-objects/relay/relay-request.ts';
+import { AUTH_PATH, COOKIE_TTL_S, PREVIEW_COOKIE, RESERVED_PREFIX, TOKEN_COOKIE, TOKEN_HEADER, mintPreviewCookie, readCookies, setCookie, verifyLinkTicket, verifyPreviewCookie } from './preview-credentials.ts';
 import { forwardHeaders, isHangarCredential } from './forward-headers.ts';
-import { lookupPreview, type PreviewRecord } from './preview-lookup.ts';
+import { computerBySlug, type PreviewComputer } from './preview-lookup.ts';
 import { previewError } from './preview-pages.ts';
 import type { PreviewTarget } from './preview-host.ts';
 
@@ -39,8 +42,8 @@ export async function handlePreview(request: Request, env: Env, target: PreviewT
       console.error(`[${requestId}] preview ${target.port}-${target.slug}`, err);
       e = new ApiError('INTERNAL', 'Internal error; include the request_id when reporting it.');
     }
-    // Failed credentials are unauthenticated traffic: they count against the client's address.
-    if (e.code === 'UNAUTHORIZED') {
+    // Failed credentials and unknown names are unauthenticated traffic: they count against the client's address.
+    if (e.code === 'UNAUTHORIZED' || e.code === 'NOT_FOUND') {
       try {
         await enforceRateLimit(env, `ip:${clientAddress(request)}`, RATE_LIMITS.public);
       } catch (limited) {
@@ -52,16 +55,15 @@ export async function handlePreview(request: Request, env: Env, target: PreviewT
 }
 
 async function serve(request: Request, env: Env, url: URL, target: PreviewTarget, requestId: string): Promise<Response> {
-  const rec = await lookupPreview(env, target.slug, target.port, keyOfCookie(request));
-  if (!rec) throw new ApiError('NOT_FOUND', `no computer has the preview name ${target.slug}`);
-  if (url.pathname === AUTH_PATH) return redeemLink(env, url, rec, target.port);
+  const computer = await computerBySlug(env, target.slug);
+  if (!computer) throw new ApiError('NOT_FOUND', `no computer has the preview name ${target.slug}`);
+  if (url.pathname === AUTH_PATH) return redeemLink(env, url, computer, target.port);
   if (url.pathname.startsWith(RESERVED_PREFIX)) throw new ApiError('NOT_FOUND', `${RESERVED_PREFIX}… paths are reserved on preview hosts`);
-  const hangarAuthorization = await isHangarCredential(env, request.headers.get('authorization'));
-  const access = await authorizePreview(request, env, url, rec, target.port, hangarAuthorization);
-  if (access.kind === 'respond') return access.response;
   const max = maxBodyBytes(env);
   const declared = Number(request.headers.get('content-length') ?? 0);
   if (declared > max) throw new ApiError('PAYLOAD_TOO_LARGE', `the request body is ${declared} bytes; at most ${max} bytes pass to a port`);
+  const hangarAuthorization = await isHangarCredential(env, request.headers.get('authorization'));
+  const who = await callerOf(request, env, computer, target.port, hangarAuthorization);
   const websocket = request.headers.get('upgrade')?.toLowerCase() === 'websocket';
   const headers = forwardHeaders(request, url, { clientIp: clientAddress(request), dropAuthorization: hangarAuthorization, websocket });
   headers.set(
@@ -69,41 +71,55 @@ async function serve(request: Request, env: Env, url: URL, target: PreviewTarget
     encodeRelayRequest({
       kind: 'http',
       port: target.port,
-      path: access.path,
+      path: url.pathname + url.search,
       websocket,
-      credential_id: access.credential_id,
-      wake: rec.port!.wake,
+      who,
+      https: url.protocol === 'https:',
       max_body: max,
       request_id: requestId,
-      where: `port ${target.port} of computer ${rec.slug}`,
+      slug: computer.slug,
     }),
   );
   const hasBody = request.method !== 'GET' && request.method !== 'HEAD' && request.body !== null;
-  return computerStub(env, rec.id).fetch(new Request(`https://relay${RELAY_PATH}`, { method: request.method, headers, body: hasBody ? request.body : null, redirect: 'manual' }));
+  return computerStub(env, computer.id).fetch(new Request(`https://relay${RELAY_PATH}`, { method: request.method, headers, body: hasBody ? request.body : null, redirect: 'manual' }));
 }
 
-/** The API key a preview cookie names, read unverified: it only picks which key the lookup checks. */
-function keyOfCookie(request: Request): string | null {
-  const raw = readCookies(request.headers.get('cookie')).get(PREVIEW_COOKIE);
-  if (!raw) return null;
-  try {
-    const kid = decodeJwt(raw).kid;
-    return typeof kid === 'string' ? kid : null;
-  } catch {
-    return null;
+/** What the caller shows, verified here (signatures, keys); the object matches it against the port. */
+async function callerOf(request: Request, env: Env, c: PreviewComputer, port: number, hangarAuthorization: boolean): Promise<PreviewCaller> {
+  let tenant: PreviewCaller['tenant'] = null;
+  let foreign = false;
+  if (hangarAuthorization) {
+    // A Hangar credential that does not authenticate (revoked, a stream token) makes the caller anonymous: it is dropped either way.
+    const principal = await authenticateCredential(env, bearer(request)!).catch((e: unknown) => {
+      if (e instanceof ApiError && e.code === 'UNAUTHORIZED') return null;
+      throw e;
+    });
+    if (principal && principal.org_id === c.org_id && inScope(principal, c.workspace_id, c.project_id)) tenant = { credential_id: credentialOf(principal) };
+    else if (principal) foreign = true;
   }
+  const cookies = readCookies(request.headers.get('cookie'));
+  const raw = cookies.get(PREVIEW_COOKIE);
+  const grant = raw ? await verifyPreviewCookie(env, raw, c.id, port) : null;
+  const token = new URL(request.url).searchParams.get('token') ?? undefined;
+  return {
+    tenant,
+    foreign,
+    cookie: grant && grant.org_id === c.org_id ? { credential_id: grant.credential_id } : null,
+    tokens: { query: token?.slice(0, 512), header: request.headers.get(TOKEN_HEADER)?.slice(0, 512), cookie: cookies.get(TOKEN_COOKIE)?.slice(0, 512) },
+  };
 }
 
 /** `/__hangar/auth?ticket=…&next=/…`: a minted link, used once, becomes the preview cookie. */
-async function redeemLink(env: Env, url: URL, rec: PreviewRecord, port: number): Promise<Response> {
-  if (!rec.port) throw notExposed(rec, port);
+async function redeemLink(env: Env, url: URL, c: PreviewComputer, port: number): Promise<Response> {
   const ticket = url.searchParams.get('ticket');
-  const grant = ticket ? await verifyLinkTicket(env, ticket, rec.id, port) : null;
+  const grant = ticket ? await verifyLinkTicket(env, ticket, c.id, port) : null;
   const again = `mint a new one with POST /api/v1/computers/{id}/ports/${port}/link`;
-  if (!grant || grant.org_id !== rec.org_id || !grant.jti) throw new ApiError('UNAUTHORIZED', `this link is invalid or has expired; ${again}`);
+  if (!grant || grant.org_id !== c.org_id || !grant.jti) throw new ApiError('UNAUTHORIZED', `this link is invalid or has expired; ${again}`);
   if (grant.credential_id && !(await keyIsLive(env, grant.credential_id))) throw new ApiError('UNAUTHORIZED', `the API key that minted this link was revoked; ${again}`);
-  if (!(await computerStub(env, rec.id).redeemPreviewTicket(grant.jti, grant.exp))) throw new ApiError('UNAUTHORIZED', `this link was already used; ${again}`);
-  const cookie = await mintPreviewCookie(env, { computer_id: rec.id, port, org_id: rec.org_id, credential_id: grant.credential_id });
+  const redeemed = await computerStub(env, c.id).redeemPreviewTicket(grant.jti, grant.exp, port);
+  if (redeemed === 'not_exposed') throw new ApiError('NOT_FOUND', `port ${port} of computer ${c.slug} is not exposed`);
+  if (redeemed === 'used') throw new ApiError('UNAUTHORIZED', `this link was already used; ${again}`);
+  const cookie = await mintPreviewCookie(env, { computer_id: c.id, port, org_id: c.org_id, credential_id: grant.credential_id });
   const headers = new Headers({ location: safeNext(url.searchParams.get('next')), 'cache-control': 'no-store' });
   headers.append('set-cookie', setCookie(PREVIEW_COOKIE, cookie.token, COOKIE_TTL_S, url.protocol === 'https:'));
   return new Response(null, { status: 302, headers });

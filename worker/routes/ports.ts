@@ -48,6 +48,10 @@ async function view(env: Env, computer: ComputerRow, r: PortRow) {
   };
 }
 
+/** Hands the port's new record to the computer's object, which serves preview requests from it. */
+const tell = (env: Env, computerId: string, r: PortRow | null, port: number, close: string | null = null) =>
+  computerStub(env, computerId).portChanged(port, r ? { visibility: r.visibility, token_ciphertext: r.access_token_ciphertext, token_iv: r.access_token_iv, wake: r.wake === 1 } : null, close);
+
 /** A port as a path parameter: canonical decimal 1–65535. */
 export const portParam = (raw: string) =>
   validate(z.object({ port: z.string().regex(/^[1-9][0-9]{0,4}$/, 'must be a whole number from 1 to 65535').transform(Number).pipe(PortNumber) }), { port: raw }, 'path').port;
@@ -98,6 +102,7 @@ export const PORT_ROUTES: RouteDef[] = [
         .bind(computer.id, row.port, row.visibility, row.access_token_ciphertext, row.access_token_iv, row.wake, now, now)
         .run();
       if (!res.meta.changes) throw new ApiError('CONFLICT', `port ${c.body.port} is already exposed; use PATCH to change its visibility`);
+      await tell(c.env, computer.id, row, row.port);
       return json({ data: await view(c.env, computer, row) }, 201);
     },
   }),
@@ -132,6 +137,7 @@ export const PORT_ROUTES: RouteDef[] = [
       await c.env.DB.prepare('UPDATE computer_ports SET visibility = ?, access_token_ciphertext = ?, access_token_iv = ?, wake = ?, updated_at = ? WHERE computer_id = ? AND port = ?')
         .bind(next.visibility, next.access_token_ciphertext, next.access_token_iv, next.wake, next.updated_at, computer.id, port)
         .run();
+      await tell(c.env, computer.id, next, port);
       return json({ data: await view(c.env, computer, next) });
     },
   }),
@@ -144,7 +150,7 @@ export const PORT_ROUTES: RouteDef[] = [
       const port = portParam(c.params.port);
       await findPort(c, computer.id, port);
       await c.env.DB.prepare('DELETE FROM computer_ports WHERE computer_id = ? AND port = ?').bind(computer.id, port).run();
-      await computerStub(c.env, computer.id).closePort(port, `port ${port} is no longer exposed`);
+      await tell(c.env, computer.id, null, port, `port ${port} is no longer exposed`);
       return json({ port, deleted: true });
     },
   }),
@@ -163,7 +169,7 @@ export const PORT_ROUTES: RouteDef[] = [
         .bind(t.ciphertext, t.iv, next.updated_at, computer.id, port)
         .run();
       // What the old token opened is closed with it.
-      await computerStub(c.env, computer.id).closePort(port, `the access token of port ${port} was rotated`);
+      await tell(c.env, computer.id, next, port, `the access token of port ${port} was rotated`);
       return json({ data: await view(c.env, computer, next) });
     },
   }),

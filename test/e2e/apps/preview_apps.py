@@ -1,9 +1,14 @@
-"""Apps the port tests run inside a computer, one per port, standard library only.
+"""Apps the port tests and bench/relay.ts run inside a computer (and, for the
+bench's baseline, on the host), one per port, standard library only.
 
-  8000  static files from /tmp/www
-  8001  upload sink: POST answers the body's length and sha256 and the request head; GET /headers the head
-  8002  server-sent events: one event, then the next only once /tmp/sse-go exists
+  8000  static files from $APPS_DIR/www
+  8001  upload sink: POST answers the body's length and sha256 and the request
+        head; GET /headers the head; GET /blob?bytes=N streams N bytes
+  8002  server-sent events: one event, then the next only once $APPS_DIR/sse-go
+        exists; /ticks?n=N&ms=M sends N events M ms apart, each its send time
   8003  a page that opens a WebSocket back to its own host, and /ws, a WebSocket echo
+
+APPS_PORTS (four ports, comma-separated) and APPS_DIR (default /tmp) move them.
 """
 
 import base64
@@ -16,7 +21,12 @@ import sys
 import threading
 import time
 from functools import partial
+from urllib.parse import parse_qs, urlparse
 from http.server import SimpleHTTPRequestHandler, BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+DIR = os.environ.get("APPS_DIR", "/tmp")
+PORTS = [int(p) for p in os.environ.get("APPS_PORTS", "8000,8001,8002,8003").split(",")]
 
 
 class Quiet:
@@ -43,6 +53,18 @@ class Sink(Quiet, BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
+        if self.path.startswith("/blob"):
+            n = int(parse_qs(urlparse(self.path).query).get("bytes", ["0"])[0])
+            block = os.urandom(1 << 20)
+            self.send_response(200)
+            self.send_header("content-type", "application/octet-stream")
+            self.send_header("content-length", str(n))
+            self.end_headers()
+            while n > 0:
+                piece = block[: min(n, len(block))]
+                self.wfile.write(piece)
+                n -= len(piece)
+            return
         self.reply(self.head_json())
 
     def do_POST(self):
@@ -75,17 +97,42 @@ class Sink(Quiet, BaseHTTPRequestHandler):
     do_PUT = do_POST
 
 
+TICKS_PAGE = b"""<!doctype html><html><body><script>
+window.lat = []; window.done = false;
+const es = new EventSource('/ticks?QUERY');
+es.onmessage = (e) => window.lat.push(Date.now() - Number(e.data));
+es.onerror = () => { window.done = true; es.close(); };
+</script></body></html>"""
+
+
 class Events(Quiet, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
+        if self.path.startswith("/page"):
+            # A page that measures how late each tick reaches the browser (same clock as the app's).
+            page = TICKS_PAGE.replace(b"QUERY", urlparse(self.path).query.encode())
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.send_header("content-length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("cache-control", "no-cache")
         self.end_headers()
+        if self.path.startswith("/ticks"):
+            q = parse_qs(urlparse(self.path).query)
+            for i in range(int(q.get("n", ["100"])[0])):
+                self.wfile.write(f"id: {i}\ndata: {time.time() * 1000:.3f}\n\n".encode())
+                self.wfile.flush()
+                time.sleep(float(q.get("ms", ["20"])[0]) / 1000)
+            self.close_connection = True
+            return
         self.wfile.write(b"id: 1\ndata: first\n\n")
         self.wfile.flush()
-        while not os.path.exists("/tmp/sse-go"):
+        while not os.path.exists(os.path.join(DIR, "sse-go")):
             time.sleep(0.02)
         self.wfile.write(b"id: 2\ndata: second\n\n")
         self.wfile.flush()
@@ -180,10 +227,10 @@ def serve(port, handler):
     threading.Thread(target=srv.serve_forever, daemon=True).start()
 
 
-os.makedirs("/tmp/www", exist_ok=True)
-serve(8000, partial(Static, directory="/tmp/www"))
-serve(8001, Sink)
-serve(8002, Events)
-serve(8003, Socket)
-open("/tmp/apps.ready", "w").write("ok")
+os.makedirs(os.path.join(DIR, "www"), exist_ok=True)
+serve(PORTS[0], partial(Static, directory=os.path.join(DIR, "www")))
+serve(PORTS[1], Sink)
+serve(PORTS[2], Events)
+serve(PORTS[3], Socket)
+open(os.path.join(DIR, "apps.ready"), "w").write("ok")
 threading.Event().wait()
