@@ -27,6 +27,7 @@ import { Streams } from './exec/streams.ts';
 import type { TerminalOptions } from './exec/terminal.ts';
 import { RelayMux } from './relay/relay-mux.ts';
 import { ComputerRelay } from './relay/computer-relay.ts';
+import type { PortRecord } from './relay/port-table.ts';
 import { RELAY_PATH } from './relay/relay-request.ts';
 import { HeldCredentials } from './credentials/held-credentials.ts';
 import { apiKeyLive } from '../worker/tenancy/principals.ts';
@@ -73,6 +74,13 @@ export class ComputerObject extends DurableObject<Env> {
         if (r.ok && !(await this.held.admits(caller.credential_id))) return fail('UNAUTHORIZED', 'credential revoked');
         return r;
       },
+      record: () => this.rec,
+      ready: () => this.rec?.status === 'running' && this.link.socket() !== null,
+      whenAttached: (ms) => this.link.whenAttached(ms),
+      // A preview request that may wake the computer starts it as its organization would.
+      start: async () => (this.rec ? this.start({ org_id: this.rec.org_id, workspace_ids: null, project_ids: null, credential_id: null }) : fail('NOT_FOUND', NOT_FOUND)),
+      storage: ctx.storage,
+      env,
     });
     this.upkeep = new Upkeep(ctx, env, {
       record: () => this.rec,
@@ -352,6 +360,20 @@ export class ComputerObject extends DurableObject<Env> {
     if (!this.rec) return 0;
     const relayed = this.relay.resetWhere((tags) => tags.credential_id === credentialId, 'closed', 'credential revoked');
     return relayed + this.streams.endCredential(credentialId);
+  }
+
+  // ------------------------------------------------------------ RPC: relayed ports (relay/computer-relay.ts)
+
+  /** A preview link's one-time ticket for `port`: ok the first time, used after, not_exposed when the port is gone. */
+  async redeemPreviewTicket(jti: string, expS: number, port: number): Promise<'ok' | 'used' | 'not_exposed'> {
+    await this.loaded;
+    return this.ports.redeemTicket(jti, expS, port);
+  }
+
+  /** A port's record changed in D1 (null: no longer exposed); `close` ends its open connections with that message. */
+  async portChanged(port: number, rec: PortRecord | null, close: string | null): Promise<void> {
+    await this.loaded;
+    await this.ports.portChanged(port, rec, close);
   }
 
   // ------------------------------------------------------------ agent socket

@@ -339,7 +339,8 @@ export class GuestClient extends EventEmitter<{ close: [Error | undefined] }> im
     this.pending.clear();
     for (const proc of this.procs.values()) proc.markDetached();
     this.procs.clear();
-    for (const listener of [...this.tcp.values()]) listener({ t: 'evt', ev: 'tcp_closed', conn: '', error: 'the connection to the computer\'s guest was lost' }, Buffer.alloc(0));
+    const lost = `the connection to the computer's guest was lost${err ? `: ${err.message}` : ''}`;
+    for (const listener of [...this.tcp.values()]) listener({ t: 'evt', ev: 'tcp_closed', conn: '', error: lost }, Buffer.alloc(0));
     this.tcp.clear();
     this.socket.destroy();
     this.emit('close', err);

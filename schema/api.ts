@@ -140,10 +140,24 @@ export const EnvCreate = z.object({
 });
 export const EnvUpdate = z.object({ value: EnvValue });
 
+/**
+ * Who may open an exposed port (docs/relay.md): anyone; the computer's tenant;
+ * holders of the port's access token. `tenant` and `key` are accepted for
+ * `private` and `protected` (the SDKs' words) and stored as the page's.
+ */
 export const PORT_VISIBILITIES = ['public', 'private', 'protected'] as const;
+export type PortVisibility = (typeof PORT_VISIBILITIES)[number];
+export const PORT_VISIBILITY_NAMES = [...PORT_VISIBILITIES, 'tenant', 'key'] as const;
+const PORT_ALIASES: Record<string, PortVisibility> = { tenant: 'private', key: 'protected' };
+const PortVisibilityIn = z.enum(PORT_VISIBILITY_NAMES).transform((v): PortVisibility => PORT_ALIASES[v] ?? (v as PortVisibility));
 export const PortNumber = z.number().int().min(1).max(65535);
-export const PortCreate = z.object({ port: PortNumber, visibility: z.enum(PORT_VISIBILITIES) });
-export const PortUpdate = z.object({ visibility: z.enum(PORT_VISIBILITIES) });
+/** `visibility` defaults to the computer's (`tenant` → private, `key` → protected); `wake_on_request` to false. */
+export const PortCreate = z.object({ port: PortNumber, visibility: PortVisibilityIn.optional(), wake_on_request: z.boolean().optional() });
+export const PortUpdate = z
+  .object({ visibility: PortVisibilityIn.optional(), wake_on_request: z.boolean().optional() })
+  .refine((b) => b.visibility !== undefined || b.wake_on_request !== undefined, 'give visibility or wake_on_request');
+/** Where a minted link lands on the port's host (default `/`). */
+export const PortLink = z.object({ path: z.string().regex(/^\/(?![/\\])[^\s]*$/, 'must be a path on the port\'s host, like /dashboard?tab=1').max(2048).optional() });
 
 /** Terminal sizes as a PTY takes them. */
 const TermSize = z.number().int().min(1).max(1000);

@@ -79,7 +79,9 @@ export async function startWorker(opts: { stateDir: string; port: number; vars?:
   const { stateDir, port } = opts;
   const secrets = localSecrets(stateDir);
   const envFile = path.join(stateDir, 'dev.vars');
-  const vars = { ...LOCAL_OVERCOMMIT, ...secrets, ...opts.vars };
+  // Computers' URLs as this server answers them: http, *.localhost names (curl and Chromium send those to loopback), its port.
+  const urls = { URL_SCHEME: 'http', PREVIEW_DOMAIN: `localhost:${port}`, COMPUTER_DOMAIN: `computers.localhost:${port}` };
+  const vars = { ...LOCAL_OVERCOMMIT, ...secrets, ...urls, ...opts.vars };
   writeFileSync(envFile, Object.entries(vars).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join('\n') + '\n', { mode: 0o600 });
   await run(WRANGLER, ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', stateDir], { quiet: true });
   const child = spawn(

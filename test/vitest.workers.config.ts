@@ -16,6 +16,8 @@ export default defineConfig(async () => {
             OPERATOR_TOKEN: 'op_test_token',
             JWT_SECRET: 'test-jwt-secret-which-is-long-enough-0123456789',
             ENV_ENCRYPTION_KEY: 'AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=',
+            // Small, so the relay's 413 is reachable with small bodies.
+            RELAY_MAX_BODY_BYTES: String(1024 * 1024),
           },
         },
       }),

@@ -3,7 +3,7 @@
  * the fuzz cases need it (worker/routes/*.ts, schema/api*.ts). Paths name the
  * fixtures of fuzz.test.ts: {id} a running computer, {org} an organization.
  */
-import { APPS, COMPUTER_VISIBILITIES, EXEC_MAX_COMMAND_BYTES, PORT_VISIBILITIES, TEMPLATES } from '../../schema/api.ts';
+import { APPS, COMPUTER_VISIBILITIES, EXEC_MAX_COMMAND_BYTES, PORT_VISIBILITY_NAMES, TEMPLATES } from '../../schema/api.ts';
 import { SIZE_NAMES } from '../../schema/sizes.ts';
 import type { BodyShape, Field } from './fuzz-cases.ts';
 
@@ -119,9 +119,30 @@ export const FUZZ_ROUTES: FuzzRoute[] = [
     method: 'POST',
     path: '/computers/{id}/ports',
     auth: 'tenant',
-    shape: { valid: { port: 8080, visibility: 'public' }, fields: { port: int(1, 65535), visibility: oneOf(PORT_VISIBILITIES) } },
+    shape: {
+      valid: { port: 8080, visibility: 'public' },
+      fields: { port: int(1, 65535), visibility: opt(oneOf(PORT_VISIBILITY_NAMES)), wake_on_request: opt({ spec: { type: 'bool' } }) },
+    },
   },
-  { method: 'PATCH', path: '/computers/{id}/ports/3000', auth: 'tenant', shape: { valid: { visibility: 'private' }, fields: { visibility: oneOf(PORT_VISIBILITIES) } } },
+  {
+    method: 'PATCH',
+    path: '/computers/{id}/ports/3000',
+    auth: 'tenant',
+    shape: {
+      valid: { visibility: 'private' },
+      fields: { visibility: opt(oneOf(PORT_VISIBILITY_NAMES)), wake_on_request: opt({ spec: { type: 'bool' } }) },
+      emptyInvalid: true,
+    },
+  },
+  {
+    method: 'POST',
+    path: '/computers/{id}/ports/3000/link',
+    auth: 'tenant',
+    shape: {
+      valid: { path: '/dashboard' },
+      fields: { path: opt({ spec: { type: 'string', max: 2048, bad: ['dashboard', '//evil.example', '/\\evil', '/has space', 'https://evil.example/'] } }) },
+    },
+  },
   { method: 'POST', path: '/workspaces', auth: 'tenant', shape: { valid: { name: 'fuzz-ws' }, fields: { name, slug: opt(slug) } } },
   {
     method: 'POST',

@@ -13,7 +13,7 @@ import { freePort, registerHost, startAgent, startWorker, type AgentHandle, type
 
 declare module 'vitest' {
   export interface ProvidedContext {
-    hangar: { origin: string; apiUrl: string; operatorToken: string; hostId: string; hostKey: string; dataDir: string; agentPid: number };
+    hangar: { origin: string; apiUrl: string; operatorToken: string; hostId: string; hostKey: string; dataDir: string; agentPid: number; workerPid: number };
   }
 }
 
@@ -44,6 +44,8 @@ export async function setup(project: TestProject): Promise<void> {
     dataDir,
     // SIGUSR2 makes the agent drop every socket as a network failure would.
     agentPid: agent.process.pid!,
+    // wrangler dev; workerd runs below it (memory figures of the relay read its process tree).
+    workerPid: worker.process.pid!,
   });
 }
 

@@ -7,7 +7,8 @@ import { isoNow } from '../http/ids.ts';
 import { validate } from '../http/body.ts';
 import { route, type RouteContext, type RouteDef } from '../router.ts';
 import { callerOf, computerStub, loadComputer } from '../computers/access.ts';
-import { computerView, hostLabel } from '../computers/view.ts';
+import { computerView } from '../computers/view.ts';
+import { computerOrigin, wsOf } from '../computers/urls.ts';
 import { grantOf, mintStreamToken } from '../computers/stream-token.ts';
 import { TEMPLATE_APPS } from '../computers/template-apps.ts';
 
@@ -45,7 +46,7 @@ export const COMPUTER_INFO_ROUTES: RouteDef[] = [
       const view = computerView(row, c.env);
       return json({
         desktop_url: view.desktop_url,
-        ws_url: `wss://${hostLabel(row)}.${c.env.COMPUTER_DOMAIN}/ws/vnc/${row.id}?auth=${token}`,
+        ws_url: `${wsOf(computerOrigin(row, c.env))}/ws/vnc/${row.id}?auth=${token}`,
         token,
         expires_at,
         computer_id: row.id,

@@ -12,6 +12,7 @@ import { route, type RouteDef } from '../router.ts';
 import { ownershipFilters, resolveOwnership } from '../tenancy/ownership.ts';
 import { callerOf, computerStub, loadComputer, parseRow } from '../computers/access.ts';
 import { computerResource, computerView } from '../computers/view.ts';
+import { computerSlug } from '../computers/urls.ts';
 import { hostsWithRoom, noRoom, overcommitOf, regionExists, roomArgs, roomSql, type HostChoice } from '../computers/placement.ts';
 import { balanceOf } from '../../durable-objects/computer/usage.ts';
 import { STATUSES } from '../../durable-objects/computer/state-table.ts';
@@ -59,7 +60,7 @@ export async function insertComputer(env: Env, p: Principal, n: NewComputer): Pr
        SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'provisioning', ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?22
         WHERE ${roomSql(23)}`,
     )
-      .bind(id, p.org_id, n.workspace_id, n.project_id, p.subject, n.name, slugify(n.name), n.template_type, n.size, size.vcpus, size.memory_mb, disk_gb,
+      .bind(id, p.org_id, n.workspace_id, n.project_id, p.subject, n.name, computerSlug(slugify(n.name), id), n.template_type, n.size, size.vcpus, size.memory_mb, disk_gb,
         h.id, h.region, n.external_workspace_id, n.external_user_id, n.external_project_id,
         JSON.stringify(n.selected_apps), n.auto_stop, JSON.stringify(n.metadata), n.visibility, now, ...roomArgs(h.id, n.size, o, id))
       .run();
