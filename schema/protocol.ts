@@ -26,8 +26,9 @@
  *         server has what it needs of these ended processes and the agent
  *         may drop them, in one notice for many (older servers send a
  *         proc.forget request for each). proc.start `wait_exit_ms`: a process
- *         that ends within that long is answered with its `exit` (its output
- *         frames sent before the result), and no proc.exit follows.
+ *         that ends within that long is answered with its `exit` and no
+ *         proc.exit follows; its output comes in the answer too (`output`,
+ *         up to 64 KiB) or, past that, in frames sent before it.
  *  - 1.4  relayed byte streams (schema/relay.ts): relay.open/accept/response/
  *         credit/close/reset messages and binary relay frames (kind 4), on
  *         computer sockets (computer_tcp targets) and host sockets (host_tcp).
@@ -250,6 +251,9 @@ export const ComputerRequest = z.discriminatedUnion('type', [
 export type ComputerRequest = z.infer<typeof ComputerRequest>;
 export type ComputerRequestType = ComputerRequest['type'];
 
+/** Output of a short process the agent puts in the answer to its start (wait_exit_ms) rather than in frames, at most. */
+export const INLINE_OUTPUT_BYTES = 64 * 1024;
+
 /** Result schema for each request type, checked by the ComputerObject on arrival. */
 export const RESULT_SCHEMAS = {
   'computer.provision': LifecycleResult,
@@ -259,7 +263,15 @@ export const RESULT_SCHEMAS = {
   'computer.resize': LifecycleResult,
   'computer.env': LifecycleResult,
   'exec.run': ExecRunResult,
-  'proc.start': z.object({ pid: z.number().int(), exit: ProcExit.optional() }),
+  'proc.start': z.object({
+    pid: z.number().int(),
+    exit: ProcExit.optional(),
+    /** With `exit`: the process's output, in order, when it came to at most INLINE_OUTPUT_BYTES (base64 of the bytes). */
+    output: z
+      .array(z.object({ stream: OutputStream, offset: z.number().int().nonnegative(), data: z.string().max(Math.ceil(INLINE_OUTPUT_BYTES / 3) * 4) }))
+      .max(1024)
+      .optional(),
+  }),
   'proc.attach': ProcAttachResult,
   'proc.resize': z.object({}),
   'proc.signal': z.object({}),

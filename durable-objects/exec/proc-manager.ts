@@ -8,6 +8,7 @@
  */
 import { fail, ok, type Result } from '../../schema/errors.ts';
 import {
+  FRAME_OUTPUT,
   FRAME_STDIN,
   speaks,
   OUTPUT_WINDOW_BYTES,
@@ -22,6 +23,8 @@ import { ProcTable, nextOffset, type ProcKind, type ProcRow } from './proc-table
 
 /** How long an ended process's output stays readable. */
 export const LOG_RETENTION_MS = 10 * 60_000;
+const fromBase64 = (s: string): Uint8Array => Uint8Array.from(atob(s), (ch) => ch.charCodeAt(0));
+
 /** Ended processes are forgotten on the agent in one notice for all that ended within this long. */
 const FORGET_DELAY_MS = 50;
 /** Acks go out this often, or sooner when a quarter window is waiting. */
@@ -187,8 +190,13 @@ export class ProcManager {
       this.finish(row, { kind: 'error', message: r.message });
       return r.code === 'AGENT_ERROR' ? fail('BAD_REQUEST', `the command could not start: ${r.message}`) : r;
     }
-    // Asked to wait for a short process's end (1.3), the agent answered with it.
-    if (r.value.exit) this.onExit(row.proc_id, r.value.exit);
+    // Asked to wait for a short process's end (1.3), the agent answered with it, and with its output when that was small.
+    if (r.value.exit) {
+      for (const c of r.value.output ?? []) {
+        this.onOutput({ kind: FRAME_OUTPUT, stream: c.stream, proc_id: row.proc_id, offset: c.offset, payload: fromBase64(c.data) });
+      }
+      this.onExit(row.proc_id, r.value.exit);
+    }
     return ok(row);
   }
 
