@@ -47,6 +47,11 @@ export interface ProcSink {
 
 export type SinkFactory = (row: ProcRow) => ProcSink;
 
+export interface ProcManagerOptions {
+  /** How long an ended process's output stays readable, by kind (default LOG_RETENTION_MS). */
+  retentionMs?: Partial<Record<ProcKind, number>>;
+}
+
 export class ProcManager {
   readonly table: ProcTable;
   private readonly rows = new Map<string, ProcRow>();
@@ -59,7 +64,9 @@ export class ProcManager {
   constructor(
     sql: SqlStorage,
     private readonly link: AgentLink,
-    private readonly factories: Record<ProcKind, SinkFactory>,
+    /** The kinds of process this object runs, each with where its output goes. */
+    private readonly factories: Partial<Record<ProcKind, SinkFactory>>,
+    private readonly options: ProcManagerOptions = {},
   ) {
     this.table = new ProcTable(sql);
   }
@@ -78,8 +85,9 @@ export class ProcManager {
     let s = this.sinks.get(procId);
     if (!s) {
       const row = this.row(procId);
-      if (!row) return null;
-      s = this.factories[row.kind](row);
+      const factory = row && this.factories[row.kind];
+      if (!row || !factory) return null;
+      s = factory(row);
       this.sinks.set(procId, s);
     }
     return s;
@@ -209,7 +217,7 @@ export class ProcManager {
     row.status = 'ended';
     row.exit = outcome.kind === 'exit' ? outcome.exit : null;
     row.ended_at = now;
-    row.expires_at = now + LOG_RETENTION_MS;
+    row.expires_at = now + (this.options.retentionMs?.[row.kind] ?? LOG_RETENTION_MS);
     const sink = this.sink(row.proc_id);
     sink?.end(outcome);
     sink?.commit(row);

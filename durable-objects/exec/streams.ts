@@ -2,7 +2,9 @@
  * Everything that streams in and out of one computer: streamed commands with
  * their SSE viewers and tickets, exec sockets, terminals, and the agent's side
  * of them (output frames, exits, stdin acknowledgements). The ComputerObject
- * checks who may do what; this module does it.
+ * checks who may do what; this module does it. A tenant host's HostObject
+ * composes it too (its sandbox is the machine itself), adding its jobs as one
+ * more kind of process.
  */
 import { fail, ok, ApiError, type Result } from '../../schema/errors.ts';
 import type { BinaryFrame, ProcStartParams } from '../../schema/protocol.ts';
@@ -12,7 +14,8 @@ import type { Caller } from '../computer/record.ts';
 import { CLIENT_OPEN_HEADER, clientOf, parseClientOpen } from './client-sockets.ts';
 import { EventLog } from './event-log.ts';
 import { hangUp } from './hang-up.ts';
-import { ProcManager } from './proc-manager.ts';
+import { ProcManager, type ProcManagerOptions, type SinkFactory } from './proc-manager.ts';
+import type { ProcKind } from './proc-table.ts';
 import { newProcId } from './proc-id.ts';
 import { StdinPumps } from './stdin-pump.ts';
 import { StreamExecSink } from './stream-exec.ts';
@@ -36,21 +39,29 @@ export class Streams {
     ctx: DurableObjectState,
     private readonly link: AgentLink,
     rescheduled: () => Promise<void>,
+    /** Kinds of process the owner adds (a tenant host's jobs), and retention by kind. */
+    more: ProcManagerOptions & { sinks?: Partial<Record<ProcKind, SinkFactory>> } = {},
   ) {
     const sql = ctx.storage.sql;
     EventLog.init(sql);
     this.tickets = new Tickets(sql);
-    this.procs = new ProcManager(sql, link, {
-      stream: (row) =>
-        new StreamExecSink(
-          sql,
-          row,
-          (procId) => this.tickets.dropFor(procId),
-          (procId) => this.procs.release(procId),
-        ),
-      ws: (row) => this.execSockets.sink(row),
-      terminal: (row) => this.terminals.sink(row),
-    });
+    this.procs = new ProcManager(
+      sql,
+      link,
+      {
+        stream: (row) =>
+          new StreamExecSink(
+            sql,
+            row,
+            (procId) => this.tickets.dropFor(procId),
+            (procId) => this.procs.release(procId),
+          ),
+        ws: (row) => this.execSockets.sink(row),
+        terminal: (row) => this.terminals.sink(row),
+        ...more.sinks,
+      },
+      { retentionMs: more.retentionMs },
+    );
     this.stdin = new StdinPumps(this.procs, link);
     this.execSockets = new ExecSockets(ctx, link, this.procs, this.stdin);
     this.terminals = new Terminals(ctx, link, this.procs, this.stdin, rescheduled);
