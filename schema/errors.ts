@@ -17,6 +17,8 @@ export const ERROR_STATUS = {
   INVALID_STATE_TRANSITION: 409,
   COMPUTER_NOT_RUNNING: 409,
   IDEMPOTENCY_KEY_IN_USE: 409,
+  /** OpenComputers: the host's agent is not connected (or the host is revoked), so nothing can be dispatched to it. */
+  HOST_OFFLINE: 409,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   IDEMPOTENCY_KEY_REUSED: 422,

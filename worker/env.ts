@@ -22,4 +22,6 @@ export interface Env {
   DEFAULT_REGION: string;
   /** How often agents report each computer's CPU and memory (ms, as a string var). */
   METRICS_INTERVAL_MS?: string;
+  /** How long a tenant host may be away before its running jobs fail with `host_lost` (seconds; default 300). */
+  HOST_LOST_GRACE_S?: string;
 }

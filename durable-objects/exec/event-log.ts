@@ -46,7 +46,7 @@ export class EventLog<I = LogItem> implements EventSource {
   /** Characters of the log before the oldest stored row (dropped ones). */
   private base = 0;
 
-  private readonly format: LogFormat<I>;
+  readonly format: LogFormat<I>;
   private readonly maxChars: number;
 
   constructor(

@@ -25,7 +25,8 @@ export const LOG_RETENTION_MS = 10 * 60_000;
 const ACK_DELAY_MS = 10;
 const ACK_EAGER_BYTES = OUTPUT_WINDOW_BYTES / 4;
 
-export type ProcOutcome = { kind: 'exit'; exit: ProcExit } | { kind: 'error'; message: string };
+/** How a process ended; an error may say why in a word (`host_lost`), for sinks that report it. */
+export type ProcOutcome = { kind: 'exit'; exit: ProcExit } | { kind: 'error'; message: string; reason?: string };
 
 /** Where a process's output goes. */
 export interface ProcSink {
@@ -108,7 +109,7 @@ export class ProcManager {
     this.rows.set(row.proc_id, row);
     const r = await this.link.request('proc.start', { params }, 30_000);
     if (!r.ok) {
-      this.finish(row, { kind: 'error', message: r.message });
+      this.finish(row, { kind: 'error', message: r.message, reason: r.code === 'AGENT_UNAVAILABLE' ? 'agent_unreachable' : 'start_failed' });
       return r.code === 'AGENT_ERROR' ? fail('BAD_REQUEST', `the command could not start: ${r.message}`) : r;
     }
     return ok(row);
@@ -145,13 +146,13 @@ export class ProcManager {
   }
 
   /** A process that will never report again (its computer stopped, or its host lost it). */
-  lose(procId: string, message: string): void {
+  lose(procId: string, message: string, reason?: string): void {
     const row = this.row(procId);
-    if (row && row.status === 'running') this.finish(row, { kind: 'error', message });
+    if (row && row.status === 'running') this.finish(row, { kind: 'error', message, reason });
   }
 
-  loseAll(message: string): void {
-    for (const row of this.table.running()) this.lose(row.proc_id, message);
+  loseAll(message: string, reason?: string): void {
+    for (const row of this.table.running()) this.lose(row.proc_id, message, reason);
   }
 
   /** After an agent attaches: every live process resumes from the offsets we hold. */

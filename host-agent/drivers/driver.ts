@@ -9,7 +9,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { Duplex, Readable } from 'node:stream';
-import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult, OutputStream, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
+import type { ActualState, AgentErrorCode, ComputerSpec, ExecRunParams, ExecRunResult, OutputStream, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
 
 export interface Progress {
   /** Short phase name, e.g. "template", "disk", "boot", "apps". */
@@ -132,8 +132,8 @@ export interface ComputerDriver {
 /** Thrown by drivers; `code` maps onto the protocol's AgentErrorCode. */
 export class DriverError extends Error {
   // Declared as a field, not a parameter property: Node's type stripping cannot erase those.
-  readonly code: 'NOT_RUNNING' | 'NOT_FOUND' | 'BAD_REQUEST' | 'FAILED';
-  constructor(code: DriverError['code'], message: string) {
+  readonly code: AgentErrorCode;
+  constructor(code: AgentErrorCode, message: string) {
     super(message);
     this.code = code;
   }

@@ -1,0 +1,162 @@
+/**
+ * The agent in host mode: on a tenant's own machine (OpenComputers) it dials
+ * the host socket, says what the machine is (hello), and serves the machine
+ * itself — streamed processes through the same relay computers use (jobs,
+ * terminals), files, and the secrets its processes get (held in memory only).
+ * It reconnects with jittered backoff; processes go on meanwhile and resume
+ * from the server's offsets. It stops for good when the host is revoked, its
+ * protocol is refused or its preflight failed (exit code EXIT_CONFIG).
+ */
+import os from 'node:os';
+import { AGENT_HOST_PATH, FRAME_STDIN, HostModeNotice, HostRequest, Welcome, decodeFrame, type ComputerAgentMessage } from '../../schema/protocol.ts';
+import { answer, refuse } from '../answer.ts';
+import { ProcRelay } from '../handlers/procs.ts';
+import type { Logger } from '../log.ts';
+import { ReconnectingSocket } from '../reconnecting-socket.ts';
+import { HostFs } from './host-fs.ts';
+import { LocalProcs } from './local-procs.ts';
+import { hostHello, preflight, type MachineFacts } from './system-info.ts';
+
+/** Exit status for what restarting cannot fix (revoked, refused, preflight): `RestartPreventExitStatus=78`. */
+export const EXIT_CONFIG = 78;
+
+/** Close codes of the host socket after which the agent stops (durable-objects/host/tenant-host.ts HOST_CLOSE). */
+const FINAL_CLOSES: Record<number, string> = {
+  4401: 'this host was revoked; its key no longer works',
+  4406: 'the server does not take this agent protocol; update hangar-agent',
+  4412: 'the preflight check failed',
+};
+
+export class HostModeSession {
+  private readonly socket: ReconnectingSocket;
+  private readonly procs: LocalProcs;
+  private readonly relay: ProcRelay;
+  private readonly fs: HostFs;
+  private secrets: Record<string, string> = {};
+  private heartbeat: NodeJS.Timeout | null = null;
+  private readonly fault: string | null;
+  /** Resolves once the first welcome has arrived. */
+  readonly ready: Promise<void>;
+  private markReady: () => void = () => {};
+  /** Resolves with an exit status when the session has stopped for good. */
+  readonly finished: Promise<number>;
+  private finish: (code: number) => void = () => {};
+  private readonly facts: MachineFacts;
+  private readonly log: Logger;
+
+  constructor(cfg: { wsBase: string; hostKey: string }, facts: MachineFacts, log: Logger) {
+    this.facts = facts;
+    this.log = log;
+    this.ready = new Promise((r) => (this.markReady = r));
+    this.finished = new Promise((r) => (this.finish = r));
+    this.fault = preflight(facts);
+    this.procs = new LocalProcs({ home: facts.home, script: facts.script, secrets: () => this.secrets });
+    this.fs = new HostFs(facts.home, facts.fsRoot);
+    this.socket = new ReconnectingSocket({ url: cfg.wsBase + AGENT_HOST_PATH, headers: { authorization: `Bearer ${cfg.hostKey}` } });
+    const send = (m: ComputerAgentMessage) => this.socket.send(m);
+    this.relay = new ProcRelay(this.procs, 'host', { sendJson: send, sendBinary: (b) => this.socket.sendBinary(b) }, log);
+    this.socket.on('open', () => this.socket.send(hostHello(facts, this.procs.ids(), this.fault)));
+    this.socket.on('message', (d) => void this.onMessage(d));
+    this.socket.on('binary', (d) => {
+      const frame = decodeFrame(d);
+      if (frame?.kind === FRAME_STDIN) this.relay.stdin(frame);
+      else log('host socket: dropped a binary frame it does not take');
+    });
+    this.socket.on('close', (code, reason) => {
+      this.relay.connectionLost();
+      const final = FINAL_CLOSES[code];
+      if (final) return this.stopFor(`${final}${reason ? ` (${reason})` : ''}`, EXIT_CONFIG);
+      log(`host socket closed (${code} ${reason}); reconnecting, processes keep running`);
+    });
+    this.socket.on('rejected', (status) => this.stopFor(`the server refused this host key (HTTP ${status}): it is unknown or revoked`, EXIT_CONFIG));
+  }
+
+  start(): void {
+    if (this.fault) this.log(`preflight failed: ${this.fault}; reporting it to the server`);
+    this.socket.start();
+  }
+
+  /** Stops serving: the processes this agent started end with it. */
+  stop(): void {
+    this.socket.stop();
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.procs.endAll();
+  }
+
+  /** Drops the socket as a network failure would (tests, SIGUSR2); it reconnects by itself. */
+  dropConnections(): void {
+    this.socket.terminate();
+  }
+
+  private stopFor(why: string, code: number): void {
+    this.log(`stopping: ${why}`);
+    this.stop();
+    this.finish(code);
+  }
+
+  private async onMessage(data: string): Promise<void> {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(data);
+    } catch {
+      this.log('host socket: dropped a message that is not JSON');
+      return;
+    }
+    const type = (raw as { type?: unknown } | null)?.type;
+    if (type === 'welcome') {
+      const w = Welcome.safeParse(raw);
+      if (w.success) this.welcome(w.data.host_id, w.data.heartbeat_interval_ms);
+      return;
+    }
+    if (type === 'proc.ack' || type === 'secrets.set') {
+      const n = HostModeNotice.safeParse(raw);
+      if (!n.success) this.log(`host socket: dropped a malformed ${String(type)}`);
+      else if (n.data.type === 'proc.ack') this.relay.ack(n.data.proc_id, n.data.offsets);
+      else this.secrets = n.data.env;
+      return;
+    }
+    const parsed = HostRequest.safeParse(raw);
+    if (!parsed.success) return refuse((m) => this.socket.send(m), raw, parsed.error.issues[0]?.message);
+    const req = parsed.data;
+    await answer((m) => this.socket.send(m), req.id, () => this.dispatch(req), (message) => this.log(`${req.type} failed: ${message}`));
+  }
+
+  private welcome(hostId: string, heartbeatMs: number): void {
+    this.log(`connected as tenant host ${hostId}: serving this machine as ${this.facts.user.name} (home ${this.facts.home}${this.facts.fsRoot ? `, files under ${this.facts.fsRoot}` : ''})`);
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = setInterval(() => {
+      this.socket.send({
+        type: 'heartbeat',
+        load1: os.loadavg()[0],
+        memory_used_mb: Math.round((os.totalmem() - os.freemem()) / 1024 / 1024),
+        computers_running: this.procs.running(),
+      });
+    }, heartbeatMs);
+    this.markReady();
+  }
+
+  private dispatch(req: HostRequest): Promise<unknown> {
+    switch (req.type) {
+      case 'proc.start':
+        return this.relay.start(req.params);
+      case 'proc.attach':
+        return this.relay.attach(req.proc_id, req.offsets);
+      case 'proc.resize':
+        return this.relay.resize(req.proc_id, req.rows, req.cols);
+      case 'proc.signal':
+        return this.relay.signal(req.proc_id, req.signal);
+      case 'proc.close_stdin':
+        return this.relay.closeStdin(req.proc_id);
+      case 'proc.forget':
+        return this.relay.forget(req.proc_id);
+      case 'fs.list':
+        return this.fs.list(req.path);
+      case 'fs.stat':
+        return this.fs.stat(req.path);
+      case 'fs.mkdir':
+        return this.fs.mkdir(req.path);
+      case 'fs.delete':
+        return this.fs.delete(req.path, req.recursive);
+    }
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * Finding a tenant's host: a malformed id is a 400 "invalid host id", any
+ * host that is not one of the caller's organization's tenant hosts (another
+ * tenant's, a fleet host, none at all) a 404 "host not found" that says
+ * nothing more. Hosts belong to the organization, not to a workspace: every
+ * key of the organization reaches them (docs/opencomputers.md).
+ */
+import { ApiError } from '../../../schema/errors.ts';
+import type { HostStatus } from '../../../schema/db.ts';
+import type { Env } from '../../env.ts';
+import { isUuid } from '../../http/ids.ts';
+import type { Principal } from '../../middleware/principal.ts';
+import type { HostRef } from '../../../durable-objects/host/tenant-host.ts';
+
+export const TENANT_HOST_COLUMNS =
+  'id, org_id, name, region, labels, status, status_reason, key_prefix, agent_version, os, os_release, arch, hostname, cpus, memory_mb, agent_info, last_seen_at, revoked_at, created_at, updated_at';
+
+export interface TenantHostRow {
+  id: string;
+  org_id: string;
+  name: string;
+  region: string;
+  labels: string;
+  status: HostStatus;
+  status_reason: string | null;
+  key_prefix: string;
+  agent_version: string | null;
+  os: string | null;
+  os_release: string | null;
+  arch: string | null;
+  hostname: string | null;
+  cpus: number | null;
+  memory_mb: number | null;
+  agent_info: string | null;
+  last_seen_at: string | null;
+  revoked_at: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export const HOST_NOT_FOUND = 'host not found';
+
+export function requireHostId(raw: string): string {
+  if (!isUuid(raw)) throw new ApiError('INVALID_ID', 'invalid host id');
+  return raw.toLowerCase();
+}
+
+export async function loadTenantHost(env: Env, p: Principal, rawId: string): Promise<TenantHostRow> {
+  const id = requireHostId(rawId);
+  const row = await env.DB.prepare(`SELECT ${TENANT_HOST_COLUMNS} FROM hosts WHERE id = ? AND org_id = ? AND kind = 'byo'`).bind(id, p.org_id).first<TenantHostRow>();
+  if (!row) throw new ApiError('NOT_FOUND', HOST_NOT_FOUND);
+  return row;
+}
+
+export const hostStub = (env: Env, id: string) => env.HOST.get(env.HOST.idFromName(id));
+
+export const refOf = (row: TenantHostRow): HostRef => ({ id: row.id, org_id: row.org_id });
+
+/** The id of the API key behind a request (null for a JWT): tickets and sockets record it, so revoking the key ends them. */
+export const credentialOf = (p: Principal): string | null => (p.kind === 'api_key' ? p.subject : null);
+
+/** A host as the OpenComputers page shows it, with what its agent reported about the machine. */
+export function hostView(h: TenantHostRow) {
+  const info = h.agent_info ? (JSON.parse(h.agent_info) as Record<string, unknown>) : null;
+  return {
+    id: h.id,
+    name: h.name,
+    region: h.region,
+    status: h.status,
+    status_reason: h.status_reason,
+    tenant_id: h.org_id,
+    labels: JSON.parse(h.labels) as Record<string, string>,
+    key_prefix: h.key_prefix,
+    agent_version: h.agent_version,
+    os: h.os,
+    os_release: h.os_release,
+    arch: h.arch,
+    hostname: h.hostname,
+    cpus: h.cpus,
+    memory_mb: h.memory_mb,
+    user: info?.user ?? null,
+    node_version: info?.node_version ?? null,
+    terminal: info?.terminal ?? null,
+    fs_root: info?.fs_root ?? null,
+    last_seen_at: h.last_seen_at,
+    revoked_at: h.revoked_at,
+    created_at: h.created_at,
+    updated_at: h.updated_at,
+  };
+}
+
+/** Single resources as compatibility.md says: the bare object and the same under `data`. */
+export const single = <T extends object>(o: T) => ({ ...o, data: o });
