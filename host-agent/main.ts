@@ -2,45 +2,17 @@
  * hangar-agent: makes computers real on this host. It prepares the driver
  * (building the base template on first use, with progress), then dials the
  * API and serves its computers until stopped. Computers keep running when the
- * agent stops; the next agent finds them again.
+ * agent stops; the next agent finds them again. Given a tenant host's key
+ * (OpenComputers) it serves the machine itself instead (host-mode/).
  */
-import { AGENT_WHOAMI_PATH, WhoAmI } from '../schema/protocol.ts';
-import { readConfig, wsBase, type AgentConfig } from './config.ts';
+import { readConfig, wsBase } from './config.ts';
 import { SandboxDriver } from './drivers/sandbox.ts';
 import { pipMirrorDirs } from './drivers/sandbox/host-config.ts';
 import { HostSession } from './host-session.ts';
 import { logger } from './log.ts';
 import { AGENT_VERSION } from './version.ts';
 import { runHostMode } from './host-mode/run.ts';
-import { EXIT_CONFIG } from './host-mode/session.ts';
-import type { Logger } from './log.ts';
-
-/**
- * Which kind of host the key is for: a fleet host makes computers, a tenant
- * host (OpenComputers) is served itself. Retried while the server cannot be
- * reached; a refused key ends the agent.
- */
-async function whoAmI(cfg: AgentConfig, log: Logger): Promise<WhoAmI> {
-  const url = new URL(AGENT_WHOAMI_PATH, cfg.api);
-  for (let attempt = 0; ; attempt++) {
-    let problem: string;
-    try {
-      const r = await fetch(url, { headers: { authorization: `Bearer ${cfg.key}` }, signal: AbortSignal.timeout(15_000) });
-      if (r.status === 401 || r.status === 403 || r.status === 404) {
-        console.error(`hangar-agent: the server refused this host key (HTTP ${r.status}): it is unknown or revoked; check --key`);
-        process.exit(EXIT_CONFIG);
-      }
-      const parsed = WhoAmI.safeParse(await r.json().catch(() => null));
-      if (r.ok && parsed.success) return parsed.data;
-      problem = `HTTP ${r.status}`;
-    } catch (e) {
-      problem = (e as Error).message;
-    }
-    const delay = Math.min(15_000, 250 * 2 ** attempt) * (0.5 + Math.random() / 2);
-    log(`cannot reach ${url.origin} yet (${problem}); trying again in ${Math.round(delay / 100) / 10} s`);
-    await new Promise((r) => setTimeout(r, delay));
-  }
-}
+import { whoAmI } from './whoami.ts';
 
 export async function main(argv = process.argv.slice(2)): Promise<void> {
   const log = logger('agent');

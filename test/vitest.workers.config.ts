@@ -5,6 +5,9 @@ import { cloudflareTest, readD1Migrations } from '@cloudflare/vitest-pool-worker
 // Worker and Durable Object tests, run inside workerd with local D1 and the
 // real Durable Object classes; migrations are applied in test/worker/setup.ts.
 export default defineConfig(async () => {
+  // The Worker serves the host-mode agent as one file; wrangler builds it before dev and deploy, the tests here.
+  const { buildAgentBundle } = await import('../scripts/build-agent.mjs');
+  await buildAgentBundle();
   const migrations = await readD1Migrations(path.join(import.meta.dirname, '../schema/migrations'));
   return {
     plugins: [

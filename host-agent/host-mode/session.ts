@@ -16,9 +16,8 @@ import { ReconnectingSocket } from '../reconnecting-socket.ts';
 import { HostFs } from './host-fs.ts';
 import { LocalProcs } from './local-procs.ts';
 import { hostHello, preflight, type MachineFacts } from './system-info.ts';
+import { EXIT_CONFIG } from '../whoami.ts';
 
-/** Exit status for what restarting cannot fix (revoked, refused, preflight): `RestartPreventExitStatus=78`. */
-export const EXIT_CONFIG = 78;
 
 /** Close codes of the host socket after which the agent stops (durable-objects/host/tenant-host.ts HOST_CLOSE). */
 const FINAL_CLOSES: Record<number, string> = {

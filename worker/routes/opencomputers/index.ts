@@ -2,7 +2,8 @@
 import type { RouteDef } from '../../router.ts';
 import { EVENT_ROUTES } from './events.ts';
 import { HOST_ROUTES } from './hosts.ts';
+import { INSTALL_ROUTES } from './install.ts';
 import { JOB_ROUTES } from './jobs.ts';
 import { OC_TERMINAL_ROUTES } from './terminal.ts';
 
-export const OPENCOMPUTERS_ROUTES: RouteDef[] = [...EVENT_ROUTES, ...HOST_ROUTES, ...JOB_ROUTES, ...OC_TERMINAL_ROUTES];
+export const OPENCOMPUTERS_ROUTES: RouteDef[] = [...EVENT_ROUTES, ...HOST_ROUTES, ...JOB_ROUTES, ...OC_TERMINAL_ROUTES, ...INSTALL_ROUTES];
