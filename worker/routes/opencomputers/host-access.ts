@@ -8,7 +8,7 @@
 import { ApiError } from '../../../schema/errors.ts';
 import type { HostStatus } from '../../../schema/db.ts';
 import type { Env } from '../../env.ts';
-import { isUuid } from '../../http/ids.ts';
+import { looksLikeId } from '../../http/ids.ts';
 import type { Principal } from '../../middleware/principal.ts';
 import type { HostRef } from '../../../durable-objects/host/tenant-host.ts';
 
@@ -41,7 +41,7 @@ export interface TenantHostRow {
 export const HOST_NOT_FOUND = 'host not found';
 
 export function requireHostId(raw: string): string {
-  if (!isUuid(raw)) throw new ApiError('INVALID_ID', 'invalid host id');
+  if (!looksLikeId(raw)) throw new ApiError('INVALID_ID', 'invalid host id');
   return raw.toLowerCase();
 }
 

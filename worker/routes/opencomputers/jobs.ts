@@ -10,7 +10,7 @@ import { CreateJob, JOB_DEFAULT_TIMEOUT_S, JOB_MAX_TIMEOUT_S } from '../../../sc
 import { ApiError, unwrap } from '../../../schema/errors.ts';
 import type { JobRow } from '../../../durable-objects/host/job-table.ts';
 import { HOST_OP_HEADER } from '../../../durable-objects/host-object.ts';
-import { isUuid, isoNow } from '../../http/ids.ts';
+import { isoNow, looksLikeId } from '../../http/ids.ts';
 import { pageInfo, readPage } from '../../http/pagination.ts';
 import { json } from '../../http/responses.ts';
 import { route, type RouteContext, type RouteDef } from '../../router.ts';
@@ -52,7 +52,7 @@ export function jobView(job: JobRow, hostId: string) {
 }
 
 function requireJobId(raw: string): string {
-  if (!isUuid(raw)) throw new ApiError('INVALID_ID', 'invalid job id');
+  if (!looksLikeId(raw)) throw new ApiError('INVALID_ID', 'invalid job id');
   return raw.toLowerCase();
 }
 

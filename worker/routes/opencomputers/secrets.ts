@@ -10,7 +10,7 @@ import { CreateSecret, UpdateSecret } from '../../../schema/api-opencomputers.ts
 import { ApiError } from '../../../schema/errors.ts';
 import { sealSecret } from '../../crypto/host-secrets.ts';
 import type { Env } from '../../env.ts';
-import { isUuid, isoNow, newId } from '../../http/ids.ts';
+import { isoNow, looksLikeId, newId } from '../../http/ids.ts';
 import { pagedQuery } from '../../http/paged-query.ts';
 import { pageInfo, readPage } from '../../http/pagination.ts';
 import { json } from '../../http/responses.ts';
@@ -55,7 +55,7 @@ async function scopeOf(c: RouteContext): Promise<Scope> {
 const scopeSql = (s: Scope) => (s.host_id === null ? { where: 'org_id = ? AND host_id IS NULL', args: [s.org_id] } : { where: 'org_id = ? AND host_id = ?', args: [s.org_id, s.host_id] });
 
 async function findSecret(env: Env, scope: Scope, rawId: string): Promise<SecretRow> {
-  if (!isUuid(rawId)) throw new ApiError('INVALID_ID', 'invalid secret id');
+  if (!looksLikeId(rawId)) throw new ApiError('INVALID_ID', 'invalid secret id');
   const q = scopeSql(scope);
   const row = await env.DB.prepare(`SELECT ${COLUMNS} FROM oc_secrets WHERE id = ? AND ${q.where}`).bind(rawId.toLowerCase(), ...q.args).first<SecretRow>();
   if (!row) throw new ApiError('NOT_FOUND', 'secret not found');
