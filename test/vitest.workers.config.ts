@@ -19,6 +19,8 @@ export default defineConfig(async () => {
             OPERATOR_TOKEN: 'op_test_token',
             JWT_SECRET: 'test-jwt-secret-which-is-long-enough-0123456789',
             ENV_ENCRYPTION_KEY: 'AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=',
+            // A tenant host away this long fails its running jobs (host_lost): short, so a test can wait it out.
+            HOST_LOST_GRACE_S: '1',
           },
         },
       }),

@@ -85,13 +85,11 @@ export class Jobs {
     // sink made now puts `started` first in the log, ahead of any output.
     const starting = procs.start('job', orgId, params, state as unknown as Record<string, unknown>);
     procs.sink(procId);
+    this.host.event('job_started', this.table.get(id)!);
     const r = await starting;
     if (!r.ok && r.code === 'AGENT_UNAVAILABLE') return r;
-    if (r.ok) {
-      this.table.update(id, { status: 'running', started_at: Date.now() }, 'queued');
-      const job = this.table.get(id);
-      if (job) this.host.event('job_started', job);
-    }
+    // Unless it has already ended (an exit may overtake the start's answer).
+    if (r.ok) this.table.update(id, { status: 'running', started_at: Date.now() }, 'queued');
     return ok(this.table.get(id)!);
   }
 

@@ -32,16 +32,21 @@ export class SecretSet {
    */
   mask(text: string, final: boolean): { shown: string; held: string } {
     if (!this.pattern) return { shown: text, held: '' };
+    const matches: [number, number][] = [];
+    this.pattern.lastIndex = 0;
+    for (let m = this.pattern.exec(text); m; m = this.pattern.exec(text)) matches.push([m.index, m.index + m[0].length]);
+    // Hold back the longest end that may still grow into a value; a whole value that the held
+    // end starts inside of is held with it, since with what follows it may be part of a longer one.
+    let cut = final ? text.length : text.length - this.openEnd(text);
+    for (let i = matches.length - 1; i >= 0; i--) if (matches[i][0] < cut && cut < matches[i][1]) cut = matches[i][0];
     let shown = '';
     let from = 0;
-    this.pattern.lastIndex = 0;
-    for (let m = this.pattern.exec(text); m; m = this.pattern.exec(text)) {
-      shown += text.slice(from, m.index) + MASK;
-      from = m.index + m[0].length;
+    for (const [start, end] of matches) {
+      if (end > cut) break;
+      shown += text.slice(from, start) + MASK;
+      from = end;
     }
-    const rest = text.slice(from);
-    const hold = final ? 0 : this.openEnd(rest);
-    return { shown: shown + rest.slice(0, rest.length - hold), held: rest.slice(rest.length - hold) };
+    return { shown: shown + text.slice(from, cut), held: text.slice(cut) };
   }
 
   /** Length of the longest end of `text` that is the start (not the whole) of some value. */
