@@ -1,0 +1,213 @@
+/**
+ * OpenComputers end to end: the real Worker and a second real agent, in host
+ * mode, installed from the API with install.sh and run by Node ≥ 20 as an
+ * unprivileged user of this machine: the machine itself is what jobs,
+ * terminals and secrets reach, with that user's permissions.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newTenant, type Client } from './client.ts';
+import { startHostAgent, type HostAgent } from './host-agent.ts';
+import { SseReader, readSse } from './sse.ts';
+import { TerminalSocket } from './sockets.ts';
+
+type Job = { id: string; status: string; exit_code: number | null; stdout: string; stderr: string; reason: string | null; truncated: boolean };
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+let api: Client;
+let agent: HostAgent;
+let base: string;
+
+/** Polls the job until `done` holds (generous: the machine is shared). */
+async function jobUntil(id: string, done: (j: Job) => boolean, ms = 60_000): Promise<Job> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const r = await api.get<Job>(`${base}/exec/${id}`);
+    if (r.status === 200 && done(r.body)) return r.body;
+    if (Date.now() > deadline) throw new Error(`job ${id}: condition not met within ${ms} ms; last ${JSON.stringify(r.body)}`);
+    await sleep(100);
+  }
+}
+
+const run = (body: Record<string, unknown>) => api.post<Job>(`${base}/exec`, body);
+
+beforeAll(async () => {
+  api = await newTenant('opencomputers');
+  agent = await startHostAgent(api, { name: 'e2e-box' });
+  base = `/opencomputers/hosts/${agent.hostId}`;
+});
+
+afterAll(async () => {
+  await agent?.stop();
+});
+
+describe('a host-mode agent on this machine', () => {
+  it('is online with what it reported of the machine and of the user it runs as', async () => {
+    const host = (await api.get<Record<string, unknown>>(base)).body;
+    expect(host).toMatchObject({ status: 'online', os: 'linux', arch: process.arch, user: { name: agent.user.name, home: agent.home }, terminal: true });
+    expect(host.cpus).toBeGreaterThan(0);
+    expect(host.memory_mb).toBeGreaterThan(0);
+    expect(host.agent_version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(host.node_version).toMatch(/^v\d+/);
+  });
+
+  it("jobs run as the agent's user in its home, with that user's permissions, and never see the host key", async () => {
+    const r = await run({ command: 'id -u; pwd; echo "$HOME"; cat /etc/shadow; printenv HANGAR_HOST_KEY; echo done' });
+    expect(r.status).toBe(200);
+    expect(r.body.stdout).toBe(`${agent.user.uid}\n${agent.home}\n${agent.home}\ndone\n`);
+    expect(r.body.stderr).toMatch(/Permission denied/);
+    expect(JSON.stringify(r.body)).not.toContain(agent.hostKey);
+  });
+
+  it('args go to the program as they are (no shell expansion); env and cwd (relative to the home, or absolute) apply', async () => {
+    const a = await run({ command: 'printf', args: ['[%s]', '$HOME', '*', 'a b', '`id`'] });
+    expect(a.body).toMatchObject({ status: 'completed', exit_code: 0, stdout: '[$HOME][*][a b][`id`]' });
+    await run({ command: 'mkdir -p work/sub' });
+    const b = await run({ command: 'echo "$GREETING $WHO"; pwd', env: ['GREETING=hello', 'WHO=a=b c'], cwd: 'work/sub' });
+    expect(b.body.stdout).toBe(`hello a=b c\n${agent.home}/work/sub\n`);
+    const c = await run({ command: 'pwd', cwd: '/tmp' });
+    expect(c.body.stdout).toBe('/tmp\n');
+    const missing = await run({ command: 'pwd', cwd: 'no/such/dir' });
+    expect(missing.body).toMatchObject({ status: 'failed', reason: 'start_failed' });
+  });
+
+  it('non-zero exits and timeouts are failed jobs; wait:false answers 202 and the job is fetched later', async () => {
+    const failed = await run({ command: 'echo out; echo err >&2; exit 7' });
+    expect(failed.body).toMatchObject({ status: 'failed', exit_code: 7, reason: 'exit_code', stdout: 'out\n', stderr: 'err\n' });
+    const slow = await run({ command: 'sleep 30', timeout: 1 });
+    expect(slow.body).toMatchObject({ status: 'failed', exit_code: 124, reason: 'timeout' });
+    const later = await run({ command: 'sleep 0.5; echo finished', wait: false });
+    expect(later.status).toBe(202);
+    expect(later.body.status).toBe('running');
+    expect(await jobUntil(later.body.id, (j) => j.status === 'completed')).toMatchObject({ stdout: 'finished\n', exit_code: 0 });
+  });
+});
+
+describe('job streams', () => {
+  it('a viewer joining late gets everything from the first byte; Last-Event-ID resumes exactly', async () => {
+    const job = await run({ command: 'for i in 1 2 3 4 5 6; do echo "line $i"; sleep 0.2; done', wait: false });
+    await sleep(500);
+    const first = new SseReader(await fetchStream(job.body.id));
+    const got: { id: string; type: string; data: unknown }[] = [];
+    while (got.length < 3) {
+      const m = (await first.next())!;
+      got.push({ id: m.id!, type: m.event, data: (JSON.parse(m.data) as { data: unknown }).data });
+    }
+    await first.close();
+    expect(got[0]).toMatchObject({ id: '1', type: 'started' });
+    const rest = await readSse(await fetchStream(job.body.id, got.at(-1)!.id));
+    const all = [...got, ...rest.map((m) => ({ id: m.id!, type: m.event, data: (JSON.parse(m.data) as { data: unknown }).data }))];
+    expect(all.map((e) => Number(e.id))).toEqual(all.map((_, i) => i + 1));
+    const text = all.filter((e) => e.type === 'stdout').map((e) => e.data).join('');
+    expect(text).toBe('line 1\nline 2\nline 3\nline 4\nline 5\nline 6\n');
+    expect(all.slice(-2).map((e) => e.type)).toEqual(['exit', 'done']);
+    // After the end, a new viewer still gets all of it.
+    const late = await readSse(await fetchStream(job.body.id));
+    expect(late.length).toBe(all.length);
+  });
+
+  it('a running job survives the agent dropping its connection, and its output is whole and in order', async () => {
+    const job = await run({ command: 'for i in $(seq 1 40); do echo "n=$i"; sleep 0.05; done', wait: false });
+    await sleep(600);
+    agent.drop();
+    await sleep(300);
+    agent.drop();
+    const done = await jobUntil(job.body.id, (j) => j.status !== 'running');
+    expect(done.status).toBe('completed');
+    expect(done.stdout).toBe(Array.from({ length: 40 }, (_, i) => `n=${i + 1}\n`).join(''));
+    const events = await readSse(await fetchStream(job.body.id));
+    expect(events.filter((e) => e.event === 'stdout').map((e) => (JSON.parse(e.data) as { data: string }).data).join('')).toBe(done.stdout);
+  });
+});
+
+describe('cancelling a job', () => {
+  it('ends the whole process group, a background child that ignores SIGTERM included: nothing of the job survives', async () => {
+    const job = await run({ command: `(trap '' TERM; exec sleep 300) & echo "child=$!"; echo "leader=$$"; sleep 300`, wait: false });
+    const pids = await jobUntil(job.body.id, (j) => /leader=\d+/.test(j.stdout));
+    const child = Number(/child=(\d+)/.exec(pids.stdout)![1]);
+    const leader = Number(/leader=(\d+)/.exec(pids.stdout)![1]);
+    expect(alive(child)).toBe(true);
+    const del = await api.del(`${base}/exec/${job.body.id}`);
+    expect(del.status).toBe(204);
+    expect(await jobUntil(job.body.id, (j) => j.status !== 'running')).toMatchObject({ status: 'cancelled', reason: 'cancelled' });
+    const deadline = Date.now() + 20_000;
+    while ((alive(child) || alive(leader)) && Date.now() < deadline) await sleep(100);
+    expect({ child: alive(child), leader: alive(leader) }).toEqual({ child: false, leader: false });
+  });
+});
+
+describe('terminals', () => {
+  it("a ticket opens the user's login shell on a PTY; a new ticket re-attaches with the recent output replayed", async () => {
+    const t = await api.post<{ ticket: string; ws_url: string; session_id: string; expires_at: string }>(`${base}/terminal/ticket`, { cols: 100, rows: 30 });
+    expect(t.status).toBe(201);
+    expect(new URL(t.body.ws_url).pathname).toBe('/opencomputers/ws/terminal');
+    const first = await TerminalSocket.open(t.body.ws_url);
+    first.type('echo marker-$((6*7)) $(id -u); stty size; tty\n');
+    const [, uid] = await first.out.waitFor(/marker-42 (\d+)\r\n30 100\r\n\/dev\/pts\/\d+\r\n/);
+    expect(Number(uid)).toBe(agent.user.uid);
+    first.ws.send(JSON.stringify({ type: 'resize', cols: 120, rows: 40 }));
+    await sleep(200);
+    first.drop();
+
+    // The ticket worked once.
+    await expect(TerminalSocket.open(t.body.ws_url)).rejects.toThrow(/401/);
+    const again = await api.post<{ ws_url: string }>(`${base}/terminal/ticket`, { session_id: t.body.session_id });
+    expect(again.status).toBe(201);
+    const second = await TerminalSocket.open(again.body.ws_url);
+    await second.out.waitFor(/marker-42/);
+    const from = second.out.text.length;
+    second.type('stty size; exit 3\n');
+    await second.out.waitFor(/40 120\r\n/, from);
+    expect(await second.closed).toEqual({ code: 4000, reason: 'shell exited with code 3' });
+  });
+});
+
+describe('secrets', () => {
+  it("jobs get the tenant's and the host's secrets (the host's winning), masked as *** in the record and the stream", async () => {
+    const tenantSecret = await api.post<{ id: string }>('/opencomputers/secrets', { name: 'OC_SHARED', value: 'shared-value-123' });
+    expect(tenantSecret.status).toBe(201);
+    expect((await api.post('/opencomputers/secrets', { name: 'OC_CLASH', value: 'from-the-tenant' })).status).toBe(201);
+    expect((await api.post(`${base}/secrets`, { name: 'OC_CLASH', value: 'from-the-host-9' })).status).toBe(201);
+    const job = await run({ command: 'echo "shared=$OC_SHARED clash=$OC_CLASH"; printf %s "$OC_SHARED" | tr -d -- -; echo' });
+    expect(job.body.stdout).toBe('shared=*** clash=***\nsharedvalue123\n');
+    const events = await readSse(await fetchStream(job.body.id));
+    const streamed = events.filter((e) => e.event === 'stdout').map((e) => (JSON.parse(e.data) as { data: string }).data).join('');
+    expect(streamed).toBe(job.body.stdout);
+    // A new value reaches the agent at once.
+    expect((await api.patch(`/opencomputers/secrets/${tenantSecret.body.id}`, { value: 'rotated-value-456' })).status).toBe(200);
+    const after = await run({ command: 'printf %s "$OC_SHARED" | rev' });
+    expect(after.body.stdout).toBe('654-eulav-detator');
+  });
+});
+
+describe('hosts that go away', () => {
+  it('an offline host answers 409, and revoking a host closes its agent for good', async () => {
+    const other = await startHostAgent(api, { name: 'short-lived' });
+    const hostPath = `/opencomputers/hosts/${other.hostId}`;
+    await other.stop();
+    const deadline = Date.now() + 30_000;
+    while ((await api.get<{ status: string }>(hostPath)).body.status !== 'offline' && Date.now() < deadline) await sleep(100);
+    const r = await api.post<{ error: { code: string } }>(`${hostPath}/exec`, { command: 'true' });
+    expect(r.status).toBe(409);
+    expect(r.body.error.code).toBe('HOST_OFFLINE');
+
+    const third = await startHostAgent(api, { name: 'revoked' });
+    expect((await api.del(`/opencomputers/hosts/${third.hostId}`)).status).toBe(204);
+    expect(await third.exited).toBe(78);
+    expect(third.output()).toMatch(/revoked/);
+    await third.stop();
+  });
+});
+
+function fetchStream(jobId: string, lastEventId?: string): Promise<Response> {
+  return fetch(`${api.apiUrl}${base}/exec/${jobId}/stream`, { headers: { authorization: `Bearer ${api.key}`, ...(lastEventId ? { 'last-event-id': lastEventId } : {}) } });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
