@@ -14,8 +14,8 @@ export interface HostRouteSample {
   body?: unknown;
 }
 
-/** What a command sent by one of these requests would leave behind, had it run. */
-export const HOST_INTRUDER_MARK = '/tmp/host-intruder-was-here';
+/** What a command sent by one of these requests would leave behind in the agent user's home, had it run. */
+export const HOST_INTRUDER_MARK = 'host-intruder-was-here';
 
 const OC = '/api/v1/opencomputers';
 const h = (method: HostRouteSample['method'], path: string, pattern: string, body?: unknown): HostRouteSample => ({

@@ -54,3 +54,17 @@ describe('OpenComputers tenant isolation', () => {
     expect(await expectJson(await tenantFetch(intruder.apiKey, `${OC}/secrets`), 200)).toMatchObject({ data: [] });
   });
 });
+
+describe('tenant host ids', () => {
+  it('a host id that cannot be an id is a 400 "invalid host id" on every host route; a well-formed unknown one a 404', async () => {
+    const t = await createTenant();
+    for (const bad of ['not-a-uuid', '123', '550e8400-e29b-41d4-a716-44665544000Z']) {
+      for (const { method, path, body } of HOST_ROUTE_SAMPLES) {
+        const url = `${OC}/hosts/${bad}${path.replace('{job}', crypto.randomUUID()).replace('{secret}', crypto.randomUUID())}`;
+        const err = await expectError(await tenantFetch(t.apiKey, url, init(method, body)), 400, 'INVALID_ID');
+        expect(err.error.message, `${method} ${url}`).toBe('invalid host id');
+      }
+    }
+    await expectError(await tenantFetch(t.apiKey, `${OC}/hosts/${crypto.randomUUID()}/exec`, { method: 'POST', body: { command: 'true' } }), 404, 'NOT_FOUND');
+  });
+});
