@@ -9,6 +9,7 @@
 import { fail, ok, ApiError, type Result } from '../../schema/errors.ts';
 import type { BinaryFrame, ProcStartParams } from '../../schema/protocol.ts';
 import { errorResponse } from '../../worker/http/responses.ts';
+import { lastEventId } from '../sse-hub.ts';
 import type { AgentLink } from '../agent-link.ts';
 import type { Caller } from '../computer/record.ts';
 import { CLIENT_OPEN_HEADER, clientOf, parseClientOpen } from './client-sockets.ts';
@@ -86,8 +87,7 @@ export class Streams {
     const sink = row?.kind === 'stream' ? (this.procs.sink(row.proc_id) as StreamExecSink) : null;
     if (!row || !sink) return errorResponse(new ApiError('UNAUTHORIZED', 'unknown or expired ticket; start the command again with POST …/exec/stream'), requestId);
     if (request.method === 'DELETE') return this.cancelStream(row.proc_id, requestId);
-    const lastId = Number(request.headers.get('last-event-id') ?? url.searchParams.get('last_event_id') ?? '0');
-    const after = Number.isSafeInteger(lastId) && lastId > 0 ? lastId : 0;
+    const after = lastEventId(request);
     // A viewer that already has the terminal event is told not to reconnect.
     if (sink.log.done() && after >= sink.log.lastSeq()) return new Response(null, { status: 204 });
     return sink.hub.subscribe(after, request.signal);

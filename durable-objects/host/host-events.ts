@@ -5,7 +5,7 @@
  * shape with Last-Event-ID resume and heartbeats (sse-hub.ts).
  */
 import { isoNow } from '../../worker/http/ids.ts';
-import { SseHub } from '../sse-hub.ts';
+import { SseHub, lastEventId } from '../sse-hub.ts';
 import { EventLog } from '../exec/event-log.ts';
 import { typedEventFormat, type TypedItem } from '../exec/typed-events.ts';
 
@@ -35,8 +35,6 @@ export class HostEvents {
 
   /** The stream after Last-Event-ID (header, or `last_event_id` in the query). */
   subscribe(request: Request): Response {
-    const url = new URL(request.url);
-    const lastId = Number(request.headers.get('last-event-id') ?? url.searchParams.get('last_event_id') ?? '0');
-    return this.hub.subscribe(Number.isSafeInteger(lastId) && lastId > 0 ? lastId : 0, request.signal);
+    return this.hub.subscribe(lastEventId(request), request.signal);
   }
 }

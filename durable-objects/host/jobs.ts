@@ -11,6 +11,7 @@ import { ApiError } from '../../schema/errors.ts';
 import { errorResponse } from '../../worker/http/responses.ts';
 import type { AgentLink } from '../agent-link.ts';
 import { hangUp } from '../exec/hang-up.ts';
+import { lastEventId } from '../sse-hub.ts';
 import type { ProcManager } from '../exec/proc-manager.ts';
 import type { ProcRow } from '../exec/proc-table.ts';
 import { JobSink, type JobSinkState } from './job-sink.ts';
@@ -141,9 +142,7 @@ export class Jobs {
       const gone = `the job's event stream is kept ${JOB_LOG_RETENTION_MS / 60_000} minutes after it ends; GET the job for its recorded output`;
       return errorResponse(new ApiError('NOT_FOUND', gone), requestId);
     }
-    const url = new URL(request.url);
-    const lastId = Number(request.headers.get('last-event-id') ?? url.searchParams.get('last_event_id') ?? '0');
-    const after = Number.isSafeInteger(lastId) && lastId > 0 ? lastId : 0;
+    const after = lastEventId(request);
     // A viewer that already has `done` is told not to reconnect.
     if (sink.log.done() && after >= sink.log.lastSeq()) return new Response(null, { status: 204 });
     return sink.hub.subscribe(after, request.signal);

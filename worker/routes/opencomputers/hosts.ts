@@ -8,12 +8,12 @@
  */
 import { RegisterTenantHost, UpdateTenantHost } from '../../../schema/api-opencomputers.ts';
 import { ApiError } from '../../../schema/errors.ts';
-import { isoNow, newId } from '../../http/ids.ts';
+import { isoNow } from '../../http/ids.ts';
 import { pagedQuery } from '../../http/paged-query.ts';
 import { pageInfo, readPage } from '../../http/pagination.ts';
 import { json } from '../../http/responses.ts';
 import { route, type RouteDef } from '../../router.ts';
-import { mintHostKey } from '../../tenancy/keys.ts';
+import { insertHost } from '../../tenancy/keys.ts';
 import { HOST_NOT_FOUND, TENANT_HOST_COLUMNS, hostStub, hostView, loadTenantHost, requireHostId, single, type TenantHostRow } from './host-access.ts';
 
 export const OC_BASE = '/api/v1/opencomputers';
@@ -26,18 +26,10 @@ export const HOST_ROUTES: RouteDef[] = [
     auth: 'tenant',
     body: RegisterTenantHost,
     handler: async (c) => {
-      const minted = await mintHostKey();
-      const id = newId();
-      const now = isoNow();
-      await c.env.DB.prepare(
-        `INSERT INTO hosts (id, org_id, kind, name, region, labels, status, key_hash, key_prefix, drivers, created_at, updated_at)
-         VALUES (?, ?, 'byo', ?, ?, ?, 'pending', ?, ?, '[]', ?, ?)`,
-      )
-        .bind(id, c.principal.org_id, c.body.name, c.body.region ?? c.env.DEFAULT_REGION, JSON.stringify(c.body.labels), minted.hash, minted.prefix, now, now)
-        .run();
+      const { id, key } = await insertHost(c.env.DB, { org_id: c.principal.org_id, kind: 'byo', name: c.body.name, region: c.body.region ?? c.env.DEFAULT_REGION, labels: c.body.labels });
       const host = await loadTenantHost(c.env, c.principal, id);
       // The only time the key leaves the server.
-      return json(single({ ...hostView(host), host_key: minted.key }), 201);
+      return json(single({ ...hostView(host), host_key: key }), 201);
     },
   }),
   route({

@@ -1,0 +1,136 @@
+/**
+ * A host-mode agent (OpenComputers) as a customer runs it: fetched from the
+ * API with install.sh, started by a Node ≥ 20 of the system, as an
+ * unprivileged user of this machine. Used by the end-to-end tests and the
+ * OpenComputers bench. The user (HOST_USER) is created once when missing
+ * (this needs root, as the test suite has); every agent gets a fresh home.
+ */
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { stopChild } from './local-stack.ts';
+
+export const HOST_USER = 'hangar-oc-test';
+
+export interface TestUser {
+  name: string;
+  uid: number;
+  gid: number;
+}
+
+let user: TestUser | null = null;
+
+/** The unprivileged user host-mode agents run as, created when this machine has none. */
+export function hostUser(): TestUser {
+  if (user) return user;
+  const id = (flag: string) => Number(execFileSync('id', [flag, HOST_USER], { encoding: 'utf8' }).trim());
+  if (spawnSync('id', ['-u', HOST_USER]).status !== 0) {
+    // Another run may create it at the same moment: only a user still missing afterwards is an error.
+    spawnSync('useradd', ['--system', '--user-group', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/bin/bash', HOST_USER]);
+  }
+  user = { name: HOST_USER, uid: id('-u'), gid: id('-g') };
+  if (user.uid === 0) throw new Error(`${HOST_USER} must not be root`);
+  return user;
+}
+
+/** A Node ≥ 20 outside this project, as a customer's machine has it; this process's own Node when there is none. */
+export function systemNode(): string {
+  for (const candidate of ['/usr/bin/node', '/usr/local/bin/node']) {
+    if (!existsSync(candidate)) continue;
+    const r = spawnSync(candidate, ['-p', 'process.versions.node.split(".")[0]'], { encoding: 'utf8' });
+    if (r.status === 0 && Number(r.stdout.trim()) >= 20) return candidate;
+  }
+  return process.execPath;
+}
+
+function asUser(u: TestUser, home: string, extra: NodeJS.ProcessEnv = {}) {
+  return {
+    uid: u.uid,
+    gid: u.gid,
+    cwd: home,
+    env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: home, USER: u.name, LOGNAME: u.name, SHELL: '/bin/bash', LANG: 'C.UTF-8', ...extra },
+  };
+}
+
+/** A home directory of the user's own, readable by nobody else. */
+export function freshHome(u: TestUser = hostUser()): string {
+  const home = mkdtempSync(path.join(os.tmpdir(), 'hangar-oc-home-'));
+  chownSync(home, u.uid, u.gid);
+  chmodSync(home, 0o700);
+  return home;
+}
+
+/** Runs install.sh as the user (`--no-start`): the agent lands in ~/.hangar-agent, checked against its sha256. */
+export function installAgent(origin: string, home: string, hostKey: string, u: TestUser = hostUser()): string {
+  const r = spawnSync('sh', ['-c', `curl -fsS "${origin}/opencomputers/install.sh" | sh -s -- --no-start --key "$KEY"`], {
+    ...asUser(u, home, { KEY: hostKey }),
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  if (r.status !== 0) throw new Error(`install.sh failed (${r.status}): ${r.stderr}`);
+  return path.join(home, '.hangar-agent', 'hangar-agent.mjs');
+}
+
+export interface HostModeAgent {
+  home: string;
+  user: TestUser;
+  process: ChildProcess;
+  /** Everything the agent printed. */
+  output(): string;
+  /** Resolves with the exit code once the agent has exited. */
+  exited: Promise<number | null>;
+  /** Drops its connection as a network failure would (SIGUSR2); it reconnects by itself. */
+  drop(): void;
+  /** Stops it; its home goes too unless it was given. */
+  stop(): Promise<void>;
+}
+
+/** Starts an installed agent as the user; resolves once it said `ready` (or at once with `wait: false`). */
+export async function runHostModeAgent(opts: {
+  origin: string;
+  hostKey: string;
+  agentFile: string;
+  home: string;
+  args?: string[];
+  removeHome?: boolean;
+  wait?: boolean;
+}): Promise<HostModeAgent> {
+  const u = hostUser();
+  const child = spawn(systemNode(), [opts.agentFile, '--api', opts.origin, ...(opts.args ?? [])], {
+    ...asUser(u, opts.home, { HANGAR_HOST_KEY: opts.hostKey }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let seen = '';
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const ready = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`host agent not ready within 60 s:\n${seen.slice(-4000)}`)), 60_000);
+    const onData = (d: Buffer) => {
+      seen += d.toString();
+      if (/ ready\n/.test(seen)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`host agent exited (${code}) before it was ready:\n${seen.slice(-4000)}`));
+    });
+  });
+  if (opts.wait === false) ready.catch(() => undefined);
+  else await ready;
+  return {
+    home: opts.home,
+    user: u,
+    process: child,
+    output: () => seen,
+    exited,
+    drop: () => child.kill('SIGUSR2'),
+    stop: async () => {
+      await stopChild(child);
+      if (opts.removeHome) rmSync(opts.home, { recursive: true, force: true });
+    },
+  };
+}
