@@ -15,6 +15,8 @@ import { isoNow } from '../worker/http/ids.ts';
 import { TenantHost, type HostRef } from './host/tenant-host.ts';
 import type { JobSpec } from './host/jobs.ts';
 import type { JobRow } from './host/job-table.ts';
+import type { RelayMux } from './relay/relay-mux.ts';
+import type { FsEntry } from '../schema/protocol.ts';
 
 /** Header by which a route asks the object for a stream or socket of a tenant host (job stream, events, terminal). */
 export const HOST_OP_HEADER = 'x-hangar-host-op';
@@ -28,6 +30,11 @@ const LAST_SEEN_WRITE_MS = 60_000;
 export class HostObject extends DurableObject<Env> {
   private lastSeenWritten = 0;
   readonly tenant: TenantHost;
+
+  /** Relayed connections to a tenant host (tunnels to its ports, files), on its agent's socket. */
+  get relay(): RelayMux {
+    return this.tenant.relay;
+  }
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -171,6 +178,7 @@ export class HostObject extends DurableObject<Env> {
     await this.tenant.bind(ref);
     if (op === 'events') return this.tenant.events!.subscribe(request);
     if (op === 'job-stream') return this.tenant.jobs.stream(request.headers.get('x-hangar-job-id') ?? '', request, requestId);
+    if (op === 'fs-download' || op === 'fs-upload') return this.tenant.fsTransfer(ref, op === 'fs-download' ? 'download' : 'upload', request, requestId);
     return new Response('unknown operation', { status: 400 });
   }
 
@@ -202,6 +210,22 @@ export class HostObject extends DurableObject<Env> {
 
   async secretsChanged(ref: HostRef, change: Parameters<TenantHost['secretsChanged']>[1]): Promise<void> {
     await this.tenant.secretsChanged(ref, change);
+  }
+
+  async fsList(ref: HostRef, path: string): Promise<Result<{ path: string; entries: FsEntry[]; truncated: boolean }>> {
+    return this.tenant.fs(ref, (f) => f.list(path));
+  }
+
+  async fsStat(ref: HostRef, path: string): Promise<Result<FsEntry>> {
+    return this.tenant.fs(ref, (f) => f.stat(path));
+  }
+
+  async fsMkdir(ref: HostRef, path: string): Promise<Result<{ path: string }>> {
+    return this.tenant.fs(ref, (f) => f.mkdir(path));
+  }
+
+  async fsDelete(ref: HostRef, path: string, recursive: boolean): Promise<Result<{ path: string }>> {
+    return this.tenant.fs(ref, (f) => f.delete(path, recursive));
   }
 
   async status(ref: HostRef): Promise<HostStatus> {

@@ -380,6 +380,13 @@ export const HostRequest = z.discriminatedUnion('type', [
   z.object({ type: z.literal('fs.stat'), id: RequestId, path: HostPathParam }),
   z.object({ type: z.literal('fs.mkdir'), id: RequestId, path: HostPathParam }),
   z.object({ type: z.literal('fs.delete'), id: RequestId, path: HostPathParam, recursive: z.boolean() }),
+  /**
+   * Before a file travels over a relay stream (host_file): checks that it can
+   * be read (mode read: it exists, is a file, the user may read it), or written
+   * (mode write: missing parents are made; an existing directory takes the
+   * file under `filename`), and answers the absolute path and current size.
+   */
+  z.object({ type: z.literal('fs.prepare'), id: RequestId, path: HostPathParam, mode: z.enum(['read', 'write']), filename: z.string().min(1).max(255).optional() }),
 ]);
 export type HostRequest = z.infer<typeof HostRequest>;
 export type HostRequestType = HostRequest['type'];
@@ -396,6 +403,7 @@ export const HOST_RESULT_SCHEMAS = {
   'fs.stat': FsEntry,
   'fs.mkdir': z.object({ path: z.string() }),
   'fs.delete': z.object({ path: z.string() }),
+  'fs.prepare': z.object({ path: z.string(), size: z.number().int().nonnegative(), modified_at: z.string().nullable() }),
 } as const satisfies Record<HostRequestType, z.ZodType>;
 
 /** Any request a Durable Object sends an agent, and each one's result schema. */

@@ -40,6 +40,14 @@ export const HOST_ROUTE_SAMPLES: HostRouteSample[] = [
   h('GET', '/secrets/{secret}', '/secrets/:secret_id'),
   h('PATCH', '/secrets/{secret}', '/secrets/:secret_id', { value: 'overwritten' }),
   h('DELETE', '/secrets/{secret}', '/secrets/:secret_id'),
+  h('GET', '/fs/list?path=.', '/fs/list'),
+  h('GET', '/fs?path=.', '/fs'),
+  h('GET', '/fs/stat?path=owner.txt', '/fs/stat'),
+  h('GET', '/fs/download?path=owner.txt', '/fs/download'),
+  h('POST', `/fs/upload?path=${HOST_INTRUDER_MARK}`, '/fs/upload', { intruder: true }),
+  h('POST', '/fs/mkdir', '/fs/mkdir', { path: `${HOST_INTRUDER_MARK}-dir` }),
+  h('DELETE', '/fs/delete?path=owner.txt', '/fs/delete'),
+  h('DELETE', '/fs?path=owner.txt&recursive=true', '/fs'),
   // Last: it would revoke the host.
   h('DELETE', '', ''),
 ];

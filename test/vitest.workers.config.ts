@@ -21,6 +21,8 @@ export default defineConfig(async () => {
             ENV_ENCRYPTION_KEY: 'AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=',
             // A tenant host away this long fails its running jobs (host_lost): short, so a test can wait it out.
             HOST_LOST_GRACE_S: '1',
+            // Uploads past this are refused: small, so a test can pass it cheaply.
+            HOST_UPLOAD_MAX_BYTES: String(1024 * 1024),
           },
         },
       }),

@@ -48,7 +48,7 @@ async function dispatch(request: Request, env: Env, exec: ExecutionContext, requ
   const principal = await authorize(def, request, env);
 
   const isMutation = MUTATIONS.has(request.method);
-  const raw = def.body || isMutation ? await readBodyText(request) : '';
+  const raw = def.body || (isMutation && !def.streamsBody) ? await readBodyText(request) : '';
   const body = def.body ? validate(def.body, parseJson(raw)) : undefined;
 
   const ctx: RouteContext = {
@@ -64,7 +64,7 @@ async function dispatch(request: Request, env: Env, exec: ExecutionContext, requ
   };
   const run = def.auth === 'self' ? () => countingFailures(env, clientAddress(request), () => def.handler(ctx)) : () => def.handler(ctx);
   const key = request.headers.get('idempotency-key');
-  if (isMutation && key !== null && principal) {
+  if (isMutation && key !== null && principal && !def.streamsBody) {
     return withIdempotency(env, principal.org_id, key, `${request.method} ${url.pathname}\n${raw}`, run);
   }
   return run();

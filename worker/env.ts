@@ -24,4 +24,6 @@ export interface Env {
   METRICS_INTERVAL_MS?: string;
   /** How long a tenant host may be away before its running jobs fail with `host_lost` (seconds; default 300). */
   HOST_LOST_GRACE_S?: string;
+  /** The largest upload to a tenant host's files (bytes; default 100 MiB). */
+  HOST_UPLOAD_MAX_BYTES?: string;
 }

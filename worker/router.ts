@@ -38,6 +38,12 @@ export interface RouteDef<B = unknown> {
   path: string;
   auth: AuthMode;
   body?: z.ZodType<B>;
+  /**
+   * The handler reads the request body itself, as a stream (file uploads): the
+   * pipeline neither reads it nor replays the route for an Idempotency-Key
+   * (repeating an upload writes the same file again).
+   */
+  streamsBody?: boolean;
   handler: (c: RouteContext<B>) => Promise<Response>;
 }
 

@@ -21,6 +21,8 @@ import type { Env } from '../../worker/env.ts';
 import { errorResponse } from '../../worker/http/responses.ts';
 import { AgentLink } from '../agent-link.ts';
 import { Streams } from '../exec/streams.ts';
+import { RelayMux } from '../relay/relay-mux.ts';
+import { HostFiles, uploadLimit } from './host-files.ts';
 import { HostEvents, type HostEventType } from './host-events.ts';
 import { HostSecrets } from './host-secrets.ts';
 import { HostStatusKeeper, helloColumns } from './host-status.ts';
@@ -53,6 +55,9 @@ const OFFLINE = "the host's agent is not connected; the command cannot be dispat
 
 export class TenantHost {
   readonly link: AgentLink;
+  /** Relayed streams on the agent's socket: TCP to the machine's loopback (tunnels), files. */
+  readonly relay: RelayMux;
+  readonly files: HostFiles;
   readonly streams: Streams;
   readonly jobs: Jobs;
   readonly secrets: HostSecrets;
@@ -71,6 +76,8 @@ export class TenantHost {
   ) {
     const sql = ctx.storage.sql;
     this.link = new AgentLink(ctx);
+    this.relay = new RelayMux(this.link);
+    this.files = new HostFiles(this.link, this.relay, () => uploadLimit(env));
     this.secrets = new HostSecrets(env);
     this.jobs = new Jobs(sql, {
       procs: () => this.streams.procs,
@@ -123,6 +130,7 @@ export class TenantHost {
   async onAgentMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
     this.lastMessageAt = Date.now();
     if (typeof data !== 'string') {
+      if (this.relay.onBinary(ws, data)) return;
       const frame = decodeFrame(new Uint8Array(data));
       if (!frame || frame.kind !== FRAME_OUTPUT) {
         ws.close(HOST_CLOSE.MALFORMED, 'malformed frame');
@@ -138,6 +146,7 @@ export class TenantHost {
     } catch {
       raw = null;
     }
+    if (this.relay.onJson(ws, raw)) return;
     if ((raw as { type?: unknown } | null)?.type === 'hello') return this.hello(ws, raw);
     const parsed = HostModeAgentMessage.safeParse(raw);
     if (!parsed.success) {
@@ -238,6 +247,7 @@ export class TenantHost {
 
   async onAgentGone(ws: WebSocket): Promise<void> {
     this.link.onClose(ws);
+    this.relay.linkGone(ws);
     const ref = await this.bind();
     if (!ref || this.link.socket()) return;
     if ((await this.status.current()) === 'online') await this.status.set(ref.id, 'offline', null);
@@ -282,8 +292,8 @@ export class TenantHost {
   private async usable(ref: HostRef): Promise<Result<HostRef>> {
     await this.bind(ref);
     const status = await this.status.current();
-    if (status === 'revoked') return fail('HOST_OFFLINE', 'the host is revoked');
-    if (!this.link.socket()) return fail('HOST_OFFLINE', OFFLINE);
+    if (status === 'revoked') return fail('HOST_NOT_CONNECTED', 'the host is revoked');
+    if (!this.link.socket()) return fail('HOST_NOT_CONNECTED', OFFLINE);
     return ok(ref);
   }
 
@@ -342,6 +352,7 @@ export class TenantHost {
     await this.bind(ref);
     await this.status.revoked();
     this.link.closeAll(HOST_CLOSE.REVOKED, 'host revoked');
+    this.relay.resetAll('closed', 'the host was revoked');
     await this.ready();
     this.streams.procs.loseAll('the host was revoked', 'host_revoked');
   }
@@ -352,6 +363,21 @@ export class TenantHost {
     const env = await this.secrets.reload(ref.org_id, ref.id);
     this.notify({ type: 'secrets.set', env });
     this.event('secret_changed', change);
+  }
+
+  /** A file request, on a host whose agent is connected. */
+  async fs<T>(ref: HostRef, run: (files: HostFiles) => Promise<Result<T>>): Promise<Result<T>> {
+    const u = await this.usable(ref);
+    return u.ok ? run(this.files) : u;
+  }
+
+  /** A download or an upload (their bytes go over the relay). */
+  async fsTransfer(ref: HostRef, op: 'download' | 'upload', request: Request, requestId: string): Promise<Response> {
+    const u = await this.usable(ref);
+    if (!u.ok) return errorResponse(new ApiError(u.code, u.message), requestId);
+    const path = new URL(request.url).searchParams.get('path') ?? '';
+    const credential = request.headers.get('x-hangar-credential-id') || null;
+    return op === 'download' ? this.files.download(request, path, credential, requestId) : this.files.upload(request, path, credential, requestId);
   }
 
   async hostStatus(): Promise<HostStatus> {

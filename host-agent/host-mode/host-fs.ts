@@ -6,10 +6,17 @@
  * resolving symlinks, so a link cannot lead out) outside it is refused as a
  * permission error.
  */
-import { constants, promises as fsp, type Stats } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { constants, createReadStream, createWriteStream, promises as fsp, type Stats } from 'node:fs';
 import path from 'node:path';
+import { Duplex, Readable, Writable } from 'node:stream';
 import type { FsEntry } from '../../schema/protocol.ts';
+import type { RelayTarget } from '../../schema/relay.ts';
 import { DriverError } from '../drivers/driver.ts';
+import { RelayTargetError } from '../relay/target-error.ts';
+
+/** Downloads are read in pieces of this size (one relay frame each). */
+const READ_CHUNK = 256 * 1024;
 
 /** A listing stops (truncated) before its result would pass this many characters: one message carries it. */
 const LIST_MAX_CHARS = 768 * 1024;
@@ -116,17 +123,52 @@ export class HostFs {
     }
   }
 
-  /** Checks that a file can be read (for downloads). */
-  async readable(p: string): Promise<{ path: string; size: number }> {
-    const abs = await this.resolve(p);
+  /**
+   * Checks a file can travel: read (a file the user may read), or written (a
+   * directory to put it in, made with its parents when missing; a path that
+   * is a directory takes the file under `filename`). Answers the absolute path.
+   */
+  async prepare(p: string, mode: 'read' | 'write', filename?: string): Promise<{ path: string; size: number; modified_at: string | null }> {
+    let abs = await this.resolve(p);
     try {
-      const st = await fsp.stat(abs);
-      if (st.isDirectory()) throw Object.assign(new Error('dir'), { code: 'EISDIR' });
-      await fsp.access(abs, constants.R_OK);
-      return { path: abs, size: st.size };
+      if (mode === 'read') {
+        const st = await fsp.stat(abs);
+        if (st.isDirectory()) throw Object.assign(new Error('dir'), { code: 'EISDIR' });
+        await fsp.access(abs, constants.R_OK);
+        return { path: abs, size: st.size, modified_at: iso(st.mtime) };
+      }
+      const existing = await fsp.stat(abs).catch(() => null);
+      if (existing?.isDirectory()) {
+        if (!filename || filename.includes('/') || filename.includes('\\') || filename === '.' || filename === '..') throw Object.assign(new Error('dir'), { code: 'EISDIR' });
+        abs = await this.resolve(path.join(abs, filename));
+      }
+      await fsp.mkdir(path.dirname(abs), { recursive: true });
+      await fsp.access(path.dirname(abs), constants.W_OK);
+      const st = await fsp.stat(abs).catch(() => null);
+      if (st?.isDirectory()) throw Object.assign(new Error('dir'), { code: 'EISDIR' });
+      return { path: abs, size: st?.size ?? 0, modified_at: st ? iso(st.mtime) : null };
     } catch (err) {
       throw fsError(err, abs);
     }
+  }
+
+  /** Opener for `host_file` relay targets: a file read out, or written in and put in place at the end. */
+  async openStream(target: Extract<RelayTarget, { kind: 'host_file' }>): Promise<Duplex> {
+    const abs = await this.resolve(target.path).catch((e: Error) => {
+      throw new RelayTargetError('refused', e.message);
+    });
+    if (target.mode === 'read') {
+      const start = target.start ?? 0;
+      if (target.length === 0) return Duplex.from({ readable: Readable.from([]), writable: discard() });
+      const end = target.length === undefined ? undefined : start + target.length - 1;
+      const file = createReadStream(abs, { start, end, highWaterMark: READ_CHUNK });
+      await new Promise<void>((resolve, reject) => {
+        file.once('open', () => resolve());
+        file.once('error', (err) => reject(new RelayTargetError('refused', fsError(err, abs).message)));
+      });
+      return Duplex.from({ readable: file, writable: discard() });
+    }
+    return newFileWriter(abs);
   }
 
   private async entry(abs: string): Promise<FsEntry> {
@@ -161,4 +203,53 @@ export class HostFs {
       }
     }
   }
+}
+
+/** A writable that takes and drops whatever it is given (the object sends nothing on a download). */
+function discard(): Writable {
+  return new Writable({ write: (_chunk, _enc, done) => done() });
+}
+
+/**
+ * The new content of `abs`: written to a temporary file beside it, put in
+ * place by a rename once every byte is in (a reader never sees half a file),
+ * and answered with one JSON line; dropped if the stream is reset first.
+ */
+async function newFileWriter(abs: string): Promise<Duplex> {
+  const tmp = path.join(path.dirname(abs), `.${path.basename(abs)}.hangar-${randomBytes(6).toString('hex')}`);
+  const file = createWriteStream(tmp, { flags: 'wx' });
+  await new Promise<void>((resolve, reject) => {
+    file.once('open', () => resolve());
+    file.once('error', (err) => reject(new RelayTargetError('refused', fsError(err, abs).message)));
+  });
+  let bytes = 0;
+  let placed = false;
+  return new Duplex({
+    write(chunk: Buffer, _enc, done) {
+      bytes += chunk.length;
+      file.write(chunk, done);
+    },
+    final(done) {
+      file.end(() => {
+        fsp.rename(tmp, abs).then(
+          () => {
+            placed = true;
+            this.push(`${JSON.stringify({ path: abs, bytes })}\n`);
+            this.push(null);
+            done();
+          },
+          (err: unknown) => done(fsError(err, abs)),
+        );
+      });
+    },
+    read() {},
+    destroy(err, done) {
+      if (placed) return done(err);
+      file.destroy();
+      fsp.unlink(tmp).then(
+        () => done(err),
+        () => done(err),
+      );
+    },
+  });
 }

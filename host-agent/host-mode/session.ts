@@ -1,8 +1,10 @@
 /**
  * The agent in host mode: on a tenant's own machine (OpenComputers) it dials
  * the host socket, says what the machine is (hello), and serves the machine
- * itself — streamed processes through the same relay computers use (jobs,
- * terminals), files, and the secrets its processes get (held in memory only).
+ * itself — streamed processes through the same ProcRelay computers use (jobs,
+ * terminals), relayed streams (AgentRelay: TCP on the loopback for tunnels,
+ * files), files' metadata, and the secrets its processes get (held in
+ * memory only).
  * It reconnects with jittered backoff; processes go on meanwhile and resume
  * from the server's offsets. It stops for good when the host is revoked, its
  * protocol is refused or its preflight failed (exit code EXIT_CONFIG).
@@ -13,6 +15,8 @@ import { answer, refuse } from '../answer.ts';
 import { ProcRelay } from '../handlers/procs.ts';
 import type { Logger } from '../log.ts';
 import { ReconnectingSocket } from '../reconnecting-socket.ts';
+import { AgentRelay } from '../relay/agent-relay.ts';
+import { hostTcpOpener } from '../relay/openers.ts';
 import { HostFs } from './host-fs.ts';
 import { LocalProcs } from './local-procs.ts';
 import { hostHello, preflight, type MachineFacts } from './system-info.ts';
@@ -29,7 +33,9 @@ const FINAL_CLOSES: Record<number, string> = {
 export class HostModeSession {
   private readonly socket: ReconnectingSocket;
   private readonly procs: LocalProcs;
-  private readonly relay: ProcRelay;
+  private readonly procRelay: ProcRelay;
+  /** Relayed streams on the host socket: TCP to the machine's loopback (tunnels), files. */
+  private readonly streams: AgentRelay;
   private readonly fs: HostFs;
   private secrets: Record<string, string> = {};
   private heartbeat: NodeJS.Timeout | null = null;
@@ -53,16 +59,20 @@ export class HostModeSession {
     this.fs = new HostFs(facts.home, facts.fsRoot);
     this.socket = new ReconnectingSocket({ url: cfg.wsBase + AGENT_HOST_PATH, headers: { authorization: `Bearer ${cfg.hostKey}` } });
     const send = (m: ComputerAgentMessage) => this.socket.send(m);
-    this.relay = new ProcRelay(this.procs, 'host', { sendJson: send, sendBinary: (b) => this.socket.sendBinary(b) }, log);
+    const sendBinary = (b: Uint8Array) => this.socket.sendBinary(b);
+    this.procRelay = new ProcRelay(this.procs, 'host', { sendJson: send, sendBinary }, log);
+    this.streams = new AgentRelay({ sendJson: (m) => this.socket.send(m), sendBinary }, { host_tcp: hostTcpOpener, host_file: (t) => this.fs.openStream(t) }, log);
     this.socket.on('open', () => this.socket.send(hostHello(facts, this.procs.ids(), this.fault)));
     this.socket.on('message', (d) => void this.onMessage(d));
     this.socket.on('binary', (d) => {
+      if (this.streams.onBinary(d)) return;
       const frame = decodeFrame(d);
-      if (frame?.kind === FRAME_STDIN) this.relay.stdin(frame);
+      if (frame?.kind === FRAME_STDIN) this.procRelay.stdin(frame);
       else log('host socket: dropped a binary frame it does not take');
     });
     this.socket.on('close', (code, reason) => {
-      this.relay.connectionLost();
+      this.procRelay.connectionLost();
+      this.streams.connectionLost();
       const final = FINAL_CLOSES[code];
       if (final) return this.stopFor(`${final}${reason ? ` (${reason})` : ''}`, EXIT_CONFIG);
       log(`host socket closed (${code} ${reason}); reconnecting, processes keep running`);
@@ -101,6 +111,7 @@ export class HostModeSession {
       this.log('host socket: dropped a message that is not JSON');
       return;
     }
+    if (this.streams.onJson(raw)) return;
     const type = (raw as { type?: unknown } | null)?.type;
     if (type === 'welcome') {
       const w = Welcome.safeParse(raw);
@@ -110,7 +121,7 @@ export class HostModeSession {
     if (type === 'proc.ack' || type === 'secrets.set') {
       const n = HostModeNotice.safeParse(raw);
       if (!n.success) this.log(`host socket: dropped a malformed ${String(type)}`);
-      else if (n.data.type === 'proc.ack') this.relay.ack(n.data.proc_id, n.data.offsets);
+      else if (n.data.type === 'proc.ack') this.procRelay.ack(n.data.proc_id, n.data.offsets);
       else this.secrets = n.data.env;
       return;
     }
@@ -137,17 +148,17 @@ export class HostModeSession {
   private dispatch(req: HostRequest): Promise<unknown> {
     switch (req.type) {
       case 'proc.start':
-        return this.relay.start(req.params);
+        return this.procRelay.start(req.params);
       case 'proc.attach':
-        return this.relay.attach(req.proc_id, req.offsets);
+        return this.procRelay.attach(req.proc_id, req.offsets);
       case 'proc.resize':
-        return this.relay.resize(req.proc_id, req.rows, req.cols);
+        return this.procRelay.resize(req.proc_id, req.rows, req.cols);
       case 'proc.signal':
-        return this.relay.signal(req.proc_id, req.signal);
+        return this.procRelay.signal(req.proc_id, req.signal);
       case 'proc.close_stdin':
-        return this.relay.closeStdin(req.proc_id);
+        return this.procRelay.closeStdin(req.proc_id);
       case 'proc.forget':
-        return this.relay.forget(req.proc_id);
+        return this.procRelay.forget(req.proc_id);
       case 'fs.list':
         return this.fs.list(req.path);
       case 'fs.stat':
@@ -156,6 +167,8 @@ export class HostModeSession {
         return this.fs.mkdir(req.path);
       case 'fs.delete':
         return this.fs.delete(req.path, req.recursive);
+      case 'fs.prepare':
+        return this.fs.prepare(req.path, req.mode, req.filename);
     }
   }
 }

@@ -73,6 +73,12 @@ const OPENCOMPUTERS_ROUTES: FuzzRoute[] = [
       fields: { session_id: opt({ spec: { type: 'string', max: 32, bad: ['', 'NOT A SESSION', 'ABCDEF', 'a-b', 'a\u0000'] } }), cols: termSize, rows: termSize },
     },
   },
+  {
+    method: 'POST',
+    path: '/opencomputers/hosts/{host}/fs/mkdir',
+    auth: 'tenant',
+    shape: { valid: { path: 'fuzz-dir' }, fields: { path: { spec: { type: 'string', min: 1, max: 4096, noNul: true } } } },
+  },
   ...(['/opencomputers/secrets', '/opencomputers/hosts/{host}/secrets'] as const).flatMap((base): FuzzRoute[] => [
     { method: 'POST', path: base, auth: 'tenant', shape: { valid: { name: 'FUZZ_SECRET', value: 'x' }, fields: { name: envName, value: secretValue, description } } },
     {

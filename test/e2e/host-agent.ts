@@ -5,6 +5,7 @@
  * user of this machine (scripts/host-mode-agent.ts), so the tests show whose
  * permissions apply.
  */
+import { rmSync } from 'node:fs';
 import { freshHome, installAgent, runHostModeAgent, type HostModeAgent } from '../../scripts/host-mode-agent.ts';
 import { hangar, type Client } from './client.ts';
 
@@ -18,7 +19,12 @@ export async function startHostAgent(client: Client, opts: { name?: string; args
   const r = await client.post<{ id: string; host_key: string }>('/opencomputers/hosts', { name: opts.name ?? 'e2e-box' });
   if (r.status !== 201) throw new Error(`register failed: ${r.status} ${JSON.stringify(r.body)}`);
   const home = freshHome();
-  const agentFile = installAgent(hangar().origin, home, r.body.host_key);
-  const agent = await runHostModeAgent({ origin: hangar().origin, hostKey: r.body.host_key, agentFile, home, args: opts.args, removeHome: true });
-  return { ...agent, hostId: r.body.id, hostKey: r.body.host_key };
+  try {
+    const agentFile = installAgent(hangar().origin, home, r.body.host_key);
+    const agent = await runHostModeAgent({ origin: hangar().origin, hostKey: r.body.host_key, agentFile, home, args: opts.args, removeHome: true });
+    return { ...agent, hostId: r.body.id, hostKey: r.body.host_key };
+  } catch (err) {
+    rmSync(home, { recursive: true, force: true });
+    throw Object.assign(err as Error, { hostId: r.body.id });
+  }
 }

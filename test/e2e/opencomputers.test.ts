@@ -4,6 +4,7 @@
  * unprivileged user of this machine: the machine itself is what jobs,
  * terminals and secrets reach, with that user's permissions.
  */
+import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newTenant, type Client } from './client.ts';
 import { startHostAgent, type HostAgent } from './host-agent.ts';
@@ -189,7 +190,7 @@ describe('hosts that go away', () => {
     while ((await api.get<{ status: string }>(hostPath)).body.status !== 'offline' && Date.now() < deadline) await sleep(100);
     const r = await api.post<{ error: { code: string } }>(`${hostPath}/exec`, { command: 'true' });
     expect(r.status).toBe(409);
-    expect(r.body.error.code).toBe('HOST_OFFLINE');
+    expect(r.body.error.code).toBe('HOST_NOT_CONNECTED');
 
     const third = await startHostAgent(api, { name: 'revoked' });
     expect((await api.del(`/opencomputers/hosts/${third.hostId}`)).status).toBe(204);
@@ -210,4 +211,99 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+describe('files', () => {
+  const fsUrl = (p: string) => `${api.apiUrl}${base}/fs${p}`;
+  const auth = () => ({ authorization: `Bearer ${api.key}` });
+
+  it('a 50 MB binary file goes up (multipart) and comes back byte-exact, with Content-Length and ranges', async () => {
+    const data = randomBytes(50 * 1024 * 1024);
+    const form = new FormData();
+    form.append('note', 'fields before the file are skipped');
+    form.append('file', new Blob([data]), 'blob.bin');
+    const up = await fetch(fsUrl('/upload?path=up/blob.bin'), { method: 'POST', headers: auth(), body: form });
+    expect(up.status).toBe(201);
+    expect(await up.json()).toMatchObject({ path: `${agent.home}/up/blob.bin`, size: data.length, is_dir: false });
+    const owner = await run({ command: 'stat -c %U up/blob.bin; sha256sum up/blob.bin' });
+    expect(owner.body.stdout).toBe(`${agent.user.name}\n${sha256(data)}  up/blob.bin\n`);
+    const down = await fetch(fsUrl('/download?path=up/blob.bin'), { headers: auth() });
+    expect(down.status).toBe(200);
+    expect(down.headers.get('content-length')).toBe(String(data.length));
+    expect(sha256(new Uint8Array(await down.arrayBuffer()))).toBe(sha256(data));
+    const part = await fetch(fsUrl('/download?path=up/blob.bin'), { headers: { ...auth(), range: 'bytes=1000-1999' } });
+    expect(part.status).toBe(206);
+    expect(part.headers.get('content-range')).toBe(`bytes 1000-1999/${data.length}`);
+    expect(Buffer.from(await part.arrayBuffer()).equals(data.subarray(1000, 2000))).toBe(true);
+  });
+
+  it("the machine's permissions apply: what the agent's user may not touch is 403, what is not there 404", async () => {
+    const shadow = await fetch(fsUrl('/download?path=/etc/shadow'), { headers: auth() });
+    expect(shadow.status).toBe(403);
+    expect(((await shadow.json()) as { error: { code: string } }).error.code).toBe('FORBIDDEN');
+    expect((await api.get(`${base}/fs/list?path=/root`)).status).toBe(403);
+    expect((await api.raw('POST', `${base}/fs/upload?path=/etc/hangar-was-here`, { body: 'x', headers: { 'content-type': 'text/plain' } })).status).toBe(403);
+    expect((await api.get(`${base}/fs/stat?path=no/such/file`)).status).toBe(404);
+    expect((await api.get(`${base}/fs/download?path=no/such/file`)).status).toBe(404);
+  });
+
+  it('mkdir makes parents; listing, stat, and delete (a non-empty directory needs recursive)', async () => {
+    const made = await api.post<{ path: string; is_dir: boolean }>(`${base}/fs/mkdir`, { path: 'tree/a/b' });
+    expect(made.status).toBe(201);
+    expect(made.body).toMatchObject({ path: `${agent.home}/tree/a/b`, is_dir: true });
+    expect((await api.raw('POST', `${base}/fs/upload?path=tree/a/note.txt`, { body: 'hello', headers: { 'content-type': 'text/plain' } })).status).toBe(201);
+    const list = await api.get<{ path: string; entries: { name: string; is_dir: boolean; size: number }[] }>(`${base}/fs?path=tree/a`);
+    expect(list.body.path).toBe(`${agent.home}/tree/a`);
+    expect(list.body.entries.map((e) => [e.name, e.is_dir, e.size])).toEqual([['b', true, 0], ['note.txt', false, 5]]);
+    expect((await api.get(`${base}/fs/stat?path=tree/a/note.txt`)).body).toMatchObject({ size: 5, is_symlink: false, mode: expect.any(Number) });
+    const refused = await api.del(`${base}/fs/delete?path=tree`);
+    expect(refused.status).toBe(409);
+    expect((await api.del(`${base}/fs?path=tree&recursive=true`)).status).toBe(204);
+    expect((await api.get(`${base}/fs/stat?path=tree`)).status).toBe(404);
+  });
+
+  it('an upload past the limit is a 413 and leaves nothing behind', async () => {
+    const limit = 64 * 1024 * 1024;
+    let sent = 0;
+    const chunk = new Uint8Array(1024 * 1024);
+    const body = new ReadableStream<Uint8Array>({
+      pull(c) {
+        if (sent > limit + 2 * chunk.length) return c.close();
+        sent += chunk.length;
+        c.enqueue(chunk);
+      },
+    });
+    const r = await api.raw('POST', `${base}/fs/upload?path=too-big.bin`, { body, headers: { 'content-type': 'application/octet-stream' } });
+    expect(r.status).toBe(413);
+    const left = await run({ command: 'ls -a | grep -c "too-big" || true' });
+    expect(left.body.stdout).toBe('0\n');
+  });
+
+  it('an agent started with --fs-root serves files only under that tree, links that lead out included', async () => {
+    // A root that does not exist fails the preflight: the agent stops and the host says why.
+    const failed = await startHostAgent(api, { name: 'jailed', args: ['--fs-root', 'no-such-dir'] }).then(
+      () => null,
+      (e: Error & { hostId?: string }) => e,
+    );
+    expect(failed?.message).toMatch(/exited \(78\)/);
+    const errored = await api.get<{ status: string; status_reason: string }>(`/opencomputers/hosts/${failed!.hostId}`);
+    expect(errored.body).toMatchObject({ status: 'error', status_reason: expect.stringContaining('no-such-dir') });
+    const other = await startHostAgent(api, { name: 'jailed-2', args: ['--fs-root', '.'] });
+    try {
+      const b = `/opencomputers/hosts/${other.hostId}`;
+      expect((await api.get<{ fs_root: string }>(b)).body.fs_root).toBe(other.home);
+      await api.post(`${b}/exec`, { command: 'mkdir -p inside && echo hi > inside/x && ln -s /etc inside/out' });
+      expect((await api.get(`${b}/fs/stat?path=inside/x`)).status).toBe(200);
+      expect((await api.get(`${b}/fs/list?path=/etc`)).status).toBe(403);
+      expect((await api.get(`${b}/fs/list?path=inside/out`)).status).toBe(403);
+      expect((await api.get(`${b}/fs/download?path=inside/out/hostname`)).status).toBe(403);
+      expect((await api.get(`${b}/fs/stat?path=../`)).status).toBe(403);
+    } finally {
+      await other.stop();
+    }
+  });
+});
+
+function sha256(b: Uint8Array): string {
+  return createHash('sha256').update(b).digest('hex');
 }

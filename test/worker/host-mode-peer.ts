@@ -80,6 +80,7 @@ const DEFAULTS: { [T in HostRequestType]: Handler<T> } = {
   'fs.stat': () => ({ error: { code: 'NO_SUCH_PATH', message: 'no such file' } }),
   'fs.mkdir': (r) => ({ data: { path: r.path } }),
   'fs.delete': (r) => ({ data: { path: r.path } }),
+  'fs.prepare': () => ({ error: { code: 'NO_SUCH_PATH', message: 'no such file' } }),
 };
 
 export class HostModePeer {

@@ -137,7 +137,7 @@ describe('jobs when the host is away', () => {
   it('a host whose agent is not connected answers 409 and records nothing', async () => {
     const t = await createTenant();
     const h = await registerTenantHost(t.apiKey);
-    const err = await expectError(await tenantFetch(t.apiKey, `${OC}/hosts/${h.id}/exec`, { method: 'POST', body: { command: 'true' } }), 409, 'HOST_OFFLINE');
+    const err = await expectError(await tenantFetch(t.apiKey, `${OC}/hosts/${h.id}/exec`, { method: 'POST', body: { command: 'true' } }), 409, 'HOST_NOT_CONNECTED');
     expect(err.error.message).toContain('not connected');
     expect((await expectJson<{ data: unknown[] }>(await tenantFetch(t.apiKey, `${OC}/hosts/${h.id}/exec`), 200)).data).toEqual([]);
   });

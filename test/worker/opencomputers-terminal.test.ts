@@ -84,6 +84,6 @@ describe('terminal tickets on a tenant host', () => {
     expect((await expectError(await ticket(), 409, 'CONFLICT')).error.message).toContain('cannot open terminals');
     peer.close();
     await sleep(50);
-    await expectError(await ticket(), 409, 'HOST_OFFLINE');
+    await expectError(await ticket(), 409, 'HOST_NOT_CONNECTED');
   });
 });
