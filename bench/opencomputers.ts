@@ -9,15 +9,21 @@
  * user, as a customer's would be. It starts its own stack and removes it.
  *
  *   npm run bench:opencomputers        (as root: the computer is a sandbox, the agent's user is made once)
- *   env BENCH_N=300 BENCH_ONLINE_RUNS=5 BENCH_VERBOSE=1
+ *   env BENCH_N=300 BENCH_ONLINE_RUNS=5 BENCH_MIB=64 BENCH_VERBOSE=1
  */
 import { spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { freshHome, installAgent, runHostModeAgent, type HostModeAgent } from '../scripts/host-mode-agent.ts';
 import { parseSse } from '../test/e2e/sse.ts';
 import { startStack, type Stack } from './streams/stack.ts';
 
 const N = Number(process.env.BENCH_N ?? 300);
+/** Size of the file moved up and down (MiB; the upload limit is 100 MiB). */
+const FILE_MIB = Number(process.env.BENCH_MIB ?? 64);
 const ONLINE_RUNS = Number(process.env.BENCH_ONLINE_RUNS ?? 5);
 const WARMUP = 30;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -82,6 +88,41 @@ async function agentToOnline(stack: Stack, hostId: string, hostKey: string, agen
   }
   await sleep(200);
   return { times, agent: agent! };
+}
+
+/** Uploads a file (raw body), downloads it, and copies it locally through Node streams; MiB/s of each, best of three. */
+async function fileThroughput(stack: Stack, base: string): Promise<{ up: number; down: number; local: number; exact: boolean }> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'hangar-bench-file-'));
+  try {
+    const data = randomBytes(FILE_MIB * 1024 * 1024);
+    const src = path.join(dir, 'src.bin');
+    writeFileSync(src, data);
+    const mibs = (ms: number) => FILE_MIB / (ms / 1000);
+    const best = async (op: () => Promise<void>) => {
+      let fastest = Infinity;
+      for (let i = 0; i < 3; i++) {
+        const t0 = performance.now();
+        await op();
+        fastest = Math.min(fastest, performance.now() - t0);
+      }
+      return mibs(fastest);
+    };
+    const auth = { authorization: `Bearer ${stack.key}` };
+    const up = await best(async () => {
+      const r = await fetch(`${stack.apiUrl}${base}/fs/upload?path=bench.bin`, { method: 'POST', headers: { ...auth, 'content-type': 'application/octet-stream' }, body: data });
+      if (r.status !== 201) throw new Error(`upload: ${r.status} ${await r.text()}`);
+    });
+    let got = new Uint8Array(0);
+    const down = await best(async () => {
+      const r = await fetch(`${stack.apiUrl}${base}/fs/download?path=bench.bin`, { headers: auth });
+      got = new Uint8Array(await r.arrayBuffer());
+    });
+    const local = await best(() => pipeline(createReadStream(src), createWriteStream(path.join(dir, 'copy.bin'))));
+    const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+    return { up, down, local, exact: sha(got) === sha(data) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** A job writes the wall clock every 50 ms; each line's arrival at a viewer (connected first) minus when it was written. */
@@ -155,6 +196,10 @@ async function main(): Promise<void> {
     console.log('\njob output to an SSE viewer (a job writing the clock every 50 ms; the viewer connected first)');
     console.log(`written -> received: p50 ${f(fb.written.p50)} ms  p99 ${f(fb.written.p99)} ms  mean ${f(fb.written.mean)} ms  (n=${fb.written.n}; goal 20 ms)`);
     console.log(`POST -> 'started' event ${f(fb.started)} ms;  POST -> first stdout event ${f(fb.firstOutput)} ms`);
+
+    const file = await fileThroughput(stack, base);
+    console.log(`\nfiles (${FILE_MIB} MiB, best of 3; goal 50 MiB/s)`);
+    console.log(`upload (raw body) ${file.up.toFixed(1).padStart(7)} MiB/s | download ${file.down.toFixed(1).padStart(7)} MiB/s (byte-exact: ${file.exact}) | local copy (Node streams) ${file.local.toFixed(1).padStart(7)} MiB/s`);
 
     const o = stats(online.times);
     console.log(`\nagent start -> host online (${ONLINE_RUNS} runs, GET every 5 ms): p50 ${f(o.p50)} ms  min ${f(Math.min(...online.times))} ms  max ${f(Math.max(...online.times))} ms`);
