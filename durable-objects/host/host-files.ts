@@ -9,6 +9,7 @@
  */
 import { ApiError, type Result } from '../../schema/errors.ts';
 import type { FsEntry } from '../../schema/protocol.ts';
+import { RELAY_FRAME_BYTES } from '../../schema/relay.ts';
 import { errorResponse } from '../../worker/http/responses.ts';
 import type { AgentLink } from '../agent-link.ts';
 import { pumpInto, readableOf } from '../relay/readable.ts';
@@ -51,6 +52,41 @@ export function byteRange(header: string | null, size: number): { start: number;
   return { start, length: end - start + 1 };
 }
 
+/**
+ * A request body gathered into pieces of one relay frame: bodies arrive in
+ * chunks of a few KiB, and a frame each would make an upload thousands of
+ * messages where a few hundred do.
+ */
+export function inFramePieces(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  let parts: Uint8Array[] = [];
+  let size = 0;
+  const take = (): Uint8Array => {
+    const out = parts.length === 1 ? parts[0] : new Uint8Array(size);
+    if (parts.length > 1) {
+      let at = 0;
+      for (const p of parts) {
+        out.set(p, at);
+        at += p.byteLength;
+      }
+    }
+    parts = [];
+    size = 0;
+    return out;
+  };
+  return body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        parts.push(chunk);
+        size += chunk.byteLength;
+        if (size >= RELAY_FRAME_BYTES) controller.enqueue(take());
+      },
+      flush(controller) {
+        if (size > 0) controller.enqueue(take());
+      },
+    }),
+  );
+}
+
 /** A file stream the agent could not open after the checks passed (the file changed in between, or the agent went away). */
 function fileFailure(reset: StreamReset, path: string): ApiError {
   const away = reset.code === 'unreachable' || reset.code === 'unsupported';
@@ -91,7 +127,7 @@ export class HostFiles {
     }
     const start = range?.start ?? 0;
     const length = range?.length ?? size;
-    const opened = this.relay.open({ kind: 'host_file', path: prepared.value.path, mode: 'read', start, length }, { tags: { credential_id: credentialId, kind: 'file' } });
+    const opened = this.relay.open({ kind: 'host_file', path: prepared.value.path, mode: 'read', start, length }, { tags: { credential_id: credentialId, kind: 'file' }, window: 8 * 1024 * 1024 });
     if (!opened.ok) return errorResponse(new ApiError(opened.code, opened.message), requestId);
     const stream = opened.value;
     const refused = await stream.accepted;
@@ -150,7 +186,7 @@ export class HostFiles {
     const stream = opened.value;
     const refused = await stream.accepted;
     if (refused) return errorResponse(fileFailure(refused, prepared.value.path), requestId);
-    const pumped = await pumpInto(bytes, stream, max);
+    const pumped = await pumpInto(inFramePieces(bytes), stream, max);
     if (pumped.kind !== 'done') {
       stream.reset('closed', 'the upload was refused');
       if (pumped.kind === 'too_large') return tooLarge();
