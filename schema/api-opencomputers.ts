@@ -46,6 +46,9 @@ const EnvEntries = z
     });
   });
 
+/** What a job's command, args and env may take together: far below what one agent message and an exec's argv/envp hold. */
+export const JOB_MAX_SPEC_BYTES = 512 * 1024;
+
 export const CreateJob = z.object({
   command: z
     .string()
@@ -59,10 +62,24 @@ export const CreateJob = z.object({
   timeout: z.number().int().positive().optional(),
   /** false: answer 202 at once (as `Prefer: respond-async` does) instead of when the job ends. */
   wait: z.boolean().optional(),
-});
+}).refine(
+  (j) => utf8Length(j.command) + [...(j.args ?? []), ...(j.env ?? [])].reduce((n, s) => n + utf8Length(s) + 1, 0) <= JOB_MAX_SPEC_BYTES,
+  `command, args and env together must be at most ${JOB_MAX_SPEC_BYTES} bytes`,
+);
 export type CreateJob = z.infer<typeof CreateJob>;
 
-const SecretValue = z.string().max(32 * 1024).refine(noNul, NO_NUL);
+/**
+ * Secrets per scope (a tenant's own, each host's), and the bytes of their
+ * values together: a host's whole set (its tenant's and its own) goes to its
+ * agent in one message of at most 1 MiB, escaping included.
+ */
+export const SECRETS_PER_SCOPE = 100;
+export const SECRET_BYTES_PER_SCOPE = 64 * 1024;
+export const SECRET_VALUE_BYTES = 32 * 1024;
+const SecretValue = z
+  .string()
+  .refine((v) => utf8Length(v) <= SECRET_VALUE_BYTES, `must be at most ${SECRET_VALUE_BYTES} bytes`)
+  .refine(noNul, NO_NUL);
 const Description = z.string().max(1024).nullable();
 export const CreateSecret = z.object({
   name: z.string().min(1).max(256).regex(ENV_NAME, 'must be letters, digits and underscores, not starting with a digit'),

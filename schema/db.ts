@@ -86,6 +86,7 @@ export const ocSecrets = sqliteTable('oc_secrets', {
   description: text('description'),
   ciphertext: text('ciphertext').notNull(),
   iv: text('iv').notNull(),
+  value_bytes: integer('value_bytes').notNull(),
   created_at: text('created_at').notNull(),
   updated_at: text('updated_at').notNull(),
 });

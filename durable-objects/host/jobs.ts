@@ -20,6 +20,8 @@ import type { SecretSet } from './secret-mask.ts';
 
 /** An ended job's event stream stays readable this long (its record stays longer: JOBS_KEPT). */
 export const JOB_LOG_RETENTION_MS = 60 * 60_000;
+/** Jobs running on one host at once, at most; past it a new one is refused (429) until some end. */
+export const MAX_RUNNING_JOBS = 100;
 
 export interface JobSpec {
   command: string;
@@ -69,6 +71,7 @@ export class Jobs {
    * is a failure to report (502), the job recorded as failed too.
    */
   async start(orgId: string, spec: JobSpec): Promise<Result<JobRow>> {
+    if (this.table.running().length >= MAX_RUNNING_JOBS) return fail('RATE_LIMITED', `this host runs ${MAX_RUNNING_JOBS} jobs already; start more when some have ended`);
     const id = crypto.randomUUID();
     const procId = id.replaceAll('-', '');
     this.table.insert({ id, proc_id: procId, org_id: orgId, command: spec.command, args: spec.args, cwd: spec.cwd, timeout_s: spec.timeout_s, status: 'queued', created_at: Date.now() });

@@ -21,6 +21,8 @@ CREATE TABLE oc_secrets (
   -- AES-GCM ciphertext and IV, base64, bound to the secret's id; the key is ENV_ENCRYPTION_KEY.
   ciphertext TEXT NOT NULL,
   iv TEXT NOT NULL,
+  -- UTF-8 bytes of the value, for the per-scope limit (a host's whole set travels to its agent in one message).
+  value_bytes INTEGER NOT NULL DEFAULT 0,
   created_at TEXT NOT NULL,
   updated_at TEXT NOT NULL
 );

@@ -14,10 +14,16 @@ export interface HostAgent extends HostModeAgent {
   hostKey: string;
 }
 
-/** Registers a tenant host and starts its agent as the test user; resolves once it said `ready`. */
-export async function startHostAgent(client: Client, opts: { name?: string; args?: string[] } = {}): Promise<HostAgent> {
-  const r = await client.post<{ id: string; host_key: string }>('/opencomputers/hosts', { name: opts.name ?? 'e2e-box' });
+/** Registers a tenant host through the API; its key is shown only here. */
+export async function registerTenantHost(client: Client, name = 'e2e-box'): Promise<{ id: string; host_key: string }> {
+  const r = await client.post<{ id: string; host_key: string }>('/opencomputers/hosts', { name });
   if (r.status !== 201) throw new Error(`register failed: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+
+/** Starts an agent as the test user for a host (registered now unless given); resolves once it said `ready`. */
+export async function startHostAgent(client: Client, opts: { name?: string; args?: string[]; host?: { id: string; host_key: string } } = {}): Promise<HostAgent> {
+  const r = { body: opts.host ?? (await registerTenantHost(client, opts.name)) };
   const home = freshHome();
   try {
     const agentFile = installAgent(hangar().origin, home, r.body.host_key);

@@ -7,7 +7,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newTenant, type Client } from './client.ts';
-import { startHostAgent, type HostAgent } from './host-agent.ts';
+import { registerTenantHost, startHostAgent, type HostAgent } from './host-agent.ts';
 import { SseReader, readSse } from './sse.ts';
 import { TerminalSocket } from './sockets.ts';
 
@@ -32,10 +32,18 @@ async function jobUntil(id: string, done: (j: Job) => boolean, ms = 60_000): Pro
 
 const run = (body: Record<string, unknown>) => api.post<Job>(`${base}/exec`, body);
 
+/** The host's status_change events seen while the suite's agent came online. */
+let onlineEvents: { id: string | null; data: { type: string; host_id: string; data: { status: string } } }[] = [];
+
 beforeAll(async () => {
   api = await newTenant('opencomputers');
-  agent = await startHostAgent(api, { name: 'e2e-box' });
-  base = `/opencomputers/hosts/${agent.hostId}`;
+  const host = await registerTenantHost(api, 'e2e-box');
+  base = `/opencomputers/hosts/${host.id}`;
+  const events = new SseReader(await fetch(`${api.apiUrl}${base}/events`, { headers: { authorization: `Bearer ${api.key}` } }));
+  agent = await startHostAgent(api, { host });
+  const first = (await events.next())!;
+  onlineEvents = [{ id: first.id, data: JSON.parse(first.data) }];
+  await events.close();
 });
 
 afterAll(async () => {
@@ -43,6 +51,10 @@ afterAll(async () => {
 });
 
 describe('a host-mode agent on this machine', () => {
+  it('comes online: a status_change event says so on the host event stream', () => {
+    expect(onlineEvents).toEqual([{ id: '1', data: { type: 'status_change', host_id: agent.hostId, data: { status: 'online', reason: null }, timestamp: expect.stringMatching(/Z$/) } }]);
+  });
+
   it('is online with what it reported of the machine and of the user it runs as', async () => {
     const host = (await api.get<Record<string, unknown>>(base)).body;
     expect(host).toMatchObject({ status: 'online', os: 'linux', arch: process.arch, user: { name: agent.user.name, home: agent.home }, terminal: true });

@@ -1,4 +1,5 @@
-import { SELF } from 'cloudflare:test';
+import { SELF, env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
+import type { HostObject } from '../../durable-objects/host-object.ts';
 import { describe, expect, it } from 'vitest';
 import { AGENT_HOST_PATH, AGENT_WHOAMI_PATH } from '../../schema/protocol.ts';
 import { createTenant, expectError, expectJson, tenantFetch } from './helpers.ts';
@@ -129,6 +130,22 @@ describe('tenant host status follows its agent', () => {
     expect((await peer.closed).code).toBe(4406);
     const host = await waitForStatus(t.apiKey, h.id, 'error');
     expect(String(host.status_reason)).toContain('1.2');
+  });
+
+  it('an agent silent past the watchdog (no heartbeat for 45 s) is closed with 4408 and the host goes offline', async () => {
+    const t = await createTenant();
+    const h = await registerTenantHost(t.apiKey);
+    const peer = await HostModePeer.online(h.key);
+    await waitForStatus(t.apiKey, h.id, 'online');
+    const stub = env.HOST.get(env.HOST.idFromName(h.id));
+    // Its last word, as the object remembers it, an hour ago.
+    await runInDurableObject(stub, async (obj: HostObject, state) => {
+      (obj.tenant as unknown as { lastMessageAt: number }).lastMessageAt = 0;
+      await state.storage.put('last_message_at', Date.now() - 3600_000);
+    });
+    await runDurableObjectAlarm(stub);
+    expect((await peer.closed).code).toBe(4408);
+    await waitForStatus(t.apiKey, h.id, 'offline');
   });
 
   it('a malformed message closes the agent with 4400', async () => {

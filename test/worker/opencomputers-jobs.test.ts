@@ -291,3 +291,13 @@ describe('cancelling a job', () => {
     expect(await waitJob(api, job.id, 'cancelled')).toMatchObject({ reason: 'cancelled' });
   });
 });
+
+describe('job limits', () => {
+  it('command, args and env together are at most 512 KiB (400), whatever each is alone', async () => {
+    const { api, peer } = await onlineHost();
+    const env = Array.from({ length: 20 }, (_, i) => `V${i}=${'x'.repeat(30 * 1024)}`);
+    const err = await expectError(await api('/exec', { method: 'POST', body: { command: 'true', env } }), 400, 'VALIDATION_FAILED');
+    expect(err.error.message).toBe('request body: command, args and env together must be at most 524288 bytes');
+    expect(peer.requests).toEqual([]);
+  });
+});

@@ -128,3 +128,19 @@ describe('SecretSet (masking across chunks)', () => {
     expect(new SecretSet([]).mask('anything', false)).toEqual({ shown: 'anything', held: '' });
   });
 });
+
+describe('secrets limits', () => {
+  it('a scope holds at most 64 KiB of values (a host’s whole set goes to its agent in one message); past it 413, and nothing changes', async () => {
+    const t = await createTenant();
+    const post = (body: unknown) => tenantFetch(t.apiKey, `${OC}/secrets`, { method: 'POST', body });
+    const big = await expectJson<Secret>(await post({ name: 'A', value: 'a'.repeat(32 * 1024) }), 201);
+    await expectJson(await post({ name: 'B', value: 'b'.repeat(32 * 1024) }), 201);
+    await expectError(await post({ name: 'C', value: 'c' }), 413, 'PAYLOAD_TOO_LARGE');
+    await expectError(await post({ name: 'D', value: 'd'.repeat(32 * 1024 + 1) }), 400, 'VALIDATION_FAILED');
+    // Replacing a value counts the new one instead of the old.
+    await expectJson(await tenantFetch(t.apiKey, `${OC}/secrets/${big.id}`, { method: 'PATCH', body: { value: 'small' } }), 200);
+    await expectJson(await post({ name: 'C', value: 'c' }), 201);
+    const list = await expectJson<{ data: Secret[] }>(await tenantFetch(t.apiKey, `${OC}/secrets`), 200);
+    expect(list.data.map((s) => s.name)).toEqual(['A', 'B', 'C']);
+  });
+});

@@ -6,7 +6,7 @@
  * A change reaches the connected agents at once (secrets.set), and every
  * job started after it has the new value in its environment.
  */
-import { CreateSecret, UpdateSecret } from '../../../schema/api-opencomputers.ts';
+import { CreateSecret, SECRET_BYTES_PER_SCOPE, SECRETS_PER_SCOPE, UpdateSecret } from '../../../schema/api-opencomputers.ts';
 import { ApiError } from '../../../schema/errors.ts';
 import { sealSecret } from '../../crypto/host-secrets.ts';
 import type { Env } from '../../env.ts';
@@ -62,6 +62,21 @@ async function findSecret(env: Env, scope: Scope, rawId: string): Promise<Secret
   return row;
 }
 
+const utf8Length = (s: string) => new TextEncoder().encode(s).byteLength;
+
+/** Keeps a scope within its count and bytes (the set goes to agents in one message); `replacing` is a secret whose value is being changed. */
+async function checkRoom(env: Env, scope: Scope, adding: { bytes: number; replacing?: string }): Promise<void> {
+  const q = scopeSql(scope);
+  const row = await env.DB.prepare(`SELECT COUNT(*) AS n, COALESCE(SUM(value_bytes), 0) AS bytes FROM oc_secrets WHERE ${q.where} AND id != ?`)
+    .bind(...q.args, adding.replacing ?? '')
+    .first<{ n: number; bytes: number }>();
+  const where = scope.host_id === null ? 'this tenant' : 'this host';
+  if (!adding.replacing && (row?.n ?? 0) >= SECRETS_PER_SCOPE) throw new ApiError('CONFLICT', `${where} has ${SECRETS_PER_SCOPE} secrets, the most it may have`);
+  if ((row?.bytes ?? 0) + adding.bytes > SECRET_BYTES_PER_SCOPE) {
+    throw new ApiError('PAYLOAD_TOO_LARGE', `the values of ${where}'s secrets may take at most ${SECRET_BYTES_PER_SCOPE} bytes together`);
+  }
+}
+
 const duplicate = (name: string, scope: Scope) =>
   new ApiError('CONFLICT', `a secret named ${name} already exists ${scope.host_id === null ? 'for this tenant' : 'on this host'}`);
 
@@ -100,12 +115,16 @@ function routesFor(base: string): RouteDef[] {
         const scope = await scopeOf(c);
         const q = scopeSql(scope);
         if (await c.env.DB.prepare(`SELECT 1 AS x FROM oc_secrets WHERE name = ? AND ${q.where}`).bind(c.body.name, ...q.args).first()) throw duplicate(c.body.name, scope);
+        const bytes = utf8Length(c.body.value);
+        await checkRoom(c.env, scope, { bytes });
         const id = newId();
         const now = isoNow();
         const sealed = await sealSecret(c.env.ENV_ENCRYPTION_KEY, id, c.body.value);
         try {
-          await c.env.DB.prepare('INSERT INTO oc_secrets (id, org_id, host_id, name, description, ciphertext, iv, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
-            .bind(id, scope.org_id, scope.host_id, c.body.name, c.body.description ?? null, sealed.ciphertext, sealed.iv, now, now)
+          await c.env.DB.prepare(
+            'INSERT INTO oc_secrets (id, org_id, host_id, name, description, ciphertext, iv, value_bytes, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+          )
+            .bind(id, scope.org_id, scope.host_id, c.body.name, c.body.description ?? null, sealed.ciphertext, sealed.iv, bytes, now, now)
             .run();
         } catch (err) {
           // Another request made the same name in between.
@@ -132,8 +151,10 @@ function routesFor(base: string): RouteDef[] {
         const row = await findSecret(c.env, scope, c.params.secret_id);
         const now = isoNow();
         if (c.body.value !== undefined) {
+          const bytes = utf8Length(c.body.value);
+          await checkRoom(c.env, scope, { bytes, replacing: row.id });
           const sealed = await sealSecret(c.env.ENV_ENCRYPTION_KEY, row.id, c.body.value);
-          await c.env.DB.prepare('UPDATE oc_secrets SET ciphertext = ?, iv = ?, updated_at = ? WHERE id = ?').bind(sealed.ciphertext, sealed.iv, now, row.id).run();
+          await c.env.DB.prepare('UPDATE oc_secrets SET ciphertext = ?, iv = ?, value_bytes = ?, updated_at = ? WHERE id = ?').bind(sealed.ciphertext, sealed.iv, bytes, now, row.id).run();
         }
         if (c.body.description !== undefined) {
           await c.env.DB.prepare('UPDATE oc_secrets SET description = ?, updated_at = ? WHERE id = ?').bind(c.body.description, now, row.id).run();
