@@ -59,13 +59,15 @@ export class HostFs {
   async resolve(p: string): Promise<string> {
     if (p.includes('\0')) throw new DriverError('BAD_REQUEST', 'path must not contain NUL characters');
     const abs = path.resolve(this.home, p);
-    if (this.root !== null) {
-      const real = await this.realOfNearest(abs);
-      if (real !== this.root && !real.startsWith(this.root.endsWith(path.sep) ? this.root : this.root + path.sep)) {
-        throw new DriverError('PERMISSION_DENIED', `${abs} is outside the directory this agent serves files from`);
-      }
-    }
+    if (!(await this.inside(abs))) throw new DriverError('PERMISSION_DENIED', `${abs} is outside the directory this agent serves files from`);
     return abs;
+  }
+
+  /** Whether `abs`, symlinks resolved, lies in the served tree (always, without --fs-root). */
+  private async inside(abs: string): Promise<boolean> {
+    if (this.root === null) return true;
+    const real = await this.realOfNearest(abs);
+    return real === this.root || real.startsWith(this.root.endsWith(path.sep) ? this.root : this.root + path.sep);
   }
 
   async list(p: string): Promise<{ path: string; entries: FsEntry[]; truncated: boolean }> {
@@ -177,7 +179,8 @@ export class HostFs {
     let st: Stats = l;
     if (l.isSymbolicLink()) {
       target = await fsp.readlink(abs).catch(() => null);
-      st = await fsp.stat(abs).catch(() => l); // a dangling link shows as itself
+      // A link is described by its target, unless that is outside the served tree (or gone): then by itself.
+      if (await this.inside(abs)) st = await fsp.stat(abs).catch(() => l);
     }
     return {
       name: path.basename(abs),

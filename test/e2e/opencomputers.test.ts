@@ -310,6 +310,9 @@ describe('files', () => {
       expect((await api.get(`${b}/fs/list?path=inside/out`)).status).toBe(403);
       expect((await api.get(`${b}/fs/download?path=inside/out/hostname`)).status).toBe(403);
       expect((await api.get(`${b}/fs/stat?path=../`)).status).toBe(403);
+      // Listing the tree shows the link as a link, nothing of what is outside.
+      const listed = await api.get<{ entries: { name: string; is_dir: boolean; is_symlink: boolean; symlink_target: string }[] }>(`${b}/fs/list?path=inside`);
+      expect(listed.body.entries.find((e) => e.name === 'out')).toMatchObject({ is_symlink: true, is_dir: false, symlink_target: '/etc' });
     } finally {
       await other.stop();
     }
