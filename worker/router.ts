@@ -38,12 +38,10 @@ export interface RouteDef<B = unknown> {
   path: string;
   auth: AuthMode;
   body?: z.ZodType<B>;
-  /**
-   * The handler reads the request body itself, as a stream (file uploads): the
-   * pipeline neither reads it nor replays the route for an Idempotency-Key
-   * (repeating an upload writes the same file again).
-   */
-  streamsBody?: boolean;
+  /** Bytes a JSON body may have (default MAX_JSON_BODY_BYTES); past it, a 413. */
+  bodyLimit?: number;
+  /** The handler reads the request's body itself, as a stream (uploads): the pipeline leaves it alone. */
+  rawBody?: boolean;
   handler: (c: RouteContext<B>) => Promise<Response>;
 }
 

@@ -26,10 +26,10 @@ import { bridgeHttp } from './http-bridge.ts';
 import { bridgeWebSocket } from './ws-bridge.ts';
 import { RelayTargetError } from './target-error.ts';
 
-/** Connects to a target (of kind K); rejects with RelayTargetError (or any error, taken as `error`). */
-export type TargetOpener<K extends RelayTargetKind = RelayTargetKind> = (target: Extract<RelayTarget, { kind: K }>) => Promise<Duplex>;
-/** The openers a socket serves, each given only targets of its own kind. */
-export type TargetOpeners = { [K in RelayTargetKind]?: TargetOpener<K> };
+/** Connects to a target; rejects with RelayTargetError (or any error, taken as `error`). */
+export type TargetOpener<T extends RelayTarget = RelayTarget> = (target: T) => Promise<Duplex>;
+/** An opener per kind of target, each given targets of its kind. */
+export type TargetOpeners = { [K in RelayTargetKind]?: TargetOpener<Extract<RelayTarget, { kind: K }>> };
 
 /** Our receive window per stream: what one stream may have in flight towards a slow target. */
 export const AGENT_WINDOW = 1024 * 1024;

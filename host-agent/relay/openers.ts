@@ -6,6 +6,7 @@
  */
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { RelayTarget } from '../../schema/relay.ts';
 import { RelayTargetError } from './target-error.ts';
 import type { TargetOpener } from './agent-relay.ts';
 
@@ -40,4 +41,7 @@ export async function connectLoopback(port: number): Promise<net.Socket> {
 }
 
 /** Opener for `host_tcp`: the host's own loopback (tenant hosts serving tunnels). */
-export const hostTcpOpener: TargetOpener<'host_tcp'> = (target): Promise<Duplex> => connectLoopback(target.port);
+export const hostTcpOpener: TargetOpener = (target: RelayTarget): Promise<Duplex> => {
+  if (target.kind !== 'host_tcp') return Promise.reject(new RelayTargetError('unsupported', `not a host_tcp target: ${target.kind}`));
+  return connectLoopback(target.port);
+};

@@ -77,7 +77,7 @@ export const FILE_ROUTES: RouteDef[] = [
     },
   }),
   route({ method: 'GET', path: `${FS}/download`, auth: 'tenant', handler: (c) => transfer(c, 'fs-download') }),
-  route({ method: 'POST', path: `${FS}/upload`, auth: 'tenant', streamsBody: true, handler: (c) => transfer(c, 'fs-upload') }),
+  route({ method: 'POST', path: `${FS}/upload`, auth: 'tenant', rawBody: true, handler: (c) => transfer(c, 'fs-upload') }),
   route({ method: 'DELETE', path: `${FS}/delete`, auth: 'tenant', handler: remove }),
   route({ method: 'DELETE', path: FS, auth: 'tenant', handler: remove }),
   route({
