@@ -90,8 +90,13 @@ async function agentToOnline(stack: Stack, hostId: string, hostKey: string, agen
   return { times, agent: agent! };
 }
 
-/** Uploads a file (raw body), downloads it, and copies it locally through Node streams; MiB/s of each, best of three. */
-async function fileThroughput(stack: Stack, base: string): Promise<{ up: number; down: number; local: number; exact: boolean }> {
+/**
+ * Uploads a file (raw body), downloads it, and copies it locally through Node
+ * streams; MiB/s of each, best of three. `origin` is the API's (wrangler dev's
+ * entry proxy) or the Worker's own listener behind it, one hop shorter, as
+ * production has no such proxy.
+ */
+async function fileThroughput(stack: Stack, origin: string, base: string): Promise<{ up: number; down: number; local: number; exact: boolean }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'hangar-bench-file-'));
   try {
     const data = randomBytes(FILE_MIB * 1024 * 1024);
@@ -109,12 +114,12 @@ async function fileThroughput(stack: Stack, base: string): Promise<{ up: number;
     };
     const auth = { authorization: `Bearer ${stack.key}` };
     const up = await best(async () => {
-      const r = await fetch(`${stack.apiUrl}${base}/fs/upload?path=bench.bin`, { method: 'POST', headers: { ...auth, 'content-type': 'application/octet-stream' }, body: data });
+      const r = await fetch(`${origin}/api/v1${base}/fs/upload?path=bench.bin`, { method: 'POST', headers: { ...auth, 'content-type': 'application/octet-stream' }, body: data });
       if (r.status !== 201) throw new Error(`upload: ${r.status} ${await r.text()}`);
     });
     let got = new Uint8Array(0);
     const down = await best(async () => {
-      const r = await fetch(`${stack.apiUrl}${base}/fs/download?path=bench.bin`, { headers: auth });
+      const r = await fetch(`${origin}/api/v1${base}/fs/download?path=bench.bin`, { headers: auth });
       got = new Uint8Array(await r.arrayBuffer());
     });
     const local = await best(() => pipeline(createReadStream(src), createWriteStream(path.join(dir, 'copy.bin'))));
@@ -197,9 +202,14 @@ async function main(): Promise<void> {
     console.log(`written -> received: p50 ${f(fb.written.p50)} ms  p99 ${f(fb.written.p99)} ms  mean ${f(fb.written.mean)} ms  (n=${fb.written.n}; goal 20 ms)`);
     console.log(`POST -> 'started' event ${f(fb.started)} ms;  POST -> first stdout event ${f(fb.firstOutput)} ms`);
 
-    const file = await fileThroughput(stack, base);
     console.log(`\nfiles (${FILE_MIB} MiB, best of 3; goal 50 MiB/s)`);
-    console.log(`upload (raw body) ${file.up.toFixed(1).padStart(7)} MiB/s | download ${file.down.toFixed(1).padStart(7)} MiB/s (byte-exact: ${file.exact}) | local copy (Node streams) ${file.local.toFixed(1).padStart(7)} MiB/s`);
+    for (const [label, origin] of [['through wrangler dev\'s entry proxy', stack.origin], ['the Worker\'s own listener', stack.inner]] as const) {
+      if (!origin) continue;
+      const file = await fileThroughput(stack, origin, base);
+      console.log(
+        `${label.padEnd(34)} upload (raw body) ${file.up.toFixed(1).padStart(7)} MiB/s | download ${file.down.toFixed(1).padStart(7)} MiB/s (byte-exact: ${file.exact}) | local copy (Node streams) ${file.local.toFixed(1).padStart(7)} MiB/s`,
+      );
+    }
 
     const o = stats(online.times);
     console.log(`\nagent start -> host online (${ONLINE_RUNS} runs, GET every 5 ms): p50 ${f(o.p50)} ms  min ${f(Math.min(...online.times))} ms  max ${f(Math.max(...online.times))} ms`);

@@ -31,6 +31,8 @@ export function uploadLimit(env: { HOST_UPLOAD_MAX_BYTES?: string }): number {
 /** A body that says it is larger than any upload may be (checked before a byte of it is read). */
 export const declaredTooLarge = (request: Request, max: number): boolean => Number(request.headers.get('content-length') ?? 0) > max + ENVELOPE_BYTES;
 const FS_TIMEOUT_MS = 30_000;
+/** Bytes of a download that may wait between the relay and the client. */
+const DOWNLOAD_BUFFER_BYTES = 4 * 1024 * 1024;
 
 /** A single byte range of a file of `size` bytes (RFC 9110): null for none (or several: the whole file is sent), 'unsatisfiable' for none inside. */
 export function byteRange(header: string | null, size: number): { start: number; length: number } | 'unsatisfiable' | null {
@@ -141,8 +143,9 @@ export class HostFiles {
     };
     if (prepared.value.modified_at) headers['last-modified'] = new Date(prepared.value.modified_at).toUTCString();
     if (range) headers['content-range'] = `bytes ${start}-${start + length - 1}/${size}`;
-    // A stream of known length is sent with its Content-Length (not chunked).
-    const sized = new FixedLengthStream(length);
+    // A stream of known length is sent with its Content-Length (not chunked); a few MiB may wait in it, so
+    // the next frames come on while the last ones are on their way to the client (one at a time is one round trip each).
+    const sized = new FixedLengthStream(length, { highWaterMark: DOWNLOAD_BUFFER_BYTES });
     void readableOf(stream).pipeTo(sized.writable).catch(() => {});
     return new Response(sized.readable, { status: range ? 206 : 200, headers });
   }
