@@ -134,3 +134,33 @@ export async function runHostModeAgent(opts: {
     },
   };
 }
+
+/**
+ * The one command a customer runs, as the user: `curl … install.sh | sh -s -- --key …`,
+ * which downloads the agent and starts it. Runs in a process group of its own, so
+ * `stop` ends the pipeline and the agent it became.
+ */
+export function runInstaller(origin: string, home: string, hostKey: string): { process: ChildProcess; output(): string; stop(): Promise<void> } {
+  const u = hostUser();
+  const child = spawn('sh', ['-c', `curl -fsSL "${origin}/opencomputers/install.sh" | sh -s -- --key "$KEY"`], {
+    ...asUser(u, home, { KEY: hostKey }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let seen = '';
+  child.stdout!.on('data', (d: Buffer) => (seen += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (seen += d.toString()));
+  return {
+    process: child,
+    output: () => seen,
+    stop: async () => {
+      const exited = new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', () => resolve())));
+      try {
+        process.kill(-child.pid!, 'SIGTERM');
+      } catch {
+        /* already gone */
+      }
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
+    },
+  };
+}

@@ -6,8 +6,10 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { newTenant, type Client } from './client.ts';
+import { hangar, newTenant, type Client } from './client.ts';
 import { registerTenantHost, startHostAgent, type HostAgent } from './host-agent.ts';
+import { freshHome, runInstaller } from '../../scripts/host-mode-agent.ts';
+import { rmSync } from 'node:fs';
 import { SseReader, readSse } from './sse.ts';
 import { TerminalSocket } from './sockets.ts';
 
@@ -190,6 +192,29 @@ describe('secrets', () => {
     expect((await api.patch(`/opencomputers/secrets/${tenantSecret.body.id}`, { value: 'rotated-value-456' })).status).toBe(200);
     const after = await run({ command: 'printf %s "$OC_SHARED" | rev' });
     expect(after.body.stdout).toBe('654-eulav-detator');
+  });
+});
+
+describe('the one command on a machine with only Node', () => {
+  it('curl … install.sh | sh -s -- --key hk_… downloads the agent, checks it, and brings the host online', async () => {
+    const host = await registerTenantHost(api, 'one-command');
+    const home = freshHome();
+    const installer = runInstaller(hangar().origin, home, host.host_key);
+    try {
+      const deadline = Date.now() + 60_000;
+      let status = '';
+      while (status !== 'online' && Date.now() < deadline) {
+        await sleep(100);
+        status = (await api.get<{ status: string }>(`/opencomputers/hosts/${host.id}`)).body.status;
+      }
+      expect(status, installer.output()).toBe('online');
+      expect(installer.output()).toMatch(/installed .*hangar-agent\.mjs/);
+      const job = await api.post<{ stdout: string }>(`/opencomputers/hosts/${host.id}/exec`, { command: 'echo "$HOME"; printenv HANGAR_HOST_KEY || echo no-key' });
+      expect(job.body.stdout).toBe(`${home}\nno-key\n`);
+    } finally {
+      await installer.stop();
+      rmSync(home, { recursive: true, force: true });
+    }
   });
 });
 
