@@ -6,7 +6,7 @@
  * (this needs root, as the test suite has); every agent gets a fresh home.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { stopChild } from './local-stack.ts';
@@ -34,14 +34,28 @@ export function hostUser(): TestUser {
   return user;
 }
 
-/** A Node ≥ 20 outside this project, as a customer's machine has it; this process's own Node when there is none. */
+let node: string | null = null;
+
+/**
+ * A Node ≥ 20 the user can run, outside this project, as a customer's machine
+ * has it; when the machine has none, a copy of this process's own Node where
+ * the user can reach it (a checkout under a private directory is out of its reach).
+ */
 export function systemNode(): string {
-  for (const candidate of ['/usr/bin/node', '/usr/local/bin/node']) {
-    if (!existsSync(candidate)) continue;
-    const r = spawnSync(candidate, ['-p', 'process.versions.node.split(".")[0]'], { encoding: 'utf8' });
-    if (r.status === 0 && Number(r.stdout.trim()) >= 20) return candidate;
+  if (node) return node;
+  const u = hostUser();
+  const runs = (file: string) => {
+    const r = spawnSync(file, ['-p', 'process.versions.node.split(".")[0]'], { encoding: 'utf8', uid: u.uid, gid: u.gid, cwd: '/' });
+    return r.status === 0 && Number(r.stdout.trim()) >= 20;
+  };
+  for (const candidate of ['/usr/bin/node', '/usr/local/bin/node', process.execPath]) {
+    if (existsSync(candidate) && runs(candidate)) return (node = candidate);
   }
-  return process.execPath;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'hangar-oc-node-'));
+  chmodSync(dir, 0o755);
+  copyFileSync(process.execPath, path.join(dir, 'node'));
+  chmodSync(path.join(dir, 'node'), 0o755);
+  return (node = path.join(dir, 'node'));
 }
 
 function asUser(u: TestUser, home: string, extra: NodeJS.ProcessEnv = {}) {
@@ -63,8 +77,10 @@ export function freshHome(u: TestUser = hostUser()): string {
 
 /** Runs install.sh as the user (`--no-start`): the agent lands in ~/.hangar-agent, checked against its sha256. */
 export function installAgent(origin: string, home: string, hostKey: string, u: TestUser = hostUser()): string {
-  const r = spawnSync('sh', ['-c', `curl -fsS "${origin}/opencomputers/install.sh" | sh -s -- --no-start --key "$KEY"`], {
-    ...asUser(u, home, { KEY: hostKey }),
+  // Fetched with curl when the machine has it, else with Node (as install.sh fetches the agent).
+  const fetchScript = existsSync('/usr/bin/curl') ? `curl -fsS "${origin}/opencomputers/install.sh"` : `"${systemNode()}" -e 'fetch(process.argv[1]).then(r=>r.text()).then(t=>process.stdout.write(t))' "${origin}/opencomputers/install.sh"`;
+  const r = spawnSync('sh', ['-c', `${fetchScript} | sh -s -- --no-start --key "$KEY"`], {
+    ...asUser(u, home, { KEY: hostKey, PATH: `${path.dirname(systemNode())}:/usr/local/bin:/usr/bin:/bin` }),
     encoding: 'utf8',
     timeout: 60_000,
   });
@@ -143,7 +159,7 @@ export async function runHostModeAgent(opts: {
 export function runInstaller(origin: string, home: string, hostKey: string): { process: ChildProcess; output(): string; stop(): Promise<void> } {
   const u = hostUser();
   const child = spawn('sh', ['-c', `curl -fsSL "${origin}/opencomputers/install.sh" | sh -s -- --key "$KEY"`], {
-    ...asUser(u, home, { KEY: hostKey }),
+    ...asUser(u, home, { KEY: hostKey, PATH: `${path.dirname(systemNode())}:/usr/local/bin:/usr/bin:/bin` }),
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
