@@ -8,14 +8,19 @@ import { DriverError } from './drivers/driver.ts';
 
 type Send = (msg: ComputerAgentMessage) => boolean;
 
-/** Runs one request and sends its result; `failed` hears of unexpected failures (worth a log line). */
+/**
+ * Runs one request and sends its result; `failed` hears of unexpected
+ * failures and of what a computer's own agent said (worth a log line; never
+ * sent to the server).
+ */
 export async function answer(send: Send, id: string, run: () => Promise<unknown>, failed: (message: string) => void): Promise<void> {
   try {
     send({ type: 'result', id, ok: true, data: await run() });
   } catch (err) {
     const code = err instanceof DriverError ? err.code : 'FAILED';
     const message = err instanceof Error ? err.message : String(err);
-    if (code === 'FAILED') failed(message);
+    const detail = err instanceof DriverError && err.detail ? ` (the computer said: ${JSON.stringify(err.detail)})` : '';
+    if (code === 'FAILED' || detail) failed(`${message}${detail}`);
     send({ type: 'result', id, ok: false, error: { code, message: message.slice(0, 4000) } });
   }
 }

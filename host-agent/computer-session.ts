@@ -26,6 +26,7 @@ import { DiskMover } from './handlers/disk.ts';
 import { AgentRelay } from './relay/agent-relay.ts';
 import { AGENT_VERSION } from './version.ts';
 import type { Logger } from './log.ts';
+import { background } from './background.ts';
 
 export interface SessionConfig {
   wsBase: string;
@@ -48,13 +49,13 @@ export class ComputerSession {
     this.driver = driver;
     this.log = log;
     this.socket = new ReconnectingSocket({ url: cfg.wsBase + agentComputerPath(id), headers: { authorization: `Bearer ${cfg.hostKey}` } });
-    this.socket.on('open', () => void this.announce());
+    this.socket.on('open', () => background(log, `computer ${id}: attaching`, this.announce()));
     this.socket.on('close', () => {
       this.procs.connectionLost();
       this.disk.connectionLost();
       this.relay.connectionLost();
     });
-    this.socket.on('message', (data) => void this.onMessage(data));
+    this.socket.on('message', (data) => background(log, `computer ${id}: a message`, this.onMessage(data)));
     this.socket.on('binary', (data) => {
       if (this.relay.onBinary(data)) return;
       const disk = frameKind(data) === FRAME_DISK ? decodeDiskFrame(data) : null;
@@ -109,9 +110,10 @@ export class ComputerSession {
     }
     if (this.relay.onJson(raw)) return;
     const type = (raw as { type?: unknown })?.type;
-    if (type === 'proc.ack' || type === 'disk.ack' || type === 'disk.cancel') {
+    if (type === 'proc.ack' || type === 'disk.ack' || type === 'disk.cancel' || type === 'procs.forget') {
       const notice = ComputerNotice.safeParse(raw);
       if (!notice.success) this.log(`computer ${this.id}: dropped a malformed ${String(type)}`);
+      else if (notice.data.type === 'procs.forget') for (const id of notice.data.proc_ids) background(this.log, `computer ${this.id}: forgetting ${id}`, this.procs.forget(id));
       else if (notice.data.type === 'proc.ack') this.procs.ack(notice.data.proc_id, notice.data.offsets);
       else if (notice.data.type === 'disk.ack') this.disk.ack(notice.data.transfer_id, notice.data.offset);
       else this.disk.cancel(notice.data.transfer_id);

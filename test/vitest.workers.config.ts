@@ -23,12 +23,16 @@ export default defineConfig(async () => {
             HOST_LOST_GRACE_S: '1',
             // Uploads past this are refused: small, so a test can pass it cheaply.
             HOST_UPLOAD_MAX_BYTES: String(1024 * 1024),
+            // Small, so the relay's 413 is reachable with small bodies.
+            RELAY_MAX_BODY_BYTES: String(1024 * 1024),
           },
         },
       }),
     ],
     test: {
       include: ['test/worker/**/*.test.ts'],
+      // A deadline, not a measure: other work on the machine may slow any test down.
+      testTimeout: 30_000,
       setupFiles: ['test/worker/setup.ts'],
     },
   };

@@ -76,6 +76,11 @@ export class StreamExecSink implements ProcSink {
     return this.hold.holds();
   }
 
+  close(): void {
+    this.hold.stop();
+    this.hub.closeAll();
+  }
+
   dispose(): void {
     this.hold.stop();
     this.hub.closeAll();

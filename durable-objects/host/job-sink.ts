@@ -21,6 +21,8 @@ import type { JobReason, JobStatus, JobTable, OutputStreamName } from './job-tab
 import type { SecretSet } from './secret-mask.ts';
 
 const STREAMS: OutputStreamName[] = ['stdout', 'stderr'];
+/** An ended job's event stream stays readable this long (its record stays longer: JOBS_KEPT). */
+export const JOB_LOG_RETENTION_MS = 60 * 60_000;
 
 /** What the sink keeps in its process row, so an evicted object goes on mid-character and mid-secret. */
 export interface JobSinkState {
@@ -129,6 +131,10 @@ export class JobSink implements ProcSink {
       held: { ...this.held },
       recorded: { ...this.recorded },
     };
+  }
+
+  keepFor(): number {
+    return JOB_LOG_RETENTION_MS;
   }
 
   holds(): boolean {

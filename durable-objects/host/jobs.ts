@@ -14,12 +14,11 @@ import { hangUp } from '../exec/hang-up.ts';
 import { lastEventId } from '../sse-hub.ts';
 import type { ProcManager } from '../exec/proc-manager.ts';
 import type { ProcRow } from '../exec/proc-table.ts';
-import { JobSink, type JobSinkState } from './job-sink.ts';
+import { JOB_LOG_RETENTION_MS, JobSink, type JobSinkState } from './job-sink.ts';
 import { JobTable, type JobRow } from './job-table.ts';
 import type { SecretSet } from './secret-mask.ts';
 
-/** An ended job's event stream stays readable this long (its record stays longer: JOBS_KEPT). */
-export const JOB_LOG_RETENTION_MS = 60 * 60_000;
+export { JOB_LOG_RETENTION_MS };
 /** Jobs running on one host at once, at most; past it a new one is refused (429) until some end. */
 export const MAX_RUNNING_JOBS = 100;
 

@@ -20,13 +20,15 @@ import type { HostStatus } from '../../schema/db.ts';
 import type { Env } from '../../worker/env.ts';
 import { errorResponse } from '../../worker/http/responses.ts';
 import { AgentLink } from '../agent-link.ts';
+import { HeldCredentials } from '../credentials/held-credentials.ts';
+import { apiKeyLive } from '../../worker/tenancy/principals.ts';
 import { Streams } from '../exec/streams.ts';
 import { RelayMux } from '../relay/relay-mux.ts';
 import { HostFiles, uploadLimit } from './host-files.ts';
 import { HostEvents, type HostEventType } from './host-events.ts';
 import { HostSecrets } from './host-secrets.ts';
 import { HostStatusKeeper, helloColumns } from './host-status.ts';
-import { JOB_LOG_RETENTION_MS, Jobs, type JobSpec } from './jobs.ts';
+import { Jobs, type JobSpec } from './jobs.ts';
 import type { JobRow } from './job-table.ts';
 import { TerminalTickets } from './terminal-tickets.ts';
 
@@ -61,6 +63,8 @@ export class TenantHost {
   readonly streams: Streams;
   readonly jobs: Jobs;
   readonly secrets: HostSecrets;
+  /** API keys behind the host's client connections (terminals, viewers, file transfers): revoking one ends them. */
+  readonly held: HeldCredentials;
   private readonly tickets: TerminalTickets;
   private readonly status: HostStatusKeeper;
   private eventsOf: HostEvents | null = null;
@@ -85,7 +89,8 @@ export class TenantHost {
       secrets: () => this.secrets.set(),
       event: (type, job) => this.event(type, jobEventData(job)),
     });
-    this.streams = new Streams(ctx, this.link, schedule, { sinks: { job: (row) => this.jobs.sink(row) }, retentionMs: { job: JOB_LOG_RETENTION_MS } });
+    this.held = new HeldCredentials(ctx, (id) => apiKeyLive(env, id, { fresh: true }));
+    this.streams = new Streams(ctx, this.link, this.held, schedule, { job: (row) => this.jobs.sink(row) });
     this.tickets = new TerminalTickets(sql);
     this.status = new HostStatusKeeper(ctx.storage, env.DB, (status, reason) => this.event('status_change', { status, reason }));
   }

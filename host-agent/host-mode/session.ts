@@ -12,6 +12,7 @@
 import os from 'node:os';
 import { AGENT_HOST_PATH, FRAME_STDIN, HostModeNotice, HostRequest, Welcome, decodeFrame, type ComputerAgentMessage } from '../../schema/protocol.ts';
 import { answer, refuse } from '../answer.ts';
+import { background } from '../background.ts';
 import { ProcRelay } from '../handlers/procs.ts';
 import type { Logger } from '../log.ts';
 import { ReconnectingSocket } from '../reconnecting-socket.ts';
@@ -118,10 +119,11 @@ export class HostModeSession {
       if (w.success) this.welcome(w.data.host_id, w.data.heartbeat_interval_ms);
       return;
     }
-    if (type === 'proc.ack' || type === 'secrets.set') {
+    if (type === 'proc.ack' || type === 'secrets.set' || type === 'procs.forget') {
       const n = HostModeNotice.safeParse(raw);
       if (!n.success) this.log(`host socket: dropped a malformed ${String(type)}`);
       else if (n.data.type === 'proc.ack') this.procRelay.ack(n.data.proc_id, n.data.offsets);
+      else if (n.data.type === 'procs.forget') for (const id of n.data.proc_ids) background(this.log, `forgetting ${id}`, this.procRelay.forget(id));
       else this.secrets = n.data.env;
       return;
     }

@@ -21,8 +21,8 @@ export type FieldSpec =
   | { type: 'number'; min: number; max: number; nonZero?: boolean }
   | { type: 'uuid' }
   | { type: 'array'; of: 'enum' | 'uuid' | 'string'; values?: readonly string[]; min?: number; max: number; badItems?: unknown[] }
-  | { type: 'boolean' }
-  | { type: 'labels' };
+  | { type: 'labels' }
+  | { type: 'bool' };
 
 export interface Field {
   spec: FieldSpec;
@@ -170,8 +170,8 @@ export function invalidValues(field: Field, rng: Rng): [string, unknown][] {
       if ((s.min ?? 0) >= 1) out.push(['empty', []]);
       break;
     }
-    case 'boolean':
-      out.push(['string', 'true'], ['number', 1], ['zero', 0], ['empty string', ''], ['array', [true]], ['object', {}]);
+    case 'bool':
+      out.push(['string true', 'true'], ['string false', 'false'], ['one', 1], ['zero', 0], ['empty string', ''], ['array', [true]], ['object', {}]);
       break;
     case 'labels':
       out.push(['string', 'a=b'], ['number', 1], ['array', [['a', 'b']]], ['true', true]);
