@@ -18,8 +18,7 @@ import type { JobRow } from './host/job-table.ts';
 import type { RelayMux } from './relay/relay-mux.ts';
 import type { FsEntry } from '../schema/protocol.ts';
 
-/** Header by which a route asks the object for a stream or socket of a tenant host (job stream, events, terminal). */
-export const HOST_OP_HEADER = 'x-hangar-host-op';
+import { HOST_OP_HEADER } from './host/client-header.ts';
 
 const TAG = 'host';
 export const HEARTBEAT_INTERVAL_MS = 15_000;
@@ -176,10 +175,7 @@ export class HostObject extends DurableObject<Env> {
     const ref: HostRef = { id: request.headers.get('x-hangar-host-id') ?? '', org_id: request.headers.get('x-hangar-org-id') ?? '' };
     if (op === 'terminal') return this.tenant.openTerminal(request.headers.get('x-hangar-ticket') ?? '', requestId);
     await this.tenant.bind(ref);
-    if (op === 'events') return this.tenant.events!.subscribe(request);
-    if (op === 'job-stream') return this.tenant.jobs.stream(request.headers.get('x-hangar-job-id') ?? '', request, requestId);
-    if (op === 'fs-download' || op === 'fs-upload') return this.tenant.fsTransfer(ref, op === 'fs-download' ? 'download' : 'upload', request, requestId);
-    return new Response('unknown operation', { status: 400 });
+    return this.tenant.serveClient(op, request, requestId);
   }
 
   async runJob(ref: HostRef, spec: JobSpec, waitMs: number): Promise<Result<JobRow>> {
@@ -202,6 +198,11 @@ export class HostObject extends DurableObject<Env> {
 
   async terminalTicket(ref: HostRef, opts: { session_id?: string; cols: number; rows: number }, credentialId: string | null) {
     return this.tenant.terminalTicket(ref, opts, credentialId);
+  }
+
+  /** An API key of the host's organization was revoked (worker/credentials/revocation.ts): what it opened here ends. */
+  async endCredential(credentialId: string): Promise<number> {
+    return this.tenant.endCredential(credentialId);
   }
 
   async revoke(ref: HostRef): Promise<void> {

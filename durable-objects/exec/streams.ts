@@ -96,10 +96,8 @@ export class Streams {
     // A viewer that already has the terminal event is told not to reconnect.
     if (sink.log.done() && after >= sink.log.lastSeq()) return new Response(null, { status: 204 });
     // The viewer ends when it goes away, or when the key its ticket came from is revoked.
-    const viewer = new AbortController();
-    request.signal?.addEventListener('abort', () => viewer.abort());
-    const untrack = this.held.track(redeemed.credential_id, () => viewer.abort());
-    return sink.hub.subscribe(after, viewer.signal, untrack);
+    const viewer = this.held.viewer(request.signal, redeemed.credential_id);
+    return sink.hub.subscribe(after, viewer.signal, viewer.untrack);
   }
 
   /** A revoked key: its tickets stop working and its viewers and sockets are closed. */

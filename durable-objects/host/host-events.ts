@@ -8,6 +8,7 @@ import { isoNow } from '../../worker/http/ids.ts';
 import { SseHub, lastEventId } from '../sse-hub.ts';
 import { EventLog } from '../exec/event-log.ts';
 import { typedEventFormat, type TypedItem } from '../exec/typed-events.ts';
+import type { Viewer } from '../credentials/held-credentials.ts';
 
 /** About this much of a host's events is kept (a few thousand events); older ones go first. */
 export const EVENTS_KEPT_CHARS = 1024 * 1024;
@@ -33,8 +34,9 @@ export class HostEvents {
     return item;
   }
 
-  /** The stream after Last-Event-ID (header, or `last_event_id` in the query). */
-  subscribe(request: Request): Response {
-    return this.hub.subscribe(lastEventId(request), request.signal);
+  /** The stream after Last-Event-ID (header, or `last_event_id` in the query), until its viewer ends. */
+  subscribe(request: Request, open: () => Viewer): Response {
+    const viewer = open();
+    return this.hub.subscribe(lastEventId(request), viewer.signal, viewer.untrack);
   }
 }

@@ -16,6 +16,7 @@ import type { ProcManager } from '../exec/proc-manager.ts';
 import type { ProcRow } from '../exec/proc-table.ts';
 import { JOB_LOG_RETENTION_MS, JobSink, type JobSinkState } from './job-sink.ts';
 import { JobTable, type JobRow } from './job-table.ts';
+import type { Viewer } from '../credentials/held-credentials.ts';
 import type { SecretSet } from './secret-mask.ts';
 
 export { JOB_LOG_RETENTION_MS };
@@ -136,7 +137,7 @@ export class Jobs {
   }
 
   /** GET …/exec/{job_id}/stream: the job's events after Last-Event-ID, then live ones until `done`. */
-  stream(id: string, request: Request, requestId: string): Response {
+  stream(id: string, request: Request, requestId: string, open: () => Viewer): Response {
     const job = this.table.get(id);
     if (!job) return errorResponse(new ApiError('NOT_FOUND', JOB_NOT_FOUND), requestId);
     const sink = this.host.procs().sink(job.proc_id);
@@ -147,7 +148,8 @@ export class Jobs {
     const after = lastEventId(request);
     // A viewer that already has `done` is told not to reconnect.
     if (sink.log.done() && after >= sink.log.lastSeq()) return new Response(null, { status: 204 });
-    return sink.hub.subscribe(after, request.signal);
+    const viewer = open();
+    return sink.hub.subscribe(after, viewer.signal, viewer.untrack);
   }
 
   private sealed(jobId: string): void {

@@ -21,6 +21,7 @@ import type { Env } from '../../worker/env.ts';
 import { errorResponse } from '../../worker/http/responses.ts';
 import { AgentLink } from '../agent-link.ts';
 import { HeldCredentials } from '../credentials/held-credentials.ts';
+import { CREDENTIAL_HEADER } from './client-header.ts';
 import { apiKeyLive } from '../../worker/tenancy/principals.ts';
 import { Streams } from '../exec/streams.ts';
 import { RelayMux } from '../relay/relay-mux.ts';
@@ -53,6 +54,7 @@ interface AgentFacts {
   terminal: boolean;
 }
 
+const REVOKED = 'the API key this was opened with is revoked';
 const OFFLINE = "the host's agent is not connected; the command cannot be dispatched (start hangar-agent on the host)";
 
 export class TenantHost {
@@ -344,12 +346,45 @@ export class TenantHost {
     return ok({ ...t, session_id: sessionId });
   }
 
-  /** The terminal socket of a ticket (used once). */
+  /** The terminal socket of a ticket (used once), closed when the API key that asked for the ticket is revoked. */
   async openTerminal(ticket: string, requestId: string): Promise<Response> {
     const grant = await this.tickets.redeem(ticket);
     if (!grant) return errorResponse(new ApiError('UNAUTHORIZED', 'unknown, used or expired terminal ticket; ask for a new one with POST …/terminal/ticket'), requestId);
+    if (!(await this.held.admits(grant.credential_id))) return errorResponse(new ApiError('UNAUTHORIZED', REVOKED), requestId);
     await this.ready();
-    return this.streams.terminals.attach(grant.org_id, grant.session_id, requestId);
+    return this.streams.terminals.attach(grant.org_id, grant.session_id, requestId, this.held.tags(grant.credential_id));
+  }
+
+  /**
+   * A stream a route hands the object (job stream, events, file bytes), with
+   * the API key behind it: refused once the key is revoked, and ended when
+   * it is (`endCredential`).
+   */
+  async serveClient(op: string, request: Request, requestId: string): Promise<Response> {
+    const credentialId = request.headers.get(CREDENTIAL_HEADER) || null;
+    if (!(await this.held.admits(credentialId))) return errorResponse(new ApiError('UNAUTHORIZED', REVOKED), requestId);
+    const viewer = () => this.held.viewer(request.signal, credentialId);
+    switch (op) {
+      case 'events':
+        return this.events!.subscribe(request, viewer);
+      case 'job-stream':
+        return this.jobs.stream(request.headers.get('x-hangar-job-id') ?? '', request, requestId, viewer);
+      case 'fs-download':
+      case 'fs-upload':
+        return this.fsTransfer(op === 'fs-download' ? 'download' : 'upload', request, credentialId, requestId);
+    }
+    return new Response('unknown operation', { status: 400 });
+  }
+
+  /**
+   * An API key was revoked: the terminal tickets minted with it stop working,
+   * and the terminals, viewers and file transfers opened with it end now.
+   * Answers how many were ended.
+   */
+  endCredential(credentialId: string): number {
+    this.tickets.dropForCredential(credentialId);
+    const relayed = this.relay.resetWhere((tags) => tags.credential_id === credentialId, 'closed', 'credential revoked');
+    return relayed + this.streams.endCredential(credentialId);
   }
 
   /** Revoked by its tenant: the agent is closed for good and what ran is lost. */
@@ -376,13 +411,12 @@ export class TenantHost {
     return u.ok ? run(this.files) : u;
   }
 
-  /** A download or an upload (their bytes go over the relay). */
-  async fsTransfer(ref: HostRef, op: 'download' | 'upload', request: Request, requestId: string): Promise<Response> {
-    const u = await this.usable(ref);
+  /** A download or an upload (their bytes go over the relay, tagged with the key behind them). */
+  private async fsTransfer(op: 'download' | 'upload', request: Request, credentialId: string | null, requestId: string): Promise<Response> {
+    const u = await this.usable(this.ref!);
     if (!u.ok) return errorResponse(new ApiError(u.code, u.message), requestId);
     const path = new URL(request.url).searchParams.get('path') ?? '';
-    const credential = request.headers.get('x-hangar-credential-id') || null;
-    return op === 'download' ? this.files.download(request, path, credential, requestId) : this.files.upload(request, path, credential, requestId);
+    return op === 'download' ? this.files.download(request, path, credentialId, requestId) : this.files.upload(request, path, credentialId, requestId);
   }
 
   async hostStatus(): Promise<HostStatus> {

@@ -57,4 +57,9 @@ export class TerminalTickets {
     this.sql.exec('DELETE FROM terminal_tickets WHERE hash = ?', hash);
     return Date.now() > row.expires_at ? null : { session_id: row.session_id, org_id: row.org_id, credential_id: row.credential_id };
   }
+
+  /** Forgets every ticket minted with a revoked key. */
+  dropForCredential(credentialId: string): void {
+    this.sql.exec('DELETE FROM terminal_tickets WHERE credential_id = ?', credentialId);
+  }
 }

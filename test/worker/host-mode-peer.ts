@@ -107,7 +107,7 @@ export class HostModePeer {
       },
       notice: (raw) => {
         const type = (raw as { type?: unknown } | null)?.type;
-        if (type !== 'proc.ack' && type !== 'secrets.set') return 'not-a-notice';
+        if (type !== 'proc.ack' && type !== 'secrets.set' && type !== 'procs.forget') return 'not-a-notice';
         const n = HostModeNotice.safeParse(raw);
         if (!n.success) return `malformed notice ${JSON.stringify(raw)}`;
         this.notices.push(n.data);

@@ -3,9 +3,8 @@
  * shape — `event: <type>`, `data: {"type", "host_id", "data", "timestamp"}` —
  * each with an `id:`, resumable with Last-Event-ID, heartbeats every 15 s.
  */
-import { HOST_OP_HEADER } from '../../../durable-objects/host-object.ts';
 import { route, type RouteDef } from '../../router.ts';
-import { hostStub, loadTenantHost } from './host-access.ts';
+import { hostOpRequest, hostStub, loadTenantHost, refOf } from './host-access.ts';
 import { OC_BASE } from './hosts.ts';
 
 export const EVENT_ROUTES: RouteDef[] = [
@@ -15,10 +14,7 @@ export const EVENT_ROUTES: RouteDef[] = [
     auth: 'tenant',
     handler: async (c) => {
       const host = await loadTenantHost(c.env, c.principal, c.params.id);
-      const headers = new Headers({ [HOST_OP_HEADER]: 'events', 'x-hangar-host-id': host.id, 'x-hangar-org-id': host.org_id, 'x-request-id': c.requestId });
-      const lastEventId = c.request.headers.get('last-event-id');
-      if (lastEventId) headers.set('last-event-id', lastEventId);
-      return hostStub(c.env, host.id).fetch(new Request(c.url.toString(), { headers }));
+      return hostStub(c.env, host.id).fetch(hostOpRequest(c, refOf(host), 'events'));
     },
   }),
 ];

@@ -8,12 +8,11 @@
  */
 import { HostPath, MkdirBody } from '../../../schema/api-opencomputers.ts';
 import { ApiError, unwrap } from '../../../schema/errors.ts';
-import { HOST_OP_HEADER } from '../../../durable-objects/host-object.ts';
 import { declaredTooLarge, uploadLimit } from '../../../durable-objects/host/host-files.ts';
 import { validate } from '../../http/body.ts';
 import { json } from '../../http/responses.ts';
 import { route, type RouteContext, type RouteDef } from '../../router.ts';
-import { credentialOf, hostStub, loadTenantHost, refOf, single } from './host-access.ts';
+import { hostOpRequest, hostStub, loadTenantHost, refOf, single } from './host-access.ts';
 import { OC_BASE } from './hosts.ts';
 
 const FS = `${OC_BASE}/hosts/:id/fs`;
@@ -43,14 +42,8 @@ async function transfer(c: RouteContext, op: 'fs-download' | 'fs-upload'): Promi
   pathParam(c);
   const max = uploadLimit(c.env);
   if (op === 'fs-upload' && declaredTooLarge(c.request, max)) throw new ApiError('PAYLOAD_TOO_LARGE', `an upload is at most ${max} bytes`);
-  const headers = new Headers({ [HOST_OP_HEADER]: op, 'x-hangar-host-id': host.id, 'x-hangar-org-id': host.org_id, 'x-request-id': c.requestId });
-  headers.set('x-hangar-credential-id', credentialOf(c.principal) ?? '');
-  for (const h of ['range', 'content-type', 'content-length']) {
-    const v = c.request.headers.get(h);
-    if (v !== null) headers.set(h, v);
-  }
-  const body = op === 'fs-upload' ? c.request.body : null;
-  return stub.fetch(new Request(c.url.toString(), { method: op === 'fs-upload' ? 'POST' : 'GET', headers, body, ...(body ? { duplex: 'half' } : {}) } as RequestInit));
+  const upload = op === 'fs-upload';
+  return stub.fetch(hostOpRequest(c, refOf(host), op, { pass: ['range', 'content-type', 'content-length'], method: upload ? 'POST' : 'GET', body: upload ? c.request.body : null }));
 }
 
 const listing = (path: (c: RouteContext) => string) => async (c: RouteContext) => {

@@ -11,6 +11,7 @@ import type { Env } from '../../env.ts';
 import { looksLikeId } from '../../http/ids.ts';
 import type { Principal } from '../../middleware/principal.ts';
 import type { HostRef } from '../../../durable-objects/host/tenant-host.ts';
+import { CREDENTIAL_HEADER, HOST_OP_HEADER } from '../../../durable-objects/host/client-header.ts';
 
 export const TENANT_HOST_COLUMNS =
   'id, org_id, name, region, labels, status, status_reason, key_prefix, agent_version, os, os_release, arch, hostname, cpus, memory_mb, agent_info, last_seen_at, revoked_at, created_at, updated_at';
@@ -56,8 +57,20 @@ export const hostStub = (env: Env, id: string) => env.HOST.get(env.HOST.idFromNa
 
 export const refOf = (row: TenantHostRow): HostRef => ({ id: row.id, org_id: row.org_id });
 
-/** The id of the API key behind a request (null for a JWT): tickets and sockets record it, so revoking the key ends them. */
-export const credentialOf = (p: Principal): string | null => (p.kind === 'api_key' ? p.subject : null);
+/**
+ * A request for the host's object to serve a stream or a transfer (job
+ * stream, events, file bytes): which host, whose, which key asked, and the
+ * client's headers the object reads.
+ */
+export function hostOpRequest(c: { url: URL; request: Request; principal: Principal; requestId: string }, host: HostRef, op: string, init: { headers?: Record<string, string>; pass?: string[]; method?: string; body?: ReadableStream | null } = {}): Request {
+  const headers = new Headers({ [HOST_OP_HEADER]: op, 'x-hangar-host-id': host.id, 'x-hangar-org-id': host.org_id, 'x-request-id': c.requestId, [CREDENTIAL_HEADER]: c.principal.credential_id ?? '', ...init.headers });
+  for (const h of ['last-event-id', ...(init.pass ?? [])]) {
+    const v = c.request.headers.get(h);
+    if (v !== null) headers.set(h, v);
+  }
+  const body = init.body ?? null;
+  return new Request(c.url.toString(), { method: init.method ?? 'GET', headers, body, ...(body ? { duplex: 'half' } : {}) } as RequestInit);
+}
 
 /** A host as the OpenComputers page shows it, with what its agent reported about the machine. */
 export function hostView(h: TenantHostRow) {

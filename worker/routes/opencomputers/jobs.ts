@@ -9,12 +9,11 @@
 import { CreateJob, JOB_DEFAULT_TIMEOUT_S, JOB_MAX_TIMEOUT_S } from '../../../schema/api-opencomputers.ts';
 import { ApiError, unwrap } from '../../../schema/errors.ts';
 import type { JobRow } from '../../../durable-objects/host/job-table.ts';
-import { HOST_OP_HEADER } from '../../../durable-objects/host-object.ts';
 import { isoNow, looksLikeId } from '../../http/ids.ts';
 import { pageInfo, readPage } from '../../http/pagination.ts';
 import { json } from '../../http/responses.ts';
 import { route, type RouteContext, type RouteDef } from '../../router.ts';
-import { hostStub, loadTenantHost, refOf, single } from './host-access.ts';
+import { hostOpRequest, hostStub, loadTenantHost, refOf, single } from './host-access.ts';
 import { OC_BASE } from './hosts.ts';
 
 const BASE = `${OC_BASE}/hosts/:id/exec`;
@@ -114,10 +113,7 @@ export const JOB_ROUTES: RouteDef[] = [
     auth: 'tenant',
     handler: async (c) => {
       const { host, job } = await jobOf(c);
-      const headers = new Headers({ [HOST_OP_HEADER]: 'job-stream', 'x-hangar-job-id': job.id, 'x-hangar-host-id': host.id, 'x-hangar-org-id': host.org_id, 'x-request-id': c.requestId });
-      const lastEventId = c.request.headers.get('last-event-id');
-      if (lastEventId) headers.set('last-event-id', lastEventId);
-      return hostStub(c.env, host.id).fetch(new Request(c.url.toString(), { headers }));
+      return hostStub(c.env, host.id).fetch(hostOpRequest(c, refOf(host), 'job-stream', { headers: { 'x-hangar-job-id': job.id } }));
     },
   }),
   route({

@@ -10,13 +10,13 @@
  */
 import { TerminalTicketBody } from '../../../schema/api-opencomputers.ts';
 import { ApiError, unwrap } from '../../../schema/errors.ts';
-import { HOST_OP_HEADER } from '../../../durable-objects/host-object.ts';
+import { HOST_OP_HEADER } from '../../../durable-objects/host/client-header.ts';
 import { ticketHost } from '../../../durable-objects/host/terminal-tickets.ts';
 import { isoNow } from '../../http/ids.ts';
 import { json } from '../../http/responses.ts';
 import { route, type RouteDef } from '../../router.ts';
 import { requireUpgrade } from '../exec-socket.ts';
-import { credentialOf, hostStub, loadTenantHost, refOf, single } from './host-access.ts';
+import { hostStub, loadTenantHost, refOf, single } from './host-access.ts';
 import { OC_BASE } from './hosts.ts';
 
 export const TERMINAL_SOCKET_PATH = '/opencomputers/ws/terminal';
@@ -29,7 +29,7 @@ export const OC_TERMINAL_ROUTES: RouteDef[] = [
     body: TerminalTicketBody,
     handler: async (c) => {
       const host = await loadTenantHost(c.env, c.principal, c.params.id);
-      const t = unwrap(await hostStub(c.env, host.id).terminalTicket(refOf(host), c.body, credentialOf(c.principal)));
+      const t = unwrap(await hostStub(c.env, host.id).terminalTicket(refOf(host), c.body, c.principal.credential_id));
       const ws_url = `${c.url.origin.replace(/^http/, 'ws')}${TERMINAL_SOCKET_PATH}?ticket=${encodeURIComponent(t.ticket)}`;
       return json(single({ ticket: t.ticket, ws_url, expires_at: isoNow(t.expires_at), session_id: t.session_id, host_id: host.id }), 201);
     },
