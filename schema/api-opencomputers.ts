@@ -8,20 +8,20 @@ import { HostRegion } from './api-admin.ts';
 import { StringMap } from './string-map.ts';
 import { ENV_NAME, EXEC_MAX_COMMAND_BYTES } from './api.ts';
 import { ProcId } from './protocol.ts';
+import { DisplayName } from './text.ts';
 
-const Name = z.string().trim().min(1).max(128);
 const utf8Length = (s: string) => new TextEncoder().encode(s).byteLength;
 const noNul = (s: string) => !s.includes('\0');
 const NO_NUL = 'must not contain NUL characters';
 
 export const RegisterTenantHost = z.object({
-  name: Name,
+  name: DisplayName,
   region: HostRegion.optional(),
   labels: StringMap.default({}),
 });
 
 export const UpdateTenantHost = z
-  .object({ name: Name.optional(), region: HostRegion.optional(), labels: StringMap.optional() })
+  .object({ name: DisplayName.optional(), region: HostRegion.optional(), labels: StringMap.optional() })
   .refine((b) => b.name !== undefined || b.region !== undefined || b.labels !== undefined, 'name, region or labels is required');
 
 /** Jobs: default 60 s; longer values are clamped to JOB_MAX_TIMEOUT_S, as exec clamps to its maximum. */
