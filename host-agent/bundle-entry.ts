@@ -9,6 +9,7 @@ import { runHostMode } from './host-mode/run.ts';
 import { logger } from './log.ts';
 import { EXIT_CONFIG, whoAmI } from './whoami.ts';
 import { MIN_NODE_MAJOR } from './host-mode/system-info.ts';
+import { AGENT_WHOAMI_PATH } from '../schema/protocol.ts';
 
 if (Number(process.versions.node.split('.')[0]) < MIN_NODE_MAJOR) {
   console.error(`hangar-agent needs Node.js ${MIN_NODE_MAJOR} or newer (this is ${process.version})`);
@@ -23,6 +24,10 @@ try {
   process.exit(2);
 }
 const who = await whoAmI(cfg, log);
+if (!who) {
+  console.error(`hangar-agent: ${cfg.api} does not serve tenant hosts (no ${AGENT_WHOAMI_PATH}); check --api`);
+  process.exit(EXIT_CONFIG);
+}
 if (who.kind !== 'byo') {
   console.error('hangar-agent: this key is a fleet host\'s; fleet hosts run the agent from a checkout of the project (npm run agent)');
   process.exit(EXIT_CONFIG);

@@ -24,7 +24,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     process.exit(2);
   }
   const who = await whoAmI(cfg, log);
-  if (who.kind === 'byo') return runHostMode(cfg, who, log);
+  if (who?.kind === 'byo') return runHostMode(cfg, who, log);
   // Without --share-ro, computers get the host's local pip mirror (if any), so pip works inside as on the host.
   const shares = cfg.shareReadOnly ?? pipMirrorDirs();
   const driver = new SandboxDriver({ dataDir: cfg.dataDir, shareReadOnly: shares, diskPoolGb: cfg.diskPoolGb });

@@ -1,7 +1,8 @@
 /**
  * Which kind of host the key is for: a fleet host makes computers, a tenant
  * host (OpenComputers) is served itself. Retried while the server cannot be
- * reached; a refused key ends the agent.
+ * reached; a refused key ends the agent. A server without the route (one
+ * older than host mode) answers null: its keys are fleet hosts'.
  */
 import { AGENT_WHOAMI_PATH, WhoAmI } from '../schema/protocol.ts';
 import type { AgentConfig } from './config.ts';
@@ -10,13 +11,14 @@ import type { Logger } from './log.ts';
 /** Exit status for what restarting cannot fix (a refused key, a revoked host, a failed preflight): `RestartPreventExitStatus=78`. */
 export const EXIT_CONFIG = 78;
 
-export async function whoAmI(cfg: Pick<AgentConfig, 'api' | 'key'>, log: Logger): Promise<WhoAmI> {
+export async function whoAmI(cfg: Pick<AgentConfig, 'api' | 'key'>, log: Logger): Promise<WhoAmI | null> {
   const url = new URL(AGENT_WHOAMI_PATH, cfg.api);
   for (let attempt = 0; ; attempt++) {
     let problem: string;
     try {
       const r = await fetch(url, { headers: { authorization: `Bearer ${cfg.key}` }, signal: AbortSignal.timeout(15_000) });
-      if (r.status === 401 || r.status === 403 || r.status === 404) {
+      if (r.status === 404) return null;
+      if (r.status === 401 || r.status === 403) {
         console.error(`hangar-agent: the server refused this host key (HTTP ${r.status}): it is unknown or revoked; check --key`);
         process.exit(EXIT_CONFIG);
       }
