@@ -49,4 +49,55 @@ describe('host events', () => {
     await resumed.close();
     await sleep(10);
   });
+
+  it("all the tenant's hosts in one stream: ids name each host's place, Last-Event-ID resumes every host exactly, new hosts join, other tenants' never show", async () => {
+    const t = await createTenant();
+    const stranger = await createTenant();
+    const a = await registerTenantHost(t.apiKey, { name: 'a' });
+    const b = await registerTenantHost(t.apiKey, { name: 'b' });
+    const theirs = await registerTenantHost(stranger.apiKey, { name: 'theirs' });
+    const all = (headers: Record<string, string> = {}) => tenantFetch(t.apiKey, `${OC}/hosts/events`, { headers });
+    const res = await all();
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toContain('text/event-stream');
+    const viewer = new SseReader(res);
+
+    const peerA = await HostModePeer.online(a.key);
+    const peerB = await HostModePeer.online(b.key);
+    await HostModePeer.online(theirs.key);
+    peerA.close();
+    const first = [];
+    for (let i = 0; i < 3; i++) first.push((await viewer.next())!);
+    const hostOf = (m: { data: string }) => (JSON.parse(m.data) as { host_id: string }).host_id;
+    const statusOf = (m: { data: string }) => (JSON.parse(m.data) as { data: { status: string } }).data.status;
+    // Each host's events in its order; nothing of the other tenant's host.
+    expect(first.map((m) => [hostOf(m), statusOf(m)]).filter(([h]) => h === a.id)).toEqual([[a.id, 'online'], [a.id, 'offline']]);
+    expect(first.map((m) => [hostOf(m), statusOf(m)]).filter(([h]) => h === b.id)).toEqual([[b.id, 'online']]);
+    for (const m of first) expect(m.event).toBe('status_change');
+    // The id after a's offline event names a's place 2 and, if b's came first, b's place 1.
+    const last = first.at(-1)!.id!;
+    expect(last).toContain(`${a.id.replaceAll('-', '')}.`);
+
+    // Resuming after the first event gets exactly the other two, then live ones; a host registered now joins.
+    const resumed = new SseReader(await all({ 'last-event-id': first[0].id! }));
+    const again = [(await resumed.next())!, (await resumed.next())!];
+    expect(again.map((m) => m.id)).toEqual([first[1].id, first[2].id]);
+    const c = await registerTenantHost(t.apiKey, { name: 'c' });
+    await HostModePeer.online(c.key);
+    peerB.close();
+    const live = [(await resumed.next())!, (await resumed.next())!];
+    expect(live.map((m) => [hostOf(m), statusOf(m)]).sort()).toEqual([[b.id, 'offline'], [c.id, 'online']].sort());
+    await resumed.close();
+    await viewer.close();
+
+    // A Last-Event-ID that names no host's place (a per-host stream's number, garbage) reads every host from its oldest kept event.
+    const fromStart = new SseReader(await all({ 'last-event-id': '3' }));
+    const replay = [];
+    for (let i = 0; i < 5; i++) replay.push((await fromStart.next())!);
+    expect(replay.filter((m) => hostOf(m) === a.id).map(statusOf)).toEqual(['online', 'offline']);
+    expect(replay.filter((m) => hostOf(m) === b.id).map(statusOf)).toEqual(['online', 'offline']);
+    expect(replay.filter((m) => hostOf(m) === c.id).map(statusOf)).toEqual(['online']);
+    await fromStart.close();
+    await sleep(10);
+  });
 });

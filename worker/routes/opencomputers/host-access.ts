@@ -62,14 +62,21 @@ export const refOf = (row: TenantHostRow): HostRef => ({ id: row.id, org_id: row
  * stream, events, file bytes): which host, whose, which key asked, and the
  * client's headers the object reads.
  */
-export function hostOpRequest(c: { url: URL; request: Request; principal: Principal; requestId: string }, host: HostRef, op: string, init: { headers?: Record<string, string>; pass?: string[]; method?: string; body?: ReadableStream | null } = {}): Request {
-  const headers = new Headers({ [HOST_OP_HEADER]: op, 'x-hangar-host-id': host.id, 'x-hangar-org-id': host.org_id, 'x-request-id': c.requestId, [CREDENTIAL_HEADER]: c.principal.credential_id ?? '', ...init.headers });
+export function hostOpRequest(
+  c: { url: URL; request: Request; principal: Principal; requestId: string },
+  host: HostRef,
+  op: string,
+  init: { headers?: Record<string, string>; pass?: string[]; method?: string; body?: ReadableStream | null; url?: string; signal?: AbortSignal } = {},
+): Request {
+  const headers = new Headers();
   for (const h of ['last-event-id', ...(init.pass ?? [])]) {
     const v = c.request.headers.get(h);
     if (v !== null) headers.set(h, v);
   }
+  const own = { [HOST_OP_HEADER]: op, 'x-hangar-host-id': host.id, 'x-hangar-org-id': host.org_id, 'x-request-id': c.requestId, [CREDENTIAL_HEADER]: c.principal.credential_id ?? '', ...init.headers };
+  for (const [k, v] of Object.entries(own)) headers.set(k, v);
   const body = init.body ?? null;
-  return new Request(c.url.toString(), { method: init.method ?? 'GET', headers, body, ...(body ? { duplex: 'half' } : {}) } as RequestInit);
+  return new Request(init.url ?? c.url.toString(), { method: init.method ?? 'GET', headers, body, signal: init.signal, ...(body ? { duplex: 'half' } : {}) } as RequestInit);
 }
 
 /** A host as the OpenComputers page shows it, with what its agent reported about the machine. */
