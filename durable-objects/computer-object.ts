@@ -21,6 +21,7 @@ import { Upkeep } from './computer/upkeep.ts';
 import { Mover, type MoveTarget } from './computer/move.ts';
 import { loadComputerEnv } from '../worker/crypto/env-cipher.ts';
 import { Streams } from './exec/streams.ts';
+import { ComputerEvents, reasonFor, startsOperation, type Why } from './computer/events.ts';
 import type { TerminalOptions } from './exec/terminal.ts';
 
 const NOT_FOUND = 'computer not found';
@@ -42,21 +43,23 @@ export class ComputerObject extends DurableObject<Env> {
   private readonly lifecycle: Lifecycle;
   readonly streams: Streams;
   private readonly upkeep: Upkeep;
+  readonly events: ComputerEvents;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    this.events = new ComputerEvents(ctx, env, () => this.rec);
     this.link = new AgentLink(ctx);
     this.target = new AgentLink(ctx, 'agent-target');
     this.mover = new Mover(this, env);
     this.metrics = new MetricsStore(ctx.storage.sql);
     this.lifecycle = new Lifecycle(this, env.DB);
-    this.streams = new Streams(ctx, this.link, () => this.upkeep.schedule());
+    this.streams = new Streams(ctx, this.link, () => this.upkeep.schedule(), this.events.sessions);
     this.upkeep = new Upkeep(ctx, env, {
       record: () => this.rec,
       busy: () => this.streams.busy(),
       expiries: () => this.streams.expiries(),
       sweep: () => this.streams.sweep(),
-      stop: async () => (await this.lifecycle.run('stop')).ok,
+      stop: async (reason) => (await this.lifecycle.run('stop', { reason })).ok,
     });
     this.loaded = ctx.blockConcurrencyWhile(async () => {
       this.rec = (await ctx.storage.get<ComputerRecord>('record')) ?? null;
@@ -70,14 +73,20 @@ export class ComputerObject extends DurableObject<Env> {
     return this.rec;
   }
 
-  /** Applies a lifecycle event: the new status is in memory at once (so racing calls see it), then stored, then in D1. */
-  async apply(event: LifecycleEvent): Promise<Status | null> {
+  /**
+   * Applies a lifecycle event: the new status is in memory at once (so racing calls see it), then stored, then in D1.
+   * `why` says what caused it for the event log; an operation's reason carries over to its outcome.
+   */
+  async apply(event: LifecycleEvent, why?: Why): Promise<Status | null> {
     const rec = this.rec;
     if (!rec) return null;
     const next = transition(rec.status, event);
     if (!next) return null;
     if (next !== rec.status) {
       const wasRunning = rec.status === 'running';
+      const because = why ?? reasonFor(event, rec.pending_why);
+      this.events.status(rec.status, next, because);
+      rec.pending_why = startsOperation(event) ? because : undefined;
       rec.status = next;
       await this.ctx.storage.put('record', rec);
       await mirrorStatus(this.env.DB, rec.id, next);
@@ -135,6 +144,14 @@ export class ComputerObject extends DurableObject<Env> {
     if (this.rec) return fail('CONFLICT', 'computer already exists');
     this.rec = { ...rec, status: 'provisioning' };
     await this.ctx.storage.put('record', this.rec);
+    this.events.emit('computer.created', {
+      status: 'provisioning',
+      reason: 'created',
+      name: rec.name,
+      size: rec.size,
+      template_type: rec.template_type,
+      ...(rec.clone_from && { cloned_from: rec.clone_from }),
+    });
     await this.ctx.storage.put('last_activity', Date.now());
     const host = this.env.HOST.get(this.env.HOST.idFromName(rec.host_id));
     await host.attach(rec.id);
@@ -175,6 +192,9 @@ export class ComputerObject extends DurableObject<Env> {
     await this.mover.cancel('the computer is being deleted');
     await this.apply('delete');
     if (this.link.socket()) await this.link.request('computer.destroy', {}, 120_000);
+    this.events.emit('computer.deleted', { status: 'deleted', reason: 'requested' });
+    // The object's storage (and its outbox) goes with the computer: the last events leave first.
+    if (!(await this.events.flush())) console.error(`computer ${g.value.id}: its last events could not be sent before deletion`);
     await this.forget();
     return ok(true);
   }
@@ -246,7 +266,7 @@ export class ComputerObject extends DurableObject<Env> {
   async exec(caller: Caller, params: ExecRunParams): Promise<Result<ExecRunResult>> {
     const r = await this.require(caller, 'exec');
     if (!r.ok) return r;
-    const res = await this.link.request('exec.run', { params }, params.timeout_s * 1000 + 15_000);
+    const res = await this.events.syncExec(params.command, () => this.link.request('exec.run', { params }, params.timeout_s * 1000 + 15_000));
     this.touch();
     return res;
   }
@@ -356,7 +376,7 @@ export class ComputerObject extends DurableObject<Env> {
         this.metrics.add(parsed.ts, parsed.cpu_percent, parsed.memory_percent);
         return;
       case 'computer.exited':
-        await this.apply('exited');
+        await this.apply('exited', { reason: 'exited', message: parsed.reason });
         return;
       case 'proc.exit':
         this.streams.procs.onExit(parsed.proc_id, parsed);

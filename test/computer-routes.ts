@@ -53,6 +53,7 @@ export const COMPUTER_ROUTE_SAMPLES: ComputerRouteSample[] = [
   r('POST', '/exec/stream', '/exec/stream', { command: `touch ${INTRUDER_MARK}` }),
   r('POST', '/terminal', '/terminal', {}),
   r('POST', '/pty/default/resize', '/pty/:session_id/resize', { cols: 100, rows: 30 }),
+  r('GET', '/events', '/events'),
   // Last: it would remove the computer.
   r('DELETE', '', ''),
 ];

@@ -2,12 +2,15 @@
 import type { ComputerObject } from '../durable-objects/computer-object.ts';
 import type { HostObject } from '../durable-objects/host-object.ts';
 import type { RateLimiterObject } from '../durable-objects/rate-limiter-object.ts';
+import type { OrgEventsObject } from '../durable-objects/org-events-object.ts';
 
 export interface Env {
   DB: D1Database;
   COMPUTER: DurableObjectNamespace<ComputerObject>;
   HOST: DurableObjectNamespace<HostObject>;
   RATE_LIMITER: DurableObjectNamespace<RateLimiterObject>;
+  /** One per organization (named by its id): its event log. */
+  ORG_EVENTS: DurableObjectNamespace<OrgEventsObject>;
   /** Secret: bearer token of the operator (admin) API. */
   OPERATOR_TOKEN: string;
   /** Secret: HMAC key for HS256 JWTs minted by POST /auth/token. */

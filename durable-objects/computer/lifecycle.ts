@@ -10,6 +10,7 @@ import type { ActualState, LifecycleResult } from '../../schema/protocol.ts';
 import { IN_FLIGHT, REFUSAL, type LifecycleEvent, type Status } from './state-table.ts';
 import type { ComputerObject } from '../computer-object.ts';
 import { mirrorAddress } from './record.ts';
+import type { Why } from './events.ts';
 
 const PROVISION_MS = 20 * 60_000; // first boot may build the template and install apps
 const START_MS = 120_000;
@@ -24,10 +25,10 @@ export class Lifecycle {
     private readonly db: D1Database,
   ) {}
 
-  /** A user's start, stop or restart. */
-  async run(action: 'start' | 'stop' | 'restart'): Promise<Result<Status>> {
+  /** A start, stop or restart: a user's (the default reason), or the object's own (auto-stop, credits). */
+  async run(action: 'start' | 'stop' | 'restart', why?: Why): Promise<Result<Status>> {
     if (!this.obj.link.socket()) return fail('AGENT_UNAVAILABLE', "the computer's host agent is not connected; try again shortly");
-    const mid = await this.obj.apply(action);
+    const mid = await this.obj.apply(action, why);
     if (!mid) return fail('INVALID_STATE_TRANSITION', REFUSAL[action]);
     return this.drive(mid);
   }
@@ -61,8 +62,8 @@ export class Lifecycle {
     }
     if (rec.status === 'running' && actual === 'stopped') {
       // The host lost it (reboot, crash): say so, then bring it back as a running computer should be.
-      await this.obj.apply('exited');
-      if (await this.obj.apply('start')) await this.drive('starting');
+      await this.obj.apply('exited', { reason: 'exited', message: 'the host no longer ran it (it restarted, or the computer died while its agent was away)' });
+      if (await this.obj.apply('start', { reason: 'host_restarted' })) await this.drive('starting');
       return;
     }
     if (rec.status === 'stopped' && actual === 'running') {
@@ -104,11 +105,11 @@ export class Lifecycle {
     }
     if (!r.ok) {
       // Without an agent the status stays in flight; the next attach finishes it.
-      if (r.code !== 'AGENT_UNAVAILABLE') await this.obj.apply('failed');
+      if (r.code !== 'AGENT_UNAVAILABLE') await this.obj.apply('failed', { reason: 'failed', message: r.message });
       return r;
     }
     if (r.value.state !== expect) {
-      await this.obj.apply('failed');
+      await this.obj.apply('failed', { reason: 'failed', message: `the host reports the computer ${r.value.state} after ${status}` });
       return fail('AGENT_ERROR', `the host reports the computer ${r.value.state} after ${status}`);
     }
     const final = await this.obj.apply(done);

@@ -2,6 +2,7 @@
 import type { Size } from '../../schema/sizes.ts';
 import type { Status } from './state-table.ts';
 import { isoNow } from '../../worker/http/ids.ts';
+import type { Why } from './events.ts';
 
 export interface ComputerRecord {
   id: string;
@@ -22,6 +23,8 @@ export interface ComputerRecord {
   clone_from?: string;
   /** While moving: the host the disk is being copied to, whose agent may connect as the target. */
   moving_to_host_id?: string;
+  /** Why the operation under way (starting, stopping…) began; its outcome is logged with the same reason. */
+  pending_why?: Why;
 }
 
 /** The tenant scope a route hands to the object: another organization gets 404, an out-of-scope credential 403. */

@@ -47,6 +47,12 @@ export interface ProcSink {
 
 export type SinkFactory = (row: ProcRow) => ProcSink;
 
+/** Told when a process starts (once the agent has it running) and when it ends, however it ends. */
+export interface ProcObserver {
+  started(row: ProcRow, params: ProcStartParams): void;
+  ended(row: ProcRow, outcome: ProcOutcome): void;
+}
+
 export class ProcManager {
   readonly table: ProcTable;
   private readonly rows = new Map<string, ProcRow>();
@@ -60,6 +66,7 @@ export class ProcManager {
     sql: SqlStorage,
     private readonly link: AgentLink,
     private readonly factories: Record<ProcKind, SinkFactory>,
+    private readonly observer?: ProcObserver,
   ) {
     this.table = new ProcTable(sql);
   }
@@ -100,9 +107,10 @@ export class ProcManager {
     this.rows.set(row.proc_id, row);
     const r = await this.link.request('proc.start', { params }, 30_000);
     if (!r.ok) {
-      this.finish(row, { kind: 'error', message: r.message });
+      this.finish(row, { kind: 'error', message: r.message }, false);
       return r.code === 'AGENT_ERROR' ? fail('BAD_REQUEST', `the command could not start: ${r.message}`) : r;
     }
+    this.observer?.started(row, params);
     return ok(row);
   }
 
@@ -204,7 +212,8 @@ export class ProcManager {
     return this.table.nextExpiry();
   }
 
-  private finish(row: ProcRow, outcome: ProcOutcome): void {
+  /** Ends a process's row; `started` is false for one that never ran (its observer heard nothing of it). */
+  private finish(row: ProcRow, outcome: ProcOutcome, started = true): void {
     const now = Date.now();
     row.status = 'ended';
     row.exit = outcome.kind === 'exit' ? outcome.exit : null;
@@ -215,6 +224,7 @@ export class ProcManager {
     sink?.commit(row);
     this.table.save(row);
     this.unacked.delete(row.proc_id);
+    if (started) this.observer?.ended(row, outcome);
   }
 
   private ackSoon(): void {

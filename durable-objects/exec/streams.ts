@@ -12,7 +12,7 @@ import type { Caller } from '../computer/record.ts';
 import { CLIENT_OPEN_HEADER, clientOf, parseClientOpen } from './client-sockets.ts';
 import { EventLog } from './event-log.ts';
 import { hangUp } from './hang-up.ts';
-import { ProcManager } from './proc-manager.ts';
+import { ProcManager, type ProcObserver } from './proc-manager.ts';
 import { newProcId } from './proc-id.ts';
 import { StdinPumps } from './stdin-pump.ts';
 import { StreamExecSink } from './stream-exec.ts';
@@ -36,6 +36,7 @@ export class Streams {
     ctx: DurableObjectState,
     private readonly link: AgentLink,
     rescheduled: () => Promise<void>,
+    observer?: ProcObserver,
   ) {
     const sql = ctx.storage.sql;
     EventLog.init(sql);
@@ -50,7 +51,7 @@ export class Streams {
         ),
       ws: (row) => this.execSockets.sink(row),
       terminal: (row) => this.terminals.sink(row),
-    });
+    }, observer);
     this.stdin = new StdinPumps(this.procs, link);
     this.execSockets = new ExecSockets(ctx, link, this.procs, this.stdin);
     this.terminals = new Terminals(ctx, link, this.procs, this.stdin, rescheduled);

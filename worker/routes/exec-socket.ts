@@ -53,7 +53,7 @@ export function offeredProtocols(request: Request): string[] {
 }
 
 /** Authenticates the upgrade like any tenant request; a `bearer.<key>` subprotocol stands in for the header. */
-async function authenticateSocket(c: RouteContext) {
+export async function authenticateSocket(c: RouteContext) {
   const fromProtocol = offeredProtocols(c.request).find((p) => p.startsWith(BEARER_PROTOCOL));
   const credential = bearer(c.request) ?? fromProtocol?.slice(BEARER_PROTOCOL.length);
   const headers = credential ? { authorization: `Bearer ${credential}` } : undefined;

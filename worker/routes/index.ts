@@ -15,6 +15,8 @@ import { ENV_VAR_ROUTES } from './env-vars.ts';
 import { PORT_ROUTES } from './ports.ts';
 import { WORKSPACE_ROUTES } from './workspaces.ts';
 import { PROJECT_ROUTES } from './projects.ts';
+import { COMPUTER_EVENT_ROUTES } from './computers/events.ts';
+import { EVENT_ROUTES } from './events.ts';
 
 export const ROUTES: RouteDef[] = [
   ...HEALTH_ROUTES,
@@ -32,4 +34,6 @@ export const ROUTES: RouteDef[] = [
   ...PORT_ROUTES,
   ...WORKSPACE_ROUTES,
   ...PROJECT_ROUTES,
+  ...COMPUTER_EVENT_ROUTES,
+  ...EVENT_ROUTES,
 ];

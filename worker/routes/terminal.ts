@@ -12,10 +12,9 @@ import { json } from '../http/responses.ts';
 import { route, type RouteContext, type RouteDef } from '../router.ts';
 import { callerOf, computerStub, requireComputerId } from '../computers/access.ts';
 import { mintStreamToken, verifyStreamToken } from '../computers/stream-token.ts';
-import { authenticateTenant } from '../middleware/auth.ts';
 import type { Caller } from '../../durable-objects/computer/record.ts';
 import { CLIENT_OPEN_HEADER, encodeClientOpen } from '../../durable-objects/exec/client-sockets.ts';
-import { requireUpgrade } from './exec-socket.ts';
+import { authenticateSocket, requireUpgrade } from './exec-socket.ts';
 
 const wsOrigin = (c: RouteContext) => c.url.origin.replace(/^http/, 'ws');
 
@@ -24,10 +23,13 @@ function requireSessionId(raw: string): string {
   return raw;
 }
 
-/** A stream token stands for its whole organization; without one, the caller's own credential and scope. */
-async function socketCaller(c: RouteContext, computerId: string): Promise<Caller> {
+/**
+ * Who opens a socket or stream of a computer: a stream token (`?auth=`) stands for its whole
+ * organization; without one, the caller's own credential (header, or `bearer.<key>` subprotocol) and scope.
+ */
+export async function socketCaller(c: RouteContext, computerId: string): Promise<Caller> {
   const token = c.query.get('auth');
-  if (token === null) return callerOf(await authenticateTenant(c.request, c.env));
+  if (token === null) return callerOf(await authenticateSocket(c));
   const orgId = await verifyStreamToken(c.env, token, computerId);
   if (!orgId) throw new ApiError('UNAUTHORIZED', 'invalid or expired stream token; get a fresh one from POST …/stream-token');
   return { org_id: orgId, workspace_ids: null, project_ids: null };
