@@ -6,7 +6,17 @@
  */
 import type { z } from 'zod';
 import { RESULT_SCHEMAS, type ComputerRequest, type ComputerRequestType } from '../schema/protocol.ts';
-import { fail, ok, type Result } from '../schema/errors.ts';
+import { fail, ok, type ErrorCode, type Result } from '../schema/errors.ts';
+
+/** The API's code for an agent's error code; the rest are AGENT_ERROR. */
+const AGENT_CODES: Partial<Record<string, ErrorCode>> = {
+  NOT_RUNNING: 'COMPUTER_NOT_RUNNING',
+  BAD_REQUEST: 'BAD_REQUEST',
+  NO_SUCH_PATH: 'NOT_FOUND',
+  FORBIDDEN: 'FORBIDDEN',
+  CONFLICT: 'CONFLICT',
+  NO_SPACE: 'INSUFFICIENT_STORAGE',
+};
 
 type BodyOf<T extends ComputerRequestType> = Omit<Extract<ComputerRequest, { type: T }>, 'id' | 'type'>;
 type ResultOf<T extends ComputerRequestType> = z.infer<(typeof RESULT_SCHEMAS)[T]>;
@@ -128,8 +138,7 @@ export class AgentLink {
     const p = this.pending.get(msg.id);
     if (!p) return;
     if (!msg.ok) {
-      const code = msg.error.code === 'NOT_RUNNING' ? 'COMPUTER_NOT_RUNNING' : msg.error.code === 'BAD_REQUEST' ? 'BAD_REQUEST' : 'AGENT_ERROR';
-      this.settle(msg.id, fail(code, msg.error.message));
+      this.settle(msg.id, fail(AGENT_CODES[msg.error.code] ?? 'AGENT_ERROR', msg.error.message));
       return;
     }
     const parsed = RESULT_SCHEMAS[p.type].safeParse(msg.data);

@@ -141,6 +141,8 @@ export class ComputerSession {
         return this.procs.closeStdin(req.proc_id);
       case 'proc.forget':
         return this.procs.forget(req.proc_id);
+      case 'fs':
+        return this.driver.fs(this.id, req.request);
       case 'computer.export':
         return this.serial(() => this.disk.export(req.transfer_id));
       case 'computer.import':

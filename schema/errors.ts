@@ -27,6 +27,7 @@ export const ERROR_STATUS = {
   AGENT_UNAVAILABLE: 502,
   AGENT_ERROR: 502,
   NO_CAPACITY: 503,
+  INSUFFICIENT_STORAGE: 507,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

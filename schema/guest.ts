@@ -20,10 +20,13 @@
  * Versions (major changes break old hosts; minor ones only add):
  *  - 1.0  hello, ping, setenv, exec; spawn/stdin/close_stdin/resize/signal/
  *         list/attach/ack/detach/forget with output/exit events.
+ *  - 1.1  (files) op fs: stat/list/mkdir/rename/copy/chmod/delete, done as `user`
+ *         (as root when `user` is refused); error codes NO_SUCH_PATH,
+ *         FORBIDDEN, CONFLICT, NO_SPACE for what a path's errno says.
  */
 import { z } from 'zod';
 
-export const GUEST_PROTOCOL = { major: 1, minor: 0 } as const;
+export const GUEST_PROTOCOL = { major: 1, minor: 1 } as const;
 
 /** Largest header and payload a frame may carry; bigger ones are a protocol error. */
 export const MAX_HEADER_BYTES = 1 << 20;
@@ -75,7 +78,71 @@ export const SpawnRequest = z.object({
   window: OutputWindow.optional(),
 });
 
+// ------------------------------------------------------------------ files (1.1)
+
+/** A path in the computer: absolute, or relative to `user`'s home (`~` too). */
+export const FsPath = z.string().min(1).max(4096).refine((p) => !p.includes('\0'), 'must not contain NUL');
+/** Permission bits, 0 to 0o7777 (the API takes them as an octal string). */
+export const FsMode = z.number().int().min(0).max(0o7777);
+
+/** The file operations (the guest's op `fs` carries one as `request`). */
+export const FsRequest = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('stat'), path: FsPath }),
+  /** Entries sorted by name after `after`, as many as fit one reply; `truncated` says more follow. */
+  z.object({ op: z.literal('list'), path: FsPath, after: z.string().max(4096).optional() }),
+  z.object({ op: z.literal('mkdir'), path: FsPath, recursive: z.boolean(), mode: FsMode }),
+  /** The parent of `to` is created. */
+  z.object({ op: z.literal('rename'), from: FsPath, to: FsPath }),
+  z.object({ op: z.literal('copy'), from: FsPath, to: FsPath, recursive: z.boolean() }),
+  z.object({ op: z.literal('chmod'), path: FsPath, mode: FsMode }),
+  z.object({ op: z.literal('delete'), path: FsPath, recursive: z.boolean() }),
+]);
+export type FsRequest = z.infer<typeof FsRequest>;
+export type FsOp = FsRequest['op'];
+
+/** lstat of a path: `mode` keeps the file-type bits; times in seconds since the epoch. */
+export const FsStat = z.object({
+  path: z.string(),
+  size: z.number().int().nonnegative(),
+  mode: z.number().int().nonnegative(),
+  is_dir: z.boolean(),
+  is_symlink: z.boolean(),
+  symlink_target: z.string().optional(),
+  modified_at: z.number(),
+  uid: z.number().int(),
+  gid: z.number().int(),
+});
+export type FsStat = z.infer<typeof FsStat>;
+
+export const FsEntry = z.object({
+  name: z.string(),
+  path: z.string(),
+  size: z.number().int().nonnegative(),
+  mode: z.number().int().nonnegative(),
+  /** A symlink to a directory counts as one (it can be entered). */
+  is_dir: z.boolean(),
+  is_symlink: z.boolean(),
+  modified_at: z.number(),
+});
+export type FsEntry = z.infer<typeof FsEntry>;
+export const FsListing = z.object({ path: z.string(), entries: z.array(FsEntry), truncated: z.boolean() });
+export type FsListing = z.infer<typeof FsListing>;
+export const FsDeleted = z.object({ path: z.string(), deleted: z.literal(true) });
+
+/** What each file operation answers. */
+export const FS_RESPONSES = {
+  stat: FsStat,
+  list: FsListing,
+  mkdir: FsStat,
+  rename: FsStat,
+  copy: FsStat,
+  chmod: FsStat,
+  delete: FsDeleted,
+} as const satisfies Record<FsOp, z.ZodType>;
+
 export const GuestRequestBody = z.discriminatedUnion('op', [
+  /** A file operation; answered with FS_RESPONSES[request.op]. */
+  z.object({ op: z.literal('fs'), request: FsRequest }),
   z.object({ op: z.literal('ping') }),
   z.object({ op: z.literal('setenv'), env: Env }),
   ExecRequest,
@@ -144,9 +211,10 @@ export const GUEST_RESPONSES = {
   ack: z.object({}),
   detach: z.object({}),
   forget: z.object({}),
+  fs: z.union([FsListing, FsStat, FsDeleted]),
 } as const satisfies Record<GuestOp, z.ZodType>;
 
-export const GuestErrorCode = z.enum(['BAD_REQUEST', 'NOT_FOUND', 'BUSY', 'FAILED']);
+export const GuestErrorCode = z.enum(['BAD_REQUEST', 'NOT_FOUND', 'BUSY', 'FAILED', 'NO_SUCH_PATH', 'FORBIDDEN', 'CONFLICT', 'NO_SPACE']);
 export type GuestErrorCode = z.infer<typeof GuestErrorCode>;
 
 // -------------------------------------------------------------------- frames

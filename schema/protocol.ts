@@ -21,10 +21,13 @@
  *         source) so at most a window is in flight; computer.import_done
  *         verifies bytes and sha256 and puts the disk in place.
  *  - 1.6  (files, events, logs, snapshots) the result of a boot (provision,
- *         start) carries the computer's `ip_address`.
+ *         start) carries the computer's `ip_address`; `fs` runs one file
+ *         operation in the computer (schema/guest.ts FsRequest), failing with
+ *         NO_SUCH_PATH, FORBIDDEN, CONFLICT or NO_SPACE for what the path says.
  */
 import { z } from 'zod';
 import { SIZE_NAMES } from './sizes.ts';
+import { FS_RESPONSES, FsRequest } from './guest.ts';
 
 export const PROTOCOL = { major: 1, minor: 6 } as const;
 
@@ -195,6 +198,8 @@ export const ComputerRequest = z.discriminatedUnion('type', [
   z.object({ type: z.literal('computer.import'), id: RequestId, transfer_id: TransferId, spec: ComputerSpec }),
   /** Target: every frame has been relayed; verify against the digest and put the disk in place (stopped). */
   z.object({ type: z.literal('computer.import_done'), id: RequestId, transfer_id: TransferId, spec: ComputerSpec }).extend(DiskDigest.shape),
+  /** 1.6: one file operation in the running computer. */
+  z.object({ type: z.literal('fs'), id: RequestId, request: FsRequest }),
 ]);
 export type ComputerRequest = z.infer<typeof ComputerRequest>;
 export type ComputerRequestType = ComputerRequest['type'];
@@ -217,9 +222,12 @@ export const RESULT_SCHEMAS = {
   'computer.export': DiskDigest,
   'computer.import': z.object({}),
   'computer.import_done': LifecycleResult,
+  fs: z.union([FS_RESPONSES.list, FS_RESPONSES.stat, FS_RESPONSES.delete]),
 } as const satisfies Record<ComputerRequestType, z.ZodType>;
 
-export const AgentErrorCode = z.enum(['NOT_RUNNING', 'NOT_FOUND', 'BAD_REQUEST', 'FAILED']);
+/** 1.6 adds the file operations' codes: a missing path, a refusal, a conflict with what is there, a full disk. */
+export const AgentErrorCode = z.enum(['NOT_RUNNING', 'NOT_FOUND', 'BAD_REQUEST', 'FAILED', 'NO_SUCH_PATH', 'FORBIDDEN', 'CONFLICT', 'NO_SPACE']);
+export type AgentErrorCode = z.infer<typeof AgentErrorCode>;
 
 /** The server has taken a process's output up to these offsets; the agent may send that much more beyond them. */
 export const ProcAck = z.object({ type: z.literal('proc.ack'), proc_id: ProcId, offsets: StreamOffsets });

@@ -9,7 +9,12 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
-import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult, OutputStream, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
+import type { z } from 'zod';
+import type { AgentErrorCode, ActualState, ComputerSpec, ExecRunParams, ExecRunResult, OutputStream, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
+import type { FsDeleted, FsListing, FsRequest, FsStat } from '../../schema/guest.ts';
+
+/** What a file operation answers: a listing, a path's stat, or a deletion. */
+export type FsAnswer = FsListing | FsStat | z.infer<typeof FsDeleted>;
 
 export interface Progress {
   /** Short phase name, e.g. "template", "disk", "boot", "apps". */
@@ -102,6 +107,8 @@ export interface ComputerDriver {
   exec(id: string, params: ExecRunParams): Promise<ExecRunResult>;
   /** Starts a streamed process in the running computer. */
   spawn(id: string, params: ProcStartParams, window: number): Promise<StreamProcess>;
+  /** One file operation in the running computer, done by its guest as `user` (schema/guest.ts FsRequest). */
+  fs(id: string, request: FsRequest): Promise<FsAnswer>;
   /** Re-subscribes to a streamed process, replaying output from `offsets`; null when the computer no longer has it. */
   attach(id: string, procId: string, offsets: StreamOffsets, window: number): Promise<StreamProcess | null>;
   /** Current CPU and memory use of a running computer, null when it is not running. */
@@ -125,7 +132,7 @@ export interface ComputerDriver {
 /** Thrown by drivers; `code` maps onto the protocol's AgentErrorCode. */
 export class DriverError extends Error {
   // Declared as a field, not a parameter property: Node's type stripping cannot erase those.
-  readonly code: 'NOT_RUNNING' | 'NOT_FOUND' | 'BAD_REQUEST' | 'FAILED';
+  readonly code: AgentErrorCode;
   constructor(code: DriverError['code'], message: string) {
     super(message);
     this.code = code;

@@ -9,7 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
 import { GuestError, type GuestClient } from '../guest-client.ts';
-import { DriverError, type ComputerDriver, type ComputerMetrics, type DiskExport, type DiskImport, type ProgressFn, type StreamProcess } from './driver.ts';
+import { DriverError, type ComputerDriver, type ComputerMetrics, type DiskExport, type DiskImport, type FsAnswer, type ProgressFn, type StreamProcess } from './driver.ts';
+import { FS_RESPONSES, type FsRequest } from '../../schema/guest.ts';
 import { ArchiveWriter, readArchive } from './sandbox/disk-archive.ts';
 import { installApps } from './sandbox/apps.ts';
 import { ComputerCgroup, detectCgroups, type CgroupLayout, type Limits } from './sandbox/cgroups.ts';
@@ -33,6 +34,8 @@ export interface SandboxDriverOptions {
 const PIDS_MAX = 4096;
 const BOOT_TIMEOUT_MS = 20_000;
 const POLL_MS = 2000;
+/** A recursive copy or delete of a large tree takes a while. */
+const FS_TIMEOUT_MS = 10 * 60_000;
 
 export class SandboxDriver implements ComputerDriver {
   readonly name = 'sandbox';
@@ -183,6 +186,16 @@ export class SandboxDriver implements ComputerDriver {
       throw this.guestFailure(id, err);
     }
     return handle;
+  }
+
+  async fs(id: string, request: FsRequest): Promise<FsAnswer> {
+    const guest = await this.guestOf(id);
+    try {
+      const { data } = await guest.request({ op: 'fs', request }, { timeoutMs: FS_TIMEOUT_MS });
+      return FS_RESPONSES[request.op].parse(data);
+    } catch (err) {
+      throw this.guestFailure(id, err);
+    }
   }
 
   async attach(id: string, procId: string, offsets: StreamOffsets, window: number): Promise<StreamProcess | null> {
@@ -382,6 +395,8 @@ export class SandboxDriver implements ComputerDriver {
     if (err instanceof GuestError) {
       if (err.code === 'DISCONNECTED' && !this.sessionFor(id)) return new DriverError('NOT_RUNNING', `computer ${id} stopped`);
       if (err.code === 'BAD_REQUEST') return new DriverError('BAD_REQUEST', err.message);
+      // What a file operation's path said: the message is the errno's text and the caller's own path.
+      if (err.code === 'NO_SUCH_PATH' || err.code === 'FORBIDDEN' || err.code === 'CONFLICT' || err.code === 'NO_SPACE') return new DriverError(err.code, err.message);
       return new DriverError('FAILED', `guest agent: ${err.message}`);
     }
     return err instanceof DriverError ? err : new DriverError('FAILED', String(err));

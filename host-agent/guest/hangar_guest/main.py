@@ -8,7 +8,7 @@ import sys
 import time
 from collections import deque
 
-from . import env, exec as exec_op, spawn
+from . import env, exec as exec_op, files, spawn
 from .common import STARTED, BOOT_ID, GuestError, log
 from .framing import Connection
 from .processes import Reaper, Runner
@@ -24,6 +24,7 @@ HANDLERS = {
     "setenv": env.handle_setenv,
     "exec": exec_op.handle_exec,
     **spawn.HANDLERS,
+    **files.HANDLERS,
 }
 
 
