@@ -22,6 +22,8 @@ import { Mover, type MoveTarget } from './computer/move.ts';
 import { loadComputerEnv } from '../worker/crypto/env-cipher.ts';
 import { Streams } from './exec/streams.ts';
 import { ComputerEvents, reasonFor, startsOperation, type Why } from './computer/events.ts';
+import { fileOp, type FsAnswerOf } from './files/file-ops.ts';
+import type { FsOp, FsRequest } from '../schema/guest.ts';
 import type { TerminalOptions } from './exec/terminal.ts';
 
 const NOT_FOUND = 'computer not found';
@@ -291,6 +293,13 @@ export class ComputerObject extends DurableObject<Env> {
     const g = await this.guard(caller);
     if (!g.ok) return g;
     return this.streams.terminals.resize(caller.org_id, sessionId, size);
+  }
+
+  /** One file operation in the running computer (done by its guest as `user`). */
+  async fs<O extends FsOp>(caller: Caller, request: Extract<FsRequest, { op: O }>): Promise<Result<FsAnswerOf<O>>> {
+    const r = await this.require(caller, 'exec');
+    if (!r.ok) return r;
+    return fileOp(this.link, request);
   }
 
   async readMetrics(caller: Caller, window: MetricsWindow): Promise<Result<MetricsView>> {

@@ -54,6 +54,14 @@ export const COMPUTER_ROUTE_SAMPLES: ComputerRouteSample[] = [
   r('POST', '/terminal', '/terminal', {}),
   r('POST', '/pty/default/resize', '/pty/:session_id/resize', { cols: 100, rows: 30 }),
   r('GET', '/events', '/events'),
+  r('GET', '/files?path=/workspace', '/files'),
+  r('GET', '/files/readdir?path=/', '/files/readdir'),
+  r('POST', '/files/stat', '/files/stat', { path: '/etc/hostname' }),
+  r('POST', '/files/mkdir', '/files/mkdir', { path: INTRUDER_MARK }),
+  r('POST', '/files/rename', '/files/rename', { from: '/workspace', to: INTRUDER_MARK }),
+  r('POST', '/files/copy', '/files/copy', { from: '/etc/hostname', to: INTRUDER_MARK }),
+  r('POST', '/files/chmod', '/files/chmod', { path: '/workspace', mode: '0777' }),
+  r('DELETE', '/files?path=/workspace', '/files'),
   // Last: it would remove the computer.
   r('DELETE', '', ''),
 ];

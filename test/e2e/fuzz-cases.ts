@@ -21,7 +21,8 @@ export type FieldSpec =
   | { type: 'number'; min: number; max: number; nonZero?: boolean }
   | { type: 'uuid' }
   | { type: 'array'; of: 'enum' | 'uuid'; values?: readonly string[]; min?: number; max: number }
-  | { type: 'labels' };
+  | { type: 'labels' }
+  | { type: 'boolean' };
 
 export interface Field {
   spec: FieldSpec;
@@ -168,6 +169,9 @@ export function invalidValues(field: Field, rng: Rng): [string, unknown][] {
       if ((s.min ?? 0) >= 1) out.push(['empty', []]);
       break;
     }
+    case 'boolean':
+      out.push(['string true', 'true'], ['string false', 'false'], ['one', 1], ['zero', 0], ['empty array', []], ['object', {}], ['empty string', '']);
+      break;
     case 'labels':
       out.push(['string', 'a=b'], ['number', 1], ['array', [['a', 'b']]], ['true', true]);
       out.push(['bad key', { 'bad key!': 'v' }], ['empty key', { '': 'v' }], ['NUL key', { 'a\u0000': 'v' }], ['number value', { k: 1 }]);

@@ -8,7 +8,7 @@ import { SIZE_NAMES } from '../../schema/sizes.ts';
 import type { BodyShape, Field } from './fuzz-cases.ts';
 
 export interface FuzzRoute {
-  method: 'POST' | 'PUT' | 'PATCH';
+  method: 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   path: string;
   auth: 'tenant' | 'operator' | 'none';
   shape: BodyShape;
@@ -121,6 +121,7 @@ export const FUZZ_ROUTES: FuzzRoute[] = [
     shape: { valid: { port: 8080, visibility: 'public' }, fields: { port: int(1, 65535), visibility: oneOf(PORT_VISIBILITIES) } },
   },
   { method: 'PATCH', path: '/computers/{id}/ports/3000', auth: 'tenant', shape: { valid: { visibility: 'private' }, fields: { visibility: oneOf(PORT_VISIBILITIES) } } },
+  ...fileRoutes(),
   { method: 'POST', path: '/workspaces', auth: 'tenant', shape: { valid: { name: 'fuzz-ws' }, fields: { name, slug: opt(slug) } } },
   {
     method: 'POST',
@@ -200,3 +201,19 @@ export const FUZZ_ROUTES: FuzzRoute[] = [
     },
   },
 ];
+
+/** The files routes' bodies (schema/api-files.ts). */
+function fileRoutes(): FuzzRoute[] {
+  const path: Field = { spec: { type: 'string', min: 1, max: 4096, noNul: true } };
+  const mode: Field = { spec: { type: 'string', max: 6, bad: ['', '7', '77', '0x1ff', 'rwxr-xr-x', '0999', '77777', '-755', ' 755', '0o', '0o7777 '] } };
+  const bool = (): Field => ({ spec: { type: 'boolean' }, optional: true });
+  const at = (p: string) => `/computers/{id}/files${p}`;
+  return [
+    { method: 'POST', path: at('/stat'), auth: 'tenant', shape: { valid: { path: '/workspace' }, fields: { path } } },
+    { method: 'POST', path: at('/mkdir'), auth: 'tenant', shape: { valid: { path: '/tmp/fuzz-dir' }, fields: { path, recursive: bool(), mode: { ...mode, optional: true } } } },
+    { method: 'POST', path: at('/rename'), auth: 'tenant', shape: { valid: { from: '/tmp/a', to: '/tmp/b' }, fields: { from: path, to: path } } },
+    { method: 'POST', path: at('/copy'), auth: 'tenant', shape: { valid: { from: '/tmp/a', to: '/tmp/b' }, fields: { from: path, to: path, recursive: bool() } } },
+    { method: 'POST', path: at('/chmod'), auth: 'tenant', shape: { valid: { path: '/tmp/a', mode: '0644' }, fields: { path, mode } } },
+    { method: 'DELETE', path: at(''), auth: 'tenant', shape: { valid: { path: '/tmp/fuzz-gone' }, fields: { path: { ...path, optional: true }, recursive: bool() }, emptyInvalid: true } },
+  ];
+}

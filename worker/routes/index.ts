@@ -16,6 +16,7 @@ import { PORT_ROUTES } from './ports.ts';
 import { WORKSPACE_ROUTES } from './workspaces.ts';
 import { PROJECT_ROUTES } from './projects.ts';
 import { COMPUTER_EVENT_ROUTES } from './computers/events.ts';
+import { FILE_ROUTES } from './computers/files.ts';
 import { EVENT_ROUTES } from './events.ts';
 
 export const ROUTES: RouteDef[] = [
@@ -35,5 +36,6 @@ export const ROUTES: RouteDef[] = [
   ...WORKSPACE_ROUTES,
   ...PROJECT_ROUTES,
   ...COMPUTER_EVENT_ROUTES,
+  ...FILE_ROUTES,
   ...EVENT_ROUTES,
 ];
