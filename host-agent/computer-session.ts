@@ -22,6 +22,7 @@ import { handleLifecycle, type LifecycleRequest } from './handlers/lifecycle.ts'
 import { handleExecRun } from './handlers/exec.ts';
 import { ProcRelay } from './handlers/procs.ts';
 import { DiskMover } from './handlers/disk.ts';
+import { WatchRelay } from './handlers/watch.ts';
 import { AGENT_VERSION } from './version.ts';
 import type { Logger } from './log.ts';
 
@@ -38,6 +39,7 @@ export class ComputerSession {
   private lifecycleQueue: Promise<unknown> = Promise.resolve();
   private readonly procs: ProcRelay;
   private readonly disk: DiskMover;
+  private readonly watches: WatchRelay;
 
   constructor(id: string, cfg: SessionConfig, driver: ComputerDriver, log: Logger, onGone: (id: string) => void) {
     this.id = id;
@@ -60,6 +62,7 @@ export class ComputerSession {
     const outlet = { sendJson: (m: ComputerAgentMessage) => this.send(m), sendBinary: (b: Uint8Array) => this.socket.sendBinary(b) };
     this.procs = new ProcRelay(driver, id, outlet, log);
     this.disk = new DiskMover(driver, id, outlet, log);
+    this.watches = new WatchRelay(driver, id, (m) => this.send(m));
     this.socket.on('rejected', (status) => {
       log(`computer ${id}: server answered ${status}; it is no longer served by this host`);
       onGone(id);
@@ -143,6 +146,10 @@ export class ComputerSession {
         return this.procs.forget(req.proc_id);
       case 'fs':
         return this.driver.fs(this.id, req.request);
+      case 'watch.start':
+        return this.watches.start(req.watch_id, req.producers);
+      case 'watch.stop':
+        return this.watches.stop(req.watch_id);
       case 'computer.export':
         return this.serial(() => this.disk.export(req.transfer_id));
       case 'computer.import':
@@ -150,7 +157,10 @@ export class ComputerSession {
       case 'computer.import_done':
         return this.serial(() => this.disk.importDone(req.transfer_id, req));
       default:
-        if (req.type === 'computer.stop' || req.type === 'computer.destroy') this.procs.clear();
+        if (req.type === 'computer.stop' || req.type === 'computer.destroy') {
+          this.procs.clear();
+          this.watches.clear();
+        }
         // A destroy on a move's target drops what it received first.
         return this.serial(async () => {
           if (req.type === 'computer.destroy') await this.disk.abortImport();

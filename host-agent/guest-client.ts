@@ -13,6 +13,7 @@ import {
   GUEST_RESPONSES,
   GuestFrameHeader,
   GuestHello,
+  type ComputerEvent,
   type ExecResponse,
   type GuestErrorCode,
   type GuestOp,
@@ -63,7 +64,7 @@ export interface SpawnOptions {
   ring_bytes?: number;
 }
 
-export class GuestClient extends EventEmitter<{ close: [Error | undefined] }> implements GuestLink {
+export class GuestClient extends EventEmitter<{ close: [Error | undefined]; watch: [watchId: string, events: ComputerEvent[]] }> implements GuestLink {
   readonly hello: GuestHelloInfo;
   private readonly socket: net.Socket;
   private readonly decoder: FrameDecoder;
@@ -261,6 +262,8 @@ export class GuestClient extends EventEmitter<{ close: [Error | undefined] }> im
           pending.onReply?.();
           pending.resolve({ data: h.data, payload: frame.payload });
         } else pending.reject(new GuestError(h.error.code, h.error.message));
+      } else if (h.t === 'evt' && h.ev === 'watch') {
+        this.emit('watch', h.watch, h.events);
       } else if (h.t === 'evt') {
         const proc = this.procs.get(h.proc);
         if (!proc) continue;

@@ -20,13 +20,15 @@
  * Versions (major changes break old hosts; minor ones only add):
  *  - 1.0  hello, ping, setenv, exec; spawn/stdin/close_stdin/resize/signal/
  *         list/attach/ack/detach/forget with output/exit events.
- *  - 1.1  (files) op fs: stat/list/mkdir/rename/copy/chmod/delete, done as `user`
+ *  - 1.2  (files) op fs: stat/list/mkdir/rename/copy/chmod/delete, done as `user`
  *         (as root when `user` is refused); error codes NO_SUCH_PATH,
- *         FORBIDDEN, CONFLICT, NO_SPACE for what a path's errno says.
+ *         FORBIDDEN, CONFLICT, NO_SPACE for what a path's errno says;
+ *         ops watch/unwatch with `watch` events: process, file and idle
+ *         events of the computer (hangar_guest/watch.py).
  */
 import { z } from 'zod';
 
-export const GUEST_PROTOCOL = { major: 1, minor: 1 } as const;
+export const GUEST_PROTOCOL = { major: 1, minor: 2 } as const;
 
 /** Largest header and payload a frame may carry; bigger ones are a protocol error. */
 export const MAX_HEADER_BYTES = 1 << 20;
@@ -78,7 +80,7 @@ export const SpawnRequest = z.object({
   window: OutputWindow.optional(),
 });
 
-// ------------------------------------------------------------------ files (1.1)
+// ------------------------------------------------------------------ files (1.2)
 
 /** A path in the computer: absolute, or relative to `user`'s home (`~` too). */
 export const FsPath = z.string().min(1).max(4096).refine((p) => !p.includes('\0'), 'must not contain NUL');
@@ -140,7 +142,28 @@ export const FS_RESPONSES = {
   delete: FsDeleted,
 } as const satisfies Record<FsOp, z.ZodType>;
 
+// ------------------------------------------------------------------ watches (1.2)
+
+export const WatchId = z.string().regex(/^[a-z0-9]{1,32}$/);
+/** What a watch reports; each producer is optional. */
+export const WatchProducers = z.object({
+  process: z.object({}).optional(),
+  file: z.object({ paths: z.array(FsPath.refine((p) => p.startsWith('/'), 'must be absolute')).min(1).max(16) }).optional(),
+  idle: z.object({ threshold_s: z.number().int().min(1).max(86_400) }).optional(),
+});
+export type WatchProducers = z.infer<typeof WatchProducers>;
+/** One event from inside a computer, as the events socket sends it. */
+export const ComputerEvent = z.object({ type: z.string().max(64), data: z.record(z.string(), z.unknown()), timestamp: z.string().max(40) });
+export type ComputerEvent = z.infer<typeof ComputerEvent>;
+/** Producers a watch could not have, and why. */
+export const WatchStarted = z.object({ unavailable: z.array(z.object({ producer: z.string().max(32), reason: z.string().max(512) })).max(32) });
+export type WatchStarted = z.infer<typeof WatchStarted>;
+/** Events per batch at most (the guest cuts a batch there and says how many it dropped). */
+export const WATCH_BATCH_MAX = 256;
+
 export const GuestRequestBody = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('watch'), watch: WatchId }).extend(WatchProducers.shape),
+  z.object({ op: z.literal('unwatch'), watch: WatchId }),
   /** A file operation; answered with FS_RESPONSES[request.op]. */
   z.object({ op: z.literal('fs'), request: FsRequest }),
   z.object({ op: z.literal('ping') }),
@@ -212,6 +235,8 @@ export const GUEST_RESPONSES = {
   detach: z.object({}),
   forget: z.object({}),
   fs: z.union([FsListing, FsStat, FsDeleted]),
+  watch: WatchStarted,
+  unwatch: z.object({}),
 } as const satisfies Record<GuestOp, z.ZodType>;
 
 export const GuestErrorCode = z.enum(['BAD_REQUEST', 'NOT_FOUND', 'BUSY', 'FAILED', 'NO_SUCH_PATH', 'FORBIDDEN', 'CONFLICT', 'NO_SPACE']);
@@ -256,7 +281,10 @@ export type OutputEvent = z.infer<typeof OutputEvent>;
 export const ExitEvent = z.object({ t: z.literal('evt'), ev: z.literal('exit'), proc: ProcId }).extend(ExitInfo.shape);
 export type ExitEvent = z.infer<typeof ExitEvent>;
 
-export const GuestEvent = z.discriminatedUnion('ev', [OutputEvent, ExitEvent]);
+/** Events of a watch, in order. */
+export const WatchEvent = z.object({ t: z.literal('evt'), ev: z.literal('watch'), watch: WatchId, events: z.array(ComputerEvent).max(WATCH_BATCH_MAX) });
+
+export const GuestEvent = z.discriminatedUnion('ev', [OutputEvent, ExitEvent, WatchEvent]);
 
 /** Every header the guest may send. */
 export const GuestFrameHeader = z.union([GuestHello, GuestResponse, GuestEvent]);

@@ -23,11 +23,13 @@
  *  - 1.6  (files, events, logs, snapshots) the result of a boot (provision,
  *         start) carries the computer's `ip_address`; `fs` runs one file
  *         operation in the computer (schema/guest.ts FsRequest), failing with
- *         NO_SUCH_PATH, FORBIDDEN, CONFLICT or NO_SPACE for what the path says.
+ *         NO_SUCH_PATH, FORBIDDEN, CONFLICT or NO_SPACE for what the path says;
+ *         watch.start / watch.stop and `watch.events`: process, file and idle
+ *         events from inside the computer, for its events sockets.
  */
 import { z } from 'zod';
 import { SIZE_NAMES } from './sizes.ts';
-import { FS_RESPONSES, FsRequest } from './guest.ts';
+import { ComputerEvent, FS_RESPONSES, FsRequest, WATCH_BATCH_MAX, WatchId, WatchProducers, WatchStarted } from './guest.ts';
 
 export const PROTOCOL = { major: 1, minor: 6 } as const;
 
@@ -200,6 +202,9 @@ export const ComputerRequest = z.discriminatedUnion('type', [
   z.object({ type: z.literal('computer.import_done'), id: RequestId, transfer_id: TransferId, spec: ComputerSpec }).extend(DiskDigest.shape),
   /** 1.6: one file operation in the running computer. */
   z.object({ type: z.literal('fs'), id: RequestId, request: FsRequest }),
+  /** 1.6: starts (or restarts) a watch; its events come as `watch.events` until watch.stop or the computer stops. */
+  z.object({ type: z.literal('watch.start'), id: RequestId, watch_id: WatchId, producers: WatchProducers }),
+  z.object({ type: z.literal('watch.stop'), id: RequestId, watch_id: WatchId }),
 ]);
 export type ComputerRequest = z.infer<typeof ComputerRequest>;
 export type ComputerRequestType = ComputerRequest['type'];
@@ -223,6 +228,8 @@ export const RESULT_SCHEMAS = {
   'computer.import': z.object({}),
   'computer.import_done': LifecycleResult,
   fs: z.union([FS_RESPONSES.list, FS_RESPONSES.stat, FS_RESPONSES.delete]),
+  'watch.start': WatchStarted,
+  'watch.stop': z.object({}),
 } as const satisfies Record<ComputerRequestType, z.ZodType>;
 
 /** 1.6 adds the file operations' codes: a missing path, a refusal, a conflict with what is there, a full disk. */
@@ -291,7 +298,10 @@ export const ProcExited = z.object({ type: z.literal('proc.exit'), proc_id: Proc
 /** Stdin bytes written to the process so far (the server's credit for sending more). */
 export const ProcStdinAck = z.object({ type: z.literal('proc.stdin_ack'), proc_id: ProcId, offset: z.number().int().nonnegative() });
 
-export const ComputerAgentMessage = z.union([ResultMessage, Attached, MetricsSample, ComputerExited, ProcExited, ProcStdinAck, DiskAck, DiskCancel]);
+/** 1.6: events of a watch, in order. */
+export const WatchEvents = z.object({ type: z.literal('watch.events'), watch_id: WatchId, events: z.array(ComputerEvent).max(WATCH_BATCH_MAX) });
+
+export const ComputerAgentMessage = z.union([ResultMessage, Attached, MetricsSample, ComputerExited, ProcExited, ProcStdinAck, DiskAck, DiskCancel, WatchEvents]);
 export type ComputerAgentMessage = z.infer<typeof ComputerAgentMessage>;
 
 /** Path the agent dials for a computer socket; the host socket is AGENT_HOST_PATH. */

@@ -11,7 +11,12 @@ import type { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
 import type { z } from 'zod';
 import type { AgentErrorCode, ActualState, ComputerSpec, ExecRunParams, ExecRunResult, OutputStream, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
-import type { FsDeleted, FsListing, FsRequest, FsStat } from '../../schema/guest.ts';
+import type { ComputerEvent, FsDeleted, FsListing, FsRequest, FsStat, WatchProducers, WatchStarted } from '../../schema/guest.ts';
+
+/** A watch that runs: the producers it could not have, and how to end it. */
+export interface WatchHandle extends WatchStarted {
+  stop(): Promise<void>;
+}
 
 /** What a file operation answers: a listing, a path's stat, or a deletion. */
 export type FsAnswer = FsListing | FsStat | z.infer<typeof FsDeleted>;
@@ -109,6 +114,11 @@ export interface ComputerDriver {
   spawn(id: string, params: ProcStartParams, window: number): Promise<StreamProcess>;
   /** One file operation in the running computer, done by its guest as `user` (schema/guest.ts FsRequest). */
   fs(id: string, request: FsRequest): Promise<FsAnswer>;
+  /**
+   * Starts a watch of what happens inside the running computer (process, file, idle events);
+   * `onEvents` hears its batches until `stop()` or the computer stops.
+   */
+  watch(id: string, watchId: string, producers: WatchProducers, onEvents: (events: ComputerEvent[]) => void): Promise<WatchHandle>;
   /** Re-subscribes to a streamed process, replaying output from `offsets`; null when the computer no longer has it. */
   attach(id: string, procId: string, offsets: StreamOffsets, window: number): Promise<StreamProcess | null>;
   /** Current CPU and memory use of a running computer, null when it is not running. */

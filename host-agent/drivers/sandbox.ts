@@ -9,8 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
 import { GuestError, type GuestClient } from '../guest-client.ts';
-import { DriverError, type ComputerDriver, type ComputerMetrics, type DiskExport, type DiskImport, type FsAnswer, type ProgressFn, type StreamProcess } from './driver.ts';
-import { FS_RESPONSES, type FsRequest } from '../../schema/guest.ts';
+import { DriverError, type ComputerDriver, type ComputerMetrics, type DiskExport, type DiskImport, type FsAnswer, type ProgressFn, type StreamProcess, type WatchHandle } from './driver.ts';
+import { FS_RESPONSES, type ComputerEvent, type FsRequest, type WatchProducers } from '../../schema/guest.ts';
 import { ArchiveWriter, readArchive } from './sandbox/disk-archive.ts';
 import { installApps } from './sandbox/apps.ts';
 import { ComputerCgroup, detectCgroups, type CgroupLayout, type Limits } from './sandbox/cgroups.ts';
@@ -194,6 +194,27 @@ export class SandboxDriver implements ComputerDriver {
       const { data } = await guest.request({ op: 'fs', request }, { timeoutMs: FS_TIMEOUT_MS });
       return FS_RESPONSES[request.op].parse(data);
     } catch (err) {
+      throw this.guestFailure(id, err);
+    }
+  }
+
+  async watch(id: string, watchId: string, producers: WatchProducers, onEvents: (events: ComputerEvent[]) => void): Promise<WatchHandle> {
+    const guest = await this.guestOf(id);
+    const listener = (w: string, events: ComputerEvent[]) => {
+      if (w === watchId) onEvents(events);
+    };
+    guest.on('watch', listener);
+    try {
+      const { data } = await guest.request({ op: 'watch', watch: watchId, ...producers }, { timeoutMs: 30_000 });
+      return {
+        unavailable: data.unavailable,
+        stop: async () => {
+          guest.off('watch', listener);
+          await guest.request({ op: 'unwatch', watch: watchId }, { timeoutMs: 10_000 }).catch(() => undefined);
+        },
+      };
+    } catch (err) {
+      guest.off('watch', listener);
       throw this.guestFailure(id, err);
     }
   }

@@ -245,6 +245,8 @@ const lifecycleDefaults = (peer: ComputerPeer): { [T in ComputerRequestType]: Ha
   'computer.export': () => ({ data: { bytes: 0, sha256: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' } }),
   'computer.import': () => ({ data: {} }),
   'computer.import_done': () => ({ data: { state: 'stopped' } }),
+  'watch.start': () => ({ data: { unavailable: [] } }),
+  'watch.stop': () => ({ data: {} }),
   // An empty disk: file tests script what is there.
   fs: (req) => ({ error: { code: 'NO_SUCH_PATH', message: `No such file or directory: ${'path' in req.request ? req.request.path : req.request.from}` } }),
 });

@@ -15,5 +15,7 @@ Modules, one per concern:
     env        op setenv: the computer's environment
     fsident    file work as `user` (or root) in worker threads
     files      op fs: stat, list, mkdir, rename, copy, chmod, delete
+    inotify    recursive inotify through libc
+    watch      ops watch/unwatch: process, file and idle events of the computer
     main       op dispatch, the listening socket, the command line
 """
