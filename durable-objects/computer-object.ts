@@ -9,7 +9,7 @@
 import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env.ts';
 import { ComputerAgentMessage, FRAME_DISK, FRAME_OUTPUT, decodeFrame, frameKind, type ComputerSpec, type ExecRunParams, type ExecRunResult } from '../schema/protocol.ts';
-import { fail, ok, type Result } from '../schema/errors.ts';
+import { ApiError, fail, ok, type Result } from '../schema/errors.ts';
 import { SIZES, type Size } from '../schema/sizes.ts';
 import { AgentLink } from './agent-link.ts';
 import { ALREADY_STARTING, REFUSAL, REQUIRES, transition, type LifecycleEvent, type Status } from './computer/state-table.ts';
@@ -23,6 +23,10 @@ import { loadComputerEnv } from '../worker/crypto/env-cipher.ts';
 import { Streams } from './exec/streams.ts';
 import { ComputerEvents, reasonFor, startsOperation, type Why } from './computer/events.ts';
 import { fileOp, type FsAnswerOf } from './files/file-ops.ts';
+import { WatchSockets } from './events/watch-sockets.ts';
+import { CLIENT_OPEN_HEADER, parseClientOpen } from './exec/client-sockets.ts';
+import type { EventsOpen } from '../schema/events.ts';
+import { errorResponse } from '../worker/http/responses.ts';
 import type { FsOp, FsRequest } from '../schema/guest.ts';
 import type { TerminalOptions } from './exec/terminal.ts';
 
@@ -46,6 +50,7 @@ export class ComputerObject extends DurableObject<Env> {
   readonly streams: Streams;
   private readonly upkeep: Upkeep;
   readonly events: ComputerEvents;
+  private readonly watchSockets: WatchSockets;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -53,6 +58,7 @@ export class ComputerObject extends DurableObject<Env> {
     this.link = new AgentLink(ctx);
     this.target = new AgentLink(ctx, 'agent-target');
     this.mover = new Mover(this, env);
+    this.watchSockets = new WatchSockets(ctx, this.link);
     this.metrics = new MetricsStore(ctx.storage.sql);
     this.lifecycle = new Lifecycle(this, env.DB);
     this.streams = new Streams(ctx, this.link, () => this.upkeep.schedule(), this.events.sessions);
@@ -96,6 +102,7 @@ export class ComputerObject extends DurableObject<Env> {
       if (wasRunning && next !== 'running') {
         // Whatever ran in the computer is gone with it; its viewers get an honest error event.
         this.streams.procs.loseAll(`the computer is ${next === 'restarting' ? 'restarting' : 'stopped'}; the command ended with it`);
+        this.watchSockets.closeAll(`the computer is ${next === 'restarting' ? 'restarting' : 'stopped'}`);
         await this.upkeep.stopped(rec);
       }
     }
@@ -320,6 +327,8 @@ export class ComputerObject extends DurableObject<Env> {
       return this.streams.streamEvents(request, url);
     }
     if (url.pathname.startsWith('/api/v1/')) {
+      const open = parseClientOpen(request.headers.get(CLIENT_OPEN_HEADER));
+      if (open?.kind === 'events') return this.openEvents(open.caller, open.open, request.headers.get('x-request-id') ?? '');
       const res = await this.streams.openClient(request, (caller, op) => (op === 'exec' ? this.require(caller, 'exec') : this.guard(caller)));
       await this.upkeep.schedule();
       return res;
@@ -331,6 +340,13 @@ export class ComputerObject extends DurableObject<Env> {
     const pair = new WebSocketPair();
     link.accept(pair[1], hostId);
     return new Response(null, { status: 101, webSocket: pair[0] });
+  }
+
+  /** GET …/events with an upgrade: a socket of events from inside the running computer. */
+  private async openEvents(caller: Caller, open: EventsOpen, requestId: string): Promise<Response> {
+    const r = await this.require(caller, 'exec');
+    if (!r.ok) return errorResponse(new ApiError(r.code, r.message), requestId);
+    return this.watchSockets.open(open, requestId);
   }
 
   async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
@@ -377,7 +393,9 @@ export class ComputerObject extends DurableObject<Env> {
         // Not awaited: reconciling waits on results that arrive as later messages.
         this.ctx.waitUntil(
           this.lifecycle.reconcile(parsed.state).then(async () => {
-            if (this.rec?.status === 'running') await this.streams.agentResumed();
+            if (this.rec?.status !== 'running') return;
+            await this.streams.agentResumed();
+            await this.watchSockets.agentResumed();
           }),
         );
         return;
@@ -397,6 +415,9 @@ export class ComputerObject extends DurableObject<Env> {
       case 'disk.ack':
       case 'disk.cancel':
         return; // only the move target's count (computer/move.ts)
+      case 'watch.events':
+        this.watchSockets.onEvents(parsed.watch_id, parsed.events);
+        return;
     }
   }
 
@@ -418,7 +439,8 @@ export class ComputerObject extends DurableObject<Env> {
 
   private async clientGone(ws: WebSocket): Promise<void> {
     await this.loaded;
-    await this.streams.onClientGone(ws);
+    if (this.watchSockets.isEventsSocket(ws)) await this.watchSockets.onClose(ws);
+    else await this.streams.onClientGone(ws);
   }
 
   /** Billing, auto-stop and expiries: see computer/upkeep.ts. */

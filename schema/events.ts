@@ -14,6 +14,7 @@
  * `data`, `timestamp`), with the ids of what it is about (`refs`) at the top.
  */
 import { z } from 'zod';
+import { WatchProducers } from './guest.ts';
 
 const Id = z.string().min(1).max(64);
 
@@ -90,3 +91,14 @@ export type StatusReason = (typeof STATUS_REASONS)[number];
 
 /** Events kept per organization at most (stored characters; the oldest go first). */
 export const ORG_EVENTS_MAX_CHARS = 16 * 1024 * 1024;
+
+/** What the route asks for, after checking the caller and the query. */
+export const EventsOpen = z.object({
+  producers: WatchProducers,
+  /** Names asked for that are no producer at all: each gets an error frame. */
+  unknown: z.array(z.string().max(64)).max(16),
+  /** Producers this computer cannot have yet (the desktop's): each gets producer.unavailable. */
+  unavailable: z.array(z.string().max(32)).max(8),
+  subprotocol: z.string().nullable(),
+});
+export type EventsOpen = z.infer<typeof EventsOpen>;

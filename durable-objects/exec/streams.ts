@@ -107,6 +107,7 @@ export class Streams {
     const allowed = await access(open.caller, open.kind === 'terminal' ? 'view' : 'exec');
     if (!allowed.ok) return errorResponse(new ApiError(allowed.code, allowed.message), requestId);
     if (open.kind === 'terminal') return this.terminals.attach(open.caller.org_id, open.session_id, requestId);
+    if (open.kind === 'events') return errorResponse(new ApiError('BAD_REQUEST', 'events sockets are opened by the computer object itself'), requestId);
     if (!this.link.socket()) return errorResponse(new ApiError('AGENT_UNAVAILABLE', AGENT_AWAY), requestId);
     return this.execSockets.open(open.caller.org_id, open.start, open.subprotocol, requestId);
   }

@@ -2,8 +2,8 @@
 import type { z } from 'zod';
 import { fail, ok, type Result } from '../../schema/errors.ts';
 import { FS_RESPONSES, type FsOp, type FsRequest } from '../../schema/guest.ts';
-import { speaks } from '../../schema/protocol.ts';
 import type { AgentLink } from '../agent-link.ts';
+import { agentTooOld } from '../agent-version.ts';
 
 /** The protocol minor that brought file operations. */
 export const FILES_MINOR = 6;
@@ -12,14 +12,8 @@ const FS_TIMEOUT_MS = 10 * 60_000;
 
 export type FsAnswerOf<O extends FsOp> = z.infer<(typeof FS_RESPONSES)[O]>;
 
-/** A refusal when the attached agent cannot do file operations; null when it can (or none is attached: the request says so). */
-export function agentLacksFiles(link: AgentLink): Result<never> | null {
-  const v = link.protocol();
-  return v && !speaks(v, FILES_MINOR) ? fail('AGENT_ERROR', "the computer's host agent is too old for file operations (it needs protocol 1.6); upgrade hangar-agent on its host") : null;
-}
-
 export async function fileOp<O extends FsOp>(link: AgentLink, request: Extract<FsRequest, { op: O }>): Promise<Result<FsAnswerOf<O>>> {
-  const refused = agentLacksFiles(link);
+  const refused = agentTooOld(link, FILES_MINOR, 'file operations');
   if (refused) return refused;
   const r = await link.request('fs', { request }, FS_TIMEOUT_MS);
   if (!r.ok) return r;
