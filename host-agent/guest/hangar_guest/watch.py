@@ -4,7 +4,9 @@ host connection that asked, until it unwatches or goes away.
 Producers (each optional in a watch):
   process  process.started / process.exited, from a scan of /proc every
            SCAN_S (a process that lives shorter than that may be missed);
-           exit codes where the guest reaped the process itself.
+           exit codes where the guest reaped the process itself. A process
+           that replaces its program (exec) is started again: same pid, its
+           new command line, `exec: true`.
   file     file.created / file.modified / file.deleted under the watch's
            paths (inotify, recursive, at most MAX_DIRS directories).
   idle     idle.started once nothing happened for `threshold_s` seconds,
@@ -39,8 +41,18 @@ def now_iso():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def comm_of(pid):
+    """The program name the kernel shows for a process (it changes when the process execs), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.find(b"(") + 1:stat.rfind(b")")]
+
+
 def read_proc(pid):
-    """(ppid, cmd, uid, cpu ticks) of a process, or None when it is gone."""
+    """(ppid, cmd, uid, comm) of a process, or None when it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
@@ -52,7 +64,7 @@ def read_proc(pid):
     fields = stat[stat.rfind(b")") + 2:].split()
     comm = stat[stat.find(b"(") + 1:stat.rfind(b")")]
     text = cmd.replace(b"\0", b" ").strip() or b"[" + comm + b"]"
-    return int(fields[1]), text[:1024].decode("utf-8", "replace"), uid, int(fields[11]) + int(fields[12])
+    return int(fields[1]), text[:1024].decode("utf-8", "replace"), uid, comm
 
 
 def cpu_ticks(pid):
@@ -210,18 +222,25 @@ class Watches:
         pids = self._pids()
         if self.procs is None:
             # The first scan is the baseline: what runs already is not news.
-            self.procs = {p: info[:3] for p in pids if (info := read_proc(p))}
+            self.procs = {p: info for p in pids if (info := read_proc(p))}
         else:
-            for pid in sorted(pids - self.procs.keys()):
+            for pid in sorted(pids):
+                known = self.procs.get(pid)
+                if known is not None and comm_of(pid) in (known[3], None):
+                    continue
                 info = read_proc(pid)
                 if info is None:
                     continue
-                self.procs[pid] = info[:3]
-                self.guest.reaper.recent_exits.pop(pid, None)  # an exit code of an earlier process with this pid
+                self.procs[pid] = info
+                if known is None:
+                    self.guest.reaper.recent_exits.pop(pid, None)  # an exit code of an earlier process with this pid
+                data = {"pid": pid, "ppid": info[0], "cmd": info[1], "uid": info[2]}
+                if known is not None:
+                    data["exec"] = True
                 for w in watchers:
-                    w.emit("process.started", {"pid": pid, "ppid": info[0], "cmd": info[1], "uid": info[2]})
+                    w.emit("process.started", data)
             for pid in sorted(self.procs.keys() - pids):
-                _ppid, cmd, uid = self.procs.pop(pid)
+                _ppid, cmd, uid, _comm = self.procs.pop(pid)
                 code = self.guest.reaper.recent_exits.pop(pid, None)
                 for w in watchers:
                     w.emit("process.exited", {"pid": pid, "cmd": cmd, "uid": uid, "exit_code": code})
