@@ -8,7 +8,18 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env.ts';
-import { ComputerAgentMessage, FRAME_DISK, FRAME_OUTPUT, decodeFrame, frameKind, type ComputerSpec, type ExecRunParams, type ExecRunResult } from '../schema/protocol.ts';
+import {
+  ComputerAgentMessage,
+  FRAME_DISK,
+  FRAME_OUTPUT,
+  decodeFrame,
+  frameKind,
+  speaks,
+  type ComputerNotice,
+  type ComputerSpec,
+  type ExecRunParams,
+  type ExecRunResult,
+} from '../schema/protocol.ts';
 import { ApiError, fail, ok, type Result } from '../schema/errors.ts';
 import { SIZES, type Size } from '../schema/sizes.ts';
 import { AgentLink } from './agent-link.ts';
@@ -24,6 +35,7 @@ import { Streams } from './exec/streams.ts';
 import { ComputerEvents, reasonFor, startsOperation, type Why } from './computer/events.ts';
 import { fileOp, type FsAnswerOf } from './files/file-ops.ts';
 import { WatchSockets } from './events/watch-sockets.ts';
+import { SystemLog, type LogLine } from './computer/system-log.ts';
 import { CLIENT_OPEN_HEADER, parseClientOpen } from './exec/client-sockets.ts';
 import type { EventsOpen } from '../schema/events.ts';
 import { errorResponse } from '../worker/http/responses.ts';
@@ -31,6 +43,17 @@ import type { FsOp, FsRequest } from '../schema/guest.ts';
 import type { TerminalOptions } from './exec/terminal.ts';
 
 const NOT_FOUND = 'computer not found';
+/** The protocol minor that brought the shipped system log. */
+const LOGS_MINOR = 6;
+
+/** A notice to the agent (no answer expected); a closing socket just misses it. */
+function sendNotice(ws: WebSocket, notice: ComputerNotice): void {
+  try {
+    ws.send(JSON.stringify(notice));
+  } catch {
+    /* the agent asks again after it reconnects */
+  }
+}
 
 export interface MetricsView {
   cpu_percent: Point[];
@@ -51,6 +74,7 @@ export class ComputerObject extends DurableObject<Env> {
   private readonly upkeep: Upkeep;
   readonly events: ComputerEvents;
   private readonly watchSockets: WatchSockets;
+  private readonly systemLog: SystemLog;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -59,6 +83,7 @@ export class ComputerObject extends DurableObject<Env> {
     this.target = new AgentLink(ctx, 'agent-target');
     this.mover = new Mover(this, env);
     this.watchSockets = new WatchSockets(ctx, this.link);
+    this.systemLog = new SystemLog(ctx.storage.sql);
     this.metrics = new MetricsStore(ctx.storage.sql);
     this.lifecycle = new Lifecycle(this, env.DB);
     this.streams = new Streams(ctx, this.link, () => this.upkeep.schedule(), this.events.sessions);
@@ -309,6 +334,13 @@ export class ComputerObject extends DurableObject<Env> {
     return fileOp(this.link, request);
   }
 
+  /** The last lines of the computer's system log (running or not). */
+  async readLogs(caller: Caller, lines: number, since?: string): Promise<Result<{ lines: LogLine[]; last_id: number }>> {
+    const g = await this.guard(caller);
+    if (!g.ok) return g;
+    return ok({ lines: this.systemLog.tail(lines, since), last_id: this.systemLog.lastId() });
+  }
+
   async readMetrics(caller: Caller, window: MetricsWindow): Promise<Result<MetricsView>> {
     const g = await this.guard(caller);
     if (!g.ok) return g;
@@ -322,6 +354,11 @@ export class ComputerObject extends DurableObject<Env> {
   async fetch(request: Request): Promise<Response> {
     await this.loaded;
     const url = new URL(request.url);
+    if (url.pathname.endsWith('/logs/stream')) {
+      // The route checked the caller and the query.
+      if (!this.rec) return errorResponse(new ApiError('NOT_FOUND', NOT_FOUND), request.headers.get('x-request-id') ?? '');
+      return this.systemLog.follow(request.headers.get('last-event-id'), Number(request.headers.get('x-hangar-log-tail') ?? '0'), request.signal);
+    }
     if (url.pathname.endsWith('/exec/stream/events')) {
       this.touch();
       return this.streams.streamEvents(request, url);
@@ -390,6 +427,7 @@ export class ComputerObject extends DurableObject<Env> {
         return;
       case 'attached':
         this.link.markAttached(ws, parsed.agent_version, parsed.protocol);
+        if (speaks(parsed.protocol, LOGS_MINOR)) sendNotice(ws, { type: 'log.follow', offset: this.systemLog.next() });
         // Not awaited: reconciling waits on results that arrive as later messages.
         this.ctx.waitUntil(
           this.lifecycle.reconcile(parsed.state).then(async () => {
@@ -418,6 +456,11 @@ export class ComputerObject extends DurableObject<Env> {
       case 'watch.events':
         this.watchSockets.onEvents(parsed.watch_id, parsed.events);
         return;
+      case 'log.lines': {
+        const stored = this.systemLog.take(parsed);
+        if (stored !== null) sendNotice(ws, { type: 'log.ack', offset: stored });
+        return;
+      }
     }
   }
 

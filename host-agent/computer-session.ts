@@ -23,6 +23,7 @@ import { handleExecRun } from './handlers/exec.ts';
 import { ProcRelay } from './handlers/procs.ts';
 import { DiskMover } from './handlers/disk.ts';
 import { WatchRelay } from './handlers/watch.ts';
+import { LogShipper } from './handlers/logs.ts';
 import { AGENT_VERSION } from './version.ts';
 import type { Logger } from './log.ts';
 
@@ -40,6 +41,7 @@ export class ComputerSession {
   private readonly procs: ProcRelay;
   private readonly disk: DiskMover;
   private readonly watches: WatchRelay;
+  private readonly systemLog: LogShipper;
 
   constructor(id: string, cfg: SessionConfig, driver: ComputerDriver, log: Logger, onGone: (id: string) => void) {
     this.id = id;
@@ -50,6 +52,7 @@ export class ComputerSession {
     this.socket.on('close', () => {
       this.procs.connectionLost();
       this.disk.connectionLost();
+      this.systemLog.connectionLost();
     });
     this.socket.on('message', (data) => void this.onMessage(data));
     this.socket.on('binary', (data) => {
@@ -63,6 +66,7 @@ export class ComputerSession {
     this.procs = new ProcRelay(driver, id, outlet, log);
     this.disk = new DiskMover(driver, id, outlet, log);
     this.watches = new WatchRelay(driver, id, (m) => this.send(m));
+    this.systemLog = new LogShipper(() => driver.systemLog?.(id) ?? null, (m) => this.send(m));
     this.socket.on('rejected', (status) => {
       log(`computer ${id}: server answered ${status}; it is no longer served by this host`);
       onGone(id);
@@ -75,6 +79,7 @@ export class ComputerSession {
 
   stop(): void {
     this.socket.stop();
+    this.systemLog.stop();
   }
 
   /** Drops the socket as a network failure would; it reconnects by itself. */
@@ -100,11 +105,13 @@ export class ComputerSession {
       return;
     }
     const type = (raw as { type?: unknown })?.type;
-    if (type === 'proc.ack' || type === 'disk.ack' || type === 'disk.cancel') {
+    if (type === 'proc.ack' || type === 'disk.ack' || type === 'disk.cancel' || type === 'log.follow' || type === 'log.ack') {
       const notice = ComputerNotice.safeParse(raw);
       if (!notice.success) this.log(`computer ${this.id}: dropped a malformed ${String(type)}`);
       else if (notice.data.type === 'proc.ack') this.procs.ack(notice.data.proc_id, notice.data.offsets);
       else if (notice.data.type === 'disk.ack') this.disk.ack(notice.data.transfer_id, notice.data.offset);
+      else if (notice.data.type === 'log.follow') this.systemLog.follow(notice.data.offset);
+      else if (notice.data.type === 'log.ack') this.systemLog.ack(notice.data.offset);
       else this.disk.cancel(notice.data.transfer_id);
       return;
     }
@@ -171,7 +178,24 @@ export class ComputerSession {
 
   private lifecycle(req: LifecycleRequest) {
     this.log(`computer ${this.id}: ${req.type}`);
-    return handleLifecycle(this.driver, this.id, req, (p) => this.log(`computer ${this.id}: [${p.phase}] ${p.message}`));
+    // The computer's own system log says what its host did with it, for its owner to read.
+    const note = (line: string) => this.driver.logLine?.(this.id, line);
+    const what = req.type.slice('computer.'.length);
+    if (what !== 'env') note(`${what}`);
+    const done = handleLifecycle(this.driver, this.id, req, (p) => {
+      this.log(`computer ${this.id}: [${p.phase}] ${p.message}`);
+      note(`${what}: [${p.phase}] ${p.message}`);
+    });
+    return done.then(
+      (r) => {
+        if (what !== 'env' && what !== 'destroy') note(`${what}: done; the computer is ${r.state}`);
+        return r;
+      },
+      (err: unknown) => {
+        note(`${what} failed: ${err instanceof Error ? err.message : String(err)}`);
+        throw err;
+      },
+    );
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {

@@ -25,7 +25,9 @@
  *         operation in the computer (schema/guest.ts FsRequest), failing with
  *         NO_SUCH_PATH, FORBIDDEN, CONFLICT or NO_SPACE for what the path says;
  *         watch.start / watch.stop and `watch.events`: process, file and idle
- *         events from inside the computer, for its events sockets.
+ *         events from inside the computer, for its events sockets; the
+ *         computer's system log shipped as `log.lines` from the offset the
+ *         object asks for (`log.follow`), acknowledged by `log.ack`.
  */
 import { z } from 'zod';
 import { SIZE_NAMES } from './sizes.ts';
@@ -252,9 +254,18 @@ export const DiskAck = z.object({ type: z.literal('disk.ack'), transfer_id: Tran
  */
 export const DiskCancel = z.object({ type: z.literal('disk.cancel'), transfer_id: TransferId, reason: z.string().max(1024).optional() });
 
+/** 1.6: the object has the computer's system log up to `offset`: ship what follows (sent after each `attached`). */
+export const LogFollow = z.object({ type: z.literal('log.follow'), offset: z.number().int().nonnegative() });
+/** 1.6: the object stored the system log up to `offset`; the agent may send that much more beyond it. */
+export const LogAck = z.object({ type: z.literal('log.ack'), offset: z.number().int().nonnegative() });
+
 /** Messages the ComputerObject sends that need no answer. */
-export const ComputerNotice = z.discriminatedUnion('type', [ProcAck, DiskAck, DiskCancel]);
+export const ComputerNotice = z.discriminatedUnion('type', [ProcAck, DiskAck, DiskCancel, LogFollow, LogAck]);
 export type ComputerNotice = z.infer<typeof ComputerNotice>;
+
+/** System log bytes the agent may send beyond what the object acknowledged, and per message at most. */
+export const LOG_WINDOW_BYTES = 256 * 1024;
+export const LOG_CHUNK_BYTES = 64 * 1024;
 
 /** Bytes of unacknowledged output the agent may have in flight per process. */
 export const OUTPUT_WINDOW_BYTES = 2 * 1024 * 1024;
@@ -298,10 +309,24 @@ export const ProcExited = z.object({ type: z.literal('proc.exit'), proc_id: Proc
 /** Stdin bytes written to the process so far (the server's credit for sending more). */
 export const ProcStdinAck = z.object({ type: z.literal('proc.stdin_ack'), proc_id: ProcId, offset: z.number().int().nonnegative() });
 
+/**
+ * 1.6: system log text from byte `offset` of the computer's log on its host, in whole lines (a
+ * line longer than a message is cut). `restart`: the host's log is not the one the object followed
+ * (the computer moved, or the log was cut), and this is its beginning.
+ */
+export const LogLines = z.object({
+  type: z.literal('log.lines'),
+  offset: z.number().int().nonnegative(),
+  /** The log bytes this covers (text is them decoded: invalid UTF-8 became U+FFFD). */
+  bytes: z.number().int().positive().max(LOG_CHUNK_BYTES),
+  text: z.string().max(LOG_CHUNK_BYTES),
+  restart: z.boolean().optional(),
+});
+
 /** 1.6: events of a watch, in order. */
 export const WatchEvents = z.object({ type: z.literal('watch.events'), watch_id: WatchId, events: z.array(ComputerEvent).max(WATCH_BATCH_MAX) });
 
-export const ComputerAgentMessage = z.union([ResultMessage, Attached, MetricsSample, ComputerExited, ProcExited, ProcStdinAck, DiskAck, DiskCancel, WatchEvents]);
+export const ComputerAgentMessage = z.union([ResultMessage, Attached, MetricsSample, ComputerExited, ProcExited, ProcStdinAck, DiskAck, DiskCancel, WatchEvents, LogLines]);
 export type ComputerAgentMessage = z.infer<typeof ComputerAgentMessage>;
 
 /** Path the agent dials for a computer socket; the host socket is AGENT_HOST_PATH. */

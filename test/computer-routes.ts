@@ -62,6 +62,8 @@ export const COMPUTER_ROUTE_SAMPLES: ComputerRouteSample[] = [
   r('POST', '/files/copy', '/files/copy', { from: '/etc/hostname', to: INTRUDER_MARK }),
   r('POST', '/files/chmod', '/files/chmod', { path: '/workspace', mode: '0777' }),
   r('DELETE', '/files?path=/workspace', '/files'),
+  r('GET', '/logs?lines=10', '/logs'),
+  r('GET', '/logs/stream', '/logs/stream'),
   // Last: it would remove the computer.
   r('DELETE', '', ''),
 ];

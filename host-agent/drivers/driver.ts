@@ -125,6 +125,10 @@ export interface ComputerDriver {
   metrics(id: string): Promise<ComputerMetrics | null>;
   /** What the host actually has for this computer. */
   state(id: string): Promise<ActualState>;
+  /** The file of the computer's system log on this host (boot, init, guest agent, driver notes), for the agent to ship; null when there is none. */
+  systemLog?(id: string): string | null;
+  /** Adds a line to the computer's system log. */
+  logLine?(id: string, line: string): void;
   /** The running computer's address inside its own network (shown as `ip_address`); null when it has none. Drivers without networks of their own leave it out. */
   address?(id: string): Promise<string | null>;
   /** Ids of every computer with a disk on this host. */

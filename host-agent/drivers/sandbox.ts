@@ -17,6 +17,7 @@ import { ComputerCgroup, detectCgroups, type CgroupLayout, type Limits } from '.
 import { createDisk, destroyDisk, listDisks, readMeta, removeAbandonedDisks, writeMeta, type ComputerMeta } from './sandbox/disk.ts';
 import { computerResolvConf } from './sandbox/host-config.ts';
 import { namespaceAddress } from './sandbox/address.ts';
+import { OomNotes, appendConsole, dropEarlyConsole } from './sandbox/console-log.ts';
 import { CpuMeter } from './sandbox/metrics.ts';
 import { clearState, isAlive, launchSandbox, readState } from './sandbox/launch.ts';
 import { computerPaths, hostnameFromName, type ComputerPaths } from './sandbox/paths.ts';
@@ -47,6 +48,7 @@ export class SandboxDriver implements ComputerDriver {
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly exitListeners: Array<(id: string, reason: string) => void> = [];
   private readonly cpu = new CpuMeter();
+  private readonly oom = new OomNotes();
   private readonly poll: NodeJS.Timeout;
 
   constructor(opts: SandboxDriverOptions) {
@@ -122,6 +124,7 @@ export class SandboxDriver implements ComputerDriver {
       const paths = computerPaths(this.dataDir, id);
       await this.stopLocked(id);
       destroyDisk(paths);
+      dropEarlyConsole(paths);
       this.cpu.forget(id);
     });
   }
@@ -255,6 +258,15 @@ export class SandboxDriver implements ComputerDriver {
   async address(id: string): Promise<string | null> {
     const state = readState(computerPaths(this.dataDir, id));
     return state && isAlive(state) ? namespaceAddress(state.pid) : null;
+  }
+
+  systemLog(id: string): string | null {
+    const paths = computerPaths(this.dataDir, id);
+    return fs.existsSync(paths.dir) ? paths.log : null;
+  }
+
+  logLine(id: string, line: string): void {
+    appendConsole(computerPaths(this.dataDir, id), line);
   }
 
   async list(): Promise<string[]> {
@@ -433,6 +445,9 @@ export class SandboxDriver implements ComputerDriver {
 
   private checkAll(): void {
     for (const id of [...this.sessions.keys()]) this.checkExit(id);
+    for (const [id, s] of this.sessions) {
+      if (s.cgroup.exists()) this.oom.check(id, s.paths, s.cgroup.sample().oomKills, s.oomBaseline, readMeta(s.paths)?.memory_mb ?? 0);
+    }
   }
 
   /** Notices a computer that died on its own, cleans up after it and tells the listeners. */
@@ -447,6 +462,8 @@ export class SandboxDriver implements ComputerDriver {
     const reason = oom
       ? 'the computer ran out of memory and its init was killed'
       : `the computer's init exited${code != null ? ` with code ${code}` : ''}${signal ? ` by ${signal}` : ''}`;
+    appendConsole(session.paths, `the computer stopped on its own: ${reason}`);
+    this.oom.forget(id);
     void this.withLock(id, () => this.cleanupDead(id, session.cgroup, session.paths)).finally(() => {
       for (const listener of this.exitListeners) listener(id, reason);
     });

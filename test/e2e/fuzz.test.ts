@@ -145,6 +145,8 @@ function routeTable(): [string, string[]][] {
     ...['vnc-credentials', 'urls', 'apps', 'metrics'].map((a): [string, string[]] => [`${c}/${a}`, ['GET']]),
     [`${c}/auto-stop`, ['GET', 'PATCH']],
     [`${c}/events`, ['GET']],
+    [`${c}/logs`, ['GET']],
+    [`${c}/logs/stream`, ['GET']],
     [`${c}/files`, ['GET', 'DELETE']],
     [`${c}/files/readdir`, ['GET']],
     ...['stat', 'mkdir', 'rename', 'copy', 'chmod'].map((a): [string, string[]] => [`${c}/files/${a}`, post]),

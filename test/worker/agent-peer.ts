@@ -277,6 +277,8 @@ export class ComputerPeer {
   private readonly outputOffsets = new Map<string, number>();
   /** Every proc.ack the server sent, in order. */
   readonly acks: z.infer<typeof ProcAck>[] = [];
+  /** Every log.follow and log.ack the server sent, in order. */
+  readonly logNotices: Extract<ComputerNotice, { type: 'log.follow' | 'log.ack' }>[] = [];
   /** Every disk frame and disk notice the server sent, in order. */
   readonly disk: DiskEvent[] = [];
   private readonly diskListeners: ((e: DiskEvent) => void)[] = [];
@@ -295,10 +297,11 @@ export class ComputerPeer {
       binary: (bytes) => this.onBinary(bytes),
       notice: (raw) => {
         const type = (raw as { type?: unknown } | null)?.type;
-        if (type !== 'proc.ack' && type !== 'disk.ack' && type !== 'disk.cancel') return 'not-a-notice';
+        if (type !== 'proc.ack' && type !== 'disk.ack' && type !== 'disk.cancel' && type !== 'log.follow' && type !== 'log.ack') return 'not-a-notice';
         const n = ComputerNotice.safeParse(raw);
         if (!n.success) return `malformed notice ${JSON.stringify(raw)}: ${n.error.message}`;
         if (n.data.type === 'proc.ack') this.acks.push(n.data);
+        else if (n.data.type === 'log.follow' || n.data.type === 'log.ack') this.logNotices.push(n.data);
         else this.onDisk(n.data);
         return null;
       },

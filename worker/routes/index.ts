@@ -17,6 +17,7 @@ import { WORKSPACE_ROUTES } from './workspaces.ts';
 import { PROJECT_ROUTES } from './projects.ts';
 import { COMPUTER_EVENT_ROUTES } from './computers/events.ts';
 import { FILE_ROUTES } from './computers/files.ts';
+import { LOG_ROUTES } from './computers/logs.ts';
 import { EVENT_ROUTES } from './events.ts';
 
 export const ROUTES: RouteDef[] = [
@@ -37,5 +38,6 @@ export const ROUTES: RouteDef[] = [
   ...PROJECT_ROUTES,
   ...COMPUTER_EVENT_ROUTES,
   ...FILE_ROUTES,
+  ...LOG_ROUTES,
   ...EVENT_ROUTES,
 ];
