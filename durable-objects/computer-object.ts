@@ -41,6 +41,9 @@ import type { EventsOpen } from '../schema/events.ts';
 import { errorResponse } from '../worker/http/responses.ts';
 import type { FsOp, FsRequest } from '../schema/guest.ts';
 import type { TerminalOptions } from './exec/terminal.ts';
+import { RelayMux } from './relay/relay-mux.ts';
+import { ComputerRelay } from './relay/computer-relay.ts';
+import { RELAY_PATH } from './relay/relay-request.ts';
 
 const NOT_FOUND = 'computer not found';
 /** The protocol minor that brought the shipped system log. */
@@ -72,6 +75,9 @@ export class ComputerObject extends DurableObject<Env> {
   private readonly lifecycle: Lifecycle;
   readonly streams: Streams;
   private readonly upkeep: Upkeep;
+  /** Connections to the computer's ports, relayed over the agent socket (durable-objects/relay/). */
+  readonly relay: RelayMux;
+  private readonly ports: ComputerRelay;
   readonly events: ComputerEvents;
   private readonly watchSockets: WatchSockets;
   private readonly systemLog: SystemLog;
@@ -86,6 +92,9 @@ export class ComputerObject extends DurableObject<Env> {
     this.systemLog = new SystemLog(ctx.storage.sql);
     this.metrics = new MetricsStore(ctx.storage.sql);
     this.lifecycle = new Lifecycle(this, env.DB);
+    this.streams = new Streams(ctx, this.link, () => this.upkeep.schedule());
+    this.relay = new RelayMux(this.link, () => this.touch());
+    this.ports = new ComputerRelay(this.relay, { requireRunning: async (caller) => this.require(caller, 'exec') });
     this.streams = new Streams(ctx, this.link, () => this.upkeep.schedule(), this.events.sessions);
     this.upkeep = new Upkeep(ctx, env, {
       record: () => this.rec,
@@ -127,6 +136,7 @@ export class ComputerObject extends DurableObject<Env> {
       if (wasRunning && next !== 'running') {
         // Whatever ran in the computer is gone with it; its viewers get an honest error event.
         this.streams.procs.loseAll(`the computer is ${next === 'restarting' ? 'restarting' : 'stopped'}; the command ended with it`);
+        this.relay.resetAll('unreachable', `the computer is ${next === 'restarting' ? 'restarting' : 'stopped'}`);
         this.watchSockets.closeAll(`the computer is ${next === 'restarting' ? 'restarting' : 'stopped'}`);
         await this.upkeep.stopped(rec);
       }
@@ -236,6 +246,7 @@ export class ComputerObject extends DurableObject<Env> {
   /** Erases the object's storage; later calls find no computer. */
   async forget(): Promise<void> {
     this.rec = null;
+    this.relay.resetAll('closed', 'the computer was deleted');
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
     for (const ws of this.ctx.getWebSockets()) {
@@ -354,6 +365,7 @@ export class ComputerObject extends DurableObject<Env> {
   async fetch(request: Request): Promise<Response> {
     await this.loaded;
     const url = new URL(request.url);
+    if (url.pathname === RELAY_PATH) return this.ports.fetch(request);
     if (url.pathname.endsWith('/logs/stream')) {
       // The route checked the caller and the query.
       if (!this.rec) return errorResponse(new ApiError('NOT_FOUND', NOT_FOUND), request.headers.get('x-request-id') ?? '');
@@ -398,6 +410,7 @@ export class ComputerObject extends DurableObject<Env> {
       this.streams.onClientMessage(ws, data);
       return;
     }
+    if (typeof data !== 'string' && this.relay.onBinary(ws, data)) return;
     if (typeof data !== 'string' && frameKind(new Uint8Array(data)) === FRAME_DISK) {
       await this.loaded;
       this.mover.onDiskFrame(data);
@@ -415,7 +428,9 @@ export class ComputerObject extends DurableObject<Env> {
     }
     let parsed: ComputerAgentMessage;
     try {
-      parsed = ComputerAgentMessage.parse(JSON.parse(data));
+      const raw: unknown = JSON.parse(data);
+      if (this.relay.onJson(ws, raw)) return;
+      parsed = ComputerAgentMessage.parse(raw);
     } catch {
       ws.close(4400, 'malformed message');
       return;
@@ -473,8 +488,10 @@ export class ComputerObject extends DurableObject<Env> {
   }
 
   private async socketGone(ws: WebSocket): Promise<void> {
-    if (this.link.isAgentSocket(ws)) this.link.onClose(ws);
-    else if (this.target.isAgentSocket(ws)) {
+    if (this.link.isAgentSocket(ws)) {
+      this.link.onClose(ws);
+      this.relay.linkGone(ws);
+    } else if (this.target.isAgentSocket(ws)) {
       this.target.onClose(ws);
       this.mover.onTargetClosed();
     } else await this.clientGone(ws);

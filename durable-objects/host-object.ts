@@ -8,6 +8,7 @@ import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env.ts';
 import { HostAgentMessage, PROTOCOL, type HostServerMessage } from '../schema/protocol.ts';
 import { isoNow } from '../worker/http/ids.ts';
+import { RelayMux } from './relay/relay-mux.ts';
 
 const TAG = 'host';
 export const HEARTBEAT_INTERVAL_MS = 15_000;
@@ -17,6 +18,8 @@ const LAST_SEEN_WRITE_MS = 60_000;
 
 export class HostObject extends DurableObject<Env> {
   private lastSeenWritten = 0;
+  /** Connections to ports on the host (tenant hosts' tunnels), relayed over the host socket (durable-objects/relay/). */
+  readonly relay = new RelayMux({ socket: () => this.openSocket() });
 
   /** The agent route forwards the host-key-verified upgrade here with the host's id. */
   async fetch(request: Request): Promise<Response> {
@@ -51,16 +54,25 @@ export class HostObject extends DurableObject<Env> {
     return this.ctx.getWebSockets(TAG).some((ws) => ws.readyState === WebSocket.OPEN);
   }
 
+  private openSocket(): WebSocket | null {
+    return this.ctx.getWebSockets(TAG).find((s) => s.readyState === WebSocket.OPEN) ?? null;
+  }
+
   private send(msg: HostServerMessage): boolean {
-    const ws = this.ctx.getWebSockets(TAG).find((s) => s.readyState === WebSocket.OPEN);
+    const ws = this.openSocket();
     if (!ws) return false;
     ws.send(JSON.stringify(msg));
     return true;
   }
 
   async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
-    if (typeof data !== 'string') return;
-    const parsed = HostAgentMessage.safeParse(safeJson(data));
+    if (typeof data !== 'string') {
+      this.relay.onBinary(ws, data);
+      return;
+    }
+    const raw = safeJson(data);
+    if (this.relay.onJson(ws, raw)) return;
+    const parsed = HostAgentMessage.safeParse(raw);
     if (!parsed.success) {
       ws.close(4400, 'malformed message');
       return;
@@ -100,11 +112,13 @@ export class HostObject extends DurableObject<Env> {
     }
   }
 
-  async webSocketClose(): Promise<void> {
+  async webSocketClose(ws: WebSocket): Promise<void> {
+    this.relay.linkGone(ws);
     await this.markOfflineIfGone();
   }
 
-  async webSocketError(): Promise<void> {
+  async webSocketError(ws: WebSocket): Promise<void> {
+    this.relay.linkGone(ws);
     await this.markOfflineIfGone();
   }
 

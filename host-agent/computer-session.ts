@@ -24,6 +24,7 @@ import { ProcRelay } from './handlers/procs.ts';
 import { DiskMover } from './handlers/disk.ts';
 import { WatchRelay } from './handlers/watch.ts';
 import { LogShipper } from './handlers/logs.ts';
+import { AgentRelay } from './relay/agent-relay.ts';
 import { AGENT_VERSION } from './version.ts';
 import type { Logger } from './log.ts';
 
@@ -42,6 +43,8 @@ export class ComputerSession {
   private readonly disk: DiskMover;
   private readonly watches: WatchRelay;
   private readonly systemLog: LogShipper;
+  /** Connections to the computer's ports, relayed for its object. */
+  private readonly relay: AgentRelay;
 
   constructor(id: string, cfg: SessionConfig, driver: ComputerDriver, log: Logger, onGone: (id: string) => void) {
     this.id = id;
@@ -53,9 +56,11 @@ export class ComputerSession {
       this.procs.connectionLost();
       this.disk.connectionLost();
       this.systemLog.connectionLost();
+      this.relay.connectionLost();
     });
     this.socket.on('message', (data) => void this.onMessage(data));
     this.socket.on('binary', (data) => {
+      if (this.relay.onBinary(data)) return;
       const disk = frameKind(data) === FRAME_DISK ? decodeDiskFrame(data) : null;
       const frame = disk ? null : decodeFrame(data);
       if (disk) this.disk.frame(disk);
@@ -67,6 +72,11 @@ export class ComputerSession {
     this.disk = new DiskMover(driver, id, outlet, log);
     this.watches = new WatchRelay(driver, id, (m) => this.send(m));
     this.systemLog = new LogShipper(() => driver.systemLog?.(id) ?? null, (m) => this.send(m));
+    this.relay = new AgentRelay(
+      { sendJson: (m) => this.socket.send(m), sendBinary: (b) => this.socket.sendBinary(b) },
+      { computer_tcp: (t) => driver.connectTcp(id, t.port) },
+      log,
+    );
     this.socket.on('rejected', (status) => {
       log(`computer ${id}: server answered ${status}; it is no longer served by this host`);
       onGone(id);
@@ -104,6 +114,7 @@ export class ComputerSession {
       this.log(`computer ${this.id}: dropped a message that is not JSON`);
       return;
     }
+    if (this.relay.onJson(raw)) return;
     const type = (raw as { type?: unknown })?.type;
     if (type === 'proc.ack' || type === 'disk.ack' || type === 'disk.cancel' || type === 'log.follow' || type === 'log.ack') {
       const notice = ComputerNotice.safeParse(raw);

@@ -20,6 +20,7 @@ import {
   type GuestRequestBody,
   type ProcInfo,
   type StreamName,
+  type TcpEvent,
 } from '../schema/guest.ts';
 import { FrameDecoder, encodeFrame, type RawFrame } from './guest-frames.ts';
 import { GuestProcess, type GuestLink } from './guest-process.ts';
@@ -70,6 +71,8 @@ export class GuestClient extends EventEmitter<{ close: [Error | undefined]; watc
   private readonly decoder: FrameDecoder;
   private readonly pending = new Map<number, Pending>();
   private readonly procs = new Map<string, GuestProcess>();
+  /** Listeners of the relay's TCP connections (relay/guest-tcp.ts), by connection id. */
+  private readonly tcp = new Map<string, (event: TcpEvent, payload: Buffer) => void>();
   private nextId = 1;
   private closedWith: Error | undefined | null = null;
 
@@ -223,6 +226,15 @@ export class GuestClient extends EventEmitter<{ close: [Error | undefined]; watc
     this.socket.destroy();
   }
 
+  /** Routes a TCP connection's events to `listener` until untrackTcp (relay/guest-tcp.ts). */
+  trackTcp(conn: string, listener: (event: TcpEvent, payload: Buffer) => void): void {
+    this.tcp.set(conn, listener);
+  }
+
+  untrackTcp(conn: string): void {
+    this.tcp.delete(conn);
+  }
+
   /** @internal used by GuestProcess when it is detached or forgotten. */
   untrack(proc: string): void {
     this.procs.delete(proc);
@@ -264,6 +276,8 @@ export class GuestClient extends EventEmitter<{ close: [Error | undefined]; watc
         } else pending.reject(new GuestError(h.error.code, h.error.message));
       } else if (h.t === 'evt' && h.ev === 'watch') {
         this.emit('watch', h.watch, h.events);
+      } else if (h.t === 'evt' && (h.ev === 'tcp_data' || h.ev === 'tcp_end' || h.ev === 'tcp_closed')) {
+        this.tcp.get(h.conn)?.(h, frame.payload);
       } else if (h.t === 'evt') {
         const proc = this.procs.get(h.proc);
         if (!proc) continue;
@@ -284,6 +298,8 @@ export class GuestClient extends EventEmitter<{ close: [Error | undefined]; watc
     this.pending.clear();
     for (const proc of this.procs.values()) proc.markDetached();
     this.procs.clear();
+    for (const listener of [...this.tcp.values()]) listener({ t: 'evt', ev: 'tcp_closed', conn: '', error: 'the connection to the computer\'s guest was lost' }, Buffer.alloc(0));
+    this.tcp.clear();
     this.socket.destroy();
     this.emit('close', err);
   }

@@ -9,6 +9,7 @@ import { AGENT_HOST_PATH, HostServerMessage, PROTOCOL } from '../schema/protocol
 import type { ComputerDriver } from './drivers/driver.ts';
 import { ReconnectingSocket } from './reconnecting-socket.ts';
 import { ComputerSession, type SessionConfig } from './computer-session.ts';
+import { AgentRelay, type TargetOpeners } from './relay/agent-relay.ts';
 import { AGENT_VERSION } from './version.ts';
 import type { Logger } from './log.ts';
 
@@ -23,16 +24,25 @@ export class HostSession {
   /** Resolves once the first welcome has arrived (for scripts that wait for readiness). */
   readonly ready: Promise<void>;
   private markReady: () => void = () => {};
+  /** Relayed connections on the host socket; a fleet host serves no targets there (tenant hosts serve host_tcp). */
+  private readonly relay: AgentRelay;
 
-  constructor(cfg: SessionConfig, driver: ComputerDriver, log: Logger) {
+  constructor(cfg: SessionConfig, driver: ComputerDriver, log: Logger, openers: TargetOpeners = {}) {
     this.cfg = cfg;
     this.driver = driver;
     this.log = log;
     this.ready = new Promise((r) => (this.markReady = r));
     this.socket = new ReconnectingSocket({ url: cfg.wsBase + AGENT_HOST_PATH, headers: { authorization: `Bearer ${cfg.hostKey}` } });
     this.socket.on('open', () => void this.hello());
+    this.relay = new AgentRelay({ sendJson: (m) => this.socket.send(m), sendBinary: (b) => this.socket.sendBinary(b) }, openers, log);
     this.socket.on('message', (d) => void this.onMessage(d));
-    this.socket.on('close', (code, reason) => log(`host socket closed (${code} ${reason}); reconnecting`));
+    this.socket.on('binary', (b) => {
+      if (!this.relay.onBinary(b)) log('host socket: dropped a binary message');
+    });
+    this.socket.on('close', (code, reason) => {
+      this.relay.connectionLost();
+      log(`host socket closed (${code} ${reason}); reconnecting`);
+    });
     this.socket.on('rejected', (status) => {
       log(`the server refused this host key (HTTP ${status}): check --key, or register the host again`);
       process.exitCode = 1;
@@ -81,7 +91,9 @@ export class HostSession {
   private async onMessage(data: string): Promise<void> {
     let msg: HostServerMessage;
     try {
-      msg = HostServerMessage.parse(JSON.parse(data));
+      const raw: unknown = JSON.parse(data);
+      if (this.relay.onJson(raw)) return;
+      msg = HostServerMessage.parse(raw);
     } catch {
       this.log('host socket: dropped a malformed message');
       return;

@@ -26,8 +26,18 @@ export const ERROR_STATUS = {
   INTERNAL: 500,
   AGENT_UNAVAILABLE: 502,
   AGENT_ERROR: 502,
+  /** Relay: nothing listens on the port (in the computer, or on the tunnel's host). */
+  PORT_NOT_LISTENING: 502,
+  /** Relay: the app's connection failed or closed without an answer. */
+  UPSTREAM_ERROR: 502,
   NO_CAPACITY: 503,
   INSUFFICIENT_STORAGE: 507,
+  /** Relay: a preview URL of a computer that is not running. */
+  COMPUTER_STOPPED: 503,
+  /** Relay: a tunnel whose host is offline. */
+  HOST_OFFLINE: 503,
+  /** Relay: the app did not answer in time. */
+  UPSTREAM_TIMEOUT: 504,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

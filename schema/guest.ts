@@ -20,6 +20,9 @@
  * Versions (major changes break old hosts; minor ones only add):
  *  - 1.0  hello, ping, setenv, exec; spawn/stdin/close_stdin/resize/signal/
  *         list/attach/ack/detach/forget with output/exit events.
+ *  - 1.1  TCP connections inside the computer for the relay (see TCP below):
+ *         tcp_open/tcp_send/tcp_ack/tcp_shutdown/tcp_close with
+ *         tcp_data/tcp_end/tcp_closed events.
  *  - 1.2  (files) op fs: stat/list/mkdir/rename/copy/chmod/delete, done as `user`
  *         (as root when `user` is refused); error codes NO_SUCH_PATH,
  *         FORBIDDEN, CONFLICT, NO_SPACE for what a path's errno says;
@@ -29,6 +32,9 @@
 import { z } from 'zod';
 
 export const GUEST_PROTOCOL = { major: 1, minor: 2 } as const;
+
+/** The first guest minor version that makes TCP connections for the relay. */
+export const GUEST_TCP_MINOR = 1;
 
 /** Largest header and payload a frame may carry; bigger ones are a protocol error. */
 export const MAX_HEADER_BYTES = 1 << 20;
@@ -79,6 +85,22 @@ export const SpawnRequest = z.object({
   /** Output flow control: at most this many bytes per stream sent beyond the host's last `ack`. */
   window: OutputWindow.optional(),
 });
+
+// ---------------------------------------------------------------- TCP (1.1)
+//
+// A connection the guest makes inside the computer to one of its ports, for
+// the relay. Bytes to the app are `tcp_send` payloads, each answered once
+// written into the socket (the host's credit: it keeps at most a window
+// unanswered). Bytes from the app are `tcp_data` events at byte offsets, at
+// most `window` beyond the host's last `tcp_ack`. `tcp_shutdown` is a FIN to
+// the app after pending writes; `tcp_end` a FIN from it; `tcp_close` ends the
+// connection (an RST with `reset`); `tcp_closed` says it is gone, with the
+// error when it failed.
+
+const ConnId = z.string().regex(/^[a-z0-9]{1,32}$/);
+const TcpWindow = z.number().int().min(16 * 1024).max(16 << 20);
+
+export const TcpOpenRequest = z.object({ op: z.literal('tcp_open'), conn: ConnId, port: z.number().int().min(1).max(65535), window: TcpWindow });
 
 // ------------------------------------------------------------------ files (1.2)
 
@@ -182,6 +204,16 @@ export const GuestRequestBody = z.discriminatedUnion('op', [
   z.object({ op: z.literal('ack'), proc: ProcId, offsets: Offsets }),
   z.object({ op: z.literal('detach'), proc: ProcId }),
   z.object({ op: z.literal('forget'), proc: ProcId }),
+  /** Connects to 127.0.0.1:port (then ::1) inside the computer; answered once connected. */
+  TcpOpenRequest,
+  /** Payload: bytes for the app; answered once written into the socket. */
+  z.object({ op: z.literal('tcp_send'), conn: ConnId }),
+  /** The host has taken the app's bytes up to `offset`. */
+  z.object({ op: z.literal('tcp_ack'), conn: ConnId, offset: z.number().int().nonnegative() }),
+  /** FIN to the app once every sent byte is written. */
+  z.object({ op: z.literal('tcp_shutdown'), conn: ConnId }),
+  /** Ends the connection; with `reset`, abortively (RST). */
+  z.object({ op: z.literal('tcp_close'), conn: ConnId, reset: z.boolean() }),
 ]);
 export type GuestRequestBody = z.infer<typeof GuestRequestBody>;
 export type GuestOp = GuestRequestBody['op'];
@@ -237,9 +269,15 @@ export const GUEST_RESPONSES = {
   fs: z.union([FsListing, FsStat, FsDeleted]),
   watch: WatchStarted,
   unwatch: z.object({}),
+  tcp_open: z.object({}),
+  tcp_send: z.object({}),
+  tcp_ack: z.object({}),
+  tcp_shutdown: z.object({}),
+  tcp_close: z.object({}),
 } as const satisfies Record<GuestOp, z.ZodType>;
 
-export const GuestErrorCode = z.enum(['BAD_REQUEST', 'NOT_FOUND', 'BUSY', 'FAILED', 'NO_SUCH_PATH', 'FORBIDDEN', 'CONFLICT', 'NO_SPACE']);
+/** REFUSED: nothing listens on the port (tcp_open). TIMEOUT: the connection did not open in time. NO_SUCH_PATH, FORBIDDEN, CONFLICT, NO_SPACE: what a path's errno says (fs). */
+export const GuestErrorCode = z.enum(['BAD_REQUEST', 'NOT_FOUND', 'BUSY', 'FAILED', 'REFUSED', 'TIMEOUT', 'NO_SUCH_PATH', 'FORBIDDEN', 'CONFLICT', 'NO_SPACE']);
 export type GuestErrorCode = z.infer<typeof GuestErrorCode>;
 
 // -------------------------------------------------------------------- frames
@@ -281,10 +319,18 @@ export type OutputEvent = z.infer<typeof OutputEvent>;
 export const ExitEvent = z.object({ t: z.literal('evt'), ev: z.literal('exit'), proc: ProcId }).extend(ExitInfo.shape);
 export type ExitEvent = z.infer<typeof ExitEvent>;
 
+/** Bytes from the app (the payload) at `offset` of the connection. */
+export const TcpDataEvent = z.object({ t: z.literal('evt'), ev: z.literal('tcp_data'), conn: ConnId, offset: z.number().int().nonnegative() });
+/** The app closed its side (FIN); the connection may still take bytes. */
+export const TcpEndEvent = z.object({ t: z.literal('evt'), ev: z.literal('tcp_end'), conn: ConnId });
+/** The connection is gone; `error` when it failed (e.g. the app reset it). */
+export const TcpClosedEvent = z.object({ t: z.literal('evt'), ev: z.literal('tcp_closed'), conn: ConnId, error: z.string().max(1024).optional() });
+export type TcpEvent = z.infer<typeof TcpDataEvent> | z.infer<typeof TcpEndEvent> | z.infer<typeof TcpClosedEvent>;
+
 /** Events of a watch, in order. */
 export const WatchEvent = z.object({ t: z.literal('evt'), ev: z.literal('watch'), watch: WatchId, events: z.array(ComputerEvent).max(WATCH_BATCH_MAX) });
 
-export const GuestEvent = z.discriminatedUnion('ev', [OutputEvent, ExitEvent, WatchEvent]);
+export const GuestEvent = z.discriminatedUnion('ev', [OutputEvent, ExitEvent, TcpDataEvent, TcpEndEvent, TcpClosedEvent, WatchEvent]);
 
 /** Every header the guest may send. */
 export const GuestFrameHeader = z.union([GuestHello, GuestResponse, GuestEvent]);

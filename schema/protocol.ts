@@ -20,6 +20,9 @@
  *         target's computer.import; disk.ack flows back (target -> object ->
  *         source) so at most a window is in flight; computer.import_done
  *         verifies bytes and sha256 and puts the disk in place.
+ *  - 1.4  relayed byte streams (schema/relay.ts): relay.open/accept/response/
+ *         credit/close/reset messages and binary relay frames (kind 4), on
+ *         computer sockets (computer_tcp targets) and host sockets (host_tcp).
  *  - 1.6  (files, events, logs, snapshots) the result of a boot (provision,
  *         start) carries the computer's `ip_address`; `fs` runs one file
  *         operation in the computer (schema/guest.ts FsRequest), failing with
@@ -34,6 +37,9 @@ import { SIZE_NAMES } from './sizes.ts';
 import { ComputerEvent, FS_RESPONSES, FsRequest, WATCH_BATCH_MAX, WatchId, WatchProducers, WatchStarted } from './guest.ts';
 
 export const PROTOCOL = { major: 1, minor: 6 } as const;
+
+/** The first minor version whose agents serve relayed streams. */
+export const RELAY_MINOR = 4;
 
 /** True when an agent reporting `v` speaks at least `major.minor` (same major). */
 export const speaks = (v: { major: number; minor: number }, minor: number): boolean => v.major === PROTOCOL.major && v.minor >= minor;
@@ -336,8 +342,9 @@ export const agentComputerPath = (computerId: string) => `/agent/v1/computers/${
 // ------------------------------------------------------------ binary frames (1.1, disk frames 1.2)
 //
 //   u8  kind      1 = output (agent -> server), 2 = stdin (server -> agent),
-//                 3 = disk (source agent -> server -> target agent)
-//   u8  stream    index in OUTPUT_STREAMS for output; 0 for stdin and disk
+//                 3 = disk (source agent -> server -> target agent),
+//                 4 = relay (either way; schema/relay.ts)
+//   u8  stream    index in OUTPUT_STREAMS for output; flags for relay; 0 for stdin and disk
 //   u8  id_len    length of the id
 //   ..  id        ASCII: the proc id, or for disk frames the transfer id
 //   f64 offset    big-endian: byte offset of the payload's first byte in its stream
@@ -363,7 +370,8 @@ export interface DiskFrame {
   payload: Uint8Array;
 }
 
-function packFrame(kind: number, stream: number, id: string, offset: number, payload: Uint8Array): Uint8Array {
+/** Lays out a binary frame of any kind. */
+export function packFrame(kind: number, stream: number, id: string, offset: number, payload: Uint8Array): Uint8Array {
   const idBytes = new TextEncoder().encode(id);
   const out = new Uint8Array(3 + idBytes.length + 8 + payload.byteLength);
   out[0] = kind;
@@ -376,7 +384,7 @@ function packFrame(kind: number, stream: number, id: string, offset: number, pay
 }
 
 /** The fields of any frame, or null when the header is malformed. */
-function unpackFrame(buf: Uint8Array): { kind: number; stream: number; id: string; offset: number; payload: Uint8Array } | null {
+export function unpackFrame(buf: Uint8Array): { kind: number; stream: number; id: string; offset: number; payload: Uint8Array } | null {
   if (buf.byteLength < 11) return null;
   const idLen = buf[2];
   if (buf.byteLength < 3 + idLen + 8) return null;

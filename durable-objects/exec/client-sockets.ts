@@ -100,7 +100,8 @@ function safely(f: () => void): void {
 /** Header carrying a ClientOpen from a route to the ComputerObject; routes build the request afresh, so a client cannot set it. */
 export const CLIENT_OPEN_HEADER = 'x-hangar-client-open';
 
-const CallerSchema = z.object({
+/** A Caller as a route hands it over in a header. */
+export const CallerSchema = z.object({
   org_id: z.string(),
   workspace_ids: z.array(z.string()).nullable(),
   project_ids: z.array(z.string()).nullable(),

@@ -8,7 +8,7 @@
  * succeeds without doing anything.
  */
 import type { EventEmitter } from 'node:events';
-import type { Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import type { z } from 'zod';
 import type { AgentErrorCode, ActualState, ComputerSpec, ExecRunParams, ExecRunResult, OutputStream, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
 import type { ComputerEvent, FsDeleted, FsListing, FsRequest, FsStat, WatchProducers, WatchStarted } from '../../schema/guest.ts';
@@ -121,6 +121,13 @@ export interface ComputerDriver {
   watch(id: string, watchId: string, producers: WatchProducers, onEvents: (events: ComputerEvent[]) => void): Promise<WatchHandle>;
   /** Re-subscribes to a streamed process, replaying output from `offsets`; null when the computer no longer has it. */
   attach(id: string, procId: string, offsets: StreamOffsets, window: number): Promise<StreamProcess | null>;
+  /**
+   * A TCP connection to `port` inside the running computer (its guest connects
+   * within the computer's network), half-open capable. Rejects with a
+   * RelayTargetError: `refused` when nothing listens, `unreachable` when the
+   * computer is not running, `unsupported` when its guest cannot relay.
+   */
+  connectTcp(id: string, port: number): Promise<Duplex>;
   /** Current CPU and memory use of a running computer, null when it is not running. */
   metrics(id: string): Promise<ComputerMetrics | null>;
   /** What the host actually has for this computer. */

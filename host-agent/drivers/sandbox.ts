@@ -8,7 +8,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
+import type { Duplex } from 'node:stream';
 import { GuestError, type GuestClient } from '../guest-client.ts';
+import { openGuestTcp } from '../relay/guest-tcp.ts';
+import { RelayTargetError } from '../relay/target-error.ts';
+import { DriverError, type ComputerDriver, type ComputerMetrics, type DiskExport, type DiskImport, type ProgressFn, type StreamProcess } from './driver.ts';
 import { DriverError, type ComputerDriver, type ComputerMetrics, type DiskExport, type DiskImport, type FsAnswer, type ProgressFn, type StreamProcess, type WatchHandle } from './driver.ts';
 import { FS_RESPONSES, type ComputerEvent, type FsRequest, type WatchProducers } from '../../schema/guest.ts';
 import { ArchiveWriter, readArchive } from './sandbox/disk-archive.ts';
@@ -232,6 +236,16 @@ export class SandboxDriver implements ComputerDriver {
       throw this.guestFailure(id, err);
     }
     return handle;
+  }
+
+  async connectTcp(id: string, port: number): Promise<Duplex> {
+    let guest: GuestClient;
+    try {
+      guest = await this.guestOf(id);
+    } catch (err) {
+      throw new RelayTargetError('unreachable', err instanceof Error ? err.message : String(err));
+    }
+    return openGuestTcp(guest, port);
   }
 
   async metrics(id: string): Promise<ComputerMetrics | null> {

@@ -32,7 +32,9 @@ import {
   type ComputerRequestType,
   type RESULT_SCHEMAS,
 } from '../../schema/protocol.ts';
+import { FRAME_RELAY, isRelayMessage } from '../../schema/relay.ts';
 import { expectJson, operatorFetch, uniqueSlug } from './helpers.ts';
+import { RelayPeer } from './relay-peer.ts';
 import { join } from './ws-client.ts';
 
 const WAIT_MS = 4000;
@@ -287,15 +289,22 @@ export class ComputerPeer {
 
   /** Settles with the close code and reason once the server closes this socket. */
   readonly closed: Promise<{ code: number; reason: string }>;
+  /** Relayed streams the object opens on this socket (relay-peer.ts). */
+  readonly relay: RelayPeer;
 
   constructor(
     readonly id: string,
     private readonly ws: WebSocket,
   ) {
+    this.relay = new RelayPeer(
+      (t) => ws.send(t),
+      (b) => ws.send(b),
+    );
     this.closed = new Promise((resolve) => ws.addEventListener('close', (ev) => resolve({ code: ev.code, reason: ev.reason })));
     listen(ws, ComputerRequest, this.inbox, `computer ${id}`, (req) => void this.answer(req), {
       binary: (bytes) => this.onBinary(bytes),
       notice: (raw) => {
+        if (isRelayMessage(raw)) return this.relay.onMessage(raw);
         const type = (raw as { type?: unknown } | null)?.type;
         if (type !== 'proc.ack' && type !== 'disk.ack' && type !== 'disk.cancel' && type !== 'log.follow' && type !== 'log.ack') return 'not-a-notice';
         const n = ComputerNotice.safeParse(raw);
@@ -370,6 +379,7 @@ export class ComputerPeer {
   }
 
   private onBinary(bytes: Uint8Array): string | null {
+    if (frameKind(bytes) === FRAME_RELAY) return this.relay.onFrame(bytes);
     if (frameKind(bytes) === FRAME_DISK) {
       const d = decodeDiskFrame(bytes);
       if (!d) return `got a malformed disk frame (${bytes.byteLength} bytes)`;

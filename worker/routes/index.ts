@@ -13,6 +13,7 @@ import { EXEC_SOCKET_ROUTES } from './exec-socket.ts';
 import { TERMINAL_ROUTES } from './terminal.ts';
 import { ENV_VAR_ROUTES } from './env-vars.ts';
 import { PORT_ROUTES } from './ports.ts';
+import { PORT_SOCKET_ROUTES } from './port-sockets.ts';
 import { WORKSPACE_ROUTES } from './workspaces.ts';
 import { PROJECT_ROUTES } from './projects.ts';
 import { COMPUTER_EVENT_ROUTES } from './computers/events.ts';
@@ -34,6 +35,7 @@ export const ROUTES: RouteDef[] = [
   ...TERMINAL_ROUTES,
   ...ENV_VAR_ROUTES,
   ...PORT_ROUTES,
+  ...PORT_SOCKET_ROUTES,
   ...WORKSPACE_ROUTES,
   ...PROJECT_ROUTES,
   ...COMPUTER_EVENT_ROUTES,

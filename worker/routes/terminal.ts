@@ -11,28 +11,16 @@ import { ProcId } from '../../schema/protocol.ts';
 import { json } from '../http/responses.ts';
 import { route, type RouteContext, type RouteDef } from '../router.ts';
 import { callerOf, computerStub, requireComputerId } from '../computers/access.ts';
-import { mintStreamToken, verifyStreamToken } from '../computers/stream-token.ts';
-import type { Caller } from '../../durable-objects/computer/record.ts';
+import { mintStreamToken } from '../computers/stream-token.ts';
+import { socketCaller } from '../computers/socket-auth.ts';
 import { CLIENT_OPEN_HEADER, encodeClientOpen } from '../../durable-objects/exec/client-sockets.ts';
-import { authenticateSocket, requireUpgrade } from './exec-socket.ts';
+import { requireUpgrade } from './exec-socket.ts';
 
 const wsOrigin = (c: RouteContext) => c.url.origin.replace(/^http/, 'ws');
 
 function requireSessionId(raw: string): string {
   if (!ProcId.safeParse(raw).success) throw new ApiError('NOT_FOUND', 'terminal session not found');
   return raw;
-}
-
-/**
- * Who opens a socket or stream of a computer: a stream token (`?auth=`) stands for its whole
- * organization; without one, the caller's own credential (header, or `bearer.<key>` subprotocol) and scope.
- */
-export async function socketCaller(c: RouteContext, computerId: string): Promise<Caller> {
-  const token = c.query.get('auth');
-  if (token === null) return callerOf(await authenticateSocket(c));
-  const orgId = await verifyStreamToken(c.env, token, computerId);
-  if (!orgId) throw new ApiError('UNAUTHORIZED', 'invalid or expired stream token; get a fresh one from POST …/stream-token');
-  return { org_id: orgId, workspace_ids: null, project_ids: null };
 }
 
 export const TERMINAL_ROUTES: RouteDef[] = [
@@ -56,7 +44,7 @@ export const TERMINAL_ROUTES: RouteDef[] = [
     handler: async (c) => {
       requireUpgrade(c.request, 'this endpoint takes a WebSocket upgrade');
       const id = requireComputerId(c.params.id);
-      const caller = await socketCaller(c, id);
+      const { caller } = await socketCaller(c, id);
       const open = encodeClientOpen({ kind: 'terminal', caller, session_id: requireSessionId(c.params.session_id) });
       const headers = new Headers({ upgrade: 'websocket', 'x-request-id': c.requestId, [CLIENT_OPEN_HEADER]: open });
       return computerStub(c.env, id).fetch(new Request(c.url.toString(), { headers }));

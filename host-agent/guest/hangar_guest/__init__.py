@@ -13,6 +13,7 @@ Modules, one per concern:
     exec       op exec: run to completion, answer with the output
     spawn      ops spawn/attach/stdin/ack/...: long-lived streamed processes
     env        op setenv: the computer's environment
+    tcp        ops tcp_*: connections to the computer's ports, for the relay
     fsident    file work as `user` (or root) in worker threads
     files      op fs: stat, list, mkdir, rename, copy, chmod, delete
     inotify    recursive inotify through libc

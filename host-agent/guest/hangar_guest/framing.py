@@ -26,6 +26,8 @@ class Connection(asyncio.Protocol):
         self.transport = None
         self.paused = False
         self.attached = set()
+        # Called when the host goes away (e.g. tcp.py closes the connections this host opened).
+        self.on_lost = []
 
     def connection_made(self, transport):
         self.transport = transport
@@ -39,6 +41,8 @@ class Connection(asyncio.Protocol):
         self.paused = False
         self.guest.update_pauses()
         self.attached.clear()
+        for hook in self.on_lost:
+            hook()
 
     def pause_writing(self):
         self.paused = True

@@ -8,7 +8,7 @@ import sys
 import time
 from collections import deque
 
-from . import env, exec as exec_op, files, spawn, watch
+from . import env, exec as exec_op, files, spawn, tcp, watch
 from .common import STARTED, BOOT_ID, GuestError, log
 from .framing import Connection
 from .processes import Reaper, Runner
@@ -25,6 +25,7 @@ HANDLERS = {
     "exec": exec_op.handle_exec,
     **spawn.HANDLERS,
     **files.HANDLERS,
+    **tcp.HANDLERS,
     **watch.HANDLERS,
 }
 

@@ -15,8 +15,7 @@ import { validate } from '../../http/body.ts';
 import { route, type RouteContext, type RouteDef } from '../../router.ts';
 import { computerStub, loadComputer, requireComputerId } from '../../computers/access.ts';
 import { openEventStream, typesOf } from '../../events/open-stream.ts';
-import { socketCaller } from '../terminal.ts';
-import { offeredProtocols } from '../exec-socket.ts';
+import { offeredProtocols, socketCaller } from '../../computers/socket-auth.ts';
 import { CLIENT_OPEN_HEADER, encodeClientOpen } from '../../../durable-objects/exec/client-sockets.ts';
 import { DESKTOP_PRODUCERS, EVENTS_SUBPROTOCOL, PRODUCERS } from '../../../durable-objects/events/watch-sockets.ts';
 
@@ -53,7 +52,7 @@ function watchOf(q: URLSearchParams) {
 
 async function socket(c: RouteContext, id: string): Promise<Response> {
   const watch = watchOf(c.query);
-  const caller = await socketCaller(c, id);
+  const { caller } = await socketCaller(c, id);
   const subprotocol = offeredProtocols(c.request).includes(EVENTS_SUBPROTOCOL) ? EVENTS_SUBPROTOCOL : null;
   const open = encodeClientOpen({ kind: 'events', caller, open: { ...watch, subprotocol } });
   const headers = new Headers({ upgrade: 'websocket', 'x-request-id': c.requestId, [CLIENT_OPEN_HEADER]: open });
@@ -68,7 +67,7 @@ export const COMPUTER_EVENT_ROUTES: RouteDef[] = [
     handler: async (c) => {
       const id = requireComputerId(c.params.id);
       if (c.request.headers.get('upgrade')?.toLowerCase() === 'websocket') return socket(c, id);
-      const caller = await socketCaller(c, id);
+      const { caller } = await socketCaller(c, id);
       const row = await loadComputer(c.env, caller, id);
       return openEventStream(c, c.env, row.org_id, {
         refs: { computer_id: row.id },

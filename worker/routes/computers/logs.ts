@@ -15,7 +15,7 @@ import { json } from '../../http/responses.ts';
 import { validate } from '../../http/body.ts';
 import { route, type RouteContext, type RouteDef } from '../../router.ts';
 import { callerOf, computerStub, loadComputer, requireComputerId } from '../../computers/access.ts';
-import { socketCaller } from '../terminal.ts';
+import { socketCaller } from '../../computers/socket-auth.ts';
 
 export const MAX_LOG_LINES = 10_000;
 
@@ -48,7 +48,7 @@ export const LOG_ROUTES: RouteDef[] = [
     handler: async (c) => {
       const id = requireComputerId(c.params.id);
       const q = logQuery(c);
-      const caller = await socketCaller(c, id);
+      const { caller } = await socketCaller(c, id);
       await loadComputer(c.env, caller, id);
       const headers = new Headers({ 'x-request-id': c.requestId, 'x-hangar-log-tail': String(q.lines) });
       const last = c.request.headers.get('last-event-id') ?? q.last_event_id;

@@ -1,0 +1,150 @@
+/**
+ * A TCP connection made by a computer's guest inside the computer, as a Node
+ * Duplex on the host (schema/guest.ts, TCP): what is written goes to the app
+ * as `tcp_send` requests with at most a window unanswered; what the app
+ * sends arrives as `tcp_data` events and is acknowledged as this stream's
+ * reader takes it, so a slow reader stops the guest reading the app's socket
+ * rather than filling memory. Half-open capable: end() is a FIN to the app, a
+ * FIN from the app ends the readable side only.
+ */
+import { randomBytes } from 'node:crypto';
+import { Duplex } from 'node:stream';
+import { GUEST_TCP_MINOR, type TcpEvent } from '../../schema/guest.ts';
+import { GuestError, type GuestClient } from '../guest-client.ts';
+import { RelayTargetError } from './target-error.ts';
+
+/** Bytes the guest may send beyond our last acknowledgement, and we may have unanswered towards it. */
+export const GUEST_TCP_WINDOW = 512 * 1024;
+/** Largest tcp_send payload. */
+const SEND_CHUNK = 128 * 1024;
+const OPEN_TIMEOUT_MS = 10_000;
+
+/** Connects to `port` inside the computer whose guest is `guest`. */
+export async function openGuestTcp(guest: GuestClient, port: number): Promise<Duplex> {
+  if (guest.hello.protocol.minor < GUEST_TCP_MINOR) {
+    throw new RelayTargetError('unsupported', "this computer's guest agent is too old to relay connections; restart the computer to update it");
+  }
+  const conn = new GuestTcp(guest, `c${randomBytes(6).toString('hex')}`);
+  try {
+    await guest.request({ op: 'tcp_open', conn: conn.id, port, window: GUEST_TCP_WINDOW }, { timeoutMs: OPEN_TIMEOUT_MS + 5_000 });
+  } catch (err) {
+    conn.forget();
+    if (err instanceof GuestError && err.code === 'REFUSED') throw new RelayTargetError('refused', `nothing is listening on port ${port} in the computer`);
+    if (err instanceof GuestError && err.code === 'TIMEOUT') throw new RelayTargetError('timeout', `port ${port} in the computer did not answer in time`);
+    if (err instanceof GuestError && err.code === 'DISCONNECTED') throw new RelayTargetError('unreachable', "the computer's guest went away");
+    throw new RelayTargetError('error', `the computer could not connect to port ${port}: ${(err as Error).message}`);
+  }
+  return conn;
+}
+
+class GuestTcp extends Duplex {
+  readonly id: string;
+  private readonly guest: GuestClient;
+  /** Bytes sent and not yet answered by the guest. */
+  private inflight = 0;
+  private waiting: Array<() => void> = [];
+  private received = 0;
+  private acked = 0;
+  private paused = false;
+  private closedByGuest = false;
+  private readEnded = false;
+
+  constructor(guest: GuestClient, id: string) {
+    super({ allowHalfOpen: true });
+    this.guest = guest;
+    this.id = id;
+    guest.trackTcp(id, (ev, payload) => this.onEvent(ev, payload));
+  }
+
+  forget(): void {
+    this.guest.untrackTcp(this.id);
+  }
+
+  _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    void this.send(chunk).then(() => done(), (err: Error) => done(err));
+  }
+
+  _final(done: (err?: Error | null) => void): void {
+    void this.drained()
+      .then(() => (this.closedByGuest ? undefined : this.guest.request({ op: 'tcp_shutdown', conn: this.id }, { timeoutMs: 30_000 })))
+      .then(() => done(), (err: Error) => done(err));
+  }
+
+  _read(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.ack(true);
+  }
+
+  _destroy(err: Error | null, done: (err?: Error | null) => void): void {
+    this.forget();
+    for (const w of this.waiting.splice(0)) w();
+    if (!this.closedByGuest && !this.guest.closed) {
+      // Answered or not, the connection is over here; the guest closes its socket (abortively on an error).
+      this.guest.request({ op: 'tcp_close', conn: this.id, reset: err !== null || !this.writableFinished }, { timeoutMs: 10_000 }).catch(() => {});
+    }
+    done(err);
+  }
+
+  private async send(chunk: Buffer): Promise<void> {
+    for (let at = 0; at < chunk.length; at += SEND_CHUNK) {
+      const piece = chunk.subarray(at, at + SEND_CHUNK);
+      while (this.inflight > 0 && this.inflight + piece.length > GUEST_TCP_WINDOW) {
+        await new Promise<void>((r) => this.waiting.push(r));
+        if (this.destroyed) throw new RelayTargetError('reset', 'the connection closed');
+      }
+      this.inflight += piece.length;
+      this.guest.request({ op: 'tcp_send', conn: this.id }, { payload: piece, timeoutMs: 120_000 }).then(
+        () => this.answered(piece.length),
+        (err: Error) => {
+          this.answered(piece.length);
+          this.destroy(RelayTargetError.from(err));
+        },
+      );
+    }
+  }
+
+  private answered(n: number): void {
+    this.inflight -= n;
+    for (const w of this.waiting.splice(0)) w();
+  }
+
+  /** Resolves once every byte sent has been written into the socket by the guest. */
+  private async drained(): Promise<void> {
+    while (this.inflight > 0 && !this.destroyed) await new Promise<void>((r) => this.waiting.push(r));
+  }
+
+  private onEvent(ev: TcpEvent, payload: Buffer): void {
+    if (this.destroyed) return;
+    if (ev.ev === 'tcp_data') {
+      if (ev.offset !== this.received) return void this.destroy(new RelayTargetError('protocol', `the guest sent bytes at ${ev.offset}, expected ${this.received}`));
+      this.received += payload.length;
+      if (!this.push(payload)) this.paused = true;
+      else this.ack(false);
+    } else if (ev.ev === 'tcp_end') {
+      this.endRead();
+    } else {
+      this.closedByGuest = true;
+      this.forget();
+      if (ev.error) this.destroy(new RelayTargetError('reset', ev.error));
+      else {
+        this.endRead();
+        for (const w of this.waiting.splice(0)) w();
+      }
+    }
+  }
+
+  private endRead(): void {
+    if (this.readEnded) return;
+    this.readEnded = true;
+    this.push(null);
+  }
+
+  /** Acknowledges what the reader took: every quarter window, or all of it when the reader asks for more. */
+  private ack(force: boolean): void {
+    const owed = this.received - this.acked;
+    if (owed === 0 || (!force && owed < GUEST_TCP_WINDOW / 4)) return;
+    this.acked = this.received;
+    this.guest.request({ op: 'tcp_ack', conn: this.id, offset: this.acked }, { timeoutMs: 30_000 }).catch(() => {});
+  }
+}
