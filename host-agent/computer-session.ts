@@ -74,7 +74,10 @@ export class ComputerSession {
     this.systemLog = new LogShipper(() => driver.systemLog?.(id) ?? null, (m) => this.send(m));
     this.relay = new AgentRelay(
       { sendJson: (m) => this.socket.send(m), sendBinary: (b) => this.socket.sendBinary(b) },
-      { computer_tcp: (t) => driver.connectTcp(id, t.port) },
+      {
+        computer_tcp: (t) => driver.connectTcp(id, t.port),
+        ...(driver.openFile && { computer_file: (t) => driver.openFile!(id, t.file) }),
+      },
       log,
     );
     this.socket.on('rejected', (status) => {

@@ -27,7 +27,8 @@
  *         (as root when `user` is refused); error codes NO_SUCH_PATH,
  *         FORBIDDEN, CONFLICT, NO_SPACE for what a path's errno says;
  *         ops watch/unwatch with `watch` events: process, file and idle
- *         events of the computer (hangar_guest/watch.py).
+ *         events of the computer (hangar_guest/watch.py); op file_open: a
+ *         file's bytes as a connection of the TCP family (FileStream below).
  */
 import { z } from 'zod';
 
@@ -35,6 +36,8 @@ export const GUEST_PROTOCOL = { major: 1, minor: 2 } as const;
 
 /** The first guest minor version that makes TCP connections for the relay. */
 export const GUEST_TCP_MINOR = 1;
+/** The first guest minor version with files (fs, file_open) and watches. */
+export const GUEST_FILES_MINOR = 2;
 
 /** Largest header and payload a frame may carry; bigger ones are a protocol error. */
 export const MAX_HEADER_BYTES = 1 << 20;
@@ -153,6 +156,26 @@ export const FsListing = z.object({ path: z.string(), entries: z.array(FsEntry),
 export type FsListing = z.infer<typeof FsListing>;
 export const FsDeleted = z.object({ path: z.string(), deleted: z.literal(true) });
 
+/**
+ * A file's bytes as a stream (op file_open, relayed as target `computer_file`):
+ * read from `offset` at most `length` bytes; write the whole file (replaced
+ * once the stream ends cleanly); pack a directory as tar.gz; unpack an archive
+ * into a directory. Write and unpack answer with one JSON line (FileStreamResult).
+ */
+export const FileStream = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('read'), path: FsPath, offset: z.number().int().nonnegative(), length: z.number().int().nonnegative().optional() }),
+  z.object({ op: z.literal('write'), path: FsPath, mode: FsMode.optional() }),
+  z.object({ op: z.literal('pack'), path: FsPath }),
+  z.object({ op: z.literal('unpack'), path: FsPath, format: z.enum(['auto', 'tar', 'tar.gz', 'zip']) }),
+]);
+export type FileStream = z.infer<typeof FileStream>;
+/** The JSON line a write or an unpack answers with, once done. */
+export const FileStreamResult = z.discriminatedUnion('ok', [
+  z.object({ ok: z.literal(true), path: z.string(), size: z.number().int().nonnegative().optional(), entries: z.number().int().nonnegative().optional() }),
+  z.object({ ok: z.literal(false), code: z.string().max(32), message: z.string().max(4096) }),
+]);
+export type FileStreamResult = z.infer<typeof FileStreamResult>;
+
 /** What each file operation answers. */
 export const FS_RESPONSES = {
   stat: FsStat,
@@ -188,6 +211,8 @@ export const GuestRequestBody = z.discriminatedUnion('op', [
   z.object({ op: z.literal('unwatch'), watch: WatchId }),
   /** A file operation; answered with FS_RESPONSES[request.op]. */
   z.object({ op: z.literal('fs'), request: FsRequest }),
+  /** A file's bytes as a connection `conn` of the TCP family (then tcp_send/tcp_ack/… as for a port). */
+  z.object({ op: z.literal('file_open'), conn: z.string().regex(/^[a-z0-9]{1,32}$/), window: z.number().int().min(16 * 1024).max(16 << 20), request: FileStream }),
   z.object({ op: z.literal('ping') }),
   z.object({ op: z.literal('setenv'), env: Env }),
   ExecRequest,
@@ -267,6 +292,7 @@ export const GUEST_RESPONSES = {
   detach: z.object({}),
   forget: z.object({}),
   fs: z.union([FsListing, FsStat, FsDeleted]),
+  file_open: z.object({}),
   watch: WatchStarted,
   unwatch: z.object({}),
   tcp_open: z.object({}),

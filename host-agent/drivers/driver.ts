@@ -11,7 +11,7 @@ import type { EventEmitter } from 'node:events';
 import type { Duplex, Readable } from 'node:stream';
 import type { z } from 'zod';
 import type { AgentErrorCode, ActualState, ComputerSpec, ExecRunParams, ExecRunResult, OutputStream, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
-import type { ComputerEvent, FsDeleted, FsListing, FsRequest, FsStat, WatchProducers, WatchStarted } from '../../schema/guest.ts';
+import type { ComputerEvent, FileStream, FsDeleted, FsListing, FsRequest, FsStat, WatchProducers, WatchStarted } from '../../schema/guest.ts';
 
 /** A watch that runs: the producers it could not have, and how to end it. */
 export interface WatchHandle extends WatchStarted {
@@ -128,6 +128,11 @@ export interface ComputerDriver {
    * computer is not running, `unsupported` when its guest cannot relay.
    */
   connectTcp(id: string, port: number): Promise<Duplex>;
+  /**
+   * A file's bytes in the running computer as a stream (schema/guest.ts FileStream): read, write,
+   * pack or unpack, done by its guest as `user`. Rejects with a RelayTargetError like connectTcp.
+   */
+  openFile?(id: string, request: FileStream): Promise<Duplex>;
   /** Current CPU and memory use of a running computer, null when it is not running. */
   metrics(id: string): Promise<ComputerMetrics | null>;
   /** What the host actually has for this computer. */

@@ -10,11 +10,10 @@ import path from 'node:path';
 import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
 import type { Duplex } from 'node:stream';
 import { GuestError, type GuestClient } from '../guest-client.ts';
-import { openGuestTcp } from '../relay/guest-tcp.ts';
+import { openGuestFile, openGuestTcp } from '../relay/guest-tcp.ts';
 import { RelayTargetError } from '../relay/target-error.ts';
-import { DriverError, type ComputerDriver, type ComputerMetrics, type DiskExport, type DiskImport, type ProgressFn, type StreamProcess } from './driver.ts';
 import { DriverError, type ComputerDriver, type ComputerMetrics, type DiskExport, type DiskImport, type FsAnswer, type ProgressFn, type StreamProcess, type WatchHandle } from './driver.ts';
-import { FS_RESPONSES, type ComputerEvent, type FsRequest, type WatchProducers } from '../../schema/guest.ts';
+import { FS_RESPONSES, type ComputerEvent, type FileStream, type FsRequest, type WatchProducers } from '../../schema/guest.ts';
 import { ArchiveWriter, readArchive } from './sandbox/disk-archive.ts';
 import { installApps } from './sandbox/apps.ts';
 import { ComputerCgroup, detectCgroups, type CgroupLayout, type Limits } from './sandbox/cgroups.ts';
@@ -239,13 +238,20 @@ export class SandboxDriver implements ComputerDriver {
   }
 
   async connectTcp(id: string, port: number): Promise<Duplex> {
-    let guest: GuestClient;
+    return openGuestTcp(await this.relayGuest(id), port);
+  }
+
+  async openFile(id: string, request: FileStream): Promise<Duplex> {
+    return openGuestFile(await this.relayGuest(id), request);
+  }
+
+  /** The running computer's guest for a relayed stream; `unreachable` when there is none. */
+  private async relayGuest(id: string): Promise<GuestClient> {
     try {
-      guest = await this.guestOf(id);
+      return await this.guestOf(id);
     } catch (err) {
       throw new RelayTargetError('unreachable', err instanceof Error ? err.message : String(err));
     }
-    return openGuestTcp(guest, port);
   }
 
   async metrics(id: string): Promise<ComputerMetrics | null> {

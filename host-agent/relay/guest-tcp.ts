@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Duplex } from 'node:stream';
-import { GUEST_TCP_MINOR, type TcpEvent } from '../../schema/guest.ts';
+import { GUEST_FILES_MINOR, GUEST_TCP_MINOR, type FileStream, type TcpEvent } from '../../schema/guest.ts';
 import { GuestError, type GuestClient } from '../guest-client.ts';
 import { RelayTargetError } from './target-error.ts';
 
@@ -33,6 +33,25 @@ export async function openGuestTcp(guest: GuestClient, port: number): Promise<Du
     if (err instanceof GuestError && err.code === 'TIMEOUT') throw new RelayTargetError('timeout', `port ${port} in the computer did not answer in time`);
     if (err instanceof GuestError && err.code === 'DISCONNECTED') throw new RelayTargetError('unreachable', "the computer's guest went away");
     throw new RelayTargetError('error', `the computer could not connect to port ${port}: ${(err as Error).message}`);
+  }
+  return conn;
+}
+
+/**
+ * A file's bytes in the computer (guest op file_open, schema/guest.ts FileStream) as the same kind
+ * of connection: the guest's far end is a thread copying between the file and a socket.
+ */
+export async function openGuestFile(guest: GuestClient, request: FileStream): Promise<Duplex> {
+  if (guest.hello.protocol.minor < GUEST_FILES_MINOR) {
+    throw new RelayTargetError('unsupported', "this computer's guest agent is too old to move files; restart the computer to update it");
+  }
+  const conn = new GuestTcp(guest, `f${randomBytes(6).toString('hex')}`);
+  try {
+    await guest.request({ op: 'file_open', conn: conn.id, window: GUEST_TCP_WINDOW, request }, { timeoutMs: OPEN_TIMEOUT_MS });
+  } catch (err) {
+    conn.forget();
+    if (err instanceof GuestError && err.code === 'DISCONNECTED') throw new RelayTargetError('unreachable', "the computer's guest went away");
+    throw new RelayTargetError(err instanceof GuestError && err.code === 'BUSY' ? 'limit' : 'error', `the computer could not open ${request.path}: ${(err as Error).message}`);
   }
   return conn;
 }
@@ -67,7 +86,11 @@ class GuestTcp extends Duplex {
   _final(done: (err?: Error | null) => void): void {
     void this.drained()
       .then(() => (this.closedByGuest ? undefined : this.guest.request({ op: 'tcp_shutdown', conn: this.id }, { timeoutMs: 30_000 })))
-      .then(() => done(), (err: Error) => done(err));
+      .then(
+        () => done(),
+        // Gone on the guest's side meanwhile: its tcp_closed (with its reason) is on the way.
+        (err: Error) => done(err instanceof GuestError && err.code === 'NOT_FOUND' ? null : err),
+      );
   }
 
   _read(): void {
@@ -126,7 +149,9 @@ class GuestTcp extends Duplex {
     } else {
       this.closedByGuest = true;
       this.forget();
-      if (ev.error) this.destroy(new RelayTargetError('reset', ev.error));
+      // Later than now: this may come right behind the open's answer, before whoever awaited the
+      // open has put its listeners on (an 'error' nobody listens to would end the agent).
+      if (ev.error) setImmediate(() => this.destroy(new RelayTargetError('reset', ev.error)));
       else {
         this.endRead();
         for (const w of this.waiting.splice(0)) w();

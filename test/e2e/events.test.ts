@@ -50,7 +50,9 @@ async function next(reader: SseReader, type: string): Promise<Envelope[]> {
 class Events {
   readonly frames: { type: string; data: Record<string, unknown>; timestamp: string }[] = [];
   readonly closed: Promise<Closed>;
-  constructor(readonly ws: WebSocket) {
+  readonly ws: WebSocket;
+  constructor(ws: WebSocket) {
+    this.ws = ws;
     this.closed = closedOf(ws);
     ws.on('message', (data: Buffer) => this.frames.push(JSON.parse(data.toString())));
   }

@@ -25,7 +25,7 @@ except OSError:  # no libc to call: file work runs as root (logged once)
     _libc = None
 
 
-def _take(ident):
+def take_identity(ident):
     """Makes the calling thread act on files as `ident` (uid, gid, groups)."""
     if _libc is None:
         return False
@@ -54,10 +54,10 @@ class FileWorkers:
         return self.loop.run_in_executor(self.pool, self._run, ident, fn, args)
 
     def _run(self, ident, fn, args):
-        if not _take(ident) and not self.warned:
+        if not take_identity(ident) and not self.warned:
             self.warned = True
             log("cannot take another identity for file work; it runs as root")
         try:
             return fn(*args)
         finally:
-            _take({"uid": 0, "gid": 0, "groups": []})
+            take_identity({"uid": 0, "gid": 0, "groups": []})

@@ -8,7 +8,7 @@ import sys
 import time
 from collections import deque
 
-from . import env, exec as exec_op, files, spawn, tcp, watch
+from . import env, exec as exec_op, files, filestream, spawn, tcp, watch
 from .common import STARTED, BOOT_ID, GuestError, log
 from .framing import Connection
 from .processes import Reaper, Runner
@@ -25,12 +25,13 @@ HANDLERS = {
     "exec": exec_op.handle_exec,
     **spawn.HANDLERS,
     **files.HANDLERS,
+    **filestream.HANDLERS,
     **tcp.HANDLERS,
     **watch.HANDLERS,
 }
 
 # Requests that do work in the computer: for idle watches, the computer is in use.
-WORK_OPS = frozenset(["exec", "spawn", "stdin", "resize", "signal", "fs"])
+WORK_OPS = frozenset(["exec", "spawn", "stdin", "resize", "signal", "fs", "file_open"])
 
 
 class Guest:
