@@ -151,7 +151,8 @@ class GuestTcp extends Duplex {
       this.forget();
       // Later than now: this may come right behind the open's answer, before whoever awaited the
       // open has put its listeners on (an 'error' nobody listens to would end the agent).
-      if (ev.error) setImmediate(() => this.destroy(new RelayTargetError('reset', ev.error)));
+      const error = ev.error;
+      if (error) setImmediate(() => this.destroy(new RelayTargetError('reset', error)));
       else {
         this.endRead();
         for (const w of this.waiting.splice(0)) w();
