@@ -36,6 +36,8 @@ import { ComputerEvents, reasonFor, startsOperation, type Why } from './computer
 import { fileOp, type FsAnswerOf } from './files/file-ops.ts';
 import { WatchSockets } from './events/watch-sockets.ts';
 import { SystemLog, type LogLine } from './computer/system-log.ts';
+import { FileTransfers } from './files/file-transfers.ts';
+import { FILE_OP_HEADER, serveFileRequest } from './files/file-requests.ts';
 import { CLIENT_OPEN_HEADER, parseClientOpen } from './exec/client-sockets.ts';
 import type { EventsOpen } from '../schema/events.ts';
 import { errorResponse } from '../worker/http/responses.ts';
@@ -81,6 +83,7 @@ export class ComputerObject extends DurableObject<Env> {
   readonly events: ComputerEvents;
   private readonly watchSockets: WatchSockets;
   private readonly systemLog: SystemLog;
+  private readonly transfers: FileTransfers;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -94,6 +97,7 @@ export class ComputerObject extends DurableObject<Env> {
     this.lifecycle = new Lifecycle(this, env.DB);
     this.streams = new Streams(ctx, this.link, () => this.upkeep.schedule());
     this.relay = new RelayMux(this.link, () => this.touch());
+    this.transfers = new FileTransfers(this.relay, this.link);
     this.ports = new ComputerRelay(this.relay, { requireRunning: async (caller) => this.require(caller, 'exec') });
     this.streams = new Streams(ctx, this.link, () => this.upkeep.schedule(), this.events.sessions);
     this.upkeep = new Upkeep(ctx, env, {
@@ -366,6 +370,10 @@ export class ComputerObject extends DurableObject<Env> {
     await this.loaded;
     const url = new URL(request.url);
     if (url.pathname === RELAY_PATH) return this.ports.fetch(request);
+    if (request.headers.has(FILE_OP_HEADER)) {
+      this.touch();
+      return serveFileRequest({ link: this.link, transfers: this.transfers, requireRunning: (caller) => this.require(caller, 'exec') }, request);
+    }
     if (url.pathname.endsWith('/logs/stream')) {
       // The route checked the caller and the query.
       if (!this.rec) return errorResponse(new ApiError('NOT_FOUND', NOT_FOUND), request.headers.get('x-request-id') ?? '');

@@ -114,7 +114,8 @@ export const FsMode = z.number().int().min(0).max(0o7777);
 
 /** The file operations (the guest's op `fs` carries one as `request`). */
 export const FsRequest = z.discriminatedUnion('op', [
-  z.object({ op: z.literal('stat'), path: FsPath }),
+  /** lstat; with `follow`, of what a symlink points to (what a download reads). */
+  z.object({ op: z.literal('stat'), path: FsPath, follow: z.boolean().optional() }),
   /** Entries sorted by name after `after`, as many as fit one reply; `truncated` says more follow. */
   z.object({ op: z.literal('list'), path: FsPath, after: z.string().max(4096).optional() }),
   z.object({ op: z.literal('mkdir'), path: FsPath, recursive: z.boolean(), mode: FsMode }),
@@ -123,6 +124,8 @@ export const FsRequest = z.discriminatedUnion('op', [
   z.object({ op: z.literal('copy'), from: FsPath, to: FsPath, recursive: z.boolean() }),
   z.object({ op: z.literal('chmod'), path: FsPath, mode: FsMode }),
   z.object({ op: z.literal('delete'), path: FsPath, recursive: z.boolean() }),
+  /** Unpacks an archive that is already a file in the computer (an upload staged there) into the directory `path`. */
+  z.object({ op: z.literal('unpack'), path: FsPath, source: FsPath, format: z.enum(['auto', 'tar', 'tar.gz', 'zip']) }),
 ]);
 export type FsRequest = z.infer<typeof FsRequest>;
 export type FsOp = FsRequest['op'];
@@ -155,6 +158,7 @@ export type FsEntry = z.infer<typeof FsEntry>;
 export const FsListing = z.object({ path: z.string(), entries: z.array(FsEntry), truncated: z.boolean() });
 export type FsListing = z.infer<typeof FsListing>;
 export const FsDeleted = z.object({ path: z.string(), deleted: z.literal(true) });
+export const FsUnpacked = z.object({ path: z.string(), entries: z.number().int().nonnegative() });
 
 /**
  * A file's bytes as a stream (op file_open, relayed as target `computer_file`):
@@ -185,6 +189,7 @@ export const FS_RESPONSES = {
   copy: FsStat,
   chmod: FsStat,
   delete: FsDeleted,
+  unpack: FsUnpacked,
 } as const satisfies Record<FsOp, z.ZodType>;
 
 // ------------------------------------------------------------------ watches (1.2)
@@ -291,7 +296,7 @@ export const GUEST_RESPONSES = {
   ack: z.object({}),
   detach: z.object({}),
   forget: z.object({}),
-  fs: z.union([FsListing, FsStat, FsDeleted]),
+  fs: z.union([FsListing, FsStat, FsDeleted, FsUnpacked]),
   file_open: z.object({}),
   watch: WatchStarted,
   unwatch: z.object({}),

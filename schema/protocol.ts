@@ -235,7 +235,7 @@ export const RESULT_SCHEMAS = {
   'computer.export': DiskDigest,
   'computer.import': z.object({}),
   'computer.import_done': LifecycleResult,
-  fs: z.union([FS_RESPONSES.list, FS_RESPONSES.stat, FS_RESPONSES.delete]),
+  fs: z.union([FS_RESPONSES.list, FS_RESPONSES.stat, FS_RESPONSES.delete, FS_RESPONSES.unpack]),
   'watch.start': WatchStarted,
   'watch.stop': z.object({}),
 } as const satisfies Record<ComputerRequestType, z.ZodType>;

@@ -23,6 +23,8 @@ export interface Env {
   COMPUTER_DOMAIN: string;
   /** Region new computers land in when the caller names none. */
   DEFAULT_REGION: string;
+  /** Bytes a streamed or multipart upload may have (default 100 MiB, the platform's request limit on its smaller plans). */
+  MAX_UPLOAD_BYTES?: string;
   /** How often agents report each computer's CPU and memory (ms, as a string var). */
   METRICS_INTERVAL_MS?: string;
 }

@@ -11,7 +11,7 @@ import type { EventEmitter } from 'node:events';
 import type { Duplex, Readable } from 'node:stream';
 import type { z } from 'zod';
 import type { AgentErrorCode, ActualState, ComputerSpec, ExecRunParams, ExecRunResult, OutputStream, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
-import type { ComputerEvent, FileStream, FsDeleted, FsListing, FsRequest, FsStat, WatchProducers, WatchStarted } from '../../schema/guest.ts';
+import type { ComputerEvent, FileStream, FsDeleted, FsListing, FsRequest, FsStat, FsUnpacked, WatchProducers, WatchStarted } from '../../schema/guest.ts';
 
 /** A watch that runs: the producers it could not have, and how to end it. */
 export interface WatchHandle extends WatchStarted {
@@ -19,7 +19,7 @@ export interface WatchHandle extends WatchStarted {
 }
 
 /** What a file operation answers: a listing, a path's stat, or a deletion. */
-export type FsAnswer = FsListing | FsStat | z.infer<typeof FsDeleted>;
+export type FsAnswer = FsListing | FsStat | z.infer<typeof FsDeleted> | z.infer<typeof FsUnpacked>;
 
 export interface Progress {
   /** Short phase name, e.g. "template", "disk", "boot", "apps". */

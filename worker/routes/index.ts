@@ -19,6 +19,7 @@ import { PROJECT_ROUTES } from './projects.ts';
 import { COMPUTER_EVENT_ROUTES } from './computers/events.ts';
 import { FILE_ROUTES } from './computers/files.ts';
 import { LOG_ROUTES } from './computers/logs.ts';
+import { FILE_BYTE_ROUTES } from './computers/file-bytes.ts';
 import { EVENT_ROUTES } from './events.ts';
 
 export const ROUTES: RouteDef[] = [
@@ -41,5 +42,6 @@ export const ROUTES: RouteDef[] = [
   ...COMPUTER_EVENT_ROUTES,
   ...FILE_ROUTES,
   ...LOG_ROUTES,
+  ...FILE_BYTE_ROUTES,
   ...EVENT_ROUTES,
 ];

@@ -98,8 +98,8 @@ def entry_of(directory, entry):
 # ----------------------------------------------------------- the operations (run in worker threads)
 
 
-def do_stat(path):
-    st = os.lstat(path)
+def do_stat(path, follow=False):
+    st = os.stat(path) if follow else os.lstat(path)
     return stat_of(path, st, os.readlink(path) if stat.S_ISLNK(st.st_mode) else None)
 
 
@@ -228,7 +228,7 @@ def files_of(guest):
 
 def handle_stat(guest, conn, req_id, req, payload):
     path = resolve(guest, req["path"])
-    run(guest, conn, req_id, do_stat, (path,), path)
+    run(guest, conn, req_id, do_stat, (path, bool(req.get("follow"))), path)
 
 
 def handle_list(guest, conn, req_id, req, payload):
@@ -259,6 +259,23 @@ def handle_chmod(guest, conn, req_id, req, payload):
     run(guest, conn, req_id, do_chmod, (path, _mode(req["mode"], None)), path)
 
 
+def handle_unpack(guest, conn, req_id, req, payload):
+    from .filestream import unpack_file  # (filestream builds on this module)
+
+    path, source = resolve(guest, req["path"]), resolve(guest, req["source"])
+    fmt = req.get("format") or "auto"
+    if fmt not in ("auto", "tar", "tar.gz", "zip"):
+        raise GuestError("BAD_REQUEST", "format must be auto, tar, tar.gz or zip")
+
+    def unpack(dest, src, f):
+        try:
+            return unpack_file(dest, src, f)
+        except (ValueError, EOFError) as e:
+            raise OSError(errno.EINVAL, str(e), src) from None
+
+    run(guest, conn, req_id, unpack, (path, source, fmt), path)
+
+
 def handle_delete(guest, conn, req_id, req, payload):
     path = resolve(guest, req["path"])
     if path == "/":
@@ -274,6 +291,7 @@ OPS = {
     "copy": handle_copy,
     "chmod": handle_chmod,
     "delete": handle_delete,
+    "unpack": handle_unpack,
 }
 
 

@@ -244,11 +244,11 @@ def _merge(src, dest):
 
 
 class _Sniffed(io.RawIOBase):
-    """A socket's bytes with the first few put back after a look at them."""
+    """A source's bytes (read(n) -> bytes) with the first few put back after a look at them."""
 
-    def __init__(self, head, sock):
+    def __init__(self, head, read):
         self.head = head
-        self.sock = sock
+        self.read_more = read
 
     def readable(self):
         return True
@@ -259,9 +259,16 @@ class _Sniffed(io.RawIOBase):
             buf[:n] = self.head[:n]
             self.head = self.head[n:]
             return n
-        data = self.sock.recv(len(buf))
+        data = self.read_more(len(buf))
         buf[: len(data)] = data
         return len(data)
+
+
+def unpack_file(dest, source, fmt):
+    """Unpacks an archive that is a file in the computer (op fs unpack: an upload staged there)."""
+    with open(source, "rb") as f:
+        staging = open_unpack(dest)
+        return do_unpack(f.read, staging, dest, fmt)
 
 
 def open_unpack(dest):
@@ -272,34 +279,34 @@ def open_unpack(dest):
     return staging
 
 
-def do_unpack(sock, staging, dest, fmt, proto):
+def do_unpack(read, staging, dest, fmt, aborted=lambda: False):
+    """Unpacks what `read(n)` gives (b"" at its end) into `dest` through `staging` (removed after)."""
     try:
         head = b""
         while len(head) < 4:
-            chunk = sock.recv(4 - len(head))
+            chunk = read(4 - len(head))
             if not chunk:
                 break
             head += chunk
+        body = os.path.join(staging, "content")
+        os.mkdir(body)
         if fmt == "zip" or (fmt == "auto" and head.startswith(b"PK")):
             spool = os.path.join(staging, ".archive.zip")
             with open(spool, "wb") as f:
                 f.write(head)
                 while True:
-                    chunk = sock.recv(CHUNK)
+                    chunk = read(CHUNK)
                     if not chunk:
                         break
                     f.write(chunk)
-            body = os.path.join(staging, "content")
-            os.mkdir(body)
-            if proto.aborted:
+            if aborted():
                 raise BrokenOff()
             entries = _unpack_zip(spool, body)
         else:
-            body = os.path.join(staging, "content")
-            os.mkdir(body)
-            entries = _unpack_tar(io.BufferedReader(_Sniffed(head, sock), CHUNK), body)
-            _drain(sock)
-        if proto.aborted:
+            entries = _unpack_tar(io.BufferedReader(_Sniffed(head, read), CHUNK), body)
+            while read(CHUNK):
+                pass
+        if aborted():
             raise BrokenOff()
         _merge(body, dest)
     except tarfile.TarError as e:
@@ -341,7 +348,7 @@ def _run(loop, proto, sock, guest, req, path):
         elif op == "pack":
             result = do_pack(sock, path)
         else:
-            result = do_unpack(sock, opened, path, req.get("format") or "auto", proto)
+            result = do_unpack(sock.recv, opened, path, req.get("format") or "auto", lambda: proto.aborted)
         if result is not None:
             _answer(sock, result)
             sock.shutdown(socket.SHUT_WR)
