@@ -16,6 +16,7 @@ import { relayFailure } from '../relay/failures.ts';
 import { agentTooOld } from '../agent-version.ts';
 import { FILES_MINOR, fileOp } from './file-ops.ts';
 import { attachment, contentTypeOf } from './content-type.ts';
+import { coalesced } from './coalesce.ts';
 import { parseRange } from './range.ts';
 
 /** The API's code for what a computer said about a path (as AgentLink maps the agent's codes). */
@@ -125,7 +126,7 @@ export class FileTransfers {
     }
     const stream = opened.value;
     const answer = readAnswer(stream);
-    const pumped = pumpInto(body, stream, maxBytes);
+    const pumped = pumpInto(body && coalesced(body), stream, maxBytes);
     const first = await Promise.race([answer.then((a) => ({ answer: a })), pumped.then((p) => ({ pumped: p }))]);
     if ('pumped' in first) {
       const p = first.pumped;
