@@ -131,6 +131,22 @@ describe('watches inside a computer', () => {
     await handle.stop();
   });
 
+  it('many writes to one file within a batch are one file.modified', async () => {
+    await run('mkdir -p /workspace/busy');
+    const w = await watch({ file: { paths: ['/workspace/busy'] } });
+    await run(`python3 -c "
+f = open('/workspace/busy/log', 'w')
+for i in range(2000):
+    f.write('line %d\\n' % i); f.flush()
+f.close(); open('/workspace/busy/done', 'w').close()"`);
+    await w.until((e) => e.type === 'file.created' && e.data.path === '/workspace/busy/done');
+    const modified = w.events.filter((e) => e.type === 'file.modified' && e.data.path === '/workspace/busy/log');
+    // 2000 writes (and a close) that take far less than 2000 batches: one event per batch at most.
+    expect(modified.length).toBeGreaterThan(0);
+    expect(modified.length).toBeLessThan(100);
+    await w.handle.stop();
+  });
+
   it('says which producers it could not have', async () => {
     const w = await watch({ file: { paths: ['/workspace/not-there', '/etc/hostname'] } });
     expect(w.handle.unavailable.map((u) => u.reason)).toEqual([

@@ -15,8 +15,9 @@ Producers (each optional in a watch):
            computer's processes using more than ACTIVE_CPU of a CPU.
 
 Events are {type, data, timestamp} (ISO 8601 UTC with milliseconds), sent
-in batches every FLUSH_S: repeated modifications of one path within a batch
-are one event, and past MAX_BATCH events a batch ends with events.dropped
+in batches at most every FLUSH_S (the first event after a quiet spell goes
+at once, with whatever came in the same turn of the loop): repeated
+modifications of one path within a batch are one event, and past MAX_BATCH events a batch ends with events.dropped
 {count} instead of the rest, so a storm never floods the host.
 """
 
@@ -86,6 +87,7 @@ class Watch:
         self.modified = set()
         self.dropped = 0
         self.flush_handle = None
+        self.flushed_at = 0.0  # loop time of the last flush
         self.tree = None
         self.process = False
         self.idle = None  # {"threshold": s, "idle": bool, "since": monotonic}
@@ -103,10 +105,12 @@ class Watch:
         else:
             self.pending.append({"type": type_, "data": data, "timestamp": now_iso()})
         if self.flush_handle is None:
-            self.flush_handle = self.guest.loop.call_later(FLUSH_S, self.flush)
+            wait = self.flushed_at + FLUSH_S - self.guest.loop.time()
+            self.flush_handle = self.guest.loop.call_later(max(0.0, wait), self.flush)
 
     def flush(self):
         self.flush_handle = None
+        self.flushed_at = self.guest.loop.time()
         events, self.pending = self.pending, []
         self.modified.clear()
         if self.dropped:
