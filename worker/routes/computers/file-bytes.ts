@@ -33,10 +33,9 @@ function toComputer(c: RouteContext, id: string, op: FileOp, body: BodyInit | nu
 }
 
 /** The object's JSON answer, or its error envelope passed on. */
-async function answer<T>(res: Response, requestId: string): Promise<T> {
+async function answer<T>(res: Response): Promise<T> {
   const body = (await res.json()) as T & { error?: { code: ErrorCode; message: string } };
   if (!res.ok) throw new ApiError(body.error?.code ?? 'AGENT_ERROR', body.error?.message ?? 'the file request failed');
-  void requestId;
   return body;
 }
 
@@ -78,7 +77,7 @@ export const FILE_BYTE_ROUTES: RouteDef[] = [
       const b = c.body;
       const bytes = b.content !== undefined ? new TextEncoder().encode(b.content) : Uint8Array.from(atob(b.content_base64!), (ch) => ch.charCodeAt(0));
       const res = await toComputer(c, id, { op: 'write', path: b.path, max_bytes: bytes.byteLength, ...callerWith(c) }, bytes);
-      const { written } = await answer<{ written: FsStat }>(res, c.requestId);
+      const { written } = await answer<{ written: FsStat }>(res);
       const entry = entryView({ ...written, name: written.path.slice(written.path.lastIndexOf('/') + 1) });
       // The entry as clients read it, and under `data` too.
       return json({ ...entry, data: entry });
@@ -104,7 +103,7 @@ export const FILE_BYTE_ROUTES: RouteDef[] = [
       const boundary = boundaryOf(contentType);
       if (boundary) {
         const res = await toComputer(c, id, { op: 'upload', boundary, path: q.path, extract, max_bytes: max, ...who }, c.request.body);
-        const r = await answer<{ files: FsStat[]; extracted: { path: string; entries: number }[] }>(res, c.requestId);
+        const r = await answer<{ files: FsStat[]; extracted: { path: string; entries: number }[] }>(res);
         const files = r.files.map((f) => entryView({ ...f, name: f.path.slice(f.path.lastIndexOf('/') + 1) }));
         return json({ data: { files, extracted: r.extracted }, files, success: true });
       }
@@ -112,11 +111,11 @@ export const FILE_BYTE_ROUTES: RouteDef[] = [
       if (!q.path) throw new ApiError('VALIDATION_FAILED', 'path is required for a raw upload (?path=); or send multipart/form-data');
       if (extract) {
         const res = await toComputer(c, id, { op: 'unpack', path: q.path, format: rawFormat(q, contentType), max_bytes: max, ...who }, c.request.body);
-        const r = await answer<{ extracted: { path: string; entries: number }[] }>(res, c.requestId);
+        const r = await answer<{ extracted: { path: string; entries: number }[] }>(res);
         return json({ data: { files: [], extracted: r.extracted }, success: true });
       }
       const res = await toComputer(c, id, { op: 'write', path: q.path, max_bytes: max, ...who }, c.request.body);
-      const { written } = await answer<{ written: FsStat }>(res, c.requestId);
+      const { written } = await answer<{ written: FsStat }>(res);
       const entry = entryView({ ...written, name: written.path.slice(written.path.lastIndexOf('/') + 1) });
       return json({ data: { files: [entry], extracted: [] }, files: [entry], success: true });
     },
