@@ -16,6 +16,8 @@ export default defineConfig(async () => {
             OPERATOR_TOKEN: 'op_test_token',
             JWT_SECRET: 'test-jwt-secret-which-is-long-enough-0123456789',
             ENV_ENCRYPTION_KEY: 'AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=',
+            // Small, so the files tests can go past it (the default is 100 MiB).
+            MAX_UPLOAD_BYTES: '1048576',
           },
         },
       }),

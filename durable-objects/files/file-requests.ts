@@ -68,7 +68,7 @@ export async function serveFileRequest(host: FileRequestHost, request: Request):
   let r: Result<Response>;
   switch (op.op) {
     case 'download':
-      r = await t.download(op.path, { attachment: op.attachment, range: request.headers.get('range'), tags });
+      r = await t.download(op.path, { attachment: op.attachment, range: request.headers.get('range'), tags, requestId });
       break;
     case 'pack':
       r = await t.pack(op.path, { tags });

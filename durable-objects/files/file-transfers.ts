@@ -8,6 +8,7 @@
 import { ApiError, fail, ok, type ErrorCode, type Result } from '../../schema/errors.ts';
 import { FileStreamResult, type FileStream, type FsStat } from '../../schema/guest.ts';
 import { isoNow } from '../../worker/http/ids.ts';
+import { errorResponse } from '../../worker/http/responses.ts';
 import type { AgentLink } from '../agent-link.ts';
 import type { RelayMux } from '../relay/relay-mux.ts';
 import type { RelayStream, StreamTags } from '../relay/relay-stream.ts';
@@ -39,6 +40,8 @@ export interface Download {
   /** The Range header of the request. */
   range?: string | null;
   tags?: StreamTags;
+  /** For an error answered here in full (a 416, which carries Content-Range). */
+  requestId?: string;
 }
 
 export class FileTransfers {
@@ -62,8 +65,9 @@ export class FileTransfers {
     });
     if (opts.attachment) headers.set('content-disposition', attachment(path.slice(path.lastIndexOf('/') + 1)));
     if (range.kind === 'unsatisfiable') {
-      headers.set('content-range', `bytes */${s.size}`);
-      return fail('RANGE_NOT_SATISFIABLE', `the range ${opts.range} is outside the file's ${s.size} bytes`);
+      // The envelope, with the file's size in Content-Range as a 416 should have it.
+      const refused = new ApiError('RANGE_NOT_SATISFIABLE', `the range ${opts.range} is outside the file's ${s.size} bytes`, { 'content-range': `bytes */${s.size}` });
+      return ok(errorResponse(refused, opts.requestId ?? ''));
     }
     const [start, length] = range.kind === 'partial' ? [range.start, range.end - range.start + 1] : [0, s.size];
     headers.set('content-length', String(length));
@@ -135,7 +139,7 @@ export class FileTransfers {
         return fail('PAYLOAD_TOO_LARGE', `the upload is larger than ${maxBytes} bytes`);
       }
       if (p.kind === 'body_error') return fail('VALIDATION_FAILED', `the upload broke off: ${p.message}; nothing was changed`);
-    } else if (!first.answer.ok) {
+    } else if (!first.answer.ok || !first.answer.value.ok) {
       // Refused before the body was all sent: the rest need not travel.
       stream.reset('closed', 'the computer refused the upload');
       void pumped.catch(() => {});

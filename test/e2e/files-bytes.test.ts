@@ -78,6 +78,7 @@ describe('file bytes on a real computer', () => {
     expect(tail.bytes.equals(data.subarray(9990))).toBe(true);
     const r = await api.raw('GET', files('/download?path=/workspace/r.bin'), { headers: { range: 'bytes=20000-' } });
     expectEnvelope(r, 416, 'RANGE_NOT_SATISFIABLE');
+    expect(r.headers.get('content-range')).toBe('bytes */10000');
   });
 
   it('a large raw upload and its download are byte-exact, and the agent does not hold the file in memory', async () => {
