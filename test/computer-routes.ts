@@ -62,6 +62,10 @@ export const COMPUTER_ROUTE_SAMPLES: ComputerRouteSample[] = [
   r('POST', '/files/copy', '/files/copy', { from: '/etc/hostname', to: INTRUDER_MARK }),
   r('POST', '/files/chmod', '/files/chmod', { path: '/workspace', mode: '0777' }),
   r('DELETE', '/files?path=/workspace', '/files'),
+  r('GET', '/files/download?path=/etc/hostname', '/files/download'),
+  r('POST', '/files/write', '/files/write', { path: INTRUDER_MARK, content: 'x' }),
+  r('POST', `/files/upload?path=${INTRUDER_MARK}`, '/files/upload', { raw: 'a JSON body is written as the file' }),
+  r('POST', '/files/export', '/files/export', { path: '/etc/hostname' }),
   r('GET', '/logs?lines=10', '/logs'),
   r('GET', '/logs/stream', '/logs/stream'),
   // Last: it would remove the computer.

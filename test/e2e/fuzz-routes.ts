@@ -14,6 +14,8 @@ export interface FuzzRoute {
   shape: BodyShape;
   /** At most this many cases (a seeded sample), for rate-limited routes. */
   limit?: number;
+  /** The route's JSON body limit when it is not the API's 1 MiB. */
+  bodyLimit?: number;
 }
 
 const name: Field = { spec: { type: 'string', min: 1, max: 128, trim: true } };
@@ -215,5 +217,15 @@ function fileRoutes(): FuzzRoute[] {
     { method: 'POST', path: at('/copy'), auth: 'tenant', shape: { valid: { from: '/tmp/a', to: '/tmp/b' }, fields: { from: path, to: path, recursive: bool() } } },
     { method: 'POST', path: at('/chmod'), auth: 'tenant', shape: { valid: { path: '/tmp/a', mode: '0644' }, fields: { path, mode } } },
     { method: 'DELETE', path: at(''), auth: 'tenant', shape: { valid: { path: '/tmp/fuzz-gone' }, fields: { path: { ...path, optional: true }, recursive: bool() }, emptyInvalid: true } },
+    {
+      method: 'POST',
+      path: at('/write'),
+      auth: 'tenant',
+      bodyLimit: 10 * 1024 * 1024,
+      // content_base64 has no length bound but the body's; 12 makes every "over max" value 13+ characters of
+      // which none is base64 (13 is not a multiple of 4). `content` takes any text, so it has no invalid value.
+      shape: { valid: { path: '/tmp/fuzz-w', content_base64: 'eA==' }, fields: { path, content_base64: { spec: { type: 'string', max: 12, bad: ['!!!!', 'abc', 'YQ=', 'a b=', '===='] }, optional: true } } },
+    },
+    { method: 'POST', path: at('/export'), auth: 'tenant', shape: { valid: { path: '/etc/hostname' }, fields: { path, expires_in: { spec: { type: 'int', min: 1, max: 604_800 }, optional: true } } } },
   ];
 }
