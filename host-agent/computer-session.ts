@@ -27,6 +27,7 @@ import { LogShipper } from './handlers/logs.ts';
 import { AgentRelay } from './relay/agent-relay.ts';
 import { AGENT_VERSION } from './version.ts';
 import type { Logger } from './log.ts';
+import { restoreSnapshot, takeSnapshot } from './handlers/snapshots.ts';
 
 export interface SessionConfig {
   wsBase: string;
@@ -177,6 +178,10 @@ export class ComputerSession {
         return this.serial(() => this.disk.importBegin(req.transfer_id, req.spec));
       case 'computer.import_done':
         return this.serial(() => this.disk.importDone(req.transfer_id, req));
+      case 'computer.snapshot':
+        return this.serial(() => takeSnapshot(this.driver, this.id, req.snapshot_id));
+      case 'computer.snapshot_restore':
+        return this.serial(() => restoreSnapshot(this.driver, this.id, req.snapshot_id));
       default:
         if (req.type === 'computer.stop' || req.type === 'computer.destroy') {
           this.procs.clear();

@@ -9,7 +9,7 @@ export const TEMPLATES = ['miosa-desktop'] as const;
 /** Apps `selected_apps` may name; each is installed into the computer at provisioning. */
 export const APPS = ['nodejs'] as const;
 
-const Name = z.string().trim().min(1).max(128);
+export const Name = z.string().trim().min(1).max(128);
 
 /**
  * Who may open the computer's preview URLs (the SDKs' `visibility`): anyone,

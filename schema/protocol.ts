@@ -30,7 +30,13 @@
  *         watch.start / watch.stop and `watch.events`: process, file and idle
  *         events from inside the computer, for its events sockets; the
  *         computer's system log shipped as `log.lines` from the offset the
- *         object asks for (`log.follow`), acknowledged by `log.ack`.
+ *         object asks for (`log.follow`), acknowledged by `log.ack`;
+ *         snapshots: computer.snapshot copies the computer's disk (a running
+ *         one frozen for the copy) under a snapshot id, computer.snapshot_restore
+ *         puts a snapshot back as a stopped computer's disk, computer.provision
+ *         may start from a snapshot (`snapshot_id`) instead of the template;
+ *         the host socket's `snapshot.delete` order removes one, and the
+ *         welcome lists the snapshots the host keeps (others are removed).
  */
 import { z } from 'zod';
 import { SIZE_NAMES } from './sizes.ts';
@@ -95,12 +101,16 @@ export const Welcome = z.object({
   metrics_interval_ms: z.number().int().positive(),
   /** Computers this host serves; the agent opens a computer socket for each. */
   computers: z.array(Uuid),
+  /** 1.6: the snapshots this host keeps; any other snapshot on its disks is removed. */
+  snapshots: z.array(Uuid).optional(),
 });
 
 export const AttachOrder = z.object({ type: z.literal('computer.attach'), computer_id: Uuid });
 export const DetachOrder = z.object({ type: z.literal('computer.detach'), computer_id: Uuid });
+/** 1.6: removes a snapshot's copy of a disk from the host (gone already is fine). */
+export const SnapshotDeleteOrder = z.object({ type: z.literal('snapshot.delete'), snapshot_id: Uuid });
 
-export const HostServerMessage = z.discriminatedUnion('type', [Welcome, AttachOrder, DetachOrder]);
+export const HostServerMessage = z.discriminatedUnion('type', [Welcome, AttachOrder, DetachOrder, SnapshotDeleteOrder]);
 export type HostServerMessage = z.infer<typeof HostServerMessage>;
 
 // ------------------------------------------------------------ computer socket
@@ -189,7 +199,8 @@ export type DiskDigest = z.infer<typeof DiskDigest>;
 
 /** Requests the ComputerObject sends; each is answered by one `result` with the same id. */
 export const ComputerRequest = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('computer.provision'), id: RequestId, spec: ComputerSpec, clone_from: Uuid.optional() }),
+  /** `snapshot_id` (1.6): the new disk is a copy of that snapshot (on this host) rather than the template's. */
+  z.object({ type: z.literal('computer.provision'), id: RequestId, spec: ComputerSpec, clone_from: Uuid.optional(), snapshot_id: Uuid.optional() }),
   z.object({ type: z.literal('computer.start'), id: RequestId, spec: ComputerSpec }),
   z.object({ type: z.literal('computer.stop'), id: RequestId }),
   z.object({ type: z.literal('computer.destroy'), id: RequestId }),
@@ -213,6 +224,10 @@ export const ComputerRequest = z.discriminatedUnion('type', [
   /** 1.6: starts (or restarts) a watch; its events come as `watch.events` until watch.stop or the computer stops. */
   z.object({ type: z.literal('watch.start'), id: RequestId, watch_id: WatchId, producers: WatchProducers }),
   z.object({ type: z.literal('watch.stop'), id: RequestId, watch_id: WatchId }),
+  /** 1.6: copies the computer's disk as snapshot `snapshot_id` (a running computer's file system frozen for the copy). */
+  z.object({ type: z.literal('computer.snapshot'), id: RequestId, snapshot_id: Uuid }),
+  /** 1.6: the stopped computer's disk becomes a copy of snapshot `snapshot_id` (which stays). */
+  z.object({ type: z.literal('computer.snapshot_restore'), id: RequestId, snapshot_id: Uuid }),
 ]);
 export type ComputerRequest = z.infer<typeof ComputerRequest>;
 export type ComputerRequestType = ComputerRequest['type'];
@@ -238,6 +253,9 @@ export const RESULT_SCHEMAS = {
   fs: z.union([FS_RESPONSES.list, FS_RESPONSES.stat, FS_RESPONSES.delete, FS_RESPONSES.unpack]),
   'watch.start': WatchStarted,
   'watch.stop': z.object({}),
+  /** The snapshot's size on the host's disk (its blocks; shared ones counted). */
+  'computer.snapshot': z.object({ bytes: z.number().int().nonnegative() }),
+  'computer.snapshot_restore': LifecycleResult,
 } as const satisfies Record<ComputerRequestType, z.ZodType>;
 
 /** 1.6 adds the file operations' codes: a missing path, a refusal, a conflict with what is there, a full disk. */

@@ -96,8 +96,8 @@ export interface ComputerDriver {
   readonly name: string;
   /** Makes sure the base template exists (builds it on first use, reporting progress). */
   prepare(onProgress: ProgressFn): Promise<void>;
-  /** Builds the computer's disk (from the template, or from another computer's disk) and boots it. */
-  provision(spec: ComputerSpec, cloneFrom: string | undefined, onProgress: ProgressFn): Promise<void>;
+  /** Builds the computer's disk (from the template, another computer's disk, or a snapshot on this host) and boots it. */
+  provision(spec: ComputerSpec, cloneFrom: string | undefined, onProgress: ProgressFn, fromSnapshot?: string): Promise<void>;
   /** Boots a provisioned computer with the spec's limits and environment. */
   start(spec: ComputerSpec): Promise<void>;
   /** Ends every process of the computer; its disk stays. */
@@ -145,6 +145,17 @@ export interface ComputerDriver {
   address?(id: string): Promise<string | null>;
   /** Ids of every computer with a disk on this host. */
   list(): Promise<string[]>;
+  /**
+   * Snapshots (protocol 1.6): a point-in-time copy of the computer's disk kept on this host under
+   * `name` (a running computer's file system frozen for the copy); its size on the host's disk.
+   */
+  snapshotDisk?(id: string, name: string): Promise<{ bytes: number }>;
+  /** Makes the stopped computer's disk a copy of snapshot `name` (which stays). */
+  restoreDisk?(id: string, name: string): Promise<void>;
+  /** Removes snapshot `name`; gone already is fine. */
+  deleteSnapshot?(name: string): Promise<void>;
+  /** The snapshots on this host, with when each was made (ms since the epoch). */
+  listSnapshots?(): Promise<{ name: string; created_ms: number }[]>;
   /** Reads a stopped computer's disk out as one archive, keeping owners, modes, xattrs and overlay whiteouts. */
   exportDisk(id: string): Promise<DiskExport>;
   /** Starts receiving the disk archive of `spec.id` (made by another host's exportDisk); the disk exists once commit() is done. */

@@ -249,6 +249,8 @@ const lifecycleDefaults = (peer: ComputerPeer): { [T in ComputerRequestType]: Ha
   'computer.import_done': () => ({ data: { state: 'stopped' } }),
   'watch.start': () => ({ data: { unavailable: [] } }),
   'watch.stop': () => ({ data: {} }),
+  'computer.snapshot': () => ({ data: { bytes: 1 << 20 } }),
+  'computer.snapshot_restore': () => ({ data: { state: 'stopped' } }),
   // An empty disk: file tests script what is there.
   fs: (req) => ({ error: { code: 'NO_SUCH_PATH', message: `No such file or directory: ${'path' in req.request ? req.request.path : req.request.from}` } }),
 });
