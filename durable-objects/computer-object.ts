@@ -46,6 +46,8 @@ import type { TerminalOptions } from './exec/terminal.ts';
 import { RelayMux } from './relay/relay-mux.ts';
 import { ComputerRelay } from './relay/computer-relay.ts';
 import { RELAY_PATH } from './relay/relay-request.ts';
+import { ComputerSnapshots } from './snapshots/computer-snapshots.ts';
+import type { Snapshot } from './snapshots/snapshot-rows.ts';
 
 const NOT_FOUND = 'computer not found';
 /** The protocol minor that brought the shipped system log. */
@@ -84,6 +86,7 @@ export class ComputerObject extends DurableObject<Env> {
   private readonly watchSockets: WatchSockets;
   private readonly systemLog: SystemLog;
   private readonly transfers: FileTransfers;
+  readonly snapshots: ComputerSnapshots;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -98,6 +101,7 @@ export class ComputerObject extends DurableObject<Env> {
     this.streams = new Streams(ctx, this.link, () => this.upkeep.schedule());
     this.relay = new RelayMux(this.link, () => this.touch());
     this.transfers = new FileTransfers(this.relay, this.link);
+    this.snapshots = new ComputerSnapshots(this, env);
     this.ports = new ComputerRelay(this.relay, { requireRunning: async (caller) => this.require(caller, 'exec') });
     this.streams = new Streams(ctx, this.link, () => this.upkeep.schedule(), this.events.sessions);
     this.upkeep = new Upkeep(ctx, env, {
@@ -148,6 +152,11 @@ export class ComputerObject extends DurableObject<Env> {
     return next;
   }
 
+  /** Keeps the object alive for work that outlives the call that started it. */
+  waitUntil(p: Promise<unknown>): void {
+    this.ctx.waitUntil(p);
+  }
+
   async save(patch: Partial<ComputerRecord>): Promise<void> {
     if (!this.rec) return;
     Object.assign(this.rec, patch);
@@ -190,7 +199,9 @@ export class ComputerObject extends DurableObject<Env> {
   async create(rec: ComputerRecord): Promise<Result<Status>> {
     await this.loaded;
     if (this.rec) return fail('CONFLICT', 'computer already exists');
-    this.rec = { ...rec, status: 'provisioning' };
+    // Made from a snapshot: its provisioning ends with the reason `restored`.
+    const restored = rec.restore_snapshot ? { pending_why: { reason: 'restored' as const, details: { snapshot_id: rec.restore_snapshot } } } : {};
+    this.rec = { ...rec, ...restored, status: 'provisioning' };
     await this.ctx.storage.put('record', this.rec);
     this.events.emit('computer.created', {
       status: 'provisioning',
@@ -199,7 +210,11 @@ export class ComputerObject extends DurableObject<Env> {
       size: rec.size,
       template_type: rec.template_type,
       ...(rec.clone_from && { cloned_from: rec.clone_from }),
+      ...(rec.restore_snapshot && { restored_from: rec.restore_snapshot }),
     });
+    if (rec.restore_snapshot) {
+      this.snapshots.progress(rec.restore_snapshot, { operation: 'restore', step: 'copying', fraction: 0.1, status: 'ready', target_computer_id: rec.id });
+    }
     await this.ctx.storage.put('last_activity', Date.now());
     const host = this.env.HOST.get(this.env.HOST.idFromName(rec.host_id));
     await host.attach(rec.id);
@@ -239,6 +254,7 @@ export class ComputerObject extends DurableObject<Env> {
     if (!g.ok) return g;
     await this.mover.cancel('the computer is being deleted');
     await this.apply('delete');
+    await this.snapshots.computerDeleted(g.value);
     if (this.link.socket()) await this.link.request('computer.destroy', {}, 120_000);
     this.events.emit('computer.deleted', { status: 'deleted', reason: 'requested' });
     // The object's storage (and its outbox) goes with the computer: the last events leave first.
@@ -287,6 +303,28 @@ export class ComputerObject extends DurableObject<Env> {
     const r = await this.require(caller, 'move');
     if (!r.ok) return r;
     return this.mover.run(target);
+  }
+
+  // ------------------------------------------------------------ RPC: snapshots
+
+  /** Takes a snapshot of the running or stopped computer (answers once it is ready, or pending after a few seconds). */
+  async createSnapshot(caller: Caller, opts: { comment: string | null; keep: boolean }): Promise<Result<Snapshot>> {
+    const g = await this.guard(caller);
+    if (!g.ok) return g;
+    return this.snapshots.create(g.value, opts);
+  }
+
+  /** Makes the stopped computer's disk a copy of one of its snapshots; answers once done (the computer stays stopped). */
+  async restoreSnapshot(caller: Caller, snapshotId: string): Promise<Result<Snapshot>> {
+    const g = await this.guard(caller);
+    if (!g.ok) return g;
+    return this.snapshots.restoreInPlace(g.value, snapshotId);
+  }
+
+  async deleteSnapshot(caller: Caller, snapshotId: string): Promise<Result<true>> {
+    const g = await this.guard(caller);
+    if (!g.ok) return g;
+    return this.snapshots.delete(g.value, snapshotId);
   }
 
   async setAutoStop(caller: Caller, seconds: number): Promise<Result<number>> {

@@ -9,6 +9,7 @@ import type { Env } from '../worker/env.ts';
 import { HostAgentMessage, PROTOCOL, type HostServerMessage } from '../schema/protocol.ts';
 import { isoNow } from '../worker/http/ids.ts';
 import { RelayMux } from './relay/relay-mux.ts';
+import { snapshotsKeptOn } from './snapshots/snapshot-rows.ts';
 
 const TAG = 'host';
 export const HEARTBEAT_INTERVAL_MS = 15_000;
@@ -47,6 +48,11 @@ export class HostObject extends DurableObject<Env> {
 
   async detach(computerId: string): Promise<boolean> {
     return this.send({ type: 'computer.detach', computer_id: computerId });
+  }
+
+  /** Tells a connected agent to remove these snapshots; one that is not connected learns at its next welcome. */
+  async deleteSnapshots(ids: string[]): Promise<void> {
+    for (const id of ids) this.send({ type: 'snapshot.delete', snapshot_id: id });
   }
 
   /** True while an agent socket is open. */
@@ -102,6 +108,7 @@ export class HostObject extends DurableObject<Env> {
           heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
           metrics_interval_ms: Number(this.env.METRICS_INTERVAL_MS ?? 60_000),
           computers: results.map((r) => r.id),
+          snapshots: await snapshotsKeptOn(this.env.DB, hostId),
         } satisfies HostServerMessage),
       );
       return;

@@ -6,6 +6,10 @@
  * Producers call `publish` with numbered batches (durable-objects/events/
  * outbox.ts does that for a Durable Object). Routes, having checked who may
  * see what, open streams through `fetch` with the filter in EVENT_FILTER_HEADER.
+ *
+ * It also charges the organization for the disk its snapshots hold, hourly
+ * (durable-objects/snapshots/snapshot-billing.ts): the one per-organization
+ * object there is.
  */
 import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env.ts';
@@ -13,16 +17,28 @@ import { EventBatch, EventFilter } from '../schema/events.ts';
 import { ApiError, fail, ok, type Result } from '../schema/errors.ts';
 import { errorResponse } from '../worker/http/responses.ts';
 import { OrgEventLog } from './events/org-event-log.ts';
+import { SnapshotBilling } from './snapshots/snapshot-billing.ts';
 
 /** The stream's filter (JSON of EventFilter), set by the route that checked the caller. */
 export const EVENT_FILTER_HEADER = 'x-hangar-event-filter';
 
 export class OrgEventsObject extends DurableObject<Env> {
   private readonly events: OrgEventLog;
+  private readonly billing: SnapshotBilling;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.events = new OrgEventLog(ctx.storage.sql);
+    this.billing = new SnapshotBilling(ctx, env);
+  }
+
+  /** A snapshot of organization `orgId` became ready: its hourly storage charge runs. */
+  async snapshotsChanged(orgId: string): Promise<void> {
+    await this.billing.changed(orgId);
+  }
+
+  async alarm(): Promise<void> {
+    await this.billing.run();
   }
 
   /** Takes a producer's batch; events it has sent before are skipped. Returns how many were new. */

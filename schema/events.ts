@@ -70,6 +70,8 @@ export const EventFilter = z.object({
   types: z.array(z.string()).optional(),
   /** Send `data`'s fields at the top level too (clients that read `status`, `step`… there). */
   flat: z.boolean().default(false),
+  /** The SSE `event:` name of every event (`snapshot_progress`) instead of its type. */
+  event: z.string().regex(/^[a-z_]+$/).optional(),
 });
 export type EventFilter = z.infer<typeof EventFilter>;
 

@@ -25,6 +25,8 @@ export interface Env {
   DEFAULT_REGION: string;
   /** Bytes a streamed or multipart upload may have (default 100 MiB, the platform's request limit on its smaller plans). */
   MAX_UPLOAD_BYTES?: string;
+  /** Credits a snapshot costs per GiB of its size per hour (default 0.001). */
+  SNAPSHOT_CREDITS_PER_GIB_HOUR?: string;
   /** How often agents report each computer's CPU and memory (ms, as a string var). */
   METRICS_INTERVAL_MS?: string;
 }

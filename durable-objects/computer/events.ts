@@ -24,7 +24,7 @@ export interface Why {
 }
 
 /** Events that start an operation; the reason given then is also the reason of its outcome. */
-const OPERATIONS: ReadonlySet<LifecycleEvent> = new Set(['start', 'stop', 'restart', 'move', 'delete']);
+const OPERATIONS: ReadonlySet<LifecycleEvent> = new Set(['start', 'stop', 'restart', 'move', 'restore', 'delete']);
 
 /** The reason a transition gets when its caller named none (pure). */
 export function reasonFor(event: LifecycleEvent, pending: Why | undefined): Why {
@@ -37,6 +37,8 @@ export function reasonFor(event: LifecycleEvent, pending: Why | undefined): Why 
       return pending ?? { reason: 'requested' };
     case 'moved':
       return { reason: 'moved' };
+    case 'restored':
+      return { reason: 'restored', ...(pending?.details && { details: pending.details }) };
     case 'exited':
       return { reason: 'exited' };
     case 'failed':

@@ -47,6 +47,10 @@ export class Lifecycle {
       await this.obj.mover.recover();
       return;
     }
+    if (rec.status === 'restoring') {
+      await this.obj.snapshots.recover();
+      return;
+    }
     if (rec.status === 'deleting') {
       const r = await this.obj.link.request('computer.destroy', {}, DESTROY_MS);
       if (r.ok) await this.obj.forget();
@@ -80,9 +84,11 @@ export class Lifecycle {
     switch (status) {
       case 'provisioning': {
         const rec = this.obj.record!;
-        r = await link.request('computer.provision', { spec: await this.obj.spec(), clone_from: rec.clone_from }, PROVISION_MS);
+        const snapshot = rec.restore_snapshot;
+        r = await link.request('computer.provision', { spec: await this.obj.spec(), clone_from: rec.clone_from, snapshot_id: snapshot }, PROVISION_MS);
         done = 'provisioned';
-        if (r.ok) await this.obj.save({ clone_from: undefined });
+        if (r.ok) await this.obj.save({ clone_from: undefined, restore_snapshot: undefined });
+        if (snapshot) this.obj.snapshots.restoredInto(rec, snapshot, r);
         break;
       }
       case 'starting':

@@ -21,6 +21,10 @@ export interface ComputerRecord {
   auto_stop: number;
   /** Source computer whose disk the new one copies, until provisioning is done. */
   clone_from?: string;
+  /** Snapshot whose disk the new one copies, until provisioning is done. */
+  restore_snapshot?: string;
+  /** While restoring a snapshot in place: which one. */
+  restoring_snapshot?: string;
   /** While moving: the host the disk is being copied to, whose agent may connect as the target. */
   moving_to_host_id?: string;
   /** Why the operation under way (starting, stopping…) began; its outcome is logged with the same reason. */

@@ -28,7 +28,7 @@ export class FilteredSource implements EventSource {
       const e = (item as SseEvent).data as EventEnvelope;
       if (!matches(this.filter, e)) continue;
       const data = this.filter.flat ? { ...e.data, ...e } : e;
-      text += `id: ${seq}\nevent: ${e.type}\ndata: ${JSON.stringify(data)}\n\n`;
+      text += `id: ${seq}\nevent: ${this.filter.event ?? e.type}\ndata: ${JSON.stringify(data)}\n\n`;
     }
     return text;
   }

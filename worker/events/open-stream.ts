@@ -22,9 +22,12 @@ export function typesOf(query: URLSearchParams): string[] | undefined {
   return raw === null ? undefined : validate(z.object({ types: TypePatterns }), { types: raw }, 'query').types;
 }
 
-/** Streams the organization's events that `filter` takes, as Server-Sent Events. */
-export function openEventStream(c: RouteContext, env: Env, orgId: string, filter: Omit<EventFilter, 'flat'> & { flat?: boolean }): Promise<Response> {
-  const last = c.request.headers.get('last-event-id') ?? c.query.get('last_event_id');
+/**
+ * Streams the organization's events that `filter` takes, as Server-Sent Events: from now on, or
+ * with `replay` from the oldest event kept, unless Last-Event-ID says where to resume.
+ */
+export function openEventStream(c: RouteContext, env: Env, orgId: string, filter: Omit<EventFilter, 'flat'> & { flat?: boolean }, opts: { replay?: boolean } = {}): Promise<Response> {
+  const last = c.request.headers.get('last-event-id') ?? c.query.get('last_event_id') ?? (opts.replay ? '0' : null);
   const headers = new Headers({ 'x-request-id': c.requestId, [EVENT_FILTER_HEADER]: JSON.stringify({ flat: false, ...filter }) });
   if (last !== null) headers.set('last-event-id', validate(z.object({ last_event_id: LastEventId }), { last_event_id: last.trim() }, 'query').last_event_id);
   const stub = env.ORG_EVENTS.get(env.ORG_EVENTS.idFromName(orgId));

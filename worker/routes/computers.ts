@@ -32,6 +32,8 @@ export interface NewComputer {
   metadata: Record<string, string>;
   visibility: ComputerVisibility;
   clone_from?: string;
+  /** The new computer's disk is a copy of this snapshot (on `host`). */
+  restore_snapshot?: string;
 }
 
 /** Inserts the row (provisioning) and hands the computer to its Durable Object, which brings the agent in. */
@@ -64,6 +66,7 @@ export async function insertComputer(env: Env, p: Principal, n: NewComputer): Pr
     status: 'provisioning',
     auto_stop: n.auto_stop,
     clone_from: n.clone_from,
+    restore_snapshot: n.restore_snapshot,
   });
   unwrap(created);
   return loadComputer(env, p, id);

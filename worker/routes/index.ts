@@ -20,6 +20,7 @@ import { COMPUTER_EVENT_ROUTES } from './computers/events.ts';
 import { FILE_ROUTES } from './computers/files.ts';
 import { LOG_ROUTES } from './computers/logs.ts';
 import { FILE_BYTE_ROUTES } from './computers/file-bytes.ts';
+import { SNAPSHOT_ROUTES } from './computers/snapshots.ts';
 import { EVENT_ROUTES } from './events.ts';
 
 export const ROUTES: RouteDef[] = [
@@ -43,5 +44,6 @@ export const ROUTES: RouteDef[] = [
   ...FILE_ROUTES,
   ...LOG_ROUTES,
   ...FILE_BYTE_ROUTES,
+  ...SNAPSHOT_ROUTES,
   ...EVENT_ROUTES,
 ];
