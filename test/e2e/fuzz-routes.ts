@@ -124,6 +124,7 @@ export const FUZZ_ROUTES: FuzzRoute[] = [
   },
   { method: 'PATCH', path: '/computers/{id}/ports/3000', auth: 'tenant', shape: { valid: { visibility: 'private' }, fields: { visibility: oneOf(PORT_VISIBILITIES) } } },
   ...fileRoutes(),
+  ...snapshotRoutes(),
   { method: 'POST', path: '/workspaces', auth: 'tenant', shape: { valid: { name: 'fuzz-ws' }, fields: { name, slug: opt(slug) } } },
   {
     method: 'POST',
@@ -227,5 +228,17 @@ function fileRoutes(): FuzzRoute[] {
       shape: { valid: { path: '/tmp/fuzz-w', content_base64: 'eA==' }, fields: { path, content_base64: { spec: { type: 'string', max: 12, bad: ['!!!!', 'abc', 'YQ=', 'a b=', '===='] }, optional: true } } },
     },
     { method: 'POST', path: at('/export'), auth: 'tenant', shape: { valid: { path: '/etc/hostname' }, fields: { path, expires_in: { spec: { type: 'int', min: 1, max: 604_800 }, optional: true } } } },
+  ];
+}
+
+/** The snapshot routes' bodies (schema/api-snapshots.ts); the body is checked before the snapshot id is looked up. */
+function snapshotRoutes(): FuzzRoute[] {
+  const sid = '6f1c2a7e-0b4d-4c1e-9a7f-3d2e1c0b9a8f';
+  const comment: Field = { spec: { type: 'string', max: 1024 }, optional: true, nullable: true };
+  const keep: Field = { spec: { type: 'boolean' }, optional: true };
+  return [
+    { method: 'POST', path: '/computers/{id}/snapshots', auth: 'tenant', shape: { valid: { comment: 'fuzz' }, fields: { comment, keep } } },
+    { method: 'PATCH', path: `/computers/{id}/snapshots/${sid}`, auth: 'tenant', shape: { valid: { keep: true }, fields: { comment, keep }, emptyInvalid: true } },
+    { method: 'POST', path: `/computers/{id}/restore/${sid}`, auth: 'tenant', shape: { valid: { name: 'fuzz-restored' }, fields: { name: opt(name) } } },
   ];
 }

@@ -55,7 +55,7 @@ function send(route: FuzzRoute, body: RawBody, contentType = 'application/json')
 
 /** Everything the fuzzed routes could change, as the API shows it. */
 async function snapshot(): Promise<Record<string, string>> {
-  const tenant = [`/computers/${id}`, '/computers', `/computers/${id}/env`, `/computers/${id}/ports`, `/computers/${id}/auto-stop`, '/workspaces?page_size=100', '/projects?page_size=100'];
+  const tenant = [`/computers/${id}`, '/computers', `/computers/${id}/env`, `/computers/${id}/ports`, `/computers/${id}/auto-stop`, `/computers/${id}/snapshots`, '/workspaces?page_size=100', '/projects?page_size=100'];
   const org = `/admin/organizations/${orgId}`;
   const operator = [org, `${org}/api-keys`, `${org}/credits`, `${org}/credits/transactions`];
   const out: Record<string, string> = {};
@@ -151,6 +151,12 @@ function routeTable(): [string, string[]][] {
     [`${c}/files/readdir`, ['GET']],
     ...['stat', 'mkdir', 'rename', 'copy', 'chmod', 'write', 'upload', 'export'].map((a): [string, string[]] => [`${c}/files/${a}`, post]),
     [`${c}/files/download`, ['GET']],
+    [`${c}/snapshots`, ['GET', 'POST']],
+    [`${c}/snapshots/${uuid}`, ['GET', 'PATCH', 'DELETE']],
+    [`${c}/snapshots/${uuid}/restore`, post],
+    [`${c}/snapshots/${uuid}/events`, ['GET']],
+    [`${c}/restore/${uuid}`, post],
+    ['/api/v1/snapshots', ['GET']],
     ['/api/v1/files/exports/x.y.z', ['GET']],
     [`${c}/env`, ['GET', 'POST']],
     [`${c}/env/FUZZ_VAR`, ['PATCH', 'DELETE']],
