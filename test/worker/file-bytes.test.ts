@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { SELF, env } from 'cloudflare:test';
-import { BASE, expectError, expectJson } from './helpers.ts';
+import { BASE, expectError, expectJson, operatorFetch } from './helpers.ts';
 import { useAgentPeers, type ComputerPeer } from './agent-peer.ts';
 import { runningComputer, world, type World } from './computer-fixtures.ts';
 import { equalBytes, join, randomBytes } from './ws-client.ts';
@@ -260,6 +260,13 @@ describe('file bytes over the relay', () => {
     const other = await world();
     const foreign = await mintExportToken(env as unknown as Env, { ...claims, org_id: other.tenant.orgId }, 600);
     await expectError(await raw(w, `/api/v1/files/exports/${foreign.token}`, { auth: false }), 404, 'NOT_FOUND');
+    expect(peer.relay.streams.size).toBe(2);
+
+    // Revoking the key that made a link ends the link.
+    const revoked = await operatorFetch(`/api/v1/admin/organizations/${w.tenant.orgId}/api-keys/${w.tenant.keyId}`, { method: 'DELETE' });
+    expect(revoked.status).toBe(200);
+    const ended = await expectError(await raw(w, path, { auth: false }), 401, 'UNAUTHORIZED');
+    expect(ended.error.message).toBe('the API key that made this export link was revoked');
     expect(peer.relay.streams.size).toBe(2);
   });
 });

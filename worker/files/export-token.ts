@@ -31,13 +31,19 @@ export async function mintExportToken(env: Env, c: ExportClaims, ttlSeconds: num
   return { token, expires_at };
 }
 
-/** The link's claims; 'expired' for one past its time; null for anything else. */
-export async function verifyExportToken(env: Env, token: string): Promise<ExportClaims | 'expired' | null> {
+/** The link's claims; 'expired' for one past its time, 'revoked' when the key that made it is; null for anything else. */
+export async function verifyExportToken(env: Env, token: string): Promise<ExportClaims | 'expired' | 'revoked' | null> {
+  let claims: ExportClaims;
   try {
     const { payload: p } = await jwtVerify(token, key(env), { algorithms: ['HS256'], issuer: env.JWT_ISSUER, audience: AUDIENCE });
     if (typeof p.org_id !== 'string' || typeof p.sub !== 'string' || typeof p.path !== 'string' || (p.kind !== 'file' && p.kind !== 'dir')) return null;
-    return { org_id: p.org_id, computer_id: p.sub, path: p.path, kind: p.kind, credential_id: typeof p.kid === 'string' ? p.kid : null };
+    claims = { org_id: p.org_id, computer_id: p.sub, path: p.path, kind: p.kind, credential_id: typeof p.kid === 'string' ? p.kid : null };
   } catch (err) {
     return err instanceof errors.JWTExpired ? 'expired' : null;
   }
+  if (claims.credential_id !== null) {
+    const live = await env.DB.prepare('SELECT 1 AS ok FROM api_keys WHERE id = ? AND org_id = ? AND revoked_at IS NULL').bind(claims.credential_id, claims.org_id).first();
+    if (!live) return 'revoked';
+  }
+  return claims;
 }
