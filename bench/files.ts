@@ -8,8 +8,8 @@
  *  - event latency: from a file written inside the computer to the event at
  *    a client of the events socket, beside inotify on this host.
  *
- * BENCH_MIB sets the file size (default 256); BENCH_ONLY=transfer,snapshot,events
- * runs a part. The dev server's state lives on tmpfs unless BENCH_STATE=disk
+ * BENCH_MIB sets the file size (default 256), BENCH_SNAP_MIB what is written
+ * before the snapshot (default 1024); BENCH_ONLY=transfer,snapshot,events runs a part. The dev server's state lives on tmpfs unless BENCH_STATE=disk
  * (see bench/streams/stack.ts).
  */
 import { spawn } from 'node:child_process';
@@ -24,7 +24,8 @@ import { STATE_ON, startStack, type Stack } from './streams/stack.ts';
 import { RssSampler, mib, ms, pct, row } from './streams/measure.ts';
 
 const SIZE = Number(process.env.BENCH_MIB ?? 256) * 1048576;
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'transfer,events').split(','));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'transfer,snapshot,events').split(','));
+const SNAP_MIB = Number(process.env.BENCH_SNAP_MIB ?? 1024);
 const mibps = (bytes: number, seconds: number) => `${(bytes / 1048576 / seconds).toFixed(1)} MiB/s`;
 
 /** A file of random bytes on this host, and its sha256. */
@@ -98,6 +99,85 @@ async function transfer(stack: Stack): Promise<void> {
   }
 }
 
+interface Computer {
+  id: string;
+  status: string;
+}
+
+async function until(stack: Stack, id: string, status: string, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const c = await stack.call<Computer>('GET', `/computers/${id}`);
+    if (c.body.status === status) return;
+    if (c.body.status === 'error' || Date.now() > deadline) throw new Error(`computer ${id} is ${c.body.status}, waiting for ${status}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Times a snapshot of the running computer with SNAP_MIB written, and both restores, beside a plain copy and a plain create. */
+async function snapshots(stack: Stack): Promise<void> {
+  console.log(`\nSnapshots of a running computer with ${SNAP_MIB} MiB written (and restores until it runs)`);
+  const id = stack.computerId;
+  await stack.sh(`head -c ${SNAP_MIB}M /dev/urandom > /workspace/big && sync`, 600);
+  const sum = async (cid: string) => (await stack.call<{ output: string }>('POST', `/computers/${cid}/exec`, { command: "sha256sum /workspace/big | cut -d' ' -f1", timeout: 120 })).body.output.trim();
+  const before = await sum(id);
+
+  // Baseline: the same number of bytes copied as a plain file copy on this host.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hangar-bench-snap-'));
+  const file = path.join(dir, 'a');
+  const fd = fs.openSync(file, 'w');
+  const block = randomBytes(4 * 1048576);
+  for (let i = 0; i < SNAP_MIB / 4; i++) fs.writeSync(fd, block);
+  fs.fsyncSync(fd);
+  fs.closeSync(fd);
+  let t0 = performance.now();
+  await new Promise<void>((resolve, reject) => spawn('cp', [file, `${file}.copy`]).on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`cp: ${code}`)))));
+  const copyMs = performance.now() - t0;
+  fs.rmSync(dir, { recursive: true, force: true });
+
+  t0 = performance.now();
+  const made = await stack.call<{ data: { id: string; status: string; rootfs_size_bytes: number } }>('POST', `/computers/${id}/snapshots`, { comment: 'bench' });
+  if (made.status !== 201) throw new Error(`snapshot: ${made.status} ${JSON.stringify(made.body)}`);
+  let snap = made.body.data;
+  while (snap.status === 'pending') snap = (await stack.call<{ data: typeof snap }>('GET', `/computers/${id}/snapshots/${snap.id}`)).body.data;
+  const snapMs = performance.now() - t0;
+  if (snap.status !== 'ready') throw new Error(`snapshot ${snap.status}`);
+  row('snapshot of the running computer (POST -> ready)', ms(snapMs), `cp of ${SNAP_MIB} MiB on this host ${ms(copyMs)}`);
+
+  // Change the disk, then restore into a new computer and time it until it runs.
+  await stack.sh('head -c 1M /dev/urandom > /workspace/big');
+  t0 = performance.now();
+  const created = await stack.call<{ id: string }>('POST', '/computers', { name: 'bench-fresh', template_type: 'miosa-desktop', size: 'medium' });
+  await until(stack, created.body.id, 'running');
+  const freshMs = performance.now() - t0;
+  await stack.call('DELETE', `/computers/${created.body.id}`);
+  t0 = performance.now();
+  const restored = await stack.call<{ data: Computer }>('POST', `/computers/${id}/restore/${snap.id}`, {});
+  if (restored.status !== 201) throw new Error(`restore: ${restored.status} ${JSON.stringify(restored.body)}`);
+  await until(stack, restored.body.data.id, 'running');
+  const newMs = performance.now() - t0;
+  const newSum = await sum(restored.body.data.id);
+  await stack.call('DELETE', `/computers/${restored.body.data.id}`);
+  row('restore into a new computer (POST -> running)', ms(newMs), `create -> running ${ms(freshMs)}`);
+
+  // In place: stopped, restored, started.
+  if ((await stack.call('POST', `/computers/${id}/stop`)).status !== 200) throw new Error('stop failed');
+  t0 = performance.now();
+  const inPlace = await stack.call('POST', `/computers/${id}/snapshots/${snap.id}/restore`);
+  if (inPlace.status !== 200) throw new Error(`restore in place: ${inPlace.status} ${JSON.stringify(inPlace.body)}`);
+  const restoreMs = performance.now() - t0;
+  const started = performance.now();
+  if ((await stack.call('POST', `/computers/${id}/start`)).status !== 200) throw new Error('start failed');
+  await until(stack, id, 'running');
+  const startMs = performance.now() - started;
+  const inPlaceSum = await sum(id);
+  row('restore in place (stopped), then start -> running', `${ms(restoreMs)} + ${ms(startMs)}`, `start alone ${ms(startMs)}`);
+  row('content after each restore', newSum === before && inPlaceSum === before ? 'as at the snapshot' : 'DIFFERENT', '');
+  row('snapshot size on the host', mib(snap.rootfs_size_bytes), `written ${SNAP_MIB} MiB`);
+  await stack.call('DELETE', `/computers/${id}/snapshots/${snap.id}`);
+  await stack.sh('rm -f /workspace/big');
+}
+
 /** The host's own inotify: a child writes files stamped with the time, fs.watch sees them. */
 async function localEventLatency(n: number): Promise<number[]> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hangar-bench-watch-'));
@@ -138,6 +218,7 @@ async function events(stack: Stack): Promise<void> {
 const stack = await startStack({ MAX_UPLOAD_BYTES: String(4 * 1024 * 1048576), COMPUTER_DISK_GB: '4' });
 try {
   if (ONLY.has('transfer')) await transfer(stack);
+  if (ONLY.has('snapshot')) await snapshots(stack);
   if (ONLY.has('events')) await events(stack);
 } finally {
   await stack.stop();
