@@ -18,18 +18,30 @@ import { ApiError, fail, ok, type Result } from '../schema/errors.ts';
 import { errorResponse } from '../worker/http/responses.ts';
 import { OrgEventLog } from './events/org-event-log.ts';
 import { SnapshotBilling } from './snapshots/snapshot-billing.ts';
+import { HeldCredentials } from './credentials/held-credentials.ts';
+import { apiKeyLive } from '../worker/tenancy/principals.ts';
 
 /** The stream's filter (JSON of EventFilter), set by the route that checked the caller. */
 export const EVENT_FILTER_HEADER = 'x-hangar-event-filter';
+/** The API key the stream is opened with (absent: none), set by the same route. */
+export const EVENT_CREDENTIAL_HEADER = 'x-hangar-credential';
 
 export class OrgEventsObject extends DurableObject<Env> {
   private readonly events: OrgEventLog;
   private readonly billing: SnapshotBilling;
+  /** Streams are SSE viewers: revoking the key one was opened with ends it (credentials contract). */
+  private readonly held: HeldCredentials;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.events = new OrgEventLog(ctx.storage.sql);
     this.billing = new SnapshotBilling(ctx, env);
+    this.held = new HeldCredentials(ctx, (id) => apiKeyLive(env, id, { fresh: true }));
+  }
+
+  /** The API key `credentialId` was revoked: its streams end, and it opens no more. */
+  async endCredential(credentialId: string): Promise<number> {
+    return this.held.revoke(credentialId);
   }
 
   /** A snapshot of organization `orgId` became ready: its hourly storage charge runs. */
@@ -62,8 +74,13 @@ export class OrgEventsObject extends DurableObject<Env> {
     } catch {
       return errorResponse(new ApiError('BAD_REQUEST', 'malformed event stream request'), requestId);
     }
+    const credential = request.headers.get(EVENT_CREDENTIAL_HEADER) || null;
+    if (!(await this.held.admits(credential))) return errorResponse(new ApiError('UNAUTHORIZED', 'credential revoked'), requestId);
     const last = request.headers.get('last-event-id');
     const after = last === null ? null : Number(last);
-    return this.events.subscribe(filter, after !== null && Number.isSafeInteger(after) && after >= 0 ? after : null, request.signal);
+    const viewer = new AbortController();
+    request.signal?.addEventListener('abort', () => viewer.abort());
+    const untrack = this.held.track(credential, () => viewer.abort());
+    return this.events.subscribe(filter, after !== null && Number.isSafeInteger(after) && after >= 0 ? after : null, viewer.signal, untrack);
   }
 }

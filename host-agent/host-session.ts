@@ -13,6 +13,7 @@ import { AgentRelay, type TargetOpeners } from './relay/agent-relay.ts';
 import { AGENT_VERSION } from './version.ts';
 import { deleteSnapshot, removeStraySnapshots } from './handlers/snapshots.ts';
 import type { Logger } from './log.ts';
+import { background } from './background.ts';
 
 export class HostSession {
   private readonly cfg: SessionConfig;
@@ -34,9 +35,9 @@ export class HostSession {
     this.log = log;
     this.ready = new Promise((r) => (this.markReady = r));
     this.socket = new ReconnectingSocket({ url: cfg.wsBase + AGENT_HOST_PATH, headers: { authorization: `Bearer ${cfg.hostKey}` } });
-    this.socket.on('open', () => void this.hello());
+    this.socket.on('open', () => background(log, 'hello', this.hello()));
     this.relay = new AgentRelay({ sendJson: (m) => this.socket.send(m), sendBinary: (b) => this.socket.sendBinary(b) }, openers, log);
-    this.socket.on('message', (d) => void this.onMessage(d));
+    this.socket.on('message', (d) => background(log, 'a host message', this.onMessage(d)));
     this.socket.on('binary', (b) => {
       if (!this.relay.onBinary(b)) log('host socket: dropped a binary message');
     });
@@ -47,7 +48,7 @@ export class HostSession {
     this.socket.on('rejected', (status) => {
       log(`the server refused this host key (HTTP ${status}): check --key, or register the host again`);
       process.exitCode = 1;
-      void this.stop();
+      background(log, 'stopping', this.stop());
     });
     driver.onExit((id, reason) => {
       log(`computer ${id} exited: ${reason}`);
@@ -124,7 +125,7 @@ export class HostSession {
 
   private attach(id: string): void {
     if (this.sessions.has(id)) return;
-    const s = new ComputerSession(id, this.cfg, this.driver, this.log, (gone) => void this.removeOrphan(gone));
+    const s = new ComputerSession(id, this.cfg, this.driver, this.log, (gone) => background(this.log, `removing ${gone}`, this.removeOrphan(gone)));
     this.sessions.set(id, s);
     s.start();
   }
@@ -152,7 +153,7 @@ export class HostSession {
         computers_running: this.sessions.size,
       });
     }, heartbeatMs);
-    this.metrics = setInterval(() => void this.reportMetrics(), metricsMs);
+    this.metrics = setInterval(() => background(this.log, 'reporting metrics', this.reportMetrics()), metricsMs);
   }
 
   private async reportMetrics(): Promise<void> {

@@ -1,7 +1,7 @@
 /** Request bodies of the snapshot routes (worker/routes/computers/snapshots.ts) and what a snapshot remembers of its source. */
 import { z } from 'zod';
 import { SIZE_NAMES } from './sizes.ts';
-import { Name } from './api.ts';
+import { DisplayName } from './text.ts';
 
 /** POST /computers/{id}/snapshots. `keep`: the snapshot outlives its computer. */
 export const CreateSnapshot = z.object({ comment: z.string().max(1024).nullable().optional(), keep: z.boolean().optional() });
@@ -10,7 +10,7 @@ export const UpdateSnapshot = z
   .object({ comment: z.string().max(1024).nullable().optional(), keep: z.boolean().optional() })
   .refine((b) => b.comment !== undefined || b.keep !== undefined, { message: 'send comment or keep', path: ['comment'] });
 /** POST /computers/{id}/restore/{sid}: the new computer's name (default: the source's name + "-restored"). */
-export const RestoreSnapshot = z.object({ name: Name.optional() });
+export const RestoreSnapshot = z.object({ name: DisplayName.optional() });
 
 /** What a snapshot was taken of: enough to make a computer of it after its own computer is gone (D1 snapshots.source). */
 export const SnapshotSource = z.object({
@@ -18,5 +18,7 @@ export const SnapshotSource = z.object({
   template_type: z.string(),
   size: z.enum(SIZE_NAMES),
   selected_apps: z.array(z.string()),
+  /** The disk's quota when it was taken: a computer made of it gets at least this much. */
+  disk_gb: z.number().int().positive().optional(),
 });
 export type SnapshotSource = z.infer<typeof SnapshotSource>;

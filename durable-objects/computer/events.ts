@@ -7,9 +7,7 @@
  */
 import type { Env } from '../../worker/env.ts';
 import type { NewEvent, StatusReason } from '../../schema/events.ts';
-import { unwrap, type Result } from '../../schema/errors.ts';
-import type { ExecRunResult } from '../../schema/protocol.ts';
-import { newProcId } from '../exec/proc-id.ts';
+import { unwrap } from '../../schema/errors.ts';
 import { EventOutbox } from '../events/outbox.ts';
 import type { ComputerRecord } from './record.ts';
 import type { LifecycleEvent, Status } from './state-table.ts';
@@ -53,7 +51,7 @@ export function reasonFor(event: LifecycleEvent, pending: Why | undefined): Why 
 export const startsOperation = (event: LifecycleEvent): boolean => OPERATIONS.has(event);
 
 /** How the event log names each kind of process. */
-const KIND: Record<ProcKind, string> = { stream: 'stream', ws: 'socket', terminal: 'terminal' };
+const KIND: Record<ProcKind, string> = { stream: 'stream', ws: 'socket', terminal: 'terminal', sync: 'sync' };
 const familyOf = (kind: ProcKind) => (kind === 'terminal' ? 'terminal' : 'exec');
 
 /** Commands longer than this are cut in events (the whole command is the caller's to keep). */
@@ -117,16 +115,6 @@ export class ComputerEvents {
       this.emit(`${familyOf(row.kind)}.ended`, { session_id: row.proc_id, ...(row.kind !== 'terminal' && { kind: KIND[row.kind] }), ...how }, { session_id: row.proc_id });
     },
   };
-
-  /** A sync exec as a session: exec.started, the run, exec.ended with its outcome. */
-  async syncExec(command: string, run: () => Promise<Result<ExecRunResult>>): Promise<Result<ExecRunResult>> {
-    const session_id = newProcId();
-    this.emit('exec.started', { session_id, kind: 'sync', command: clip(command) }, { session_id });
-    const r = await run();
-    const how = r.ok ? { exit_code: r.value.exit_code, timed_out: r.value.timed_out, duration_ms: Math.round(r.value.duration_ms) } : { error: r.message };
-    this.emit('exec.ended', { session_id, kind: 'sync', ...how }, { session_id });
-    return r;
-  }
 
   /** Sends what is waiting now (before the object's storage goes away with its computer). */
   flush(): Promise<boolean> {

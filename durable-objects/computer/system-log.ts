@@ -28,6 +28,9 @@ export interface LogLine {
   timestamp: string;
 }
 
+/** Header on a log stream's request (set by the route): the API key it was opened with. */
+export const CREDENTIAL_HEADER = 'x-hangar-credential';
+
 export class SystemLog {
   private readonly log: EventLog;
   readonly hub: SseHub;
@@ -94,10 +97,15 @@ export class SystemLog {
   }
 
   /** A stream of the log: after Last-Event-ID when given, else the last `tail` lines, then live lines. */
-  follow(lastEventId: string | null, tail: number, gone?: AbortSignal): Response {
+  follow(lastEventId: string | null, tail: number, gone?: AbortSignal, onEnd?: () => void): Response {
     const last = this.log.lastSeq();
     const after = lastEventId !== null && /^\d+$/.test(lastEventId) ? Math.min(Number(lastEventId), last) : Math.max(0, last - tail);
-    return this.hub.subscribe(after, gone);
+    return this.hub.subscribe(after, gone, onEnd);
+  }
+
+  /** Ends every viewer's stream (the computer is deleted). */
+  closeViewers(): void {
+    this.hub.closeAll();
   }
 
   private append(lines: string[]): void {

@@ -62,7 +62,7 @@ export class OrgEventLog {
    * A stream of the events `filter` takes: those after `after` (null: only
    * events from now on), then live ones, with heartbeats, until the viewer goes.
    */
-  subscribe(filter: EventFilter, after: number | null, gone?: AbortSignal): Response {
+  subscribe(filter: EventFilter, after: number | null, gone?: AbortSignal, onEnd?: () => void): Response {
     const key = filterKey(filter);
     let entry = this.hubs.get(key);
     if (!entry) {
@@ -74,7 +74,7 @@ export class OrgEventLog {
       this.hubs.set(key, entry);
     }
     const from = after === null ? this.log.lastSeq() : Math.min(after, this.log.lastSeq());
-    return entry.hub.subscribe(from, gone);
+    return entry.hub.subscribe(from, gone, onEnd);
   }
 }
 

@@ -46,11 +46,12 @@ export class WatchSockets {
   ) {}
 
   /** Upgrades to an events socket and starts its watch; an error response (no upgrade) when the watch cannot start. */
-  async open(req: EventsOpen, requestId: string): Promise<Response> {
+  async open(req: EventsOpen, requestId: string, credentialTags: string[] = []): Promise<Response> {
     const watchId = newProcId();
     const pair = new WebSocketPair();
     const ws = pair[1];
-    this.ctx.acceptWebSocket(ws, [TAG, tagOf(watchId)]);
+    // Tagged with the credential it was opened with: revoking that closes it (HeldCredentials).
+    this.ctx.acceptWebSocket(ws, [TAG, tagOf(watchId), ...credentialTags]);
     ws.serializeAttachment({ kind: 'events', watch_id: watchId, producers: req.producers } satisfies WatchAttachment);
     const started = await this.start(watchId, req.producers);
     if (!started.ok) {

@@ -19,15 +19,8 @@ import { FILES_MINOR, fileOp } from './file-ops.ts';
 import { attachment, contentTypeOf } from './content-type.ts';
 import { coalesced } from './coalesce.ts';
 import { parseRange } from './range.ts';
+import { PATH_CODES, pathFailure } from './path-errors.ts';
 
-/** The API's code for what a computer said about a path (as AgentLink maps the agent's codes). */
-const CODES: Record<string, ErrorCode> = {
-  NO_SUCH_PATH: 'NOT_FOUND',
-  FORBIDDEN: 'FORBIDDEN',
-  CONFLICT: 'CONFLICT',
-  NO_SPACE: 'INSUFFICIENT_STORAGE',
-  BAD_REQUEST: 'BAD_REQUEST',
-};
 /** A write's or unpack's answer is one short JSON line. */
 const MAX_ANSWER = 64 * 1024;
 
@@ -147,7 +140,7 @@ export class FileTransfers {
     const a = await answer;
     if (!a.ok) return a;
     const r = a.value;
-    if (!r.ok) return fail(CODES[r.code] ?? 'AGENT_ERROR', r.message);
+    if (!r.ok) return pathFailure(PATH_CODES[r.code] ?? 'AGENT_ERROR', `the computer could not ${file.op} ${file.path}`, file.op, { path: file.path });
     return ok(r);
   }
 }

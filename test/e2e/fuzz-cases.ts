@@ -22,7 +22,7 @@ export type FieldSpec =
   | { type: 'uuid' }
   | { type: 'array'; of: 'enum' | 'uuid'; values?: readonly string[]; min?: number; max: number }
   | { type: 'labels' }
-  | { type: 'boolean' };
+  | { type: 'bool' };
 
 export interface Field {
   spec: FieldSpec;
@@ -169,8 +169,8 @@ export function invalidValues(field: Field, rng: Rng): [string, unknown][] {
       if ((s.min ?? 0) >= 1) out.push(['empty', []]);
       break;
     }
-    case 'boolean':
-      out.push(['string true', 'true'], ['string false', 'false'], ['one', 1], ['zero', 0], ['empty array', []], ['object', {}], ['empty string', '']);
+    case 'bool':
+      out.push(['string true', 'true'], ['string false', 'false'], ['one', 1], ['zero', 0], ['empty string', ''], ['array', [true]], ['object', {}]);
       break;
     case 'labels':
       out.push(['string', 'a=b'], ['number', 1], ['array', [['a', 'b']]], ['true', true]);

@@ -117,15 +117,25 @@ describe('files routes', () => {
     expect(seen).toHaveLength(4);
   });
 
-  it("what the computer says about a path is the status: 404, 403, 409, 507, each in the envelope", async () => {
+  it("what the computer says about a path is the status: 404, 403, 409, 507, each in the envelope, in the API's words", async () => {
     const w = await world();
     const { computer, peer } = await runningComputer(w);
-    const codes = { NO_SUCH_PATH: [404, 'NOT_FOUND'], FORBIDDEN: [403, 'FORBIDDEN'], CONFLICT: [409, 'CONFLICT'], NO_SPACE: [507, 'INSUFFICIENT_STORAGE'], BAD_REQUEST: [400, 'BAD_REQUEST'] } as const;
-    for (const [agentCode, [status, code]] of Object.entries(codes)) {
-      peer.onRequest('fs', () => ({ error: { code: agentCode as keyof typeof codes, message: `Something: /w/x` } }));
+    const codes = {
+      NO_SUCH_PATH: [404, 'NOT_FOUND', 'no such file or directory: /w/x'],
+      FORBIDDEN: [403, 'FORBIDDEN', 'permission denied: /w/x'],
+      CONFLICT: [409, 'CONFLICT', /^the path is in the way .*: \/w\/x$/],
+      NO_SPACE: [507, 'INSUFFICIENT_STORAGE', "no space left on the computer's disk: /w/x"],
+      BAD_REQUEST: [400, 'BAD_REQUEST', 'the computer refused to stat /w/x'],
+    } as const;
+    for (const [agentCode, [status, code, message]] of Object.entries(codes)) {
+      // What the computer itself says never reaches the client.
+      peer.onRequest('fs', () => ({ error: { code: agentCode as keyof typeof codes, message: 'made up by the computer' } }));
       const err = await expectError(await w.api(`/${computer.id}/files/stat`, { method: 'POST', body: { path: '/w/x' } }), status, code);
-      expect(err.error.message).toBe('Something: /w/x');
+      expect(err.error.message).toMatch(message);
     }
+    peer.onRequest('fs', () => ({ error: { code: 'NO_SUCH_PATH', message: 'made up' } }));
+    const moved = await expectError(await w.api(`/${computer.id}/files/rename`, { method: 'POST', body: { from: '/w/a', to: '/w/b' } }), 404, 'NOT_FOUND');
+    expect(moved.error.message).toBe('no such file or directory: /w/a -> /w/b');
   });
 
   it('a stopped computer is a 409 COMPUTER_NOT_RUNNING, an old agent a 502, and neither is asked anything', async () => {

@@ -193,9 +193,9 @@ describe('file bytes over the relay', () => {
     const s = await peer.relay.nextOpen();
     peer.relay.accept(s, 64 * 1024);
     await peer.relay.until(() => s.received === s.window, 'a window of the body');
-    answerLine(peer, s, { ok: false, code: 'NO_SPACE', message: 'no space left on the disk' });
+    answerLine(peer, s, { ok: false, code: 'NO_SPACE', message: 'made up by the computer' });
     const err = await expectError(await pending, 507, 'INSUFFICIENT_STORAGE');
-    expect(err.error.message).toBe('no space left on the disk');
+    expect(err.error.message).toBe("no space left on the computer's disk: /workspace/full.bin");
     await peer.relay.until(() => s.reset, 'the reset');
     expect(s.received).toBe(64 * 1024);
   });

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import type { EventFilter } from '../../schema/events.ts';
 import type { Env } from '../env.ts';
 import { validate } from '../http/body.ts';
-import { EVENT_FILTER_HEADER } from '../../durable-objects/org-events-object.ts';
+import { EVENT_CREDENTIAL_HEADER, EVENT_FILTER_HEADER } from '../../durable-objects/org-events-object.ts';
 import type { RouteContext } from '../router.ts';
 
 const TypePatterns = z
@@ -25,10 +25,18 @@ export function typesOf(query: URLSearchParams): string[] | undefined {
 /**
  * Streams the organization's events that `filter` takes, as Server-Sent Events: from now on, or
  * with `replay` from the oldest event kept, unless Last-Event-ID says where to resume.
+ * `credential_id`: the API key the stream is opened with (the caller's), which ends it when revoked.
  */
-export function openEventStream(c: RouteContext, env: Env, orgId: string, filter: Omit<EventFilter, 'flat'> & { flat?: boolean }, opts: { replay?: boolean } = {}): Promise<Response> {
+export function openEventStream(
+  c: RouteContext,
+  env: Env,
+  orgId: string,
+  filter: Omit<EventFilter, 'flat'> & { flat?: boolean },
+  opts: { credential_id: string | null; replay?: boolean },
+): Promise<Response> {
   const last = c.request.headers.get('last-event-id') ?? c.query.get('last_event_id') ?? (opts.replay ? '0' : null);
   const headers = new Headers({ 'x-request-id': c.requestId, [EVENT_FILTER_HEADER]: JSON.stringify({ flat: false, ...filter }) });
+  if (opts.credential_id) headers.set(EVENT_CREDENTIAL_HEADER, opts.credential_id);
   if (last !== null) headers.set('last-event-id', validate(z.object({ last_event_id: LastEventId }), { last_event_id: last.trim() }, 'query').last_event_id);
   const stub = env.ORG_EVENTS.get(env.ORG_EVENTS.idFromName(orgId));
   return stub.fetch(new Request(c.url.toString(), { headers }));

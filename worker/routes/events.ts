@@ -42,7 +42,7 @@ async function stream(c: RouteContext): Promise<Response> {
     scope_workspace_ids: p.workspace_ids,
     scope_project_ids: p.project_ids,
     types: typesOf(c.query),
-  });
+  }, { credential_id: p.credential_id });
 }
 
 export const EVENT_ROUTES: RouteDef[] = ['/api/v1/events', '/api/v1/events/stream'].map((path) => route({ method: 'GET', path, auth: 'tenant', handler: stream }));

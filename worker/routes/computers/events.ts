@@ -69,12 +69,13 @@ export const COMPUTER_EVENT_ROUTES: RouteDef[] = [
       if (c.request.headers.get('upgrade')?.toLowerCase() === 'websocket') return socket(c, id);
       const { caller } = await socketCaller(c, id);
       const row = await loadComputer(c.env, caller, id);
-      return openEventStream(c, c.env, row.org_id, {
-        refs: { computer_id: row.id },
-        scope_workspace_ids: caller.workspace_ids,
-        scope_project_ids: caller.project_ids,
-        types: typesOf(c.query),
-      });
+      return openEventStream(
+        c,
+        c.env,
+        row.org_id,
+        { refs: { computer_id: row.id }, scope_workspace_ids: caller.workspace_ids, scope_project_ids: caller.project_ids, types: typesOf(c.query) },
+        { credential_id: caller.credential_id },
+      );
     },
   }),
 ];

@@ -146,7 +146,7 @@ export const FILE_BYTE_ROUTES: RouteDef[] = [
       if (claims === 'expired') throw new ApiError('UNAUTHORIZED', 'this export link has expired; ask for a new one with POST …/files/export');
       if (claims === 'revoked') throw new ApiError('UNAUTHORIZED', 'the API key that made this export link was revoked');
       if (!claims) throw new ApiError('UNAUTHORIZED', 'this is not a valid export link');
-      const caller: Caller = { org_id: claims.org_id, workspace_ids: null, project_ids: null };
+      const caller: Caller = { org_id: claims.org_id, workspace_ids: null, project_ids: null, credential_id: claims.credential_id };
       const op: FileOp =
         claims.kind === 'dir'
           ? { op: 'pack', caller, path: claims.path, credential_id: claims.credential_id }

@@ -16,6 +16,7 @@ import { validate } from '../../http/body.ts';
 import { route, type RouteContext, type RouteDef } from '../../router.ts';
 import { callerOf, computerStub, loadComputer, requireComputerId } from '../../computers/access.ts';
 import { socketCaller } from '../../computers/socket-auth.ts';
+import { CREDENTIAL_HEADER } from '../../../durable-objects/computer/system-log.ts';
 
 export const MAX_LOG_LINES = 10_000;
 
@@ -48,9 +49,10 @@ export const LOG_ROUTES: RouteDef[] = [
     handler: async (c) => {
       const id = requireComputerId(c.params.id);
       const q = logQuery(c);
-      const { caller } = await socketCaller(c, id);
+      const { caller, credential_id } = await socketCaller(c, id);
       await loadComputer(c.env, caller, id);
       const headers = new Headers({ 'x-request-id': c.requestId, 'x-hangar-log-tail': String(q.lines) });
+      if (credential_id) headers.set(CREDENTIAL_HEADER, credential_id);
       const last = c.request.headers.get('last-event-id') ?? q.last_event_id;
       if (last) headers.set('last-event-id', last);
       return computerStub(c.env, id).fetch(new Request(c.url.toString(), { headers }));

@@ -160,17 +160,18 @@ export const SNAPSHOT_ROUTES: RouteDef[] = [
       const host = await c.env.DB.prepare('SELECT id, region, status FROM hosts WHERE id = ?').bind(s.host_id).first<{ id: string; region: string; status: string }>();
       if (!host || host.status !== 'online') throw new ApiError('AGENT_UNAVAILABLE', 'the host that keeps this snapshot is not connected; try again when it is back');
       const src = owner.row;
-      const source = s.source ?? (src && { name: src.name, template_type: src.template_type, size: src.size, selected_apps: src.selected_apps });
+      const source = s.source ?? (src && { name: src.name, template_type: src.template_type, size: src.size, selected_apps: src.selected_apps, disk_gb: src.disk_gb ?? undefined });
       if (!source) throw new ApiError('CONFLICT', 'this snapshot does not say what it was taken of; it cannot be restored into a new computer');
       // The new computer lives where the snapshot is: its disk is copied there.
       const created = await insertComputer(c.env, c.principal, {
-        name: c.body.name ?? `${source.name}-restored`,
+        name: c.body.name ?? `${source.name.slice(0, 128 - '-restored'.length)}-restored`,
         template_type: source.template_type,
         size: source.size,
         selected_apps: source.selected_apps,
         workspace_id: s.workspace_id,
         project_id: s.project_id,
-        host: { id: host.id, region: host.region },
+        placement: { host: { id: host.id, region: host.region } },
+        min_disk_gb: source.disk_gb,
         auto_stop: src?.auto_stop ?? 0,
         external_workspace_id: src?.external_workspace_id ?? null,
         external_user_id: src?.external_user_id ?? null,
@@ -197,7 +198,7 @@ export const SNAPSHOT_ROUTES: RouteDef[] = [
         c.env,
         s.org_id,
         { refs: { snapshot_id: s.id }, types: ['snapshot.progress'], flat: true, event: 'snapshot_progress', scope_workspace_ids: caller.workspace_ids, scope_project_ids: caller.project_ids },
-        { replay: true },
+        { replay: true, credential_id: caller.credential_id },
       );
     },
   }),
