@@ -104,7 +104,9 @@ export class ComputerEvents {
    */
   readonly sessions: ProcObserver = {
     started: (row, params) => {
-      const what = params.argv ? { argv: params.argv.map(clip) } : { command: clip(params.command ?? '') };
+      // A sync exec runs its command as `bash -c <command>`: the command is what the caller sent.
+      const command = row.kind === 'sync' && params.argv?.length === 3 ? params.argv[2] : params.command;
+      const what = command !== undefined ? { command: clip(command) } : { argv: (params.argv ?? []).map(clip) };
       const data = row.kind === 'terminal' ? { session_id: row.proc_id, shell: params.argv?.[0] ?? null } : { session_id: row.proc_id, kind: KIND[row.kind], ...what };
       this.emit(`${familyOf(row.kind)}.started`, data, { session_id: row.proc_id });
     },

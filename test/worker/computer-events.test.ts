@@ -126,7 +126,7 @@ describe("a computer's event stream", () => {
     const events = await until(reader, 'computer.stopped');
     expect(events.map((e) => [e.type, e.data.reason, e.data.message])).toEqual([
       ['computer.starting', 'requested', undefined],
-      ['computer.stopped', 'failed', 'no room on the disk'],
+      ['computer.stopped', 'failed', 'boot failed: no room on the disk'],
     ]);
     await reader.close();
   });
@@ -142,6 +142,8 @@ describe("a computer's event stream", () => {
     expect(sync[0].data).toMatchObject({ kind: 'sync', command: 'echo hi' });
     expect(sync[1].data).toMatchObject({ kind: 'sync', exit_code: 0, timed_out: false });
     expect(sync[1].session_id).toBe(sync[0].session_id);
+    // Sync exec is a process too: its start is the first the agent saw.
+    expect((await peer.take('proc.start')).params.proc_id).toBe(sync[0].session_id);
 
     await expectJson(await w.api(`/${computer.id}/exec/stream`, { method: 'POST', body: { command: 'make test' } }), 202);
     const procId = (await peer.take('proc.start')).params.proc_id;
