@@ -28,6 +28,8 @@ afterAll(async () => {
     const driver = new SandboxDriver({ dataDir: path.join(home, 'data') });
     for (const id of await driver.list()) await driver.destroy(id).catch(() => undefined);
     await driver.close();
+    // The disk pool of the temp data dir is unmounted before the dir goes.
+    await driver.releaseStorage();
     fs.rmSync(home, { recursive: true, force: true });
   }
 });

@@ -59,6 +59,8 @@ afterAll(async () => {
   const driver = new SandboxDriver({ dataDir });
   for (const id of await driver.list()) await driver.destroy(id).catch(() => undefined);
   await driver.close();
+  // The disk pool of the temp data dir is unmounted before the dir goes.
+  await driver.releaseStorage();
   await plane?.close();
   fs.rmSync(dataDir, { recursive: true, force: true });
 });

@@ -24,7 +24,8 @@ async function failure(request: FsRequest): Promise<string> {
   try {
     await fs(request);
   } catch (err) {
-    if (err instanceof DriverError) return `${err.code}: ${err.message}`;
+    // What the computer's guest said (the agent keeps it for its log; clients get the API's words).
+    if (err instanceof DriverError) return `${err.code}: ${err.detail ?? err.message}`;
     throw err;
   }
   throw new Error(`${JSON.stringify(request)} succeeded`);
