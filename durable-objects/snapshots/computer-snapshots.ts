@@ -188,10 +188,10 @@ export class ComputerSnapshots {
 
   /** The computer is being deleted: its snapshots go too, except kept ones. */
   async computerDeleted(rec: ComputerRecord): Promise<void> {
-    const ids = await deleteUnkeptSnapshots(this.db, rec.id);
-    if (ids.length === 0) return;
-    await this.removeFromHost(rec.host_id, ids);
-    for (const id of ids) this.host.events.emit('snapshot.deleted', { snapshot_id: id, status: 'deleted', reason: 'computer_deleted' }, { snapshot_id: id });
+    const rows = await deleteUnkeptSnapshots(this.db, rec.id);
+    // Each on the host it was taken on (a computer that moved left its older ones behind).
+    for (const hostId of new Set(rows.map((r) => r.host_id))) await this.removeFromHost(hostId, rows.filter((r) => r.host_id === hostId).map((r) => r.id));
+    for (const { id } of rows) this.host.events.emit('snapshot.deleted', { snapshot_id: id, status: 'deleted', reason: 'computer_deleted' }, { snapshot_id: id });
   }
 
   private async removeFromHost(hostId: string, ids: string[]): Promise<void> {

@@ -78,12 +78,12 @@ export async function markSnapshotDeleted(db: D1Database, id: string): Promise<b
 }
 
 /** Marks a deleted computer's snapshots deleted, except kept ones; the ids marked. */
-export async function deleteUnkeptSnapshots(db: D1Database, computerId: string): Promise<string[]> {
+export async function deleteUnkeptSnapshots(db: D1Database, computerId: string): Promise<{ id: string; host_id: string }[]> {
   const { results } = await db
-    .prepare(`UPDATE snapshots SET status = 'deleted', updated_at = ? WHERE computer_id = ? AND keep = 0 AND status != 'deleted' RETURNING id`)
+    .prepare(`UPDATE snapshots SET status = 'deleted', updated_at = ? WHERE computer_id = ? AND keep = 0 AND status != 'deleted' RETURNING id, host_id`)
     .bind(isoNow(), computerId)
-    .all<{ id: string }>();
-  return results.map((r) => r.id);
+    .all<{ id: string; host_id: string }>();
+  return results;
 }
 
 /** Snapshots a host should keep on its disks: every one not deleted or failed. */

@@ -21,6 +21,7 @@ import { ArchiveWriter, readArchive } from './sandbox/disk-archive.ts';
 import { copyDiskImage, liveDiskPath, thaw } from './sandbox/disk-copy.ts';
 import { convertLegacyDisk, convertUpperDir, hasLegacyDisk } from './sandbox/legacy-disk.ts';
 import { DiskStorage } from './sandbox/storage.ts';
+import { listSnapshotFiles, readSnapshotMeta, removeSnapshotFiles, writeSnapshotMeta } from './sandbox/snapshot-files.ts';
 import { installApps } from './sandbox/apps.ts';
 import { ComputerCgroup, detectCgroups, type CgroupLayout, type Limits } from './sandbox/cgroups.ts';
 import { createDisk, destroyDisk, listDisks, readMeta, removeAbandonedDisks, writeMeta, type ComputerMeta } from './sandbox/disk.ts';
@@ -46,6 +47,7 @@ export interface SandboxDriverOptions {
 const PIDS_MAX = 4096;
 const BOOT_TIMEOUT_MS = 20_000;
 const POLL_MS = 2000;
+const GiB = 1024 ** 3;
 /** A recursive copy or delete of a large tree takes a while. */
 const FS_TIMEOUT_MS = 10 * 60_000;
 
@@ -83,7 +85,7 @@ export class SandboxDriver implements ComputerDriver {
     await ensureGuestRuntime(templateDir, onProgress);
   }
 
-  provision(spec: ComputerSpec, cloneFrom: string | undefined, onProgress: ProgressFn): Promise<void> {
+  provision(spec: ComputerSpec, cloneFrom: string | undefined, onProgress: ProgressFn, fromSnapshot?: string): Promise<void> {
     return this.withLock(spec.id, async () => {
       this.checkHost();
       const paths = computerPaths(this.dataDir, spec.id);
@@ -93,7 +95,19 @@ export class SandboxDriver implements ComputerDriver {
         let apps: string[] = [];
         let copyInto: ((image: string) => Promise<void>) | undefined;
         let diskGb = diskGbOf(spec);
-        if (cloneFrom) {
+        if (fromSnapshot) {
+          assertSafeId(fromSnapshot);
+          const image = this.storage.snapshotPath(fromSnapshot);
+          if (!fs.existsSync(image)) throw new DriverError('NOT_FOUND', `snapshot ${fromSnapshot} is not on this host`);
+          // A snapshot of an older agent says nothing of its template: the spec's, as it is now.
+          const snap = readSnapshotMeta(this.dataDir, fromSnapshot);
+          templateDir = snap?.template_dir && fs.existsSync(snap.template_dir) ? snap.template_dir : await this.templates.ensure(spec.template, onProgress);
+          apps = snap?.apps_installed ?? [];
+          // The copy has the snapshot's disk (at least); it grows to the spec's size at its first boot.
+          diskGb = Math.max(snap?.disk_gb ?? 0, Math.ceil(fs.statSync(image).size / GiB));
+          onProgress({ phase: 'disk', message: `copying snapshot ${fromSnapshot}` });
+          copyInto = (target) => this.storage.copy(image, target);
+        } else if (cloneFrom) {
           const source = computerPaths(this.dataDir, cloneFrom);
           const sourceMeta = readMeta(source);
           if (!sourceMeta) throw new DriverError('NOT_FOUND', `computer ${cloneFrom} to clone has no disk on this host`);
@@ -373,7 +387,17 @@ export class SandboxDriver implements ComputerDriver {
       const target = this.storage.snapshotPath(name);
       if (fs.existsSync(target)) throw new DriverError('BAD_REQUEST', `snapshot ${name} exists`);
       fs.mkdirSync(path.dirname(target), { recursive: true });
-      await copyDiskImage(this.storage, paths.image, target, this.sessionFor(id)?.state ?? null);
+      const meta = readMeta(paths)!;
+      try {
+        await copyDiskImage(this.storage, paths.image, target, this.sessionFor(id)?.state ?? null);
+        // Last: a snapshot without its meta is one whose taking was cut short.
+        writeSnapshotMeta(this.dataDir, name, {
+          computer_id: id, template_dir: meta.template_dir, apps_installed: meta.apps_installed, disk_gb: meta.disk_gb, created_at: new Date().toISOString(),
+        });
+      } catch (err) {
+        removeSnapshotFiles(this.dataDir, name);
+        throw err;
+      }
       return { bytes: fs.statSync(target).blocks * 512 };
     });
   }
@@ -387,13 +411,29 @@ export class SandboxDriver implements ComputerDriver {
       const source = this.storage.snapshotPath(name);
       if (!fs.existsSync(source)) throw new DriverError('NOT_FOUND', `no snapshot ${name}`);
       await this.storage.copy(source, paths.image);
+      // The disk now sits on the snapshot's template and has its apps; its size is the larger of
+      // the two (it grows to the computer's disk_gb at the next start, and never shrinks).
+      const snap = readSnapshotMeta(this.dataDir, name);
+      const meta = readMeta(paths);
+      if (meta && snap) {
+        writeMeta(paths, {
+          ...meta,
+          template_dir: fs.existsSync(snap.template_dir) ? snap.template_dir : meta.template_dir,
+          apps_installed: snap.apps_installed,
+          disk_gb: Math.max(meta.disk_gb ?? 0, snap.disk_gb ?? 0) || meta.disk_gb,
+        });
+      }
     });
+  }
+
+  async listSnapshots(): Promise<{ name: string; created_ms: number }[]> {
+    return listSnapshotFiles(this.dataDir);
   }
 
   /** Removes snapshot `name`; gone already is fine. */
   async deleteSnapshot(name: string): Promise<void> {
     assertSafeId(name);
-    fs.rmSync(this.storage.snapshotPath(name), { force: true });
+    removeSnapshotFiles(this.dataDir, name);
   }
 
   /** Unmounts the disk pool of this data dir if no computer uses it (before deleting a data dir). */
