@@ -65,6 +65,12 @@ export interface ProcSink {
 
 export type SinkFactory = (row: ProcRow) => ProcSink;
 
+/** Told when a process starts (once the agent has it running) and when it ends, however it ends. */
+export interface ProcObserver {
+  started(row: ProcRow, params: ProcStartParams): void;
+  ended(row: ProcRow, outcome: ProcOutcome): void;
+}
+
 export class ProcManager {
   readonly table: ProcTable;
   private readonly rows = new Map<string, ProcRow>();
@@ -89,6 +95,7 @@ export class ProcManager {
     private readonly link: AgentLink,
     /** The kinds of process this object runs, each with where its output goes. */
     private readonly factories: Partial<Record<ProcKind, SinkFactory>>,
+    private readonly observer?: ProcObserver,
   ) {
     this.table = new ProcTable(sql);
   }
@@ -187,12 +194,14 @@ export class ProcManager {
       row.sink_state = { ...row.sink_state, unconfirmed: true };
       this.persist(row);
       this.save(row);
+      this.observer?.started(row, params);
       return ok(row);
     }
     if (!r.ok) {
       this.finish(row, { kind: 'error', message: r.message, reason: r.code === 'AGENT_UNAVAILABLE' ? 'agent_unreachable' : 'start_failed' });
       return r.code === 'AGENT_ERROR' ? fail('BAD_REQUEST', `the command could not start: ${r.message}`) : r;
     }
+    this.observer?.started(row, params);
     // Asked to wait for a short process's end (1.3), the agent answered with it, and with its output when that was small.
     if (r.value.exit) {
       for (const c of r.value.output ?? []) {
@@ -326,7 +335,8 @@ export class ProcManager {
     return this.table.nextExpiry();
   }
 
-  private finish(row: ProcRow, outcome: ProcOutcome): void {
+  /** Ends a process's row; `started` is false for one that never ran (its observer heard nothing of it). */
+  private finish(row: ProcRow, outcome: ProcOutcome, started = true): void {
     const now = Date.now();
     row.status = 'ended';
     row.exit = outcome.kind === 'exit' ? outcome.exit : null;
@@ -334,6 +344,7 @@ export class ProcManager {
     const sink = this.sink(row.proc_id);
     row.expires_at = now + (sink?.keepFor?.() ?? LOG_RETENTION_MS);
     this.unacked.delete(row.proc_id);
+    if (started) this.observer?.ended(row, outcome);
     // One in memory only whose result a request takes now is never stored (doneWith lets it go).
     if (this.volatile.has(row.proc_id) && sink?.claimed?.()) {
       sink.end(outcome);
