@@ -34,6 +34,13 @@ export interface LagLimits {
   catchingUp: number;
 }
 
+/** The event a reconnecting viewer last had: Last-Event-ID, or `?last_event_id=` for clients that cannot set headers; 0 for none. */
+export function lastEventId(request: Request): number {
+  const raw = request.headers.get('last-event-id') ?? new URL(request.url).searchParams.get('last_event_id') ?? '0';
+  const n = Number(raw);
+  return Number.isSafeInteger(n) && n > 0 ? n : 0;
+}
+
 export interface EventSource {
   /** Stored events after `seq`, as SSE text, in order; at most about `maxBytes`. Returns the last seq included. */
   readAfter(seq: number, maxBytes: number): { text: string; last: number };
@@ -53,6 +60,8 @@ interface Subscriber {
   closed: boolean;
   /** When the reader last took a write. */
   movedAt: number;
+  /** Called once when the subscriber ends, however it ends. */
+  onEnd?: () => void;
 }
 
 export class SseHub {
@@ -93,10 +102,14 @@ export class SseHub {
     return n;
   }
 
-  /** A response streaming every event after `after`, then live ones, ending after the terminal event. */
-  subscribe(after: number, gone?: AbortSignal): Response {
+  /**
+   * A response streaming every event after `after`, then live ones, ending
+   * after the terminal event. `gone` aborting drops the viewer (it went away,
+   * or its credential was revoked); `onEnd` runs once when it ends either way.
+   */
+  subscribe(after: number, gone?: AbortSignal, onEnd?: () => void): Response {
     const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
-    const sub: Subscriber = { writer: writable.getWriter(), cursor: after, queued: 0, catchingUp: true, closed: false, movedAt: Date.now() };
+    const sub: Subscriber = { writer: writable.getWriter(), cursor: after, queued: 0, catchingUp: true, closed: false, movedAt: Date.now(), onEnd };
     this.subs.add(sub);
     this.subscribed = true;
     // A viewer that goes away is dropped at once, not at the next write: its request's signal
@@ -187,6 +200,7 @@ export class SseHub {
     if (sub.closed) return;
     sub.closed = true;
     this.subs.delete(sub);
+    sub.onEnd?.();
     await sub.writer.close().catch(() => {});
     this.stopHeartbeatIfIdle();
     this.onProgress();
@@ -196,7 +210,10 @@ export class SseHub {
     if (sub.closed) return;
     sub.closed = true;
     this.subs.delete(sub);
+    sub.onEnd?.();
     void sub.writer.abort(new Error('the viewer went away or stopped reading')).catch(() => {});
+    // Aborting rejects the writer's `ready` too; nothing may wait on it any more.
+    sub.writer.ready.catch(() => {});
     this.stopHeartbeatIfIdle();
     this.onProgress();
   }

@@ -11,7 +11,9 @@ import { ReconnectingSocket } from './reconnecting-socket.ts';
 import { ComputerSession, type SessionConfig } from './computer-session.ts';
 import { AgentRelay, type TargetOpeners } from './relay/agent-relay.ts';
 import { AGENT_VERSION } from './version.ts';
+import { deleteSnapshot, removeStraySnapshots } from './handlers/snapshots.ts';
 import type { Logger } from './log.ts';
+import { background } from './background.ts';
 
 export class HostSession {
   private readonly cfg: SessionConfig;
@@ -33,9 +35,9 @@ export class HostSession {
     this.log = log;
     this.ready = new Promise((r) => (this.markReady = r));
     this.socket = new ReconnectingSocket({ url: cfg.wsBase + AGENT_HOST_PATH, headers: { authorization: `Bearer ${cfg.hostKey}` } });
-    this.socket.on('open', () => void this.hello());
+    this.socket.on('open', () => background(log, 'hello', this.hello()));
     this.relay = new AgentRelay({ sendJson: (m) => this.socket.send(m), sendBinary: (b) => this.socket.sendBinary(b) }, openers, log);
-    this.socket.on('message', (d) => void this.onMessage(d));
+    this.socket.on('message', (d) => background(log, 'a host message', this.onMessage(d)));
     this.socket.on('binary', (b) => {
       if (!this.relay.onBinary(b)) log('host socket: dropped a binary message');
     });
@@ -46,7 +48,7 @@ export class HostSession {
     this.socket.on('rejected', (status) => {
       log(`the server refused this host key (HTTP ${status}): check --key, or register the host again`);
       process.exitCode = 1;
-      void this.stop();
+      background(log, 'stopping', this.stop());
     });
     driver.onExit((id, reason) => {
       log(`computer ${id} exited: ${reason}`);
@@ -104,6 +106,7 @@ export class HostSession {
         const served = new Set(msg.computers);
         for (const id of msg.computers) this.attach(id);
         for (const id of await this.driver.list()) if (!served.has(id)) await this.removeOrphan(id);
+        if (msg.snapshots) await removeStraySnapshots(this.driver, msg.snapshots, this.log);
         this.timers(msg.heartbeat_interval_ms, msg.metrics_interval_ms);
         this.markReady();
         return;
@@ -114,12 +117,15 @@ export class HostSession {
       case 'computer.detach':
         this.detach(msg.computer_id);
         return;
+      case 'snapshot.delete':
+        await deleteSnapshot(this.driver, msg.snapshot_id, this.log);
+        return;
     }
   }
 
   private attach(id: string): void {
     if (this.sessions.has(id)) return;
-    const s = new ComputerSession(id, this.cfg, this.driver, this.log, (gone) => void this.removeOrphan(gone));
+    const s = new ComputerSession(id, this.cfg, this.driver, this.log, (gone) => background(this.log, `removing ${gone}`, this.removeOrphan(gone)));
     this.sessions.set(id, s);
     s.start();
   }
@@ -147,7 +153,7 @@ export class HostSession {
         computers_running: this.sessions.size,
       });
     }, heartbeatMs);
-    this.metrics = setInterval(() => void this.reportMetrics(), metricsMs);
+    this.metrics = setInterval(() => background(this.log, 'reporting metrics', this.reportMetrics()), metricsMs);
   }
 
   private async reportMetrics(): Promise<void> {

@@ -2,7 +2,8 @@
  * hangar-agent: makes computers real on this host. It prepares the driver
  * (building the base template on first use, with progress), then dials the
  * API and serves its computers until stopped. Computers keep running when the
- * agent stops; the next agent finds them again.
+ * agent stops; the next agent finds them again. Given a tenant host's key
+ * (OpenComputers) it serves the machine itself instead (host-mode/).
  */
 import { readConfig, wsBase } from './config.ts';
 import { SandboxDriver } from './drivers/sandbox.ts';
@@ -10,6 +11,8 @@ import { pipMirrorDirs } from './drivers/sandbox/host-config.ts';
 import { HostSession } from './host-session.ts';
 import { logger } from './log.ts';
 import { AGENT_VERSION } from './version.ts';
+import { runHostMode } from './host-mode/run.ts';
+import { whoAmI } from './whoami.ts';
 
 export async function main(argv = process.argv.slice(2)): Promise<void> {
   const log = logger('agent');
@@ -20,9 +23,11 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     console.error((e as Error).message);
     process.exit(2);
   }
+  const who = await whoAmI(cfg, log);
+  if (who?.kind === 'byo') return runHostMode(cfg, who, log);
   // Without --share-ro, computers get the host's local pip mirror (if any), so pip works inside as on the host.
   const shares = cfg.shareReadOnly ?? pipMirrorDirs();
-  const driver = new SandboxDriver({ dataDir: cfg.dataDir, shareReadOnly: shares });
+  const driver = new SandboxDriver({ dataDir: cfg.dataDir, shareReadOnly: shares, diskPoolGb: cfg.diskPoolGb });
   if (shares.length) log(`sharing read-only with computers: ${shares.join(', ')}`);
   log(`hangar-agent ${AGENT_VERSION}, driver ${driver.name}, data in ${cfg.dataDir}`);
   try {
@@ -36,7 +41,13 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   void session.ready.then(() => log('ready'));
   const shutdown = () => {
     log('stopping; computers keep running');
-    void session.stop().then(() => process.exit(0));
+    session.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log(`stopping failed: ${(err as Error).message}`);
+        process.exit(1);
+      },
+    );
   };
   // An operator (or a failover test) can make the agent drop and redial every socket, as a network blip would.
   process.on('SIGUSR2', () => {

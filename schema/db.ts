@@ -66,6 +66,29 @@ export const hosts = sqliteTable('hosts', {
   last_seen_at: text('last_seen_at'),
   created_at: text('created_at').notNull(),
   updated_at: text('updated_at').notNull(),
+  // Host-mode agents (OpenComputers) say more about their machine (0004).
+  os: text('os'),
+  os_release: text('os_release'),
+  arch: text('arch'),
+  hostname: text('hostname'),
+  agent_info: text('agent_info', { mode: 'json' }).$type<Record<string, unknown>>(),
+  status_reason: text('status_reason'),
+  revoked_at: text('revoked_at'),
+});
+export type HostRow = typeof hosts.$inferSelect;
+
+/** OpenComputers secrets: tenant-wide (host_id NULL) or of one host; values AES-GCM at rest. */
+export const ocSecrets = sqliteTable('oc_secrets', {
+  id: text('id').primaryKey(),
+  org_id: text('org_id').notNull(),
+  host_id: text('host_id'),
+  name: text('name').notNull(),
+  description: text('description'),
+  ciphertext: text('ciphertext').notNull(),
+  iv: text('iv').notNull(),
+  value_bytes: integer('value_bytes').notNull(),
+  created_at: text('created_at').notNull(),
+  updated_at: text('updated_at').notNull(),
 });
 
 export const computers = sqliteTable('computers', {
@@ -80,7 +103,11 @@ export const computers = sqliteTable('computers', {
   size: text('size', { enum: ['small', 'medium', 'large'] }).notNull(),
   vcpus: integer('vcpus').notNull(),
   memory_mb: integer('memory_mb').notNull(),
+  /** Disk quota in GiB; NULL on computers made before quotas (their size's default). */
+  disk_gb: integer('disk_gb'),
   status: text('status').notNull(),
+  /** Why the computer is in its status (a failed boot, a lost disk); NULL when nothing needs saying. */
+  status_reason: text('status_reason'),
   host_id: text('host_id'),
   region: text('region').notNull(),
   /** The host a move is copying the disk to; NULL when no move is under way. */
@@ -110,6 +137,8 @@ export const computerEnv = sqliteTable(
     name: text('name').notNull(),
     ciphertext: text('ciphertext').notNull(),
     iv: text('iv').notNull(),
+    /** Bytes of the plaintext value (UTF-8), for the limits on a computer's environment. */
+    value_bytes: integer('value_bytes').notNull(),
     created_at: text('created_at').notNull(),
     updated_at: text('updated_at').notNull(),
   },
@@ -170,5 +199,7 @@ export const snapshots = sqliteTable('snapshots', {
   keep: integer('keep', { mode: 'boolean' }).notNull(),
   created_at: text('created_at').notNull(),
   updated_at: text('updated_at').notNull(),
+  /** JSON of SnapshotSource (schema/api-snapshots.ts): what the snapshot was taken of. */
+  source: text('source').notNull(),
 });
 export type SnapshotRow = typeof snapshots.$inferSelect;

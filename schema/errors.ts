@@ -17,7 +17,11 @@ export const ERROR_STATUS = {
   INVALID_STATE_TRANSITION: 409,
   COMPUTER_NOT_RUNNING: 409,
   IDEMPOTENCY_KEY_IN_USE: 409,
+  /** OpenComputers: the host's agent is not connected (or the host is revoked), so no job or terminal can be dispatched to it. */
+  HOST_NOT_CONNECTED: 409,
   PAYLOAD_TOO_LARGE: 413,
+  /** A download's Range lies outside the file. */
+  RANGE_NOT_SATISFIABLE: 416,
   UNSUPPORTED_MEDIA_TYPE: 415,
   IDEMPOTENCY_KEY_REUSED: 422,
   TENANT_RESOLUTION_FAILED: 422,
@@ -31,15 +35,24 @@ export const ERROR_STATUS = {
   /** Relay: the app's connection failed or closed without an answer. */
   UPSTREAM_ERROR: 502,
   NO_CAPACITY: 503,
+  INSUFFICIENT_STORAGE: 507,
   /** Relay: a preview URL of a computer that is not running. */
   COMPUTER_STOPPED: 503,
   /** Relay: a tunnel whose host is offline. */
   HOST_OFFLINE: 503,
   /** Relay: the app did not answer in time. */
   UPSTREAM_TIMEOUT: 504,
+  /** A sync command started and its result is not known yet (its host agent is away): retry with the same Idempotency-Key. */
+  RESULT_PENDING: 504,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
+
+/** Headers every error of a code carries: when to ask again. */
+const CODE_HEADERS: Partial<Record<ErrorCode, Record<string, string>>> = {
+  // A computer stops or a host comes online any time; half a minute is a fair first wait.
+  NO_CAPACITY: { 'retry-after': '30' },
+};
 
 /** Thrown by route handlers and middleware; rendered as the error envelope. */
 export class ApiError extends Error {
@@ -49,7 +62,7 @@ export class ApiError extends Error {
   constructor(code: ErrorCode, message: string, headers: Record<string, string> = {}) {
     super(message);
     this.code = code;
-    this.headers = headers;
+    this.headers = { ...CODE_HEADERS[code], ...headers };
     this.status = ERROR_STATUS[code];
   }
 }

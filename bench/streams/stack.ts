@@ -72,11 +72,12 @@ async function innerOrigin(pid: number | undefined): Promise<string | null> {
  */
 export const STATE_ON = process.env.BENCH_STATE === 'disk' || !existsSync('/dev/shm') ? 'disk' : 'tmpfs';
 
-export async function startStack(): Promise<Stack> {
+/** `vars` are Worker vars for this stack (e.g. a larger upload limit). */
+export async function startStack(vars: Record<string, string> = {}): Promise<Stack> {
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'hangar-bench-'));
   const stateDir = STATE_ON === 'disk' ? path.join(tmp, 'state') : mkdtempSync('/dev/shm/hangar-bench-');
   const port = await freePort();
-  const worker = await startWorker({ stateDir, port, log });
+  const worker = await startWorker({ stateDir, port, log, vars });
   const token = worker.secrets.OPERATOR_TOKEN;
   const host = await registerHost(worker.origin, token, { name: 'bench-host', region: 'local' });
   const dataDir = path.join(tmp, 'data');
@@ -127,6 +128,7 @@ export async function startStack(): Promise<Stack> {
       const driver = new SandboxDriver({ dataDir });
       for (const id of await driver.list()) await driver.destroy(id).catch(() => undefined);
       await driver.close();
+      await driver.releaseStorage(); // unmounts the disk pool of this data dir, if it has one
       await worker.stop();
       rmSync(stateDir, { recursive: true, force: true });
       rmSync(tmp, { recursive: true, force: true });

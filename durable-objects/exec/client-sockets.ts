@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import { ProcId, ProcStartParams } from '../../schema/protocol.ts';
+import { EventsOpen } from '../../schema/events.ts';
 
 export type ClientKind = 'exec' | 'terminal';
 
@@ -39,9 +40,9 @@ export const CLOSE = {
 /** The hibernation tag of a process's client sockets. */
 export const clientTag = (procId: string): string => `client:${procId}`;
 
-/** Accepts a client socket as hibernatable, tagged with its process. */
-export function acceptClient(ctx: DurableObjectState, ws: WebSocket, kind: ClientKind, procId: string): void {
-  ctx.acceptWebSocket(ws, [clientTag(procId)]);
+/** Accepts a client socket as hibernatable, tagged with its process and with `tags` (its credential's). */
+export function acceptClient(ctx: DurableObjectState, ws: WebSocket, kind: ClientKind, procId: string, tags: string[] = []): void {
+  ctx.acceptWebSocket(ws, [clientTag(procId), ...tags]);
   ws.serializeAttachment({ kind, proc_id: procId } satisfies ClientAttachment);
 }
 
@@ -104,6 +105,7 @@ export const CallerSchema = z.object({
   org_id: z.string(),
   workspace_ids: z.array(z.string()).nullable(),
   project_ids: z.array(z.string()).nullable(),
+  credential_id: z.string().nullable(),
 });
 
 /** What an exec socket runs: ProcStartParams without the parts the object chooses. */
@@ -120,6 +122,8 @@ export const ClientOpen = z.discriminatedUnion('kind', [
   }),
   /** A terminal viewer; the route verified a stream token (a caller of the whole organization) or a tenant credential. */
   z.object({ kind: z.literal('terminal'), caller: CallerSchema, session_id: ProcId }),
+  /** An events socket (durable-objects/events/watch-sockets.ts). */
+  z.object({ kind: z.literal('events'), caller: CallerSchema, open: EventsOpen }),
 ]);
 export type ClientOpen = z.infer<typeof ClientOpen>;
 

@@ -2,23 +2,30 @@
  * Everything that streams in and out of one computer: streamed commands with
  * their SSE viewers and tickets, exec sockets, terminals, and the agent's side
  * of them (output frames, exits, stdin acknowledgements). The ComputerObject
- * checks who may do what; this module does it.
+ * checks who may do what; this module does it. A tenant host's HostObject
+ * composes it too (its sandbox is the machine itself), adding its jobs as one
+ * more kind of process.
  */
 import { fail, ok, ApiError, type Result } from '../../schema/errors.ts';
 import type { BinaryFrame, ProcStartParams } from '../../schema/protocol.ts';
 import { errorResponse } from '../../worker/http/responses.ts';
+import { lastEventId } from '../sse-hub.ts';
 import type { AgentLink } from '../agent-link.ts';
 import type { Caller } from '../computer/record.ts';
 import { CLIENT_OPEN_HEADER, clientOf, parseClientOpen } from './client-sockets.ts';
 import { EventLog } from './event-log.ts';
 import { hangUp } from './hang-up.ts';
-import { ProcManager } from './proc-manager.ts';
+import { ProcManager, type SinkFactory } from './proc-manager.ts';
+import type { ProcKind } from './proc-table.ts';
+import type { ProcObserver } from './proc-manager.ts';
 import { newProcId } from './proc-id.ts';
 import { StdinPumps } from './stdin-pump.ts';
 import { StreamExecSink } from './stream-exec.ts';
 import { Terminals, type TerminalOptions } from './terminal.ts';
 import { Tickets } from './tickets.ts';
 import { ExecSockets } from './ws-exec.ts';
+import { SyncExecs } from './sync-exec.ts';
+import type { HeldCredentials } from '../credentials/held-credentials.ts';
 
 const AGENT_AWAY = "the computer's host agent is not connected; try again shortly";
 
@@ -28,6 +35,7 @@ export type AccessCheck = (caller: Caller, op: 'exec' | 'view') => Promise<Resul
 export class Streams {
   readonly procs: ProcManager;
   readonly terminals: Terminals;
+  readonly syncExecs: SyncExecs;
   private readonly tickets: Tickets;
   private readonly stdin: StdinPumps;
   private readonly execSockets: ExecSockets;
@@ -35,7 +43,11 @@ export class Streams {
   constructor(
     ctx: DurableObjectState,
     private readonly link: AgentLink,
+    private readonly held: HeldCredentials,
     rescheduled: () => Promise<void>,
+    /** Kinds of process the owner adds (a tenant host's jobs), each with where its output goes. */
+    moreSinks: Partial<Record<ProcKind, SinkFactory>> = {},
+    observer?: ProcObserver,
   ) {
     const sql = ctx.storage.sql;
     EventLog.init(sql);
@@ -50,36 +62,55 @@ export class Streams {
         ),
       ws: (row) => this.execSockets.sink(row),
       terminal: (row) => this.terminals.sink(row),
-    });
+      sync: (row) => this.syncExecs.sink(row),
+      ...moreSinks,
+    }, observer);
     this.stdin = new StdinPumps(this.procs, link);
+    this.syncExecs = new SyncExecs(sql, this.procs, this.stdin);
     this.execSockets = new ExecSockets(ctx, link, this.procs, this.stdin);
     this.terminals = new Terminals(ctx, link, this.procs, this.stdin, rescheduled);
   }
 
   /** Starts a streamed command (output kept from its first byte) and issues the ticket its SSE stream needs. */
-  async startStream(orgId: string, params: { command: string; timeout_s: number; shell: string }): Promise<Result<{ ticket: string; expires_at: number }>> {
+  async startStream(caller: Caller, params: { command: string; timeout_s: number; shell: string }): Promise<Result<{ ticket: string; expires_at: number }>> {
     if (!this.link.socket()) return fail('AGENT_UNAVAILABLE', AGENT_AWAY);
     const proc_id = newProcId();
     const start: ProcStartParams = { proc_id, command: params.command, shell: params.shell, timeout_s: params.timeout_s, stdin: false };
-    const started = await this.procs.start('stream', orgId, start, { timeout_s: params.timeout_s, started_at: Date.now() });
+    const started = await this.procs.start('stream', caller.org_id, start, { timeout_s: params.timeout_s, started_at: Date.now() });
     if (!started.ok) return started;
-    return ok(await this.tickets.issue(proc_id));
+    return ok(await this.tickets.issue(proc_id, caller.credential_id));
   }
 
   /** GET …/exec/stream/events: the ticket's command as Server-Sent Events, from after Last-Event-ID; DELETE cancels it. */
   async streamEvents(request: Request, url: URL): Promise<Response> {
     const requestId = request.headers.get('x-request-id') ?? '';
     const ticket = url.searchParams.get('ticket');
-    const procId = ticket ? await this.tickets.redeem(ticket) : null;
-    const row = procId ? this.procs.row(procId) : null;
+    const redeemed = ticket ? await this.tickets.redeem(ticket) : null;
+    const row = redeemed ? this.procs.row(redeemed.proc_id) : null;
     const sink = row?.kind === 'stream' ? (this.procs.sink(row.proc_id) as StreamExecSink) : null;
-    if (!row || !sink) return errorResponse(new ApiError('UNAUTHORIZED', 'unknown or expired ticket; start the command again with POST …/exec/stream'), requestId);
+    if (!redeemed || !row || !sink) return errorResponse(new ApiError('UNAUTHORIZED', 'unknown or expired ticket; start the command again with POST …/exec/stream'), requestId);
+    if (!(await this.held.admits(redeemed.credential_id))) {
+      this.tickets.dropForCredential(redeemed.credential_id!);
+      return errorResponse(new ApiError('UNAUTHORIZED', 'the API key this ticket was issued with is revoked'), requestId);
+    }
     if (request.method === 'DELETE') return this.cancelStream(row.proc_id, requestId);
-    const lastId = Number(request.headers.get('last-event-id') ?? url.searchParams.get('last_event_id') ?? '0');
-    const after = Number.isSafeInteger(lastId) && lastId > 0 ? lastId : 0;
+    const after = lastEventId(request);
     // A viewer that already has the terminal event is told not to reconnect.
     if (sink.log.done() && after >= sink.log.lastSeq()) return new Response(null, { status: 204 });
-    return sink.hub.subscribe(after, request.signal);
+    // The viewer ends when it goes away, or when the key its ticket came from is revoked.
+    const viewer = this.held.viewer(request.signal, redeemed.credential_id);
+    return sink.hub.subscribe(after, viewer.signal, viewer.untrack);
+  }
+
+  /** A revoked key: its tickets stop working and its viewers and sockets are closed. */
+  endCredential(credentialId: string): number {
+    this.tickets.dropForCredential(credentialId);
+    return this.held.revoke(credentialId);
+  }
+
+  /** The computer is being deleted: every viewer's stream ends (sockets are closed by the object). */
+  closeViewers(): void {
+    this.procs.closeSinks();
   }
 
   /**
@@ -105,9 +136,12 @@ export class Streams {
     if (!open) return errorResponse(new ApiError('BAD_REQUEST', 'malformed socket request'), requestId);
     const allowed = await access(open.caller, open.kind === 'terminal' ? 'view' : 'exec');
     if (!allowed.ok) return errorResponse(new ApiError(allowed.code, allowed.message), requestId);
-    if (open.kind === 'terminal') return this.terminals.attach(open.caller.org_id, open.session_id, requestId);
+    if (open.kind === 'events') return errorResponse(new ApiError('BAD_REQUEST', 'events sockets are opened by the computer object itself'), requestId);
+    if (!(await this.held.admits(open.caller.credential_id))) return errorResponse(new ApiError('UNAUTHORIZED', 'credential revoked'), requestId);
+    const tags = this.held.tags(open.caller.credential_id);
+    if (open.kind === 'terminal') return this.terminals.attach(open.caller.org_id, open.session_id, requestId, tags);
     if (!this.link.socket()) return errorResponse(new ApiError('AGENT_UNAVAILABLE', AGENT_AWAY), requestId);
-    return this.execSockets.open(open.caller.org_id, open.start, open.subprotocol, requestId);
+    return this.execSockets.open(open.caller.org_id, open.start, open.subprotocol, requestId, tags);
   }
 
   /** A message from an exec or terminal client socket. */

@@ -23,8 +23,9 @@ export type FieldSpec =
   | { type: 'int'; min: number; max?: number }
   | { type: 'number'; min: number; max: number; nonZero?: boolean }
   | { type: 'uuid' }
-  | { type: 'array'; of: 'enum' | 'uuid'; values?: readonly string[]; min?: number; max: number }
-  | { type: 'labels' };
+  | { type: 'array'; of: 'enum' | 'uuid' | 'string'; values?: readonly string[]; min?: number; max: number; badItems?: unknown[] }
+  | { type: 'labels' }
+  | { type: 'bool' };
 
 export interface Field {
   spec: FieldSpec;
@@ -151,12 +152,16 @@ export function invalidValues(field: Field, rng: Rng): [string, unknown][] {
       break;
     }
     case 'array': {
-      const item = s.of === 'uuid' ? UUID : s.values![0];
+      const item = s.of === 'uuid' ? UUID : s.of === 'string' ? 'A=1' : s.values![0];
       out.push(['string', item], ['number', 1], ['object', {}], ['true', true], ['array of numbers', [1, 2]], ['array of null', [null]], ['nested arrays', [[item]]]);
-      out.push(['bad item', [s.of === 'uuid' ? 'not-a-uuid' : 'no-such-app']], ['over max items', Array.from({ length: s.max + 1 }, () => item)]);
+      for (const [i, bad] of (s.badItems ?? [s.of === 'uuid' ? 'not-a-uuid' : 'no-such-app']).entries()) out.push([`bad item ${i}`, [item, bad]]);
+      out.push(['over max items', Array.from({ length: s.max + 1 }, () => item)]);
       if ((s.min ?? 0) >= 1) out.push(['empty', []]);
       break;
     }
+    case 'bool':
+      out.push(['string true', 'true'], ['string false', 'false'], ['one', 1], ['zero', 0], ['empty string', ''], ['array', [true]], ['object', {}]);
+      break;
     case 'labels':
       out.push(['string', 'a=b'], ['number', 1], ['array', [['a', 'b']]], ['true', true]);
       out.push(['bad key', { 'bad key!': 'v' }], ['empty key', { '': 'v' }], ['NUL key', { 'a\u0000': 'v' }], ['number value', { k: 1 }]);

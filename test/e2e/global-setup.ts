@@ -13,7 +13,7 @@ import { freePort, registerHost, startAgent, startWorker, type AgentHandle, type
 
 declare module 'vitest' {
   export interface ProvidedContext {
-    hangar: { origin: string; apiUrl: string; operatorToken: string; hostId: string; hostKey: string; dataDir: string; agentPid: number };
+    hangar: { origin: string; apiUrl: string; operatorToken: string; hostId: string; hostKey: string; dataDir: string; agentPid: number; workerPid: number };
   }
 }
 
@@ -29,7 +29,8 @@ const log = (s: string) => {
 
 export async function setup(project: TestProject): Promise<void> {
   stateDir = mkdtempSync(path.join(os.tmpdir(), 'hangar-e2e-'));
-  worker = await startWorker({ stateDir, port: await freePort(), vars: { METRICS_INTERVAL_MS: '1000' }, log });
+  // Uploads to tenant hosts stop at 64 MiB here: room for the 50 MB round trip, and cheap to pass.
+  worker = await startWorker({ stateDir, port: await freePort(), vars: { METRICS_INTERVAL_MS: '1000', COMPUTER_DISK_GB: '1', HOST_UPLOAD_MAX_BYTES: String(64 * 1024 * 1024) }, log });
   const host = await registerHost(worker.origin, worker.secrets.OPERATOR_TOKEN, { name: 'e2e-host', region: 'local' });
   // The agent removes computers its server does not know, so it gets a data dir of its own.
   dataDir = path.join(stateDir, 'data');
@@ -44,6 +45,8 @@ export async function setup(project: TestProject): Promise<void> {
     dataDir,
     // SIGUSR2 makes the agent drop every socket as a network failure would.
     agentPid: agent.process.pid!,
+    // wrangler dev; workerd runs below it (memory figures of the relay read its process tree).
+    workerPid: worker.process.pid!,
   });
 }
 
@@ -54,6 +57,7 @@ export async function teardown(): Promise<void> {
     const driver = new SandboxDriver({ dataDir });
     for (const id of await driver.list()) await driver.destroy(id).catch(() => {});
     await driver.close();
+    await driver.releaseStorage(); // unmounts the disk pool of this data dir, if it has one
   }
   await worker?.stop();
   if (stateDir) rmSync(stateDir, { recursive: true, force: true });

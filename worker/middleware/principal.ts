@@ -4,6 +4,13 @@ export interface Principal {
   org_id: string;
   /** API key id, or the JWT's `sub`; shown as owner_user_id on what it creates. */
   subject: string;
+  /**
+   * The API key behind the request: the key itself, or the key a tenant JWT
+   * was minted from; null for JWTs not minted from a key. Everything minted
+   * or opened with this request records it, so revoking the key ends it
+   * (worker/credentials/revocation.ts).
+   */
+  credential_id: string | null;
   /** Workspaces the credential may touch; null means all of the organization's. */
   workspace_ids: string[] | null;
   /** Projects the credential may touch; null means all (within the allowed workspaces). */
@@ -16,7 +23,7 @@ export interface Principal {
 }
 
 /** True when the principal may act on a resource owned by this workspace and project. */
-export function inScope(p: Principal, workspaceId: string, projectId: string): boolean {
+export function inScope(p: Pick<Principal, 'workspace_ids' | 'project_ids'>, workspaceId: string, projectId: string): boolean {
   if (p.workspace_ids && !p.workspace_ids.includes(workspaceId)) return false;
   if (p.project_ids && !p.project_ids.includes(projectId)) return false;
   return true;
