@@ -55,6 +55,7 @@
  */
 import { z } from 'zod';
 import { SIZE_NAMES } from './sizes.ts';
+import { MODELS_RESULT_SCHEMAS, type ModelsRequest } from './protocol-models.ts';
 import { ComputerEvent, FS_RESPONSES, FsRequest, WATCH_BATCH_MAX, WatchId, WatchProducers, WatchStarted } from './guest.ts';
 import { EXEC_MAX_COMMAND_BYTES, envOverLimits } from './api.ts';
 
@@ -559,9 +560,9 @@ export const HOST_RESULT_SCHEMAS = {
 } as const satisfies Record<HostRequestType, z.ZodType>;
 
 /** Any request a Durable Object sends an agent, and each one's result schema. */
-export type AgentRequest = ComputerRequest | HostRequest;
+export type AgentRequest = ComputerRequest | HostRequest | ModelsRequest;
 export type AgentRequestType = AgentRequest['type'];
-export const AGENT_RESULT_SCHEMAS = { ...RESULT_SCHEMAS, ...HOST_RESULT_SCHEMAS } as const satisfies Record<AgentRequestType, z.ZodType>;
+export const AGENT_RESULT_SCHEMAS = { ...RESULT_SCHEMAS, ...HOST_RESULT_SCHEMAS, ...MODELS_RESULT_SCHEMAS } as const satisfies Record<AgentRequestType, z.ZodType>;
 
 /** Messages a HostObject sends a host-mode agent that need no answer. */
 export const HostModeNotice = z.discriminatedUnion('type', [ProcAck, SecretsSet, ProcsForget]);

@@ -43,7 +43,12 @@ interface Backend {
   restarts: number;
   starting: Promise<void> | null;
   stopped: boolean;
+  /** When its clusters were last told its status (ms). */
+  reportedAt: number;
 }
+
+/** An unchanged status is reported again after this long (well inside the cluster's REPORT_STALE_MS). */
+export const REPORT_AGAIN_MS = 3_000;
 
 /** The loopback port of an external server's URL; throws when it is not on this host's loopback. */
 export function loopbackPort(url: string): number {
@@ -76,7 +81,7 @@ export class ModelServing {
     this.clusterModel.set(clusterId, model);
     let b = this.backends.get(model);
     if (!b) {
-      b = { model, clusters: new Set(), server: null, base: null, health: null, state: 'starting', restarts: 0, starting: null, stopped: false };
+      b = { model, clusters: new Set(), server: null, base: null, health: null, state: 'starting', restarts: 0, starting: null, stopped: false, reportedAt: 0 };
       this.backends.set(model, b);
     }
     b.clusters.add(clusterId);
@@ -177,7 +182,8 @@ export class ModelServing {
     b.state = state;
     b.error = h.error;
     if (h.healthy) b.restarts = 0;
-    if (changed) this.reportAll(b);
+    // Unchanged members are reported again now and then: the cluster takes a silent member for a lost one.
+    if (changed || Date.now() - b.reportedAt >= REPORT_AGAIN_MS) this.reportAll(b);
   }
 
   private startTimer(): void {
@@ -201,6 +207,7 @@ export class ModelServing {
   }
 
   private reportAll(b: Backend): void {
+    b.reportedAt = Date.now();
     for (const c of b.clusters) this.report(b, c);
   }
 }
