@@ -4,6 +4,10 @@
  * its inference URL.
  */
 import { z } from 'zod';
+import { DisplayName } from './text.ts';
+
+/** A host's id as the API shows it. */
+const HostId = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, 'must be a host id');
 
 export const CLUSTER_STATUSES = ['provisioning', 'active', 'stopped', 'error'] as const;
 export type ClusterStatus = (typeof CLUSTER_STATUSES)[number];
@@ -15,9 +19,9 @@ export const MAX_CLUSTER_HOSTS = 64;
 export const ClusterModel = z.string().trim().regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$/, 'must be a model name: letters, digits and . _ : / - (at most 128)').refine((s) => !s.includes('..'), 'must not contain ..');
 
 export const CreateCluster = z.object({
-  name: z.string().trim().min(1, 'name is required').max(128),
+  name: DisplayName,
   model: ClusterModel,
-  host_ids: z.array(z.string().max(64)).min(1, 'host_ids must name at least one host').max(MAX_CLUSTER_HOSTS),
+  host_ids: z.array(HostId).min(1, 'host_ids must name at least one host').max(MAX_CLUSTER_HOSTS),
   /** A lower-case DNS label for the URL; made from the name when absent. */
   slug: z.string().regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/, 'must be a lower-case DNS label (a-z, 0-9, -)').optional(),
 });
