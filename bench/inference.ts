@@ -9,9 +9,10 @@
  *
  *   npm run bench:inference            (BENCH_N=… requests per figure, BENCH_SECONDS=… per throughput run)
  *
- * The proxy here is the cluster routing module behind a plain Node front
- * with loopback fetch as its transport; through a deployment, the same
- * module runs in the Worker and the relay carries the bytes.
+ * First with the cluster routing module behind a plain Node front (loopback
+ * fetch as its transport), then through a real stack's inference_url, where
+ * the same module runs in the Worker and the relay carries the bytes
+ * (BENCH_URL=0 skips that part; it needs root, like the e2e tests).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -21,6 +22,8 @@ import path from 'node:path';
 import { ManagedModelServer } from '../host-agent/model-server/managed-server.ts';
 import { serveProxy } from '../test/inference/proxy-front.ts';
 import { TablePicker } from '../test/inference/table-picker.ts';
+import { freshHome, installAgent, runHostModeAgent, type HostModeAgent } from '../scripts/host-mode-agent.ts';
+import { startStack } from './streams/stack.ts';
 
 const N = Number(process.env.BENCH_N ?? 60);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
@@ -32,9 +35,9 @@ const pct = (xs: number[], p: number) => {
 const ms = (x: number) => `${x.toFixed(2)} ms`;
 
 /** Milliseconds from sending a streamed chat request to its first content chunk. */
-async function ttft(base: string): Promise<number> {
+async function ttft(base: string, auth: Record<string, string> = {}): Promise<number> {
   const t0 = performance.now();
-  const res = await fetch(`${base}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, stream: true }) });
+  const res = await fetch(`${base}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, stream: true }) });
   const reader = res.body!.getReader();
   const decoder = new TextDecoder();
   let buf = '';
@@ -89,13 +92,13 @@ async function chunkDelays(base: string): Promise<number[]> {
 }
 
 /** Completed requests per second with `concurrency` clients for SECONDS. */
-async function throughput(base: string, concurrency: number): Promise<number> {
+async function throughput(base: string, concurrency: number, auth: Record<string, string> = {}): Promise<number> {
   const until = performance.now() + SECONDS * 1000;
   let done = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (performance.now() < until) {
-        const r = await fetch(`${base}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 24 }) });
+        const r = await fetch(`${base}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 24 }) });
         await r.arrayBuffer();
         if (r.status === 200) done++;
       }
@@ -148,10 +151,63 @@ async function main(): Promise<void> {
     const r1 = await throughput(front1.url, 4);
     const r2 = await throughput(front2.url, 4);
     console.log(`requests/s (24 tokens, 4 clients)  one member ${r1.toFixed(1)} | two members ${r2.toFixed(1)} | ratio ${(r2 / r1).toFixed(2)}x (goal ≥ 1.6x)`);
+    if (process.env.BENCH_URL !== '0') await throughInferenceUrl(servers, direct);
   } finally {
     for (const c of closers) await c();
     for (const s of servers) await s.stop();
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The same figures through a real deployment's inference_url: the Worker
+ * (wrangler dev), the cluster's object, each member host's object and its
+ * host-mode agent (the one-file agent, run as an unprivileged user, given the
+ * model servers above with --model-server) relaying to the server.
+ */
+async function throughInferenceUrl(servers: ManagedModelServer[], direct: string): Promise<void> {
+  const stack = await startStack();
+  const agents: HostModeAgent[] = [];
+  try {
+    const hostIds: string[] = [];
+    for (const s of servers) {
+      const host = await stack.call<{ id: string; host_key: string }>('POST', '/opencomputers/hosts', { name: `bench-gpu-${hostIds.length}` });
+      if (host.status !== 201) throw new Error(`register: ${host.status} ${JSON.stringify(host.body)}`);
+      const home = freshHome();
+      const agentFile = installAgent(stack.origin, home, host.body.host_key);
+      agents.push(await runHostModeAgent({ origin: stack.origin, hostKey: host.body.host_key, agentFile, home, args: ['--model-server', s.baseUrl()], removeHome: true }));
+      hostIds.push(host.body.id);
+    }
+    const make = async (name: string, ids: string[]) => {
+      const c = await stack.call<{ id: string; inference_url: string }>('POST', '/opencomputers/clusters', { name, model: 'hangar-tiny', host_ids: ids });
+      if (c.status !== 201) throw new Error(`cluster: ${c.status} ${JSON.stringify(c.body)}`);
+      const deadline = Date.now() + 120_000;
+      for (;;) {
+        const g = await stack.call<{ status: string; members: Array<{ state: string }> }>('GET', `/opencomputers/clusters/${c.body.id}`);
+        if (g.body.status === 'active' && g.body.members.every((m) => m.state === 'ready')) break;
+        if (Date.now() > deadline) throw new Error(`cluster ${name} not active: ${JSON.stringify(g.body)}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      return c.body.inference_url;
+    };
+    const one = await make('bench-one', hostIds.slice(0, 1));
+    const two = await make('bench-two', hostIds);
+    const auth = { authorization: `Bearer ${stack.key}` };
+    for (let i = 0; i < 5; i++) (await ttft(direct), await ttft(one, auth));
+    const d: number[] = [];
+    const u: number[] = [];
+    for (let i = 0; i < N; i++) {
+      d.push(await ttft(direct));
+      u.push(await ttft(one, auth));
+    }
+    console.log(`\nthrough inference_url (wrangler dev, relay over the host agents' links)`);
+    console.log(`time to first token  direct p50 ${ms(pct(d, 50))} p99 ${ms(pct(d, 99))} | via inference_url p50 ${ms(pct(u, 50))} p99 ${ms(pct(u, 99))} | added p50 ${ms(pct(u, 50) - pct(d, 50))} (goal ≤ 10 ms)`);
+    const r1 = await throughput(one, 4, auth);
+    const r2 = await throughput(two, 4, auth);
+    console.log(`requests/s (24 tokens, 4 clients)  one member ${r1.toFixed(1)} | two members ${r2.toFixed(1)} | ratio ${(r2 / r1).toFixed(2)}x (goal ≥ 1.6x)`);
+  } finally {
+    for (const a of agents) await a.stop().catch(() => {});
+    await stack.stop();
   }
 }
 
