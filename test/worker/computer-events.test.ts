@@ -221,6 +221,27 @@ describe('the organization event stream', () => {
     await Promise.all([onlyB.close(), byComputer.close()]);
   });
 
+  it('a project filter, by id or by slug, narrows it to that project’s computers', async () => {
+    const w = await world();
+    const slug = uniqueSlug('proj');
+    const project = await expectJson<{ data: { id: string } }>(await tenantFetch(w.tenant.apiKey, '/api/v1/projects', { method: 'POST', body: { name: 'side', slug } }), 201);
+    const inDefault = (await runningComputer(w)).computer.id;
+    const inProject = (await runningComputer(w, { project_id: project.data.id })).computer.id;
+    for (const query of [`project_id=${project.data.id}`, `project_slug=${slug}`]) {
+      const reader = await open(w.tenant.apiKey, `/events?${query}&last_event_id=0`);
+      const seen = await until(reader, 'computer.running');
+      expect(seen.map((e) => [e.type, e.computer_id, e.project_id]), query).toEqual([
+        ['computer.created', inProject, project.data.id],
+        ['computer.running', inProject, project.data.id],
+      ]);
+      await reader.close();
+    }
+    // The default project's stream has the other computer (made first), not this one.
+    const other = await open(w.tenant.apiKey, `/events?project_id=${w.tenant.projectId}&last_event_id=0`);
+    expect((await until(other, 'computer.running')).map((e) => e.computer_id)).toEqual([inDefault, inDefault]);
+    await other.close();
+  });
+
   it("a key bound to a workspace sees only that workspace's computers; another organization sees none", async () => {
     const { w, a, b, wsB } = await twoWorkspaces();
     const scoped = await createApiKey(w.tenant.orgId, { workspaceIds: [wsB] });
