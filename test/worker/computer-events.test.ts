@@ -9,6 +9,7 @@ import { BASE, createApiKey, createWorkspace, expectError, expectJson, operatorF
 import { sleep, useAgentPeers } from './agent-peer.ts';
 import { computerStub, createComputer, runningComputer, world, type World } from './computer-fixtures.ts';
 import { SseReader, type SseMessage } from '../e2e/sse.ts';
+import { archiveBytes, moveWorld, scriptExport, scriptTarget } from './move-fixtures.ts';
 
 useAgentPeers();
 
@@ -114,6 +115,22 @@ describe("a computer's event stream", () => {
     await runDurableObjectAlarm(computerStub(broke.computer.id));
     expect((await until(readers[1], 'computer.stopped')).map((e) => e.data.reason)).toEqual(['credits_exhausted', 'credits_exhausted']);
     await Promise.all(readers.map((r) => r.close()));
+  });
+
+  it('a move says moving, then stopped with the reason moved and the new region', async () => {
+    const m = await moveWorld();
+    const reader = await open(m.tenant.apiKey, `/computers/${m.computer.id}/events?types=computer.*`);
+    scriptExport(m.source, archiveBytes(12_345));
+    const pending = m.move();
+    await scriptTarget(m.far, m.computer.id);
+    await expectJson(await pending, 200);
+    const seen = await until(reader, 'computer.stopped');
+    expect(seen.map((e) => [e.type, e.data.reason])).toEqual([
+      ['computer.moving', 'requested'],
+      ['computer.stopped', 'moved'],
+    ]);
+    expect(seen[1].data).toMatchObject({ status: 'stopped', previous_status: 'moving', region: m.far.region });
+    await reader.close();
   });
 
   it('a failed start says failed, with what the host said', async () => {
