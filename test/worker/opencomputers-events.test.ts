@@ -50,6 +50,25 @@ describe('host events', () => {
     await sleep(10);
   });
 
+  it("an idle stream, one host's or all hosts', gets a heartbeat comment about every 15 s and carries on after it", async () => {
+    const t = await createTenant();
+    const h = await registerTenantHost(t.apiKey);
+    const one = new SseReader(await tenantFetch(t.apiKey, `${OC}/hosts/${h.id}/events`));
+    const all = new SseReader(await tenantFetch(t.apiKey, `${OC}/hosts/events`));
+    // Nothing happens on the host: the first thing either stream carries is a heartbeat.
+    const [a, b] = await Promise.all([one.nextItem(), all.nextItem()]);
+    expect([a, b]).toEqual([{ comment: 'heartbeat' }, { comment: 'heartbeat' }]);
+    const peer = await HostModePeer.online(h.key);
+    for (const stream of [one, all]) {
+      const next = (await stream.next())!;
+      expect(next.event).toBe('status_change');
+      expect(JSON.parse(next.data)).toMatchObject({ host_id: h.id, data: { status: 'online' } });
+      await stream.close();
+    }
+    peer.close();
+    await sleep(10);
+  }, 60_000);
+
   it("all the tenant's hosts in one stream: ids name each host's place, Last-Event-ID resumes every host exactly, new hosts join, other tenants' never show", async () => {
     const t = await createTenant();
     const stranger = await createTenant();

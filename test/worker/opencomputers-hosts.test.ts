@@ -5,6 +5,7 @@ import { AGENT_HOST_PATH, AGENT_WHOAMI_PATH } from '../../schema/protocol.ts';
 import { createTenant, expectError, expectJson, tenantFetch } from './helpers.ts';
 import { registerHost, sleep, useAgentPeers } from './agent-peer.ts';
 import { HostModePeer, OC, registerTenantHost } from './host-mode-peer.ts';
+import { SseReader } from '../e2e/sse.ts';
 
 useAgentPeers();
 
@@ -115,9 +116,15 @@ describe('tenant host status follows its agent', () => {
   it('a failed preflight puts the host in error with the reason and closes the agent with 4412', async () => {
     const t = await createTenant();
     const h = await registerTenantHost(t.apiKey);
+    const events = new SseReader(await tenantFetch(t.apiKey, `${OC}/hosts/${h.id}/events`));
     const peer = await HostModePeer.connect(h.key, { fault: 'the home directory /home/x is missing' });
     expect((await peer.closed).code).toBe(4412);
     expect(await waitForStatus(t.apiKey, h.id, 'error')).toMatchObject({ status_reason: 'the home directory /home/x is missing' });
+    // The host's event stream says so too.
+    const event = (await events.next())!;
+    expect(event.event).toBe('status_change');
+    expect(JSON.parse(event.data)).toMatchObject({ host_id: h.id, data: { status: 'error', reason: 'the home directory /home/x is missing' } });
+    await events.close();
     // A fixed agent comes back online.
     await HostModePeer.online(h.key);
     expect(await waitForStatus(t.apiKey, h.id, 'online')).toMatchObject({ status_reason: null });
