@@ -114,9 +114,18 @@ export class ReconnectingSocket extends EventEmitter<ReconnectingSocketEvents> {
 
   private schedule(): void {
     if (this.stopped) return;
-    const cap = Math.min(this.opts.maxDelayMs, this.opts.minDelayMs * 2 ** this.attempt);
+    const delay = redialDelay(this.attempt, this.opts.minDelayMs, this.opts.maxDelayMs);
     this.attempt = Math.min(this.attempt + 1, 16);
-    const delay = this.opts.minDelayMs + Math.random() * cap;
     this.timer = setTimeout(() => this.dial(), delay);
   }
+}
+
+/**
+ * The wait before redial number `attempt` (0 for the first after a drop): the
+ * minimum plus a uniformly random part of a window that doubles with each
+ * attempt up to `maxMs` ("full jitter").
+ */
+export function redialDelay(attempt: number, minMs: number, maxMs: number, random: () => number = Math.random): number {
+  const window = Math.min(maxMs, minMs * 2 ** attempt);
+  return minMs + random() * window;
 }
