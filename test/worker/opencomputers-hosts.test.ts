@@ -6,6 +6,7 @@ import { createTenant, expectError, expectJson, tenantFetch } from './helpers.ts
 import { registerHost, sleep, useAgentPeers } from './agent-peer.ts';
 import { HostModePeer, OC, registerTenantHost } from './host-mode-peer.ts';
 import { SseReader } from '../e2e/sse.ts';
+import { sha256Hex } from '../../worker/http/ids.ts';
 
 useAgentPeers();
 
@@ -39,6 +40,10 @@ describe('tenant hosts: register, list, get, patch', () => {
     const got = await getHost(t.apiKey, body.id);
     expect(JSON.stringify(got)).not.toContain(body.host_key);
     expect(got).toMatchObject({ id: body.id, status: 'pending', os: null, agent_version: null });
+    // Stored only as its sha256: no column of the row holds the key.
+    const row = await env.DB.prepare('SELECT * FROM hosts WHERE id = ?').bind(body.id).first<Record<string, unknown>>();
+    expect(row!.key_hash).toBe(await sha256Hex(body.host_key));
+    expect(JSON.stringify(row)).not.toContain(body.host_key);
     // The key is the agent's: whoami names a tenant host.
     expect(await expectJson(await whoami(body.host_key), 200)).toEqual({ host_id: body.id, kind: 'byo', name: 'my-mac' });
   });
