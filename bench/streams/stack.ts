@@ -20,6 +20,8 @@ export interface Stack {
   computerId: string;
   dataDir: string;
   agentPid: number;
+  /** The dev server (wrangler) process, parent of its workerd processes. */
+  workerPid: number;
   /** workerd processes of the dev server, by role. */
   workerd: Record<string, number>;
   /** The Worker's own listener behind wrangler dev's entry proxy (null when not found): the same API one hop shorter. */
@@ -117,6 +119,7 @@ export async function startStack(): Promise<Stack> {
     computerId,
     dataDir,
     agentPid: agent.process.pid!,
+    workerPid: worker.process.pid!,
     workerd,
     inner: await innerOrigin(workerd['workerd (Worker + DOs)']),
     call,
