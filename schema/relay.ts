@@ -25,7 +25,7 @@
  * FLAG_TEXT, and a close carries its code in `relay.close.ws`.
  */
 import { z } from 'zod';
-import { packFrame, unpackFrame } from './protocol.ts';
+import { frameHead, packFrame, unpackFrame } from './protocol.ts';
 
 /** Chosen by the side that opens the stream; travels in every frame, so short. */
 export const StreamId = z.string().regex(/^[a-z0-9]{1,32}$/);
@@ -162,6 +162,11 @@ export interface RelayFrame {
 
 export function encodeRelayFrame(f: RelayFrame): Uint8Array {
   return packFrame(FRAME_RELAY, f.flags, f.stream_id, f.offset, f.payload);
+}
+
+/** A relay frame as the two pieces of one message, header and payload, the payload not copied (see frameHead). */
+export function relayFrameParts(f: RelayFrame): [Uint8Array, Uint8Array] {
+  return [frameHead(FRAME_RELAY, f.flags, f.stream_id, f.offset), f.payload];
 }
 
 /** Parses a relay frame; null when it is malformed, too large or another kind. */

@@ -6,7 +6,7 @@
  * RST for both. Whatever the object sends before a bridge is attached (a FIN
  * racing the connect) waits here.
  */
-import { RELAY_FRAME_BYTES, encodeRelayFrame, type RelayAgentMessage, type RelayResponse, type ResetCode } from '../../schema/relay.ts';
+import { RELAY_FRAME_BYTES, relayFrameParts, type RelayAgentMessage, type RelayResponse, type ResetCode } from '../../schema/relay.ts';
 
 export interface WsClose {
   code: number;
@@ -16,7 +16,8 @@ export interface WsClose {
 /** How the relay reaches the object; while the socket is down sends are dropped (streams die with the socket). */
 export interface RelayOutlet {
   sendJson(msg: RelayAgentMessage): boolean;
-  sendBinary(bytes: Uint8Array): boolean;
+  /** One binary message; several pieces are sent as the fragments of one message (ReconnectingSocket.sendBinary). */
+  sendBinary(bytes: Uint8Array | readonly Uint8Array[]): boolean;
 }
 
 /** What a bridge does with what comes from the object. */
@@ -182,7 +183,7 @@ export class AgentStream {
       const last = n === head.bytes.length;
       const payload = head.bytes.subarray(0, n);
       const flags = last ? head.flags : head.flags & ~1;
-      if (!this.out.sendBinary(encodeRelayFrame({ stream_id: this.id, flags, offset: this.sent, payload }))) return this.finish();
+      if (!this.out.sendBinary(relayFrameParts({ stream_id: this.id, flags, offset: this.sent, payload }))) return this.finish();
       this.sent += n;
       if (last) this.queue.shift();
       else head.bytes = head.bytes.subarray(n);
