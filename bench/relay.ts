@@ -8,7 +8,7 @@
  * Ends with the issue's goals, met or not.
  *
  *   npm run bench:relay            (as root: computers are sandboxes)
- *   env BENCH_ROUNDS=3 BENCH_TTFB=300 BENCH_MIB=256 BENCH_GIB=1 BENCH_ECHO=500 BENCH_CONC=100 BENCH_ONLY=ttfb,rate,echo,conc,sse,memory,hops,cpu
+ *   env BENCH_RTT_MS=0 BENCH_ROUNDS=3 BENCH_TTFB=300 BENCH_MIB=256 BENCH_GIB=1 BENCH_ECHO=500 BENCH_CONC=100 BENCH_ONLY=ttfb,rate,echo,conc,sse,memory,hops,cpu
  */
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -29,6 +29,8 @@ const ECHO_N = Number(process.env.BENCH_ECHO ?? 500);
 const CONC = Number(process.env.BENCH_CONC ?? 100);
 /** Rounds of the TTFB and rate measurements: the machine is shared, so one figure is a sample, not a measurement. */
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
+/** Round trip added between the agent and the dev server (0: loopback's), as between a host and the edge. */
+const RTT_MS = Number(process.env.BENCH_RTT_MS ?? 0);
 const ONLY = process.env.BENCH_ONLY?.split(',') ?? null;
 const runs = (part: string) => ONLY === null || ONLY.includes(part);
 const CHROMIUM = '/usr/bin/chromium';
@@ -218,9 +220,9 @@ async function rawTcpDownload(stack: Stack, bytes: number): Promise<Rate> {
 }
 
 async function main(): Promise<void> {
-  console.log(`bench:relay — ${os.cpus().length} CPUs, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}; dev server state on ${STATE_ON}`);
+  console.log(`bench:relay — ${os.cpus().length} CPUs, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}; dev server state on ${STATE_ON}${RTT_MS ? `; ${RTT_MS} ms of round trip between the agent and the dev server` : ''}`);
   process.stderr.write('  … starting a stack (wrangler dev, agent, computer) and the apps\n');
-  const stack = await startStack();
+  const stack = await startStack({ agentRttMs: RTT_MS });
   let apps: Apps | null = null;
   try {
     apps = await startApps(stack);
