@@ -14,6 +14,7 @@ import { clientAddress, enforceRateLimit, RATE_LIMITS } from '../middleware/rate
 import { authenticateCredential, bearer } from '../middleware/auth.ts';
 import { inScope } from '../middleware/principal.ts';
 import { computerStub } from '../computers/access.ts';
+import { apiKeyLive } from '../tenancy/principals.ts';
 import { credentialOf } from '../computers/socket-auth.ts';
 import { RELAY_PATH, RELAY_REQUEST_HEADER, encodeRelayRequest, type PreviewCaller } from '../../durable-objects/relay/relay-request.ts';
 import { AUTH_PATH, COOKIE_TTL_S, PREVIEW_COOKIE, RESERVED_PREFIX, TOKEN_COOKIE, TOKEN_HEADER, mintPreviewCookie, readCookies, setCookie, verifyLinkTicket, verifyPreviewCookie } from './preview-credentials.ts';
@@ -115,7 +116,7 @@ async function redeemLink(env: Env, url: URL, c: PreviewComputer, port: number):
   const grant = ticket ? await verifyLinkTicket(env, ticket, c.id, port) : null;
   const again = `mint a new one with POST /api/v1/computers/{id}/ports/${port}/link`;
   if (!grant || grant.org_id !== c.org_id || !grant.jti) throw new ApiError('UNAUTHORIZED', `this link is invalid or has expired; ${again}`);
-  if (grant.credential_id && !(await keyIsLive(env, grant.credential_id))) throw new ApiError('UNAUTHORIZED', `the API key that minted this link was revoked; ${again}`);
+  if (grant.credential_id && !(await apiKeyLive(env, grant.credential_id, { fresh: true }))) throw new ApiError('UNAUTHORIZED', `the API key that minted this link was revoked; ${again}`);
   const redeemed = await computerStub(env, c.id).redeemPreviewTicket(grant.jti, grant.exp, port);
   if (redeemed === 'not_exposed') throw new ApiError('NOT_FOUND', `port ${port} of computer ${c.slug} is not exposed`);
   if (redeemed === 'used') throw new ApiError('UNAUTHORIZED', `this link was already used; ${again}`);
@@ -128,8 +129,4 @@ async function redeemLink(env: Env, url: URL, c: PreviewComputer, port: number):
 /** A path on this host only: no scheme, no `//host`, no backslash tricks. */
 function safeNext(next: string | null): string {
   return next && /^\/(?![/\\])/.test(next) && !/[\r\n]/.test(next) ? next : '/';
-}
-
-async function keyIsLive(env: Env, keyId: string): Promise<boolean> {
-  return (await env.DB.prepare('SELECT 1 FROM api_keys WHERE id = ? AND revoked_at IS NULL').bind(keyId).first()) !== null;
 }
