@@ -26,6 +26,8 @@ export interface HttpRelayOptions {
   maxBody: number;
   /** Names the target in errors: "port 3000 of computer my-app-1a2b3c4d". */
   where: string;
+  /** Adjusts the app's response head before it goes to the client (a tunnel's prefix, tunnel-prefix.ts). */
+  rewriteHead?: (headers: Headers) => void;
 }
 
 /** Never passed on to the client: they describe the hop to the app. */
@@ -64,6 +66,7 @@ export async function relayHttp(mux: RelayMux, request: Request, o: HttpRelayOpt
     const n = name.toLowerCase();
     if (!HOP_BY_HOP.has(n) && !(head.status === 101 && n.startsWith('sec-websocket-') && n !== 'sec-websocket-protocol')) headers.append(name, value);
   }
+  if (head.status !== 101) o.rewriteHead?.(headers);
   if (o.websocket && head.status === 101) {
     const pair = new WebSocketPair();
     bridgeWebSocket(pair[1], stream, 'messages');
