@@ -111,6 +111,8 @@ export class HostRelay {
         tags: { tunnel_id: t!.id, credential_id: access.credential_id, kind: open.websocket ? 'websocket' : 'http' },
         maxBody: open.max_body,
         where,
+        // In a password tunnel HTTP Basic is the tunnel's password, not the app's.
+        dropHeaders: t!.auth_mode === 'password' && /^basic\s/i.test(request.headers.get('authorization') ?? '') ? ['authorization'] : [],
         rewriteHead: open.base ? (h) => prefixHead(h, open.base, open.host) : undefined,
       });
     } catch (err) {

@@ -37,6 +37,7 @@ export const TunnelCaller = z.object({
     .nullable(),
   password: z.string().max(1024).optional(),
 });
+export type TunnelCaller = z.infer<typeof TunnelCaller>;
 
 const TunnelId = z.string().max(64);
 /** `/t/{slug}` on the API host, `` on the tunnel's own host. */

@@ -16,6 +16,7 @@ import { ApiError } from '../../schema/errors.ts';
 import type { TunnelAuthMode } from '../../schema/tunnels.ts';
 import { loginPage } from './tunnel-pages.ts';
 import { TUNNEL_PASSWORD_HEADER } from './tunnel-credentials.ts';
+import type { TunnelCaller } from '../../durable-objects/relay/relay-request.ts';
 
 /** A tunnel's record as access needs it. */
 export interface TunnelAccessRecord {
@@ -25,18 +26,6 @@ export interface TunnelAccessRecord {
   enabled: boolean;
   /** Version of the password's hash (tunnel-password.ts hashVersion); null without one. */
   password_version: string | null;
-}
-
-/** What the Worker verified about the caller. */
-export interface TunnelCaller {
-  /** A Hangar credential of the host's organization (the API key behind it, if any). */
-  tenant: { credential_id: string | null } | null;
-  /** A valid Hangar credential of another organization: the tunnel is not there for it. */
-  foreign: boolean;
-  /** A tunnel cookie signed for this tunnel. */
-  cookie: { kind: 'tenant'; credential_id: string | null } | { kind: 'password'; version: string } | null;
-  /** A password given in the header or as HTTP Basic, to be checked against the hash. */
-  password?: string;
 }
 
 export interface TunnelRequest {
