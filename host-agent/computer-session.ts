@@ -16,7 +16,8 @@ import {
   frameKind,
   type ComputerAgentMessage,
 } from '../schema/protocol.ts';
-import { DriverError, type ComputerDriver } from './drivers/driver.ts';
+import type { ComputerDriver } from './drivers/driver.ts';
+import { answer, refuse } from './answer.ts';
 import { ReconnectingSocket } from './reconnecting-socket.ts';
 import { handleLifecycle, type LifecycleRequest } from './handlers/lifecycle.ts';
 import { handleExecRun } from './handlers/exec.ts';
@@ -119,24 +120,9 @@ export class ComputerSession {
       return;
     }
     const parsed = ComputerRequest.safeParse(raw);
-    if (!parsed.success) {
-      const id = (raw as { id?: unknown })?.id;
-      if (typeof id === 'string') {
-        this.send({ type: 'result', id, ok: false, error: { code: 'BAD_REQUEST', message: `invalid request: ${parsed.error.issues[0]?.message}` } });
-      }
-      return;
-    }
+    if (!parsed.success) return refuse((m) => this.send(m), raw, parsed.error.issues[0]?.message);
     const req = parsed.data;
-    try {
-      const data = await this.dispatch(req);
-      this.send({ type: 'result', id: req.id, ok: true, data });
-    } catch (err) {
-      const code = err instanceof DriverError ? err.code : 'FAILED';
-      const message = err instanceof Error ? err.message : String(err);
-      const detail = err instanceof DriverError && err.detail ? ` (the computer said: ${JSON.stringify(err.detail)})` : '';
-      if (code === 'FAILED' || detail) this.log(`computer ${this.id}: ${req.type} failed: ${message}${detail}`);
-      this.send({ type: 'result', id: req.id, ok: false, error: { code, message: message.slice(0, 4000) } });
-    }
+    await answer((m) => this.send(m), req.id, () => this.dispatch(req), (message) => this.log(`computer ${this.id}: ${req.type} failed: ${message}`));
   }
 
   private dispatch(req: ComputerRequest): Promise<unknown> {

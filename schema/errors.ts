@@ -17,8 +17,12 @@ export const ERROR_STATUS = {
   INVALID_STATE_TRANSITION: 409,
   COMPUTER_NOT_RUNNING: 409,
   IDEMPOTENCY_KEY_IN_USE: 409,
+  /** OpenComputers: the host's agent is not connected (or the host is revoked), so no job or terminal can be dispatched to it. */
+  HOST_NOT_CONNECTED: 409,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
+  /** A Range header no byte of the file satisfies. */
+  RANGE_NOT_SATISFIABLE: 416,
   IDEMPOTENCY_KEY_REUSED: 422,
   TENANT_RESOLUTION_FAILED: 422,
   REGION_UNAVAILABLE: 422,

@@ -31,6 +31,10 @@
  *  - 1.4  relayed byte streams (schema/relay.ts): relay.open/accept/response/
  *         credit/close/reset messages and binary relay frames (kind 4), on
  *         computer sockets (computer_tcp targets) and host sockets (host_tcp).
+ *  - 1.5  host mode (OpenComputers): a tenant's machine runs the agent itself;
+ *         its host socket carries a host-mode hello (OS, arch, user, faults),
+ *         proc.* as on a computer socket, fs.* requests, secrets.set; agents
+ *         ask AGENT_WHOAMI_PATH which mode their key is for.
  *  - 1.6  (files, events, logs, snapshots) the result of a boot (provision,
  *         start) carries the computer's `ip_address`.
  */
@@ -225,6 +229,16 @@ const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 export const DiskDigest = z.object({ bytes: z.number().int().nonnegative(), sha256: Sha256Hex });
 export type DiskDigest = z.infer<typeof DiskDigest>;
 
+/** Requests about streamed processes: the same on a computer socket and on a host-mode agent's host socket (1.5). */
+const PROC_REQUESTS = [
+  z.object({ type: z.literal('proc.start'), id: RequestId, params: ProcStartParams }),
+  z.object({ type: z.literal('proc.attach'), id: RequestId, proc_id: ProcId, offsets: StreamOffsets }),
+  z.object({ type: z.literal('proc.resize'), id: RequestId, proc_id: ProcId, rows: TermSize, cols: TermSize }),
+  z.object({ type: z.literal('proc.signal'), id: RequestId, proc_id: ProcId, signal: ProcSignal }),
+  z.object({ type: z.literal('proc.close_stdin'), id: RequestId, proc_id: ProcId }),
+  z.object({ type: z.literal('proc.forget'), id: RequestId, proc_id: ProcId }),
+] as const;
+
 /** Requests the ComputerObject sends; each is answered by one `result` with the same id. */
 export const ComputerRequest = z.discriminatedUnion('type', [
   z.object({ type: z.literal('computer.provision'), id: RequestId, spec: ComputerSpec, clone_from: Uuid.optional() }),
@@ -234,12 +248,7 @@ export const ComputerRequest = z.discriminatedUnion('type', [
   z.object({ type: z.literal('computer.resize'), id: RequestId, spec: ComputerSpec }),
   z.object({ type: z.literal('computer.env'), id: RequestId, env: ComputerEnv }),
   z.object({ type: z.literal('exec.run'), id: RequestId, params: ExecRunParams }),
-  z.object({ type: z.literal('proc.start'), id: RequestId, params: ProcStartParams }),
-  z.object({ type: z.literal('proc.attach'), id: RequestId, proc_id: ProcId, offsets: StreamOffsets }),
-  z.object({ type: z.literal('proc.resize'), id: RequestId, proc_id: ProcId, rows: TermSize, cols: TermSize }),
-  z.object({ type: z.literal('proc.signal'), id: RequestId, proc_id: ProcId, signal: ProcSignal }),
-  z.object({ type: z.literal('proc.close_stdin'), id: RequestId, proc_id: ProcId }),
-  z.object({ type: z.literal('proc.forget'), id: RequestId, proc_id: ProcId }),
+  ...PROC_REQUESTS,
   /** Source: stream the stopped computer's disk as disk frames; the result is the archive's digest. */
   z.object({ type: z.literal('computer.export'), id: RequestId, transfer_id: TransferId }),
   /** Target: get ready to receive the disk frames of this transfer. */
@@ -270,7 +279,19 @@ export const RESULT_SCHEMAS = {
   'computer.import_done': LifecycleResult,
 } as const satisfies Record<ComputerRequestType, z.ZodType>;
 
-export const AgentErrorCode = z.enum(['NOT_RUNNING', 'NOT_FOUND', 'BAD_REQUEST', 'FAILED']);
+export const AgentErrorCode = z.enum([
+  'NOT_RUNNING',
+  'NOT_FOUND',
+  'BAD_REQUEST',
+  'FAILED',
+  // 1.5, files on a tenant host: the path is not there, the agent's user may not touch it,
+  // the operation conflicts with what is there (a non-empty directory), a file is too large.
+  'NO_SUCH_PATH',
+  'PERMISSION_DENIED',
+  'CONFLICT',
+  'TOO_LARGE',
+]);
+export type AgentErrorCode = z.infer<typeof AgentErrorCode>;
 
 /** The server has taken a process's output up to these offsets; the agent may send that much more beyond them. */
 export const ProcAck = z.object({ type: z.literal('proc.ack'), proc_id: ProcId, offsets: StreamOffsets });
@@ -362,6 +383,112 @@ export function parseAgentMessage(raw: unknown): ComputerAgentMessage | null {
   const r = schema?.safeParse(raw);
   return r?.success ? r.data : null;
 }
+
+// ------------------------------------------------------------ host mode (1.5)
+//
+// A tenant's own machine (OpenComputers) runs the same agent in host mode: it
+// dials the host socket and serves the machine itself, as the user who runs
+// it. Its HostObject plays the part a ComputerObject plays for a computer: the
+// same proc.* requests, output and stdin frames, acks and exits travel on the
+// host socket, plus host-only requests (files) and notices (secrets).
+
+/** GET with the host key: the kind of host the key belongs to, so the agent knows its mode before it dials. */
+export const AGENT_WHOAMI_PATH = '/agent/v1/whoami';
+export const WhoAmI = z.object({ host_id: Uuid, kind: z.enum(['fleet', 'byo']), name: z.string() });
+export type WhoAmI = z.infer<typeof WhoAmI>;
+
+export const HostModeHello = z.object({
+  type: z.literal('hello'),
+  mode: z.literal('host'),
+  protocol: Version,
+  agent_version: z.string().max(64),
+  hostname: z.string().max(255),
+  /** Node's process.platform (linux, darwin, win32, freebsd…). */
+  os: z.string().max(32),
+  os_release: z.string().max(255),
+  arch: z.string().max(32),
+  cpus: z.number().int().positive(),
+  memory_mb: z.number().int().positive(),
+  node_version: z.string().max(32),
+  user: z.object({ name: z.string().max(255), home: z.string().max(4096), shell: z.string().max(4096).nullable() }),
+  /** File access is confined to this tree (the agent's --fs-root); null: wherever the user's permissions reach. */
+  fs_root: z.string().max(4096).nullable(),
+  /** The agent can make a PTY here (terminals). */
+  terminal: z.boolean(),
+  /** Processes the agent still has (running, or ended and not forgotten); the server ends the ones it no longer knows. */
+  procs: z.array(ProcId).max(10_000),
+  /** A preflight check failed and the agent cannot serve: the host shows status `error` with this reason. */
+  fault: z.string().max(1024).nullable(),
+});
+export type HostModeHello = z.infer<typeof HostModeHello>;
+
+/**
+ * Every secret of the host (the tenant's and its own, the host's winning a
+ * clash): the agent keeps them in memory, never on disk, and gives them to
+ * every process it starts. Sent after the welcome and whenever one changes.
+ */
+export const SecretsSet = z.object({ type: z.literal('secrets.set'), env: z.record(z.string(), z.string()) });
+
+/** A directory entry or a stat result on a tenant host; times ISO 8601 UTC. */
+export const FsEntry = z.object({
+  name: z.string(),
+  path: z.string(),
+  size: z.number().nonnegative(),
+  is_dir: z.boolean(),
+  modified_at: z.string(),
+  mode: z.number().int().nonnegative(),
+  is_symlink: z.boolean(),
+  symlink_target: z.string().nullable(),
+});
+export type FsEntry = z.infer<typeof FsEntry>;
+const HostPathParam = z.string().min(1).max(4096);
+
+/** Requests a HostObject sends a host-mode agent; each is answered by one `result`. */
+export const HostRequest = z.discriminatedUnion('type', [
+  ...PROC_REQUESTS,
+  /** Paths are absolute or relative to the user's home; the agent resolves (and confines) them. */
+  z.object({ type: z.literal('fs.list'), id: RequestId, path: HostPathParam }),
+  z.object({ type: z.literal('fs.stat'), id: RequestId, path: HostPathParam }),
+  z.object({ type: z.literal('fs.mkdir'), id: RequestId, path: HostPathParam }),
+  z.object({ type: z.literal('fs.delete'), id: RequestId, path: HostPathParam, recursive: z.boolean() }),
+  /**
+   * Before a file travels over a relay stream (host_file): checks that it can
+   * be read (mode read: it exists, is a file, the user may read it), or written
+   * (mode write: missing parents are made; an existing directory takes the
+   * file under `filename`), and answers the absolute path and current size.
+   */
+  z.object({ type: z.literal('fs.prepare'), id: RequestId, path: HostPathParam, mode: z.enum(['read', 'write']), filename: z.string().min(1).max(255).optional() }),
+]);
+export type HostRequest = z.infer<typeof HostRequest>;
+export type HostRequestType = HostRequest['type'];
+
+export const HOST_RESULT_SCHEMAS = {
+  'proc.start': RESULT_SCHEMAS['proc.start'],
+  'proc.attach': RESULT_SCHEMAS['proc.attach'],
+  'proc.resize': RESULT_SCHEMAS['proc.resize'],
+  'proc.signal': RESULT_SCHEMAS['proc.signal'],
+  'proc.close_stdin': RESULT_SCHEMAS['proc.close_stdin'],
+  'proc.forget': RESULT_SCHEMAS['proc.forget'],
+  /** A listing stops short (truncated) rather than exceed what one message carries. */
+  'fs.list': z.object({ path: z.string(), entries: z.array(FsEntry), truncated: z.boolean() }),
+  'fs.stat': FsEntry,
+  'fs.mkdir': z.object({ path: z.string() }),
+  'fs.delete': z.object({ path: z.string() }),
+  'fs.prepare': z.object({ path: z.string(), size: z.number().int().nonnegative(), modified_at: z.string().nullable() }),
+} as const satisfies Record<HostRequestType, z.ZodType>;
+
+/** Any request a Durable Object sends an agent, and each one's result schema. */
+export type AgentRequest = ComputerRequest | HostRequest;
+export type AgentRequestType = AgentRequest['type'];
+export const AGENT_RESULT_SCHEMAS = { ...RESULT_SCHEMAS, ...HOST_RESULT_SCHEMAS } as const satisfies Record<AgentRequestType, z.ZodType>;
+
+/** Messages a HostObject sends a host-mode agent that need no answer. */
+export const HostModeNotice = z.discriminatedUnion('type', [ProcAck, SecretsSet, ProcsForget]);
+export type HostModeNotice = z.infer<typeof HostModeNotice>;
+
+/** What a host-mode agent sends on its host socket. */
+export const HostModeAgentMessage = z.union([HostModeHello, AgentHeartbeat, ResultMessage, ProcExited, ProcStdinAck]);
+export type HostModeAgentMessage = z.infer<typeof HostModeAgentMessage>;
 
 /** Path the agent dials for a computer socket; the host socket is AGENT_HOST_PATH. */
 export const AGENT_HOST_PATH = '/agent/v1/connect';

@@ -42,6 +42,20 @@ export const RelayTarget = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('computer_tcp'), port: Port }),
   /** A TCP port on the host's loopback (host sockets of tenant hosts: tunnels). */
   z.object({ kind: z.literal('host_tcp'), port: Port }),
+  /**
+   * A file on a tenant host (host sockets; OpenComputers files, protocol 1.5).
+   * `read`: the agent sends `length` bytes from `start`, then its FIN.
+   * `write`: the object's bytes are the whole new file; at the object's FIN the
+   * agent puts it in place and sends one JSON line `{"path", "bytes"}` before its own.
+   * `path` is absolute, as `fs.prepare` answered it.
+   */
+  z.object({
+    kind: z.literal('host_file'),
+    path: z.string().min(1).max(4096),
+    mode: z.enum(['read', 'write']),
+    start: z.number().int().nonnegative().optional(),
+    length: z.number().int().nonnegative().optional(),
+  }),
 ]);
 export type RelayTarget = z.infer<typeof RelayTarget>;
 export type RelayTargetKind = RelayTarget['kind'];

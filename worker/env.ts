@@ -28,6 +28,10 @@ export interface Env {
   DEFAULT_REGION: string;
   /** How often agents report each computer's CPU and memory (ms, as a string var). */
   METRICS_INTERVAL_MS?: string;
+  /** How long a tenant host may be away before its running jobs fail with `host_lost` (seconds; default 300). */
+  HOST_LOST_GRACE_S?: string;
+  /** The largest upload to a tenant host's files (bytes; default 100 MiB). */
+  HOST_UPLOAD_MAX_BYTES?: string;
   /** vCPUs a host may give its computers per CPU it has (default 4; worker/computers/placement.ts). */
   CPU_OVERCOMMIT?: string;
   /** Memory a host may give its computers per MiB it has (default 1: no overcommit). */

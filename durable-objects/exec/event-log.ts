@@ -12,6 +12,17 @@
 import type { EventSource } from '../sse-hub.ts';
 import { itemChars, sseText, type LogItem } from './sse-events.ts';
 
+/** How a log's items are stored compactly and shown as SSE text. */
+export interface LogFormat<I> {
+  /** The SSE text of items numbered from `first`, skipping those numbered `after` or lower. */
+  text(items: readonly I[], first: number, after?: number): string;
+  /** About how many characters an item takes stored (row sizes and lag). */
+  chars(item: I): number;
+}
+
+/** Streamed commands' events (spec/04): output lines, then exit, timeout or error. */
+export const EXEC_FORMAT: LogFormat<LogItem> = { text: sseText, chars: itemChars };
+
 /** Events of one command kept at most; older rows are dropped first. */
 export const MAX_LOG_BYTES = 64 * 1024 * 1024;
 
@@ -25,8 +36,8 @@ interface RowIndex {
   end: number;
 }
 
-export class EventLog implements EventSource {
-  private pending: LogItem[] = [];
+export class EventLog<I = LogItem> implements EventSource {
+  private pending: I[] = [];
   private pendingChars = 0;
   private pendingFirst = 0;
   private last: number;
@@ -35,11 +46,18 @@ export class EventLog implements EventSource {
   /** Characters of the log before the oldest stored row (dropped ones). */
   private base = 0;
 
+  readonly format: LogFormat<I>;
+  private readonly maxChars: number;
+
   constructor(
     private readonly sql: SqlStorage,
     readonly procId: string,
     finished = false,
+    /** Another kind of event than a streamed command's, or a smaller cap than MAX_LOG_BYTES. */
+    opts: { format?: LogFormat<I>; maxChars?: number } = {},
   ) {
+    this.format = opts.format ?? (EXEC_FORMAT as unknown as LogFormat<I>);
+    this.maxChars = opts.maxChars ?? MAX_LOG_BYTES;
     let end = 0;
     for (const r of sql.exec<{ first_seq: number; last_seq: number; n: number }>(
       'SELECT first_seq, last_seq, LENGTH(body) AS n FROM proc_events WHERE proc_id = ? ORDER BY first_seq',
@@ -67,12 +85,12 @@ export class EventLog implements EventSource {
   }
 
   /** Numbers and records items; a terminal event marks the log done. Returns the number of the first. */
-  append(items: LogItem[], terminal = false): number {
+  append(items: I[], terminal = false): number {
     if (!this.pending.length) this.pendingFirst = this.last + 1;
     const first = this.last + 1;
     for (const it of items) {
       this.pending.push(it);
-      this.pendingChars += itemChars(it);
+      this.pendingChars += this.format.chars(it);
     }
     this.last += items.length;
     if (terminal) this.finished = true;
@@ -85,7 +103,7 @@ export class EventLog implements EventSource {
     let from = 0;
     while (from < this.pending.length) {
       let to = from;
-      for (let size = 0; to < this.pending.length && (to === from || size < ROW_CHARS); to++) size += itemChars(this.pending[to]);
+      for (let size = 0; to < this.pending.length && (to === from || size < ROW_CHARS); to++) size += this.format.chars(this.pending[to]);
       const first = this.pendingFirst + from;
       const last = this.pendingFirst + to - 1;
       const body = JSON.stringify(from === 0 && to === this.pending.length ? this.pending : this.pending.slice(from, to));
@@ -96,7 +114,7 @@ export class EventLog implements EventSource {
     }
     this.pending = [];
     this.pendingChars = 0;
-    while (this.rows.length > 1 && end - this.base > MAX_LOG_BYTES) {
+    while (this.rows.length > 1 && end - this.base > this.maxChars) {
       const oldest = this.rows.shift()!;
       this.sql.exec('DELETE FROM proc_events WHERE proc_id = ? AND first_seq = ?', this.procId, oldest.first);
       this.base = oldest.end;
@@ -128,13 +146,13 @@ export class EventLog implements EventSource {
         this.rows[i].first,
       );
       for (const r of rows) {
-        text += sseText(JSON.parse(r.body) as LogItem[], r.first_seq, last);
+        text += this.format.text(JSON.parse(r.body) as I[], r.first_seq, last);
         last = r.last_seq;
         if (text.length >= maxBytes) return { text, last };
       }
     }
     if (this.pending.length && this.last > last) {
-      text += sseText(this.pending, this.pendingFirst, last);
+      text += this.format.text(this.pending, this.pendingFirst, last);
       last = this.last;
     }
     return { text, last };

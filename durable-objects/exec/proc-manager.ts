@@ -28,7 +28,8 @@ const FORGET_DELAY_MS = 50;
 const ACK_DELAY_MS = 10;
 const ACK_EAGER_BYTES = OUTPUT_WINDOW_BYTES / 4;
 
-export type ProcOutcome = { kind: 'exit'; exit: ProcExit } | { kind: 'error'; message: string };
+/** How a process ended; an error may say why in a word (`host_lost`), for sinks that report it. */
+export type ProcOutcome = { kind: 'exit'; exit: ProcExit } | { kind: 'error'; message: string; reason?: string };
 
 /** Where a process's output goes. */
 export interface ProcSink {
@@ -83,7 +84,8 @@ export class ProcManager {
   constructor(
     sql: SqlStorage,
     private readonly link: AgentLink,
-    private readonly factories: Record<ProcKind, SinkFactory>,
+    /** The kinds of process this object runs, each with where its output goes. */
+    private readonly factories: Partial<Record<ProcKind, SinkFactory>>,
   ) {
     this.table = new ProcTable(sql);
   }
@@ -102,8 +104,9 @@ export class ProcManager {
     let s = this.sinks.get(procId);
     if (!s) {
       const row = this.row(procId);
-      if (!row) return null;
-      s = this.factories[row.kind](row);
+      const factory = row && this.factories[row.kind];
+      if (!row || !factory) return null;
+      s = factory(row);
       this.sinks.set(procId, s);
     }
     return s;
@@ -184,7 +187,7 @@ export class ProcManager {
       return ok(row);
     }
     if (!r.ok) {
-      this.finish(row, { kind: 'error', message: r.message });
+      this.finish(row, { kind: 'error', message: r.message, reason: r.code === 'AGENT_UNAVAILABLE' ? 'agent_unreachable' : 'start_failed' });
       return r.code === 'AGENT_ERROR' ? fail('BAD_REQUEST', `the command could not start: ${r.message}`) : r;
     }
     // Asked to wait for a short process's end (1.3), the agent answered with it.
@@ -227,13 +230,13 @@ export class ProcManager {
   }
 
   /** A process that will never report again (its computer stopped, or its host lost it). */
-  lose(procId: string, message: string): void {
+  lose(procId: string, message: string, reason?: string): void {
     const row = this.row(procId);
-    if (row && row.status === 'running') this.finish(row, { kind: 'error', message });
+    if (row && row.status === 'running') this.finish(row, { kind: 'error', message, reason });
   }
 
-  loseAll(message: string): void {
-    for (const row of this.running()) this.lose(row.proc_id, message);
+  loseAll(message: string, reason?: string): void {
+    for (const row of this.running()) this.lose(row.proc_id, message, reason);
   }
 
   /** After an agent attaches: every live process resumes from the offsets we hold. */

@@ -2,17 +2,21 @@
  * Everything that streams in and out of one computer: streamed commands with
  * their SSE viewers and tickets, exec sockets, terminals, and the agent's side
  * of them (output frames, exits, stdin acknowledgements). The ComputerObject
- * checks who may do what; this module does it.
+ * checks who may do what; this module does it. A tenant host's HostObject
+ * composes it too (its sandbox is the machine itself), adding its jobs as one
+ * more kind of process.
  */
 import { fail, ok, ApiError, type Result } from '../../schema/errors.ts';
 import type { BinaryFrame, ProcStartParams } from '../../schema/protocol.ts';
 import { errorResponse } from '../../worker/http/responses.ts';
+import { lastEventId } from '../sse-hub.ts';
 import type { AgentLink } from '../agent-link.ts';
 import type { Caller } from '../computer/record.ts';
 import { CLIENT_OPEN_HEADER, clientOf, parseClientOpen } from './client-sockets.ts';
 import { EventLog } from './event-log.ts';
 import { hangUp } from './hang-up.ts';
-import { ProcManager } from './proc-manager.ts';
+import { ProcManager, type SinkFactory } from './proc-manager.ts';
+import type { ProcKind } from './proc-table.ts';
 import { newProcId } from './proc-id.ts';
 import { StdinPumps } from './stdin-pump.ts';
 import { StreamExecSink } from './stream-exec.ts';
@@ -40,6 +44,8 @@ export class Streams {
     private readonly link: AgentLink,
     private readonly held: HeldCredentials,
     rescheduled: () => Promise<void>,
+    /** Kinds of process the owner adds (a tenant host's jobs), each with where its output goes. */
+    moreSinks: Partial<Record<ProcKind, SinkFactory>> = {},
   ) {
     const sql = ctx.storage.sql;
     EventLog.init(sql);
@@ -55,6 +61,7 @@ export class Streams {
       ws: (row) => this.execSockets.sink(row),
       terminal: (row) => this.terminals.sink(row),
       sync: (row) => this.syncExecs.sink(row),
+      ...moreSinks,
     });
     this.stdin = new StdinPumps(this.procs, link);
     this.syncExecs = new SyncExecs(sql, this.procs, this.stdin);
@@ -85,15 +92,12 @@ export class Streams {
       return errorResponse(new ApiError('UNAUTHORIZED', 'the API key this ticket was issued with is revoked'), requestId);
     }
     if (request.method === 'DELETE') return this.cancelStream(row.proc_id, requestId);
-    const lastId = Number(request.headers.get('last-event-id') ?? url.searchParams.get('last_event_id') ?? '0');
-    const after = Number.isSafeInteger(lastId) && lastId > 0 ? lastId : 0;
+    const after = lastEventId(request);
     // A viewer that already has the terminal event is told not to reconnect.
     if (sink.log.done() && after >= sink.log.lastSeq()) return new Response(null, { status: 204 });
     // The viewer ends when it goes away, or when the key its ticket came from is revoked.
-    const viewer = new AbortController();
-    request.signal?.addEventListener('abort', () => viewer.abort());
-    const untrack = this.held.track(redeemed.credential_id, () => viewer.abort());
-    return sink.hub.subscribe(after, viewer.signal, untrack);
+    const viewer = this.held.viewer(request.signal, redeemed.credential_id);
+    return sink.hub.subscribe(after, viewer.signal, viewer.untrack);
   }
 
   /** A revoked key: its tickets stop working and its viewers and sockets are closed. */

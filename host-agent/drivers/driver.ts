@@ -9,7 +9,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { Duplex, Readable } from 'node:stream';
-import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult, OutputStream, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
+import type { ActualState, AgentErrorCode, ComputerSpec, ExecRunParams, ExecRunResult, OutputStream, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
 
 export interface Progress {
   /** Short phase name, e.g. "template", "disk", "boot", "apps". */
@@ -137,10 +137,10 @@ export interface ComputerDriver {
 /** Thrown by drivers; `code` maps onto the protocol's AgentErrorCode. */
 export class DriverError extends Error {
   // Declared as a field, not a parameter property: Node's type stripping cannot erase those.
-  readonly code: 'NOT_RUNNING' | 'NOT_FOUND' | 'BAD_REQUEST' | 'FAILED';
+  readonly code: AgentErrorCode;
   /** For the agent's log only, never sent to the server: what the computer's own agent said. */
   readonly detail?: string;
-  constructor(code: DriverError['code'], message: string, detail?: string) {
+  constructor(code: AgentErrorCode, message: string, detail?: string) {
     super(message);
     this.code = code;
     this.detail = detail;

@@ -1,6 +1,6 @@
 /**
- * Streamed processes of one computer, agent side: starts them through the
- * driver, forwards their output to the ComputerObject as binary frames with
+ * Streamed processes of one computer (or, in host mode, of the machine
+ * itself), agent side: starts them through the driver, forwards their output to the ComputerObject as binary frames with
  * byte offsets, passes the object's acknowledgements on to the computer (so
  * at most a window of output is ever in flight), writes stdin frames and
  * answers with how much was written, and after a reconnect re-attaches each
@@ -23,6 +23,9 @@ import type { Logger } from '../log.ts';
 
 const SIGNALS: Record<ProcSignal, number> = { HUP: 1, INT: 2, KILL: 9, TERM: 15 };
 
+/** What the relay needs of whatever runs processes: a computer's driver, or the machine itself (host-mode/local-procs.ts). */
+export type ProcDriver = Pick<ComputerDriver, 'spawn' | 'attach'> & Partial<Pick<ComputerDriver, 'exec'>>;
+
 /** A process's exit as the protocol carries it; duration_ms is the server's to measure (it saw the start; this agent may be a newer one). */
 const exitMessage = (exit: StreamExit): ProcExit => ({
   exit_code: exit.exit_code,
@@ -40,12 +43,12 @@ export interface ProcOutlet {
 
 export class ProcRelay {
   private readonly procs = new Map<string, StreamProcess>();
-  private readonly driver: ComputerDriver;
+  private readonly driver: ProcDriver;
   private readonly computerId: string;
   private readonly out: ProcOutlet;
   private readonly log: Logger;
 
-  constructor(driver: ComputerDriver, computerId: string, out: ProcOutlet, log: Logger) {
+  constructor(driver: ProcDriver, computerId: string, out: ProcOutlet, log: Logger) {
     this.driver = driver;
     this.computerId = computerId;
     this.out = out;
@@ -172,6 +175,7 @@ export class ProcRelay {
 
   /** A shell must exist in the computer; saying so beats a process that fails to start. */
   private async requireShell(shell: string): Promise<void> {
+    if (!this.driver.exec) return;
     const r = await this.driver.exec(this.computerId, { command: 'test -f "$HANGAR_SHELL" -a -x "$HANGAR_SHELL"', env: { HANGAR_SHELL: shell }, timeout_s: 5, max_output_bytes: 1024 });
     if (r.exit_code !== 0) throw new DriverError('BAD_REQUEST', `shell ${shell} does not exist in the computer`);
   }

@@ -29,7 +29,70 @@ const slug: Field = { spec: { type: 'string', max: 64, bad: ['', '-lead', '.lead
 const MAX_AUTO_STOP = 30 * 86_400;
 const timeout = opt(int(1));
 
+const envName: Field = { spec: { type: 'string', min: 1, max: 256, bad: ['1ABC', 'A-B', 'A B', 'A=B', 'É', 'A\u0000', '😀'] } };
+const secretValue: Field = { spec: { type: 'string', max: 32 * 1024, noNul: true } };
+const description: Field = { ...opt(str(0, 1024)), nullable: true };
+const hostRegion: Field = { spec: { type: 'string', max: 63, bad: ['', 'UPPER', '-a', 'a_b', 'a b', 'ä', 'a\u0000'] } };
+const termSize = opt(int(1, 1000));
+
+/** OpenComputers (spec/05): tenant hosts, jobs, terminal tickets, secrets. */
+const OPENCOMPUTERS_ROUTES: FuzzRoute[] = [
+  {
+    method: 'POST',
+    path: '/opencomputers/hosts',
+    auth: 'tenant',
+    shape: { valid: { name: 'fuzz-box' }, fields: { name, region: opt(hostRegion), labels: opt({ spec: { type: 'labels' } }) } },
+  },
+  {
+    method: 'PATCH',
+    path: '/opencomputers/hosts/{host}',
+    auth: 'tenant',
+    shape: { valid: { name: 'renamed' }, fields: { name: opt(name), region: opt(hostRegion), labels: opt({ spec: { type: 'labels' } }) }, emptyInvalid: true },
+  },
+  {
+    method: 'POST',
+    path: '/opencomputers/hosts/{host}/exec',
+    auth: 'tenant',
+    shape: {
+      valid: { command: 'touch /tmp/fuzz-ran' },
+      fields: {
+        command: { spec: { type: 'string', min: 1, max: EXEC_MAX_COMMAND_BYTES, bytes: true, noNul: true } },
+        args: opt({ spec: { type: 'array', of: 'string', max: 4096, badItems: ['a\u0000b', 1, null, {}] } }),
+        env: opt({ spec: { type: 'array', of: 'string', max: 1024, badItems: ['no equals sign', '=x', '1A=b', 'A B=c', 'A=b\u0000', 2] } }),
+        cwd: opt({ spec: { type: 'string', min: 1, max: 4096, noNul: true } }),
+        timeout,
+        wait: opt({ spec: { type: 'bool' } }),
+      },
+    },
+  },
+  {
+    method: 'POST',
+    path: '/opencomputers/hosts/{host}/terminal/ticket',
+    auth: 'tenant',
+    shape: {
+      valid: { cols: 80 },
+      fields: { session_id: opt({ spec: { type: 'string', max: 32, bad: ['', 'NOT A SESSION', 'ABCDEF', 'a-b', 'a\u0000'] } }), cols: termSize, rows: termSize },
+    },
+  },
+  {
+    method: 'POST',
+    path: '/opencomputers/hosts/{host}/fs/mkdir',
+    auth: 'tenant',
+    shape: { valid: { path: 'fuzz-dir' }, fields: { path: { spec: { type: 'string', min: 1, max: 4096, noNul: true } } } },
+  },
+  ...(['/opencomputers/secrets', '/opencomputers/hosts/{host}/secrets'] as const).flatMap((base): FuzzRoute[] => [
+    { method: 'POST', path: base, auth: 'tenant', shape: { valid: { name: 'FUZZ_SECRET', value: 'x' }, fields: { name: envName, value: secretValue, description } } },
+    {
+      method: 'PATCH',
+      path: `${base}/${base.includes('{host}') ? '{hsecret}' : '{tsecret}'}`,
+      auth: 'tenant',
+      shape: { valid: { value: 'changed' }, fields: { value: opt(secretValue), description }, emptyInvalid: true },
+    },
+  ]),
+];
+
 export const FUZZ_ROUTES: FuzzRoute[] = [
+  ...OPENCOMPUTERS_ROUTES,
   {
     method: 'POST',
     path: '/computers',

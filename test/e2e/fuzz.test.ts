@@ -22,6 +22,10 @@ let api: Client;
 let op: Client;
 let id: string;
 let orgId: string;
+/** A tenant host (never connected) and its secrets: validation comes before any of them is touched. */
+let host: string;
+let hsecret: string;
+let tsecret: string;
 
 beforeAll(async () => {
   api = await newTenant('fuzz');
@@ -32,6 +36,10 @@ beforeAll(async () => {
   const org = await op.post<{ data: { id: string } }>('/admin/organizations', { name: 'fuzz target', credits: 10 });
   expect(org.status).toBe(201);
   orgId = org.body.data.id;
+  host = (await api.post<{ id: string }>('/opencomputers/hosts', { name: 'fuzz-box' })).body.id;
+  hsecret = (await api.post<{ id: string }>(`/opencomputers/hosts/${host}/secrets`, { name: 'FUZZ_HOST_SECRET', value: 'original' })).body.id;
+  tsecret = (await api.post<{ id: string }>('/opencomputers/secrets', { name: 'FUZZ_TENANT_SECRET', value: 'original' })).body.id;
+  expect([host, hsecret, tsecret].every(Boolean)).toBe(true);
 });
 
 afterAll(async () => {
@@ -48,7 +56,7 @@ async function pool<T>(items: T[], n: number, fn: (item: T) => Promise<void>): P
 }
 
 function send(route: FuzzRoute, body: RawBody, contentType = 'application/json'): Promise<RawReply> {
-  const path = route.path.replace('{id}', id).replace('{org}', orgId);
+  const path = route.path.replace('{id}', id).replace('{org}', orgId).replace('{host}', host).replace('{hsecret}', hsecret).replace('{tsecret}', tsecret);
   const auth = route.auth === 'tenant' ? api.key : route.auth === 'operator' ? hangar().operatorToken : null;
   return rawFetch(hangar().apiUrl + path, route.method, { body, auth, headers: { 'content-type': contentType, 'cf-connecting-ip': AUTH_IP } });
 }
@@ -56,6 +64,8 @@ function send(route: FuzzRoute, body: RawBody, contentType = 'application/json')
 /** Everything the fuzzed routes could change, as the API shows it. */
 async function snapshot(): Promise<Record<string, string>> {
   const tenant = [`/computers/${id}`, '/computers', `/computers/${id}/env`, `/computers/${id}/ports`, `/computers/${id}/auto-stop`, '/workspaces?page_size=100', '/projects?page_size=100'];
+  const oc = `/opencomputers/hosts/${host}`;
+  tenant.push('/opencomputers/hosts', oc, `${oc}/exec`, `${oc}/secrets`, '/opencomputers/secrets');
   const org = `/admin/organizations/${orgId}`;
   const operator = [org, `${org}/api-keys`, `${org}/credits`, `${org}/credits/transactions`];
   const out: Record<string, string> = {};
@@ -187,6 +197,34 @@ function routeTable(): [string, string[]][] {
     [`/api/v1/admin/hosts/${uuid}`, ['GET', 'DELETE']],
     ['/agent/v1/connect', ['GET']],
     [`/agent/v1/computers/${id}/connect`, ['GET']],
+    ['/agent/v1/whoami', ['GET']],
+    ...openComputersTable(uuid),
+  ];
+}
+
+/** OpenComputers paths (a tenant host's, jobs, secrets) and the public install files. */
+function openComputersTable(uuid: string): [string, string[]][] {
+  const oc = '/api/v1/opencomputers';
+  const h = `${oc}/hosts/${host}`;
+  return [
+    [`${oc}/hosts`, ['GET', 'POST']],
+    [h, ['GET', 'PATCH', 'DELETE']],
+    [`${h}/events`, ['GET']],
+    [`${h}/exec`, ['GET', 'POST']],
+    [`${h}/exec/${uuid}`, ['GET', 'DELETE']],
+    [`${h}/exec/${uuid}/stream`, ['GET']],
+    [`${h}/terminal/ticket`, ['POST']],
+    [`${h}/secrets`, ['GET', 'POST']],
+    [`${h}/secrets/${uuid}`, ['GET', 'PATCH', 'DELETE']],
+    [`${oc}/secrets`, ['GET', 'POST']],
+    [`${oc}/secrets/${uuid}`, ['GET', 'PATCH', 'DELETE']],
+    [`${h}/fs`, ['GET', 'DELETE']],
+    ...['list', 'stat', 'download'].map((a): [string, string[]] => [`${h}/fs/${a}`, ['GET']]),
+    ...['upload', 'mkdir'].map((a): [string, string[]] => [`${h}/fs/${a}`, ['POST']]),
+    [`${h}/fs/delete`, ['DELETE']],
+    ['/opencomputers/install.sh', ['GET']],
+    ['/opencomputers/agent.mjs', ['GET']],
+    ['/opencomputers/ws/terminal', ['GET']],
   ];
 }
 

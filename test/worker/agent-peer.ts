@@ -52,7 +52,7 @@ type AnyHandler = (req: ComputerRequest) => Reply<ComputerRequestType> | Promise
 // ------------------------------------------------------------ bookkeeping
 
 /** Messages of one socket, consumed in arrival order by `take`. */
-class Inbox<M extends { type: string }> {
+export class Inbox<M extends { type: string }> {
   private readonly unread: M[] = [];
   private readonly waiters: { type: string; resolve: (m: M) => void; reject: (e: Error) => void }[] = [];
   readonly all: M[] = [];
@@ -108,7 +108,7 @@ function close(ws: WebSocket): void {
   }
 }
 
-async function dial(path: string, hostKey: string): Promise<WebSocket> {
+export async function dial(path: string, hostKey: string): Promise<WebSocket> {
   const res = await SELF.fetch(`https://agent.test${path}`, { headers: { Upgrade: 'websocket', Authorization: `Bearer ${hostKey}` } });
   const ws = res.webSocket;
   if (res.status !== 101 || !ws) throw new Error(`dialing ${path}: HTTP ${res.status} ${await res.text()}`);
@@ -121,13 +121,13 @@ async function dial(path: string, hostKey: string): Promise<WebSocket> {
 }
 
 /** What a computer socket takes besides requests: binary frames and notices; each returns a violation, or null when fine. */
-interface SideChannels {
+export interface SideChannels {
   binary(bytes: Uint8Array): string | null;
   notice(raw: unknown): string | null | 'not-a-notice';
 }
 
 /** Parses a server message with `schema`; anything else is recorded as a violation and breaks the inbox. */
-function listen<S extends z.ZodType<{ type: string }>>(
+export function listen<S extends z.ZodType<{ type: string }>>(
   ws: WebSocket,
   schema: S,
   inbox: Inbox<z.infer<S>>,

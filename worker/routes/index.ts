@@ -16,6 +16,7 @@ import { PORT_ROUTES } from './ports.ts';
 import { PORT_SOCKET_ROUTES } from './port-sockets.ts';
 import { WORKSPACE_ROUTES } from './workspaces.ts';
 import { PROJECT_ROUTES } from './projects.ts';
+import { OPENCOMPUTERS_ROUTES } from './opencomputers/index.ts';
 
 export const ROUTES: RouteDef[] = [
   ...HEALTH_ROUTES,
@@ -34,4 +35,5 @@ export const ROUTES: RouteDef[] = [
   ...PORT_SOCKET_ROUTES,
   ...WORKSPACE_ROUTES,
   ...PROJECT_ROUTES,
+  ...OPENCOMPUTERS_ROUTES,
 ];
