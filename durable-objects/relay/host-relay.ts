@@ -27,10 +27,12 @@ const TICKET_PREFIX = 'tunnel-ticket:';
 
 /** What the tunnels need of the HostObject. */
 export interface HostRelayHost {
-  /** The tenant host's id and name; null for a fleet host or a host never connected. */
-  host(): Promise<{ id: string; name: string } | null>;
+  /** The tenant host this object is (bound to `ref` if it was not yet); null when it cannot tell. */
+  host(ref?: { id: string; org_id: string }): Promise<{ id: string } | null>;
   /** True while the host-mode agent's socket is attached. */
   connected(): boolean;
+  /** Why the host cannot serve at all (it was revoked), or null. */
+  gone(): Promise<string | null>;
   /** Waits up to `ms` for the agent to attach. */
   whenAttached(ms: number): Promise<unknown>;
   storage: DurableObjectStorage;
@@ -86,23 +88,23 @@ export class HostRelay {
     return null;
   }
 
-  private async entry(tunnelId: string, slug: string): Promise<{ t: TunnelEntry | null; name: string }> {
-    const h = await this.host.host();
-    const t = h ? await this.table.get(h.id, tunnelId) : null;
+  private async entry(open: TunnelOpen | LoginOpen): Promise<TunnelEntry | null> {
+    const h = await this.host.host({ id: open.host_id, org_id: open.org_id });
+    const t = h ? await this.table.get(h.id, open.tunnel_id) : null;
     // A slug deleted and given to another tunnel meanwhile: the client meant the other one.
-    return { t: t && t.slug === slug ? t : null, name: h?.name ?? 'the host' };
+    return t && t.slug === open.slug ? t : null;
   }
 
   private async tunnel(request: Request, open: TunnelOpen): Promise<Response> {
     try {
-      const { t, name } = await this.entry(open.tunnel_id, open.slug);
+      const t = await this.entry(open);
       const access = await decideTunnelAccess(
         t,
         { slug: open.slug, method: request.method, path: open.path, base: open.base, wantsHtml: open.wants_html, who: open.who },
         { keyLive: (kid) => apiKeyLive(this.host.env, kid), passwordOk: (pw) => this.passwordOk(t!, pw, open.client) },
       );
       if (access.kind === 'respond') return access.response;
-      const where = `port ${t!.target_port} of host ${name} (tunnel ${t!.slug})`;
+      const where = `tunnel ${t!.slug} (port ${t!.target_port} on its host)`;
       await this.online(where);
       return await relayHttp(this.mux, request, {
         target: { kind: 'host_tcp', port: t!.target_port },
@@ -117,13 +119,15 @@ export class HostRelay {
       });
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;
-      return previewError(err, request, open.request_id);
+      // The agent's socket went as the connection opened: for a tunnel that is its host being offline.
+      const e = err.code === 'AGENT_UNAVAILABLE' ? new ApiError('HOST_OFFLINE', `${err.message} (the host went offline)`, { 'retry-after': '10' }) : err;
+      return previewError(e, request, open.request_id);
     }
   }
 
   private async login(request: Request, open: LoginOpen): Promise<Response> {
     try {
-      const { t } = await this.entry(open.tunnel_id, open.slug);
+      const t = await this.entry(open);
       if (!t || !t.enabled || t.auth_mode !== 'password' || !t.password_hash || !t.password_version) throw tunnelNotFound(open.slug);
       const next = /^\/(?![/\\])/.test(open.next) && !/[\r\n]/.test(open.next) ? open.next : '/';
       if (!(await this.passwordOk(t, open.password, open.client))) {
@@ -159,9 +163,11 @@ export class HostRelay {
     return false;
   }
 
-  /** Returns once the host's agent is attached; a 503 naming the host otherwise. */
+  /** Returns once the host's agent is attached; a 503 saying why otherwise. */
   private async online(where: string): Promise<void> {
     if (this.host.connected()) return;
+    const gone = await this.host.gone();
+    if (gone) throw new ApiError('HOST_OFFLINE', `${where} cannot be reached: ${gone}`);
     await this.host.whenAttached(AGENT_WAIT_MS);
     if (!this.host.connected()) throw new ApiError('HOST_OFFLINE', `${where} cannot be reached: the host is offline (its agent is not connected)`, { 'retry-after': '10' });
   }

@@ -72,6 +72,9 @@ export const RelayRequest = z.discriminatedUnion('kind', [
   z.object({
     kind: z.literal('tunnel'),
     tunnel_id: TunnelId,
+    /** The tunnel's host and organization (from D1): the object binds to them if it has not yet. */
+    host_id: TunnelId,
+    org_id: TunnelId,
     slug: z.string().max(63),
     base: TunnelBase,
     /** Path and query as the app sees them (the base taken off). */
@@ -90,6 +93,8 @@ export const RelayRequest = z.discriminatedUnion('kind', [
   z.object({
     kind: z.literal('tunnel_login'),
     tunnel_id: TunnelId,
+    host_id: TunnelId,
+    org_id: TunnelId,
     slug: z.string().max(63),
     base: TunnelBase,
     next: z.string().max(2048),
