@@ -21,6 +21,7 @@ import type { FsEntry } from '../schema/protocol.ts';
 import { HOST_OP_HEADER } from './host/client-header.ts';
 import { RELAY_PATH } from './relay/relay-request.ts';
 import type { TunnelRecord } from './relay/tunnel-table.ts';
+import { snapshotsKeptOn } from './snapshots/snapshot-rows.ts';
 
 const TAG = 'host';
 export const HEARTBEAT_INTERVAL_MS = 15_000;
@@ -75,6 +76,11 @@ export class HostObject extends DurableObject<Env> {
     return this.send({ type: 'computer.detach', computer_id: computerId });
   }
 
+  /** Tells a connected agent to remove these snapshots; one that is not connected learns at its next welcome. */
+  async deleteSnapshots(ids: string[]): Promise<void> {
+    for (const id of ids) this.send({ type: 'snapshot.delete', snapshot_id: id });
+  }
+
   /** True while an agent socket is open. */
   async connected(): Promise<boolean> {
     return this.ctx.getWebSockets(TAG).some((ws) => ws.readyState === WebSocket.OPEN);
@@ -125,6 +131,7 @@ export class HostObject extends DurableObject<Env> {
           heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
           metrics_interval_ms: Number(this.env.METRICS_INTERVAL_MS ?? 60_000),
           computers: results.map((r) => r.id),
+          snapshots: await snapshotsKeptOn(this.env.DB, hostId),
         } satisfies HostServerMessage),
       );
       return;

@@ -199,5 +199,7 @@ export const snapshots = sqliteTable('snapshots', {
   keep: integer('keep', { mode: 'boolean' }).notNull(),
   created_at: text('created_at').notNull(),
   updated_at: text('updated_at').notNull(),
+  /** JSON of SnapshotSource (schema/api-snapshots.ts): what the snapshot was taken of. */
+  source: text('source').notNull(),
 });
 export type SnapshotRow = typeof snapshots.$inferSelect;

@@ -26,8 +26,9 @@
  *         server has what it needs of these ended processes and the agent
  *         may drop them, in one notice for many (older servers send a
  *         proc.forget request for each). proc.start `wait_exit_ms`: a process
- *         that ends within that long is answered with its `exit` (its output
- *         frames sent before the result), and no proc.exit follows.
+ *         that ends within that long is answered with its `exit` and no
+ *         proc.exit follows; its output comes in the answer too (`output`,
+ *         up to 64 KiB) or, past that, in frames sent before it.
  *  - 1.4  relayed byte streams (schema/relay.ts): relay.open/accept/response/
  *         credit/close/reset messages and binary relay frames (kind 4), on
  *         computer sockets (computer_tcp targets) and host sockets (host_tcp).
@@ -36,10 +37,23 @@
  *         proc.* as on a computer socket, fs.* requests, secrets.set; agents
  *         ask AGENT_WHOAMI_PATH which mode their key is for.
  *  - 1.6  (files, events, logs, snapshots) the result of a boot (provision,
- *         start) carries the computer's `ip_address`.
+ *         start) carries the computer's `ip_address`; `fs` runs one file
+ *         operation in the computer (schema/guest.ts FsRequest), failing with
+ *         NO_SUCH_PATH, FORBIDDEN, CONFLICT or NO_SPACE for what the path says;
+ *         watch.start / watch.stop and `watch.events`: process, file and idle
+ *         events from inside the computer, for its events sockets; the
+ *         computer's system log shipped as `log.lines` from the offset the
+ *         object asks for (`log.follow`), acknowledged by `log.ack`;
+ *         snapshots: computer.snapshot copies the computer's disk (a running
+ *         one frozen for the copy) under a snapshot id, computer.snapshot_restore
+ *         puts a snapshot back as a stopped computer's disk, computer.provision
+ *         may start from a snapshot (`snapshot_id`) instead of the template;
+ *         the host socket's `snapshot.delete` order removes one, and the
+ *         welcome lists the snapshots the host keeps (others are removed).
  */
 import { z } from 'zod';
 import { SIZE_NAMES } from './sizes.ts';
+import { ComputerEvent, FS_RESPONSES, FsRequest, WATCH_BATCH_MAX, WatchId, WatchProducers, WatchStarted } from './guest.ts';
 import { EXEC_MAX_COMMAND_BYTES, envOverLimits } from './api.ts';
 
 /** A string of at most `max` UTF-8 bytes. */
@@ -126,12 +140,16 @@ export const Welcome = z.object({
   metrics_interval_ms: z.number().int().positive(),
   /** Computers this host serves; the agent opens a computer socket for each. */
   computers: z.array(Uuid),
+  /** 1.6: the snapshots this host keeps; any other snapshot on its disks is removed. */
+  snapshots: z.array(Uuid).optional(),
 });
 
 export const AttachOrder = z.object({ type: z.literal('computer.attach'), computer_id: Uuid });
 export const DetachOrder = z.object({ type: z.literal('computer.detach'), computer_id: Uuid });
+/** 1.6: removes a snapshot's copy of a disk from the host (gone already is fine). */
+export const SnapshotDeleteOrder = z.object({ type: z.literal('snapshot.delete'), snapshot_id: Uuid });
 
-export const HostServerMessage = z.discriminatedUnion('type', [Welcome, AttachOrder, DetachOrder]);
+export const HostServerMessage = z.discriminatedUnion('type', [Welcome, AttachOrder, DetachOrder, SnapshotDeleteOrder]);
 export type HostServerMessage = z.infer<typeof HostServerMessage>;
 
 // ------------------------------------------------------------ computer socket
@@ -241,7 +259,8 @@ const PROC_REQUESTS = [
 
 /** Requests the ComputerObject sends; each is answered by one `result` with the same id. */
 export const ComputerRequest = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('computer.provision'), id: RequestId, spec: ComputerSpec, clone_from: Uuid.optional() }),
+  /** `snapshot_id` (1.6): the new disk is a copy of that snapshot (on this host) rather than the template's. */
+  z.object({ type: z.literal('computer.provision'), id: RequestId, spec: ComputerSpec, clone_from: Uuid.optional(), snapshot_id: Uuid.optional() }),
   z.object({ type: z.literal('computer.start'), id: RequestId, spec: ComputerSpec }),
   z.object({ type: z.literal('computer.stop'), id: RequestId }),
   z.object({ type: z.literal('computer.destroy'), id: RequestId }),
@@ -255,9 +274,21 @@ export const ComputerRequest = z.discriminatedUnion('type', [
   z.object({ type: z.literal('computer.import'), id: RequestId, transfer_id: TransferId, spec: ComputerSpec }),
   /** Target: every frame has been relayed; verify against the digest and put the disk in place (stopped). */
   z.object({ type: z.literal('computer.import_done'), id: RequestId, transfer_id: TransferId, spec: ComputerSpec }).extend(DiskDigest.shape),
+  /** 1.6: one file operation in the running computer. */
+  z.object({ type: z.literal('fs'), id: RequestId, request: FsRequest }),
+  /** 1.6: starts (or restarts) a watch; its events come as `watch.events` until watch.stop or the computer stops. */
+  z.object({ type: z.literal('watch.start'), id: RequestId, watch_id: WatchId, producers: WatchProducers }),
+  z.object({ type: z.literal('watch.stop'), id: RequestId, watch_id: WatchId }),
+  /** 1.6: copies the computer's disk as snapshot `snapshot_id` (a running computer's file system frozen for the copy). */
+  z.object({ type: z.literal('computer.snapshot'), id: RequestId, snapshot_id: Uuid }),
+  /** 1.6: the stopped computer's disk becomes a copy of snapshot `snapshot_id` (which stays). */
+  z.object({ type: z.literal('computer.snapshot_restore'), id: RequestId, snapshot_id: Uuid }),
 ]);
 export type ComputerRequest = z.infer<typeof ComputerRequest>;
 export type ComputerRequestType = ComputerRequest['type'];
+
+/** Output of a short process the agent puts in the answer to its start (wait_exit_ms) rather than in frames, at most. */
+export const INLINE_OUTPUT_BYTES = 64 * 1024;
 
 /** Result schema for each request type, checked by the ComputerObject on arrival. */
 export const RESULT_SCHEMAS = {
@@ -268,7 +299,15 @@ export const RESULT_SCHEMAS = {
   'computer.resize': LifecycleResult,
   'computer.env': LifecycleResult,
   'exec.run': ExecRunResult,
-  'proc.start': z.object({ pid: z.number().int(), exit: ProcExit.optional() }),
+  'proc.start': z.object({
+    pid: z.number().int(),
+    exit: ProcExit.optional(),
+    /** With `exit`: the process's output, in order, when it came to at most INLINE_OUTPUT_BYTES (base64 of the bytes). */
+    output: z
+      .array(z.object({ stream: OutputStream, offset: z.number().int().nonnegative(), data: z.string().max(Math.ceil(INLINE_OUTPUT_BYTES / 3) * 4) }))
+      .max(1024)
+      .optional(),
+  }),
   'proc.attach': ProcAttachResult,
   'proc.resize': z.object({}),
   'proc.signal': z.object({}),
@@ -277,19 +316,31 @@ export const RESULT_SCHEMAS = {
   'computer.export': DiskDigest,
   'computer.import': z.object({}),
   'computer.import_done': LifecycleResult,
+  fs: z.union([FS_RESPONSES.list, FS_RESPONSES.stat, FS_RESPONSES.delete, FS_RESPONSES.unpack]),
+  'watch.start': WatchStarted,
+  'watch.stop': z.object({}),
+  /** The snapshot's size on the host's disk (its blocks; shared ones counted). */
+  'computer.snapshot': z.object({ bytes: z.number().int().nonnegative() }),
+  'computer.snapshot_restore': LifecycleResult,
 } as const satisfies Record<ComputerRequestType, z.ZodType>;
 
+/**
+ * Errors an agent answers with. 1.5 (files on a tenant host) and 1.6 (files in
+ * a computer) add the path's codes: not there, refused (PERMISSION_DENIED is a
+ * host-mode agent's word for FORBIDDEN), in conflict with what is there, too
+ * large, no space left.
+ */
 export const AgentErrorCode = z.enum([
   'NOT_RUNNING',
   'NOT_FOUND',
   'BAD_REQUEST',
   'FAILED',
-  // 1.5, files on a tenant host: the path is not there, the agent's user may not touch it,
-  // the operation conflicts with what is there (a non-empty directory), a file is too large.
   'NO_SUCH_PATH',
+  'FORBIDDEN',
   'PERMISSION_DENIED',
   'CONFLICT',
   'TOO_LARGE',
+  'NO_SPACE',
 ]);
 export type AgentErrorCode = z.infer<typeof AgentErrorCode>;
 
@@ -312,9 +363,18 @@ export const DiskCancel = z.object({ type: z.literal('disk.cancel'), transfer_id
 /** 1.3: the server has what it needs of these ended processes; the agent may forget them (no answer is sent). */
 export const ProcsForget = z.object({ type: z.literal('procs.forget'), proc_ids: z.array(ProcId).min(1).max(256) });
 
+/** 1.6: the object has the computer's system log up to `offset`: ship what follows (sent after each `attached`). */
+export const LogFollow = z.object({ type: z.literal('log.follow'), offset: z.number().int().nonnegative() });
+/** 1.6: the object stored the system log up to `offset`; the agent may send that much more beyond it. */
+export const LogAck = z.object({ type: z.literal('log.ack'), offset: z.number().int().nonnegative() });
+
 /** Messages the ComputerObject sends that need no answer. */
-export const ComputerNotice = z.discriminatedUnion('type', [ProcAck, DiskAck, DiskCancel, ProcsForget]);
+export const ComputerNotice = z.discriminatedUnion('type', [ProcAck, DiskAck, DiskCancel, ProcsForget, LogFollow, LogAck]);
 export type ComputerNotice = z.infer<typeof ComputerNotice>;
+
+/** System log bytes the agent may send beyond what the object acknowledged, and per message at most. */
+export const LOG_WINDOW_BYTES = 256 * 1024;
+export const LOG_CHUNK_BYTES = 64 * 1024;
 
 /** Bytes of unacknowledged output the agent may have in flight per process. */
 export const OUTPUT_WINDOW_BYTES = 2 * 1024 * 1024;
@@ -361,7 +421,24 @@ export const ProcExited = z.object({ type: z.literal('proc.exit'), proc_id: Proc
 /** Stdin bytes written to the process so far (the server's credit for sending more). */
 export const ProcStdinAck = z.object({ type: z.literal('proc.stdin_ack'), proc_id: ProcId, offset: z.number().int().nonnegative() });
 
-export const ComputerAgentMessage = z.union([ResultMessage, Attached, MetricsSample, ComputerExited, ProcExited, ProcStdinAck, DiskAck, DiskCancel]);
+/**
+ * 1.6: system log text from byte `offset` of the computer's log on its host, in whole lines (a
+ * line longer than a message is cut). `restart`: the host's log is not the one the object followed
+ * (the computer moved, or the log was cut), and this is its beginning.
+ */
+export const LogLines = z.object({
+  type: z.literal('log.lines'),
+  offset: z.number().int().nonnegative(),
+  /** The log bytes this covers (text is them decoded: invalid UTF-8 became U+FFFD). */
+  bytes: z.number().int().positive().max(LOG_CHUNK_BYTES),
+  text: z.string().max(LOG_CHUNK_BYTES),
+  restart: z.boolean().optional(),
+});
+
+/** 1.6: events of a watch, in order. */
+export const WatchEvents = z.object({ type: z.literal('watch.events'), watch_id: WatchId, events: z.array(ComputerEvent).max(WATCH_BATCH_MAX) });
+
+export const ComputerAgentMessage = z.union([ResultMessage, Attached, MetricsSample, ComputerExited, ProcExited, ProcStdinAck, DiskAck, DiskCancel, WatchEvents, LogLines]);
 export type ComputerAgentMessage = z.infer<typeof ComputerAgentMessage>;
 
 /** Each agent message's schema by its type: a message is checked against its own schema only (the hot path's cost). */
@@ -374,6 +451,8 @@ const AGENT_MESSAGE_SCHEMAS: Record<ComputerAgentMessage['type'], z.ZodType<Comp
   'proc.stdin_ack': ProcStdinAck,
   'disk.ack': DiskAck,
   'disk.cancel': DiskCancel,
+  'watch.events': WatchEvents,
+  'log.lines': LogLines,
 };
 
 /** Checks a message from an agent (parsed JSON); null when it is not one of the protocol's. */

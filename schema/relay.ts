@@ -26,6 +26,7 @@
  * FLAG_TEXT, and a close carries its code in `relay.close.ws`.
  */
 import { z } from 'zod';
+import { FileStream } from './guest.ts';
 import { frameHead, packFrame, unpackFrame } from './protocol.ts';
 
 /** Chosen by the side that opens the stream; travels in every frame, so short. */
@@ -56,6 +57,8 @@ export const RelayTarget = z.discriminatedUnion('kind', [
     start: z.number().int().nonnegative().optional(),
     length: z.number().int().nonnegative().optional(),
   }),
+  /** 1.6: a file's bytes in a computer, through its guest (computer sockets; schema/guest.ts FileStream). */
+  z.object({ kind: z.literal('computer_file'), file: FileStream }),
 ]);
 export type RelayTarget = z.infer<typeof RelayTarget>;
 export type RelayTargetKind = RelayTarget['kind'];

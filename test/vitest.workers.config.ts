@@ -23,6 +23,8 @@ export default defineConfig(async () => {
             HOST_LOST_GRACE_S: '1',
             // Uploads past this are refused: small, so a test can pass it cheaply.
             HOST_UPLOAD_MAX_BYTES: String(1024 * 1024),
+            // Small, so the files tests can go past it (the default is 100 MiB).
+            MAX_UPLOAD_BYTES: '1048576',
             // Small, so the relay's 413 is reachable with small bodies.
             RELAY_MAX_BODY_BYTES: String(1024 * 1024),
           },

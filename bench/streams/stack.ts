@@ -78,13 +78,16 @@ export const STATE_ON = process.env.BENCH_STATE === 'disk' || !existsSync('/dev/
 export interface StackOptions {
   /** Round trip added between the agent and the dev server (a delaying proxy), as between a host and the edge. */
   agentRttMs?: number;
+  /** Worker vars for this stack (e.g. a larger upload limit). */
+  vars?: Record<string, string>;
 }
 
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {
+  const vars = opts.vars ?? {};
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'hangar-bench-'));
   const stateDir = STATE_ON === 'disk' ? path.join(tmp, 'state') : mkdtempSync('/dev/shm/hangar-bench-');
   const port = await freePort();
-  const worker = await startWorker({ stateDir, port, log });
+  const worker = await startWorker({ stateDir, port, log, vars });
   const token = worker.secrets.OPERATOR_TOKEN;
   const host = await registerHost(worker.origin, token, { name: 'bench-host', region: 'local' });
   const dataDir = path.join(tmp, 'data');

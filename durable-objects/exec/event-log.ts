@@ -51,6 +51,7 @@ export class EventLog<I = LogItem> implements EventSource {
 
   constructor(
     private readonly sql: SqlStorage,
+    /** The log's key in the table: a process id, or another stream's name. */
     readonly procId: string,
     finished = false,
     /** Another kind of event than a streamed command's, or a smaller cap than MAX_LOG_BYTES. */
@@ -137,25 +138,48 @@ export class EventLog<I = LogItem> implements EventSource {
   readAfter(seq: number, maxBytes: number): { text: string; last: number } {
     let text = '';
     let last = seq;
+    for (const chunk of this.chunksAfter(seq)) {
+      text += this.format.text(chunk.items, chunk.first, last);
+      last = chunk.first + chunk.items.length - 1;
+      if (text.length >= maxBytes) break;
+    }
+    return { text, last };
+  }
+
+  /** The items after `seq` with their numbers, about `maxChars` of them (stored size) at most: for readers that render items their own way. */
+  itemsAfter(seq: number, maxChars: number): { items: { seq: number; item: I }[]; last: number } {
+    const items: { seq: number; item: I }[] = [];
+    let last = seq;
+    let chars = 0;
+    for (const chunk of this.chunksAfter(seq)) {
+      chunk.items.forEach((item, i) => {
+        const n = chunk.first + i;
+        if (n <= seq) return;
+        items.push({ seq: n, item });
+        chars += this.format.chars(item);
+      });
+      last = chunk.first + chunk.items.length - 1;
+      if (chars >= maxChars) break;
+    }
+    return { items, last };
+  }
+
+  /** Stored rows from the one holding `seq + 1`, then the held batch; read lazily (rows are up to a MiB, a catching-up reader takes a little at a time). */
+  private *chunksAfter(seq: number): Generator<{ first: number; items: I[] }> {
+    let last = seq;
     const i = this.rowHolding(seq + 1);
     if (i !== -1) {
-      // Read lazily: a catching-up viewer asks for a little at a time, and rows are up to a MiB.
       const rows = this.sql.exec<{ first_seq: number; last_seq: number; body: string }>(
         'SELECT first_seq, last_seq, body FROM proc_events WHERE proc_id = ? AND first_seq >= ? ORDER BY first_seq',
         this.procId,
         this.rows[i].first,
       );
       for (const r of rows) {
-        text += this.format.text(JSON.parse(r.body) as I[], r.first_seq, last);
+        yield { first: r.first_seq, items: JSON.parse(r.body) as I[] };
         last = r.last_seq;
-        if (text.length >= maxBytes) return { text, last };
       }
     }
-    if (this.pending.length && this.last > last) {
-      text += this.format.text(this.pending, this.pendingFirst, last);
-      last = this.last;
-    }
-    return { text, last };
+    if (this.pending.length && this.last > last) yield { first: this.pendingFirst, items: this.pending };
   }
 
   /** Removes the command's events. */

@@ -17,6 +17,7 @@ import { EventLog } from './event-log.ts';
 import { hangUp } from './hang-up.ts';
 import { ProcManager, type SinkFactory } from './proc-manager.ts';
 import type { ProcKind } from './proc-table.ts';
+import type { ProcObserver } from './proc-manager.ts';
 import { newProcId } from './proc-id.ts';
 import { StdinPumps } from './stdin-pump.ts';
 import { StreamExecSink } from './stream-exec.ts';
@@ -46,6 +47,7 @@ export class Streams {
     rescheduled: () => Promise<void>,
     /** Kinds of process the owner adds (a tenant host's jobs), each with where its output goes. */
     moreSinks: Partial<Record<ProcKind, SinkFactory>> = {},
+    observer?: ProcObserver,
   ) {
     const sql = ctx.storage.sql;
     EventLog.init(sql);
@@ -62,7 +64,7 @@ export class Streams {
       terminal: (row) => this.terminals.sink(row),
       sync: (row) => this.syncExecs.sink(row),
       ...moreSinks,
-    });
+    }, observer);
     this.stdin = new StdinPumps(this.procs, link);
     this.syncExecs = new SyncExecs(sql, this.procs, this.stdin);
     this.execSockets = new ExecSockets(ctx, link, this.procs, this.stdin);
@@ -134,6 +136,7 @@ export class Streams {
     if (!open) return errorResponse(new ApiError('BAD_REQUEST', 'malformed socket request'), requestId);
     const allowed = await access(open.caller, open.kind === 'terminal' ? 'view' : 'exec');
     if (!allowed.ok) return errorResponse(new ApiError(allowed.code, allowed.message), requestId);
+    if (open.kind === 'events') return errorResponse(new ApiError('BAD_REQUEST', 'events sockets are opened by the computer object itself'), requestId);
     if (!(await this.held.admits(open.caller.credential_id))) return errorResponse(new ApiError('UNAUTHORIZED', 'credential revoked'), requestId);
     const tags = this.held.tags(open.caller.credential_id);
     if (open.kind === 'terminal') return this.terminals.attach(open.caller.org_id, open.session_id, requestId, tags);

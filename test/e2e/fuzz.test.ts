@@ -65,7 +65,7 @@ function send(route: FuzzRoute, body: RawBody, contentType = 'application/json')
 
 /** Everything the fuzzed routes could change, as the API shows it. */
 async function snapshot(): Promise<Record<string, string>> {
-  const tenant = [`/computers/${id}`, '/computers', `/computers/${id}/env`, `/computers/${id}/ports`, `/computers/${id}/auto-stop`, '/workspaces?page_size=100', '/projects?page_size=100'];
+  const tenant = [`/computers/${id}`, '/computers', `/computers/${id}/env`, `/computers/${id}/ports`, `/computers/${id}/auto-stop`, `/computers/${id}/snapshots`, '/workspaces?page_size=100', '/projects?page_size=100'];
   const oc = `/opencomputers/hosts/${host}`;
   tenant.push('/opencomputers/hosts', oc, `${oc}/exec`, `${oc}/secrets`, `${oc}/tunnels`, '/opencomputers/secrets');
   const org = `/admin/organizations/${orgId}`;
@@ -79,8 +79,8 @@ async function snapshot(): Promise<Record<string, string>> {
 }
 
 /** Why a reply to a malformed body is wrong, or null. */
-function bodyProblem(r: RawReply, bytes: number): string | null {
-  if (bytes > MAX_BODY_BYTES) return envelopeProblem(r, 413, 'PAYLOAD_TOO_LARGE');
+function bodyProblem(r: RawReply, bytes: number, limit = MAX_BODY_BYTES): string | null {
+  if (bytes > limit) return envelopeProblem(r, 413, 'PAYLOAD_TOO_LARGE');
   const p = envelopeProblem(r, 400);
   if (p) return p;
   const code = (JSON.parse(r.text) as { error: { code: string } }).error.code;
@@ -96,7 +96,7 @@ describe('fuzzed bodies', () => {
       const before = await snapshot();
       const failures: string[] = [];
       await pool(cases, CONCURRENCY, async (c) => {
-        const problem = bodyProblem(await send(route, c.text, c.contentType), Buffer.byteLength(c.text));
+        const problem = bodyProblem(await send(route, c.text, c.contentType), Buffer.byteLength(c.text), route.bodyLimit);
         if (problem) failures.push(`${c.label}: ${problem}`);
       });
       expect(failures, `seed ${SEED}`).toEqual([]);
@@ -105,11 +105,11 @@ describe('fuzzed bodies', () => {
     });
   }
 
-  it('a body over 1 MiB is a 413 on every route, declared or streamed, even when it is otherwise valid', async () => {
+  it('a body over 1 MiB (10 MiB for a file write) is a 413 on every route, declared or streamed, even when it is otherwise valid', async () => {
     const before = await snapshot();
     const failures: string[] = [];
     for (const route of FUZZ_ROUTES.filter((r) => r.auth !== 'none')) {
-      const text = toJson({ ...route.shape.valid, pad: 'a'.repeat(MAX_BODY_BYTES) });
+      const text = toJson({ ...route.shape.valid, pad: 'a'.repeat(route.bodyLimit ?? MAX_BODY_BYTES) });
       const declared = await send(route, text);
       const chunks = Math.ceil(text.length / 65_536);
       let i = 0;
@@ -177,6 +177,20 @@ function routeTable(): [string, string[]][] {
     ...['start', 'stop', 'restart', 'clone', 'resize', 'move', 'stream-token', 'exec', 'exec/python'].map((a): [string, string[]] => [`${c}/${a}`, post]),
     ...['vnc-credentials', 'urls', 'apps', 'metrics'].map((a): [string, string[]] => [`${c}/${a}`, ['GET']]),
     [`${c}/auto-stop`, ['GET', 'PATCH']],
+    [`${c}/events`, ['GET']],
+    [`${c}/logs`, ['GET']],
+    [`${c}/logs/stream`, ['GET']],
+    [`${c}/files`, ['GET', 'DELETE']],
+    [`${c}/files/readdir`, ['GET']],
+    ...['stat', 'mkdir', 'rename', 'copy', 'chmod', 'write', 'upload', 'export'].map((a): [string, string[]] => [`${c}/files/${a}`, post]),
+    [`${c}/files/download`, ['GET']],
+    [`${c}/snapshots`, ['GET', 'POST']],
+    [`${c}/snapshots/${uuid}`, ['GET', 'PATCH', 'DELETE']],
+    [`${c}/snapshots/${uuid}/restore`, post],
+    [`${c}/snapshots/${uuid}/events`, ['GET']],
+    [`${c}/restore/${uuid}`, post],
+    ['/api/v1/snapshots', ['GET']],
+    ['/api/v1/files/exports/x.y.z', ['GET']],
     [`${c}/env`, ['GET', 'POST']],
     [`${c}/env/FUZZ_VAR`, ['PATCH', 'DELETE']],
     [`${c}/ports`, ['GET', 'POST']],
@@ -300,6 +314,8 @@ describe('routes, methods, ids and queries', () => {
       '/computers?page_size=1000', '/computers?page_size=0', '/computers?per_page=101', '/computers?workspace_id=xyz', '/computers?project_id=',
       `/computers/${id}/metrics?window=xyz`, `/computers/${id}/metrics?window=1H`, `/computers/${id}/metrics?window=`,
       `/computers/${id}/env?page=-1`, `/computers/${id}/ports?page_size=1000`, '/workspaces?page=0', '/projects?page_size=101',
+      `/computers/${id}/files?path=${'x'.repeat(4097)}`, `/computers/${id}/files/download?path=`, `/computers/${id}/files/download?path=a%00b`,
+      `/computers/${id}/logs?lines=-1`, `/computers/${id}/logs?lines=10001`, `/computers/${id}/logs?lines=abc`, `/computers/${id}/logs?since=x`,
     ];
     const failures: string[] = [];
     for (const p of tenant) {

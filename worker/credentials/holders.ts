@@ -25,4 +25,7 @@ const tenantHostsOf: HolderSource = async (env, orgId) => {
   return results.map((r) => env.HOST.get(env.HOST.idFromName(r.id)));
 };
 
-export const CREDENTIAL_HOLDERS: HolderSource[] = [computersOf, tenantHostsOf];
+/** The organization's event log: its SSE streams (GET /events, …/computers/{id}/events, snapshot progress). */
+const orgEventsOf: HolderSource = async (env, orgId) => [env.ORG_EVENTS.get(env.ORG_EVENTS.idFromName(orgId))];
+
+export const CREDENTIAL_HOLDERS: HolderSource[] = [computersOf, tenantHostsOf, orgEventsOf];
