@@ -20,6 +20,7 @@ import type { Caller, ComputerRecord } from '../computer/record.ts';
 import { PortTable, type PortRecord } from './port-table.ts';
 import { relayFailure } from './failures.ts';
 import { relayHttp } from './http.ts';
+import { useTicketOnce } from './used-tickets.ts';
 import { parseRelayRequest, RELAY_REQUEST_HEADER, type RelayRequest } from './relay-request.ts';
 import type { RelayMux } from './relay-mux.ts';
 import { bridgeWebSocket } from './websocket.ts';
@@ -80,15 +81,7 @@ export class ComputerRelay {
   async redeemTicket(jti: string, expS: number, port: number): Promise<'ok' | 'used' | 'not_exposed'> {
     const id = this.host.record()?.id;
     if (!id || !(await this.ports.get(id, port))) return 'not_exposed';
-    const key = TICKET_PREFIX + jti;
-    if ((await this.host.storage.get(key)) !== undefined) return 'used';
-    await this.host.storage.put(key, expS);
-    // Forget tickets past their expiry: they cannot be redeemed any more anyway.
-    const now = Date.now() / 1000;
-    const all = await this.host.storage.list<number>({ prefix: TICKET_PREFIX, limit: 1000 });
-    const stale = [...all].filter(([, exp]) => exp < now - 60).map(([k]) => k);
-    if (stale.length) await this.host.storage.delete(stale);
-    return 'ok';
+    return (await useTicketOnce(this.host.storage, TICKET_PREFIX, jti, expS)) ? 'ok' : 'used';
   }
 
   private async tcp(request: Request, open: Extract<RelayRequest, { kind: 'tcp' }>): Promise<Response> {

@@ -17,6 +17,7 @@ import { checkPassword } from '../../worker/tunnels/tunnel-password.ts';
 import { prefixHead } from '../../worker/tunnels/tunnel-prefix.ts';
 import { FailureLimit } from './failure-limit.ts';
 import { relayHttp } from './http.ts';
+import { useTicketOnce } from './used-tickets.ts';
 import { parseRelayRequest, RELAY_REQUEST_HEADER, type RelayRequest } from './relay-request.ts';
 import type { RelayMux } from './relay-mux.ts';
 import { TunnelTable, type TunnelEntry, type TunnelRecord } from './tunnel-table.ts';
@@ -70,14 +71,7 @@ export class HostRelay {
     const h = await this.host.host();
     const t = h ? await this.table.get(h.id, tunnelId) : null;
     if (!t || !t.enabled || t.auth_mode !== 'tenant_only') return 'not_found';
-    const key = TICKET_PREFIX + jti;
-    if ((await this.host.storage.get(key)) !== undefined) return 'used';
-    await this.host.storage.put(key, expS);
-    const now = Date.now() / 1000;
-    const all = await this.host.storage.list<number>({ prefix: TICKET_PREFIX, limit: 1000 });
-    const stale = [...all].filter(([, exp]) => exp < now - 60).map(([k]) => k);
-    if (stale.length) await this.host.storage.delete(stale);
-    return 'ok';
+    return (await useTicketOnce(this.host.storage, TICKET_PREFIX, jti, expS)) ? 'ok' : 'used';
   }
 
   /** Handles a relay request; null when it is not a tunnel's (the caller answers it). */
