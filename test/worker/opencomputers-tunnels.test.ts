@@ -56,8 +56,9 @@ describe('tunnel records', () => {
     const pw = await create({ target_port: 8080, slug, auth_mode: 'password', password: 'correct horse' });
     expect(pw.slug).toBe(slug);
     expect(JSON.stringify(pw)).not.toMatch(/password_hash|correct horse|pbkdf2/);
-    const list = await expectJson<{ data: TunnelView[] }>(await api('/tunnels'), 200);
+    const list = await expectJson<{ data: TunnelView[]; meta: unknown }>(await api('/tunnels'), 200);
     expect(list.data.map((x) => x.id)).toEqual([gen.id, pw.id]);
+    expect(list.meta).toEqual({ total: 2, page: 1, per_page: expect.any(Number) });
     expect(JSON.stringify(list)).not.toMatch(/pbkdf2|correct horse/);
     const got = await expectJson<TunnelView>(await api(`/tunnels/${pw.id}`), 200);
     expect(got).toMatchObject({ id: pw.id, auth_mode: 'password' });

@@ -8,9 +8,10 @@
  * or a page saying why there is none — goes back as it is.
  */
 import { ApiError } from '../../schema/errors.ts';
+import { edgeFailure } from './edge-failure.ts';
 import type { Env } from '../env.ts';
 import { newRequestId } from '../http/ids.ts';
-import { clientAddress, enforceRateLimit, RATE_LIMITS } from '../middleware/rate-limit.ts';
+import { clientAddress } from '../middleware/rate-limit.ts';
 import { authenticateCredential, bearer } from '../middleware/auth.ts';
 import { inScope } from '../middleware/principal.ts';
 import { computerStub } from '../computers/access.ts';
@@ -20,7 +21,6 @@ import { RELAY_PATH, RELAY_REQUEST_HEADER, encodeRelayRequest, type PreviewCalle
 import { AUTH_PATH, COOKIE_TTL_S, PREVIEW_COOKIE, RESERVED_PREFIX, TOKEN_COOKIE, TOKEN_HEADER, mintPreviewCookie, readCookies, setCookie, verifyLinkTicket, verifyPreviewCookie } from './preview-credentials.ts';
 import { forwardHeaders, isHangarCredential } from './forward-headers.ts';
 import { computerBySlug, type PreviewComputer } from './preview-lookup.ts';
-import { previewError } from './preview-pages.ts';
 import type { PreviewTarget } from './preview-host.ts';
 
 /** Cloudflare's request body limit on the Free and Pro plans; operators on larger plans raise RELAY_MAX_BODY_BYTES. */
@@ -37,21 +37,7 @@ export async function handlePreview(request: Request, env: Env, target: PreviewT
   try {
     return await serve(request, env, url, target, requestId);
   } catch (err) {
-    let e: ApiError;
-    if (err instanceof ApiError) e = err;
-    else {
-      console.error(`[${requestId}] preview ${target.port}-${target.slug}`, err);
-      e = new ApiError('INTERNAL', 'Internal error; include the request_id when reporting it.');
-    }
-    // Failed credentials and unknown names are unauthenticated traffic: they count against the client's address.
-    if (e.code === 'UNAUTHORIZED' || e.code === 'NOT_FOUND') {
-      try {
-        await enforceRateLimit(env, `ip:${clientAddress(request)}`, RATE_LIMITS.public);
-      } catch (limited) {
-        if (limited instanceof ApiError) e = limited;
-      }
-    }
-    return previewError(e, request, requestId);
+    return edgeFailure(err, request, env, requestId, `preview ${target.port}-${target.slug}`);
   }
 }
 

@@ -9,15 +9,16 @@
  * form of a password tunnel.
  */
 import { ApiError } from '../../schema/errors.ts';
+import { edgeFailure } from '../preview/edge-failure.ts';
 import type { Env } from '../env.ts';
 import { newRequestId } from '../http/ids.ts';
-import { clientAddress, enforceRateLimit, RATE_LIMITS } from '../middleware/rate-limit.ts';
+import { clientAddress } from '../middleware/rate-limit.ts';
 import { authenticateCredential, bearer } from '../middleware/auth.ts';
 import { credentialOf } from '../computers/socket-auth.ts';
 import { apiKeyLive } from '../tenancy/principals.ts';
 import { RELAY_PATH, RELAY_REQUEST_HEADER, encodeRelayRequest, type TunnelCaller } from '../../durable-objects/relay/relay-request.ts';
 import { forwardHeaders, isHangarCredential } from '../preview/forward-headers.ts';
-import { previewError, wantsHtml } from '../preview/preview-pages.ts';
+import { wantsHtml } from '../preview/preview-pages.ts';
 import { maxBodyBytes } from '../preview/preview.ts';
 import { readCookies } from '../preview/preview-credentials.ts';
 import { tunnelBySlug, type TunnelTarget } from './tunnel-lookup.ts';
@@ -53,21 +54,7 @@ export async function handleTunnel(request: Request, env: Env, hit: TunnelHit): 
   try {
     return await serve(request, env, hit, requestId);
   } catch (err) {
-    let e: ApiError;
-    if (err instanceof ApiError) e = err;
-    else {
-      console.error(`[${requestId}] tunnel ${hit.slug}`, err);
-      e = new ApiError('INTERNAL', 'Internal error; include the request_id when reporting it.');
-    }
-    // Failed credentials and unknown names are unauthenticated traffic: they count against the client's address.
-    if (e.code === 'UNAUTHORIZED' || e.code === 'NOT_FOUND') {
-      try {
-        await enforceRateLimit(env, `ip:${clientAddress(request)}`, RATE_LIMITS.public);
-      } catch (limited) {
-        if (limited instanceof ApiError) e = limited;
-      }
-    }
-    return previewError(e, request, requestId);
+    return edgeFailure(err, request, env, requestId, `tunnel ${hit.slug}`);
   }
 }
 

@@ -74,7 +74,7 @@ export const TUNNEL_ROUTES: RouteDef[] = [
       const host = await loadTenantHost(c.env, c.principal, c.params.id);
       const page = readPage(c.query);
       const { rows, total } = await pagedQuery<TunnelRow>(c.env, { columns: COLUMNS, from: 'tunnels', where: 'host_id = ? AND org_id = ?', args: [host.id, host.org_id], orderBy: 'created_at, rowid' }, page);
-      return json({ data: rows.map((r) => view(c, r)), page: pageInfo(page, total) });
+      return json({ data: rows.map((r) => view(c, r)), meta: { total, page: page.page, per_page: page.page_size }, page: pageInfo(page, total) });
     },
   }),
   route({
