@@ -116,6 +116,7 @@ export class ComputerObject extends DurableObject<Env> {
       size: rec.size,
       vcpus: rec.vcpus,
       memory_mb: rec.memory_mb,
+      isolation: rec.isolation ?? 'sandbox',
       selected_apps: rec.selected_apps,
       env: await loadComputerEnv(this.env.DB, this.env.ENV_ENCRYPTION_KEY, rec.id),
     };

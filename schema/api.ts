@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { SIZE_NAMES } from './sizes.ts';
 import { StringMap } from './string-map.ts';
+import { ISOLATIONS } from './isolation.ts';
 
 /** Templates a computer can be created from. */
 export const TEMPLATES = ['miosa-desktop'] as const;
@@ -24,6 +25,8 @@ export const CreateComputer = z.object({
   name: Name,
   template_type: z.enum(TEMPLATES, { message: `unknown template; available: ${TEMPLATES.join(', ')}` }),
   size: z.enum(SIZE_NAMES).default('small'),
+  /** An extension of the spec: sandbox or vm; absent means the operator's default (DEFAULT_ISOLATION). */
+  isolation: z.enum(ISOLATIONS, { message: `unknown isolation; available: ${ISOLATIONS.join(', ')}` }).optional(),
   selected_apps: z.array(z.enum(APPS, { message: `unknown app; available: ${APPS.join(', ')}` })).max(16).default([]),
   region: z.string().min(1).max(64).optional(),
   auto_stop: z.number().int().min(0).max(30 * 86_400).optional(),

@@ -25,11 +25,15 @@
  *         computer sockets (computer_tcp targets) and host sockets (host_tcp).
  *  - 1.6  (files, events, logs, snapshots) the result of a boot (provision,
  *         start) carries the computer's `ip_address`.
+ *  - 1.7  computers as microVMs: the spec says which driver makes a computer
+ *         (`isolation`; absent: the agent's first driver), and the hello says
+ *         which accelerator the agent's VMs run on (`vm_accel`).
  */
 import { z } from 'zod';
 import { SIZE_NAMES } from './sizes.ts';
+import { ISOLATIONS } from './isolation.ts';
 
-export const PROTOCOL = { major: 1, minor: 6 } as const;
+export const PROTOCOL = { major: 1, minor: 7 } as const;
 
 /** The first minor version whose agents serve relayed streams. */
 export const RELAY_MINOR = 4;
@@ -50,6 +54,8 @@ export const ComputerSpec = z.object({
   memory_mb: z.number().int().positive(),
   selected_apps: z.array(z.string()),
   env: z.record(z.string(), z.string()),
+  /** 1.7: the driver that makes this computer; absent means the agent's first. */
+  isolation: z.enum(ISOLATIONS).optional(),
 });
 export type ComputerSpec = z.infer<typeof ComputerSpec>;
 
@@ -68,6 +74,8 @@ export const AgentHello = z.object({
   cpus: z.number().int().positive(),
   memory_mb: z.number().int().positive(),
   computers: z.array(z.object({ id: Uuid, state: ActualState })).max(10_000),
+  /** 1.7: how this agent's VMs run, decided by booting a probe VM (absent without the vm driver). */
+  vm_accel: z.enum(['kvm', 'tcg']).optional(),
 });
 
 export const AgentHeartbeat = z.object({

@@ -20,6 +20,8 @@ export interface Env {
   COMPUTER_DOMAIN: string;
   /** Region new computers land in when the caller names none. */
   DEFAULT_REGION: string;
+  /** Isolation of computers whose create names none: sandbox (if unset) or vm. */
+  DEFAULT_ISOLATION?: string;
   /** How often agents report each computer's CPU and memory (ms, as a string var). */
   METRICS_INTERVAL_MS?: string;
 }

@@ -1,5 +1,6 @@
 /** What a ComputerObject keeps about its computer, and who may touch it. */
 import type { Size } from '../../schema/sizes.ts';
+import type { Isolation } from '../../schema/isolation.ts';
 import type { Status } from './state-table.ts';
 import { isoNow } from '../../worker/http/ids.ts';
 
@@ -13,6 +14,8 @@ export interface ComputerRecord {
   size: Size;
   vcpus: number;
   memory_mb: number;
+  /** Which driver makes it; records made before VMs existed have none and are sandboxes. */
+  isolation?: Isolation;
   selected_apps: string[];
   host_id: string;
   status: Status;

@@ -194,8 +194,12 @@ export interface HostPeer extends RegisteredHost {
   close(): void;
 }
 
-/** Connects a host agent (registering a host first when none is given) and waits for its welcome. */
-export async function connectHost(registered?: RegisteredHost, computers: { id: string; state: ActualState }[] = []): Promise<HostPeer> {
+/** Connects a host agent (registering a host first when none is given) and waits for its welcome; it offers sandboxes unless told otherwise. */
+export async function connectHost(
+  registered?: RegisteredHost,
+  computers: { id: string; state: ActualState }[] = [],
+  opts: { drivers?: string[]; vm_accel?: 'kvm' | 'tcg' } = {},
+): Promise<HostPeer> {
   const host = registered ?? (await registerHost());
   const ws = await dial(AGENT_HOST_PATH, host.key);
   const inbox = new Inbox<HostServerMessage>();
@@ -205,11 +209,12 @@ export async function connectHost(registered?: RegisteredHost, computers: { id: 
       type: 'hello',
       protocol: PROTOCOL,
       agent_version: 'test-peer',
-      drivers: ['fake'],
+      drivers: opts.drivers ?? ['sandbox'],
       hostname: 'peer.test',
       cpus: 8,
       memory_mb: 32768,
       computers,
+      ...(opts.vm_accel && { vm_accel: opts.vm_accel }),
     }),
   );
   const welcome = await inbox.take('welcome', `host ${host.id}`);

@@ -15,6 +15,7 @@ export interface ComputerView {
   size: 'small' | 'medium' | 'large';
   vcpus: number;
   memory_mb: number;
+  isolation: 'sandbox' | 'vm';
   status: string;
   vm_id: string | null;
   region: string;

@@ -16,6 +16,7 @@ export function computerView(row: ComputerRow, env: Env) {
     size: row.size,
     vcpus: row.vcpus,
     memory_mb: row.memory_mb,
+    isolation: row.isolation,
     status: row.status,
     vm_id: row.status === 'provisioning' ? null : row.id,
     region: row.region,

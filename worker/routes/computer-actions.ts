@@ -41,6 +41,8 @@ export const COMPUTER_ACTION_ROUTES: RouteDef[] = [
         name: c.body.name ?? `${src.name}-clone`,
         template_type: src.template_type,
         size: src.size,
+        // Same host, same driver: the copy is of the source's disk.
+        isolation: src.isolation,
         selected_apps: src.selected_apps,
         workspace_id: src.workspace_id,
         project_id: src.project_id,
@@ -82,7 +84,8 @@ export const COMPUTER_ACTION_ROUTES: RouteDef[] = [
       unwrap(await stub.require(callerOf(c.principal), 'move'));
       if (c.body.region === row.region) return json(computerResource(row, c.env));
       if (!(await regionExists(c.env, c.body.region))) throw new ApiError('REGION_UNAVAILABLE', `unknown region "${c.body.region}": no host serves it`);
-      const host = await pickHost(c.env, c.body.region);
+      // The disk moves as it is: the new host must offer the driver that made it.
+      const host = await pickHost(c.env, c.body.region, row.isolation);
       // Offline: the disk is copied to the new host and the answer comes once the computer lives there.
       unwrap(await stub.move(callerOf(c.principal), { host_id: host.id, region: host.region }));
       return json(computerResource(await loadComputer(c.env, c.principal, row.id), c.env));

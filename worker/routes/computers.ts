@@ -11,16 +11,18 @@ import { route, type RouteDef } from '../router.ts';
 import { ownershipFilters, resolveOwnership } from '../tenancy/ownership.ts';
 import { callerOf, computerStub, loadComputer, parseRow } from '../computers/access.ts';
 import { computerResource, computerView } from '../computers/view.ts';
-import { pickHost, regionExists } from '../computers/placement.ts';
+import { defaultIsolation, pickHost, regionExists } from '../computers/placement.ts';
 import { balanceOf } from '../../durable-objects/computer/usage.ts';
 import { STATUSES } from '../../durable-objects/computer/state-table.ts';
 import type { Principal } from '../middleware/principal.ts';
 import type { ComputerRow } from '../../schema/db.ts';
+import type { Isolation } from '../../schema/isolation.ts';
 
 export interface NewComputer {
   name: string;
   template_type: string;
   size: keyof typeof SIZES;
+  isolation: Isolation;
   selected_apps: string[];
   workspace_id: string;
   project_id: string;
@@ -41,11 +43,11 @@ export async function insertComputer(env: Env, p: Principal, n: NewComputer): Pr
   const now = isoNow();
   const size = SIZES[n.size];
   await env.DB.prepare(
-    `INSERT INTO computers (id, org_id, workspace_id, project_id, owner_user_id, name, slug, template_type, size, vcpus, memory_mb, status,
+    `INSERT INTO computers (id, org_id, workspace_id, project_id, owner_user_id, name, slug, template_type, size, vcpus, memory_mb, isolation, status,
        host_id, region, external_workspace_id, external_user_id, external_project_id, selected_apps, auto_stop, metadata, visibility, created_at, updated_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'provisioning', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'provisioning', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   )
-    .bind(id, p.org_id, n.workspace_id, n.project_id, p.subject, n.name, slugify(n.name), n.template_type, n.size, size.vcpus, size.memory_mb,
+    .bind(id, p.org_id, n.workspace_id, n.project_id, p.subject, n.name, slugify(n.name), n.template_type, n.size, size.vcpus, size.memory_mb, n.isolation,
       n.host.id, n.host.region, n.external_workspace_id, n.external_user_id, n.external_project_id,
       JSON.stringify(n.selected_apps), n.auto_stop, JSON.stringify(n.metadata), n.visibility, now, now)
     .run();
@@ -59,6 +61,7 @@ export async function insertComputer(env: Env, p: Principal, n: NewComputer): Pr
     size: n.size,
     vcpus: size.vcpus,
     memory_mb: size.memory_mb,
+    isolation: n.isolation,
     selected_apps: n.selected_apps,
     host_id: n.host.id,
     status: 'provisioning',
@@ -82,9 +85,11 @@ export const COMPUTER_ROUTES: RouteDef[] = [
         throw new ApiError('REGION_UNAVAILABLE', `unknown region "${b.region}": no host serves it`);
       }
       const owner = await resolveOwnership(c.env, c.principal, b);
-      const host = await pickHost(c.env, b.region ?? c.env.DEFAULT_REGION);
+      const isolation = b.isolation ?? defaultIsolation(c.env);
+      const host = await pickHost(c.env, b.region ?? c.env.DEFAULT_REGION, isolation);
       const row = await insertComputer(c.env, c.principal, {
         ...b,
+        isolation,
         ...owner,
         host,
         auto_stop: b.auto_stop ?? 0,
