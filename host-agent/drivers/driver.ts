@@ -82,8 +82,18 @@ export interface DiskImport {
   abort(): Promise<void>;
 }
 
+/** What an agent's hello says about its drivers. */
+export interface DriverDescription {
+  /** The isolations offered (driver names). */
+  drivers: string[];
+  /** How the vm driver's VMs run, when it is one of them. */
+  vm_accel?: 'kvm' | 'tcg';
+}
+
 export interface ComputerDriver {
   readonly name: string;
+  /** For the hello; without it, the driver's name is all there is to say. */
+  describe?(): Promise<DriverDescription>;
   /** Makes sure the base template exists (builds it on first use, reporting progress). */
   prepare(onProgress: ProgressFn): Promise<void>;
   /** Builds the computer's disk (from the template, or from another computer's disk) and boots it. */
