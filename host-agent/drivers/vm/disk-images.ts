@@ -57,6 +57,7 @@ export function ensureGuestImage(dataDir: string): Promise<string> {
         fs.mkdirSync(path.dirname(to), { recursive: true });
         fs.copyFileSync(f.abs, to);
       }
+      await precompile(staging);
       await makeImage(final, staging, 32 << 20, ['-L', 'hangar-guest']);
     } finally {
       fs.rmSync(staging, { recursive: true, force: true });
@@ -81,6 +82,15 @@ async function makeImage(final: string, fromDir: string, size: number, extra: st
     fs.rmSync(tmp, { force: true });
     throw err instanceof DriverError ? err : new DriverError('FAILED', `making ${path.basename(final)} failed: ${(err as Error).message}`);
   }
+}
+
+/**
+ * Bytecode for the guest's modules, made by the host's Python: the guest's disk is read-only,
+ * so without it the guest would compile its source at every start (slow under emulation). A
+ * Python of another version in the computer ignores these files and compiles as before.
+ */
+async function precompile(dir: string): Promise<void> {
+  await runCommand('python3', ['-m', 'compileall', '-q', '--invalidation-mode', 'unchecked-hash', dir], { timeoutMs: 120_000 }).catch(() => undefined);
 }
 
 async function diskUsage(dir: string): Promise<number> {

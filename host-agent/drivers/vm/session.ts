@@ -17,6 +17,7 @@ import { isAlive, type VmState } from './qemu.ts';
 
 /** Pause after a failed attempt, so the guest sees the host side close before the next one. */
 const RETRY_PAUSE_MS = 300;
+const FIRST_ATTEMPT_MS = 1500;
 
 export class VmSession {
   readonly id: string;
@@ -44,26 +45,25 @@ export class VmSession {
     return isAlive(this.state);
   }
 
-  /** The guest connection, opening one if needed; null when the guest does not answer in time. */
-  async connect(timeoutMs = 3000): Promise<GuestClient | null> {
+  /**
+   * The guest connection, opening one if needed; null when the guest does not answer in time.
+   * A first attempt that gets no hello is followed by a second after a pause: the first may
+   * have come too soon after another connection closed for the guest to have noticed.
+   */
+  async connect(timeoutMs = 4000): Promise<GuestClient | null> {
     if (this.guest && !this.guest.closed) return this.guest;
     if (!this.connecting) {
       this.connecting = (async () => {
-        const wait = this.lastFailure + RETRY_PAUSE_MS - Date.now();
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-        try {
-          const client = await GuestClient.connect(this.paths.guestSocket, { timeoutMs, bootId: this.state.boot_id });
-          this.guest = client;
-          client.on('close', () => {
-            if (this.guest === client) this.guest = null;
-            this.lastFailure = Date.now();
-            this.onGuestClose();
-          });
-          return client;
-        } catch {
-          this.lastFailure = Date.now();
-          return null;
+        const deadline = Date.now() + timeoutMs;
+        for (let attempt = 0; attempt < 2 && Date.now() < deadline; attempt++) {
+          const wait = this.lastFailure + RETRY_PAUSE_MS - Date.now();
+          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+          // A guest that has seen the last connection close greets a new one within milliseconds.
+          const budget = attempt === 0 ? Math.min(FIRST_ATTEMPT_MS, deadline - Date.now()) : deadline - Date.now();
+          const client = await this.open(Math.max(100, budget));
+          if (client) return client;
         }
+        return null;
       })().finally(() => {
         this.connecting = null;
       });
@@ -71,11 +71,29 @@ export class VmSession {
     return this.connecting;
   }
 
+  private async open(timeoutMs: number): Promise<GuestClient | null> {
+    try {
+      const client = await GuestClient.connect(this.paths.guestSocket, { timeoutMs, bootId: this.state.boot_id });
+      this.guest = client;
+      client.on('close', () => {
+        if (this.guest === client) this.guest = null;
+        this.lastFailure = Date.now();
+        this.onGuestClose();
+      });
+      return client;
+    } catch {
+      this.lastFailure = Date.now();
+      return null;
+    }
+  }
+
   /** Waits for the guest's hello while the VM boots: one long attempt, retried until the deadline. */
   async waitForGuest(timeoutMs: number): Promise<GuestClient | null> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline && this.alive()) {
-      const client = await this.connect(Math.max(1000, deadline - Date.now()));
+      const wait = this.lastFailure + RETRY_PAUSE_MS - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      const client = await this.open(Math.max(1000, deadline - Date.now()));
       if (client) return client;
     }
     return null;

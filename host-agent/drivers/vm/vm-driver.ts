@@ -74,6 +74,11 @@ export class VmDriver implements ComputerDriver {
     this.poll.unref();
   }
 
+  /** The (canonical) data dir this driver works in. */
+  get dataDirectory(): string {
+    return this.dataDir;
+  }
+
   /** The accelerator in use, once prepare() has probed it. */
   async accel(): Promise<AccelChoice> {
     return (await this.ready(() => undefined)).accel;
@@ -319,6 +324,8 @@ export class VmDriver implements ComputerDriver {
       await this.stopLocked(spec.id);
       throw new DriverError('FAILED', `the computer did not come up (${why}); console: ${tail(paths.log, 6)}`);
     }
+    // Running means reachable and online: the network comes up while the guest agent starts.
+    await session.control.request('ready', 35_000).catch(() => undefined);
     await guest.setEnv(spec.env);
     return session;
   }
@@ -398,6 +405,8 @@ export class VmDriver implements ComputerDriver {
   private checkExit(id: string): void {
     const session = this.sessions.get(id);
     if (!session || session.stopping || session.alive()) return;
+    // QEMU is ours and dead but not yet reaped: its 'exit' event (which calls this again) has the status.
+    if (session.child && session.child.exitCode === null && session.child.signalCode === null) return;
     this.sessions.delete(id);
     session.close();
     const code = session.child?.exitCode;

@@ -35,7 +35,9 @@ async def serve(port):
     stop = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, lambda: stop.done() or stop.set_result(None))
     SerialChannel(loop, port, lambda: Connection(guest))
-    log(f"serving {port} (boot {BOOT_ID})")
+    with open("/proc/uptime") as f:
+        up = f.read().split()[0]
+    log(f"serving {port} (boot {BOOT_ID}, {up} s after the VM started)")
     await stop
 
 
