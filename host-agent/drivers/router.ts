@@ -6,6 +6,7 @@
  * has the computer's disk. A computer no driver has gets the first driver's
  * answer for a missing disk, so behaviour matches a single-driver host.
  */
+import type { Duplex } from 'node:stream';
 import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
 import { DriverError, type ComputerDriver, type ComputerMetrics, type DiskExport, type DiskImport, type DriverDescription, type ProgressFn, type StreamProcess } from './driver.ts';
 
@@ -84,8 +85,17 @@ export class DriverRouter implements ComputerDriver {
     return (await this.ownerOrFirst(id)).attach(id, procId, offsets, window);
   }
 
+  async connectTcp(id: string, port: number): Promise<Duplex> {
+    return (await this.ownerOrFirst(id)).connectTcp(id, port);
+  }
+
   async metrics(id: string): Promise<ComputerMetrics | null> {
     return (await this.ownerOrFirst(id)).metrics(id);
+  }
+
+  async address(id: string): Promise<string | null> {
+    const d = await this.owner(id);
+    return d?.address ? d.address(id) : null;
   }
 
   async state(id: string): Promise<ActualState> {

@@ -21,7 +21,6 @@ import { imagesDir } from './paths.ts';
 const IMAGE_RECIPE = 'v1';
 
 const GUEST_DIR = fileURLToPath(new URL('../../guest/', import.meta.url));
-const VM_GUEST_DIR = fileURLToPath(new URL('./guest/', import.meta.url));
 
 const once = new BuildOnce<string>();
 
@@ -42,9 +41,9 @@ export function ensureBaseImage(dataDir: string, templateDir: string, onProgress
   });
 }
 
-/** The guest image: the guest agent package and the VM's entry into it. */
+/** The guest image: the guest agent (host-agent/guest, run as a directory). */
 export function ensureGuestImage(dataDir: string): Promise<string> {
-  const files = [...listFiles(GUEST_DIR, ''), ...listFiles(VM_GUEST_DIR, '')];
+  const files = listFiles(GUEST_DIR, '');
   const hash = createHash('sha256').update(IMAGE_RECIPE);
   for (const f of files) hash.update(f.rel).update(fs.readFileSync(f.abs));
   const final = path.join(imagesDir(dataDir), `guest-${hash.digest('hex').slice(0, 16)}.img`);

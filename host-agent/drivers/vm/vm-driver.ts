@@ -11,8 +11,11 @@
  */
 import fs from 'node:fs';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult, ProcStartParams, StreamOffsets } from '../../../schema/protocol.ts';
 import type { GuestClient } from '../../guest-client.ts';
+import { openGuestTcp } from '../../relay/guest-tcp.ts';
+import { RelayTargetError } from '../../relay/target-error.ts';
 import { DriverError, type ComputerDriver, type ComputerMetrics, type DiskExport, type DiskImport, type DriverDescription, type ProgressFn, type StreamProcess } from '../driver.ts';
 import { ComputerLocks, guestAttach, guestExec, guestFailure, guestSpawn } from '../guest-ops.ts';
 import { installApps } from '../sandbox/apps.ts';
@@ -198,6 +201,24 @@ export class VmDriver implements ComputerDriver {
     } catch (err) {
       throw guestFailure(id, err, () => !this.sessionFor(id));
     }
+  }
+
+  async connectTcp(id: string, port: number): Promise<Duplex> {
+    let guest: GuestClient;
+    try {
+      guest = await this.guestOf(id);
+    } catch (err) {
+      throw new RelayTargetError('unreachable', err instanceof Error ? err.message : String(err));
+    }
+    return openGuestTcp(guest, port);
+  }
+
+  /** The address the VM got from passt's DHCP (its init records it). */
+  async address(id: string): Promise<string | null> {
+    const session = this.sessionFor(id);
+    if (!session) return null;
+    const words = await session.control.request('addr', 5000).catch(() => []);
+    return words[0] && net.isIP(words[0]) ? words[0] : null;
   }
 
   async metrics(id: string): Promise<ComputerMetrics | null> {

@@ -14,5 +14,6 @@ Modules, one per concern:
     spawn      ops spawn/attach/stdin/ack/...: long-lived streamed processes
     env        op setenv: the computer's environment
     tcp        ops tcp_*: connections to the computer's ports, for the relay
+    serial     the channel in a VM: host connections over one virtio-serial port
     main       op dispatch, the listening socket, the command line
 """

@@ -12,6 +12,7 @@ from . import env, exec as exec_op, spawn, tcp
 from .common import STARTED, BOOT_ID, GuestError, log
 from .framing import Connection
 from .processes import Reaper, Runner
+from .serial import SerialChannel
 from .spawn import MAX_EXITED
 
 
@@ -80,12 +81,28 @@ async def serve(path):
         await stop
 
 
+async def serve_serial(port):
+    """In a VM: one virtio-serial port instead of a listening socket (serial.py)."""
+    loop = asyncio.get_running_loop()
+    guest = Guest(loop)
+    stop = loop.create_future()
+    loop.add_signal_handler(signal.SIGTERM, lambda: stop.done() or stop.set_result(None))
+    SerialChannel(loop, port, lambda: Connection(guest))
+    with open("/proc/uptime") as f:
+        up = f.read().split()[0]
+    log(f"serving {port} (boot {BOOT_ID}, {up} s after the kernel started)")
+    await stop
+
+
 def main():
-    path = "/run/hangar/guest.sock"
     args = sys.argv[1:]
+    if len(args) == 2 and args[0] == "--serial":
+        asyncio.run(serve_serial(args[1]))
+        return
+    path = "/run/hangar/guest.sock"
     if len(args) == 2 and args[0] == "--listen":
         path = args[1]
     elif args:
-        print("usage: hangar-guest [--listen /path/to/guest.sock]", file=sys.stderr)
+        print("usage: hangar-guest [--listen /path/to/guest.sock | --serial /dev/virtio-ports/NAME]", file=sys.stderr)
         sys.exit(2)
     asyncio.run(serve(path))

@@ -1,4 +1,4 @@
-"""The guest's channel in a virtual machine: one virtio-serial port.
+"""The guest's channel in a virtual machine: one virtio-serial port (`--serial PORT`).
 
 A unix socket gives the guest a new connection per host client; a
 virtio-serial port is one byte stream for the machine's whole life, and the
