@@ -138,7 +138,6 @@ describe('a computer as a microVM', () => {
     expect(alive(pid)).toBe(false);
     expect(passt_pid && alive(passt_pid)).toBe(false);
     expect(fs.existsSync(paths.dir)).toBe(false);
-    expect(fs.existsSync(paths.netDir)).toBe(false);
     expect(await driver.list()).not.toContain(spec.id);
   });
 });

@@ -1,70 +1,74 @@
 /**
  * A VM's network: passt (Debian `passt`, the same program the sandbox uses
- * as pasta) on a unix socket QEMU's virtio-net connects to. passt relays the
- * guest's traffic through host sockets: outbound works as from the host; no
- * port is forwarded inward (`-t none -u none`); `--no-map-gw` keeps the
- * gateway address from leading to the host's own loopback services (the host
- * agent, other computers' channels). It hands the guest its address by DHCP
- * and quits when QEMU disconnects (`--one-off`).
+ * as pasta) relaying the traffic of QEMU's virtio-net through host sockets:
+ * outbound works as from the host; no port is forwarded inward (`-t none
+ * -u none`); `--no-map-gw` keeps the gateway address from leading to the
+ * host's own loopback services (the host agent, other computers' channels).
+ * It hands the guest its address by DHCP.
  *
- * Started as root, passt sheds its capabilities, opens its log file (still
- * uid 0, but without the power to override permissions), then becomes
- * `nobody` and binds its socket and writes its pid. So its directory belongs
- * to `nobody` (mode 0711: root passes through to its own log file, made in
- * advance) and the pid file too.
+ * passt and QEMU talk over a connected pair of unix sockets made here and
+ * handed to each as descriptor 3, so no socket file exists that another
+ * process could reach, and passt — which drops to `nobody` — needs no
+ * directory of its own. It ends when QEMU closes its end.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { DriverError } from '../driver.ts';
 import { DNS_FORWARD_ADDR } from '../sandbox/host-config.ts';
-import { runCommand } from '../sandbox/run-command.ts';
 import type { VmPaths } from './paths.ts';
 
-/** passt's unprivileged user (Debian's `nobody`). */
-function nobody(): { uid: number; gid: number } {
-  try {
-    for (const line of fs.readFileSync('/etc/passwd', 'utf8').split('\n')) {
-      const f = line.split(':');
-      if (f[0] === 'nobody') return { uid: Number(f[2]), gid: Number(f[3]) };
-    }
-  } catch {
-    // fall through
-  }
-  return { uid: 65534, gid: 65534 };
-}
+/** The descriptor number each side finds its end of the pair at. */
+export const NET_FD = 3;
 
-/** Starts passt for a VM about to boot; returns its pid once its socket is listening. */
-export async function startPasst(paths: VmPaths, dnsForward: boolean): Promise<number> {
-  const { uid, gid } = nobody();
-  fs.rmSync(paths.netDir, { recursive: true, force: true });
-  // Others may pass through the parent (to reach their own dir), not list it.
-  fs.mkdirSync(path.dirname(paths.netDir), { recursive: true, mode: 0o711 });
-  fs.mkdirSync(paths.netDir, { mode: 0o711 });
-  fs.chmodSync(paths.netDir, 0o711);
-  fs.chownSync(paths.netDir, uid, gid);
-  fs.writeFileSync(paths.passtLog, '', { mode: 0o600 });
-  fs.writeFileSync(paths.passtPid, '', { mode: 0o644 });
-  fs.chownSync(paths.passtPid, uid, gid);
+/** Starts passt on one end of a new socket pair; returns it and QEMU's end (to pass as NET_FD, then destroy). */
+export async function startPasst(paths: VmPaths, dnsForward: boolean): Promise<{ passt: ChildProcess; qemuEnd: net.Socket }> {
+  const [passtEnd, qemuEnd] = await socketPair(path.join(paths.dir, 'pair.sock'));
   const args = [
-    '--quiet', '--one-off',
-    '--socket', paths.netSocket,
-    '--pid', paths.passtPid,
+    '--foreground', '--quiet',
+    '--fd', String(NET_FD),
+    // Opened before passt becomes `nobody`, in the computer's root-only directory.
     '--log-file', paths.passtLog,
     '-t', 'none', '-u', 'none', '--no-map-gw',
   ];
   if (dnsForward) args.push('--dns-forward', DNS_FORWARD_ADDR);
-  // passt returns once its socket listens and it has forked into the background.
-  await runCommand('passt', args, { timeoutMs: 15_000 });
-  const pid = Number(fs.readFileSync(paths.passtPid, 'utf8').trim());
-  if (!Number.isInteger(pid) || pid <= 0) throw new DriverError('FAILED', 'passt did not report its pid');
-  if (!fs.existsSync(paths.netSocket)) throw new DriverError('FAILED', `passt did not create its socket: ${tail(paths.passtLog)}`);
-  return pid;
+  let passt: ChildProcess;
+  try {
+    passt = spawn('passt', args, { detached: true, stdio: ['ignore', 'ignore', 'ignore', passtEnd] });
+  } finally {
+    passtEnd.destroy();
+  }
+  passt.unref();
+  if (!passt.pid) {
+    qemuEnd.destroy();
+    throw new DriverError('FAILED', 'passt could not start: is Debian `passt` installed?');
+  }
+  return { passt, qemuEnd };
 }
 
-function tail(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8').trim().split('\n').slice(-3).join(' | ');
-  } catch {
-    return `no log at ${path.basename(file)}`;
-  }
+/** A connected pair of unix stream sockets (Node has no socketpair(2)): a listener that lives for one accept. */
+function socketPair(at: string): Promise<[net.Socket, net.Socket]> {
+  fs.rmSync(at, { force: true });
+  return new Promise((resolve, reject) => {
+    const server = net.createServer({ pauseOnConnect: true });
+    const fail = (err: Error) => {
+      server.close();
+      fs.rmSync(at, { force: true });
+      reject(new DriverError('FAILED', `cannot make the VM's network socket pair: ${err.message}`));
+    };
+    server.once('error', fail);
+    server.once('connection', (accepted) => {
+      server.close();
+      fs.rmSync(at, { force: true });
+      accepted.pause();
+      resolve([accepted, client]);
+    });
+    let client: net.Socket;
+    server.listen(at, () => {
+      client = net.createConnection({ path: at });
+      client.pause();
+      client.once('error', fail);
+    });
+  });
 }

@@ -15,8 +15,7 @@
  *   vm/computers/<id>/boot/            per-boot files handed to the VM (hostname, hosts, resolv.conf)
  *   vm/computers/<id>/g.sock, c.sock   host ends of the guest and control channels (virtio-serial)
  *   vm/computers/<id>/q.sock           QEMU's QMP socket
- *   vm/net/<id>/                       passt's socket, log and pid, owned by the unprivileged user
- *                                      passt runs as (computer dirs are root's alone)
+ *   vm/computers/<id>/passt.log        the VM's network relay's log
  */
 import path from 'node:path';
 import { assertSafeId } from '../sandbox/paths.ts';
@@ -32,10 +31,7 @@ export interface VmPaths {
   guestSocket: string;
   controlSocket: string;
   qmpSocket: string;
-  netDir: string;
-  netSocket: string;
   passtLog: string;
-  passtPid: string;
   /** A memory snapshot of a suspended VM, resumed by the next start. */
   memory: string;
 }
@@ -43,12 +39,10 @@ export interface VmPaths {
 export const vmDir = (dataDir: string) => path.join(dataDir, 'vm');
 export const imagesDir = (dataDir: string) => path.join(vmDir(dataDir), 'images');
 export const vmComputersDir = (dataDir: string) => path.join(vmDir(dataDir), 'computers');
-export const vmNetDir = (dataDir: string) => path.join(vmDir(dataDir), 'net');
 
 export function vmPaths(dataDir: string, id: string): VmPaths {
   assertSafeId(id);
   const dir = path.join(vmComputersDir(dataDir), id);
-  const net = path.join(vmNetDir(dataDir), id);
   return {
     dir,
     disk: path.join(dir, 'disk.img'),
@@ -61,10 +55,7 @@ export function vmPaths(dataDir: string, id: string): VmPaths {
     guestSocket: path.join(dir, 'g.sock'),
     controlSocket: path.join(dir, 'c.sock'),
     qmpSocket: path.join(dir, 'q.sock'),
-    netDir: net,
-    netSocket: path.join(net, 'n.sock'),
-    passtLog: path.join(net, 'passt.log'),
-    passtPid: path.join(net, 'passt.pid'),
+    passtLog: path.join(dir, 'passt.log'),
     memory: path.join(dir, 'memory.state'),
   };
 }

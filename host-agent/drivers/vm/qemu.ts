@@ -17,7 +17,7 @@ import net from 'node:net';
 import { DriverError } from '../driver.ts';
 import { processStartTime } from '../sandbox/launch.ts';
 import type { Accel } from './accel.ts';
-import { startPasst } from './network.ts';
+import { NET_FD, startPasst } from './network.ts';
 import type { VmPaths } from './paths.ts';
 import { kernelArgs, machineArgs, type BootFiles } from './qemu-args.ts';
 
@@ -60,13 +60,15 @@ export async function launchVm(cfg: LaunchConfig): Promise<{ state: VmState; chi
   for (const f of [paths.guestSocket, paths.controlSocket, paths.qmpSocket]) fs.rmSync(f, { force: true });
   fs.appendFileSync(paths.log, `--- boot ${new Date().toISOString()}\n`);
   const bootId = randomBytes(16).toString('hex');
-  const passtPid = await startPasst(paths, cfg.dnsForward);
+  const { passt, qemuEnd } = await startPasst(paths, cfg.dnsForward);
+  const passtPid = passt.pid!;
   let child: ChildProcess;
   const log = fs.openSync(paths.qemuLog, 'w');
   try {
-    child = spawn(QEMU_BINARY, qemuArgs(cfg, bootId), { detached: true, stdio: ['ignore', log, log] });
+    child = spawn(QEMU_BINARY, qemuArgs(cfg, bootId), { detached: true, stdio: ['ignore', log, log, qemuEnd] });
   } finally {
     fs.closeSync(log);
+    qemuEnd.destroy();
   }
   child.unref();
   const kill = () => {
@@ -122,7 +124,7 @@ function qemuArgs(cfg: LaunchConfig, bootId: string): string[] {
     '-device', 'virtserialport,chardev=guest,name=hangar.guest',
     '-chardev', `socket,id=control,path=${paths.controlSocket},server=on,wait=off`,
     '-device', 'virtserialport,chardev=control,name=hangar.control',
-    '-netdev', `stream,id=net,server=off,addr.type=unix,addr.path=${paths.netSocket}`,
+    '-netdev', `stream,id=net,server=off,addr.type=fd,addr.str=${NET_FD}`,
     '-device', 'virtio-net-device,netdev=net',
     '-device', 'virtio-rng-device',
     '-device', 'virtio-balloon-device,free-page-reporting=on',

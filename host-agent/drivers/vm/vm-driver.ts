@@ -375,7 +375,6 @@ export class VmDriver implements ComputerDriver {
     this.sessions.delete(id);
     clearState(paths);
     for (const f of [paths.guestSocket, paths.controlSocket, paths.qmpSocket]) fs.rmSync(f, { force: true });
-    fs.rmSync(paths.netDir, { recursive: true, force: true });
   }
 
   /** Freezes a running computer's disk for a consistent copy; the returned function thaws it. */
