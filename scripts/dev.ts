@@ -30,7 +30,7 @@ async function keyWorks(apiUrl: string, key: string): Promise<boolean> {
 }
 
 async function main(): Promise<void> {
-  ensureSystemDeps(say);
+  ensureSystemDeps(say, { vm: true });
   mkdirSync(STATE, { recursive: true });
   say('starting the API (wrangler dev, local D1 and Durable Objects)…');
   const worker = await startWorker({ stateDir: STATE, port: PORT, log: (s) => process.stderr.write(s) });
@@ -51,8 +51,9 @@ async function main(): Promise<void> {
     writeFileSync(HOST_JSON, JSON.stringify(host, null, 2) + '\n', { mode: 0o600 });
   }
 
-  say('starting the host agent (the first run builds the computer template: a minute or two)…');
-  const agent = await startAgent({ origin: worker.origin, hostKey: host.host_key, log: (s) => process.stderr.write(s) });
+  say('starting the host agent (the first run builds the computer template and the VM images: a minute or two)…');
+  // This host offers both: sandboxes by default, microVMs for {"isolation": "vm"}.
+  const agent = await startAgent({ origin: worker.origin, hostKey: host.host_key, drivers: ['sandbox', 'vm'], log: (s) => process.stderr.write(s) });
 
   console.log(`
   Hangar is running.
