@@ -5,6 +5,7 @@
  */
 import { APPS, COMPUTER_VISIBILITIES, EXEC_MAX_COMMAND_BYTES, PORT_VISIBILITIES, TEMPLATES } from '../../schema/api.ts';
 import { SIZE_NAMES } from '../../schema/sizes.ts';
+import { ISOLATIONS } from '../../schema/isolation.ts';
 import type { BodyShape, Field } from './fuzz-cases.ts';
 
 export interface FuzzRoute {
@@ -53,6 +54,7 @@ export const FUZZ_ROUTES: FuzzRoute[] = [
         external_project_id: opt(str(0, 255)),
         metadata: opt({ spec: { type: 'labels' } }),
         visibility: opt(oneOf(COMPUTER_VISIBILITIES)),
+        isolation: opt(oneOf(ISOLATIONS)),
       },
     },
   },
