@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { chooseAccel } from '../../host-agent/drivers/vm/accel.ts';
 import { staticBusybox } from '../../host-agent/drivers/vm/boot-image.ts';
 import { KernelStore, extractVmlinux } from '../../host-agent/drivers/vm/kernel.ts';
-import { kernelArgs, machineArgs } from '../../host-agent/drivers/vm/qemu-args.ts';
+import { kernelArgs, kernelImage, machineArgs } from '../../host-agent/drivers/vm/qemu-args.ts';
 import { QEMU_BINARY } from '../../host-agent/drivers/vm/qemu.ts';
 import { imagesDir } from '../../host-agent/drivers/vm/paths.ts';
 import { useSharedTemplates } from '../shared-template.ts';
@@ -25,7 +25,7 @@ describe('accelerator probe', () => {
     expect(choice.probe_ms).toBeGreaterThan(0);
     const probe = fs.readdirSync(imagesDir(DATA_DIR)).find((f) => f.startsWith('probe-'))!;
     const boot = (accel: 'kvm' | 'tcg', timeoutMs: number) =>
-      spawnSync(QEMU_BINARY, [...machineArgs(accel, { vmlinux: kernel.vmlinux, initrd: path.join(imagesDir(DATA_DIR), probe) }, kernelArgs(accel), 1, 256), '-serial', 'stdio'], {
+      spawnSync(QEMU_BINARY, [...machineArgs(accel, { kernel: kernelImage(kernel, accel), initrd: path.join(imagesDir(DATA_DIR), probe) }, kernelArgs(accel), 1, 256), '-serial', 'stdio'], {
         encoding: 'utf8',
         timeout: timeoutMs,
       });

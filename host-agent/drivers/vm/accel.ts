@@ -16,7 +16,7 @@ import { buildPath, publish } from './build-dir.ts';
 import { cpioArchive } from './cpio.ts';
 import type { GuestKernel } from './kernel.ts';
 import { imagesDir } from './paths.ts';
-import { kernelArgs, machineArgs } from './qemu-args.ts';
+import { kernelArgs, kernelImage, machineArgs } from './qemu-args.ts';
 import { QEMU_BINARY } from './qemu.ts';
 
 export type Accel = 'kvm' | 'tcg';
@@ -95,7 +95,7 @@ interface ProbeResult {
 
 function bootProbe(accel: Accel, kernel: GuestKernel, initrd: string, deadlineMs: number): Promise<ProbeResult> {
   const started = Date.now();
-  const args = [...machineArgs(accel, { vmlinux: kernel.vmlinux, initrd }, kernelArgs(accel), 1, 256), '-serial', 'stdio'];
+  const args = [...machineArgs(accel, { kernel: kernelImage(kernel, accel), initrd }, kernelArgs(accel), 1, 256), '-serial', 'stdio'];
   return new Promise((resolve) => {
     const child = spawn(QEMU_BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';

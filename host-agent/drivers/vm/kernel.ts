@@ -28,11 +28,15 @@ export interface GuestKernel {
   /** `uname -r` inside the VM. */
   release: string;
   vmlinux: string;
+  /** The package's compressed kernel, as it came. */
+  bzImage: string;
   /** lib/modules/<release> of the package. */
   modules: string;
 }
 
 const SAFE = /^[A-Za-z0-9.+~:_-]+$/;
+/** Bumped when what a kernel dir holds changes, so an agent never takes an older layout for complete. */
+const LAYOUT = 2;
 
 export class KernelStore {
   private readonly dir: string;
@@ -51,7 +55,7 @@ export class KernelStore {
       if (have) return have;
       throw new DriverError('FAILED', `the VM driver needs Debian's ${KERNEL_PACKAGE} and apt cannot find it: run apt-get update (on Debian or Ubuntu with Debian sources) and start again.`);
     }
-    const final = path.join(this.dir, `kernel-${wanted.package}_${wanted.version}`);
+    const final = path.join(this.dir, `kernel${LAYOUT}-${wanted.package}_${wanted.version}`);
     const ready = load(final);
     if (ready) return ready;
     return this.once.run(final, () => this.fetch(wanted, final, onProgress));
@@ -77,6 +81,7 @@ export class KernelStore {
       if (!release || !SAFE.test(release)) throw new DriverError('FAILED', `${wanted.package} has no module tree`);
       const vmlinuz = path.join(root, 'boot', `vmlinuz-${release}`);
       fs.writeFileSync(path.join(tmp, 'vmlinux'), await extractVmlinux(fs.readFileSync(vmlinuz)));
+      fs.copyFileSync(vmlinuz, path.join(tmp, 'vmlinuz'));
       fs.renameSync(path.join(root, 'lib/modules', release), path.join(tmp, 'modules'));
       fs.copyFileSync(path.join(root, 'boot', `config-${release}`), path.join(tmp, 'config'));
       fs.rmSync(root, { recursive: true, force: true });
@@ -96,7 +101,7 @@ export class KernelStore {
   private newest(): GuestKernel | null {
     const kernels = fs
       .readdirSync(this.dir)
-      .filter((n) => n.startsWith('kernel-'))
+      .filter((n) => n.startsWith(`kernel${LAYOUT}-`))
       .map((n) => load(path.join(this.dir, n)))
       .filter((k): k is GuestKernel => k !== null);
     kernels.sort((a, b) => fs.statSync(b.dir).mtimeMs - fs.statSync(a.dir).mtimeMs);
@@ -115,7 +120,8 @@ async function candidate(): Promise<{ package: string; version: string }> {
 function load(dir: string): GuestKernel | null {
   try {
     const info = JSON.parse(fs.readFileSync(path.join(dir, 'kernel.json'), 'utf8')) as { package: string; version: string; release: string };
-    return { dir, ...info, vmlinux: path.join(dir, 'vmlinux'), modules: path.join(dir, 'modules') };
+    const kernel = { dir, ...info, vmlinux: path.join(dir, 'vmlinux'), bzImage: path.join(dir, 'vmlinuz'), modules: path.join(dir, 'modules') };
+    return fs.existsSync(kernel.bzImage) ? kernel : null;
   } catch {
     return null;
   }

@@ -3,7 +3,7 @@
  * `templates/` (the template roots) with the sandbox driver and keeps the rest
  * under `vm/`, so neither driver ever lists the other's computers:
  *
- *   vm/images/kernel-<version>/        the guest kernel (vmlinux) and its modules, from Debian's package
+ *   vm/images/kernel2-<package>_<version>/  the guest kernel (bzImage and its ELF) and modules, from Debian's package
  *   vm/images/boot-<hash>.cpio         initramfs: busybox, the modules the VM needs, its init scripts
  *   vm/images/base-<template>.img      read-only ext4 image of a template root (one per recipe hash)
  *   vm/images/guest-<hash>.img         read-only ext4 image with the guest agent

@@ -31,6 +31,7 @@ import { KernelStore, type GuestKernel } from './kernel.ts';
 import { VmMeter } from './metrics.ts';
 import { vmPaths, type VmPaths } from './paths.ts';
 import { checkVmHost } from './preflight.ts';
+import { kernelImage } from './qemu-args.ts';
 import { clearState, isAlive, killPasst, launchVm, readState, tail, type VmState } from './qemu.ts';
 import { Qmp } from './qmp.ts';
 import { VmSession } from './session.ts';
@@ -330,7 +331,7 @@ export class VmDriver implements ComputerDriver {
     const baseImage = await ensureBaseImage(this.dataDir, updated.template_dir, () => undefined);
     const resolv = parseResolvConf(computerResolvConf());
     const { state, child } = await launchVm({
-      id: spec.id, paths, accel: runtime.accel.accel, boot: { vmlinux: runtime.kernel.vmlinux, initrd: runtime.initrd },
+      id: spec.id, paths, accel: runtime.accel.accel, boot: { kernel: kernelImage(runtime.kernel, runtime.accel.accel), initrd: runtime.initrd },
       baseImage, guestImage: runtime.guestImage, vcpus: spec.vcpus, memoryMb: spec.memory_mb, hostname: updated.hostname, ...resolv,
     }).catch((err: unknown) => {
       this.cleanupDead(spec.id, paths);
