@@ -1,7 +1,7 @@
 /**
  * The boot image (initramfs) every VM starts from: a static busybox, the
  * handful of kernel modules a VM needs (virtio transport, disks, channels,
- * network, entropy, memory balloon, overlayfs) in load order, and the scripts
+ * network, entropy, overlayfs) in load order, and the scripts
  * in boot/ (stage-one init, init's table, the guest runner, the control loop,
  * power-off, the DHCP hook). It is a few megabytes, built in milliseconds,
  * and named by a hash of everything in it.
@@ -21,7 +21,7 @@ const BOOT_DIR = fileURLToPath(new URL('./boot/', import.meta.url));
 const SCRIPTS = ['guest', 'control', 'halt', 'dhcp'];
 
 /** What a VM loads at boot; their dependencies come first, found from the modules themselves. */
-export const BOOT_MODULES = ['virtio_mmio', 'virtio_blk', 'virtio_console', 'virtio_net', 'virtio_rng', 'virtio_balloon', 'overlay'];
+export const BOOT_MODULES = ['virtio_mmio', 'virtio_blk', 'virtio_console', 'virtio_net', 'virtio_rng', 'overlay'];
 
 const BUSYBOX_PATHS = ['/bin/busybox', '/usr/bin/busybox'];
 
