@@ -77,6 +77,9 @@ interface Figures {
   create: number[];
   stop: number[];
   start: number[];
+  /** VMs only: stop keeping the memory, then start (resume). */
+  suspend: number[];
+  resume: number[];
   exec: number[];
   echo: number[];
   idleBytes: number;
@@ -116,7 +119,7 @@ async function terminalEcho(api: Api, id: string, n: number): Promise<number[]> 
 }
 
 async function measureDriver(api: Api, dataDir: string, isolation: Isolation, accel: string | null): Promise<Figures> {
-  const f: Figures = { create: [], stop: [], start: [], exec: [], echo: [], idleBytes: 0, note: isolation === 'vm' ? `accelerator ${accel}` : 'cgroups on the host kernel' };
+  const f: Figures = { create: [], stop: [], start: [], suspend: [], resume: [], exec: [], echo: [], idleBytes: 0, note: isolation === 'vm' ? `accelerator ${accel}` : 'cgroups on the host kernel' };
   process.stderr.write(`${isolation}: create -> running x${LIFECYCLE}\n`);
   let main = '';
   for (let i = 0; i < LIFECYCLE; i++) {
@@ -143,6 +146,17 @@ async function measureDriver(api: Api, dataDir: string, isolation: Isolation, ac
     await api.ok('POST', `/computers/${main}/start`);
     f.start.push(performance.now() - t0);
   }
+  if (isolation === 'vm') {
+    process.stderr.write(`${isolation}: stop keeping the memory -> start (resume) x${LIFECYCLE}\n`);
+    for (let i = 0; i < LIFECYCLE; i++) {
+      let t0 = performance.now();
+      await api.ok('POST', `/computers/${main}/stop`, { keep_memory: true });
+      f.suspend.push(performance.now() - t0);
+      t0 = performance.now();
+      await api.ok('POST', `/computers/${main}/start`);
+      f.resume.push(performance.now() - t0);
+    }
+  }
   process.stderr.write(`${isolation}: idle ${IDLE_MS / 1000} s, then its host memory\n`);
   await sleep(IDLE_MS);
   f.idleBytes = hostMemory(dataDir, main, isolation);
@@ -165,6 +179,7 @@ function print(s: Figures, v: Figures): void {
   row(`terminal echo p50 (n=${s.echo.length})`, p50(s.echo), p50(v.echo), 'ms', 2);
   row('terminal echo p99', pct(s.echo, 99), pct(v.echo, 99), 'ms', 2);
   row('idle memory on the host (PSS)', s.idleBytes / 1048576, v.idleBytes / 1048576, 'MiB');
+  console.log(`vm only: stop keeping the memory p50 ${p50(v.suspend).toFixed(0)} ms, start resuming it p50 ${p50(v.resume).toFixed(0)} ms (cold start p50 ${p50(v.start).toFixed(0)} ms)`);
 }
 
 async function main(): Promise<void> {

@@ -54,6 +54,8 @@ export const UpdateComputer = z.object({
 
 export const CloneComputer = z.object({ name: Name.optional() });
 export const ResizeComputer = z.object({ size: z.enum(SIZE_NAMES) });
+/** An extension: `keep_memory` (computers with isolation vm) keeps the memory so the next start resumes where it was. */
+export const StopComputer = z.object({ keep_memory: z.boolean().optional() });
 export const MoveComputer = z.object({ region: z.string().min(1).max(64) });
 const AutoStopSeconds = z.number().int().min(0).max(30 * 86_400).nullable();
 /**

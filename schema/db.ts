@@ -85,6 +85,8 @@ export const computers = sqliteTable('computers', {
   memory_mb: integer('memory_mb').notNull(),
   /** Which driver makes it: a namespace sandbox or a microVM (schema/isolation.ts). */
   isolation: text('isolation', { enum: ISOLATIONS }).notNull(),
+  /** A VM stopped with keep_memory: the next start resumes it where it was. */
+  memory_kept: integer('memory_kept', { mode: 'boolean' }).notNull(),
   status: text('status').notNull(),
   host_id: text('host_id'),
   region: text('region').notNull(),

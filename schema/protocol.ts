@@ -27,7 +27,8 @@
  *         start) carries the computer's `ip_address`.
  *  - 1.7  computers as microVMs: the spec says which driver makes a computer
  *         (`isolation`; absent: the agent's first driver), and the hello says
- *         which accelerator the agent's VMs run on (`vm_accel`).
+ *         which accelerator the agent's VMs run on (`vm_accel`); computer.stop
+ *         may keep the computer's memory (`keep_memory`: its next start resumes it).
  */
 import { z } from 'zod';
 import { SIZE_NAMES } from './sizes.ts';
@@ -192,7 +193,8 @@ export type DiskDigest = z.infer<typeof DiskDigest>;
 export const ComputerRequest = z.discriminatedUnion('type', [
   z.object({ type: z.literal('computer.provision'), id: RequestId, spec: ComputerSpec, clone_from: Uuid.optional() }),
   z.object({ type: z.literal('computer.start'), id: RequestId, spec: ComputerSpec }),
-  z.object({ type: z.literal('computer.stop'), id: RequestId }),
+  /** 1.7: `keep_memory` saves the computer's memory (a VM) so the next start resumes it where it was. */
+  z.object({ type: z.literal('computer.stop'), id: RequestId, keep_memory: z.boolean().optional() }),
   z.object({ type: z.literal('computer.destroy'), id: RequestId }),
   z.object({ type: z.literal('computer.resize'), id: RequestId, spec: ComputerSpec }),
   z.object({ type: z.literal('computer.env'), id: RequestId, env: z.record(z.string(), z.string()) }),

@@ -9,7 +9,11 @@ import { fail, ok, type Result } from '../../schema/errors.ts';
 import type { ActualState, LifecycleResult } from '../../schema/protocol.ts';
 import { IN_FLIGHT, REFUSAL, type LifecycleEvent, type Status } from './state-table.ts';
 import type { ComputerObject } from '../computer-object.ts';
-import { mirrorAddress } from './record.ts';
+import { mirrorAddress, mirrorMemoryKept } from './record.ts';
+import { speaks } from '../../schema/protocol.ts';
+
+/** The first agent protocol minor that can keep a computer's memory when it stops. */
+const KEEP_MEMORY_MINOR = 7;
 
 const PROVISION_MS = 20 * 60_000; // first boot may build the template and install apps
 const START_MS = 120_000;
@@ -70,6 +74,16 @@ export class Lifecycle {
     }
   }
 
+  /** After a stop with keep_memory the host holds the memory; any boot (or a plain stop) uses or drops it. */
+  private async noteMemory(done: LifecycleEvent): Promise<void> {
+    const rec = this.obj.record;
+    if (!rec) return;
+    const kept = done === 'stopped' ? !!rec.keep_memory : false;
+    if (kept === !!rec.memory_kept && rec.keep_memory === undefined) return;
+    await this.obj.save({ memory_kept: kept, keep_memory: undefined });
+    await mirrorMemoryKept(this.db, rec.id, kept);
+  }
+
   /** Asks the agent to finish the operation an in-flight status names, then applies the outcome. */
   private async drive(status: Status): Promise<Result<Status>> {
     const link = this.obj.link;
@@ -94,17 +108,27 @@ export class Lifecycle {
         done = 'restarted';
         break;
       }
-      case 'stopping':
-        r = await link.request('computer.stop', {}, STOP_MS);
+      case 'stopping': {
+        const keep = !!this.obj.record?.keep_memory;
+        const protocol = link.protocol();
+        if (keep && protocol && !speaks(protocol, KEEP_MEMORY_MINOR)) {
+          r = fail('AGENT_ERROR', "this computer's host agent is too old to keep its memory; update it, or stop without keep_memory");
+        } else {
+          r = await link.request('computer.stop', keep ? { keep_memory: true } : {}, STOP_MS);
+        }
         done = 'stopped';
         expect = 'stopped';
         break;
+      }
       default:
         return ok(status);
     }
     if (!r.ok) {
       // Without an agent the status stays in flight; the next attach finishes it.
-      if (r.code !== 'AGENT_UNAVAILABLE') await this.obj.apply('failed');
+      if (r.code !== 'AGENT_UNAVAILABLE') {
+        await this.obj.apply('failed');
+        if (this.obj.record?.keep_memory !== undefined) await this.obj.save({ keep_memory: undefined });
+      }
       return r;
     }
     if (r.value.state !== expect) {
@@ -112,6 +136,7 @@ export class Lifecycle {
       return fail('AGENT_ERROR', `the host reports the computer ${r.value.state} after ${status}`);
     }
     const final = await this.obj.apply(done);
+    await this.noteMemory(done);
     if (r.value.ip_address !== undefined && this.obj.record) await mirrorAddress(this.db, this.obj.record.id, r.value.ip_address);
     return ok(final ?? status);
   }

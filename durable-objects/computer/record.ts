@@ -23,6 +23,10 @@ export interface ComputerRecord {
   auto_stop: number;
   /** Source computer whose disk the new one copies, until provisioning is done. */
   clone_from?: string;
+  /** While stopping: the stop keeps the computer's memory (a VM), so the next start resumes it. */
+  keep_memory?: boolean;
+  /** Stopped with its memory kept: the next start resumes it. */
+  memory_kept?: boolean;
   /** While moving: the host the disk is being copied to, whose agent may connect as the target. */
   moving_to_host_id?: string;
 }
@@ -44,6 +48,10 @@ export function callerAccess(caller: Caller, rec: ComputerRecord | null): 'ok' |
 /** Records the address a boot reported (the computer object's `ip_address`). */
 export async function mirrorAddress(db: D1Database, id: string, ip: string | null): Promise<void> {
   await db.prepare('UPDATE computers SET ip_address = ? WHERE id = ?').bind(ip, id).run();
+}
+
+export async function mirrorMemoryKept(db: D1Database, id: string, kept: boolean): Promise<void> {
+  await db.prepare('UPDATE computers SET memory_kept = ? WHERE id = ?').bind(kept ? 1 : 0, id).run();
 }
 
 /** Copies the status into D1, where lists and reads find it. */

@@ -102,6 +102,8 @@ export interface ComputerDriver {
   start(spec: ComputerSpec): Promise<void>;
   /** Ends every process of the computer; its disk stays. */
   stop(id: string): Promise<void>;
+  /** Stops the computer keeping its memory, so the next start resumes it where it was (drivers that can). */
+  suspend?(id: string): Promise<void>;
   /** Stops the computer and removes its disk. */
   destroy(id: string): Promise<void>;
   /** Applies the spec's size limits (to the running computer and to its next boots). */

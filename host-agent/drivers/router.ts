@@ -60,6 +60,12 @@ export class DriverRouter implements ComputerDriver {
     return (await this.ownerOrFirst(id)).stop(id);
   }
 
+  async suspend(id: string): Promise<void> {
+    const d = await this.ownerOrFirst(id);
+    if (!d.suspend) throw new DriverError('BAD_REQUEST', `a ${d.name} computer cannot keep its memory when stopped; only computers with isolation "vm" can`);
+    return d.suspend(id);
+  }
+
   async destroy(id: string): Promise<void> {
     await (await this.ownerOrFirst(id)).destroy(id);
     this.owners.delete(id);

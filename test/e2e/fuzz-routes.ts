@@ -76,6 +76,7 @@ export const FUZZ_ROUTES: FuzzRoute[] = [
   ),
   { method: 'POST', path: '/computers/{id}/clone', auth: 'tenant', shape: { valid: { name: 'clone' }, fields: { name: opt(name) } } },
   { method: 'POST', path: '/computers/{id}/resize', auth: 'tenant', shape: { valid: { size: 'medium' }, fields: { size: oneOf(SIZE_NAMES) } } },
+  { method: 'POST', path: '/computers/{id}/stop', auth: 'tenant', shape: { valid: { keep_memory: false }, fields: { keep_memory: opt({ spec: { type: 'bool' } }) } } },
   { method: 'POST', path: '/computers/{id}/move', auth: 'tenant', shape: { valid: { region: 'local' }, fields: { region: str(1, 64) } } },
   {
     method: 'PATCH',

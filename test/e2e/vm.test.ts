@@ -3,7 +3,7 @@
  * API, agent and QEMU, driven through every route family a sandbox answers:
  * lifecycle, sync exec and Python, streamed exec over SSE, exec over a
  * WebSocket with stdin, terminals, env vars, metrics, raw TCP to a port
- * inside (the relay), clone and resize. (Move to another host is in
+ * inside (the relay), clone, resize, and a stop that keeps the memory. (Move to another host is in
  * move.test.ts, which a VM run of the suite makes about VMs.)
  */
 import { createHash } from 'node:crypto';
@@ -118,5 +118,16 @@ for i in $(seq 100); do [ -e /tmp/up ] && break; sleep 0.1; done; cat /tmp/up`,
     expect((await api.exec(id, 'nproc; cat /workspace/marker')).body.output).toBe('2\ncarried\n');
     expect((await api.post(`/computers/${id}/restart`)).body.status).toBe('running');
     expect((await api.exec(id, 'cat /workspace/marker')).body.output).toBe('carried\n');
+  });
+
+  it('stopped with keep_memory, it resumes at the next start with its processes', async () => {
+    await api.exec(id, "nohup bash -c 'while :; do sleep 1; done' >/dev/null 2>&1 & echo $! > /tmp/holder.pid");
+    const holder = (await api.exec(id, 'cat /tmp/holder.pid')).body.output;
+    const stop = await api.post(`/computers/${id}/stop`, { keep_memory: true });
+    expect(stop.body).toMatchObject({ status: 'stopped', memory_kept: true });
+    expect(hostLimits(hangar().dataDir, id, 'vm')).toBeNull();
+    const start = await api.post(`/computers/${id}/start`);
+    expect(start.body).toMatchObject({ status: 'running', memory_kept: false });
+    expect((await api.exec(id, 'cat /tmp/holder.pid; kill -0 $(cat /tmp/holder.pid) && echo alive')).body.output).toBe(`${holder}alive\n`);
   });
 });

@@ -16,6 +16,7 @@ export interface ComputerView {
   vcpus: number;
   memory_mb: number;
   isolation: 'sandbox' | 'vm';
+  memory_kept: boolean;
   status: string;
   vm_id: string | null;
   region: string;

@@ -137,3 +137,54 @@ describe('isolation after create', () => {
     expect(list.computers.map((c) => c.isolation)).toEqual(['vm']);
   });
 });
+
+describe('stop keeping the memory (VMs)', () => {
+  it('keep_memory asks the agent to keep it, shows memory_kept, and the next start resumes and clears it', async () => {
+    const w = await vmWorld();
+    const { computer, peer } = await runningComputer(w, { isolation: 'vm' });
+    expect(computer.memory_kept).toBe(false);
+    const stop = peer.hold('computer.stop');
+    const stopped = w.api(`/${computer.id}/stop`, { method: 'POST', body: { keep_memory: true } });
+    expect(await stop.request).toMatchObject({ type: 'computer.stop', keep_memory: true });
+    stop.reply({ data: { state: 'stopped' } });
+    expect(await expectJson<ComputerView>(await stopped, 200)).toMatchObject({ status: 'stopped', memory_kept: true });
+    expect(await getComputer(w, computer.id)).toMatchObject({ memory_kept: true });
+    expect(await expectJson<ComputerView>(await w.api(`/${computer.id}/start`, { method: 'POST' }), 200)).toMatchObject({ status: 'running', memory_kept: false });
+    // A plain stop (no body, as the page has it) keeps nothing.
+    const plain = peer.hold('computer.stop');
+    const again = w.api(`/${computer.id}/stop`, { method: 'POST' });
+    expect((await plain.request).keep_memory).toBeUndefined();
+    plain.reply({ data: { state: 'stopped' } });
+    expect(await expectJson<ComputerView>(await again, 200)).toMatchObject({ status: 'stopped', memory_kept: false });
+  });
+
+  it('is a 400 for a sandbox, which then keeps running untouched', async () => {
+    const w = await world();
+    const { computer, peer } = await runningComputer(w);
+    const err = await expectError(await w.api(`/${computer.id}/stop`, { method: 'POST', body: { keep_memory: true } }), 400, 'BAD_REQUEST');
+    expect(err.error.message).toContain('isolation "vm"');
+    expect(peer.requests.filter((r) => r.type === 'computer.stop')).toEqual([]);
+    expect(await getComputer(w, computer.id)).toMatchObject({ status: 'running', memory_kept: false });
+  });
+
+  it('an agent too old to keep memory is not asked to stop half-way: the answer says why', async () => {
+    const w = await vmWorld();
+    const created = await createComputer(w, { isolation: 'vm' });
+    const peer = await w.host.dial(created.id);
+    await peer.attach('absent', { protocol: { major: 1, minor: 6 } });
+    await waitForStatus(w, created.id, 'running');
+    const err = await expectError(await w.api(`/${created.id}/stop`, { method: 'POST', body: { keep_memory: true } }), 502, 'AGENT_ERROR');
+    expect(err.error.message).toContain('too old to keep its memory');
+    expect(peer.requests.filter((r) => r.type === 'computer.stop')).toEqual([]);
+  });
+
+  it('a resize drops kept memory (it was of other hardware)', async () => {
+    const w = await vmWorld();
+    const { computer, peer } = await runningComputer(w, { isolation: 'vm' });
+    const stop = peer.hold('computer.stop');
+    const stopped = w.api(`/${computer.id}/stop`, { method: 'POST', body: { keep_memory: true } });
+    (await stop.request, stop.reply({ data: { state: 'stopped' } }));
+    expect(await expectJson<ComputerView>(await stopped, 200)).toMatchObject({ memory_kept: true });
+    expect(await expectJson<ComputerView>(await w.api(`/${computer.id}/resize`, { method: 'POST', body: { size: 'medium' } }), 200)).toMatchObject({ memory_kept: false });
+  });
+});

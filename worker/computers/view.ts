@@ -17,6 +17,7 @@ export function computerView(row: ComputerRow, env: Env) {
     vcpus: row.vcpus,
     memory_mb: row.memory_mb,
     isolation: row.isolation,
+    memory_kept: !!row.memory_kept,
     status: row.status,
     vm_id: row.status === 'provisioning' ? null : row.id,
     region: row.region,

@@ -1,6 +1,6 @@
 /** Lifecycle actions: start, stop, restart, clone, resize, move. Each answers once the host agent has done it. */
 import { ApiError, unwrap } from '../../schema/errors.ts';
-import { CloneComputer, MoveComputer, ResizeComputer } from '../../schema/api.ts';
+import { CloneComputer, MoveComputer, ResizeComputer, StopComputer } from '../../schema/api.ts';
 import { json } from '../http/responses.ts';
 import { isoNow } from '../http/ids.ts';
 import { route, type RouteContext, type RouteDef } from '../router.ts';
@@ -10,7 +10,7 @@ import { insertComputer } from './computers.ts';
 import { pickHost, regionExists } from '../computers/placement.ts';
 import { SIZES } from '../../schema/sizes.ts';
 
-type Action = 'start' | 'stop' | 'restart';
+type Action = 'start' | 'restart';
 
 const lifecycleRoute = (action: Action) =>
   route({
@@ -24,9 +24,22 @@ const lifecycleRoute = (action: Action) =>
     },
   });
 
+/** Stop takes no body (the page), or `{"keep_memory": true}` (an extension: a VM resumes where it was at its next start). */
+const stopRoute = route({
+  method: 'POST',
+  path: '/api/v1/computers/:id/stop',
+  auth: 'tenant',
+  body: StopComputer,
+  handler: async (c) => {
+    const row = await loadComputer(c.env, c.principal, c.params.id);
+    unwrap(await computerStub(c.env, row.id).stop(callerOf(c.principal), c.body.keep_memory ?? false));
+    return json(computerResource(await loadComputer(c.env, c.principal, row.id), c.env));
+  },
+});
+
 export const COMPUTER_ACTION_ROUTES: RouteDef[] = [
   lifecycleRoute('start'),
-  lifecycleRoute('stop'),
+  stopRoute,
   lifecycleRoute('restart'),
   route({
     method: 'POST',

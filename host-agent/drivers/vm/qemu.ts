@@ -37,6 +37,10 @@ export interface VmState {
   booted_at: string;
   /** Random per boot; the guest presents it in its hello. */
   boot_id: string;
+  /** QEMU's command line: a resume from a memory image must rebuild exactly this machine. */
+  argv: string[];
+  /** Whether this run resumed from a memory image rather than booting. */
+  resumed?: boolean;
 }
 
 export interface LaunchConfig {
@@ -55,21 +59,47 @@ export interface LaunchConfig {
 }
 
 const SOCKET_WAIT_MS = 30_000;
+/** The descriptor a resuming QEMU reads the memory image from (NET_FD is 3). */
+const MEMORY_FD = 4;
 
 /** Boots the VM; resolves once QEMU is up with its sockets listening (the guest is still booting). */
-export async function launchVm(cfg: LaunchConfig): Promise<{ state: VmState; child: ChildProcess }> {
-  const { paths } = cfg;
-  for (const f of [paths.guestSocket, paths.controlSocket, paths.qmpSocket]) fs.rmSync(f, { force: true });
-  fs.appendFileSync(paths.log, `--- boot ${new Date().toISOString()}\n`);
+export function launchVm(cfg: LaunchConfig): Promise<{ state: VmState; child: ChildProcess }> {
   const bootId = randomBytes(16).toString('hex');
-  const { passt, qemuEnd } = await startPasst(paths, cfg.dnsForward);
+  return startQemu(cfg.paths, { argv: qemuArgs(cfg, bootId), bootId, accel: cfg.accel, vcpus: cfg.vcpus, memoryMb: cfg.memoryMb, dnsForward: cfg.dnsForward });
+}
+
+/** Starts the machine of an earlier run (`state.argv`) loading the memory image; the VM stays paused until finishResume. */
+export function resumeVm(paths: VmPaths, saved: Pick<VmState, 'argv' | 'boot_id' | 'accel' | 'vcpus' | 'memory_mb'>, dnsForward: boolean): Promise<{ state: VmState; child: ChildProcess }> {
+  return startQemu(
+    paths,
+    { argv: saved.argv, bootId: saved.boot_id, accel: saved.accel, vcpus: saved.vcpus, memoryMb: saved.memory_mb, dnsForward },
+    paths.memory,
+  );
+}
+
+interface Machine {
+  argv: string[];
+  bootId: string;
+  accel: Accel;
+  vcpus: number;
+  memoryMb: number;
+  dnsForward: boolean;
+}
+
+async function startQemu(paths: VmPaths, m: Machine, memoryImage?: string): Promise<{ state: VmState; child: ChildProcess }> {
+  for (const f of [paths.guestSocket, paths.controlSocket, paths.qmpSocket]) fs.rmSync(f, { force: true });
+  fs.appendFileSync(paths.log, `--- ${memoryImage ? 'resume' : 'boot'} ${new Date().toISOString()}\n`);
+  const { passt, qemuEnd } = await startPasst(paths, m.dnsForward);
   const passtPid = passt.pid!;
   let child: ChildProcess;
   const log = fs.openSync(paths.qemuLog, 'w');
+  const image = memoryImage ? fs.openSync(memoryImage, 'r') : null;
   try {
-    child = spawn(QEMU_BINARY, qemuArgs(cfg, bootId), { detached: true, stdio: ['ignore', log, log, qemuEnd] });
+    const argv = image === null ? m.argv : [...m.argv, '-incoming', `fd:${MEMORY_FD}`];
+    child = spawn(QEMU_BINARY, argv, { detached: true, stdio: ['ignore', log, log, qemuEnd, image ?? 'ignore'] });
   } finally {
     fs.closeSync(log);
+    if (image !== null) fs.closeSync(image);
     qemuEnd.destroy();
   }
   child.unref();
@@ -89,12 +119,12 @@ export async function launchVm(cfg: LaunchConfig): Promise<{ state: VmState; chi
     throw new DriverError('FAILED', `QEMU did not start: ${tail(paths.qemuLog)}`);
   }
   const state: VmState = {
-    pid, start_time: startTime, passt_pid: passtPid, passt_start_time: processStartTime(passtPid), accel: cfg.accel, vcpus: cfg.vcpus, memory_mb: cfg.memoryMb,
-    booted_at: new Date().toISOString(), boot_id: bootId,
+    pid, start_time: startTime, passt_pid: passtPid, passt_start_time: processStartTime(passtPid), accel: m.accel, vcpus: m.vcpus, memory_mb: m.memoryMb,
+    booted_at: new Date().toISOString(), boot_id: m.bootId, argv: m.argv, ...(memoryImage ? { resumed: true } : {}),
   };
   writeState(paths, state);
   try {
-    await waitForSockets(cfg.paths, state);
+    await waitForSockets(paths, state);
   } catch (err) {
     kill();
     throw err;

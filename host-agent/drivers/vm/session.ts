@@ -99,6 +99,16 @@ export class VmSession {
     return null;
   }
 
+  /** Connects to a guest that was already running (after a resume), trying until the deadline. */
+  async reconnect(timeoutMs: number): Promise<GuestClient | null> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && this.alive()) {
+      const client = await this.connect(Math.min(5000, Math.max(1000, deadline - Date.now())));
+      if (client) return client;
+    }
+    return null;
+  }
+
   close(): void {
     this.guest?.close();
     this.guest = null;

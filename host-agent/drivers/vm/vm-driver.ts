@@ -32,7 +32,8 @@ import { VmMeter } from './metrics.ts';
 import { vmPaths, type VmPaths } from './paths.ts';
 import { checkVmHost } from './preflight.ts';
 import { kernelImage } from './qemu-args.ts';
-import { clearState, isAlive, killPasst, launchVm, readState, tail, type VmState } from './qemu.ts';
+import { clearState, isAlive, killPasst, launchVm, readState, resumeVm, tail, type VmState } from './qemu.ts';
+import { discardMemory, finishResume, readMemoryRecord, saveMemory } from './memory-image.ts';
 import { Qmp } from './qmp.ts';
 import { VmSession } from './session.ts';
 
@@ -149,8 +150,10 @@ export class VmDriver implements ComputerDriver {
 
   stop(id: string): Promise<void> {
     return this.locks.run(id, async () => {
-      this.requireDisk(id);
+      const { paths } = this.requireDisk(id);
       await this.stopLocked(id);
+      // A stop is a power-off: memory kept by an earlier stop goes too.
+      discardMemory(paths);
     });
   }
 
@@ -167,6 +170,8 @@ export class VmDriver implements ComputerDriver {
     return this.locks.run(spec.id, async () => {
       const { paths, meta } = this.requireDisk(spec.id);
       writeMeta(paths, { ...meta, vcpus: spec.vcpus, memory_mb: spec.memory_mb });
+      // Memory of other hardware cannot be resumed.
+      if (!this.sessionFor(spec.id)) discardMemory(paths);
     });
   }
 
@@ -328,8 +333,10 @@ export class VmDriver implements ComputerDriver {
     const runtime = await this.ready(() => undefined);
     const updated: VmMeta = { ...meta, name: spec.name, hostname: hostnameFromName(spec.name), vcpus: spec.vcpus, memory_mb: spec.memory_mb };
     writeMeta(paths, updated);
-    const baseImage = await ensureBaseImage(this.dataDir, updated.template_dir, () => undefined);
     const resolv = parseResolvConf(computerResolvConf());
+    const resumed = await this.resumeLocked(spec, paths, resolv.dnsForward);
+    if (resumed) return resumed;
+    const baseImage = await ensureBaseImage(this.dataDir, updated.template_dir, () => undefined);
     const { state, child } = await launchVm({
       id: spec.id, paths, accel: runtime.accel.accel, boot: { kernel: kernelImage(runtime.kernel, runtime.accel.accel), initrd: runtime.initrd },
       baseImage, guestImage: runtime.guestImage, vcpus: spec.vcpus, memoryMb: spec.memory_mb, hostname: updated.hostname, ...resolv,
@@ -350,6 +357,75 @@ export class VmDriver implements ComputerDriver {
     await session.control.request('ready', 35_000).catch(() => undefined);
     await guest.setEnv(spec.env);
     return session;
+  }
+
+  /**
+   * Starts the computer from its memory image, if it has one that fits (the same hardware, every
+   * file of the machine still there); null when it must boot. An image that fails to load is
+   * dropped: the disk was synced when it was saved, so the boot that follows finds it consistent.
+   */
+  private async resumeLocked(spec: ComputerSpec, paths: VmPaths, dnsForward: boolean): Promise<VmSession | null> {
+    const saved = readMemoryRecord(paths);
+    if (!saved) return null;
+    const files = saved.argv.flatMap((a) => [...a.matchAll(/(?:^|,)file=([^,]+)/g)].map((m) => m[1])).concat(argAfter(saved.argv, '-kernel'), argAfter(saved.argv, '-initrd'));
+    if (saved.vcpus !== spec.vcpus || saved.memory_mb !== spec.memory_mb || !files.every((f) => f && fs.existsSync(f))) {
+      discardMemory(paths);
+      return null;
+    }
+    let session: VmSession | null = null;
+    try {
+      const { state, child } = await resumeVm(paths, saved, dnsForward);
+      session = this.track(spec.id, paths, state);
+      session.child = child;
+      child.once('exit', () => this.checkExit(spec.id));
+      await finishResume(paths, 120_000);
+      // Used once: from here on the disk moves away from what the image holds.
+      discardMemory(paths);
+      // The guest still holds the connection of before the save; it greets a new one once it has
+      // read that one's end: give it a moment to, and connect() retries if it was not enough.
+      await new Promise((r) => setTimeout(r, 250));
+      const guest = await session.reconnect(60_000);
+      if (!guest) throw new DriverError('FAILED', 'the guest agent did not answer after the resume');
+      await session.control.request(`clock ${Math.floor(Date.now() / 1000)}`, 10_000);
+      await guest.setEnv(spec.env);
+      return session;
+    } catch (err) {
+      if (session) session.stopping = true;
+      const state = readState(paths);
+      if (state && isAlive(state)) kill(state.pid);
+      if (state) await exits(state, 10_000);
+      killPasst(state);
+      this.cleanupDead(spec.id, paths);
+      discardMemory(paths);
+      fs.appendFileSync(paths.log, `--- the memory image could not be resumed (${(err as Error).message}); booting\n`);
+      return null;
+    }
+  }
+
+  /**
+   * Stops the computer keeping its memory (memory.state): the next start resumes it where it was.
+   * The disk is synced first, so it is consistent even if the image can never be resumed.
+   */
+  suspend(id: string): Promise<void> {
+    return this.locks.run(id, async () => {
+      const { paths } = this.requireDisk(id);
+      const session = this.sessionFor(id);
+      if (!session) return; // stopped already (with or without an image): nothing to keep
+      await session.control.request('sync', 60_000);
+      const state = session.state;
+      session.stopping = true;
+      try {
+        await saveMemory(paths, { argv: state.argv, boot_id: state.boot_id, accel: state.accel, vcpus: state.vcpus, memory_mb: state.memory_mb });
+      } catch (err) {
+        session.stopping = false;
+        throw err;
+      }
+      await quitQemu(paths);
+      if (!(await exits(state, 10_000))) kill(state.pid);
+      await exits(state, 10_000);
+      killPasst(state);
+      this.cleanupDead(id, paths);
+    });
   }
 
   /** Clean power-off through the control loop, within a deadline; then QEMU is told to quit, then killed. */
@@ -487,6 +563,11 @@ async function quitQemu(paths: VmPaths): Promise<void> {
   } catch {
     // QEMU no longer answers: it will be killed
   }
+}
+
+function argAfter(argv: string[], flag: string): string {
+  const i = argv.indexOf(flag);
+  return i >= 0 ? (argv[i + 1] ?? '') : '';
 }
 
 function kill(pid: number): void {
