@@ -23,10 +23,12 @@
  *  - 1.1  TCP connections inside the computer for the relay (see TCP below):
  *         tcp_open/tcp_send/tcp_ack/tcp_shutdown/tcp_close with
  *         tcp_data/tcp_end/tcp_closed events.
+ *  - 1.2  machine: a VM started from another VM's memory takes its own
+ *         hostname, the host's clock and fresh entropy (reseeded at once).
  */
 import { z } from 'zod';
 
-export const GUEST_PROTOCOL = { major: 1, minor: 1 } as const;
+export const GUEST_PROTOCOL = { major: 1, minor: 2 } as const;
 
 /** The first guest minor version that makes TCP connections for the relay. */
 export const GUEST_TCP_MINOR = 1;
@@ -124,6 +126,13 @@ export const GuestRequestBody = z.discriminatedUnion('op', [
   z.object({ op: z.literal('tcp_shutdown'), conn: ConnId }),
   /** Ends the connection; with `reset`, abortively (RST). */
   z.object({ op: z.literal('tcp_close'), conn: ConnId, reset: z.boolean() }),
+  /** 1.2, VMs: take this hostname, the host's time and host entropy (base64, 16-512 bytes; the kernel reseeds at once). */
+  z.object({
+    op: z.literal('machine'),
+    hostname: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/),
+    entropy: z.string().max(1024),
+    time_ms: z.number().int().positive(),
+  }),
 ]);
 export type GuestRequestBody = z.infer<typeof GuestRequestBody>;
 export type GuestOp = GuestRequestBody['op'];
@@ -181,6 +190,7 @@ export const GUEST_RESPONSES = {
   tcp_ack: z.object({}),
   tcp_shutdown: z.object({}),
   tcp_close: z.object({}),
+  machine: z.object({}),
 } as const satisfies Record<GuestOp, z.ZodType>;
 
 /** REFUSED: nothing listens on the port (tcp_open). TIMEOUT: the connection did not open in time. */

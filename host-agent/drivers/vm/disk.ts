@@ -45,11 +45,11 @@ export function writeMeta(paths: VmPaths, meta: VmMeta): void {
 }
 
 /**
- * Creates the disk of `meta.id`: empty, or a copy of `source`'s disk image
- * (`freeze` makes a running source's filesystem consistent for the copy and
- * returns what undoes it).
+ * Creates the disk of `meta.id`: empty, or a copy of the disk image `source.image` (another
+ * computer's, or a warm image's; `freeze` makes a running source's filesystem consistent for
+ * the copy and returns what undoes it).
  */
-export async function createDisk(dataDir: string, meta: VmMeta, source?: { paths: VmPaths; freeze: () => Promise<() => Promise<void>> }): Promise<VmPaths> {
+export async function createDisk(dataDir: string, meta: VmMeta, source?: { image: string; freeze?: () => Promise<() => Promise<void>> }): Promise<VmPaths> {
   const parent = vmComputersDir(dataDir);
   fs.mkdirSync(parent, { recursive: true });
   const tmp = path.join(parent, `.${meta.id}.tmp-${randomBytes(4).toString('hex')}`);
@@ -57,9 +57,9 @@ export async function createDisk(dataDir: string, meta: VmMeta, source?: { paths
   try {
     const image = path.join(tmp, 'disk.img');
     if (source) {
-      const thaw = await source.freeze();
+      const thaw = source.freeze ? await source.freeze() : async () => undefined;
       try {
-        await runCommand('cp', ['--sparse=always', '--reflink=auto', source.paths.disk, image], { timeoutMs: 3600_000 });
+        await runCommand('cp', ['--sparse=always', '--reflink=auto', source.image, image], { timeoutMs: 3600_000 });
       } finally {
         await thaw();
       }
@@ -77,7 +77,7 @@ export async function createDisk(dataDir: string, meta: VmMeta, source?: { paths
 }
 
 /** A sparse ext4 image of `sizeMb` with empty upper/ and work/ dirs. */
-async function makeEmptyDisk(image: string, sizeMb: number, scratch: string): Promise<void> {
+export async function makeEmptyDisk(image: string, sizeMb: number, scratch: string): Promise<void> {
   const skeleton = path.join(scratch, 'skeleton');
   fs.mkdirSync(path.join(skeleton, 'upper'), { recursive: true, mode: 0o755 });
   fs.mkdirSync(path.join(skeleton, 'work'), { mode: 0o755 });

@@ -42,7 +42,11 @@ export const vmComputersDir = (dataDir: string) => path.join(vmDir(dataDir), 'co
 
 export function vmPaths(dataDir: string, id: string): VmPaths {
   assertSafeId(id);
-  const dir = path.join(vmComputersDir(dataDir), id);
+  return vmPathsIn(path.join(vmComputersDir(dataDir), id));
+}
+
+/** The same layout in any directory (a warm image is made in one of its own). */
+export function vmPathsIn(dir: string): VmPaths {
   return {
     dir,
     disk: path.join(dir, 'disk.img'),

@@ -68,13 +68,14 @@ export function launchVm(cfg: LaunchConfig): Promise<{ state: VmState; child: Ch
   return startQemu(cfg.paths, { argv: qemuArgs(cfg, bootId), bootId, accel: cfg.accel, vcpus: cfg.vcpus, memoryMb: cfg.memoryMb, dnsForward: cfg.dnsForward });
 }
 
-/** Starts the machine of an earlier run (`state.argv`) loading the memory image; the VM stays paused until finishResume. */
-export function resumeVm(paths: VmPaths, saved: Pick<VmState, 'argv' | 'boot_id' | 'accel' | 'vcpus' | 'memory_mb'>, dnsForward: boolean): Promise<{ state: VmState; child: ChildProcess }> {
-  return startQemu(
-    paths,
-    { argv: saved.argv, bootId: saved.boot_id, accel: saved.accel, vcpus: saved.vcpus, memoryMb: saved.memory_mb, dnsForward },
-    paths.memory,
-  );
+/** Starts the machine of an earlier run (`saved.argv`) loading a memory image (the computer's own by default); the VM stays paused until finishResume. */
+export function resumeVm(
+  paths: VmPaths,
+  saved: Pick<VmState, 'argv' | 'boot_id' | 'accel' | 'vcpus' | 'memory_mb'>,
+  dnsForward: boolean,
+  image = paths.memory,
+): Promise<{ state: VmState; child: ChildProcess }> {
+  return startQemu(paths, { argv: saved.argv, bootId: saved.boot_id, accel: saved.accel, vcpus: saved.vcpus, memoryMb: saved.memory_mb, dnsForward }, image);
 }
 
 interface Machine {

@@ -9,6 +9,7 @@
  * VMs are detached: they outlive the host agent, and a new driver on the
  * same data dir finds them by their state files and reconnects.
  */
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -26,14 +27,16 @@ import { chooseAccel, type AccelChoice } from './accel.ts';
 import { ensureBootImage, staticBusybox } from './boot-image.ts';
 import { ArchiveWriter, readArchive } from './disk-archive.ts';
 import { ensureBaseImage, ensureGuestImage } from './disk-images.ts';
-import { createDisk, destroyDisk, listDisks, readMeta, removeAbandonedDisks, writeMeta, type VmMeta } from './disk.ts';
+import { createDisk, destroyDisk, listDisks, makeEmptyDisk, readMeta, removeAbandonedDisks, writeMeta, type VmMeta } from './disk.ts';
 import { KernelStore, type GuestKernel } from './kernel.ts';
 import { VmMeter } from './metrics.ts';
-import { vmPaths, type VmPaths } from './paths.ts';
+import { vmPaths, vmPathsIn, type VmPaths } from './paths.ts';
 import { checkVmHost } from './preflight.ts';
-import { kernelImage } from './qemu-args.ts';
+import { kernelArgs, kernelImage } from './qemu-args.ts';
 import { clearState, isAlive, killPasst, launchVm, readState, resumeVm, tail, type VmState } from './qemu.ts';
-import { discardMemory, finishResume, readMemoryRecord, saveMemory } from './memory-image.ts';
+import { discardMemory, finishResume, readMemoryRecord, saveMemory, type MemoryRecord } from './memory-image.ts';
+import { findWarm, machineFor, noteRanIn, warmDir, warmKey, type WarmImage, type WarmShape } from './warm-image.ts';
+import { BuildOnce, buildPath, publish } from './build-dir.ts';
 import { Qmp } from './qmp.ts';
 import { VmSession } from './session.ts';
 
@@ -65,6 +68,7 @@ export class VmDriver implements ComputerDriver {
   private readonly locks = new ComputerLocks();
   private readonly exitListeners: Array<(id: string, reason: string) => void> = [];
   private readonly meter = new VmMeter();
+  private readonly warmBuilds = new BuildOnce<void>();
   private readonly poll: NodeJS.Timeout;
 
   constructor(opts: VmDriverOptions) {
@@ -105,6 +109,7 @@ export class VmDriver implements ComputerDriver {
       await this.ready(onProgress);
       const paths = vmPaths(this.dataDir, spec.id);
       let meta = readMeta(paths);
+      let warmed: VmSession | null = null;
       if (!meta) {
         let templateDir: string;
         let apps: string[] = [];
@@ -117,21 +122,35 @@ export class VmDriver implements ComputerDriver {
           templateDir = sourceMeta.template_dir;
           apps = sourceMeta.apps_installed;
           diskMb = sourceMeta.disk_mb;
-          source = { paths: from, freeze: () => this.freeze(cloneFrom) };
+          source = { image: from.disk, freeze: () => this.freeze(cloneFrom) };
           onProgress({ phase: 'disk', message: `copying the disk of ${cloneFrom}` });
         } else {
           templateDir = await this.templates.ensure(spec.template, onProgress);
           onProgress({ phase: 'disk', message: 'creating the disk' });
         }
-        await ensureBaseImage(this.dataDir, templateDir, onProgress);
+        const baseImage = await ensureBaseImage(this.dataDir, templateDir, onProgress);
         meta = {
           id: spec.id, name: spec.name, hostname: hostnameFromName(spec.name), template_dir: templateDir,
           vcpus: spec.vcpus, memory_mb: spec.memory_mb, disk_mb: diskMb, apps_installed: apps, created_at: new Date().toISOString(),
         };
-        await createDisk(this.dataDir, meta, source);
+        let made = false;
+        if (!source) {
+          // A new computer of a shape this host has warmed up starts from that machine's memory
+          // (and when that fails, boots from the same disk).
+          const shape = { vcpus: spec.vcpus, memoryMb: spec.memory_mb, diskMb };
+          const warm = findWarm(this.dataDir, this.warmKeyOf(await this.ready(() => undefined), baseImage, shape));
+          if (warm) {
+            await createDisk(this.dataDir, meta, { image: warm.disk });
+            made = true;
+            warmed = await this.startWarm(spec, warm);
+          } else {
+            this.warmUpLater(baseImage, shape);
+          }
+        }
+        if (!made) await createDisk(this.dataDir, meta, source);
       }
       onProgress({ phase: 'boot', message: 'starting' });
-      const session = await this.startLocked(spec);
+      const session = warmed ?? (await this.startLocked(spec));
       if (spec.selected_apps.length > 0) {
         const guest = await session.connect();
         if (!guest) throw new DriverError('FAILED', 'the guest agent stopped answering while installing apps');
@@ -305,6 +324,14 @@ export class VmDriver implements ComputerDriver {
     return { ...session.state, qemu_rss_bytes: Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? 0) * 1024 };
   }
 
+  /** Where the warm image of a computer's shape is (made or not), for operators and tests. */
+  async warmImageDir(id: string): Promise<string> {
+    const { meta } = this.requireDisk(id);
+    const baseImage = await ensureBaseImage(this.dataDir, meta.template_dir, () => undefined);
+    const shape = { vcpus: meta.vcpus, memoryMb: meta.memory_mb, diskMb: meta.disk_mb };
+    return warmDir(this.dataDir, this.warmKeyOf(await this.ready(() => undefined), baseImage, shape));
+  }
+
   // ------------------------------------------------------------------ internals
 
   /** Kernel, boot image, guest image and accelerator: made once per driver, shared by every VM. */
@@ -372,33 +399,125 @@ export class VmDriver implements ComputerDriver {
       discardMemory(paths);
       return null;
     }
-    let session: VmSession | null = null;
     try {
-      const { state, child } = await resumeVm(paths, saved, dnsForward);
-      session = this.track(spec.id, paths, state);
-      session.child = child;
-      child.once('exit', () => this.checkExit(spec.id));
-      await finishResume(paths, 120_000);
-      // Used once: from here on the disk moves away from what the image holds.
-      discardMemory(paths);
-      // The guest still holds the connection of before the save; it greets a new one once it has
-      // read that one's end: give it a moment to, and connect() retries if it was not enough.
-      await new Promise((r) => setTimeout(r, 250));
-      const guest = await session.reconnect(60_000);
-      if (!guest) throw new DriverError('FAILED', 'the guest agent did not answer after the resume');
+      const { session, guest } = await this.resumeMachine(spec.id, paths, saved, paths.memory, dnsForward, () => discardMemory(paths));
       await session.control.request(`clock ${Math.floor(Date.now() / 1000)}`, 10_000);
       await guest.setEnv(spec.env);
       return session;
     } catch (err) {
-      if (session) session.stopping = true;
-      const state = readState(paths);
-      if (state && isAlive(state)) kill(state.pid);
-      if (state) await exits(state, 10_000);
-      killPasst(state);
-      this.cleanupDead(spec.id, paths);
+      await this.abandon(spec.id, paths);
       discardMemory(paths);
       fs.appendFileSync(paths.log, `--- the memory image could not be resumed (${(err as Error).message}); booting\n`);
       return null;
+    }
+  }
+
+  /**
+   * A new computer from a warm image: its disk is already a copy of the warm disk; the warm
+   * machine's memory is loaded around it and the guest takes its own identity. Null when that
+   * fails: the computer then boots from the same disk.
+   */
+  private async startWarm(spec: ComputerSpec, warm: WarmImage): Promise<VmSession | null> {
+    const paths = vmPaths(this.dataDir, spec.id);
+    const hostname = hostnameFromName(spec.name);
+    try {
+      const machine = machineFor(warm, paths);
+      const { session, guest } = await this.resumeMachine(spec.id, paths, machine, warm.memory, parseResolvConf(computerResolvConf()).dnsForward, () => undefined);
+      await guest.request({ op: 'machine', hostname, entropy: randomBytes(64).toString('base64'), time_ms: Date.now() }, { timeoutMs: 30_000 });
+      await guest.setEnv(spec.env);
+      return session;
+    } catch (err) {
+      await this.abandon(spec.id, paths);
+      fs.appendFileSync(paths.log, `--- the warm image could not be used (${(err as Error).message}); booting\n`);
+      return null;
+    }
+  }
+
+  /** Loads a memory image into the machine `saved` describes, lets it run and reconnects to its guest. */
+  private async resumeMachine(
+    id: string,
+    paths: VmPaths,
+    saved: MemoryRecord,
+    image: string,
+    dnsForward: boolean,
+    loaded: () => void,
+  ): Promise<{ session: VmSession; guest: GuestClient }> {
+    const { state, child } = await resumeVm(paths, saved, dnsForward, image);
+    const session = this.track(id, paths, state);
+    session.child = child;
+    child.once('exit', () => this.checkExit(id));
+    await finishResume(paths, 120_000);
+    loaded();
+    // The guest may still hold the connection of before the save; it greets a new one once it
+    // has read that one's end: give it a moment to, and connect() retries if it was not enough.
+    await new Promise((r) => setTimeout(r, 250));
+    const guest = await session.reconnect(60_000);
+    if (!guest) throw new DriverError('FAILED', 'the guest agent did not answer after the memory was loaded');
+    return { session, guest };
+  }
+
+  /** Ends a VM that did not come up as it should (no clean power-off: it is not running anything of the tenant's). */
+  private async abandon(id: string, paths: VmPaths): Promise<void> {
+    const session = this.sessions.get(id);
+    if (session) session.stopping = true;
+    const state = readState(paths);
+    if (state && isAlive(state)) kill(state.pid);
+    if (state) await exits(state, 10_000);
+    killPasst(state);
+    this.cleanupDead(id, paths);
+  }
+
+  /** The warm image key of a machine of this runtime, base image and shape. */
+  private warmKeyOf(runtime: Runtime, baseImage: string, shape: WarmShape): string {
+    const accel = runtime.accel.accel;
+    return warmKey([kernelImage(runtime.kernel, accel), runtime.initrd, runtime.guestImage, baseImage, accel], shape, kernelArgs(accel));
+  }
+
+  /** Makes the warm image of a shape in the background (once); creates use it as soon as it is there. */
+  private warmUpLater(baseImage: string, shape: WarmShape): void {
+    void this.ready(() => undefined)
+      .then((runtime) => {
+        const final = warmDir(this.dataDir, this.warmKeyOf(runtime, baseImage, shape));
+        if (fs.existsSync(final)) return undefined;
+        return this.warmBuilds.run(final, () => this.buildWarm(runtime, baseImage, shape, final));
+      })
+      .catch((err: Error) => console.error(`vm driver: warming up a ${shape.vcpus} vCPU / ${shape.memoryMb} MiB machine failed: ${err.message}`));
+  }
+
+  /** Boots a machine of the shape on an empty disk, waits until it is ready, saves it, and puts it away. */
+  private async buildWarm(runtime: Runtime, baseImage: string, shape: WarmShape, final: string): Promise<void> {
+    const tmp = buildPath(final);
+    fs.mkdirSync(tmp, { recursive: true, mode: 0o700 });
+    const paths = vmPathsIn(tmp);
+    let state: VmState | null = null;
+    try {
+      await makeEmptyDisk(paths.disk, shape.diskMb, tmp);
+      const accel = runtime.accel.accel;
+      ({ state } = await launchVm({
+        id: 'warm', paths, accel, boot: { kernel: kernelImage(runtime.kernel, accel), initrd: runtime.initrd }, baseImage,
+        guestImage: runtime.guestImage, vcpus: shape.vcpus, memoryMb: shape.memoryMb, hostname: 'computer', ...parseResolvConf(computerResolvConf()),
+      }));
+      const session = new VmSession('warm', paths, state, () => undefined);
+      const guest = await session.waitForGuest(bootTimeoutMs(runtime));
+      if (!guest) throw new DriverError('FAILED', `the warm machine did not come up: ${tail(paths.log, 4)}`);
+      await session.control.request('ready', 35_000);
+      await session.control.request('sync', 60_000);
+      // Saved without a host connection: a new computer's first connection is the guest's first.
+      session.close();
+      await new Promise((r) => setTimeout(r, 500));
+      await saveMemory(paths, { argv: state.argv, boot_id: state.boot_id, accel, vcpus: shape.vcpus, memory_mb: shape.memoryMb });
+      await quitQemu(paths);
+      if (!(await exits(state, 10_000))) kill(state.pid);
+      await exits(state, 10_000);
+      killPasst(state);
+      for (const f of [paths.guestSocket, paths.controlSocket, paths.qmpSocket, paths.state, paths.qemuLog, paths.passtLog]) fs.rmSync(f, { force: true });
+      noteRanIn(tmp);
+      publish(tmp, final);
+    } catch (err) {
+      if (state && isAlive(state)) kill(state.pid);
+      killPasst(state);
+      fs.rmSync(tmp, { recursive: true, force: true });
+      throw err;
     }
   }
 

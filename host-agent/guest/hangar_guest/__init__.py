@@ -15,5 +15,6 @@ Modules, one per concern:
     env        op setenv: the computer's environment
     tcp        ops tcp_*: connections to the computer's ports, for the relay
     serial     the channel in a VM: host connections over one virtio-serial port
+    machine    op machine: a VM started from another's memory takes its own identity
     main       op dispatch, the listening socket, the command line
 """

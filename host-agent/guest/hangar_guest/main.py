@@ -8,7 +8,7 @@ import sys
 import time
 from collections import deque
 
-from . import env, exec as exec_op, spawn, tcp
+from . import env, exec as exec_op, machine, spawn, tcp
 from .common import STARTED, BOOT_ID, GuestError, log
 from .framing import Connection
 from .processes import Reaper, Runner
@@ -26,6 +26,7 @@ HANDLERS = {
     "exec": exec_op.handle_exec,
     **spawn.HANDLERS,
     **tcp.HANDLERS,
+    **machine.HANDLERS,
 }
 
 
