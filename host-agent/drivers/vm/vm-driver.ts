@@ -35,7 +35,7 @@ import { checkVmHost } from './preflight.ts';
 import { kernelArgs, kernelImage } from './qemu-args.ts';
 import { clearState, isAlive, killPasst, launchVm, readState, resumeVm, tail, type VmState } from './qemu.ts';
 import { discardMemory, finishResume, readMemoryRecord, saveMemory, type MemoryRecord } from './memory-image.ts';
-import { findWarm, machineFor, noteRanIn, warmDir, warmKey, type WarmImage, type WarmShape } from './warm-image.ts';
+import { findWarm, machineFor, noteRanIn, pruneWarm, touchWarm, warmDir, warmKey, type WarmImage, type WarmShape } from './warm-image.ts';
 import { BuildOnce, buildPath, publish } from './build-dir.ts';
 import { Qmp } from './qmp.ts';
 import { VmSession } from './session.ts';
@@ -140,6 +140,7 @@ export class VmDriver implements ComputerDriver {
           const shape = { vcpus: spec.vcpus, memoryMb: spec.memory_mb, diskMb };
           const warm = findWarm(this.dataDir, this.warmKeyOf(await this.ready(() => undefined), baseImage, shape));
           if (warm) {
+            touchWarm(warm);
             await createDisk(this.dataDir, meta, { image: warm.disk });
             made = true;
             warmed = await this.startWarm(spec, warm);
@@ -343,6 +344,7 @@ export class VmDriver implements ComputerDriver {
       const guestImage = await ensureGuestImage(this.dataDir);
       onProgress({ phase: 'vm', message: 'probing for hardware virtualization (booting a test VM)' });
       const accel = await chooseAccel(kernel, this.dataDir, staticBusybox().data);
+      pruneWarm(this.dataDir);
       return { kernel, initrd, guestImage, accel };
     })();
     // A failed preparation (say, apt was unreachable) is tried again by the next caller.

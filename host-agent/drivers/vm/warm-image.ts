@@ -66,6 +66,37 @@ export function machineFor(warm: WarmImage, paths: VmPaths): MemoryRecord {
   return { ...warm.record, argv: warm.record.argv.map((a) => a.split(WARM_DIR_MARK).join(paths.dir)) };
 }
 
+/** Unused this long, a warm image goes (each is the size of its machine's touched memory). */
+const UNUSED_DAYS = 14;
+
+/** Marks a warm image as used, so pruning keeps it. */
+export function touchWarm(warm: WarmImage): void {
+  const now = new Date();
+  fs.utimesSync(warm.dir, now, now);
+}
+
+/** Removes warm images nothing will use again: made from files that are gone, or unused for weeks. */
+export function pruneWarm(dataDir: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(imagesDir(dataDir)).filter((n) => n.startsWith('warm-'));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const dir = path.join(imagesDir(dataDir), name);
+    const record = readMemoryRecord(vmPathsIn(dir));
+    const files = record ? [flag(record.argv, '-kernel'), flag(record.argv, '-initrd')] : [];
+    const stale = !record || files.some((f) => !f || !fs.existsSync(f)) || Date.now() - fs.statSync(dir).mtimeMs > UNUSED_DAYS * 86_400_000;
+    if (stale) fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function flag(argv: string[], name: string): string {
+  const i = argv.indexOf(name);
+  return i >= 0 ? (argv[i + 1] ?? '') : '';
+}
+
 /** Notes, in a warm image being made, the directory its machine ran in. */
 export function noteRanIn(dir: string): void {
   fs.writeFileSync(path.join(dir, 'warm.json'), JSON.stringify({ ran_in: dir, made_at: new Date().toISOString() }) + '\n');
