@@ -5,14 +5,17 @@
  * (what the host pays for one idle computer: the proportional set size of
  * its host processes — QEMU and passt for a VM, the processes of its cgroup
  * for a sandbox). Figures are printed with the VM/sandbox ratio; the VM
- * line says which accelerator the agent's probe chose. It starts its own
+ * line says which accelerator the agent's probe chose. VM creates load the
+ * warm image of their shape once the agent has made it (after the first
+ * create of the shape, which boots); creates that booted are shown apart.
+ * A VM's stop keeping its memory and the start resuming it are measured too. It starts its own
  * stack (wrangler dev, a fleet host, an agent offering both drivers) and
  * removes it after.
  *
  *   npm run bench:vm       (as root)
  *   env BENCH_LIFECYCLE=3 BENCH_EXEC=100 BENCH_ECHO=100 BENCH_VERBOSE=1
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import fs, { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ComputerCgroup, detectCgroups } from '../host-agent/drivers/sandbox/cgroups.ts';
@@ -75,6 +78,8 @@ class Api {
 
 interface Figures {
   create: number[];
+  /** VMs: creates that booted (no warm image of their shape yet). */
+  createBoot: number[];
   stop: number[];
   start: number[];
   /** VMs only: stop keeping the memory, then start (resume). */
@@ -84,6 +89,11 @@ interface Figures {
   echo: number[];
   idleBytes: number;
   note: string;
+}
+
+/** Whether a VM computer's current run loaded a memory image (a warm image, or memory it kept) rather than booting. */
+function resumed(dataDir: string, id: string): boolean {
+  return readState(vmPaths(dataDir, id))?.resumed === true;
 }
 
 /** Proportional set size of a process (its share of pages it shares with others), bytes. */
@@ -119,13 +129,25 @@ async function terminalEcho(api: Api, id: string, n: number): Promise<number[]> 
 }
 
 async function measureDriver(api: Api, dataDir: string, isolation: Isolation, accel: string | null): Promise<Figures> {
-  const f: Figures = { create: [], stop: [], start: [], suspend: [], resume: [], exec: [], echo: [], idleBytes: 0, note: isolation === 'vm' ? `accelerator ${accel}` : 'cgroups on the host kernel' };
+  const f: Figures = { create: [], createBoot: [], stop: [], start: [], suspend: [], resume: [], exec: [], echo: [], idleBytes: 0, note: isolation === 'vm' ? `accelerator ${accel}` : 'cgroups on the host kernel' };
   process.stderr.write(`${isolation}: create -> running x${LIFECYCLE}\n`);
   let main = '';
+  if (isolation === 'vm') {
+    // The first VM of a shape boots; the agent then makes the shape's warm image, which later creates load.
+    const since = Date.now();
+    const first = await api.createRunning('bench-vm-first', isolation);
+    main = first.id;
+    (resumed(dataDir, first.id) ? f.create : f.createBoot).push(first.ms);
+    if (!resumed(dataDir, first.id)) {
+      const images = path.join(dataDir, 'vm/images');
+      const made = () => fs.readdirSync(images).some((n) => n.startsWith('warm-') && fs.statSync(path.join(images, n)).mtimeMs >= since);
+      for (let waited = 0; waited < 300 && !made(); waited++) await sleep(1000);
+    }
+  }
   for (let i = 0; i < LIFECYCLE; i++) {
     const c = await api.createRunning(`bench-${isolation}-${i}`, isolation);
-    f.create.push(c.ms);
-    if (i === 0) main = c.id;
+    (isolation === 'vm' && !resumed(dataDir, c.id) ? f.createBoot : f.create).push(c.ms);
+    if (!main) main = c.id;
     else await api.ok('DELETE', `/computers/${c.id}`);
   }
   process.stderr.write(`${isolation}: exec true x${EXEC_N}\n`);
@@ -170,8 +192,9 @@ function print(s: Figures, v: Figures): void {
     console.log(`${label.padEnd(34)} ${a.toFixed(digits).padStart(10)} ${unit.padEnd(4)} ${b.toFixed(digits).padStart(10)} ${unit.padEnd(4)} ${(b / a).toFixed(1).padStart(7)}x`);
   console.log(`\nsandbox: ${s.note}; vm: ${v.note}`);
   console.log(`${''.padEnd(34)} ${'sandbox'.padStart(15)} ${'vm'.padStart(15)}  vm/sandbox`);
-  row(`create -> running p50 (n=${s.create.length})`, p50(s.create), p50(v.create), 'ms', 0);
+  row(`create -> running p50 (n=${s.create.length}/${v.create.length})`, p50(s.create), p50(v.create), 'ms', 0);
   row('create -> running min', Math.min(...s.create), Math.min(...v.create), 'ms', 0);
+  if (v.createBoot.length) console.log(`${'(vm creates that booted: no warm image yet)'.padEnd(34)} ${''.padStart(15)} ${p50(v.createBoot).toFixed(0).padStart(10)} ms   n=${v.createBoot.length}`);
   row(`POST stop p50 (n=${s.stop.length})`, p50(s.stop), p50(v.stop), 'ms', 0);
   row(`POST start p50 (n=${s.start.length})`, p50(s.start), p50(v.start), 'ms', 0);
   row(`exec true p50 (n=${s.exec.length})`, p50(s.exec), p50(v.exec), 'ms');
