@@ -28,6 +28,7 @@ import { dial, opened } from '../test/e2e/sockets.ts';
 import { useSharedTemplates } from '../test/shared-template.ts';
 import { EchoProbe } from './streams/terminal.ts';
 import { pct } from './streams/measure.ts';
+import { Api } from './api.ts';
 
 const LIFECYCLE = Number(process.env.BENCH_LIFECYCLE ?? 3);
 const EXEC_N = Number(process.env.BENCH_EXEC ?? 100);
@@ -35,46 +36,6 @@ const ECHO_N = Number(process.env.BENCH_ECHO ?? 100);
 const IDLE_MS = 15_000;
 const log = process.env.BENCH_VERBOSE === '1' ? (s: string) => void process.stderr.write(s) : undefined;
 const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
-
-class Api {
-  readonly apiUrl: string;
-  readonly key: string;
-
-  constructor(apiUrl: string, key: string) {
-    this.apiUrl = apiUrl;
-    this.key = key;
-  }
-
-  async ok<T>(method: string, p: string, body?: unknown): Promise<T> {
-    const r = await fetch(this.apiUrl + p, {
-      method,
-      headers: { authorization: `Bearer ${this.key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await r.text();
-    if (r.status >= 300) throw new Error(`${method} ${p}: ${r.status} ${text}`);
-    return JSON.parse(text) as T;
-  }
-
-  /** Creates a computer; resolves with its id and the ms from the POST until GET (polled every 20 ms) first says running. */
-  async createRunning(name: string, isolation: Isolation): Promise<{ id: string; ms: number }> {
-    const t0 = performance.now();
-    const { id } = await this.ok<{ id: string }>('POST', '/computers', { name, template_type: 'miosa-desktop', isolation });
-    for (;;) {
-      const { status } = await this.ok<{ status: string }>('GET', `/computers/${id}`);
-      if (status === 'running') return { id, ms: performance.now() - t0 };
-      if (status === 'error') throw new Error(`computer ${id} went to error`);
-      if (performance.now() - t0 > 300_000) throw new Error(`computer ${id} not running after 300 s`);
-      await sleep(20);
-    }
-  }
-
-  async exec(id: string, command: string): Promise<string> {
-    const r = await this.ok<{ output: string; exit_code: number }>('POST', `/computers/${id}/exec`, { command });
-    if (r.exit_code !== 0) throw new Error(`exec ${command}: exit ${r.exit_code}`);
-    return r.output;
-  }
-}
 
 interface Figures {
   create: number[];
@@ -135,7 +96,7 @@ async function measureDriver(api: Api, dataDir: string, isolation: Isolation, ac
   if (isolation === 'vm') {
     // The first VM of a shape boots; the agent then makes the shape's warm image, which later creates load.
     const since = Date.now();
-    const first = await api.createRunning('bench-vm-first', isolation);
+    const first = await api.createRunning('bench-vm-first', { isolation }, 300_000);
     main = first.id;
     (resumed(dataDir, first.id) ? f.create : f.createBoot).push(first.ms);
     if (!resumed(dataDir, first.id)) {
@@ -145,7 +106,7 @@ async function measureDriver(api: Api, dataDir: string, isolation: Isolation, ac
     }
   }
   for (let i = 0; i < LIFECYCLE; i++) {
-    const c = await api.createRunning(`bench-${isolation}-${i}`, isolation);
+    const c = await api.createRunning(`bench-${isolation}-${i}`, { isolation }, 300_000);
     (isolation === 'vm' && !resumed(dataDir, c.id) ? f.createBoot : f.create).push(c.ms);
     if (!main) main = c.id;
     else await api.ok('DELETE', `/computers/${c.id}`);
