@@ -35,6 +35,19 @@ export function readMemoryRecord(paths: VmPaths): MemoryRecord | null {
   }
 }
 
+/** Whether the machine a record describes can be built again: the same hardware, and every file it names still there. */
+export function canRebuild(record: MemoryRecord, vcpus: number, memoryMb: number): boolean {
+  const files = record.argv
+    .flatMap((a) => [...a.matchAll(/(?:^|,)file=([^,]+)/g)].map((m) => m[1]))
+    .concat(argAfter(record.argv, '-kernel'), argAfter(record.argv, '-initrd'));
+  return record.vcpus === vcpus && record.memory_mb === memoryMb && files.every((f) => f && fs.existsSync(f));
+}
+
+function argAfter(argv: string[], flag: string): string {
+  const i = argv.indexOf(flag);
+  return i >= 0 ? (argv[i + 1] ?? '') : '';
+}
+
 export function discardMemory(paths: VmPaths): void {
   fs.rmSync(recordPath(paths), { force: true });
   fs.rmSync(paths.memory, { force: true });

@@ -211,14 +211,16 @@ export function clearState(paths: VmPaths): void {
   fs.rmSync(paths.state, { force: true });
 }
 
-/** Kills the VM's passt if it is still the process recorded (it normally quits with QEMU). */
-export function killPasst(state: VmState | null): void {
-  if (!state?.passt_pid || processStartTime(state.passt_pid) !== state.passt_start_time) return;
+/** Ends the VM's passt if it is still the process recorded (it normally quits with QEMU); resolves once it is gone. */
+export async function killPasst(state: VmState | null): Promise<void> {
+  const pid = state?.passt_pid;
+  if (!pid || processStartTime(pid) !== state.passt_start_time) return;
   try {
-    process.kill(state.passt_pid, 'SIGKILL');
+    process.kill(pid, 'SIGKILL');
   } catch {
-    // gone meanwhile
+    return; // gone meanwhile
   }
+  for (let i = 0; i < 200 && processStartTime(pid) === state.passt_start_time; i++) await new Promise((r) => setTimeout(r, 10));
 }
 
 /** Whether the QEMU recorded in `state` is still that process. */

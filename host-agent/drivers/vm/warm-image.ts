@@ -42,9 +42,8 @@ export function warmKey(files: string[], shape: WarmShape, kernelLine: string[])
 
 export const warmDir = (dataDir: string, key: string) => path.join(imagesDir(dataDir), `warm-${key}`);
 
-/** The warm image `key`, if one was made. */
-export function findWarm(dataDir: string, key: string): WarmImage | null {
-  const dir = warmDir(dataDir, key);
+/** The warm image in `dir`, if one was made. */
+export function findWarm(dir: string): WarmImage | null {
   const paths = vmPathsIn(dir);
   const record = readMemoryRecord(paths);
   if (!record || !fs.existsSync(paths.disk) || !fs.existsSync(path.join(dir, 'warm.json'))) return null;
