@@ -14,10 +14,12 @@ const Config = z.object({
     .refine((d) => new Set(d).size === d.length, { message: '--driver names a driver twice' }),
   /** Absent: share the host's local pip mirror directories, if any. */
   shareReadOnly: z.array(z.string().startsWith('/')).optional(),
+  /** Size of the disk pool made when the data dir cannot reflink; absent: its free space. */
+  diskPoolGb: z.coerce.number().int().positive({ message: '--disk-pool-gb must be a whole number of GiB' }).optional(),
 });
 export type AgentConfig = z.infer<typeof Config>;
 
-export const USAGE = `hangar-agent --api URL --key hk_… [--data-dir DIR] [--driver sandbox|vm|sandbox,vm] [--share-ro DIR[,DIR…]]
+export const USAGE = `hangar-agent --api URL --key hk_… [--data-dir DIR] [--driver sandbox|vm|sandbox,vm] [--share-ro DIR[,DIR…]] [--disk-pool-gb N]
 
   --api        base URL of the Hangar API (env HANGAR_API)
   --key        this host's key, from POST /api/v1/admin/hosts (env HANGAR_HOST_KEY)
@@ -29,7 +31,10 @@ export const USAGE = `hangar-agent --api URL --key hk_… [--data-dir DIR] [--dr
                a create may ask for another with "isolation"
   --share-ro   host directories every computer sees read-only at the same path,
                e.g. a local package mirror (env HANGAR_SHARE_RO, comma-separated);
-               default: the local directories the host's pip config names`;
+               default: the local directories the host's pip config names
+  --disk-pool-gb size of the XFS pool that holds computer disks when the data dir's
+               file system cannot make reflink copies (env HANGAR_DISK_POOL_GB);
+               default: the data dir's free space when the pool is made`;
 
 export function readConfig(argv: string[], env: NodeJS.ProcessEnv): AgentConfig {
   const { values } = parseArgs({
@@ -40,6 +45,7 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): AgentConfig 
       'data-dir': { type: 'string' },
       driver: { type: 'string' },
       'share-ro': { type: 'string' },
+      'disk-pool-gb': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -54,6 +60,7 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): AgentConfig 
     dataDir: values['data-dir'] ?? env.HANGAR_DATA_DIR ?? '/var/lib/hangar',
     drivers: (values.driver ?? env.HANGAR_DRIVER ?? 'sandbox').split(',').map((d) => d.trim()),
     shareReadOnly: share === undefined ? undefined : share.split(',').filter(Boolean),
+    diskPoolGb: values['disk-pool-gb'] ?? env.HANGAR_DISK_POOL_GB,
   });
   if (!r.success) {
     const issue = r.error.issues[0];

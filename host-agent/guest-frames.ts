@@ -11,11 +11,15 @@ export interface RawFrame {
 
 const EMPTY = Buffer.alloc(0);
 
-/** Encodes one frame as the buffers to write, in order (the payload is not copied). */
+/** A frame the guest would refuse: its header or payload passes the protocol's limits. */
+export class FrameTooLarge extends Error {}
+
+/** Encodes one frame as the buffers to write, in order (the payload is not copied); throws FrameTooLarge past the limits. */
 export function encodeFrame(header: object, payload?: Uint8Array): Buffer[] {
   const h = Buffer.from(JSON.stringify(header));
   const plen = payload?.byteLength ?? 0;
-  if (h.length > MAX_HEADER_BYTES || plen > MAX_PAYLOAD_BYTES) throw new Error('guest frame too large');
+  if (h.length > MAX_HEADER_BYTES) throw new FrameTooLarge(`its header is ${h.length} bytes (at most ${MAX_HEADER_BYTES})`);
+  if (plen > MAX_PAYLOAD_BYTES) throw new FrameTooLarge(`its payload is ${plen} bytes (at most ${MAX_PAYLOAD_BYTES})`);
   const prefix = Buffer.allocUnsafe(8);
   prefix.writeUInt32BE(h.length, 0);
   prefix.writeUInt32BE(plen, 4);
@@ -53,7 +57,13 @@ export class FrameDecoder {
       const headerText = this.take(hlen).toString('utf8');
       const payload = plen ? this.take(plen) : EMPTY;
       this.need = null;
-      frames.push({ header: JSON.parse(headerText) as unknown, payload });
+      let header: unknown;
+      try {
+        header = JSON.parse(headerText);
+      } catch {
+        throw new Error(`malformed guest frame (its ${hlen}-byte header is not JSON)`);
+      }
+      frames.push({ header, payload });
     }
     return frames;
   }

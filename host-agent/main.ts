@@ -26,7 +26,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   // Without --share-ro, computers get the host's local pip mirror (if any), so pip works inside as on the host.
   const shares = cfg.shareReadOnly ?? pipMirrorDirs();
   const drivers: ComputerDriver[] = cfg.drivers.map((name) =>
-    name === 'vm' ? new VmDriver({ dataDir: cfg.dataDir }) : new SandboxDriver({ dataDir: cfg.dataDir, shareReadOnly: shares }),
+    name === 'vm' ? new VmDriver({ dataDir: cfg.dataDir }) : new SandboxDriver({ dataDir: cfg.dataDir, shareReadOnly: shares, diskPoolGb: cfg.diskPoolGb }),
   );
   // One router even for one driver: it keeps each computer with the driver its disk was made by.
   const driver = new DriverRouter(drivers);
@@ -43,7 +43,13 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   void session.ready.then(() => log('ready'));
   const shutdown = () => {
     log('stopping; computers keep running');
-    void session.stop().then(() => process.exit(0));
+    session.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log(`stopping failed: ${(err as Error).message}`);
+        process.exit(1);
+      },
+    );
   };
   // An operator (or a failover test) can make the agent drop and redial every socket, as a network blip would.
   process.on('SIGUSR2', () => {

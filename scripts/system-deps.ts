@@ -1,10 +1,11 @@
 /**
  * What computers need from the host system beyond util-linux: passt (their
- * network) and debootstrap (their base image); for VM computers also QEMU
- * and a static busybox (their boot image). Installed with apt on first use
- * when we are root; otherwise one sentence says what to run. The VM driver
- * fetches its guest kernel itself (apt-get download, unpacked under the data
- * dir, never installed on the host), showing its progress.
+ * network), debootstrap (their base image), e2fsprogs (their disk images) and
+ * xfsprogs (the disk pool, when the data dir cannot reflink); for VM computers
+ * also QEMU and a static busybox (their boot image). Installed with apt on
+ * first use when we are root; otherwise one sentence says what to run. The VM
+ * driver fetches its guest kernel itself (apt-get download, unpacked under the
+ * data dir, never installed on the host), showing its progress.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -22,6 +23,8 @@ const isStaticBusybox = () => {
 const NEEDED: Array<{ pkg: string; present: () => boolean; vm?: true }> = [
   { pkg: 'passt', present: () => existsSync('/usr/bin/pasta') },
   { pkg: 'debootstrap', present: () => existsSync('/usr/sbin/debootstrap') },
+  { pkg: 'e2fsprogs', present: () => existsSync('/usr/sbin/mkfs.ext4') },
+  { pkg: 'xfsprogs', present: () => existsSync('/usr/sbin/mkfs.xfs') },
   { pkg: 'qemu-system-x86', present: () => existsSync('/usr/bin/qemu-system-x86_64'), vm: true },
   { pkg: 'busybox-static', present: isStaticBusybox, vm: true },
 ];

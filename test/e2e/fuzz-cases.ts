@@ -170,7 +170,7 @@ export function invalidValues(field: Field, rng: Rng): [string, unknown][] {
       break;
     }
     case 'bool':
-      out.push(['string true', 'true'], ['string false', 'false'], ['one', 1], ['zero', 0], ['empty string', ''], ['object', {}], ['array', [true]]);
+      out.push(['string true', 'true'], ['string false', 'false'], ['one', 1], ['zero', 0], ['empty string', ''], ['array', [true]], ['object', {}]);
       break;
     case 'labels':
       out.push(['string', 'a=b'], ['number', 1], ['array', [['a', 'b']]], ['true', true]);

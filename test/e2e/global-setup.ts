@@ -15,7 +15,7 @@ import { freePort, registerHost, startAgent, startWorker, type AgentHandle, type
 
 declare module 'vitest' {
   export interface ProvidedContext {
-    hangar: { origin: string; apiUrl: string; operatorToken: string; hostId: string; hostKey: string; dataDir: string; agentPid: number };
+    hangar: { origin: string; apiUrl: string; operatorToken: string; hostId: string; hostKey: string; dataDir: string; agentPid: number; workerPid: number };
   }
 }
 
@@ -31,7 +31,7 @@ const log = (s: string) => {
 
 export async function setup(project: TestProject): Promise<void> {
   stateDir = mkdtempSync(path.join(os.tmpdir(), 'hangar-e2e-'));
-  worker = await startWorker({ stateDir, port: await freePort(), vars: { METRICS_INTERVAL_MS: '1000', DEFAULT_ISOLATION: ISOLATION }, log });
+  worker = await startWorker({ stateDir, port: await freePort(), vars: { METRICS_INTERVAL_MS: '1000', COMPUTER_DISK_GB: '1', DEFAULT_ISOLATION: ISOLATION }, log });
   const host = await registerHost(worker.origin, worker.secrets.OPERATOR_TOKEN, { name: 'e2e-host', region: 'local' });
   // The agent removes computers its server does not know, so it gets a data dir of its own.
   dataDir = path.join(stateDir, 'data');
@@ -46,6 +46,8 @@ export async function setup(project: TestProject): Promise<void> {
     dataDir,
     // SIGUSR2 makes the agent drop every socket as a network failure would.
     agentPid: agent.process.pid!,
+    // wrangler dev; workerd runs below it (memory figures of the relay read its process tree).
+    workerPid: worker.process.pid!,
   });
 }
 

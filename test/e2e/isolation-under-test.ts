@@ -51,13 +51,15 @@ export function wroteToDisk(dataDir: string, id: string, inside: string, isolati
 }
 
 /** Both drivers on a data dir, as a test agent has them. */
-export function hostDrivers(dataDir: string): ComputerDriver {
-  return new DriverRouter([new SandboxDriver({ dataDir }), new VmDriver({ dataDir })]);
+export function hostDrivers(dataDir: string): { driver: ComputerDriver; sandbox: SandboxDriver } {
+  const sandbox = new SandboxDriver({ dataDir });
+  return { driver: new DriverRouter([sandbox, new VmDriver({ dataDir })]), sandbox };
 }
 
-/** Removes whatever computers a run left on a data dir (they outlive their agent by design). */
+/** Removes whatever computers a run left on a data dir (they outlive their agent by design), then unmounts its disk pool if it has one. */
 export async function destroyAllOn(dataDir: string): Promise<void> {
-  const driver = hostDrivers(dataDir);
+  const { driver, sandbox } = hostDrivers(dataDir);
   for (const id of await driver.list()) await driver.destroy(id).catch(() => undefined);
   await driver.close();
+  await sandbox.releaseStorage();
 }

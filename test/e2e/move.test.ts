@@ -77,6 +77,7 @@ describe('move a computer to another region, end to end', () => {
 
     // The disk is on the second host only.
     expect(hasDisk(hangar().dataDir, id)).toBe(false);
+    expect(hasDisk(dataDir, id)).toBe(true);
     expect(wroteToDisk(dataDir, id, '/workspace/moved.txt')).toBe(true);
 
     const start = await api.post(`/computers/${id}/start`);

@@ -7,8 +7,9 @@ import { isoNow } from '../http/ids.ts';
 import { validate } from '../http/body.ts';
 import { route, type RouteContext, type RouteDef } from '../router.ts';
 import { callerOf, computerStub, loadComputer } from '../computers/access.ts';
-import { computerView, hostLabel } from '../computers/view.ts';
-import { mintStreamToken } from '../computers/stream-token.ts';
+import { computerView } from '../computers/view.ts';
+import { computerOrigin, wsOf } from '../computers/urls.ts';
+import { grantOf, mintStreamToken } from '../computers/stream-token.ts';
 import { TEMPLATE_APPS } from '../computers/template-apps.ts';
 
 const autoStopView = (seconds: number) => ({ auto_stop_seconds: seconds, enabled: seconds > 0 });
@@ -41,11 +42,11 @@ export const COMPUTER_INFO_ROUTES: RouteDef[] = [
     auth: 'tenant',
     handler: async (c) => {
       const row = await loadComputer(c.env, c.principal, c.params.id);
-      const { token, expires_at } = await mintStreamToken(c.env, row.org_id, row.id);
+      const { token, expires_at } = await mintStreamToken(c.env, grantOf(c.principal), row.id);
       const view = computerView(row, c.env);
       return json({
         desktop_url: view.desktop_url,
-        ws_url: `wss://${hostLabel(row)}.${c.env.COMPUTER_DOMAIN}/ws/vnc/${row.id}?auth=${token}`,
+        ws_url: `${wsOf(computerOrigin(row, c.env))}/ws/vnc/${row.id}?auth=${token}`,
         token,
         expires_at,
         computer_id: row.id,
@@ -59,7 +60,7 @@ export const COMPUTER_INFO_ROUTES: RouteDef[] = [
     auth: 'tenant',
     handler: async (c) => {
       const row = await loadComputer(c.env, c.principal, c.params.id);
-      return json(await mintStreamToken(c.env, row.org_id, row.id));
+      return json(await mintStreamToken(c.env, grantOf(c.principal), row.id));
     },
   }),
   route({
@@ -70,7 +71,7 @@ export const COMPUTER_INFO_ROUTES: RouteDef[] = [
       const row = await loadComputer(c.env, c.principal, c.params.id);
       const view = computerView(row, c.env);
       // Short-lived: the terminal URL carries a stream token and opens the computer's default session.
-      const { token, expires_at } = await mintStreamToken(c.env, row.org_id, row.id);
+      const { token, expires_at } = await mintStreamToken(c.env, grantOf(c.principal), row.id);
       return json({
         desktop_url: view.desktop_url,
         stream_url: view.desktop_url,
