@@ -5,6 +5,9 @@ import { cloudflareTest, readD1Migrations } from '@cloudflare/vitest-pool-worker
 // Worker and Durable Object tests, run inside workerd with local D1 and the
 // real Durable Object classes; migrations are applied in test/worker/setup.ts.
 export default defineConfig(async () => {
+  // The Worker serves the host-mode agent as one file; wrangler builds it before dev and deploy, the tests here.
+  const { buildAgentBundle } = await import('../scripts/build-agent.mjs');
+  await buildAgentBundle();
   const migrations = await readD1Migrations(path.join(import.meta.dirname, '../schema/migrations'));
   return {
     plugins: [
@@ -16,6 +19,12 @@ export default defineConfig(async () => {
             OPERATOR_TOKEN: 'op_test_token',
             JWT_SECRET: 'test-jwt-secret-which-is-long-enough-0123456789',
             ENV_ENCRYPTION_KEY: 'AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=',
+            // A tenant host away this long fails its running jobs (host_lost): short, so a test can wait it out.
+            HOST_LOST_GRACE_S: '1',
+            // Uploads past this are refused: small, so a test can pass it cheaply.
+            HOST_UPLOAD_MAX_BYTES: String(1024 * 1024),
+            // Small, so the files tests can go past it (the default is 100 MiB).
+            MAX_UPLOAD_BYTES: '1048576',
             // Small, so the relay's 413 is reachable with small bodies.
             RELAY_MAX_BODY_BYTES: String(1024 * 1024),
           },

@@ -7,8 +7,20 @@
  * answer for a missing disk, so behaviour matches a single-driver host.
  */
 import type { Duplex } from 'node:stream';
+import type { ComputerEvent, FileStream, FsRequest, WatchProducers } from '../../schema/guest.ts';
 import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
-import { DriverError, type ComputerDriver, type ComputerMetrics, type DiskExport, type DiskImport, type DriverDescription, type ProgressFn, type StreamProcess } from './driver.ts';
+import {
+  DriverError,
+  type ComputerDriver,
+  type ComputerMetrics,
+  type DiskExport,
+  type DiskImport,
+  type DriverDescription,
+  type FsAnswer,
+  type ProgressFn,
+  type StreamProcess,
+  type WatchHandle,
+} from './driver.ts';
 
 export class DriverRouter implements ComputerDriver {
   readonly name: string;
@@ -45,11 +57,11 @@ export class DriverRouter implements ComputerDriver {
     for (const d of this.drivers) await d.prepare(onProgress);
   }
 
-  async provision(spec: ComputerSpec, cloneFrom: string | undefined, onProgress: ProgressFn): Promise<void> {
+  async provision(spec: ComputerSpec, cloneFrom: string | undefined, onProgress: ProgressFn, fromSnapshot?: string): Promise<void> {
     // A repeated provision finds the disk where the first one put it; a clone is made by its source's driver.
     const d = (await this.owner(spec.id)) ?? (cloneFrom ? await this.owner(cloneFrom) : null) ?? this.driver(spec.isolation);
     this.owners.set(spec.id, d);
-    await d.provision(spec, cloneFrom, onProgress);
+    await d.provision(spec, cloneFrom, onProgress, fromSnapshot);
   }
 
   async start(spec: ComputerSpec): Promise<void> {
@@ -87,12 +99,62 @@ export class DriverRouter implements ComputerDriver {
     return (await this.ownerOrFirst(id)).spawn(id, params, window);
   }
 
+  async fs(id: string, request: FsRequest): Promise<FsAnswer> {
+    return (await this.ownerOrFirst(id)).fs(id, request);
+  }
+
+  async watch(id: string, watchId: string, producers: WatchProducers, onEvents: (events: ComputerEvent[]) => void): Promise<WatchHandle> {
+    return (await this.ownerOrFirst(id)).watch(id, watchId, producers, onEvents);
+  }
+
   async attach(id: string, procId: string, offsets: StreamOffsets, window: number): Promise<StreamProcess | null> {
     return (await this.ownerOrFirst(id)).attach(id, procId, offsets, window);
   }
 
   async connectTcp(id: string, port: number): Promise<Duplex> {
     return (await this.ownerOrFirst(id)).connectTcp(id, port);
+  }
+
+  async openFile(id: string, request: FileStream): Promise<Duplex> {
+    const d = await this.ownerOrFirst(id);
+    if (!d.openFile) throw new DriverError('BAD_REQUEST', `a ${d.name} computer cannot stream files`);
+    return d.openFile(id, request);
+  }
+
+  systemLog(id: string): string | null {
+    const known = this.owners.get(id);
+    if (known) return known.systemLog?.(id) ?? null;
+    for (const d of this.drivers) {
+      const file = d.systemLog?.(id);
+      if (file) return file;
+    }
+    return null;
+  }
+
+  logLine(id: string, line: string): void {
+    (this.owners.get(id) ?? this.drivers[0]).logLine?.(id, line);
+  }
+
+  async snapshotDisk(id: string, name: string): Promise<{ bytes: number }> {
+    const d = await this.ownerOrFirst(id);
+    if (!d.snapshotDisk) throw unsupported(d, 'snapshots');
+    return d.snapshotDisk(id, name);
+  }
+
+  async restoreDisk(id: string, name: string): Promise<void> {
+    const d = await this.ownerOrFirst(id);
+    if (!d.restoreDisk) throw unsupported(d, 'snapshots');
+    return d.restoreDisk(id, name);
+  }
+
+  async deleteSnapshot(name: string): Promise<void> {
+    for (const d of this.drivers) await d.deleteSnapshot?.(name);
+  }
+
+  async listSnapshots(): Promise<{ name: string; created_ms: number }[]> {
+    const all: { name: string; created_ms: number }[] = [];
+    for (const d of this.drivers) if (d.listSnapshots) all.push(...(await d.listSnapshots()));
+    return all;
   }
 
   async metrics(id: string): Promise<ComputerMetrics | null> {
@@ -165,4 +227,8 @@ export class DriverRouter implements ComputerDriver {
   private async ownerOrFirst(id: string): Promise<ComputerDriver> {
     return (await this.owner(id)) ?? this.drivers[0];
   }
+}
+
+function unsupported(d: ComputerDriver, what: string): DriverError {
+  return new DriverError('BAD_REQUEST', `${what} are not available for ${d.name} computers on this host`);
 }

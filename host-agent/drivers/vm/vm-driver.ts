@@ -12,13 +12,26 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { ComputerEvent, FileStream, FsRequest, WatchProducers } from '../../../schema/guest.ts';
 import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult, ProcStartParams, StreamOffsets } from '../../../schema/protocol.ts';
 import type { GuestClient } from '../../guest-client.ts';
-import { openGuestTcp } from '../../relay/guest-tcp.ts';
+import { openGuestFile, openGuestTcp } from '../../relay/guest-tcp.ts';
 import { RelayTargetError } from '../../relay/target-error.ts';
-import { DriverError, type ComputerDriver, type ComputerMetrics, type DiskExport, type DiskImport, type DriverDescription, type ProgressFn, type StreamProcess } from '../driver.ts';
-import { ComputerLocks, guestAttach, guestExec, guestFailure, guestSpawn } from '../guest-ops.ts';
+import {
+  DriverError,
+  type ComputerDriver,
+  type ComputerMetrics,
+  type DiskExport,
+  type DiskImport,
+  type DriverDescription,
+  type FsAnswer,
+  type ProgressFn,
+  type StreamProcess,
+  type WatchHandle,
+} from '../driver.ts';
+import { ComputerLocks, guestAttach, guestExec, guestFailure, guestFs, guestSpawn, guestWatch } from '../guest-ops.ts';
 import { installApps } from '../sandbox/apps.ts';
+import { appendConsole } from '../sandbox/console-log.ts';
 import { hostnameFromName } from '../sandbox/paths.ts';
 import { TemplateStore, TEMPLATE_NAME } from '../sandbox/template.ts';
 import type { AccelChoice } from './accel.ts';
@@ -92,7 +105,8 @@ export class VmDriver implements ComputerDriver {
     onProgress({ phase: 'vm', message: `VMs run on ${runtime.accel.accel === 'kvm' ? 'KVM' : 'software emulation (TCG)'}: ${runtime.accel.reason} (probe boot ${runtime.accel.probe_ms} ms)` });
   }
 
-  provision(spec: ComputerSpec, cloneFrom: string | undefined, onProgress: ProgressFn): Promise<void> {
+  provision(spec: ComputerSpec, cloneFrom: string | undefined, onProgress: ProgressFn, fromSnapshot?: string): Promise<void> {
+    if (fromSnapshot) return Promise.reject(new DriverError('BAD_REQUEST', 'snapshots are not available for vm computers on this host'));
     return this.locks.run(spec.id, async () => {
       await this.ready(onProgress);
       const paths = vmPaths(this.dataDir, spec.id);
@@ -213,14 +227,49 @@ export class VmDriver implements ComputerDriver {
     }
   }
 
-  async connectTcp(id: string, port: number): Promise<Duplex> {
-    let guest: GuestClient;
+  async fs(id: string, request: FsRequest): Promise<FsAnswer> {
+    const guest = await this.guestOf(id);
     try {
-      guest = await this.guestOf(id);
+      return await guestFs(guest, request);
+    } catch (err) {
+      throw guestFailure(id, err, () => !this.sessionFor(id));
+    }
+  }
+
+  async watch(id: string, watchId: string, producers: WatchProducers, onEvents: (events: ComputerEvent[]) => void): Promise<WatchHandle> {
+    const guest = await this.guestOf(id);
+    try {
+      return await guestWatch(guest, watchId, producers, onEvents);
+    } catch (err) {
+      throw guestFailure(id, err, () => !this.sessionFor(id));
+    }
+  }
+
+  async connectTcp(id: string, port: number): Promise<Duplex> {
+    return openGuestTcp(await this.relayGuest(id), port);
+  }
+
+  async openFile(id: string, request: FileStream): Promise<Duplex> {
+    return openGuestFile(await this.relayGuest(id), request);
+  }
+
+  /** The running VM's guest for a relayed stream; `unreachable` when there is none. */
+  private async relayGuest(id: string): Promise<GuestClient> {
+    try {
+      return await this.guestOf(id);
     } catch (err) {
       throw new RelayTargetError('unreachable', err instanceof Error ? err.message : String(err));
     }
-    return openGuestTcp(guest, port);
+  }
+
+  /** The VM's serial console (kernel, init, guest agent) is its system log. */
+  systemLog(id: string): string | null {
+    const paths = vmPaths(this.dataDir, id);
+    return fs.existsSync(paths.dir) ? paths.log : null;
+  }
+
+  logLine(id: string, line: string): void {
+    appendConsole(vmPaths(this.dataDir, id), line);
   }
 
   /** The address the VM got from passt's DHCP (its init records it). */
