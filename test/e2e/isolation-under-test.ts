@@ -6,12 +6,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import path from 'node:path';
 import type { Isolation } from '../../schema/isolation.ts';
 import type { ComputerDriver } from '../../host-agent/drivers/driver.ts';
 import { DriverRouter } from '../../host-agent/drivers/router.ts';
 import { SandboxDriver } from '../../host-agent/drivers/sandbox.ts';
 import { ComputerCgroup, detectCgroups } from '../../host-agent/drivers/sandbox/cgroups.ts';
+import { computerPaths } from '../../host-agent/drivers/sandbox/paths.ts';
 import { readMeta } from '../../host-agent/drivers/vm/disk.ts';
 import { vmPaths } from '../../host-agent/drivers/vm/paths.ts';
 import { isAlive, readState } from '../../host-agent/drivers/vm/qemu.ts';
@@ -38,16 +38,15 @@ export function hostLimits(dataDir: string, id: string, isolation = ISOLATION): 
 /** Whether a computer's disk is on a host. */
 export function hasDisk(dataDir: string, id: string, isolation = ISOLATION): boolean {
   if (isolation === 'vm') return readMeta(vmPaths(dataDir, id)) !== null;
-  return fs.existsSync(path.join(dataDir, 'computers', id));
+  return fs.existsSync(computerPaths(dataDir, id).image);
 }
 
 /** Whether `inside` (a path in the computer) is among what the computer wrote to its disk on that host. */
 export function wroteToDisk(dataDir: string, id: string, inside: string, isolation = ISOLATION): boolean {
-  if (isolation === 'vm') {
-    const out = execFileSync('debugfs', ['-R', `stat /upper${inside}`, vmPaths(dataDir, id).disk], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    return /Inode: \d+/.test(out);
-  }
-  return fs.existsSync(path.join(dataDir, 'computers', id, 'upper', inside));
+  // Both drivers keep it in an ext4 image holding the overlay's upper dir (read here unmounted, as the computer is stopped).
+  const image = isolation === 'vm' ? vmPaths(dataDir, id).disk : computerPaths(dataDir, id).image;
+  const out = execFileSync('debugfs', ['-R', `stat /upper${inside}`, image], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return /Inode: \d+/.test(out);
 }
 
 /** Both drivers on a data dir, as a test agent has them. */
