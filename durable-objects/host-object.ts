@@ -19,6 +19,8 @@ import type { RelayMux } from './relay/relay-mux.ts';
 import type { FsEntry } from '../schema/protocol.ts';
 
 import { HOST_OP_HEADER } from './host/client-header.ts';
+import { RELAY_PATH } from './relay/relay-request.ts';
+import type { TunnelRecord } from './relay/tunnel-table.ts';
 import { snapshotsKeptOn } from './snapshots/snapshot-rows.ts';
 import { MODEL_HTTP_OP, relayToModelServer } from './cluster/member-relay.ts';
 
@@ -44,6 +46,7 @@ export class HostObject extends DurableObject<Env> {
 
   /** The agent route forwards the host-key-verified upgrade here with the host's id; tenant routes their streams and sockets. */
   async fetch(request: Request): Promise<Response> {
+    if (new URL(request.url).pathname === RELAY_PATH) return (await this.tenant.tunnels.fetch(request)) ?? new Response('unknown relay request', { status: 400 });
     const op = request.headers.get(HOST_OP_HEADER);
     if (op) return this.tenantFetch(op, request);
     const hostId = request.headers.get('x-hangar-host-id');
@@ -114,9 +117,9 @@ export class HostObject extends DurableObject<Env> {
         return;
       }
       await this.env.DB.prepare(
-        `UPDATE hosts SET status = 'online', agent_version = ?, drivers = ?, cpus = ?, memory_mb = ?, last_seen_at = ?, updated_at = ? WHERE id = ? AND status != 'revoked'`,
+        `UPDATE hosts SET status = 'online', agent_version = ?, drivers = ?, vm_accel = ?, cpus = ?, memory_mb = ?, last_seen_at = ?, updated_at = ? WHERE id = ? AND status != 'revoked'`,
       )
-        .bind(msg.agent_version, JSON.stringify(msg.drivers), msg.cpus, msg.memory_mb, isoNow(now), isoNow(now), hostId)
+        .bind(msg.agent_version, JSON.stringify(msg.drivers), msg.vm_accel ?? null, msg.cpus, msg.memory_mb, isoNow(now), isoNow(now), hostId)
         .run();
       this.lastSeenWritten = now;
       // A computer moving here counts as served: its freshly imported disk must not be taken for an orphan.
@@ -247,6 +250,18 @@ export class HostObject extends DurableObject<Env> {
   async unserveModel(ref: HostRef, clusterId: string): Promise<void> {
     await this.tenant.bind(ref);
     await this.tenant.models.unserve(clusterId);
+  }
+
+  // ------------------------------------------------------------ RPC: tunnels (relay/host-relay.ts)
+
+  /** A tunnel changed in D1 (null: deleted); `close` also ends its open connections. */
+  async tunnelChanged(ref: HostRef, tunnelId: string, rec: TunnelRecord | null, close: string | null): Promise<void> {
+    await this.tenant.bind(ref);
+    await this.tenant.tunnels.tunnelChanged(ref.id, tunnelId, rec, close);
+  }
+
+  async redeemTunnelTicket(tunnelId: string, jti: string, expS: number): Promise<'ok' | 'used' | 'not_found'> {
+    return this.tenant.tunnels.redeemTicket(tunnelId, jti, expS);
   }
 
   async status(ref: HostRef): Promise<HostStatus> {
