@@ -45,13 +45,20 @@ async function streamedCommand() {
 /** Stdout bytes the object has acknowledged to the agent. */
 const acked = (peer: ComputerPeer, procId: string) => peer.acks.filter((a) => a.proc_id === procId).at(-1)?.offsets.stdout ?? 0;
 
-/** Waits until the acks stop moving, and returns where they stand. */
+/**
+ * Waits until the object has acknowledged something and the acks then stop
+ * moving (the same value over several samples, so a busy machine that has not
+ * got round to the frames yet does not look settled), and returns where they stand.
+ */
 async function settledAck(peer: ComputerPeer, procId: string): Promise<number> {
+  await vi.waitFor(() => expect(acked(peer, procId)).toBeGreaterThan(0), { timeout: 30_000, interval: 50 });
   let last = -1;
+  let same = 0;
   for (;;) {
-    await sleep(100);
+    await sleep(200);
     const now = acked(peer, procId);
-    if (now === last) return now;
+    same = now === last ? same + 1 : 0;
+    if (same >= 3) return now;
     last = now;
   }
 }
