@@ -1,5 +1,5 @@
 import { env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { expectError, expectJson } from './helpers.ts';
 import { sleep, useAgentPeers } from './agent-peer.ts';
 import { computerStub, createComputer, getComputer, runningComputer, waitForStatus, world } from './computer-fixtures.ts';
@@ -53,14 +53,24 @@ describe('auto-stop', () => {
   it('activity pushes the auto-stop back', async () => {
     const w = await world();
     const { computer, peer } = await runningComputer(w);
-    await expectJson(await w.api(`/${computer.id}/auto-stop`, { method: 'PATCH', body: { auto_stop_seconds: 2 } }), 200);
-    await sleep(1200);
-    await expectJson(await w.api(`/${computer.id}/exec`, { method: 'POST', body: { command: 'true' } }), 200);
-    await sleep(1000);
-    // 2.2 s after the PATCH but 1 s after the exec: not idle long enough.
-    await runDurableObjectAlarm(computerStub(computer.id));
-    expect((await getComputer(w, computer.id)).status).toBe('running');
-    expect(peer.requests.some((r) => r.type === 'computer.stop')).toBe(false);
+    // The clock is the test's to move (the object reads the same Date): a slow machine cannot make an exec look older than it is.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      await expectJson(await w.api(`/${computer.id}/auto-stop`, { method: 'PATCH', body: { auto_stop_seconds: 60 } }), 200);
+      vi.setSystemTime(Date.now() + 45_000);
+      await expectJson(await w.api(`/${computer.id}/exec`, { method: 'POST', body: { command: 'true' } }), 200);
+      vi.setSystemTime(Date.now() + 30_000);
+      // 75 s after the PATCH but 30 s after the exec: not idle long enough.
+      await runDurableObjectAlarm(computerStub(computer.id));
+      expect((await getComputer(w, computer.id)).status).toBe('running');
+      expect(peer.requests.some((r) => r.type === 'computer.stop')).toBe(false);
+      // 61 s after the exec it is.
+      vi.setSystemTime(Date.now() + 31_000);
+      await runDurableObjectAlarm(computerStub(computer.id));
+      expect(await peer.take('computer.stop')).toMatchObject({ type: 'computer.stop' });
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('an idle computer whose agent is away keeps a calm alarm and is stopped once the agent is back', async () => {
