@@ -192,6 +192,12 @@ describe('exec on a real computer', () => {
 
   it('stdout and stderr come back combined in the order they were written', async () => {
     const r = await api.exec(main, 'echo a; echo b >&2; echo c');
-    expect(r.body).toMatchObject({ output: 'a\nb\nc\n', exit_code: 0, truncated: false });
+    expect(r.body).toMatchObject({ output: 'a\nb\nc\n', stdout: 'a\nc\n', stderr: 'b\n', exit_code: 0, truncated: false });
+    // Many alternating writes: a guest that falls behind finds both streams waiting and must still take them in order.
+    const lines = Array.from({ length: 400 }, (_, i) => `${i % 2 ? 'err' : 'out'}${i}\n`);
+    const many = await api.exec(main, 'for i in $(seq 0 399); do if [ $((i % 2)) = 1 ]; then echo err$i >&2; else echo out$i; fi; done');
+    expect(many.body.output).toBe(lines.join(''));
+    expect(many.body.stdout).toBe(lines.filter((l) => l.startsWith('out')).join(''));
+    expect(many.body.stderr).toBe(lines.filter((l) => l.startsWith('err')).join(''));
   });
 });
