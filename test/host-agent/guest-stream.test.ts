@@ -250,6 +250,20 @@ describe('guest agent: spawned processes', () => {
     expect(text(out.stderr)).toBe('done\n');
   });
 
+  it('a process that ends while a background child keeps writing is answered, ordered or not, and the guest serves on', async () => {
+    for (const ordered of [true, false]) {
+      const p = client.spawn({ command: '(exec yes) & sleep 0.2', ordered, stdin: false, output_limit: 4096 });
+      const out = collect(p);
+      expect(await p.exited).toMatchObject({ exit_code: 0, truncated: true });
+      expect(text(out.stdout)).toMatch(/^(y\n)+/);
+      const after = client.spawn({ command: 'echo served', stdin: false });
+      const aout = collect(after);
+      await after.exited;
+      expect(text(aout.stdout)).toBe('served\n');
+      await client.spawn({ command: 'pkill -x yes; true', stdin: false }).exited;
+    }
+  });
+
   it('rejects requests for unknown processes with NOT_FOUND', async () => {
     const p = client.attach('no-such-proc');
     await expect(p.started).rejects.toBeInstanceOf(GuestError);

@@ -18,6 +18,8 @@ DEFAULT_RING = 1 << 20
 # Chunks whose place in the read order a re-attach's replay keeps (older ones replay stream by stream).
 ORDER_ENTRIES = 8192
 F_SETPIPE_SZ = 1031
+# Reads of a stream at a process's end (a background child may write for ever).
+DRAIN_READS = 256
 # The smallest pipe the kernel makes: one slot, so in packet mode one write at a time.
 ORDERED_PIPE_BYTES = 4096
 # Unacknowledged stdin a single process may hold before the guest refuses more.
@@ -411,11 +413,16 @@ class Proc:
         # Writes already made, in order, before anything else.
         self.on_ordered_events(drain=True)
         for fd in list(self.outputs):
-            # Drain what is already buffered, then stop listening.
-            while fd in self.outputs:
+            # Drain what is already buffered, then stop listening; a background child that keeps
+            # writing is cut off after a bounded number of reads rather than holding the guest.
+            for _ in range(DRAIN_READS):
+                if fd not in self.outputs:
+                    break
                 self.on_readable(fd)
                 if fd in self.outputs and not self._readable_now(fd):
                     self._close_output(fd)
+            if fd in self.outputs:
+                self._close_output(fd)
         if self.stdin_fd is not None:
             self.loop.remove_writer(self.stdin_fd)
             if self.stdin_queue:
