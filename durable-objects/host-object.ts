@@ -19,6 +19,8 @@ import type { RelayMux } from './relay/relay-mux.ts';
 import type { FsEntry } from '../schema/protocol.ts';
 
 import { HOST_OP_HEADER } from './host/client-header.ts';
+import { RELAY_PATH } from './relay/relay-request.ts';
+import type { TunnelRecord } from './relay/tunnel-table.ts';
 import { snapshotsKeptOn } from './snapshots/snapshot-rows.ts';
 
 const TAG = 'host';
@@ -43,6 +45,7 @@ export class HostObject extends DurableObject<Env> {
 
   /** The agent route forwards the host-key-verified upgrade here with the host's id; tenant routes their streams and sockets. */
   async fetch(request: Request): Promise<Response> {
+    if (new URL(request.url).pathname === RELAY_PATH) return (await this.tenant.tunnels.fetch(request)) ?? new Response('unknown relay request', { status: 400 });
     const op = request.headers.get(HOST_OP_HEADER);
     if (op) return this.tenantFetch(op, request);
     const hostId = request.headers.get('x-hangar-host-id');
@@ -234,6 +237,18 @@ export class HostObject extends DurableObject<Env> {
 
   async fsDelete(ref: HostRef, path: string, recursive: boolean): Promise<Result<{ path: string }>> {
     return this.tenant.fs(ref, (f) => f.delete(path, recursive));
+  }
+
+  // ------------------------------------------------------------ RPC: tunnels (relay/host-relay.ts)
+
+  /** A tunnel changed in D1 (null: deleted); `close` also ends its open connections. */
+  async tunnelChanged(ref: HostRef, tunnelId: string, rec: TunnelRecord | null, close: string | null): Promise<void> {
+    await this.tenant.bind(ref);
+    await this.tenant.tunnels.tunnelChanged(ref.id, tunnelId, rec, close);
+  }
+
+  async redeemTunnelTicket(tunnelId: string, jti: string, expS: number): Promise<'ok' | 'used' | 'not_found'> {
+    return this.tenant.tunnels.redeemTicket(tunnelId, jti, expS);
   }
 
   async status(ref: HostRef): Promise<HostStatus> {

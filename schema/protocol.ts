@@ -613,14 +613,25 @@ export interface DiskFrame {
 
 /** Lays out a binary frame of any kind. */
 export function packFrame(kind: number, stream: number, id: string, offset: number, payload: Uint8Array): Uint8Array {
+  const head = frameHead(kind, stream, id, offset, payload.byteLength);
+  head.set(payload, head.byteLength - payload.byteLength);
+  return head;
+}
+
+/**
+ * A frame's header alone (`u8 kind | u8 stream | u8 id_len | id | f64 offset`),
+ * in a buffer with `room` bytes left after it for the payload: a sender that
+ * can send the payload as a second piece of the same message (a fragmented
+ * WebSocket message) passes 0 and never copies the payload.
+ */
+export function frameHead(kind: number, stream: number, id: string, offset: number, room = 0): Uint8Array {
   const idBytes = new TextEncoder().encode(id);
-  const out = new Uint8Array(3 + idBytes.length + 8 + payload.byteLength);
+  const out = new Uint8Array(3 + idBytes.length + 8 + room);
   out[0] = kind;
   out[1] = stream;
   out[2] = idBytes.length;
   out.set(idBytes, 3);
   new DataView(out.buffer, out.byteOffset + 3 + idBytes.length, 8).setFloat64(0, offset);
-  out.set(payload, 3 + idBytes.length + 8);
   return out;
 }
 

@@ -12,7 +12,20 @@ import path from 'node:path';
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
 const WRANGLER = path.join(ROOT, 'node_modules', '.bin', 'wrangler');
-const QUIET_ENV = { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1' };
+/**
+ * The dev server's environment. Its local observability (on by default) hands
+ * every invocation — each request, each message on an agent's socket — to a
+ * collector that stores it in SQLite in the same process: more than half the
+ * CPU a small relayed request costs the Worker's process, and nothing a
+ * deployment pays. Off unless X_LOCAL_OBSERVABILITY is set.
+ */
+const QUIET_ENV = {
+  ...process.env,
+  CLOUDFLARE_CF_FETCH_ENABLED: 'false',
+  WRANGLER_SEND_METRICS: 'false',
+  NO_COLOR: '1',
+  X_LOCAL_OBSERVABILITY: process.env.X_LOCAL_OBSERVABILITY ?? 'false',
+};
 
 export interface Secrets {
   OPERATOR_TOKEN: string;

@@ -25,6 +25,7 @@ import { CREDENTIAL_HEADER } from './client-header.ts';
 import { apiKeyLive } from '../../worker/tenancy/principals.ts';
 import { Streams } from '../exec/streams.ts';
 import { RelayMux } from '../relay/relay-mux.ts';
+import { HostRelay } from '../relay/host-relay.ts';
 import { HostFiles, uploadLimit } from './host-files.ts';
 import { HostEvents, type HostEventType } from './host-events.ts';
 import { HostSecrets } from './host-secrets.ts';
@@ -61,6 +62,8 @@ export class TenantHost {
   readonly link: AgentLink;
   /** Relayed streams on the agent's socket: TCP to the machine's loopback (tunnels), files. */
   readonly relay: RelayMux;
+  /** Tunnels to the machine's ports (durable-objects/relay/host-relay.ts). */
+  readonly tunnels: HostRelay;
   readonly files: HostFiles;
   readonly streams: Streams;
   readonly jobs: Jobs;
@@ -83,6 +86,14 @@ export class TenantHost {
     const sql = ctx.storage.sql;
     this.link = new AgentLink(ctx);
     this.relay = new RelayMux(this.link);
+    this.tunnels = new HostRelay(this.relay, {
+      host: (ref) => this.bind(ref),
+      connected: () => this.link.socket() !== null,
+      whenAttached: (ms) => this.link.whenAttached(ms),
+      gone: async () => ((await this.status.current()) === 'revoked' ? 'the host was revoked' : null),
+      storage: ctx.storage,
+      env,
+    });
     this.files = new HostFiles(this.link, this.relay, () => uploadLimit(env));
     this.secrets = new HostSecrets(env);
     this.jobs = new Jobs(sql, {

@@ -5,6 +5,7 @@
  */
 import { APPS, COMPUTER_VISIBILITIES, EXEC_MAX_COMMAND_BYTES, PORT_VISIBILITY_NAMES, TEMPLATES } from '../../schema/api.ts';
 import { SIZE_NAMES } from '../../schema/sizes.ts';
+import { TUNNEL_AUTH_MODES } from '../../schema/tunnels.ts';
 import type { BodyShape, Field } from './fuzz-cases.ts';
 
 export interface FuzzRoute {
@@ -36,6 +37,10 @@ const secretValue: Field = { spec: { type: 'string', max: 32 * 1024, noNul: true
 const description: Field = { ...opt(str(0, 1024)), nullable: true };
 const hostRegion: Field = { spec: { type: 'string', max: 63, bad: ['', 'UPPER', '-a', 'a_b', 'a b', 'ä', 'a\u0000'] } };
 const termSize = opt(int(1, 1000));
+/** Tunnel slugs: one lower-case DNS label. */
+const tunnelSlug: Field = { spec: { type: 'string', max: 63, bad: ['', 'Upper', '-lead', 'trail-', 'a.b', 'a_b', 'has space', 'ä', 'a\u0000'] } };
+/** Tunnel passwords: 8 to 1024 characters. */
+const tunnelPassword: Field = { spec: { type: 'string', min: 8, max: 1024 } };
 
 /** OpenComputers (spec/05): tenant hosts, jobs, terminal tickets, secrets. */
 const OPENCOMPUTERS_ROUTES: FuzzRoute[] = [
@@ -81,6 +86,40 @@ const OPENCOMPUTERS_ROUTES: FuzzRoute[] = [
     path: '/opencomputers/hosts/{host}/fs/mkdir',
     auth: 'tenant',
     shape: { valid: { path: 'fuzz-dir' }, fields: { path: { spec: { type: 'string', min: 1, max: 4096, noNul: true } } } },
+  },
+  {
+    method: 'POST',
+    path: '/opencomputers/hosts/{host}/tunnels',
+    auth: 'tenant',
+    shape: {
+      valid: { target_port: 3000 },
+      fields: {
+        target_port: int(1, 65535),
+        auth_mode: opt(oneOf(TUNNEL_AUTH_MODES)),
+        slug: opt(tunnelSlug),
+        password: opt(tunnelPassword),
+        enabled: opt({ spec: { type: 'bool' } }),
+      },
+    },
+  },
+  {
+    method: 'PATCH',
+    path: '/opencomputers/hosts/{host}/tunnels/{tunnel}',
+    auth: 'tenant',
+    shape: {
+      valid: { enabled: true },
+      fields: { target_port: opt(int(1, 65535)), auth_mode: opt(oneOf(TUNNEL_AUTH_MODES)), password: opt(tunnelPassword), enabled: opt({ spec: { type: 'bool' } }) },
+      emptyInvalid: true,
+    },
+  },
+  {
+    method: 'POST',
+    path: '/opencomputers/hosts/{host}/tunnels/{tunnel}/link',
+    auth: 'tenant',
+    shape: {
+      valid: { path: '/dashboard' },
+      fields: { path: opt({ spec: { type: 'string', max: 2048, bad: ['dashboard', '//evil.example', '/\\evil', '/has space', 'https://evil.example/'] } }) },
+    },
   },
   ...(['/opencomputers/secrets', '/opencomputers/hosts/{host}/secrets'] as const).flatMap((base): FuzzRoute[] => [
     { method: 'POST', path: base, auth: 'tenant', shape: { valid: { name: 'FUZZ_SECRET', value: 'x' }, fields: { name: envName, value: secretValue, description } } },

@@ -120,8 +120,10 @@ describe('tenant isolation on a real tenant host (OpenComputers)', () => {
       expect(job.body.stdout).toBe('owner-output\nclean\n');
       const hsecret = (await a.post<{ id: string }>(`${hostPath}/secrets`, { name: 'OWNER_ONLY', value: secret })).body.id;
       const tsecret = (await a.post<{ id: string }>('/opencomputers/secrets', { name: 'TENANT_ONLY', value: secret })).body.id;
-      const fill = (p: string) => p.replace('{job}', job.body.id).replace('{secret}', hsecret).replace('{tsecret}', tsecret);
-      const state = () => Promise.all([hostPath, `${hostPath}/exec`, `${hostPath}/secrets`, '/opencomputers/secrets', '/opencomputers/hosts'].map(async (p) => (await a.raw('GET', p)).text));
+      const tunnel = (await a.post<{ id: string }>(`${hostPath}/tunnels`, { target_port: 3000, auth_mode: 'tenant_only' })).body.id;
+      const fill = (p: string) => p.replace('{job}', job.body.id).replace('{secret}', hsecret).replace('{tsecret}', tsecret).replace('{tunnel}', tunnel);
+      const state = () =>
+        Promise.all([hostPath, `${hostPath}/exec`, `${hostPath}/secrets`, `${hostPath}/tunnels`, '/opencomputers/secrets', '/opencomputers/hosts'].map(async (p) => (await a.raw('GET', p)).text));
       const before = await state();
       const failures: string[] = [];
       for (const { method, path, body } of [...HOST_ROUTE_SAMPLES.map((r) => ({ ...r, path: `${hostPath}${fill(r.path)}` })), ...TENANT_SECRET_ROUTE_SAMPLES.map((r) => ({ ...r, path: `/opencomputers${fill(r.path)}` }))]) {

@@ -7,5 +7,6 @@ import { INSTALL_ROUTES } from './install.ts';
 import { JOB_ROUTES } from './jobs.ts';
 import { OC_TERMINAL_ROUTES } from './terminal.ts';
 import { SECRET_ROUTES } from './secrets.ts';
+import { TUNNEL_ROUTES } from './tunnels.ts';
 
-export const OPENCOMPUTERS_ROUTES: RouteDef[] = [...EVENT_ROUTES, ...HOST_ROUTES, ...JOB_ROUTES, ...OC_TERMINAL_ROUTES, ...SECRET_ROUTES, ...FILE_ROUTES, ...INSTALL_ROUTES];
+export const OPENCOMPUTERS_ROUTES: RouteDef[] = [...EVENT_ROUTES, ...HOST_ROUTES, ...JOB_ROUTES, ...OC_TERMINAL_ROUTES, ...SECRET_ROUTES, ...FILE_ROUTES, ...INSTALL_ROUTES, ...TUNNEL_ROUTES];
