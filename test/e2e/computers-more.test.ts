@@ -157,13 +157,17 @@ describe('metrics of a real computer', () => {
     expect(before.credits_per_hour).toBe(1);
 
     const burstBucket = new Date(Math.floor(Date.now() / 60_000) * 60_000).toISOString().replace('.000Z', 'Z');
-    expect((await api.exec(id, 'timeout 3 yes > /dev/null; true')).body.exit_code).toBe(0);
-    await sleep(1_500);
-    const after = (await api.get<Metrics>(`/computers/${id}/metrics?window=1h`)).body;
     const old = cpuByBucket(before);
-    // Per-minute averages: the bucket(s) the burst fell in rose, whether or not they existed before.
-    const rises = after.cpu_percent.filter((p) => p.ts >= burstBucket).map((p) => p.value - (old.get(p.ts) ?? 0));
-    expect(Math.max(...rises)).toBeGreaterThan(1);
+    // Per-minute averages: the bucket(s) the burst fell in rose, whether or not they existed before. A
+    // loaded host may give one 3 s burst little CPU: bursts go on (up to a generous deadline) until it shows.
+    let rise = -Infinity;
+    for (const deadline = Date.now() + 90_000; rise <= 1 && Date.now() < deadline; ) {
+      expect((await api.exec(id, 'timeout 3 yes > /dev/null; true')).body.exit_code).toBe(0);
+      await sleep(1_500);
+      const after = (await api.get<Metrics>(`/computers/${id}/metrics?window=1h`)).body;
+      rise = Math.max(...after.cpu_percent.filter((p) => p.ts >= burstBucket).map((p) => p.value - (old.get(p.ts) ?? 0)));
+    }
+    expect(rise).toBeGreaterThan(1);
   });
 });
 
