@@ -116,9 +116,9 @@ export class HostObject extends DurableObject<Env> {
         return;
       }
       await this.env.DB.prepare(
-        `UPDATE hosts SET status = 'online', agent_version = ?, drivers = ?, cpus = ?, memory_mb = ?, last_seen_at = ?, updated_at = ? WHERE id = ? AND status != 'revoked'`,
+        `UPDATE hosts SET status = 'online', agent_version = ?, drivers = ?, vm_accel = ?, cpus = ?, memory_mb = ?, last_seen_at = ?, updated_at = ? WHERE id = ? AND status != 'revoked'`,
       )
-        .bind(msg.agent_version, JSON.stringify(msg.drivers), msg.cpus, msg.memory_mb, isoNow(now), isoNow(now), hostId)
+        .bind(msg.agent_version, JSON.stringify(msg.drivers), msg.vm_accel ?? null, msg.cpus, msg.memory_mb, isoNow(now), isoNow(now), hostId)
         .run();
       this.lastSeenWritten = now;
       // A computer moving here counts as served: its freshly imported disk must not be taken for an orphan.

@@ -1,12 +1,17 @@
 /** Command-line flags and environment of the agent, validated before anything starts. */
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import { ISOLATIONS } from '../schema/isolation.ts';
 
 const Config = z.object({
   api: z.url({ message: '--api must be the API base URL, e.g. https://hangar.example.com' }),
   key: z.string().startsWith('hk_', { message: '--key must be a host key (hk_…) from the operator API or POST /api/v1/opencomputers/hosts' }),
   dataDir: z.string().min(1),
-  driver: z.enum(['sandbox']),
+  /** The drivers this host offers, the first being the default for computers whose spec names none. */
+  drivers: z
+    .array(z.enum(ISOLATIONS, { message: `--driver must name drivers among ${ISOLATIONS.join(', ')}` }))
+    .min(1, { message: '--driver must name at least one driver' })
+    .refine((d) => new Set(d).size === d.length, { message: '--driver names a driver twice' }),
   /** Absent: share the host's local pip mirror directories, if any. */
   shareReadOnly: z.array(z.string().startsWith('/')).optional(),
   /** Host mode: file requests are confined to this tree. */
@@ -16,7 +21,7 @@ const Config = z.object({
 });
 export type AgentConfig = z.infer<typeof Config>;
 
-export const USAGE = `hangar-agent --api URL --key hk_… [--data-dir DIR] [--driver sandbox] [--share-ro DIR[,DIR…]] [--disk-pool-gb N] [--fs-root DIR]
+export const USAGE = `hangar-agent --api URL --key hk_… [--data-dir DIR] [--driver sandbox|vm|sandbox,vm] [--share-ro DIR[,DIR…]] [--disk-pool-gb N] [--fs-root DIR]
 
   --api        base URL of the Hangar API (env HANGAR_API)
   --key        this host's key (env HANGAR_HOST_KEY): from POST /api/v1/admin/hosts for a
@@ -25,7 +30,11 @@ export const USAGE = `hangar-agent --api URL --key hk_… [--data-dir DIR] [--dr
 
   fleet hosts:
   --data-dir   where templates and computer disks live (env HANGAR_DATA_DIR, default /var/lib/hangar)
-  --driver     how computers are made: sandbox (namespaces) (env HANGAR_DRIVER)
+  --driver     how computers are made, one or several, comma-separated (env HANGAR_DRIVER):
+               sandbox (namespaces and cgroups on this kernel, the default) or
+               vm (QEMU microVMs with their own kernel; KVM when it works, else
+               software emulation); with several, the first is the default and
+               a create may ask for another with "isolation"
   --share-ro   host directories every computer sees read-only at the same path,
                e.g. a local package mirror (env HANGAR_SHARE_RO, comma-separated);
                default: the local directories the host's pip config names
@@ -60,7 +69,7 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): AgentConfig 
     api: values.api ?? env.HANGAR_API,
     key: values.key ?? env.HANGAR_HOST_KEY,
     dataDir: values['data-dir'] ?? env.HANGAR_DATA_DIR ?? '/var/lib/hangar',
-    driver: values.driver ?? env.HANGAR_DRIVER ?? 'sandbox',
+    drivers: (values.driver ?? env.HANGAR_DRIVER ?? 'sandbox').split(',').map((d) => d.trim()),
     shareReadOnly: share === undefined ? undefined : share.split(',').filter(Boolean),
     fsRoot: values['fs-root'] ?? env.HANGAR_FS_ROOT,
     diskPoolGb: values['disk-pool-gb'] ?? env.HANGAR_DISK_POOL_GB,

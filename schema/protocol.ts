@@ -51,9 +51,14 @@
  *         may start from a snapshot (`snapshot_id`) instead of the template;
  *         the host socket's `snapshot.delete` order removes one, and the
  *         welcome lists the snapshots the host keeps (others are removed).
+ *  - 1.7  computers as microVMs: the spec says which driver makes a computer
+ *         (`isolation`; absent: the agent's first driver), and the hello says
+ *         which accelerator the agent's VMs run on (`vm_accel`); computer.stop
+ *         may keep the computer's memory (`keep_memory`: its next start resumes it).
  */
 import { z } from 'zod';
 import { SIZE_NAMES } from './sizes.ts';
+import { ISOLATIONS } from './isolation.ts';
 import { ComputerEvent, FS_RESPONSES, FsRequest, WATCH_BATCH_MAX, WatchId, WatchProducers, WatchStarted } from './guest.ts';
 import { EXEC_MAX_COMMAND_BYTES, envOverLimits } from './api.ts';
 
@@ -77,7 +82,7 @@ const ProcEnv = z
   .refine((env) => Object.entries(env).reduce((n, [k, v]) => n + k.length + v.length, 0) <= 256 * 1024, 'at most 256 KiB of names and values');
 const Path = Bytes(4096);
 
-export const PROTOCOL = { major: 1, minor: 6 } as const;
+export const PROTOCOL = { major: 1, minor: 7 } as const;
 
 /** The first minor version whose agents serve relayed streams. */
 export const RELAY_MINOR = 4;
@@ -103,6 +108,8 @@ export const ComputerSpec = z.object({
   disk_gb: z.number().int().positive().max(65_536).optional(),
   selected_apps: z.array(z.string().max(64)).max(16),
   env: ComputerEnv,
+  /** 1.7: the driver that makes this computer; absent means the agent's first. */
+  isolation: z.enum(ISOLATIONS).optional(),
 });
 export type ComputerSpec = z.infer<typeof ComputerSpec>;
 
@@ -121,6 +128,8 @@ export const AgentHello = z.object({
   cpus: z.number().int().positive(),
   memory_mb: z.number().int().positive(),
   computers: z.array(z.object({ id: Uuid, state: ActualState })).max(10_000),
+  /** 1.7: how this agent's VMs run, decided by booting a probe VM (absent without the vm driver). */
+  vm_accel: z.enum(['kvm', 'tcg']).optional(),
 });
 
 export const AgentHeartbeat = z.object({
@@ -269,7 +278,8 @@ export const ComputerRequest = z.discriminatedUnion('type', [
   /** `snapshot_id` (1.6): the new disk is a copy of that snapshot (on this host) rather than the template's. */
   z.object({ type: z.literal('computer.provision'), id: RequestId, spec: ComputerSpec, clone_from: Uuid.optional(), snapshot_id: Uuid.optional() }),
   z.object({ type: z.literal('computer.start'), id: RequestId, spec: ComputerSpec }),
-  z.object({ type: z.literal('computer.stop'), id: RequestId }),
+  /** 1.7: `keep_memory` saves the computer's memory (a VM) so the next start resumes it where it was. */
+  z.object({ type: z.literal('computer.stop'), id: RequestId, keep_memory: z.boolean().optional() }),
   z.object({ type: z.literal('computer.destroy'), id: RequestId }),
   z.object({ type: z.literal('computer.resize'), id: RequestId, spec: ComputerSpec }),
   z.object({ type: z.literal('computer.env'), id: RequestId, env: ComputerEnv }),

@@ -179,11 +179,14 @@ export async function startAgent(opts: {
   origin: string;
   hostKey: string;
   dataDir?: string;
+  /** The drivers the host offers (--driver); the agent's default (sandbox) when absent. */
+  drivers?: string[];
   log?: (s: string) => void;
   readyTimeoutMs?: number;
 }): Promise<AgentHandle> {
   const args = [path.join(ROOT, 'host-agent', 'bin', 'hangar-agent.mjs'), '--api', opts.origin, '--key', opts.hostKey];
   if (opts.dataDir) args.push('--data-dir', opts.dataDir);
+  if (opts.drivers) args.push('--driver', opts.drivers.join(','));
   const child = spawn(process.execPath, args, { cwd: ROOT, env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
   const log = opts.log ?? (() => {});
   let seen = '';

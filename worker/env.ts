@@ -29,6 +29,8 @@ export interface Env {
   RELAY_MAX_BODY_BYTES?: string;
   /** Region new computers land in when the caller names none. */
   DEFAULT_REGION: string;
+  /** Isolation of computers whose create names none: sandbox (if unset) or vm. */
+  DEFAULT_ISOLATION?: string;
   /** Bytes a streamed or multipart upload may have (default 100 MiB, the platform's request limit on its smaller plans). */
   MAX_UPLOAD_BYTES?: string;
   /** Credits a snapshot costs per GiB of its size per hour (default 0.001). */

@@ -6,6 +6,7 @@
 import { APPS, COMPUTER_VISIBILITIES, EXEC_MAX_COMMAND_BYTES, PORT_VISIBILITY_NAMES, TEMPLATES } from '../../schema/api.ts';
 import { SIZE_NAMES } from '../../schema/sizes.ts';
 import { TUNNEL_AUTH_MODES } from '../../schema/tunnels.ts';
+import { ISOLATIONS } from '../../schema/isolation.ts';
 import type { BodyShape, Field } from './fuzz-cases.ts';
 
 export interface FuzzRoute {
@@ -158,6 +159,7 @@ export const FUZZ_ROUTES: FuzzRoute[] = [
         external_project_id: opt(str(0, 255)),
         metadata: opt({ spec: { type: 'labels' } }),
         visibility: opt(oneOf(COMPUTER_VISIBILITIES)),
+        isolation: opt(oneOf(ISOLATIONS)),
       },
     },
   },
@@ -179,6 +181,7 @@ export const FUZZ_ROUTES: FuzzRoute[] = [
   ),
   { method: 'POST', path: '/computers/{id}/clone', auth: 'tenant', shape: { valid: { name: 'clone' }, fields: { name: opt(name) } } },
   { method: 'POST', path: '/computers/{id}/resize', auth: 'tenant', shape: { valid: { size: 'medium' }, fields: { size: oneOf(SIZE_NAMES) } } },
+  { method: 'POST', path: '/computers/{id}/stop', auth: 'tenant', shape: { valid: { keep_memory: false }, fields: { keep_memory: opt({ spec: { type: 'bool' } }) } } },
   { method: 'POST', path: '/computers/{id}/move', auth: 'tenant', shape: { valid: { region: 'local' }, fields: { region: str(1, 64) } } },
   {
     method: 'PATCH',
