@@ -22,6 +22,7 @@ import { HOST_OP_HEADER } from './host/client-header.ts';
 import { RELAY_PATH } from './relay/relay-request.ts';
 import type { TunnelRecord } from './relay/tunnel-table.ts';
 import { snapshotsKeptOn } from './snapshots/snapshot-rows.ts';
+import { MODEL_HTTP_OP, relayToModelServer } from './cluster/member-relay.ts';
 
 const TAG = 'host';
 export const HEARTBEAT_INTERVAL_MS = 15_000;
@@ -184,6 +185,7 @@ export class HostObject extends DurableObject<Env> {
     const requestId = request.headers.get('x-request-id') ?? '';
     const ref: HostRef = { id: request.headers.get('x-hangar-host-id') ?? '', org_id: request.headers.get('x-hangar-org-id') ?? '' };
     if (op === 'terminal') return this.tenant.openTerminal(request.headers.get('x-hangar-ticket') ?? '', requestId);
+    if (op === MODEL_HTTP_OP) return relayToModelServer(this.relay, request);
     await this.tenant.bind(ref);
     return this.tenant.serveClient(op, request, requestId);
   }
@@ -237,6 +239,17 @@ export class HostObject extends DurableObject<Env> {
 
   async fsDelete(ref: HostRef, path: string, recursive: boolean): Promise<Result<{ path: string }>> {
     return this.tenant.fs(ref, (f) => f.delete(path, recursive));
+  }
+
+  /** The host serves `model` for an inference cluster (its agent is asked now, and again after each reconnect). */
+  async serveModel(ref: HostRef, clusterId: string, model: string): Promise<void> {
+    await this.tenant.bind(ref);
+    await this.tenant.models.serve(ref.id, clusterId, model);
+  }
+
+  async unserveModel(ref: HostRef, clusterId: string): Promise<void> {
+    await this.tenant.bind(ref);
+    await this.tenant.models.unserve(clusterId);
   }
 
   // ------------------------------------------------------------ RPC: tunnels (relay/host-relay.ts)

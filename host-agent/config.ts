@@ -16,12 +16,17 @@ const Config = z.object({
   shareReadOnly: z.array(z.string().startsWith('/')).optional(),
   /** Host mode: file requests are confined to this tree. */
   fsRoot: z.string().min(1).optional(),
+  /** Host mode: a model server already on this host's loopback that clusters use instead of one the agent starts. */
+  modelServer: z.url({ message: '--model-server must be a URL such as http://127.0.0.1:11434' }).optional(),
+  /** Host mode: the directory that holds `models/` (model files); default ~/.hangar. */
+  modelsDir: z.string().min(1).optional(),
   /** Size of the disk pool made when the data dir cannot reflink; absent: its free space. */
   diskPoolGb: z.coerce.number().int().positive({ message: '--disk-pool-gb must be a whole number of GiB' }).optional(),
 });
 export type AgentConfig = z.infer<typeof Config>;
 
 export const USAGE = `hangar-agent --api URL --key hk_… [--data-dir DIR] [--driver sandbox|vm|sandbox,vm] [--share-ro DIR[,DIR…]] [--disk-pool-gb N] [--fs-root DIR]
+             [--model-server URL] [--models-dir DIR]
 
   --api        base URL of the Hangar API (env HANGAR_API)
   --key        this host's key (env HANGAR_HOST_KEY): from POST /api/v1/admin/hosts for a
@@ -44,7 +49,11 @@ export const USAGE = `hangar-agent --api URL --key hk_… [--data-dir DIR] [--dr
 
   host mode:
   --fs-root    serve files only under this directory (env HANGAR_FS_ROOT); default:
-               wherever the user's own permissions reach`;
+               wherever the user's own permissions reach
+  --model-server a model server already on this host's loopback (Ollama, llama.cpp),
+               e.g. http://127.0.0.1:11434, for inference clusters (env HANGAR_MODEL_SERVER);
+               default: the agent starts its own per model
+  --models-dir where model files are kept, under models/ (env HANGAR_MODELS_DIR; default ~/.hangar)`;
 
 export function readConfig(argv: string[], env: NodeJS.ProcessEnv): AgentConfig {
   const { values } = parseArgs({
@@ -56,6 +65,8 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): AgentConfig 
       driver: { type: 'string' },
       'share-ro': { type: 'string' },
       'fs-root': { type: 'string' },
+      'model-server': { type: 'string' },
+      'models-dir': { type: 'string' },
       'disk-pool-gb': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -72,6 +83,8 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): AgentConfig 
     drivers: (values.driver ?? env.HANGAR_DRIVER ?? 'sandbox').split(',').map((d) => d.trim()),
     shareReadOnly: share === undefined ? undefined : share.split(',').filter(Boolean),
     fsRoot: values['fs-root'] ?? env.HANGAR_FS_ROOT,
+    modelServer: values['model-server'] ?? env.HANGAR_MODEL_SERVER,
+    modelsDir: values['models-dir'] ?? env.HANGAR_MODELS_DIR,
     diskPoolGb: values['disk-pool-gb'] ?? env.HANGAR_DISK_POOL_GB,
   });
   if (!r.success) {

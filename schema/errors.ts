@@ -41,6 +41,8 @@ export const ERROR_STATUS = {
   COMPUTER_STOPPED: 503,
   /** Relay: a tunnel whose host is offline. */
   HOST_OFFLINE: 503,
+  /** An inference cluster that its tenant stopped: its URL answers again after start. */
+  CLUSTER_STOPPED: 503,
   /** Relay: the app did not answer in time. */
   UPSTREAM_TIMEOUT: 504,
   /** A sync command started and its result is not known yet (its host agent is away): retry with the same Idempotency-Key. */

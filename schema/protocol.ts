@@ -55,10 +55,13 @@
  *         (`isolation`; absent: the agent's first driver), and the hello says
  *         which accelerator the agent's VMs run on (`vm_accel`); computer.stop
  *         may keep the computer's memory (`keep_memory`: its next start resumes it).
+ *  - 1.9  inference clusters (schema/protocol-models.ts), tenant host sockets:
+ *         models.serve / models.unserve requests, models.status reports.
  */
 import { z } from 'zod';
 import { SIZE_NAMES } from './sizes.ts';
 import { ISOLATIONS } from './isolation.ts';
+import { MODELS_RESULT_SCHEMAS, type ModelsRequest } from './protocol-models.ts';
 import { ComputerEvent, FS_RESPONSES, FsRequest, WATCH_BATCH_MAX, WatchId, WatchProducers, WatchStarted } from './guest.ts';
 import { EXEC_MAX_COMMAND_BYTES, envOverLimits } from './api.ts';
 
@@ -574,9 +577,9 @@ export const HOST_RESULT_SCHEMAS = {
 } as const satisfies Record<HostRequestType, z.ZodType>;
 
 /** Any request a Durable Object sends an agent, and each one's result schema. */
-export type AgentRequest = ComputerRequest | HostRequest;
+export type AgentRequest = ComputerRequest | HostRequest | ModelsRequest;
 export type AgentRequestType = AgentRequest['type'];
-export const AGENT_RESULT_SCHEMAS = { ...RESULT_SCHEMAS, ...HOST_RESULT_SCHEMAS } as const satisfies Record<AgentRequestType, z.ZodType>;
+export const AGENT_RESULT_SCHEMAS = { ...RESULT_SCHEMAS, ...HOST_RESULT_SCHEMAS, ...MODELS_RESULT_SCHEMAS } as const satisfies Record<AgentRequestType, z.ZodType>;
 
 /** Messages a HostObject sends a host-mode agent that need no answer. */
 export const HostModeNotice = z.discriminatedUnion('type', [ProcAck, SecretsSet, ProcsForget]);

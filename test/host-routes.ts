@@ -64,3 +64,12 @@ export const TENANT_SECRET_ROUTE_SAMPLES: HostRouteSample[] = [
   { method: 'PATCH', path: '/secrets/{tsecret}', pattern: `${OC}/secrets/:secret_id`, body: { value: 'overwritten' } },
   { method: 'DELETE', path: '/secrets/{tsecret}', pattern: `${OC}/secrets/:secret_id` },
 ];
+
+/** Every route that takes an inference cluster's id; `{cluster}` is the owner's. */
+export const CLUSTER_ROUTE_SAMPLES: HostRouteSample[] = [
+  { method: 'GET', path: '/clusters/{cluster}', pattern: `${OC}/clusters/:id` },
+  { method: 'POST', path: '/clusters/{cluster}/stop', pattern: `${OC}/clusters/:id/stop` },
+  { method: 'POST', path: '/clusters/{cluster}/start', pattern: `${OC}/clusters/:id/start` },
+  // Last: it would delete the cluster.
+  { method: 'DELETE', path: '/clusters/{cluster}', pattern: `${OC}/clusters/:id` },
+];

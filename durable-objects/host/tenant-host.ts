@@ -33,6 +33,7 @@ import { HostStatusKeeper, helloColumns } from './host-status.ts';
 import { Jobs, type JobSpec } from './jobs.ts';
 import type { JobRow } from './job-table.ts';
 import { TerminalTickets } from './terminal-tickets.ts';
+import { HostModels } from './host-models.ts';
 
 export const HEARTBEAT_INTERVAL_MS = 15_000;
 /** An agent silent this long is closed and the host offline, even if TCP has not noticed. */
@@ -68,6 +69,8 @@ export class TenantHost {
   readonly streams: Streams;
   readonly jobs: Jobs;
   readonly secrets: HostSecrets;
+  /** The inference clusters this host serves a model for (protocol 1.9). */
+  readonly models: HostModels;
   /** API keys behind the host's client connections (terminals, viewers, file transfers): revoking one ends them. */
   readonly held: HeldCredentials;
   private readonly tickets: TerminalTickets;
@@ -96,6 +99,7 @@ export class TenantHost {
     });
     this.files = new HostFiles(this.link, this.relay, () => uploadLimit(env));
     this.secrets = new HostSecrets(env);
+    this.models = new HostModels(ctx.storage, env, this.link, (p) => ctx.waitUntil(p));
     this.jobs = new Jobs(sql, {
       procs: () => this.streams.procs,
       link: this.link,
@@ -166,6 +170,11 @@ export class TenantHost {
     }
     if (this.relay.onJson(ws, raw)) return;
     if ((raw as { type?: unknown } | null)?.type === 'hello') return this.hello(ws, raw);
+    if (HostModels.handles(raw)) {
+      const ref = await this.bind();
+      if (ref) await this.models.onStatus(ref.id, raw);
+      return;
+    }
     const parsed = HostModeAgentMessage.safeParse(raw);
     if (!parsed.success) {
       ws.close(HOST_CLOSE.MALFORMED, 'malformed message');
@@ -244,6 +253,7 @@ export class TenantHost {
     this.endStrays(hello.procs);
     // Not awaited: resuming waits on results that arrive as later messages.
     this.ctx.waitUntil(this.streams.agentResumed().then(() => this.jobs.agentResumed()));
+    await this.models.agentResumed(ref.id);
     await this.schedule();
   }
 
@@ -269,6 +279,7 @@ export class TenantHost {
     const ref = await this.bind();
     if (!ref || this.link.socket()) return;
     if ((await this.status.current()) === 'online') await this.status.set(ref.id, 'offline', null);
+    await this.models.agentGone(ref.id);
     if (!(await this.ctx.storage.get('agent_gone_at'))) await this.ctx.storage.put('agent_gone_at', Date.now());
     await this.schedule();
   }

@@ -122,6 +122,21 @@ const OPENCOMPUTERS_ROUTES: FuzzRoute[] = [
       fields: { path: opt({ spec: { type: 'string', max: 2048, bad: ['dashboard', '//evil.example', '/\\evil', '/has space', 'https://evil.example/'] } }) },
     },
   },
+  {
+    method: 'POST',
+    path: '/opencomputers/clusters',
+    auth: 'tenant',
+    shape: {
+      // An unknown host: a case the schema let through would be a 404, not the 400 every case must get.
+      valid: { name: 'fuzz-cluster', model: 'hangar-tiny', host_ids: ['00000000-0000-4000-8000-000000000000'] },
+      fields: {
+        name,
+        model: { spec: { type: 'string', min: 1, max: 128, bad: ['-lead', 'has space', 'a..b', 'a\u0000', '😀', 'ä', 'a?b'] } },
+        host_ids: { spec: { type: 'array', of: 'uuid', min: 1, max: 64 } },
+        slug: opt({ spec: { type: 'string', min: 1, max: 63, bad: ['', 'UPPER', '-a', 'a-', 'a_b', 'a b', 'ä', 'a\u0000'] } }),
+      },
+    },
+  },
   ...(['/opencomputers/secrets', '/opencomputers/hosts/{host}/secrets'] as const).flatMap((base): FuzzRoute[] => [
     { method: 'POST', path: base, auth: 'tenant', shape: { valid: { name: 'FUZZ_SECRET', value: 'x' }, fields: { name: envName, value: secretValue, description } } },
     {

@@ -67,7 +67,7 @@ function send(route: FuzzRoute, body: RawBody, contentType = 'application/json')
 async function snapshot(): Promise<Record<string, string>> {
   const tenant = [`/computers/${id}`, '/computers', `/computers/${id}/env`, `/computers/${id}/ports`, `/computers/${id}/auto-stop`, `/computers/${id}/snapshots`, '/workspaces?page_size=100', '/projects?page_size=100'];
   const oc = `/opencomputers/hosts/${host}`;
-  tenant.push('/opencomputers/hosts', oc, `${oc}/exec`, `${oc}/secrets`, `${oc}/tunnels`, '/opencomputers/secrets');
+  tenant.push('/opencomputers/hosts', oc, `${oc}/exec`, `${oc}/secrets`, `${oc}/tunnels`, '/opencomputers/secrets', '/opencomputers/clusters');
   const org = `/admin/organizations/${orgId}`;
   const operator = [org, `${org}/api-keys`, `${org}/credits`, `${org}/credits/transactions`];
   const out: Record<string, string> = {};
