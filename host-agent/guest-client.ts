@@ -108,6 +108,8 @@ export interface SpawnOptions {
   ring_bytes?: number;
   /** Bytes of each stream sent at most; the rest is dropped and the exit says truncated (guest 1.2). */
   output_limit?: number;
+  /** stdout and stderr read in the order they were written (older guests ignore it). */
+  ordered?: boolean;
 }
 
 export class GuestClient extends EventEmitter<{ close: [Error | undefined]; watch: [watchId: string, events: ComputerEvent[]] }> implements GuestLink {

@@ -28,7 +28,8 @@
  *         proc.forget request for each). proc.start `wait_exit_ms`: a process
  *         that ends within that long is answered with its `exit` and no
  *         proc.exit follows; its output comes in the answer too (`output`,
- *         up to 64 KiB) or, past that, in frames sent before it.
+ *         up to 64 KiB) or, past that, in frames sent before it. proc.start
+ *         `ordered`: stdout and stderr read in the order they were written.
  *  - 1.4  relayed byte streams (schema/relay.ts): relay.open/accept/response/
  *         credit/close/reset messages and binary relay frames (kind 4), on
  *         computer sockets (computer_tcp targets) and host sockets (host_tcp).
@@ -232,6 +233,12 @@ export const ProcStartParams = z.object({
   output_limit: z.number().int().nonnegative().optional(),
   /** 1.3: answer once the process has ended, if it does within this many ms (the result then has its `exit`). */
   wait_exit_ms: z.number().int().positive().max(10_000).optional(),
+  /**
+   * 1.3: stdout and stderr are read in the order they were written, so the two can be merged exactly
+   * (sync exec's combined output); each write then waits for the previous one on its stream to be
+   * read, which costs bulk output speed. Agents and guests that predate it read them as they come.
+   */
+  ordered: z.boolean().optional(),
 });
 export type ProcStartParams = z.infer<typeof ProcStartParams>;
 

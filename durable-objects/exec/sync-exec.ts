@@ -268,6 +268,8 @@ export class SyncExecs {
     // A short command's end comes with the start's answer (one message less), unless it reads stdin, which is sent after that answer.
     const params: ProcStartParams = {
       proc_id: procId, argv: ['/bin/bash', '-c', p.command], timeout_s: p.timeout_s, stdin: p.stdin !== undefined, output_limit: p.max_output_bytes,
+      // `output` merges the two streams: they must be read in the order they were written.
+      ordered: true,
       ...(p.stdin === undefined && { wait_exit_ms: WAIT_EXIT_MS }),
     };
     const state: SyncState = { max_output_bytes: p.max_output_bytes, timeout_s: p.timeout_s, fingerprint };

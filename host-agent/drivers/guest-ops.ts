@@ -41,6 +41,7 @@ export async function guestSpawn(guest: GuestClient, params: ProcStartParams, wi
     // The ring must hold everything not yet acknowledged, so a re-attach finds it.
     ring_bytes: 2 * window,
     output_limit: params.output_limit,
+    ordered: params.ordered,
   });
   await handle.started;
   return handle;

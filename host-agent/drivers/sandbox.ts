@@ -216,6 +216,7 @@ export class SandboxDriver implements ComputerDriver {
       // The ring must hold everything not yet acknowledged, so a re-attach finds it.
       ring_bytes: 2 * window,
       output_limit: params.output_limit,
+      ordered: params.ordered,
     });
     try {
       await handle.started;

@@ -97,7 +97,7 @@ export class Client {
   }
 
   exec(id: string, command: string, timeout?: number) {
-    return this.post<{ output: string; exit_code: number; timed_out: boolean; truncated: boolean }>(`/computers/${id}/exec`, { command, timeout });
+    return this.post<{ output: string; stdout: string; stderr: string; exit_code: number; timed_out: boolean; truncated: boolean }>(`/computers/${id}/exec`, { command, timeout });
   }
 }
 

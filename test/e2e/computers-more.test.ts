@@ -157,13 +157,17 @@ describe('metrics of a real computer', () => {
     expect(before.credits_per_hour).toBe(1);
 
     const burstBucket = new Date(Math.floor(Date.now() / 60_000) * 60_000).toISOString().replace('.000Z', 'Z');
-    expect((await api.exec(id, 'timeout 3 yes > /dev/null; true')).body.exit_code).toBe(0);
-    await sleep(1_500);
-    const after = (await api.get<Metrics>(`/computers/${id}/metrics?window=1h`)).body;
     const old = cpuByBucket(before);
-    // Per-minute averages: the bucket(s) the burst fell in rose, whether or not they existed before.
-    const rises = after.cpu_percent.filter((p) => p.ts >= burstBucket).map((p) => p.value - (old.get(p.ts) ?? 0));
-    expect(Math.max(...rises)).toBeGreaterThan(1);
+    // Per-minute averages: the bucket(s) the burst fell in rose, whether or not they existed before. A
+    // loaded host may give one 3 s burst little CPU: bursts go on (up to a generous deadline) until it shows.
+    let rise = -Infinity;
+    for (const deadline = Date.now() + 90_000; rise <= 1 && Date.now() < deadline; ) {
+      expect((await api.exec(id, 'timeout 3 yes > /dev/null; true')).body.exit_code).toBe(0);
+      await sleep(1_500);
+      const after = (await api.get<Metrics>(`/computers/${id}/metrics?window=1h`)).body;
+      rise = Math.max(...after.cpu_percent.filter((p) => p.ts >= burstBucket).map((p) => p.value - (old.get(p.ts) ?? 0)));
+    }
+    expect(rise).toBeGreaterThan(1);
   });
 });
 
@@ -192,6 +196,12 @@ describe('exec on a real computer', () => {
 
   it('stdout and stderr come back combined in the order they were written', async () => {
     const r = await api.exec(main, 'echo a; echo b >&2; echo c');
-    expect(r.body).toMatchObject({ output: 'a\nb\nc\n', exit_code: 0, truncated: false });
+    expect(r.body).toMatchObject({ output: 'a\nb\nc\n', stdout: 'a\nc\n', stderr: 'b\n', exit_code: 0, truncated: false });
+    // Many alternating writes: a guest that falls behind finds both streams waiting and must still take them in order.
+    const lines = Array.from({ length: 400 }, (_, i) => `${i % 2 ? 'err' : 'out'}${i}\n`);
+    const many = await api.exec(main, 'for i in $(seq 0 399); do if [ $((i % 2)) = 1 ]; then echo err$i >&2; else echo out$i; fi; done');
+    expect(many.body.output).toBe(lines.join(''));
+    expect(many.body.stdout).toBe(lines.filter((l) => l.startsWith('out')).join(''));
+    expect(many.body.stderr).toBe(lines.filter((l) => l.startsWith('err')).join(''));
   });
 });

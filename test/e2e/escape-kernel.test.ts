@@ -3,7 +3,7 @@
  * inside one of them tries against the kernel they share with each other and
  * with the host. Every probe must be refused, and the computer must live on.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
@@ -207,5 +207,31 @@ done(
     expect((root.cmd as { code: number }).code).not.toBe(0);
     await alive(t.a, t.ida);
     await alive(t.b, t.idb);
+  });
+
+  it("signals: root and user sending SIGKILL to every process they can reach end only their own computer's; the other computer's and the host's (root's and its user's uid) live on", async () => {
+    // Host processes as root and as the uid the computer's user has inside.
+    const hostRoot = spawn('sleep', ['600'], { stdio: 'ignore' });
+    const hostUser = spawn('sleep', ['600'], { stdio: 'ignore', uid: 1000, gid: 1000 });
+    const running = (p: ReturnType<typeof spawn>) => p.exitCode === null && p.signalCode === null;
+    try {
+      for (const [api, id] of [[t.a, t.ida], [t.b, t.idb]] as const) {
+        expect(await api.exec(id, 'nohup sleep 600 >/dev/null 2>&1 & echo started')).toMatchObject({ status: 200, body: { output: 'started\n' } });
+      }
+      // By the host's pid numbers, then everything: as the user, then as root.
+      await t.a.exec(t.ida, `kill -9 ${hostRoot.pid} ${hostUser.pid}; sudo -n kill -9 ${hostRoot.pid} ${hostUser.pid}; kill -9 -1`);
+      await t.a.exec(t.ida, 'sudo -n kill -9 -1');
+      await alive(t.a, t.ida);
+      await new Promise((r) => setTimeout(r, 500));
+      expect(running(hostRoot)).toBe(true);
+      expect(running(hostUser)).toBe(true);
+      // The probe did reach what it could: its own computer's sleep is gone.
+      expect((await t.a.exec(t.ida, 'pgrep -x sleep >/dev/null && echo there || echo gone')).body.output).toBe('gone\n');
+      expect((await t.b.exec(t.idb, 'pgrep -x sleep >/dev/null && echo there')).body.output).toBe('there\n');
+    } finally {
+      hostRoot.kill('SIGKILL');
+      hostUser.kill('SIGKILL');
+      await t.b.exec(t.idb, 'pkill -x sleep; true');
+    }
   });
 });

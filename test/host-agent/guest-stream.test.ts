@@ -198,6 +198,72 @@ describe('guest agent: spawned processes', () => {
     }
   });
 
+  it('with ordered, reads stdout and stderr in the order they were written, and a re-attach replays them in that order', async () => {
+    // Three writes as the exec page's example does, then many alternating ones: a reader that lags
+    // (a loaded machine) finds both pipes full and, without the ordering, takes one stream first.
+    const lines = ['a', 'b', 'c', ...Array.from({ length: 600 }, (_, i) => `${i % 2 ? 'e' : 'o'}${i}`)];
+    const expected = lines.map((l) => `${l}\n`).join('');
+    const command = 'echo a; echo b >&2; echo c; for i in $(seq 0 599); do if [ $((i % 2)) = 1 ]; then echo e$i >&2; else echo o$i; fi; done';
+    const combined = (proc: GuestProcess) => {
+      const seen: Buffer[] = [];
+      proc.on('output', (_s, d) => seen.push(d));
+      return seen;
+    };
+    const p = client.spawn({ command, ordered: true, stdin: false });
+    const live = combined(p);
+    await p.started;
+    await p.exited;
+    expect(text(live)).toBe(expected);
+    // A host that comes back later gets the same bytes in the same order.
+    const again = client.attach(p.id, {});
+    const replayed = combined(again);
+    await again.started;
+    await again.exited;
+    expect(text(replayed)).toBe(expected);
+    // Without `ordered` the live order is whatever was read first, and a replay keeps that order too.
+    const plain = client.spawn({ command, stdin: false });
+    const plainLive = combined(plain);
+    await plain.exited;
+    const plainAgain = client.attach(plain.id, {});
+    const plainReplayed = combined(plainAgain);
+    await plainAgain.exited;
+    expect(text(plainReplayed)).toBe(text(plainLive));
+    expect(text(plainLive).length).toBe(expected.length);
+  });
+
+  it('with ordered, a stream past its window holds the other back but loses nothing', async () => {
+    const window = 16 * 1024;
+    const p = client.spawn({ command: 'head -c 100000 /dev/zero | tr "\\0" x; echo; echo done >&2', ordered: true, window, stdin: false });
+    const out = collect(p);
+    await p.started;
+    await until(() => Buffer.concat(out.stdout ?? []).length >= window);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(Buffer.concat(out.stdout ?? []).length).toBeLessThan(window + 8192);
+    expect(out.stderr).toBeUndefined();
+    expect(p.exit).toBeNull();
+    while (!p.exit) {
+      await p.ack();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(await p.exited).toMatchObject({ exit_code: 0 });
+    expect(Buffer.concat(out.stdout ?? []).length).toBe(100001);
+    expect(text(out.stderr)).toBe('done\n');
+  });
+
+  it('a process that ends while a background child keeps writing is answered, ordered or not, and the guest serves on', async () => {
+    for (const ordered of [true, false]) {
+      const p = client.spawn({ command: '(exec yes) & sleep 0.2', ordered, stdin: false, output_limit: 4096 });
+      const out = collect(p);
+      expect(await p.exited).toMatchObject({ exit_code: 0, truncated: true });
+      expect(text(out.stdout)).toMatch(/^(y\n)+/);
+      const after = client.spawn({ command: 'echo served', stdin: false });
+      const aout = collect(after);
+      await after.exited;
+      expect(text(aout.stdout)).toBe('served\n');
+      await client.spawn({ command: 'pkill -x yes; true', stdin: false }).exited;
+    }
+  });
+
   it('rejects requests for unknown processes with NOT_FOUND', async () => {
     const p = client.attach('no-such-proc');
     await expect(p.started).rejects.toBeInstanceOf(GuestError);

@@ -88,6 +88,22 @@ describe('user namespaces, devices and disks', () => {
     expect(await size()).toBeGreaterThan(1.5 * GiB);
   });
 
+  it("a clone copies no empty space and rewrites no data: its image is as sparse as its source's and shares its written blocks", async () => {
+    const source = await computers.create({ disk_gb: 2 });
+    const written = await sh(source.id, 'head -c 48M /dev/urandom > /workspace/data && sync && sha256sum < /workspace/data');
+    expect(written.exit_code).toBe(0);
+    const clone = await computers.create({ disk_gb: 2 }, source.id);
+    const image = fs.statSync(paths(clone.id).image);
+    expect(image.size).toBe(fs.statSync(paths(source.id).image).size);
+    expect(image.size).toBeGreaterThanOrEqual(2 * GiB);
+    // Allocated: the data and the file system's own, far from the 2 GiB a full copy would write.
+    expect(image.blocks * 512).toBeLessThan(0.5 * GiB);
+    // Its extents are the source's (a reflink), not copies of them.
+    const extents = execFileSync('filefrag', ['-v', paths(clone.id).image], { encoding: 'utf8' });
+    expect(extents).toMatch(/shared/);
+    expect((await sh(clone.id, 'sha256sum < /workspace/data')).output).toBe(written.output);
+  });
+
   it('a full disk still boots: the computer answers and can free space', async () => {
     const spec = await computers.create({ disk_gb: 1 });
     const fill = await sh(spec.id, 'dd if=/dev/zero of=/workspace/fill bs=4M 2>&1 | grep -c "No space left"; df -B1 --output=avail / | tail -1');

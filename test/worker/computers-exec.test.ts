@@ -73,6 +73,7 @@ describe('POST /computers/:id/exec', () => {
       timeout_s: 30,
       stdin: false,
       output_limit: EXEC_MAX_OUTPUT_BYTES,
+      ordered: true,
       wait_exit_ms: 2000,
     });
     // Answered, it leaves nothing behind in the object, in memory or stored.

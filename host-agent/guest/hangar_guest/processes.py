@@ -97,6 +97,13 @@ class Ring:
                 self.chunks[0] = head[excess:]
                 self.size -= excess
 
+    def read_range(self, offset, stop):
+        """Chunks from max(offset, start) up to `stop`, as (offset, bytes) pairs."""
+        for pos, chunk in self.read_from(offset):
+            if pos >= stop:
+                return
+            yield pos, chunk[:stop - pos]
+
     def read_from(self, offset):
         """Chunks from max(offset, start) to the end, as (offset, bytes) pairs."""
         pos = self.start

@@ -2,7 +2,9 @@
 close_stdin, resize, signal, list and forget. A process outlives the connection
 that started it; its output rings let a later connection re-attach from an offset."""
 
+import fcntl
 import os
+import select
 import signal
 import struct
 import subprocess
@@ -13,6 +15,13 @@ from .common import GuestError
 from .processes import EOF_GRACE_S, KILL_GRACE_S, READ_CHUNK, SETSID, Ring, exit_status, kill_group, set_nonblocking
 
 DEFAULT_RING = 1 << 20
+# Chunks whose place in the read order a re-attach's replay keeps (older ones replay stream by stream).
+ORDER_ENTRIES = 8192
+F_SETPIPE_SZ = 1031
+# Reads of a stream at a process's end (a background child may write for ever).
+DRAIN_READS = 256
+# The smallest pipe the kernel makes: one slot, so in packet mode one write at a time.
+ORDERED_PIPE_BYTES = 4096
 # Unacknowledged stdin a single process may hold before the guest refuses more.
 STDIN_LIMIT = 4 << 20
 MAX_EXITED = 256
@@ -26,6 +35,18 @@ class Proc:
     a stream is not read further while the host has acknowledged (op `ack`)
     less than `window` bytes behind what was sent. Neither applies while no one
     is subscribed: then output goes to the ring only and the process runs on.
+
+    Order across stdout and stderr: two pipes keep no order between them (a
+    reader that wakes after `echo a; echo b >&2; echo c` finds "a\nc\n" in one
+    and "b\n" in the other). With `ordered`, each stream is a packet-mode pipe of
+    one slot, so a stream holds at most one unread write and the next write to
+    it waits until that one is read, and the pipes are watched edge-triggered
+    in an epoll of their own, whose ready list is in the order the writes
+    came; reading exactly one write per event then reads them in the order
+    they were written (one writer; concurrent writers in some order they could
+    have had). It costs a wakeup per write of up to 4 KiB, so only callers that
+    merge the streams ask for it. Whatever the mode, the order chunks were read
+    in is kept beside the rings, so a re-attach replays them in that order.
     """
 
     def __init__(self, guest, proc_id, req):
@@ -42,6 +63,12 @@ class Proc:
         self.output_limit = req.get("output_limit")
         self.truncated = False
         self.reading = set()
+        self.ordered = bool(req.get("ordered")) and req.get("pty") is None
+        self.epoll = None
+        # Streams' fds with a write waiting to be read, in the order they were written (ordered mode).
+        self.ready = deque()
+        # (stream, offset, end) of each chunk in the order read, for replays.
+        self.order = deque()
         self.t0 = time.monotonic()
         ring = req.get("ring_bytes") or DEFAULT_RING
         if req.get("argv") is None and req.get("command") is None:
@@ -100,8 +127,7 @@ class Proc:
     def _start_pipes(self, argv, req, env):
         # Without stdin the process reads /dev/null (EOF at once) instead of waiting for input.
         in_r, in_w = os.pipe() if req.get("stdin", True) else (None, None)
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
+        out_r, out_w, err_r, err_w = self._output_pipes()
         try:
             self.popen = self.guest.runner.popen(
                 argv, req.get("user"), req.get("cwd"), env,
@@ -111,6 +137,8 @@ class Proc:
             for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
                 if fd is not None:
                     os.close(fd)
+            if self.epoll is not None:
+                self.epoll.close()
             raise
         for fd in (in_r, out_w, err_w):
             if fd is not None:
@@ -118,8 +146,56 @@ class Proc:
         self.master = None
         self.stdin_fd = in_w
         self.outputs = {out_r: "stdout", err_r: "stderr"}
+        if self.epoll is not None:
+            self.loop.add_reader(self.epoll.fileno(), self.on_ordered_events)
+
+    def _output_pipes(self):
+        """stdout's and stderr's pipes (read, write, read, write): one-slot packet pipes when ordered."""
+        if self.ordered:
+            made = []
+            try:
+                for _ in range(2):
+                    r, w = os.pipe2(os.O_DIRECT)
+                    made += [r, w]
+                    fcntl.fcntl(w, F_SETPIPE_SZ, ORDERED_PIPE_BYTES)
+                # Watched before the process exists: what it writes at once is queued in its order too.
+                self.epoll = select.epoll()
+                self.epoll.register(made[0], select.EPOLLIN | select.EPOLLET)
+                self.epoll.register(made[2], select.EPOLLIN | select.EPOLLET)
+                return made
+            except OSError:
+                # A kernel without packet pipes: plain pipes, order as the reader happens to see it.
+                for fd in made:
+                    os.close(fd)
+                if self.epoll is not None:
+                    self.epoll.close()
+                    self.epoll = None
+                self.ordered = False
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        return [out_r, out_w, err_r, err_w]
 
     # -- output
+
+    def on_ordered_events(self, drain=False):
+        """The epoll saw writes: queue their streams in write order, then read what may be read."""
+        if self.epoll is None:
+            return
+        for fd, _ in self.epoll.poll(0):
+            self.ready.append(fd)
+        self._read_ready(drain)
+
+    def _read_ready(self, drain=False):
+        # One write per event, in order; a stream that may not be read now holds back the ones behind it.
+        while self.ready:
+            fd = self.ready[0]
+            if fd not in self.outputs:
+                self.ready.popleft()
+                continue
+            if not drain and (self.transport_paused or self._window_full(self.outputs[fd])):
+                return
+            self.ready.popleft()
+            self.on_readable(fd)
 
     def on_readable(self, fd):
         try:
@@ -133,7 +209,8 @@ class Proc:
             return
         # A PTY master gives a few KiB per read however much is waiting: gather what is already
         # there into one event (never waiting for more), or a fast writer costs an event per 4 KiB.
-        while len(data) < READ_CHUNK:
+        # Never in ordered mode: a second read could take a write made after one on the other stream.
+        while not self.ordered and len(data) < READ_CHUNK:
             try:
                 more = os.read(fd, READ_CHUNK - len(data))
             except OSError:
@@ -150,19 +227,50 @@ class Proc:
             if not data:
                 return
         ring.append(data)
+        self._note_order(stream, offset, ring.end)
         for conn in list(self.subscribers):
             conn.send_event({"ev": "output", "proc": self.id, "stream": stream, "offset": offset}, data)
-        if self.window and self._window_full(stream):
+        if self.window and self._window_full(stream) and not self.ordered:
             self.update_readers()
+
+    def _note_order(self, stream, offset, end):
+        if len(self.rings) < 2:
+            return
+        last = self.order[-1] if self.order else None
+        if last is not None and last[0] == stream and last[2] == offset:
+            self.order[-1] = (stream, last[1], end)
+        else:
+            self.order.append((stream, offset, end))
+        # Drop entries whose bytes the rings no longer hold, and the oldest past the cap.
+        while self.order and (len(self.order) > ORDER_ENTRIES or self.order[0][2] <= self.rings[self.order[0][0]].start):
+            self.order.popleft()
+
+    def replay(self, offsets):
+        """(stream, offset, bytes) of everything from `offsets` on, in the order it was read."""
+        start = {s: max(int(offsets.get(s, 0)), r.start) for s, r in self.rings.items()}
+        # Bytes older than the first entry of their stream: read order unknown, stream by stream first.
+        first = {s: r.end for s, r in self.rings.items()}
+        for stream, offset, _ in self.order:
+            first[stream] = min(first[stream], offset)
+        for stream, ring in self.rings.items():
+            yield from ((stream, o, c) for o, c in ring.read_range(start[stream], first[stream]))
+        for stream, offset, end in self.order:
+            yield from ((stream, o, c) for o, c in self.rings[stream].read_range(max(offset, start[stream]), end))
 
     def _close_output(self, fd):
         if fd in self.reading:
             self.loop.remove_reader(fd)
             self.reading.discard(fd)
+        if self.epoll is not None:
+            self.epoll.unregister(fd)
         del self.outputs[fd]
         if fd != self.stdin_fd:
             os.close(fd)
         if not self.outputs:
+            if self.epoll is not None:
+                self.loop.remove_reader(self.epoll.fileno())
+                self.epoll.close()
+                self.epoll = None
             self._maybe_finish()
 
     def set_paused(self, paused):
@@ -181,6 +289,10 @@ class Proc:
         return bool(self.window) and bool(self.subscribers) and self.rings[stream].end - self.acked[stream] >= self.window
 
     def update_readers(self):
+        if self.ordered:
+            # Always watched (events only queue a stream); what may be read now is read.
+            self._read_ready()
+            return
         for fd, stream in self.outputs.items():
             want = not self.transport_paused and not self._window_full(stream)
             if want and fd not in self.reading:
@@ -298,12 +410,19 @@ class Proc:
     def _finish(self):
         if self.exit is not None:
             return
+        # Writes already made, in order, before anything else.
+        self.on_ordered_events(drain=True)
         for fd in list(self.outputs):
-            # Drain what is already buffered, then stop listening.
-            while fd in self.outputs:
+            # Drain what is already buffered, then stop listening; a background child that keeps
+            # writing is cut off after a bounded number of reads rather than holding the guest.
+            for _ in range(DRAIN_READS):
+                if fd not in self.outputs:
+                    break
                 self.on_readable(fd)
                 if fd in self.outputs and not self._readable_now(fd):
                     self._close_output(fd)
+            if fd in self.outputs:
+                self._close_output(fd)
         if self.stdin_fd is not None:
             self.loop.remove_writer(self.stdin_fd)
             if self.stdin_queue:
@@ -393,10 +512,9 @@ def handle_attach(guest, conn, req_id, req, payload):
     for stream in proc.acked:
         proc.acked[stream] = min(int(offsets.get(stream, 0)), proc.rings[stream].end)
     conn.reply(req_id, proc.info())
-    # Replay then subscribe within one loop turn: no byte can slip between.
-    for stream, ring in proc.rings.items():
-        for offset, chunk in ring.read_from(int(offsets.get(stream, 0))):
-            conn.send_event({"ev": "output", "proc": proc.id, "stream": stream, "offset": offset}, chunk)
+    # Replay (in the order it was read) then subscribe within one loop turn: no byte can slip between.
+    for stream, offset, chunk in proc.replay(offsets):
+        conn.send_event({"ev": "output", "proc": proc.id, "stream": stream, "offset": offset}, chunk)
     if proc.exit is not None:
         conn.send_event({"ev": "exit", "proc": proc.id, **proc.exit})
     else:
