@@ -54,6 +54,13 @@ XML
 for f in xscreensaver light-locker xfce4-power-manager xfce4-screensaver; do
   if [ -f "/etc/xdg/autostart/$f.desktop" ]; then echo 'Hidden=true' >> "/etc/xdg/autostart/$f.desktop"; fi
 done
+# Firefox opens the page it is given: no welcome tabs, default-browser prompts or telemetry.
+mkdir -p /usr/lib/firefox-esr/distribution
+cat > /usr/lib/firefox-esr/distribution/policies.json <<'JSON'
+{"policies": {"OverrideFirstRunPage": "", "OverridePostUpdatePage": "", "DontCheckDefaultBrowser": true,
+  "DisableTelemetry": true, "DisableFirefoxStudies": true, "NoDefaultBookmarks": false,
+  "UserMessaging": {"WhatsNew": false, "ExtensionRecommendations": false, "FeatureRecommendations": false, "UrlbarInterventions": false, "SkipOnboarding": true, "MoreFromMozilla": false}}}
+JSON
 `;
 
 export interface DesktopRecipe {
