@@ -1,10 +1,13 @@
 import path from 'node:path';
 import { defineConfig } from 'vitest/config';
 import { cloudflareTest, readD1Migrations } from '@cloudflare/vitest-pool-workers';
+import { buildDesktopPage } from '../scripts/build-desktop-page.ts';
 
 // Worker and Durable Object tests, run inside workerd with local D1 and the
 // real Durable Object classes; migrations are applied in test/worker/setup.ts.
 export default defineConfig(async () => {
+  // wrangler's [build] step does not run here: the desktop page's bundle is made the same way.
+  await buildDesktopPage();
   const migrations = await readD1Migrations(path.join(import.meta.dirname, '../schema/migrations'));
   return {
     plugins: [
