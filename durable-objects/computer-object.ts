@@ -25,6 +25,11 @@ import type { TerminalOptions } from './exec/terminal.ts';
 import { RelayMux } from './relay/relay-mux.ts';
 import { ComputerRelay } from './relay/computer-relay.ts';
 import { RELAY_PATH } from './relay/relay-request.ts';
+import { ComputerDesktop } from './desktop/computer-desktop.ts';
+import { DESKTOP_VIEWER_PATH } from './desktop/viewer-request.ts';
+import type { DesktopResult } from './desktop/desktop-daemon.ts';
+import type { DaemonAnswer } from './desktop/daemon-connection.ts';
+import type { DaemonOp } from '../schema/desktop.ts';
 
 const NOT_FOUND = 'computer not found';
 
@@ -48,6 +53,8 @@ export class ComputerObject extends DurableObject<Env> {
   /** Connections to the computer's ports, relayed over the agent socket (durable-objects/relay/). */
   readonly relay: RelayMux;
   private readonly ports: ComputerRelay;
+  /** The desktop: its daemon inside the computer, VNC viewers, the viewer password (durable-objects/desktop/). */
+  readonly desktop: ComputerDesktop;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -59,6 +66,13 @@ export class ComputerObject extends DurableObject<Env> {
     this.streams = new Streams(ctx, this.link, () => this.upkeep.schedule());
     this.relay = new RelayMux(this.link, () => this.touch());
     this.ports = new ComputerRelay(this.relay, { requireRunning: async (caller) => this.require(caller, 'exec') });
+    this.desktop = new ComputerDesktop(ctx, {
+      record: () => this.rec,
+      requireRunning: (caller) => this.require(caller, 'exec'),
+      relay: this.relay,
+      exec: (params, timeoutMs) => this.link.request('exec.run', { params }, timeoutMs),
+      policy: env.DESKTOP_START === 'first-use' ? 'first-use' : 'boot',
+    });
     this.upkeep = new Upkeep(ctx, env, {
       record: () => this.rec,
       busy: () => this.streams.busy(),
@@ -89,11 +103,15 @@ export class ComputerObject extends DurableObject<Env> {
       rec.status = next;
       await this.ctx.storage.put('record', rec);
       await mirrorStatus(this.env.DB, rec.id, next);
-      if (next === 'running' && !wasRunning) await this.upkeep.started();
+      if (next === 'running' && !wasRunning) {
+        await this.upkeep.started();
+        this.desktop.onRunning();
+      }
       if (wasRunning && next !== 'running') {
         // Whatever ran in the computer is gone with it; its viewers get an honest error event.
         this.streams.procs.loseAll(`the computer is ${next === 'restarting' ? 'restarting' : 'stopped'}; the command ended with it`);
         this.relay.resetAll('unreachable', `the computer is ${next === 'restarting' ? 'restarting' : 'stopped'}`);
+        this.desktop.onStopped();
         await this.upkeep.stopped(rec);
       }
     }
@@ -192,6 +210,7 @@ export class ComputerObject extends DurableObject<Env> {
   async forget(): Promise<void> {
     this.rec = null;
     this.relay.resetAll('closed', 'the computer was deleted');
+    this.desktop.onStopped();
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
     for (const ws of this.ctx.getWebSockets()) {
@@ -290,6 +309,26 @@ export class ComputerObject extends DurableObject<Env> {
     return ok({ ...this.metrics.read(window), credits_per_hour: SIZES[rec.size].credits_per_hour });
   }
 
+  // ------------------------------------------------------------ RPC: desktop
+
+  /** One desktop control call (schema/desktop.ts), relayed to the daemon inside the computer. */
+  async desktopCall(caller: Caller, op: DaemonOp, args: Record<string, unknown>, timeoutMs: number): Promise<DesktopResult<DaemonAnswer>> {
+    const r = await this.desktop.call(caller, op, args, timeoutMs);
+    this.touch();
+    return r;
+  }
+
+  async desktopWait(caller: Caller, ms: number, shot: { screenshot?: { delay_ms: number } }): Promise<DesktopResult<DaemonAnswer>> {
+    return this.desktop.wait(caller, ms, shot);
+  }
+
+  /** The viewer password for native VNC clients (made on first use). */
+  async viewerPassword(caller: Caller, rotate: boolean): Promise<Result<{ password: string; created_at: string }>> {
+    const g = await this.guard(caller);
+    if (!g.ok) return g;
+    return ok(rotate ? await this.desktop.rotatePassword() : await this.desktop.password.get());
+  }
+
   // ------------------------------------------------------------ agent socket
 
   /** Streams and sockets: the agent's upgrade (host verified by the route), SSE viewers, exec and terminal sockets. */
@@ -297,6 +336,7 @@ export class ComputerObject extends DurableObject<Env> {
     await this.loaded;
     const url = new URL(request.url);
     if (url.pathname === RELAY_PATH) return this.ports.fetch(request);
+    if (url.pathname === DESKTOP_VIEWER_PATH) return this.desktop.viewers.fetch(request);
     if (url.pathname.endsWith('/exec/stream/events')) {
       this.touch();
       return this.streams.streamEvents(request, url);

@@ -107,24 +107,30 @@ export const WindowInfo = z.object({
 });
 export type WindowInfo = z.infer<typeof WindowInfo>;
 
+/** The screenshot an action was asked to answer with (its PNG is the frame's payload). */
+const AfterShotInfo = z.object({ format: z.literal('png'), width: z.number().int(), height: z.number().int(), bytes: z.number().int().optional() });
+/** An action's data: its own fields, and the screenshot taken after it when one was asked for. */
+const action = <S extends z.ZodRawShape>(shape: S) => z.object({ ...shape, screenshot: AfterShotInfo.optional() });
+const AtCursor = action({ cursor: CursorPosition });
+
 /** Result data of each op, checked when it arrives (the daemon runs inside a tenant's computer: not trusted code). */
 export const DAEMON_RESULTS = {
   status: DesktopStatus,
   screenshot: z.object({ format: z.literal('png'), width: z.number().int(), height: z.number().int(), x: z.number().int(), y: z.number().int() }),
-  move: z.object({ cursor: CursorPosition }),
-  click: z.object({ cursor: CursorPosition }),
-  mouse_down: z.object({ cursor: CursorPosition }),
-  mouse_up: z.object({ cursor: CursorPosition }),
-  drag: z.object({ cursor: CursorPosition }),
-  scroll: z.object({ cursor: CursorPosition }),
-  type: z.object({ characters: z.number().int(), duration_ms: z.number() }),
-  key: z.object({ pressed: z.array(z.string().max(1024)).max(64) }),
-  key_down: z.object({ held: z.number().int() }),
-  key_up: z.object({ held: z.number().int() }),
+  move: AtCursor,
+  click: AtCursor,
+  mouse_down: AtCursor,
+  mouse_up: AtCursor,
+  drag: AtCursor,
+  scroll: AtCursor,
+  type: action({ characters: z.number().int(), duration_ms: z.number() }),
+  key: action({ pressed: z.array(z.string().max(1024)).max(64) }),
+  key_down: action({ held: z.number().int() }),
+  key_up: action({ held: z.number().int() }),
   cursor: CursorPosition,
   windows: z.object({ windows: z.array(WindowInfo).max(4096) }),
-  focus: z.object({ window_id: z.string().max(16), focused: z.boolean() }),
-  launch: z.object({ pid: z.number().int(), command: z.array(z.string()), window: WindowInfo.optional() }),
+  focus: action({ window_id: z.string().max(16), focused: z.boolean() }),
+  launch: action({ pid: z.number().int(), command: z.array(z.string()), window: WindowInfo.optional() }),
 } as const satisfies Record<DaemonOp, z.ZodType>;
 
 // ------------------------------------------------------------ the public API's bodies

@@ -70,7 +70,8 @@ export async function startWorker(opts: { stateDir: string; port: number; vars?:
   const { stateDir, port } = opts;
   const secrets = localSecrets(stateDir);
   const envFile = path.join(stateDir, 'dev.vars');
-  const vars = { ...secrets, ...opts.vars };
+  // Computers' own hosts (the desktop page) on this server: browsers resolve *.localhost to loopback.
+  const vars = { ...secrets, COMPUTER_DOMAIN: `computers.localhost:${port}`, URL_SCHEME: 'http', ...opts.vars };
   writeFileSync(envFile, Object.entries(vars).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join('\n') + '\n', { mode: 0o600 });
   await run(WRANGLER, ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', stateDir], { quiet: true });
   const child = spawn(

@@ -16,8 +16,12 @@ export interface Env {
   ENV_ENCRYPTION_KEY: string;
   JWT_ISSUER: string;
   JWT_AUDIENCE: string;
-  /** Domain under which computer URLs are shown (desktop_url, sandbox_url). */
+  /** Domain under which computer URLs are shown (desktop_url, sandbox_url); may carry a port locally. */
   COMPUTER_DOMAIN: string;
+  /** When a computer's desktop starts: `boot` (default, as soon as it runs) or `first-use`. */
+  DESKTOP_START?: string;
+  /** Scheme of computer URLs: https (default) or http (the local stack). */
+  URL_SCHEME?: string;
   /** Region new computers land in when the caller names none. */
   DEFAULT_REGION: string;
   /** How often agents report each computer's CPU and memory (ms, as a string var). */

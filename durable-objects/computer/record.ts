@@ -18,6 +18,8 @@ export interface ComputerRecord {
   status: Status;
   /** Seconds of inactivity before the computer stops; 0 is never. */
   auto_stop: number;
+  /** The desktop's screen, WIDTHxHEIGHT (absent in records made before desktops: the default). */
+  resolution?: string;
   /** Source computer whose disk the new one copies, until provisioning is done. */
   clone_from?: string;
   /** While moving: the host the disk is being copied to, whose agent may connect as the target. */

@@ -1,6 +1,7 @@
 /** The computer object as the computers page shows it. */
 import type { ComputerRow } from '../../schema/db.ts';
 import type { Env } from '../env.ts';
+import { computerOrigin } from './urls.ts';
 
 export const hostLabel = (row: Pick<ComputerRow, 'slug' | 'id'>) => `${row.slug}-${row.id.slice(0, 8)}`;
 
@@ -25,7 +26,7 @@ export function computerView(row: ComputerRow, env: Env) {
     external_user_id: row.external_user_id,
     external_project_id: row.external_project_id,
     sandbox_url: `https://${label}.sandbox.${env.COMPUTER_DOMAIN}`,
-    desktop_url: `https://${label}.${env.COMPUTER_DOMAIN}/desktop/index.html`,
+    desktop_url: `${computerOrigin(row, env)}/desktop/index.html`,
     selected_apps: row.selected_apps,
     settings: row.settings,
     ai_config: row.ai_config,

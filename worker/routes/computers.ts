@@ -16,6 +16,7 @@ import { balanceOf } from '../../durable-objects/computer/usage.ts';
 import { STATUSES } from '../../durable-objects/computer/state-table.ts';
 import type { Principal } from '../middleware/principal.ts';
 import type { ComputerRow } from '../../schema/db.ts';
+import { DEFAULT_RESOLUTION } from '../../schema/desktop.ts';
 
 export interface NewComputer {
   name: string;
@@ -31,6 +32,8 @@ export interface NewComputer {
   external_project_id: string | null;
   metadata: Record<string, string>;
   visibility: ComputerVisibility;
+  /** The desktop's screen, WIDTHxHEIGHT. */
+  resolution: string;
   clone_from?: string;
 }
 
@@ -42,12 +45,12 @@ export async function insertComputer(env: Env, p: Principal, n: NewComputer): Pr
   const size = SIZES[n.size];
   await env.DB.prepare(
     `INSERT INTO computers (id, org_id, workspace_id, project_id, owner_user_id, name, slug, template_type, size, vcpus, memory_mb, status,
-       host_id, region, external_workspace_id, external_user_id, external_project_id, selected_apps, auto_stop, metadata, visibility, created_at, updated_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'provisioning', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+       host_id, region, external_workspace_id, external_user_id, external_project_id, selected_apps, auto_stop, metadata, visibility, resolution, created_at, updated_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'provisioning', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   )
     .bind(id, p.org_id, n.workspace_id, n.project_id, p.subject, n.name, slugify(n.name), n.template_type, n.size, size.vcpus, size.memory_mb,
       n.host.id, n.host.region, n.external_workspace_id, n.external_user_id, n.external_project_id,
-      JSON.stringify(n.selected_apps), n.auto_stop, JSON.stringify(n.metadata), n.visibility, now, now)
+      JSON.stringify(n.selected_apps), n.auto_stop, JSON.stringify(n.metadata), n.visibility, n.resolution, now, now)
     .run();
   const created = await computerStub(env, id).create({
     id,
@@ -63,6 +66,7 @@ export async function insertComputer(env: Env, p: Principal, n: NewComputer): Pr
     host_id: n.host.id,
     status: 'provisioning',
     auto_stop: n.auto_stop,
+    resolution: n.resolution,
     clone_from: n.clone_from,
   });
   unwrap(created);
@@ -93,6 +97,7 @@ export const COMPUTER_ROUTES: RouteDef[] = [
         external_project_id: b.external_project_id ?? null,
         metadata: b.metadata ?? {},
         visibility: b.visibility ?? 'public',
+        resolution: b.resolution ?? DEFAULT_RESOLUTION,
       });
       return json(computerResource(row, c.env), 201);
     },

@@ -94,14 +94,14 @@ class Desktop:
         self.dpy = None
 
     def desktop_up(self):
-        """(window manager announced, a panel is mapped): what the session's readiness waits for."""
+        """(window manager announced, panel managed, desktop background managed): what the session's readiness waits for."""
         with self.lock:
             try:
                 self.connect()
-                return self.windows.wm_running(), self.windows.has_panel()
+                return (self.windows.wm_running(),) + self.windows.shell_windows()
             except (XConnectionError, XError):
                 self.drop()
-                return False, False
+                return False, False, False
 
     def screen_size(self):
         seq = self.dpy.send(OP_GET_GEOMETRY, 0, struct.pack("<I", self.dpy.screen.root))

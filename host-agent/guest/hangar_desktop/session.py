@@ -20,7 +20,9 @@ from .xwire import XConnectionError, display_answers, socket_path
 XVNC_START_TIMEOUT_S = 15.0
 # Ready once the window manager and the panel are up, or this long after the session started regardless.
 WM_WAIT_S = 20.0
-PANEL_WAIT_S = 5.0
+PANEL_WAIT_S = 8.0
+# After the panel and the desktop appear, the time they take to paint.
+SETTLE_S = 0.7
 MAX_BACKOFF_S = 30.0
 
 
@@ -86,6 +88,7 @@ class Session:
         # Set by the daemon: a callable answering (window manager announced, panel mapped).
         self.desktop_check = None
         self.wm_seen = None
+        self.shell_seen = None
         self._stop = threading.Event()
         self._thread = None
 
@@ -116,7 +119,8 @@ class Session:
                 self._check_ready()
                 backoff = 1.0
                 self.error = None
-                self._stop.wait(1.0)
+                # Look often while the desktop comes up, so callers wait no longer than it takes.
+                self._stop.wait(1.0 if self.ready_event.is_set() else 0.2)
             except Exception as e:  # keep supervising whatever went wrong; say what it was
                 self.error = str(e)
                 self.state = "error"
@@ -136,7 +140,7 @@ class Session:
         if display_answers(self.number, self.authority):
             return  # a desktop left by an earlier daemon: adopt it
         self.ready_event.clear()
-        self.wm_seen = None
+        self.wm_seen = self.shell_seen = None
         self.state = "starting"
         self._remove_stale_display()
         cookie = secrets.token_bytes(16)
@@ -179,7 +183,7 @@ class Session:
         if self.desktop is not None:
             log(f"the desktop session exited with {self.desktop.returncode}; starting it again")
             self.desktop = None
-            self.wm_seen = None
+            self.wm_seen = self.shell_seen = None
         elif processes_named("xfce4-session"):
             if self.session_started is None:
                 self.session_started = time.monotonic()
@@ -196,15 +200,21 @@ class Session:
             return
         now = time.monotonic()
         started = self.session_started or now
-        wm = panel = False
+        wm = shell = False
         try:
-            wm, panel = self.desktop_check() if self.desktop_check else (False, False)
+            if self.desktop_check:
+                wm, panel, background = self.desktop_check()
+                shell = panel and background
         except (XConnectionError, OSError):
             pass
         if wm and self.wm_seen is None:
             self.wm_seen = now
-        # Up when the window manager and the panel are; a session without a panel, a little after its window manager.
-        if (wm and (panel or now - self.wm_seen > PANEL_WAIT_S)) or now - started > WM_WAIT_S:
+        if shell and self.shell_seen is None:
+            self.shell_seen = now
+        # Up a moment after the window manager, panel and desktop are (they draw themselves then);
+        # a session without a panel or desktop a little after its window manager; any session after WM_WAIT_S.
+        drawn = self.shell_seen is not None and now - self.shell_seen >= SETTLE_S
+        if drawn or (wm and now - self.wm_seen > PANEL_WAIT_S) or now - started > WM_WAIT_S:
             self.state = "ready"
             self.ready_event.set()
             log(f"desktop ready ({self.width}x{self.height} on :{self.number}, VNC on 127.0.0.1:{self.vnc_port})")

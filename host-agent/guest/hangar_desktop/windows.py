@@ -48,16 +48,19 @@ class Windows:
         check = self._cardinals(self.dpy.screen.root, "_NET_SUPPORTING_WM_CHECK")
         return bool(check and check[0])
 
-    def has_panel(self):
-        """Whether a panel (a dock window) is among the managed windows."""
+    def shell_windows(self):
+        """(a panel is managed, a desktop window is managed): what a drawn desktop has besides its window manager."""
         dock = self.atom("_NET_WM_WINDOW_TYPE_DOCK")
+        desktop = self.atom("_NET_WM_WINDOW_TYPE_DESKTOP")
+        panel = background = False
         for window in self.client_list():
             try:
-                if dock in self._cardinals(window, "_NET_WM_WINDOW_TYPE"):
-                    return True
+                types = self._cardinals(window, "_NET_WM_WINDOW_TYPE")
             except XError:
                 continue
-        return False
+            panel = panel or dock in types
+            background = background or desktop in types
+        return panel, background
 
     def new_window(self, before, pid):
         """A window that appeared since `before` was listed, preferring one of process `pid`; None when none has yet."""
