@@ -13,7 +13,7 @@ import { freePort, registerHost, startAgent, startWorker, type AgentHandle, type
 
 declare module 'vitest' {
   export interface ProvidedContext {
-    hangar: { origin: string; apiUrl: string; operatorToken: string; hostId: string; hostKey: string; dataDir: string; agentPid: number };
+    hangar: { origin: string; apiUrl: string; operatorToken: string; hostId: string; hostKey: string; dataDir: string; agentPid: number; jwtSecret: string };
   }
 }
 
@@ -44,6 +44,8 @@ export async function setup(project: TestProject): Promise<void> {
     dataDir,
     // SIGUSR2 makes the agent drop every socket as a network failure would.
     agentPid: agent.process.pid!,
+    // Tests that need a token the API would not mint (an expired one) sign it themselves.
+    jwtSecret: worker.secrets.JWT_SECRET,
   });
 }
 

@@ -22,6 +22,31 @@ const params = new URLSearchParams(location.hash.slice(1) || location.search.sli
 const viewOnly = params.get('view_only') === '1' || params.get('view_only') === 'true';
 const storeKey = `hangar-viewer:${computerId}`;
 
+// Session storage lets a reload reconnect without the link; a framed page may be denied it (third-party storage), and then simply does without.
+const store = {
+  get: () => {
+    try {
+      return JSON.parse(sessionStorage.getItem(storeKey) || 'null');
+    } catch {
+      return null;
+    }
+  },
+  set: (v) => {
+    try {
+      sessionStorage.setItem(storeKey, JSON.stringify(v));
+    } catch {
+      /* not allowed here */
+    }
+  },
+  clear: () => {
+    try {
+      store.clear();
+    } catch {
+      /* not allowed here */
+    }
+  },
+};
+
 /** The state the page shows, for people and for tests (`data-state` on <html>). */
 function show(state, text) {
   document.documentElement.dataset.state = state;
@@ -49,10 +74,10 @@ async function session() {
       throw new Error(body.error?.message || `the link was refused (${r.status})`);
     }
     const s = await r.json();
-    sessionStorage.setItem(storeKey, JSON.stringify(s));
+    store.set(s);
     return s;
   }
-  const kept = JSON.parse(sessionStorage.getItem(storeKey) || 'null');
+  const kept = store.get();
   if (kept && kept.expires_at * 1000 > Date.now()) return kept;
   return null;
 }
@@ -67,7 +92,7 @@ let retryTimer = null;
 function connect() {
   clearTimeout(retryTimer);
   if (sessionInfo && sessionInfo.expires_at * 1000 <= Date.now()) {
-    sessionStorage.removeItem(storeKey);
+    store.clear();
     show('expired', 'This desktop link has expired. Open a fresh one from your app.');
     return;
   }

@@ -19,8 +19,8 @@ export const DESKTOP_PACKAGES = [
   'firefox-esr', 'xterm',
   // Fonts for Latin, Greek, Cyrillic and CJK text; an icon theme for the panel and file manager.
   'fonts-dejavu-core', 'fonts-wqy-microhei', 'adwaita-icon-theme',
-  // Keyboard layouts (setxkbmap), xrandr/xset, xdotool for people's own scripts.
-  'x11-xkb-utils', 'x11-xserver-utils', 'xauth', 'xdotool',
+  // Keyboard layouts (setxkbmap), xrandr/xset, xdotool and xclip for people's own scripts.
+  'x11-xkb-utils', 'x11-xserver-utils', 'xauth', 'xdotool', 'xclip',
 ];
 
 /**
