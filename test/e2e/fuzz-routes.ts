@@ -28,6 +28,38 @@ const slug: Field = { spec: { type: 'string', max: 64, bad: ['', '-lead', '.lead
 const MAX_AUTO_STOP = 30 * 86_400;
 const timeout = opt(int(1));
 
+/** The desktop control API (schema/desktop.ts): coordinates are checked against the screen too, so "valid" bodies point inside it. */
+function desktopRoutes(): FuzzRoute[] {
+  const coord = int(0, 16_383);
+  const point = { x: coord, y: coord };
+  const optPoint = { x: opt(coord), y: opt(coord) };
+  const button = opt(oneOf(['left', 'right', 'middle']));
+  const d = (path: string, valid: Record<string, unknown>, fields: Record<string, Field>, emptyInvalid = false): FuzzRoute => ({
+    method: 'POST',
+    path: `/computers/{id}/desktop/${path}`,
+    auth: 'tenant',
+    shape: { valid, fields, ...(emptyInvalid ? { emptyInvalid } : {}) },
+  });
+  return [
+    d('screenshot-region', { x: 0, y: 0, width: 10, height: 10 }, { ...point, width: int(1, 16_384), height: int(1, 16_384), format: opt(oneOf(['png', 'base64', 'json'])) }),
+    d('click', { x: 5, y: 5 }, { ...optPoint, button, clicks: opt(int(1, 3)) }),
+    d('double-click', { x: 5, y: 5 }, { ...optPoint, button }),
+    d('right-click', { x: 5, y: 5 }, optPoint),
+    d('move', { x: 5, y: 5 }, point),
+    d('mouse-down', { x: 5, y: 5 }, { ...optPoint, button }),
+    d('mouse-up', { x: 5, y: 5 }, { ...optPoint, button }),
+    d('drag', { start_x: 1, start_y: 1, end_x: 2, end_y: 2 }, { start_x: opt(coord), start_y: opt(coord), end_x: opt(coord), end_y: opt(coord), from_x: opt(coord), to_y: opt(coord), button }, true),
+    d('scroll', { x: 5, y: 5, direction: 'down' }, { ...optPoint, direction: opt(oneOf(['up', 'down', 'left', 'right'])), amount: opt(int(1, 100)), clicks: opt(int(1, 100)) }),
+    d('type', { text: 'x' }, { text: str(1, 100_000), delay: opt(int(0, 1000)), delay_ms: opt(int(0, 1000)) }),
+    d('key', { key: 'Escape' }, { key: opt(str(1, 256)) }, true),
+    d('key-down', { key: 'shift' }, { key: str(1, 256) }),
+    d('key-up', { key: 'shift' }, { key: str(1, 256) }),
+    d('wait', { seconds: 0 }, { seconds: opt({ spec: { type: 'number', min: 0, max: 120 } }), ms: opt(int(0, 120_000)) }, true),
+    d('window/focus', { window_id: '1' }, { window_id: str(1, 16) }),
+    d('launch', { app: 'terminal' }, { app: opt(str(1, 8192)), app_name: opt(str(1, 8192)), command: opt(str(1, 8192)) }, true),
+  ];
+}
+
 export const FUZZ_ROUTES: FuzzRoute[] = [
   {
     method: 'POST',
@@ -121,6 +153,7 @@ export const FUZZ_ROUTES: FuzzRoute[] = [
     shape: { valid: { port: 8080, visibility: 'public' }, fields: { port: int(1, 65535), visibility: oneOf(PORT_VISIBILITIES) } },
   },
   { method: 'PATCH', path: '/computers/{id}/ports/3000', auth: 'tenant', shape: { valid: { visibility: 'private' }, fields: { visibility: oneOf(PORT_VISIBILITIES) } } },
+  ...desktopRoutes(),
   { method: 'POST', path: '/workspaces', auth: 'tenant', shape: { valid: { name: 'fuzz-ws' }, fields: { name, slug: opt(slug) } } },
   {
     method: 'POST',
