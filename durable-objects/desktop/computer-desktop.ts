@@ -31,10 +31,12 @@ export class ComputerDesktop {
   readonly password: ViewerPassword;
   readonly viewers: VncViewers;
 
-  constructor(
-    private readonly ctx: DurableObjectState,
-    private readonly host: ComputerDesktopHost,
-  ) {
+  private readonly ctx: DurableObjectState;
+  private readonly host: ComputerDesktopHost;
+
+  constructor(ctx: DurableObjectState, host: ComputerDesktopHost) {
+    this.ctx = ctx;
+    this.host = host;
     this.daemon = new DesktopDaemon({
       openStream: (port) => host.relay.open({ kind: 'computer_tcp', port }, { tags: { kind: 'desktop', port } }),
       exec: host.exec,

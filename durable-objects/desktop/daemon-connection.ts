@@ -62,7 +62,10 @@ export class DaemonConnection {
   }
   lastUsed = Date.now();
 
-  constructor(private readonly stream: DaemonStream) {
+  private readonly stream: DaemonStream;
+
+  constructor(stream: DaemonStream) {
+    this.stream = stream;
     this.hello = new Promise((r) => (this.settleHello = r));
     const timer = setTimeout(() => this.shut('the desktop daemon did not greet in time'), HELLO_TIMEOUT_MS);
     void this.hello.then(() => clearTimeout(timer));

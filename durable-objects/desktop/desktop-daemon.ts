@@ -49,7 +49,11 @@ export class DesktopDaemon {
   private startedAt = 0;
   private sweeper: ReturnType<typeof setInterval> | null = null;
 
-  constructor(private readonly host: DesktopDaemonHost) {}
+  private readonly host: DesktopDaemonHost;
+
+  constructor(host: DesktopDaemonHost) {
+    this.host = host;
+  }
 
   /** Starts the daemon if it is not running (it then brings the desktop up by itself). */
   start(): Promise<DesktopResult<true>> {

@@ -29,7 +29,10 @@ export class PasswordGate {
   /** Client bytes that came after its answer, kept until Xvnc is reached. */
   private held: Uint8Array[] = [];
 
-  constructor(private readonly opts: GateOptions) {
+  private readonly opts: GateOptions;
+
+  constructor(opts: GateOptions) {
+    this.opts = opts;
     this.done = new Promise((r) => (this.settle = r));
     this.server = new PasswordServerHandshake(opts.challenge, opts.check);
   }

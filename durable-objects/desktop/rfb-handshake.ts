@@ -73,10 +73,13 @@ export class PasswordServerHandshake {
   private minor = 8;
   private stage: 'version' | 'choice' | 'response' | 'done' = 'version';
 
-  constructor(
-    private readonly challenge: Uint8Array,
-    private readonly check: (response: Uint8Array) => boolean,
-  ) {}
+  private readonly challenge: Uint8Array;
+  private readonly check: (response: Uint8Array) => boolean;
+
+  constructor(challenge: Uint8Array, check: (response: Uint8Array) => boolean) {
+    this.challenge = challenge;
+    this.check = check;
+  }
 
   /** What the server says first. */
   greeting(): Uint8Array {

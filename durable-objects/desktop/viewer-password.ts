@@ -32,7 +32,11 @@ export interface StoredPassword {
 export class ViewerPassword {
   private failures: number[] = [];
 
-  constructor(private readonly storage: DurableObjectStorage) {}
+  private readonly storage: DurableObjectStorage;
+
+  constructor(storage: DurableObjectStorage) {
+    this.storage = storage;
+  }
 
   /** The current password, made now if there is none yet. */
   async get(): Promise<StoredPassword> {

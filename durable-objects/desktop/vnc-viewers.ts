@@ -34,7 +34,11 @@ export interface VncViewersHost {
 }
 
 export class VncViewers {
-  constructor(private readonly host: VncViewersHost) {}
+  private readonly host: VncViewersHost;
+
+  constructor(host: VncViewersHost) {
+    this.host = host;
+  }
 
   async fetch(request: Request): Promise<Response> {
     const requestId = request.headers.get('x-request-id') ?? '';

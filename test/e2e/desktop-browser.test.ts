@@ -38,17 +38,28 @@ async function apiScreenshot(): Promise<Png> {
 
 type PageLike = Page | Frame;
 
-const state = (p: PageLike) => p.evaluate(() => document.documentElement.dataset.state);
-const waitState = (p: PageLike, want: string, timeout = 60_000) =>
-  p.waitForFunction((s) => document.documentElement.dataset.state === s, want, { timeout });
+// Functions evaluated in the page are given as source text: this file is compiled without the DOM's types.
+const state = (p: PageLike) => p.evaluate('document.documentElement.dataset.state') as Promise<string | undefined>;
+/**
+ * Waits until an expression is true in the page. Polled with evaluate: the page's CSP allows no eval,
+ * which waitForFunction with a string would need.
+ */
+async function pageWait(p: PageLike, expression: string, timeout = 60_000): Promise<void> {
+  const deadline = Date.now() + timeout;
+  while (!(await p.evaluate(expression))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${expression}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const waitState = (p: PageLike, want: string, timeout = 60_000) => pageWait(p, `document.documentElement.dataset.state === ${JSON.stringify(want)}`, timeout);
 
 /** Pixels of the noVNC canvas (the desktop at its own 1280x720), as [r, g, b] at the points asked. */
 function canvasPixels(p: PageLike, points: Array<[number, number]>): Promise<Array<[number, number, number]>> {
-  return p.evaluate((pts) => {
-    const canvas = document.querySelector('#screen canvas') as HTMLCanvasElement;
-    const ctx = canvas.getContext('2d')!;
-    return pts.map(([x, y]) => Array.from(ctx.getImageData(x, y, 1, 1).data.slice(0, 3)) as [number, number, number]);
-  }, points);
+  return p.evaluate(`(() => {
+    const ctx = document.querySelector('#screen canvas').getContext('2d');
+    return ${JSON.stringify(points)}.map(([x, y]) => Array.from(ctx.getImageData(x, y, 1, 1).data.slice(0, 3)));
+  })()`) as Promise<Array<[number, number, number]>>;
 }
 
 const GRID: Array<[number, number]> = [];
@@ -103,11 +114,11 @@ describe('the desktop in a browser', () => {
   it('desktop_url shows the desktop: the canvas has the screen\'s pixels, scaled to the window, and the token is gone from the address bar', async () => {
     const page = await openDesktop();
     expect(page.url()).not.toMatch(/auth=/);
-    const size = await page.evaluate(() => {
-      const c = document.querySelector('#screen canvas') as HTMLCanvasElement;
+    const size = await page.evaluate(`(() => {
+      const c = document.querySelector('#screen canvas');
       const r = c.getBoundingClientRect();
       return { width: c.width, height: c.height, shownWidth: Math.round(r.width), shownHeight: Math.round(r.height) };
-    });
+    })()`);
     expect(size, JSON.stringify(size)).toEqual({ width: 1280, height: 720, shownWidth: VIEWPORT.width, shownHeight: VIEWPORT.height });
     // The canvas is the desktop, not a blank frame: it matches what the API sees at nearly every point.
     expect(await until('the canvas to show the desktop', async () => ((await agreement(page)) >= 0.9 ? true : null))).toBe(true);
@@ -142,7 +153,7 @@ describe('the desktop in a browser', () => {
   it('the page reconnects by itself after its connection drops, and input works again', async () => {
     const page = await openDesktop();
     dropAgentSockets();
-    await page.waitForFunction(() => document.documentElement.dataset.state !== 'connected', null, { timeout: 30_000 });
+    await pageWait(page, "document.documentElement.dataset.state !== 'connected'", 30_000);
     await waitState(page, 'connected');
     expect(await state(page)).toBe('connected');
     await api.post(desk('launch'), { app: 'terminal', wait_for_window: true });
@@ -156,9 +167,9 @@ describe('the desktop in a browser', () => {
     const page = await openDesktop();
     // Desktop to page: what a program in the computer copies shows up in the page's clipboard panel.
     await api.exec(id, "printf 'copied in the computer ✓' | DISPLAY=:0 xclip -selection clipboard");
-    await page.waitForFunction(() => (document.getElementById('clipboard') as HTMLTextAreaElement).value === 'copied in the computer ✓', null, { timeout: 30_000 });
+    await pageWait(page, "document.getElementById('clipboard').value === 'copied in the computer ✓'", 30_000);
     // Page to desktop: text given to the page becomes the desktop's clipboard.
-    await page.evaluate(() => (window as unknown as { hangarDesktop: { sendClipboard(t: string): void } }).hangarDesktop.sendClipboard('pasted from the browser ✓'));
+    await page.evaluate("window.hangarDesktop.sendClipboard('pasted from the browser ✓')");
     const got = await until('the desktop clipboard', async () => {
       const r = await api.exec(id, 'DISPLAY=:0 timeout 5 xclip -o -selection clipboard 2>/dev/null');
       return r.body.output === 'pasted from the browser ✓' ? r.body.output : null;

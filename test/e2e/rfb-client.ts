@@ -139,19 +139,22 @@ export class RfbClient {
     return this.init;
   }
 
-  /** The [r, g, b] pixels of a rectangle, from a full (non-incremental) update. */
-  async rect(x: number, y: number, w: number, h: number): Promise<Uint8Array> {
+  /** Asks for an update of a rectangle: everything in it (full), or only what changes from now on (incremental). */
+  requestUpdate(x: number, y: number, w: number, h: number, incremental: boolean): void {
     const req = Buffer.alloc(10);
     req[0] = 3;
-    req[1] = 0;
+    req[1] = incremental ? 1 : 0;
     req.writeUInt16BE(x, 2);
     req.writeUInt16BE(y, 4);
     req.writeUInt16BE(w, 6);
     req.writeUInt16BE(h, 8);
     this.send(req);
-    const out = new Uint8Array(w * h * 3);
+  }
+
+  /** The next framebuffer update (raw rectangles), skipping bells and clipboard messages. */
+  async nextUpdate(timeoutMs = 30_000): Promise<Array<{ x: number; y: number; w: number; h: number; pixels: Buffer }>> {
     for (;;) {
-      const type = (await this.q.read(1))[0];
+      const type = (await this.q.read(1, timeoutMs))[0];
       if (type === 2) continue; // bell
       if (type === 3) {
         await this.q.read(3);
@@ -160,28 +163,36 @@ export class RfbClient {
       }
       if (type !== 0) throw new RfbError(`unexpected server message ${type}`);
       const count = (await this.q.read(3)).readUInt16BE(1);
-      let covered = false;
+      const rects = [];
       for (let i = 0; i < count; i++) {
         const r = await this.q.read(12);
-        const [rx, ry, rw, rh, enc] = [r.readUInt16BE(0), r.readUInt16BE(2), r.readUInt16BE(4), r.readUInt16BE(6), r.readInt32BE(8)];
+        const [x, y, w, h, enc] = [r.readUInt16BE(0), r.readUInt16BE(2), r.readUInt16BE(4), r.readUInt16BE(6), r.readInt32BE(8)];
         if (enc !== 0) throw new RfbError(`server sent encoding ${enc} though only raw was asked for`);
-        const px = await this.q.read(rw * rh * 4);
-        for (let yy = 0; yy < rh; yy++) {
-          for (let xx = 0; xx < rw; xx++) {
-            const tx = rx + xx - x;
-            const ty = ry + yy - y;
-            if (tx < 0 || ty < 0 || tx >= w || ty >= h) continue;
-            const s = (yy * rw + xx) * 4;
-            const d = (ty * w + tx) * 3;
-            out[d] = px[s + 2];
-            out[d + 1] = px[s + 1];
-            out[d + 2] = px[s];
-          }
-        }
-        if (rx <= x && ry <= y && rx + rw >= x + w && ry + rh >= y + h) covered = true;
+        rects.push({ x, y, w, h, pixels: await this.q.read(w * h * 4) });
       }
-      if (covered || count > 0) return out;
+      return rects;
     }
+  }
+
+  /** The [r, g, b] pixels of a rectangle, from a full (non-incremental) update. */
+  async rect(x: number, y: number, w: number, h: number): Promise<Uint8Array> {
+    this.requestUpdate(x, y, w, h, false);
+    const out = new Uint8Array(w * h * 3);
+    for (const r of await this.nextUpdate()) {
+      for (let yy = 0; yy < r.h; yy++) {
+        for (let xx = 0; xx < r.w; xx++) {
+          const tx = r.x + xx - x;
+          const ty = r.y + yy - y;
+          if (tx < 0 || ty < 0 || tx >= w || ty >= h) continue;
+          const s = (yy * r.w + xx) * 4;
+          const d = (ty * w + tx) * 3;
+          out[d] = r.pixels[s + 2];
+          out[d + 1] = r.pixels[s + 1];
+          out[d + 2] = r.pixels[s];
+        }
+      }
+    }
+    return out;
   }
 
   private async reason(): Promise<string> {
