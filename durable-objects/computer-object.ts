@@ -72,10 +72,12 @@ export class ComputerObject extends DurableObject<Env> {
       relay: this.relay,
       exec: (params, timeoutMs) => this.link.request('exec.run', { params }, timeoutMs),
       policy: env.DESKTOP_START === 'first-use' ? 'first-use' : 'boot',
+      viewersChanged: () => void this.upkeep.schedule(),
     });
     this.upkeep = new Upkeep(ctx, env, {
       record: () => this.rec,
-      busy: () => this.streams.busy(),
+      // A desktop someone is watching is in use even while its screen is still.
+      busy: () => this.streams.busy() || this.desktop.viewers.count() > 0,
       expiries: () => this.streams.expiries(),
       sweep: () => this.streams.sweep(),
       stop: async () => (await this.lifecycle.run('stop')).ok,

@@ -24,6 +24,8 @@ export interface ComputerDesktopHost {
   relay: RelayMux;
   exec(params: ExecRunParams, timeoutMs: number): Promise<Result<ExecRunResult>>;
   policy: DesktopStartPolicy;
+  /** Viewers came or went. */
+  viewersChanged(): void;
 }
 
 export class ComputerDesktop {
@@ -43,7 +45,14 @@ export class ComputerDesktop {
       resolution: () => host.record()?.resolution ?? DEFAULT_RESOLUTION,
     });
     this.password = new ViewerPassword(ctx.storage);
-    this.viewers = new VncViewers({ record: host.record, requireRunning: host.requireRunning, relay: host.relay, daemon: this.daemon, password: this.password });
+    this.viewers = new VncViewers({
+      record: host.record,
+      requireRunning: host.requireRunning,
+      relay: host.relay,
+      daemon: this.daemon,
+      password: this.password,
+      changed: host.viewersChanged,
+    });
   }
 
   /** The computer has just started running. */

@@ -31,6 +31,8 @@ export interface VncViewersHost {
   relay: RelayMux;
   daemon: DesktopDaemon;
   password: ViewerPassword;
+  /** A viewer came or went (auto-stop counts a watched desktop as in use). */
+  changed(): void;
 }
 
 export class VncViewers {
@@ -38,6 +40,11 @@ export class VncViewers {
 
   constructor(host: VncViewersHost) {
     this.host = host;
+  }
+
+  /** Viewers connected now (token and password ones). */
+  count(): number {
+    return this.host.relay.find((t) => t.kind === 'vnc' || t.kind === 'vnc-password').length;
   }
 
   async fetch(request: Request): Promise<Response> {
@@ -63,6 +70,7 @@ export class VncViewers {
         return typeof stream === 'string' ? fail('DESKTOP_UNAVAILABLE', stream) : fail('DESKTOP_STARTING', stream.message, { 'retry-after': String(stream.retry_after) });
       }
       bridgeWebSocket(pair[1], stream, 'bytes');
+      void stream.done.then(() => this.host.changed());
     } else {
       const password = await this.host.password.current();
       const challenge = crypto.getRandomValues(new Uint8Array(CHALLENGE_BYTES));
@@ -80,7 +88,9 @@ export class VncViewers {
       });
       // The gate stands in for the stream until the password checks out (it has the stream's surface).
       bridgeWebSocket(pair[1], gate as unknown as RelayStream, 'bytes');
+      void gate.done.then(() => this.host.changed());
     }
+    this.host.changed();
     return new Response(null, { status: 101, webSocket: pair[0] });
   }
 

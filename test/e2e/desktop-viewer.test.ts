@@ -183,3 +183,23 @@ describe('VNC with the viewer password (native clients)', () => {
     fresh.close();
   });
 });
+
+describe('auto-stop and viewers', () => {
+  it('a computer with auto-stop keeps running while a viewer watches its still desktop, and stops once the viewer leaves', async () => {
+    const viewer = await rfb((await vncCredentials(api, id)).ws_url);
+    await viewer.handshake();
+    expect((await api.patch(`/computers/${id}/auto-stop`, { auto_stop_seconds: 2 })).status).toBe(200);
+    // GET reads D1 only: polling it is not activity. Nothing moves on the screen: the viewer is all that keeps it.
+    const status = async () => (await api.get<{ status: string }>(`/computers/${id}`)).body.status;
+    await new Promise((r) => setTimeout(r, 6_000));
+    expect(await status()).toBe('running');
+    viewer.close();
+    const deadline = Date.now() + 30_000;
+    let s = 'running';
+    while ((s === 'running' || s === 'stopping') && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 250));
+      s = await status();
+    }
+    expect(s).toBe('stopped');
+  });
+});
