@@ -19,6 +19,8 @@ export default defineConfig(async () => {
             OPERATOR_TOKEN: 'op_test_token',
             JWT_SECRET: 'test-jwt-secret-which-is-long-enough-0123456789',
             ENV_ENCRYPTION_KEY: 'AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=',
+            // Scripted agents answer exactly what a test expects: no desktop start of their own at boot.
+            DESKTOP_START: 'first-use',
           },
         },
       }),

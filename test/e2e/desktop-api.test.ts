@@ -69,6 +69,15 @@ afterAll(async () => {
 });
 
 describe('the desktop control API, end to end', () => {
+  it('the desktop starts with the computer (DESKTOP_START=boot): before any desktop call, its X server and session run as user', async () => {
+    const ps = await until('the desktop to be started', async () => {
+      const r = await api.exec(id, 'ps -o user=,comm= -C Xvnc -C xfce4-session');
+      return /Xvnc/.test(r.body.output) && /xfce4-session/.test(r.body.output) ? r.body.output : null;
+    });
+    expect(ps).toMatch(/^user\s+Xvnc$/m);
+    expect(ps).toMatch(/^user\s+xfce4-session$/m);
+  });
+
   it('a screenshot is a PNG of the whole 1280x720 screen; screenshot-region and the base64 form have the size asked for', async () => {
     const full = await screenshot();
     expect(full.status).toBe(200);
