@@ -19,6 +19,7 @@ import { SandboxDriver } from '../host-agent/drivers/sandbox.ts';
 import { freePort, registerHost, seedTenant, startAgent, startWorker, type AgentHandle, type WorkerHandle } from '../scripts/local-stack.ts';
 import { useSharedTemplates } from '../test/shared-template.ts';
 import { RfbClient } from '../test/e2e/rfb-client.ts';
+import { BenchApi } from './api.ts';
 
 const SHOTS = Number(process.env.BENCH_SHOTS ?? 100);
 const CLICKS = Number(process.env.BENCH_CLICKS ?? 40);
@@ -34,30 +35,7 @@ const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(
 const f = (n: number) => n.toFixed(1).padStart(8);
 const mib = (b: number) => `${(b / 1048576).toFixed(0)} MiB`;
 
-class Api {
-  readonly apiUrl: string;
-  readonly key: string;
-
-  constructor(apiUrl: string, key: string) {
-    this.apiUrl = apiUrl;
-    this.key = key;
-  }
-
-  async raw(method: string, p: string, body?: unknown): Promise<Response> {
-    return fetch(this.apiUrl + p, {
-      method,
-      headers: { authorization: `Bearer ${this.key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  }
-
-  async ok<T>(method: string, p: string, body?: unknown): Promise<T> {
-    const r = await this.raw(method, p, body);
-    const text = await r.text();
-    if (r.status >= 300) throw new Error(`${method} ${p}: ${r.status} ${text}`);
-    return JSON.parse(text) as T;
-  }
-
+class Api extends BenchApi {
   /** GET screenshot; the PNG's size. */
   async screenshot(id: string): Promise<number> {
     const r = await this.raw('GET', `/computers/${id}/desktop/screenshot`);
@@ -66,22 +44,10 @@ class Api {
     return bytes.byteLength;
   }
 
-  async exec(id: string, command: string): Promise<string> {
-    return (await this.ok<{ output: string }>('POST', `/computers/${id}/exec`, { command })).output;
-  }
-
   /** Creates a computer; ms until GET says running, and until the first screenshot answers 200. */
   async create(name: string): Promise<{ id: string; running: number; screenshot: number }> {
     const t0 = performance.now();
-    const { id } = await this.ok<{ id: string }>('POST', '/computers', { name, template_type: 'miosa-desktop' });
-    let running = 0;
-    for (;;) {
-      const { status } = await this.ok<{ status: string }>('GET', `/computers/${id}`);
-      if (status === 'running') break;
-      if (performance.now() - t0 > 180_000) throw new Error(`computer ${id} not running after 180 s`);
-      await sleep(20);
-    }
-    running = performance.now() - t0;
+    const { id, ms: running } = await this.createRunning(name);
     for (;;) {
       const r = await this.raw('GET', `/computers/${id}/desktop/screenshot`);
       await r.arrayBuffer();
@@ -277,12 +243,7 @@ async function policy(name: 'boot' | 'first-use'): Promise<{ running: number; sc
     let idle = 0;
     if (name === 'first-use') {
       // The screenshot above started it; a fresh computer shows the memory without a desktop.
-      const bare = await stack.api.ok<{ id: string }>('POST', '/computers', { name: 'bench-bare', template_type: 'miosa-desktop' });
-      for (;;) {
-        const { status } = await stack.api.ok<{ status: string }>('GET', `/computers/${bare.id}`);
-        if (status === 'running') break;
-        await sleep(50);
-      }
+      const bare = await stack.api.createRunning('bench-bare');
       await sleep(SETTLE_MS);
       idle = (await stack.driver.metrics(bare.id))?.memory_bytes ?? 0;
     }

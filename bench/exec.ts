@@ -18,6 +18,7 @@ import path from 'node:path';
 import { SandboxDriver } from '../host-agent/drivers/sandbox.ts';
 import { freePort, registerHost, seedTenant, startAgent, startWorker, type AgentHandle, type WorkerHandle } from '../scripts/local-stack.ts';
 import { useSharedTemplates } from '../test/shared-template.ts';
+import { BenchApi as Api } from './api.ts';
 
 const N1 = Number(process.env.BENCH_N1 ?? 300);
 const N16 = Number(process.env.BENCH_N16 ?? 1000);
@@ -35,7 +36,6 @@ interface Stats {
   errors: number;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs `total` operations over `concurrency` workers; latencies in ms of those that succeeded. */
 async function measure(concurrency: number, total: number, op: () => Promise<void>): Promise<Stats> {
@@ -75,50 +75,6 @@ function spawnOnHost(file: string, args: string[]): Promise<string> {
     child.on('error', reject);
     child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${file} exited ${code}`))));
   });
-}
-
-class Api {
-  readonly apiUrl: string;
-  readonly key: string;
-
-  constructor(apiUrl: string, key: string) {
-    this.apiUrl = apiUrl;
-    this.key = key;
-  }
-
-  async call<T>(method: string, p: string, body?: unknown): Promise<{ status: number; body: T }> {
-    const r = await fetch(this.apiUrl + p, {
-      method,
-      headers: { authorization: `Bearer ${this.key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: r.status, body: (await r.json()) as T };
-  }
-
-  async ok<T>(method: string, p: string, body?: unknown): Promise<T> {
-    const r = await this.call<T>(method, p, body);
-    if (r.status >= 300) throw new Error(`${method} ${p}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body;
-  }
-
-  async exec(id: string, command: string): Promise<string> {
-    const r = await this.ok<{ output: string; exit_code: number }>('POST', `/computers/${id}/exec`, { command });
-    if (r.exit_code !== 0) throw new Error(`exec ${command}: exit ${r.exit_code}`);
-    return r.output;
-  }
-
-  /** Creates a computer; resolves with its id and the ms from the POST until GET (polled every 20 ms) first says running. */
-  async createRunning(name: string): Promise<{ id: string; ms: number }> {
-    const t0 = performance.now();
-    const { id } = await this.ok<{ id: string }>('POST', '/computers', { name, template_type: 'miosa-desktop' });
-    for (;;) {
-      const { status } = await this.ok<{ status: string }>('GET', `/computers/${id}`);
-      if (status === 'running') return { id, ms: performance.now() - t0 };
-      if (status === 'error') throw new Error(`computer ${id} went to error`);
-      if (performance.now() - t0 > 120_000) throw new Error(`computer ${id} not running after 120 s`);
-      await sleep(20);
-    }
-  }
 }
 
 const ms = (n: number) => n.toFixed(2).padStart(8);

@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newTenant, type Client } from './client.ts';
 import { changedPixels, decodePng, pngSize } from './png.ts';
+import { until } from '../until.ts';
 
 let api: Client;
 let id: string;
@@ -19,15 +20,6 @@ async function screenshot(path = `/computers/${id}/desktop/screenshot`): Promise
 
 const desk = (p: string) => `/computers/${id}/desktop/${p}`;
 
-async function until<T>(what: string, fn: () => Promise<T | null | undefined | false>, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 interface Win {
   id: string;

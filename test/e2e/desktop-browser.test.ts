@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dropAgentSockets } from './agent-control.ts';
 import { newTenant, type Client } from './client.ts';
 import { decodePng, pixel, type Png } from './png.ts';
+import { until } from '../until.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -71,15 +72,6 @@ async function agreement(p: PageLike): Promise<number> {
   return GRID.filter(([x, y], i) => pixel(shot, x, y).every((v, c) => v === canvas[i][c])).length / GRID.length;
 }
 
-async function until<T>(what: string, fn: () => Promise<T | null | undefined | false>, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 /** A page of the window size the tests use (a persistent context sets viewports per page). */
 async function newPage(): Promise<Page> {

@@ -9,6 +9,7 @@ import type { ComputerSpec } from '../../schema/protocol.ts';
 import { SandboxDriver } from '../../host-agent/drivers/sandbox.ts';
 import { DESKTOP_START_COMMAND, DESKTOP_STATUS_COMMAND } from '../../schema/desktop.ts';
 import { Computers, newDriver, prepareTemplate } from './sandbox-fixture.ts';
+import { until } from '../until.ts';
 
 let driver: SandboxDriver;
 let computers: Computers;
@@ -61,15 +62,6 @@ async function calls(...reqs: Array<[string, Record<string, unknown>]>): Promise
 
 const call = async (op: string, args: Record<string, unknown> = {}) => (await calls([op, args]))[0];
 
-async function until<T>(what: string, fn: () => Promise<T | null | undefined | false>, ms = 60_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 beforeAll(async () => {
   driver = newDriver();
