@@ -116,6 +116,9 @@ describe('VNC with tokens', () => {
     const v = await rfb(session.ws_url);
     expect((await v.handshake()).height).toBe(720);
     v.close();
+    // A session does not lengthen itself: only a link's stream token starts one.
+    const viewerToken = decodeURIComponent(new URL(session.ws_url).searchParams.get('auth')!);
+    expect((await postSession(creds.desktop_url, { computer_id: id, token: viewerToken })).status).toBe(401);
   });
 
   it('an expired token, another computer\'s token, another tenant\'s token and garbage are all 401', async () => {

@@ -21,14 +21,15 @@ const CSP = [
 
 const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-export function viewerPage(computerId: string, name: string): Response {
+/** The page of one computer's desktop; it shows nothing of the computer beyond its id (the host name has its slug). */
+export function viewerPage(computerId: string): Response {
   const html = `<!doctype html>
 <html lang="en" data-state="loading">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="hangar-computer" content="${escapeHtml(computerId)}">
-<title>${escapeHtml(name)} — desktop</title>
+<title>Desktop</title>
 <style>
   html, body { margin: 0; height: 100%; background: #1b2430; color: #e8edf3; font: 14px system-ui, sans-serif; overflow: hidden; }
   #screen { position: absolute; inset: 0; }

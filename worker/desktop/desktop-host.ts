@@ -29,7 +29,6 @@ import { DESKTOP_VIEWER_HEADER, DESKTOP_VIEWER_PATH, encodeViewerRequest } from 
 
 interface HostComputer {
   id: string;
-  name: string;
   slug: string;
   org_id: string;
 }
@@ -38,7 +37,7 @@ interface HostComputer {
 async function hostComputer(env: Env, host: string): Promise<HostComputer | null> {
   const who = computerOfHost(host, env);
   if (!who) return null;
-  return env.DB.prepare('SELECT id, name, slug, org_id FROM computers WHERE slug = ? AND substr(id, 1, 8) = ?')
+  return env.DB.prepare('SELECT id, slug, org_id FROM computers WHERE slug = ? AND substr(id, 1, 8) = ?')
     .bind(who.slug, who.idPrefix)
     .first<HostComputer>();
 }
@@ -69,13 +68,15 @@ export async function handleDesktopHost(request: Request, env: Env, requestId: s
   if (request.method === 'GET' && (path === '/desktop' || path === '/desktop/' || path === '/')) {
     return new Response(null, { status: 302, headers: { location: `/desktop/index.html${url.search}` } });
   }
-  if (request.method === 'GET' && path === '/desktop/index.html') return viewerPage(computer.id, computer.name);
+  if (request.method === 'GET' && path === '/desktop/index.html') return viewerPage(computer.id);
 
   if (request.method === 'POST' && path === '/desktop/session') {
     const body = validate(SessionBody, parseJson(await readBodyText(request, 8192)));
     if (body.computer_id !== computer.id) throw new ApiError('UNAUTHORIZED', 'this link is for another computer');
-    const claims = await tokenClaims(env, body.token, computer.id);
-    if (!claims || claims.org_id !== computer.org_id) throw new ApiError('UNAUTHORIZED', 'the link has expired or is not valid; get a fresh one from vnc-credentials, urls or embed');
+    // Only a link's stream token starts a session: a session cannot lengthen itself.
+    const org = await verifyStreamToken(env, body.token, computer.id);
+    if (!org || org !== computer.org_id) throw new ApiError('UNAUTHORIZED', 'the link has expired or is not valid; get a fresh one from vnc-credentials, urls or embed');
+    const claims: ViewerClaims = { org_id: org, credential_id: null };
     const { token, expires_at } = await mintViewerToken(env, claims, computer.id);
     return json({ ws_url: vncSocketUrl(computer, env, token), expires_at, computer_id: computer.id });
   }
