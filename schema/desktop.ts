@@ -27,10 +27,19 @@ export const DESKTOP_VNC_PORT = 5900;
 export const DESKTOP_CONTROL_PORT = 5990;
 export const DEFAULT_RESOLUTION = '1280x720';
 
-/** Where the guest's code is inside a computer: the read-only guest mount. */
+/** Where the guest is inside a computer: the read-only guest mount. */
 export const GUEST_DIR_IN_COMPUTER = '/run/hangar-guest';
-/** The interpreter the daemon runs on: the one the guest agent runs on. */
-export const DESKTOP_PYTHON = '/usr/bin/python3';
+
+/**
+ * How a shell inside the computer runs the desktop daemon: on the guest's own
+ * runtime (its interpreter through its own loader, described by the mount's
+ * runtime.json; the daemon's code in its guest/ directory) so that nothing the
+ * tenant installs or removes reaches it; on a mount without a runtime (older
+ * hosts), on the computer's python3 with the code at the mount's top.
+ */
+const daemonCommand = (args: string): string =>
+  `R=${GUEST_DIR_IN_COMPUTER}; if [ -f "$R/runtime.json" ]; then set -- "$R"/lib/ld-linux*.so.*; L=$1; set -- "$R"/bin/python3*; ` +
+  `exec "$L" --library-path "$R/lib" "$1" -I "$R/guest/desktop.py" ${args}; else exec /usr/bin/python3 -I "$R/desktop.py" ${args}; fi`;
 
 /** WIDTHxHEIGHT, 320x200 to 7680x4320. */
 export const Resolution = z
@@ -43,8 +52,8 @@ export const Resolution = z
 
 /** The command (run as `user` through exec) that starts the desktop; it returns at once and does nothing when the daemon already runs. */
 export const DESKTOP_START_COMMAND = (resolution: string): string =>
-  `exec ${DESKTOP_PYTHON} -I ${GUEST_DIR_IN_COMPUTER}/desktop.py start --resolution ${Resolution.parse(resolution)} --port ${DESKTOP_CONTROL_PORT} --vnc-port ${DESKTOP_VNC_PORT}`;
-export const DESKTOP_STATUS_COMMAND = `exec ${DESKTOP_PYTHON} -I ${GUEST_DIR_IN_COMPUTER}/desktop.py status --port ${DESKTOP_CONTROL_PORT}`;
+  daemonCommand(`start --resolution ${Resolution.parse(resolution)} --port ${DESKTOP_CONTROL_PORT} --vnc-port ${DESKTOP_VNC_PORT}`);
+export const DESKTOP_STATUS_COMMAND = daemonCommand(`status --port ${DESKTOP_CONTROL_PORT}`);
 
 // ------------------------------------------------------------ the daemon's wire
 
