@@ -13,6 +13,7 @@ import { startVncBridge } from '../../scripts/vnc-bridge.ts';
 import { hangar, newTenant, type Client } from './client.ts';
 import { decodePng, pixel } from './png.ts';
 import { RfbClient, RfbError } from './rfb-client.ts';
+import { until } from '../until.ts';
 
 let api: Client;
 let other: Client;
@@ -144,6 +145,22 @@ describe('VNC with tokens', () => {
     // A page on our computer's host cannot trade their token for a session either.
     expect((await postSession(mine.desktop_url, { computer_id: id, token: theirs.token })).status).toBe(401);
     expect((await postSession(mine.desktop_url, { computer_id: otherId, token: theirs.token })).status).toBe(401);
+  });
+});
+
+describe('typing from a viewer', () => {
+  it('a VNC viewer types characters its layout lacks even right after the API typed many such characters', async () => {
+    expect((await api.post(`/computers/${id}/desktop/launch`, { app: 'terminal', wait_for_window: true })).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 500));
+    // The API binds spare keycodes for these; the VNC server needs free ones of its own for what viewers type.
+    const greek = 'αβγδεζηθικλμνξοπρστυφχψω';
+    expect((await api.post(`/computers/${id}/desktop/type`, { text: `echo ${greek} > /tmp/api-typed.txt\n` })).status).toBe(200);
+    expect(await until('the API-typed file', async () => (await api.exec(id, 'cat /tmp/api-typed.txt 2>/dev/null')).body.output)).toBe(`${greek}\n`);
+    const viewer = await rfb((await vncCredentials(api, id)).ws_url);
+    await viewer.handshake();
+    viewer.typeText('echo жёлтый > /tmp/viewer-typed.txt\n');
+    expect(await until('the viewer-typed file', async () => (await api.exec(id, 'cat /tmp/viewer-typed.txt 2>/dev/null')).body.output)).toBe('жёлтый\n');
+    viewer.close();
   });
 });
 

@@ -139,6 +139,25 @@ export class RfbClient {
     return this.init;
   }
 
+  /** A key event (keysym as X names them), as a viewer's keyboard sends it. */
+  key(keysym: number, down: boolean): void {
+    const msg = Buffer.alloc(8);
+    msg[0] = 4;
+    msg[1] = down ? 1 : 0;
+    msg.writeUInt32BE(keysym, 4);
+    this.send(msg);
+  }
+
+  /** Presses and releases the key of each character (Latin-1 keysyms are the code point, others Unicode keysyms; \n is Return). */
+  typeText(text: string): void {
+    for (const ch of text) {
+      const cp = ch.codePointAt(0)!;
+      const sym = ch === '\n' ? 0xff0d : (cp >= 0x20 && cp <= 0x7e) || (cp >= 0xa0 && cp <= 0xff) ? cp : 0x01000000 + cp;
+      this.key(sym, true);
+      this.key(sym, false);
+    }
+  }
+
   /** Asks for an update of a rectangle: everything in it (full), or only what changes from now on (incremental). */
   requestUpdate(x: number, y: number, w: number, h: number, incremental: boolean): void {
     const req = Buffer.alloc(10);

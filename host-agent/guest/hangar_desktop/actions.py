@@ -103,6 +103,16 @@ class Desktop:
                 self.drop()
                 return False, False, False
 
+    def tidy(self):
+        """Periodic upkeep (the session's loop calls it): spare keycodes idle for a while are given back."""
+        with self.lock:
+            if self.keyboard is None or self.dpy is None:
+                return
+            try:
+                self.keyboard.release_idle()
+            except (XConnectionError, XError):
+                self.drop()
+
     def screen_size(self):
         seq = self.dpy.send(OP_GET_GEOMETRY, 0, struct.pack("<I", self.dpy.screen.root))
         return struct.unpack_from("<HH", self.dpy.reply(seq), 16)

@@ -27,9 +27,13 @@ GROUP_SHIFT = 13
 # A spare keycode is not rebound within this long of its last use, so every
 # application has translated the previous press with the previous symbol.
 REBIND_AFTER_S = 0.25
-# Spare keycodes this daemon takes at most; the rest stay free for the VNC
-# server, which binds keysyms of its own for viewers' keystrokes.
+# Spare keycodes this daemon takes at most, and at most this share of the free
+# ones: the rest stay free for the VNC server, which binds keysyms of its own
+# for viewers' keystrokes (Xvnc's keymap has about 19 free keycodes).
 MAX_SCRATCH = 24
+SCRATCH_SHARE = 0.5
+# Bindings idle this long are given back (the keycode is free again).
+RELEASE_AFTER_S = 5.0
 
 
 class KeyError_(ValueError):
@@ -69,7 +73,8 @@ class Keyboard:
         # Keep our own bindings as spare keycodes; drop ones somebody else has taken since.
         self.bound = {sym: kc for sym, kc in self.bound.items() if self.map.get(kc, (0,))[0] == sym}
         free = [kc for kc, row in self.map.items() if not any(row) and kc not in ours]
-        self.scratch = sorted(set(self.bound.values())) + free[: max(0, MAX_SCRATCH - len(self.bound))]
+        limit = min(MAX_SCRATCH, max(2, int((len(free) + len(self.bound)) * SCRATCH_SHARE)))
+        self.scratch = sorted(set(self.bound.values())) + free[: max(0, limit - len(self.bound))]
         dpy.mapping_changed = False
 
     def refresh(self):
@@ -261,6 +266,21 @@ class Keyboard:
                 self.held.remove(kc)
         self._flush(pending)
         self.dpy.sync()
+
+    def release_idle(self, now=None):
+        """Gives back spare keycodes idle for RELEASE_AFTER_S (unbinds them), so they are free for others again."""
+        now = time.monotonic() if now is None else now
+        idle = [(sym, kc) for sym, kc in self.bound.items() if now - self.last_used.get(kc, 0.0) >= RELEASE_AFTER_S]
+        if not idle:
+            return 0
+        empty = struct.pack(f"<{self.per}I", *([0] * self.per))
+        for sym, kc in idle:
+            self.dpy.send(OP_CHANGE_KEYBOARD_MAPPING, 1, struct.pack("<BBxx", kc, self.per) + empty)
+            del self.bound[sym]
+            self.map[kc] = tuple([0] * self.per)
+        self.dpy.sync()
+        self.dpy.mapping_changed = False
+        return len(idle)
 
     def release_all(self):
         if not self.held:

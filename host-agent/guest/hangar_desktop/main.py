@@ -59,6 +59,7 @@ def run_daemon(listener, args):
     session = Session(width, height, args.display, args.vnc_port, name=socket.gethostname())
     desktop = Desktop(session)
     session.desktop_check = desktop.desktop_up
+    session.tidy = desktop.tidy
     session.start()
     server.serve(listener, desktop)
 

@@ -85,8 +85,10 @@ class Session:
         self.ready_event = threading.Event()
         self.state = "starting"
         self.error = None
-        # Set by the daemon: a callable answering (window manager announced, panel mapped).
+        # Set by the daemon: a callable answering (window manager announced, panel mapped, desktop mapped),
+        # and one run every second or so for its upkeep.
         self.desktop_check = None
+        self.tidy = None
         self.wm_seen = None
         self.shell_seen = None
         self._stop = threading.Event()
@@ -117,6 +119,8 @@ class Session:
                 self._ensure_x()
                 self._ensure_desktop()
                 self._check_ready()
+                if self.tidy and self.ready_event.is_set():
+                    self.tidy()
                 backoff = 1.0
                 self.error = None
                 # Look often while the desktop comes up, so callers wait no longer than it takes.
