@@ -41,14 +41,14 @@ const daemonCommand = (args: string): string =>
   `R=${GUEST_DIR_IN_COMPUTER}; if [ -f "$R/runtime.json" ]; then set -- "$R"/lib/ld-linux*.so.*; L=$1; set -- "$R"/bin/python3*; ` +
   `exec "$L" --library-path "$R/lib" "$1" -I "$R/guest/desktop.py" ${args}; else exec /usr/bin/python3 -I "$R/desktop.py" ${args}; fi`;
 
-/** WIDTHxHEIGHT, 320x200 to 7680x4320. */
+/** WIDTHxHEIGHT, 320x200 to 3840x2160 (a 4K screen's PNG stays well under the frame limit). */
 export const Resolution = z
   .string()
   .regex(/^[1-9][0-9]{2,3}x[1-9][0-9]{2,3}$/, 'must be WIDTHxHEIGHT, e.g. 1280x720')
   .refine((r) => {
     const [w, h] = r.split('x').map(Number);
-    return w >= 320 && w <= 7680 && h >= 200 && h <= 4320;
-  }, 'must be between 320x200 and 7680x4320');
+    return w >= 320 && w <= 3840 && h >= 200 && h <= 2160;
+  }, 'must be between 320x200 and 3840x2160');
 
 /** The command (run as `user` through exec) that starts the desktop; it returns at once and does nothing when the daemon already runs. */
 export const DESKTOP_START_COMMAND = (resolution: string): string =>
@@ -58,7 +58,7 @@ export const DESKTOP_STATUS_COMMAND = daemonCommand(`status --port ${DESKTOP_CON
 // ------------------------------------------------------------ the daemon's wire
 
 export const DESKTOP_MAX_HEADER_BYTES = 1 << 20;
-/** A PNG of the largest screen fits easily (7680x4320 RGB before compression is 100 MB; desktops compress far better). */
+/** A PNG of the largest screen fits easily (3840x2160 RGB before compression is 25 MB; desktops compress far better). */
 export const DESKTOP_MAX_PAYLOAD_BYTES = 64 << 20;
 
 export const DaemonHello = z.object({

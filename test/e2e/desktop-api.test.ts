@@ -198,6 +198,18 @@ describe('the desktop control API, end to end', () => {
     expect((await api.get(desk('cursor'))).body).toEqual(cursor);
   });
 
+  it('a computer created with a resolution has a desktop of that size', async () => {
+    const small = await api.runningComputer('desktop-small', { resolution: '1024x768' });
+    try {
+      expect((await api.get(`/computers/${small}`)).body).toMatchObject({ resolution: '1024x768' });
+      expect((await api.get(`/computers/${small}/desktop/screen-size`)).body).toEqual({ width: 1024, height: 768 });
+      expect(pngSize((await screenshot(`/computers/${small}/desktop/screenshot`)).bytes)).toEqual({ width: 1024, height: 768 });
+      expect((await api.post(`/computers/${small}/desktop/click`, { x: 1024, y: 10 })).status).toBe(400);
+    } finally {
+      await api.del(`/computers/${small}`);
+    }
+  });
+
   it('screen-size and environment describe the desktop', async () => {
     expect((await api.get(desk('screen-size'))).body).toEqual({ width: 1280, height: 720 });
     expect((await api.get(desk('environment'))).body).toMatchObject({ name: 'xfce', session_type: 'x11', resolution: '1280x720', ready: true });

@@ -85,6 +85,7 @@ export const FUZZ_ROUTES: FuzzRoute[] = [
         external_project_id: opt(str(0, 255)),
         metadata: opt({ spec: { type: 'labels' } }),
         visibility: opt(oneOf(COMPUTER_VISIBILITIES)),
+        resolution: opt({ spec: { type: 'string', max: 9, bad: ['', '1280', '1280x', 'x720', '319x200', '3841x2160', '1280X720', ' 1280x720', '0x0', '01280x720', '1e3x720'] } }),
       },
     },
   },

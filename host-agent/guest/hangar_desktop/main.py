@@ -30,8 +30,8 @@ def parse_resolution(text):
     if not m:
         raise argparse.ArgumentTypeError("resolution is WIDTHxHEIGHT, e.g. 1280x720")
     w, h = int(m.group(1)), int(m.group(2))
-    if not (320 <= w <= 7680 and 200 <= h <= 4320):
-        raise argparse.ArgumentTypeError("resolution must be between 320x200 and 7680x4320")
+    if not (320 <= w <= 3840 and 200 <= h <= 2160):
+        raise argparse.ArgumentTypeError("resolution must be between 320x200 and 3840x2160")
     return w, h
 
 

@@ -24,6 +24,8 @@ PANEL_WAIT_S = 8.0
 # After the panel and the desktop appear, the time they take to paint.
 SETTLE_S = 0.7
 MAX_BACKOFF_S = 30.0
+# A desktop session that exits sooner than this after its start is restarted with backoff.
+SHORT_SESSION_S = 10.0
 
 
 def log(*parts):
@@ -82,6 +84,8 @@ class Session:
         self.xvnc = None
         self.desktop = None
         self.session_started = None
+        self.desktop_backoff = 1.0
+        self.desktop_due = 0.0
         self.ready_event = threading.Event()
         self.state = "starting"
         self.error = None
@@ -185,9 +189,15 @@ class Session:
         if self.desktop is not None and self.desktop.poll() is None:
             return
         if self.desktop is not None:
-            log(f"the desktop session exited with {self.desktop.returncode}; starting it again")
+            # A session that dies soon after it started is not started again at once (it would spin).
+            short = time.monotonic() - (self.session_started or 0) < SHORT_SESSION_S
+            self.desktop_backoff = min(MAX_BACKOFF_S, self.desktop_backoff * 2) if short else 1.0
+            self.desktop_due = time.monotonic() + (self.desktop_backoff if short else 0)
+            log(f"the desktop session exited with {self.desktop.returncode}; starting it again" + (f" in {self.desktop_backoff:.0f} s" if short else ""))
             self.desktop = None
             self.wm_seen = self.shell_seen = None
+        if time.monotonic() < self.desktop_due:
+            return
         elif processes_named("xfce4-session"):
             if self.session_started is None:
                 self.session_started = time.monotonic()
