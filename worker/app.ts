@@ -16,7 +16,6 @@ import { enforceRateLimit, clientAddress, RATE_LIMITS } from './middleware/rate-
 import { withIdempotency } from './middleware/idempotency.ts';
 import type { Principal } from './middleware/principal.ts';
 import { ROUTES } from './routes/index.ts';
-import { handleDesktopHost, isComputerHost } from './desktop/desktop-host.ts';
 
 const match = buildMatcher(ROUTES);
 const MUTATIONS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -26,8 +25,7 @@ export async function handleRequest(request: Request, env: Env, exec: ExecutionC
   if (request.method === 'OPTIONS') return withRequestId(preflight(), requestId);
   let res: Response;
   try {
-    // A computer's own host serves its desktop page and VNC socket, not the API.
-    res = isComputerHost(request, env) ? await handleDesktopHost(request, env, requestId) : await dispatch(request, env, exec, requestId);
+    res = await dispatch(request, env, exec, requestId);
   } catch (err) {
     res = errorResponse(err, requestId);
   }

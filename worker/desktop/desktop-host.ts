@@ -15,8 +15,8 @@
 import { z } from 'zod';
 import { ApiError } from '../../schema/errors.ts';
 import type { Env } from '../env.ts';
-import { json } from '../http/responses.ts';
-import { isUuid } from '../http/ids.ts';
+import { errorResponse, json, withRequestId } from '../http/responses.ts';
+import { isUuid, newRequestId } from '../http/ids.ts';
 import { parseJson, readBodyText, validate } from '../http/body.ts';
 import { RATE_LIMITS, clientAddress, enforceRateLimit } from '../middleware/rate-limit.ts';
 import { computerStub } from '../computers/access.ts';
@@ -54,10 +54,26 @@ const SessionBody = z.object({ computer_id: z.string().max(64), token: z.string(
 
 const notFound = () => new ApiError('NOT_FOUND', 'no desktop here');
 
-/** Whether a request is for a computer's own host; the API serves every other host. */
-export const isComputerHost = (request: Request, env: Env): boolean => computerOfHost(new URL(request.url).host, env) !== null;
+/**
+ * A computer's own host as a host route: its match (the host names a
+ * computer) and its answer, with a request id and the error envelope like the
+ * API's.
+ */
+export const desktopHostRoute = {
+  match: (host: string | null, env: Env) => (host ? computerOfHost(host, env) : null),
+  async handle(request: Request, env: Env): Promise<Response> {
+    const requestId = newRequestId();
+    let res: Response;
+    try {
+      res = await handleDesktopHost(request, env, requestId);
+    } catch (err) {
+      res = errorResponse(err, requestId);
+    }
+    return withRequestId(res, requestId);
+  },
+};
 
-export async function handleDesktopHost(request: Request, env: Env, requestId: string): Promise<Response> {
+async function handleDesktopHost(request: Request, env: Env, requestId: string): Promise<Response> {
   const url = new URL(request.url);
   const path = url.pathname;
   if (request.method === 'GET' && path === VIEWER_SCRIPT_PATH) return viewerScript();
