@@ -171,6 +171,7 @@ async function main(): Promise<void> {
     const driver = new SandboxDriver({ dataDir });
     for (const id of await driver.list().catch(() => [])) await driver.destroy(id).catch(() => undefined);
     await driver.close();
+    await driver.releaseStorage(); // unmounts the disk pool of this data dir, if it has one
     await worker?.stop();
     rmSync(stateDir, { recursive: true, force: true });
   }

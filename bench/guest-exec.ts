@@ -68,4 +68,5 @@ try {
 } finally {
   await driver.destroy(id);
   await driver.close();
+  await driver.releaseStorage(); // unmounts the disk pool of this data dir, if it has one
 }

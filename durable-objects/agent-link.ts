@@ -104,8 +104,13 @@ export class AgentLink {
     return this.ctx.getTags(ws).includes(this.tag);
   }
 
-  /** Sends a request and waits for its result; fails with AGENT_UNAVAILABLE when there is no agent or it goes away. */
-  request<T extends ComputerRequestType>(type: T, body: BodyOf<T>, timeoutMs: number): Promise<Result<ResultOf<T>>> {
+  /**
+   * Sends a request and waits for its result; fails with AGENT_UNAVAILABLE when
+   * there is no agent or it goes away. `onSent` runs once the request is on the
+   * socket: a caller can then tell "never sent" (nothing happened) from "sent,
+   * unanswered" (it may have happened).
+   */
+  request<T extends ComputerRequestType>(type: T, body: BodyOf<T>, timeoutMs: number, opts: { onSent?: () => void } = {}): Promise<Result<ResultOf<T>>> {
     const ws = this.socket();
     if (!ws) return Promise.resolve(fail('AGENT_UNAVAILABLE', 'the computer\'s host agent is not connected; try again shortly'));
     const id = `r${++this.seq}`;
@@ -117,6 +122,7 @@ export class AgentLink {
       this.pending.set(id, { type, ws, resolve: resolve as (r: Result<unknown>) => void, timer });
       try {
         ws.send(JSON.stringify({ ...body, type, id }));
+        opts.onSent?.();
       } catch {
         this.settle(id, fail('AGENT_UNAVAILABLE', 'the host agent connection closed'));
       }

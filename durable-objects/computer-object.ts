@@ -8,9 +8,12 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env.ts';
-import { ComputerAgentMessage, FRAME_DISK, FRAME_OUTPUT, decodeFrame, frameKind, type ComputerSpec, type ExecRunParams, type ExecRunResult } from '../schema/protocol.ts';
-import { fail, ok, type Result } from '../schema/errors.ts';
+import { FRAME_DISK, FRAME_OUTPUT, decodeFrame, frameKind, parseAgentMessage, type ComputerSpec } from '../schema/protocol.ts';
+import type { SyncExecParams, SyncExecResult } from './exec/sync-exec.ts';
+import { ApiError, fail, ok, type Result } from '../schema/errors.ts';
+import { errorResponse } from '../worker/http/responses.ts';
 import { SIZES, type Size } from '../schema/sizes.ts';
+import { resizedDiskGb } from '../worker/computers/disk-size.ts';
 import { AgentLink } from './agent-link.ts';
 import { ALREADY_STARTING, REFUSAL, REQUIRES, transition, type LifecycleEvent, type Status } from './computer/state-table.ts';
 import { callerAccess, mirrorStatus, type Caller, type ComputerRecord } from './computer/record.ts';
@@ -24,12 +27,16 @@ import { Streams } from './exec/streams.ts';
 import type { TerminalOptions } from './exec/terminal.ts';
 import { RelayMux } from './relay/relay-mux.ts';
 import { ComputerRelay } from './relay/computer-relay.ts';
+import type { PortRecord } from './relay/port-table.ts';
 import { RELAY_PATH } from './relay/relay-request.ts';
 import { ComputerDesktop } from './desktop/computer-desktop.ts';
 import { DESKTOP_VIEWER_PATH } from './desktop/viewer-request.ts';
 import type { DesktopResult } from './desktop/desktop-daemon.ts';
 import type { DaemonAnswer } from './desktop/daemon-connection.ts';
 import type { DaemonOp } from '../schema/desktop.ts';
+import { HeldCredentials } from './credentials/held-credentials.ts';
+import { apiKeyLive } from '../worker/tenancy/principals.ts';
+import { hasRoom, noRoomOnHost, reserveStart } from '../worker/computers/placement.ts';
 
 const NOT_FOUND = 'computer not found';
 
@@ -53,6 +60,7 @@ export class ComputerObject extends DurableObject<Env> {
   /** Connections to the computer's ports, relayed over the agent socket (durable-objects/relay/). */
   readonly relay: RelayMux;
   private readonly ports: ComputerRelay;
+  private readonly held: HeldCredentials;
   /** The desktop: its daemon inside the computer, VNC viewers, the viewer password (durable-objects/desktop/). */
   readonly desktop: ComputerDesktop;
 
@@ -63,12 +71,23 @@ export class ComputerObject extends DurableObject<Env> {
     this.mover = new Mover(this, env);
     this.metrics = new MetricsStore(ctx.storage.sql);
     this.lifecycle = new Lifecycle(this, env.DB);
-    this.streams = new Streams(ctx, this.link, () => this.upkeep.schedule());
+    this.held = new HeldCredentials(ctx, (id) => apiKeyLive(env, id, { fresh: true }));
+    this.streams = new Streams(ctx, this.link, this.held, () => this.upkeep.schedule());
     this.relay = new RelayMux(this.link, () => this.touch());
-    this.ports = new ComputerRelay(this.relay, { requireRunning: async (caller) => this.require(caller, 'exec') });
+    this.ports = new ComputerRelay(this.relay, {
+      // A relayed connection follows the credentials contract too: a revoked key opens nothing.
+      requireRunning: (caller) => this.requireAdmitted(caller),
+      record: () => this.rec,
+      ready: () => this.rec?.status === 'running' && this.link.socket() !== null,
+      whenAttached: (ms) => this.link.whenAttached(ms),
+      // A preview request that may wake the computer starts it as its organization would.
+      start: async () => (this.rec ? this.start({ org_id: this.rec.org_id, workspace_ids: null, project_ids: null, credential_id: null }) : fail('NOT_FOUND', NOT_FOUND)),
+      storage: ctx.storage,
+      env,
+    });
     this.desktop = new ComputerDesktop(ctx, {
       record: () => this.rec,
-      requireRunning: (caller) => this.require(caller, 'exec'),
+      requireRunning: (caller) => this.requireAdmitted(caller),
       relay: this.relay,
       exec: (params, timeoutMs) => this.link.request('exec.run', { params }, timeoutMs),
       policy: env.DESKTOP_START === 'first-use' ? 'first-use' : 'boot',
@@ -94,17 +113,24 @@ export class ComputerObject extends DurableObject<Env> {
     return this.rec;
   }
 
-  /** Applies a lifecycle event: the new status is in memory at once (so racing calls see it), then stored, then in D1. */
-  async apply(event: LifecycleEvent): Promise<Status | null> {
+  /**
+   * Applies a lifecycle event: the new status is in memory at once (so racing
+   * calls see it), then stored, then in D1. A change of status replaces the
+   * reason shown with it by `reason` (none: nothing to explain).
+   */
+  async apply(event: LifecycleEvent, reason: string | null = null): Promise<Status | null> {
     const rec = this.rec;
     if (!rec) return null;
     const next = transition(rec.status, event);
     if (!next) return null;
-    if (next !== rec.status) {
+    if (next !== rec.status || reason !== (rec.status_reason ?? null)) {
       const wasRunning = rec.status === 'running';
+      const changed = next !== rec.status;
       rec.status = next;
+      rec.status_reason = reason;
       await this.ctx.storage.put('record', rec);
-      await mirrorStatus(this.env.DB, rec.id, next);
+      await mirrorStatus(this.env.DB, rec.id, next, reason);
+      if (!changed) return next;
       if (next === 'running' && !wasRunning) {
         await this.upkeep.started();
         this.desktop.onRunning();
@@ -118,6 +144,12 @@ export class ComputerObject extends DurableObject<Env> {
       }
     }
     return next;
+  }
+
+  /** Takes room on the host for a start (D1 shows `starting` once it has it); false when there is none. */
+  async reserveStart(): Promise<boolean> {
+    const rec = this.rec;
+    return !!rec && reserveStart(this.env, rec.host_id, rec.id, rec.size);
   }
 
   async save(patch: Partial<ComputerRecord>): Promise<void> {
@@ -136,6 +168,7 @@ export class ComputerObject extends DurableObject<Env> {
       size: rec.size,
       vcpus: rec.vcpus,
       memory_mb: rec.memory_mb,
+      disk_gb: rec.disk_gb,
       selected_apps: rec.selected_apps,
       env: await loadComputerEnv(this.env.DB, this.env.ENV_ENCRYPTION_KEY, rec.id),
     };
@@ -177,6 +210,9 @@ export class ComputerObject extends DurableObject<Env> {
     // Running, or on its way there: "create, then start, then wait" works, and nothing is done twice.
     if (ALREADY_STARTING.has(rec.status)) return ok(rec.status);
     if (!transition(rec.status, 'start')) return fail('INVALID_STATE_TRANSITION', REFUSAL.start);
+    if (rec.status === 'error' && rec.broken !== 'boot') {
+      return fail('INVALID_STATE_TRANSITION', `computer cannot be started: ${rec.status_reason ?? 'it is broken'}; it can only be deleted`);
+    }
     if ((await balanceOf(this.env.DB, rec.org_id)) <= 0) return fail('INSUFFICIENT_CREDITS', 'not enough credits to start this computer');
     return this.lifecycle.run('start');
   }
@@ -208,11 +244,12 @@ export class ComputerObject extends DurableObject<Env> {
     return ok(true);
   }
 
-  /** Erases the object's storage; later calls find no computer. */
+  /** Erases the object's storage; later calls find no computer. Every viewer, socket and ticket of it ends. */
   async forget(): Promise<void> {
     this.rec = null;
     this.relay.resetAll('closed', 'the computer was deleted');
     this.desktop.onStopped();
+    this.streams.closeViewers();
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
     for (const ws of this.ctx.getWebSockets()) {
@@ -235,10 +272,23 @@ export class ComputerObject extends DurableObject<Env> {
     return ok(rec);
   }
 
+  /** `require(caller, 'exec')` for what opens a connection into the computer: a revoked key opens nothing (the credentials contract). */
+  private async requireAdmitted(caller: Caller): Promise<Result<ComputerRecord>> {
+    const r = await this.require(caller, 'exec');
+    if (r.ok && !(await this.held.admits(caller.credential_id))) return fail('UNAUTHORIZED', 'credential revoked');
+    return r;
+  }
+
   async resize(caller: Caller, size: Size): Promise<Result<Status>> {
     const r = await this.require(caller, 'resize');
     if (!r.ok) return r;
-    await this.save({ size, vcpus: SIZES[size].vcpus, memory_mb: SIZES[size].memory_mb });
+    // Stopped, it holds no room; but a size its host cannot start is no use to anyone.
+    if (size !== r.value.size && !(await hasRoom(this.env, r.value.host_id, r.value.id, size))) {
+      const err = noRoomOnHost('start it as', size);
+      return fail(err.code, err.message);
+    }
+    const disk_gb = resizedDiskGb(this.env, { disk_gb: r.value.disk_gb ?? null, size: r.value.size }, size);
+    await this.save({ size, vcpus: SIZES[size].vcpus, memory_mb: SIZES[size].memory_mb, disk_gb });
     // The limits take effect at the next boot; an attached agent also records them now.
     if (this.link.socket()) await this.link.request('computer.resize', { spec: await this.spec() }, 30_000);
     return ok(r.value.status);
@@ -274,11 +324,21 @@ export class ComputerObject extends DurableObject<Env> {
 
   // ------------------------------------------------------------ RPC: exec and metrics
 
-  async exec(caller: Caller, params: ExecRunParams): Promise<Result<ExecRunResult>> {
-    const r = await this.require(caller, 'exec');
-    if (!r.ok) return r;
-    const res = await this.link.request('exec.run', { params }, params.timeout_s * 1000 + 15_000);
+  /**
+   * Sync exec: a process like a streamed one (exec/sync-exec.ts), so a
+   * dropped agent socket loses nothing of it and a retry with the same
+   * Idempotency-Key gets its result instead of running it again.
+   */
+  async exec(caller: Caller, params: SyncExecParams): Promise<Result<SyncExecResult>> {
+    const g = await this.guard(caller);
+    if (!g.ok) return g;
+    const rec = g.value;
+    const mayStart = () => (rec.status !== REQUIRES.exec ? fail('COMPUTER_NOT_RUNNING', 'computer is not running') : ok(true));
+    const res = await this.streams.syncExecs.run(caller.org_id, params, mayStart);
     this.touch();
+    // The command no longer keeps the computer busy: auto-stop may count from now. After the
+    // answer has gone (a storage write before it would hold it back until the write is done).
+    if (rec.auto_stop > 0) setTimeout(() => void this.upkeep.schedule().catch((e: unknown) => console.error('scheduling upkeep failed', e)), 0);
     return res;
   }
 
@@ -286,7 +346,7 @@ export class ComputerObject extends DurableObject<Env> {
   async startStream(caller: Caller, params: { command: string; timeout_s: number; shell: string }): Promise<Result<{ ticket: string; expires_at: number }>> {
     const r = await this.require(caller, 'exec');
     if (!r.ok) return r;
-    const t = await this.streams.startStream(caller.org_id, params);
+    const t = await this.streams.startStream(caller, params);
     await this.upkeep.schedule();
     return t;
   }
@@ -331,6 +391,35 @@ export class ComputerObject extends DurableObject<Env> {
     return ok(rotate ? await this.desktop.rotatePassword() : await this.desktop.password.get());
   }
 
+  // ------------------------------------------------------------ RPC: credentials
+
+  /**
+   * An API key was revoked (worker/credentials/revocation.ts): the tickets
+   * minted with it stop working, and the sockets and viewers opened with it
+   * close now. Answers how many were closed.
+   */
+  async endCredential(credentialId: string): Promise<number> {
+    await this.loaded;
+    // A deleted computer holds nothing (and its tables are gone with its storage).
+    if (!this.rec) return 0;
+    const relayed = this.relay.resetWhere((tags) => tags.credential_id === credentialId, 'closed', 'credential revoked');
+    return relayed + this.streams.endCredential(credentialId);
+  }
+
+  // ------------------------------------------------------------ RPC: relayed ports (relay/computer-relay.ts)
+
+  /** A preview link's one-time ticket for `port`: ok the first time, used after, not_exposed when the port is gone. */
+  async redeemPreviewTicket(jti: string, expS: number, port: number): Promise<'ok' | 'used' | 'not_exposed'> {
+    await this.loaded;
+    return this.ports.redeemTicket(jti, expS, port);
+  }
+
+  /** A port's record changed in D1 (null: no longer exposed); `close` ends its open connections with that message. */
+  async portChanged(port: number, rec: PortRecord | null, close: string | null): Promise<void> {
+    await this.loaded;
+    await this.ports.portChanged(port, rec, close);
+  }
+
   // ------------------------------------------------------------ agent socket
 
   /** Streams and sockets: the agent's upgrade (host verified by the route), SSE viewers, exec and terminal sockets. */
@@ -340,6 +429,8 @@ export class ComputerObject extends DurableObject<Env> {
     if (url.pathname === RELAY_PATH) return this.ports.fetch(request);
     if (url.pathname === DESKTOP_VIEWER_PATH) return this.desktop.viewers.fetch(request);
     if (url.pathname.endsWith('/exec/stream/events')) {
+      // A deleted computer's tickets went with its storage.
+      if (!this.rec) return errorResponse(new ApiError('UNAUTHORIZED', 'unknown or expired ticket; start the command again with POST …/exec/stream'), request.headers.get('x-request-id') ?? '');
       this.touch();
       return this.streams.streamEvents(request, url);
     }
@@ -385,12 +476,15 @@ export class ComputerObject extends DurableObject<Env> {
       this.streams.onOutput(frame);
       return;
     }
-    let parsed: ComputerAgentMessage;
+    let raw: unknown;
     try {
-      const raw: unknown = JSON.parse(data);
-      if (this.relay.onJson(ws, raw)) return;
-      parsed = ComputerAgentMessage.parse(raw);
+      raw = JSON.parse(data);
     } catch {
+      raw = undefined;
+    }
+    if (raw !== undefined && this.relay.onJson(ws, raw)) return;
+    const parsed = parseAgentMessage(raw);
+    if (!parsed) {
       ws.close(4400, 'malformed message');
       return;
     }
@@ -409,10 +503,10 @@ export class ComputerObject extends DurableObject<Env> {
         );
         return;
       case 'metrics':
-        this.metrics.add(parsed.ts, parsed.cpu_percent, parsed.memory_percent);
+        this.metrics.add(parsed.ts, parsed.cpu_percent, parsed.memory_percent, parsed.disk_percent ?? null);
         return;
       case 'computer.exited':
-        await this.apply('exited');
+        await this.apply('exited', parsed.reason);
         return;
       case 'proc.exit':
         this.streams.procs.onExit(parsed.proc_id, parsed);
@@ -439,6 +533,9 @@ export class ComputerObject extends DurableObject<Env> {
     if (this.link.isAgentSocket(ws)) {
       this.link.onClose(ws);
       this.relay.linkGone(ws);
+      // Processes kept in memory only must outlive this connection: the next agent re-attaches them.
+      await this.loaded;
+      if (this.rec) this.streams.procs.persistAll();
     } else if (this.target.isAgentSocket(ws)) {
       this.target.onClose(ws);
       this.mover.onTargetClosed();

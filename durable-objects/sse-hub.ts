@@ -53,6 +53,8 @@ interface Subscriber {
   closed: boolean;
   /** When the reader last took a write. */
   movedAt: number;
+  /** Called once when the subscriber ends, however it ends. */
+  onEnd?: () => void;
 }
 
 export class SseHub {
@@ -93,10 +95,14 @@ export class SseHub {
     return n;
   }
 
-  /** A response streaming every event after `after`, then live ones, ending after the terminal event. */
-  subscribe(after: number, gone?: AbortSignal): Response {
+  /**
+   * A response streaming every event after `after`, then live ones, ending
+   * after the terminal event. `gone` aborting drops the viewer (it went away,
+   * or its credential was revoked); `onEnd` runs once when it ends either way.
+   */
+  subscribe(after: number, gone?: AbortSignal, onEnd?: () => void): Response {
     const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
-    const sub: Subscriber = { writer: writable.getWriter(), cursor: after, queued: 0, catchingUp: true, closed: false, movedAt: Date.now() };
+    const sub: Subscriber = { writer: writable.getWriter(), cursor: after, queued: 0, catchingUp: true, closed: false, movedAt: Date.now(), onEnd };
     this.subs.add(sub);
     this.subscribed = true;
     // A viewer that goes away is dropped at once, not at the next write: its request's signal
@@ -187,6 +193,7 @@ export class SseHub {
     if (sub.closed) return;
     sub.closed = true;
     this.subs.delete(sub);
+    sub.onEnd?.();
     await sub.writer.close().catch(() => {});
     this.stopHeartbeatIfIdle();
     this.onProgress();
@@ -196,7 +203,10 @@ export class SseHub {
     if (sub.closed) return;
     sub.closed = true;
     this.subs.delete(sub);
+    sub.onEnd?.();
     void sub.writer.abort(new Error('the viewer went away or stopped reading')).catch(() => {});
+    // Aborting rejects the writer's `ready` too; nothing may wait on it any more.
+    sub.writer.ready.catch(() => {});
     this.stopHeartbeatIfIdle();
     this.onProgress();
   }

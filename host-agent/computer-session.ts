@@ -25,6 +25,7 @@ import { DiskMover } from './handlers/disk.ts';
 import { AgentRelay } from './relay/agent-relay.ts';
 import { AGENT_VERSION } from './version.ts';
 import type { Logger } from './log.ts';
+import { background } from './background.ts';
 
 export interface SessionConfig {
   wsBase: string;
@@ -47,13 +48,13 @@ export class ComputerSession {
     this.driver = driver;
     this.log = log;
     this.socket = new ReconnectingSocket({ url: cfg.wsBase + agentComputerPath(id), headers: { authorization: `Bearer ${cfg.hostKey}` } });
-    this.socket.on('open', () => void this.announce());
+    this.socket.on('open', () => background(log, `computer ${id}: attaching`, this.announce()));
     this.socket.on('close', () => {
       this.procs.connectionLost();
       this.disk.connectionLost();
       this.relay.connectionLost();
     });
-    this.socket.on('message', (data) => void this.onMessage(data));
+    this.socket.on('message', (data) => background(log, `computer ${id}: a message`, this.onMessage(data)));
     this.socket.on('binary', (data) => {
       if (this.relay.onBinary(data)) return;
       const disk = frameKind(data) === FRAME_DISK ? decodeDiskFrame(data) : null;
@@ -108,9 +109,10 @@ export class ComputerSession {
     }
     if (this.relay.onJson(raw)) return;
     const type = (raw as { type?: unknown })?.type;
-    if (type === 'proc.ack' || type === 'disk.ack' || type === 'disk.cancel') {
+    if (type === 'proc.ack' || type === 'disk.ack' || type === 'disk.cancel' || type === 'procs.forget') {
       const notice = ComputerNotice.safeParse(raw);
       if (!notice.success) this.log(`computer ${this.id}: dropped a malformed ${String(type)}`);
+      else if (notice.data.type === 'procs.forget') for (const id of notice.data.proc_ids) background(this.log, `computer ${this.id}: forgetting ${id}`, this.procs.forget(id));
       else if (notice.data.type === 'proc.ack') this.procs.ack(notice.data.proc_id, notice.data.offsets);
       else if (notice.data.type === 'disk.ack') this.disk.ack(notice.data.transfer_id, notice.data.offset);
       else this.disk.cancel(notice.data.transfer_id);
@@ -131,7 +133,8 @@ export class ComputerSession {
     } catch (err) {
       const code = err instanceof DriverError ? err.code : 'FAILED';
       const message = err instanceof Error ? err.message : String(err);
-      if (code === 'FAILED') this.log(`computer ${this.id}: ${req.type} failed: ${message}`);
+      const detail = err instanceof DriverError && err.detail ? ` (the computer said: ${JSON.stringify(err.detail)})` : '';
+      if (code === 'FAILED' || detail) this.log(`computer ${this.id}: ${req.type} failed: ${message}${detail}`);
       this.send({ type: 'result', id: req.id, ok: false, error: { code, message: message.slice(0, 4000) } });
     }
   }

@@ -9,18 +9,23 @@ const Config = z.object({
   driver: z.enum(['sandbox']),
   /** Absent: share the host's local pip mirror directories, if any. */
   shareReadOnly: z.array(z.string().startsWith('/')).optional(),
+  /** Size of the disk pool made when the data dir cannot reflink; absent: its free space. */
+  diskPoolGb: z.coerce.number().int().positive({ message: '--disk-pool-gb must be a whole number of GiB' }).optional(),
 });
 export type AgentConfig = z.infer<typeof Config>;
 
-export const USAGE = `hangar-agent --api URL --key hk_… [--data-dir DIR] [--driver sandbox] [--share-ro DIR[,DIR…]]
+export const USAGE = `hangar-agent --api URL --key hk_… [--data-dir DIR] [--driver sandbox] [--share-ro DIR[,DIR…]] [--disk-pool-gb N]
 
   --api        base URL of the Hangar API (env HANGAR_API)
   --key        this host's key, from POST /api/v1/admin/hosts (env HANGAR_HOST_KEY)
   --data-dir   where templates and computer disks live (env HANGAR_DATA_DIR, default /var/lib/hangar)
-  --driver     how computers are made: sandbox (bubblewrap) (env HANGAR_DRIVER)
+  --driver     how computers are made: sandbox (namespaces) (env HANGAR_DRIVER)
   --share-ro   host directories every computer sees read-only at the same path,
                e.g. a local package mirror (env HANGAR_SHARE_RO, comma-separated);
-               default: the local directories the host's pip config names`;
+               default: the local directories the host's pip config names
+  --disk-pool-gb size of the XFS pool that holds computer disks when the data dir's
+               file system cannot make reflink copies (env HANGAR_DISK_POOL_GB);
+               default: the data dir's free space when the pool is made`;
 
 export function readConfig(argv: string[], env: NodeJS.ProcessEnv): AgentConfig {
   const { values } = parseArgs({
@@ -31,6 +36,7 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): AgentConfig 
       'data-dir': { type: 'string' },
       driver: { type: 'string' },
       'share-ro': { type: 'string' },
+      'disk-pool-gb': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -45,6 +51,7 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): AgentConfig 
     dataDir: values['data-dir'] ?? env.HANGAR_DATA_DIR ?? '/var/lib/hangar',
     driver: values.driver ?? env.HANGAR_DRIVER ?? 'sandbox',
     shareReadOnly: share === undefined ? undefined : share.split(',').filter(Boolean),
+    diskPoolGb: values['disk-pool-gb'] ?? env.HANGAR_DISK_POOL_GB,
   });
   if (!r.success) {
     const issue = r.error.issues[0];

@@ -21,19 +21,53 @@ import {
   type StreamName,
   type TcpEvent,
 } from '../schema/guest.ts';
-import { FrameDecoder, encodeFrame, type RawFrame } from './guest-frames.ts';
+import { FrameDecoder, FrameTooLarge, encodeFrame, type RawFrame } from './guest-frames.ts';
 import { GuestProcess, type GuestLink } from './guest-process.ts';
 
 export type GuestHelloInfo = z.infer<typeof GuestHello>;
 type ResponseData<Op extends GuestOp> = z.infer<(typeof GUEST_RESPONSES)[Op]>;
 type RequestOf<Op extends GuestOp> = Extract<GuestRequestBody, { op: Op }>;
 
-/** A failed guest request: the guest's own code, or what went wrong on the way. */
+/**
+ * A failed guest request: the guest's own code, or what went wrong on the way.
+ * The message is always the host's own words: the guest runs where the
+ * tenant is root, so what it says is kept apart (`guestText`, for the
+ * agent's log) and never passed on to API clients.
+ */
 export class GuestError extends Error {
   readonly code: GuestErrorCode | 'DISCONNECTED' | 'TIMEOUT' | 'PROTOCOL';
+  /** What the guest itself said, when it was the guest that refused. */
+  guestText?: string;
   constructor(code: GuestError['code'], message: string) {
     super(message);
     this.code = code;
+  }
+
+  /** The guest refused `op` with `code`, saying `text`. */
+  static fromGuest(op: GuestOp, code: GuestErrorCode, text: string): GuestError {
+    const e = new GuestError(code, refusal(op, code));
+    e.guestText = text.slice(0, 2000);
+    return e;
+  }
+}
+
+/** What a refusal of the guest means, in the host's words. */
+function refusal(op: GuestOp, code: GuestErrorCode): string {
+  switch (code) {
+    case 'NOT_FOUND':
+      return 'the process is not known to the computer (it ended and was forgotten, or never started)';
+    case 'BUSY':
+      return 'the process is not taking input fast enough; send more once it has read what it has';
+    case 'BAD_REQUEST':
+      return op === 'spawn' || op === 'exec'
+        ? 'the computer could not start the command: a program, shell or working directory it names does not exist or cannot be run'
+        : `the computer's agent refused the ${op} request`;
+    case 'FAILED':
+      return `the computer's agent could not complete the ${op} request`;
+    case 'REFUSED':
+      return 'nothing accepted the connection in the computer';
+    case 'TIMEOUT':
+      return `the computer's agent did not complete the ${op} request in time`;
   }
 }
 
@@ -62,6 +96,8 @@ export interface SpawnOptions {
   user?: 'user' | 'root';
   timeout_s?: number;
   ring_bytes?: number;
+  /** Bytes of each stream sent at most; the rest is dropped and the exit says truncated (guest 1.2). */
+  output_limit?: number;
 }
 
 export class GuestClient extends EventEmitter<{ close: [Error | undefined] }> implements GuestLink {
@@ -144,6 +180,15 @@ export class GuestClient extends EventEmitter<{ close: [Error | undefined] }> im
   ): Promise<{ data: ResponseData<Op>; payload: Buffer }> {
     if (this.closedWith !== null) throw new GuestError('DISCONNECTED', 'guest connection is closed');
     const id = this.nextId++;
+    // Encoded before anything waits for a reply: a request too large to send fails here, alone,
+    // and leaves no pending reply behind to be rejected later with nobody listening.
+    let bufs: Buffer[];
+    try {
+      bufs = encodeFrame({ t: 'req', id, ...body }, opts.payload);
+    } catch (err) {
+      if (err instanceof FrameTooLarge) throw new GuestError('BAD_REQUEST', `the ${body.op} request is too large for the computer's agent: ${err.message}`);
+      throw err;
+    }
     const reply = new Promise<{ data: unknown; payload: Buffer }>((resolve, reject) => {
       const pending: Pending = { op: body.op, resolve, reject, onReply: opts.onReply };
       if (opts.timeoutMs) {
@@ -154,7 +199,6 @@ export class GuestClient extends EventEmitter<{ close: [Error | undefined] }> im
       }
       this.pending.set(id, pending);
     });
-    const bufs = encodeFrame({ t: 'req', id, ...body }, opts.payload);
     if (bufs.length === 1) this.socket.write(bufs[0]);
     else {
       this.socket.cork();
@@ -272,14 +316,14 @@ export class GuestClient extends EventEmitter<{ close: [Error | undefined] }> im
         if (h.ok) {
           pending.onReply?.();
           pending.resolve({ data: h.data, payload: frame.payload });
-        } else pending.reject(new GuestError(h.error.code, h.error.message));
+        } else pending.reject(GuestError.fromGuest(pending.op, h.error.code, h.error.message));
       } else if (h.t === 'evt' && (h.ev === 'tcp_data' || h.ev === 'tcp_end' || h.ev === 'tcp_closed')) {
         this.tcp.get(h.conn)?.(h, frame.payload);
       } else if (h.t === 'evt') {
         const proc = this.procs.get(h.proc);
         if (!proc) continue;
         if (h.ev === 'output') proc.handleOutput(h.stream, h.offset, frame.payload);
-        else proc.handleExit({ exit_code: h.exit_code, signal: h.signal, timed_out: h.timed_out, duration_ms: h.duration_ms });
+        else proc.handleExit({ exit_code: h.exit_code, signal: h.signal, timed_out: h.timed_out, duration_ms: h.duration_ms, truncated: h.truncated });
       }
     }
   }
@@ -295,7 +339,8 @@ export class GuestClient extends EventEmitter<{ close: [Error | undefined] }> im
     this.pending.clear();
     for (const proc of this.procs.values()) proc.markDetached();
     this.procs.clear();
-    for (const listener of [...this.tcp.values()]) listener({ t: 'evt', ev: 'tcp_closed', conn: '', error: 'the connection to the computer\'s guest was lost' }, Buffer.alloc(0));
+    const lost = `the connection to the computer's guest was lost${err ? `: ${err.message}` : ''}`;
+    for (const listener of [...this.tcp.values()]) listener({ t: 'evt', ev: 'tcp_closed', conn: '', error: lost }, Buffer.alloc(0));
     this.tcp.clear();
     this.socket.destroy();
     this.emit('close', err);

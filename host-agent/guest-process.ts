@@ -153,7 +153,7 @@ export class GuestProcess extends EventEmitter<GuestProcessEvents> {
         }
         if (failed) break;
         this.inflight += chunk.length;
-        const header = offset === undefined ? { op: 'stdin', proc: this.id } : { op: 'stdin', proc: this.id, offset: offset + i };
+        const header = offset === undefined ? { op: 'stdin' as const, proc: this.id } : { op: 'stdin' as const, proc: this.id, offset: offset + i };
         const ack = this.link.request(header, { payload: chunk }).finally(() => {
           this.inflight -= chunk.length;
           const waiters = this.creditWaiters.splice(0);

@@ -12,6 +12,7 @@ import { ComputerSession, type SessionConfig } from './computer-session.ts';
 import { AgentRelay, type TargetOpeners } from './relay/agent-relay.ts';
 import { AGENT_VERSION } from './version.ts';
 import type { Logger } from './log.ts';
+import { background } from './background.ts';
 
 export class HostSession {
   private readonly cfg: SessionConfig;
@@ -33,9 +34,9 @@ export class HostSession {
     this.log = log;
     this.ready = new Promise((r) => (this.markReady = r));
     this.socket = new ReconnectingSocket({ url: cfg.wsBase + AGENT_HOST_PATH, headers: { authorization: `Bearer ${cfg.hostKey}` } });
-    this.socket.on('open', () => void this.hello());
+    this.socket.on('open', () => background(log, 'hello', this.hello()));
     this.relay = new AgentRelay({ sendJson: (m) => this.socket.send(m), sendBinary: (b) => this.socket.sendBinary(b) }, openers, log);
-    this.socket.on('message', (d) => void this.onMessage(d));
+    this.socket.on('message', (d) => background(log, 'a host message', this.onMessage(d)));
     this.socket.on('binary', (b) => {
       if (!this.relay.onBinary(b)) log('host socket: dropped a binary message');
     });
@@ -46,7 +47,7 @@ export class HostSession {
     this.socket.on('rejected', (status) => {
       log(`the server refused this host key (HTTP ${status}): check --key, or register the host again`);
       process.exitCode = 1;
-      void this.stop();
+      background(log, 'stopping', this.stop());
     });
     driver.onExit((id, reason) => {
       log(`computer ${id} exited: ${reason}`);
@@ -119,7 +120,7 @@ export class HostSession {
 
   private attach(id: string): void {
     if (this.sessions.has(id)) return;
-    const s = new ComputerSession(id, this.cfg, this.driver, this.log, (gone) => void this.removeOrphan(gone));
+    const s = new ComputerSession(id, this.cfg, this.driver, this.log, (gone) => background(this.log, `removing ${gone}`, this.removeOrphan(gone)));
     this.sessions.set(id, s);
     s.start();
   }
@@ -147,7 +148,7 @@ export class HostSession {
         computers_running: this.sessions.size,
       });
     }, heartbeatMs);
-    this.metrics = setInterval(() => void this.reportMetrics(), metricsMs);
+    this.metrics = setInterval(() => background(this.log, 'reporting metrics', this.reportMetrics()), metricsMs);
   }
 
   private async reportMetrics(): Promise<void> {

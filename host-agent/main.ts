@@ -22,7 +22,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   }
   // Without --share-ro, computers get the host's local pip mirror (if any), so pip works inside as on the host.
   const shares = cfg.shareReadOnly ?? pipMirrorDirs();
-  const driver = new SandboxDriver({ dataDir: cfg.dataDir, shareReadOnly: shares });
+  const driver = new SandboxDriver({ dataDir: cfg.dataDir, shareReadOnly: shares, diskPoolGb: cfg.diskPoolGb });
   if (shares.length) log(`sharing read-only with computers: ${shares.join(', ')}`);
   log(`hangar-agent ${AGENT_VERSION}, driver ${driver.name}, data in ${cfg.dataDir}`);
   try {
@@ -36,7 +36,13 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   void session.ready.then(() => log('ready'));
   const shutdown = () => {
     log('stopping; computers keep running');
-    void session.stop().then(() => process.exit(0));
+    session.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log(`stopping failed: ${(err as Error).message}`);
+        process.exit(1);
+      },
+    );
   };
   // An operator (or a failover test) can make the agent drop and redial every socket, as a network blip would.
   process.on('SIGUSR2', () => {

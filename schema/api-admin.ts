@@ -3,9 +3,10 @@
  * errors become 400s naming the field (worker/http/body.ts).
  */
 import { z } from 'zod';
+import { DisplayName } from './text.ts';
 import { StringMap } from './string-map.ts';
 
-const Name = z.string().trim().min(1).max(128);
+const Name = DisplayName;
 /** Organization slugs are global, lower-case and URL-safe. */
 const OrgSlug = z.string().regex(/^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/, 'must be 1-64 lower-case letters, digits or "-", not starting or ending with "-"');
 /** Credits are shown with up to 4 decimals; larger magnitudes are surely typos. */

@@ -80,7 +80,11 @@ export const computers = sqliteTable('computers', {
   size: text('size', { enum: ['small', 'medium', 'large'] }).notNull(),
   vcpus: integer('vcpus').notNull(),
   memory_mb: integer('memory_mb').notNull(),
+  /** Disk quota in GiB; NULL on computers made before quotas (their size's default). */
+  disk_gb: integer('disk_gb'),
   status: text('status').notNull(),
+  /** Why the computer is in its status (a failed boot, a lost disk); NULL when nothing needs saying. */
+  status_reason: text('status_reason'),
   host_id: text('host_id'),
   region: text('region').notNull(),
   /** The host a move is copying the disk to; NULL when no move is under way. */
@@ -110,6 +114,8 @@ export const computerEnv = sqliteTable(
     name: text('name').notNull(),
     ciphertext: text('ciphertext').notNull(),
     iv: text('iv').notNull(),
+    /** Bytes of the plaintext value (UTF-8), for the limits on a computer's environment. */
+    value_bytes: integer('value_bytes').notNull(),
     created_at: text('created_at').notNull(),
     updated_at: text('updated_at').notNull(),
   },

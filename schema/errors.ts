@@ -42,9 +42,17 @@ export const ERROR_STATUS = {
   HOST_OFFLINE: 503,
   /** Relay: the app did not answer in time. */
   UPSTREAM_TIMEOUT: 504,
+  /** A sync command started and its result is not known yet (its host agent is away): retry with the same Idempotency-Key. */
+  RESULT_PENDING: 504,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
+
+/** Headers every error of a code carries: when to ask again. */
+const CODE_HEADERS: Partial<Record<ErrorCode, Record<string, string>>> = {
+  // A computer stops or a host comes online any time; half a minute is a fair first wait.
+  NO_CAPACITY: { 'retry-after': '30' },
+};
 
 /** Thrown by route handlers and middleware; rendered as the error envelope. */
 export class ApiError extends Error {
@@ -54,7 +62,7 @@ export class ApiError extends Error {
   constructor(code: ErrorCode, message: string, headers: Record<string, string> = {}) {
     super(message);
     this.code = code;
-    this.headers = headers;
+    this.headers = { ...CODE_HEADERS[code], ...headers };
     this.status = ERROR_STATUS[code];
   }
 }

@@ -20,11 +20,15 @@ export interface FrameLimits {
 
 const EMPTY = Buffer.alloc(0);
 
-/** Encodes one frame as the buffers to write, in order (the payload is not copied). */
+/** A frame the other end would refuse: its header or payload passes the protocol's limits. */
+export class FrameTooLarge extends Error {}
+
+/** Encodes one frame as the buffers to write, in order (the payload is not copied); throws FrameTooLarge past the limits. */
 export function encodeFrame(limits: FrameLimits, header: object, payload?: Uint8Array): Buffer[] {
   const h = Buffer.from(JSON.stringify(header));
   const plen = payload?.byteLength ?? 0;
-  if (h.length > limits.maxHeader || plen > limits.maxPayload) throw new Error('frame too large');
+  if (h.length > limits.maxHeader) throw new FrameTooLarge(`its header is ${h.length} bytes (at most ${limits.maxHeader})`);
+  if (plen > limits.maxPayload) throw new FrameTooLarge(`its payload is ${plen} bytes (at most ${limits.maxPayload})`);
   const prefix = Buffer.allocUnsafe(8);
   prefix.writeUInt32BE(h.length, 0);
   prefix.writeUInt32BE(plen, 4);
@@ -68,7 +72,13 @@ export class LengthPrefixedDecoder {
       const headerText = this.take(hlen).toString('utf8');
       const payload = plen ? this.take(plen) : EMPTY;
       this.need = null;
-      frames.push({ header: JSON.parse(headerText) as unknown, payload });
+      let header: unknown;
+      try {
+        header = JSON.parse(headerText);
+      } catch {
+        throw new Error(`malformed frame (its ${hlen}-byte header is not JSON)`);
+      }
+      frames.push({ header, payload });
     }
     return frames;
   }

@@ -23,10 +23,12 @@
  *  - 1.1  TCP connections inside the computer for the relay (see TCP below):
  *         tcp_open/tcp_send/tcp_ack/tcp_shutdown/tcp_close with
  *         tcp_data/tcp_end/tcp_closed events.
+ *  - 1.2  spawn `output_limit`: each stream sends at most that many bytes, the
+ *         rest is read and dropped, and the exit says `truncated`.
  */
 import { z } from 'zod';
 
-export const GUEST_PROTOCOL = { major: 1, minor: 1 } as const;
+export const GUEST_PROTOCOL = { major: 1, minor: 2 } as const;
 
 /** The first guest minor version that makes TCP connections for the relay. */
 export const GUEST_TCP_MINOR = 1;
@@ -79,6 +81,8 @@ export const SpawnRequest = z.object({
   ring_bytes: z.number().int().positive().max(16 << 20).optional(),
   /** Output flow control: at most this many bytes per stream sent beyond the host's last `ack`. */
   window: OutputWindow.optional(),
+  /** At most this many bytes of each stream are sent (1.2); the rest is read and dropped, and the exit says `truncated`. */
+  output_limit: z.number().int().nonnegative().optional(),
 });
 
 // ---------------------------------------------------------------- TCP (1.1)
@@ -103,7 +107,7 @@ export const GuestRequestBody = z.discriminatedUnion('op', [
   ExecRequest,
   SpawnRequest,
   /** Payload: the bytes. Answered once they are written to the process (the host's flow-control credit). */
-  z.object({ op: z.literal('stdin'), proc: ProcId }),
+  z.object({ op: z.literal('stdin'), proc: ProcId, offset: z.number().int().nonnegative().optional() }),
   z.object({ op: z.literal('close_stdin'), proc: ProcId }),
   z.object({ op: z.literal('resize'), proc: ProcId, rows: z.number().int().min(1), cols: z.number().int().min(1) }),
   z.object({ op: z.literal('signal'), proc: ProcId, signal: z.number().int().min(1).max(64), group: z.boolean().optional() }),
@@ -145,6 +149,8 @@ export const ExitInfo = z.object({
   signal: z.number().int().nullable(),
   timed_out: z.boolean(),
   duration_ms: z.number().nonnegative(),
+  /** With `output_limit`: output past it was dropped. */
+  truncated: z.boolean().optional(),
 });
 export type ExitInfo = z.infer<typeof ExitInfo>;
 

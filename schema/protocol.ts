@@ -20,6 +20,14 @@
  *         target's computer.import; disk.ack flows back (target -> object ->
  *         source) so at most a window is in flight; computer.import_done
  *         verifies bytes and sha256 and puts the disk in place.
+ *  - 1.3  (robust) proc.start `output_limit`: each stream sends at most that
+ *         many bytes (sync exec keeps no more), the rest is read and dropped
+ *         in the computer, and the exit says `truncated`. procs.forget: the
+ *         server has what it needs of these ended processes and the agent
+ *         may drop them, in one notice for many (older servers send a
+ *         proc.forget request for each). proc.start `wait_exit_ms`: a process
+ *         that ends within that long is answered with its `exit` (its output
+ *         frames sent before the result), and no proc.exit follows.
  *  - 1.4  relayed byte streams (schema/relay.ts): relay.open/accept/response/
  *         credit/close/reset messages and binary relay frames (kind 4), on
  *         computer sockets (computer_tcp targets) and host sockets (host_tcp).
@@ -28,6 +36,27 @@
  */
 import { z } from 'zod';
 import { SIZE_NAMES } from './sizes.ts';
+import { EXEC_MAX_COMMAND_BYTES, envOverLimits } from './api.ts';
+
+/** A string of at most `max` UTF-8 bytes. */
+const Bytes = (max: number) => z.string().refine((s) => new TextEncoder().encode(s).byteLength <= max, `must be at most ${max} bytes`);
+
+/**
+ * Every request bounds what it carries, on both ends: an agent refuses what
+ * the computer's agent could not take (schema/guest.ts caps a frame's header
+ * at 1 MiB) with a clear error, instead of failing later on its own.
+ */
+/** A computer's environment: the limits tenants get at the API (schema/api.ts ENV_LIMITS). */
+const ComputerEnv = z.record(z.string(), z.string()).superRefine((env, ctx) => {
+  const over = envOverLimits(env);
+  if (over) ctx.addIssue({ code: 'custom', message: `environment over the limits: ${over}` });
+});
+/** Extra environment of one process (exec sockets' env=KEY=VALUE). */
+const ProcEnv = z
+  .record(z.string(), z.string())
+  .refine((env) => Object.keys(env).length <= 1024, 'at most 1024 variables')
+  .refine((env) => Object.entries(env).reduce((n, [k, v]) => n + k.length + v.length, 0) <= 256 * 1024, 'at most 256 KiB of names and values');
+const Path = Bytes(4096);
 
 export const PROTOCOL = { major: 1, minor: 6 } as const;
 
@@ -48,8 +77,13 @@ export const ComputerSpec = z.object({
   size: z.enum(SIZE_NAMES),
   vcpus: z.number().int().positive(),
   memory_mb: z.number().int().positive(),
-  selected_apps: z.array(z.string()),
-  env: z.record(z.string(), z.string()),
+  /**
+   * The disk quota in GiB. Absent from control planes that predate disk quotas: the agent then
+   * uses the size's default (SIZES). A disk grows when this grows and never shrinks.
+   */
+  disk_gb: z.number().int().positive().max(65_536).optional(),
+  selected_apps: z.array(z.string().max(64)).max(16),
+  env: ComputerEnv,
 });
 export type ComputerSpec = z.infer<typeof ComputerSpec>;
 
@@ -101,12 +135,12 @@ export type HostServerMessage = z.infer<typeof HostServerMessage>;
 const RequestId = z.string().min(1).max(64);
 
 export const ExecRunParams = z.object({
-  command: z.string(),
+  command: Bytes(EXEC_MAX_COMMAND_BYTES),
   timeout_s: z.number().int().positive().max(300),
-  cwd: z.string().optional(),
-  env: z.record(z.string(), z.string()).optional(),
+  cwd: Path.optional(),
+  env: ProcEnv.optional(),
   /** Written to the process's stdin, which is then closed; absent means /dev/null. */
-  stdin: z.string().optional(),
+  stdin: Bytes(1024 * 1024).optional(),
   /** Output beyond this many bytes is dropped and the result says `truncated`. */
   max_output_bytes: z.number().int().positive(),
 });
@@ -143,18 +177,27 @@ export type ProcSignal = z.infer<typeof ProcSignal>;
 export const ProcStartParams = z.object({
   proc_id: ProcId,
   /** Exactly one: a command for `shell -c`, or an argv run as is. */
-  command: z.string().optional(),
-  argv: z.array(z.string()).min(1).optional(),
-  /** Absolute path of the shell for `command` (default /bin/bash); it must exist in the computer. */
-  shell: z.string().optional(),
+  command: Bytes(EXEC_MAX_COMMAND_BYTES).optional(),
+  argv: z
+    .array(z.string())
+    .min(1)
+    .max(4096)
+    .refine((a) => a.reduce((n, x) => n + x.length, 0) <= 256 * 1024, 'at most 256 KiB of arguments')
+    .optional(),
+  /** Absolute path of the shell (default /bin/bash); it must exist in the computer. With argv, argv[0] is run and this is only checked. */
+  shell: Path.optional(),
   /** A real terminal: output is one `pty` stream. */
   tty: z.object({ rows: TermSize, cols: TermSize }).optional(),
-  cwd: z.string().optional(),
-  env: z.record(z.string(), z.string()).optional(),
+  cwd: Path.optional(),
+  env: ProcEnv.optional(),
   /** Killed (TERM, then KILL) after this many seconds; absent means never. */
   timeout_s: z.number().int().positive().optional(),
   /** Keep stdin open for proc stdin frames; otherwise it is /dev/null. */
   stdin: z.boolean(),
+  /** 1.3: at most this many bytes of each stream are sent; the rest is dropped in the computer and the exit says `truncated`. */
+  output_limit: z.number().int().nonnegative().optional(),
+  /** 1.3: answer once the process has ended, if it does within this many ms (the result then has its `exit`). */
+  wait_exit_ms: z.number().int().positive().max(10_000).optional(),
 });
 export type ProcStartParams = z.infer<typeof ProcStartParams>;
 
@@ -163,6 +206,8 @@ export const ProcExit = z.object({
   signal: z.number().int().nullable(),
   timed_out: z.boolean(),
   duration_ms: z.number().nonnegative(),
+  /** 1.3: output past the start's `output_limit` was dropped. */
+  truncated: z.boolean().optional(),
 });
 export type ProcExit = z.infer<typeof ProcExit>;
 
@@ -187,7 +232,7 @@ export const ComputerRequest = z.discriminatedUnion('type', [
   z.object({ type: z.literal('computer.stop'), id: RequestId }),
   z.object({ type: z.literal('computer.destroy'), id: RequestId }),
   z.object({ type: z.literal('computer.resize'), id: RequestId, spec: ComputerSpec }),
-  z.object({ type: z.literal('computer.env'), id: RequestId, env: z.record(z.string(), z.string()) }),
+  z.object({ type: z.literal('computer.env'), id: RequestId, env: ComputerEnv }),
   z.object({ type: z.literal('exec.run'), id: RequestId, params: ExecRunParams }),
   z.object({ type: z.literal('proc.start'), id: RequestId, params: ProcStartParams }),
   z.object({ type: z.literal('proc.attach'), id: RequestId, proc_id: ProcId, offsets: StreamOffsets }),
@@ -214,7 +259,7 @@ export const RESULT_SCHEMAS = {
   'computer.resize': LifecycleResult,
   'computer.env': LifecycleResult,
   'exec.run': ExecRunResult,
-  'proc.start': z.object({ pid: z.number().int() }),
+  'proc.start': z.object({ pid: z.number().int(), exit: ProcExit.optional() }),
   'proc.attach': ProcAttachResult,
   'proc.resize': z.object({}),
   'proc.signal': z.object({}),
@@ -243,8 +288,11 @@ export const DiskAck = z.object({ type: z.literal('disk.ack'), transfer_id: Tran
  */
 export const DiskCancel = z.object({ type: z.literal('disk.cancel'), transfer_id: TransferId, reason: z.string().max(1024).optional() });
 
+/** 1.3: the server has what it needs of these ended processes; the agent may forget them (no answer is sent). */
+export const ProcsForget = z.object({ type: z.literal('procs.forget'), proc_ids: z.array(ProcId).min(1).max(256) });
+
 /** Messages the ComputerObject sends that need no answer. */
-export const ComputerNotice = z.discriminatedUnion('type', [ProcAck, DiskAck, DiskCancel]);
+export const ComputerNotice = z.discriminatedUnion('type', [ProcAck, DiskAck, DiskCancel, ProcsForget]);
 export type ComputerNotice = z.infer<typeof ComputerNotice>;
 
 /** Bytes of unacknowledged output the agent may have in flight per process. */
@@ -279,6 +327,9 @@ export const MetricsSample = z.object({
   cpu_percent: z.number().nonnegative(),
   memory_percent: z.number().nonnegative(),
   memory_bytes: z.number().nonnegative(),
+  /** Disk in use (agents with disk quotas; absent from older agents). */
+  disk_bytes: z.number().nonnegative().optional(),
+  disk_percent: z.number().nonnegative().optional(),
 });
 
 /** The computer stopped without being asked (its init died, it ran out of memory). */
@@ -291,6 +342,26 @@ export const ProcStdinAck = z.object({ type: z.literal('proc.stdin_ack'), proc_i
 
 export const ComputerAgentMessage = z.union([ResultMessage, Attached, MetricsSample, ComputerExited, ProcExited, ProcStdinAck, DiskAck, DiskCancel]);
 export type ComputerAgentMessage = z.infer<typeof ComputerAgentMessage>;
+
+/** Each agent message's schema by its type: a message is checked against its own schema only (the hot path's cost). */
+const AGENT_MESSAGE_SCHEMAS: Record<ComputerAgentMessage['type'], z.ZodType<ComputerAgentMessage>> = {
+  result: ResultMessage,
+  attached: Attached,
+  metrics: MetricsSample,
+  'computer.exited': ComputerExited,
+  'proc.exit': ProcExited,
+  'proc.stdin_ack': ProcStdinAck,
+  'disk.ack': DiskAck,
+  'disk.cancel': DiskCancel,
+};
+
+/** Checks a message from an agent (parsed JSON); null when it is not one of the protocol's. */
+export function parseAgentMessage(raw: unknown): ComputerAgentMessage | null {
+  const type = (raw as { type?: unknown } | null)?.type;
+  const schema = typeof type === 'string' && Object.hasOwn(AGENT_MESSAGE_SCHEMAS, type) ? AGENT_MESSAGE_SCHEMAS[type as ComputerAgentMessage['type']] : null;
+  const r = schema?.safeParse(raw);
+  return r?.success ? r.data : null;
+}
 
 /** Path the agent dials for a computer socket; the host socket is AGENT_HOST_PATH. */
 export const AGENT_HOST_PATH = '/agent/v1/connect';

@@ -3,15 +3,22 @@
  * http://127.0.0.1:8787/api/v1 on local D1 and Durable Objects, seeds a dev
  * organization with credits and an API key, starts a host agent that joins as
  * a fleet host, prints the base URL and key, and writes them to
- * .hangar/dev.json. State persists in .hangar/ between runs.
+ * .hangar/dev.json. State persists in .hangar/ between runs. The agent runs
+ * under a supervisor: if it dies it is started again (with a growing pause)
+ * and the API stays up.
+ *
+ * Environment: PORT (8787), HANGAR_HOME (where .hangar's files go; default
+ * .hangar in the checkout), HANGAR_DATA_DIR (the agent's computers and
+ * template; default /var/lib/hangar).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { ROOT, registerHost, seedTenant, startAgent, startWorker, stopChild } from './local-stack.ts';
+import { ROOT, registerHost, seedTenant, startAgent, startWorker } from './local-stack.ts';
+import { Supervisor } from './supervisor.ts';
 import { ensureSystemDeps } from './system-deps.ts';
 
 const PORT = Number(process.env.PORT ?? 8787);
-const HANGAR = path.join(ROOT, '.hangar');
+const HANGAR = process.env.HANGAR_HOME ? path.resolve(process.env.HANGAR_HOME) : path.join(ROOT, '.hangar');
 const STATE = path.join(HANGAR, 'state');
 const DEV_JSON = path.join(HANGAR, 'dev.json');
 const HOST_JSON = path.join(HANGAR, 'host.json');
@@ -52,7 +59,14 @@ async function main(): Promise<void> {
   }
 
   say('starting the host agent (the first run builds the computer template: a minute or two)…');
-  const agent = await startAgent({ origin: worker.origin, hostKey: host.host_key, log: (s) => process.stderr.write(s) });
+  const hostKey = host.host_key;
+  const agent = new Supervisor({
+    name: 'host agent',
+    start: () => startAgent({ origin: worker.origin, hostKey, log: (s) => process.stderr.write(s) }),
+    log: say,
+  });
+  const first = await agent.start();
+  say(`host agent running (pid ${first.pid})`);
 
   console.log(`
   Hangar is running.
@@ -66,17 +80,23 @@ async function main(): Promise<void> {
       -H "Content-Type: application/json" -d '{"name":"my-computer","template_type":"miosa-desktop"}'
 `);
 
+  let stopping = false;
   const shutdown = async () => {
+    if (stopping) return;
+    stopping = true;
     say('stopping (computers keep their disks; they are stopped by the next run if the server says so)');
-    await stopChild(agent.process);
+    await agent.stop();
     await worker.stop();
     process.exit(0);
   };
-  process.once('SIGINT', shutdown);
-  process.once('SIGTERM', shutdown);
-  agent.process.once('exit', (code) => {
-    say(`host agent exited (${code})`);
-    void worker.stop().then(() => process.exit(code ?? 1));
+  process.once('SIGINT', () => void shutdown());
+  process.once('SIGTERM', () => void shutdown());
+  // The API is what everything else needs: if it goes, so does this run (the agent with it).
+  worker.process.once('exit', (code) => {
+    if (stopping) return;
+    stopping = true;
+    say(`the API (wrangler dev) exited (${code}); stopping`);
+    void agent.stop().then(() => process.exit(code ?? 1));
   });
 }
 

@@ -57,6 +57,15 @@ function run(cmd: string, args: string[], opts: { quiet?: boolean } = {}): Promi
   });
 }
 
+/**
+ * Overcommit of the stacks this file starts (npm start, the tests, the
+ * benchmarks), set explicitly: a development machine of 2 CPUs and 24 GiB
+ * runs a handful of mostly idle computers of 1-4 vCPUs and 4-16 GiB each,
+ * which a deployment's defaults (4x CPU, no memory overcommit; wrangler.toml)
+ * would refuse after five. The capacity tests use hosts of known sizes.
+ */
+export const LOCAL_OVERCOMMIT = { CPU_OVERCOMMIT: '16', MEMORY_OVERCOMMIT: '8' } as const;
+
 export interface WorkerHandle {
   origin: string;
   apiUrl: string;
@@ -70,8 +79,9 @@ export async function startWorker(opts: { stateDir: string; port: number; vars?:
   const { stateDir, port } = opts;
   const secrets = localSecrets(stateDir);
   const envFile = path.join(stateDir, 'dev.vars');
-  // Computers' own hosts (the desktop page) on this server: browsers resolve *.localhost to loopback.
-  const vars = { ...secrets, COMPUTER_DOMAIN: `computers.localhost:${port}`, URL_SCHEME: 'http', ...opts.vars };
+  // Computers' URLs as this server answers them: http, *.localhost names (curl and Chromium send those to loopback), its port.
+  const urls = { URL_SCHEME: 'http', PREVIEW_DOMAIN: `localhost:${port}`, COMPUTER_DOMAIN: `computers.localhost:${port}` };
+  const vars = { ...LOCAL_OVERCOMMIT, ...secrets, ...urls, ...opts.vars };
   writeFileSync(envFile, Object.entries(vars).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join('\n') + '\n', { mode: 0o600 });
   await run(WRANGLER, ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', stateDir], { quiet: true });
   const child = spawn(

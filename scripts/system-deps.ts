@@ -1,7 +1,8 @@
 /**
  * What computers need from the host system beyond util-linux: passt (their
- * network) and debootstrap (their base image). Installed with apt on first use
- * when we are root; otherwise one sentence says what to run.
+ * network), debootstrap (their base image), e2fsprogs (their disk images) and
+ * xfsprogs (the disk pool, when the data dir cannot reflink). Installed with
+ * apt on first use when we are root; otherwise one sentence says what to run.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -9,6 +10,8 @@ import { existsSync } from 'node:fs';
 const NEEDED = [
   { bin: '/usr/bin/pasta', pkg: 'passt' },
   { bin: '/usr/sbin/debootstrap', pkg: 'debootstrap' },
+  { bin: '/usr/sbin/mkfs.ext4', pkg: 'e2fsprogs' },
+  { bin: '/usr/sbin/mkfs.xfs', pkg: 'xfsprogs' },
 ];
 
 export function ensureSystemDeps(log: (s: string) => void = console.log): void {

@@ -19,6 +19,8 @@ export default defineConfig(async () => {
             OPERATOR_TOKEN: 'op_test_token',
             JWT_SECRET: 'test-jwt-secret-which-is-long-enough-0123456789',
             ENV_ENCRYPTION_KEY: 'AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=',
+            // Small, so the relay's 413 is reachable with small bodies.
+            RELAY_MAX_BODY_BYTES: String(1024 * 1024),
             // Scripted agents answer exactly what a test expects: no desktop start of their own at boot.
             DESKTOP_START: 'first-use',
           },
@@ -27,6 +29,8 @@ export default defineConfig(async () => {
     ],
     test: {
       include: ['test/worker/**/*.test.ts'],
+      // A deadline, not a measure: other work on the machine may slow any test down.
+      testTimeout: 30_000,
       setupFiles: ['test/worker/setup.ts'],
     },
   };

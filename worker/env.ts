@@ -16,14 +16,24 @@ export interface Env {
   ENV_ENCRYPTION_KEY: string;
   JWT_ISSUER: string;
   JWT_AUDIENCE: string;
-  /** Domain under which computer URLs are shown (desktop_url, sandbox_url); may carry a port locally. */
+  /** Domain of computers' own hosts (`{slug}.{COMPUTER_DOMAIN}`: desktop_url). May carry a port locally. */
   COMPUTER_DOMAIN: string;
+  /** Domain of preview hosts (`{port}-{slug}.sandbox.{PREVIEW_DOMAIN}`), shown as `preview_domain`; COMPUTER_DOMAIN when unset. */
+  PREVIEW_DOMAIN?: string;
   /** When a computer's desktop starts: `boot` (default, as soon as it runs) or `first-use`. */
   DESKTOP_START?: string;
-  /** Scheme of computer URLs: https (default) or http (the local stack). */
+  /** `https` (default) or `http`: the scheme of the URLs Hangar shows for computers (http under npm start). */
   URL_SCHEME?: string;
+  /** Largest request body relayed to a port, in bytes (default 100 MiB, Cloudflare's limit on Free and Pro plans). */
+  RELAY_MAX_BODY_BYTES?: string;
   /** Region new computers land in when the caller names none. */
   DEFAULT_REGION: string;
   /** How often agents report each computer's CPU and memory (ms, as a string var). */
   METRICS_INTERVAL_MS?: string;
+  /** vCPUs a host may give its computers per CPU it has (default 4; worker/computers/placement.ts). */
+  CPU_OVERCOMMIT?: string;
+  /** Memory a host may give its computers per MiB it has (default 1: no overcommit). */
+  MEMORY_OVERCOMMIT?: string;
+  /** Disk quotas of new computers, GiB: one number for all sizes or JSON per size (worker/computers/disk-size.ts). */
+  COMPUTER_DISK_GB?: string;
 }

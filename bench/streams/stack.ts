@@ -127,6 +127,7 @@ export async function startStack(): Promise<Stack> {
       const driver = new SandboxDriver({ dataDir });
       for (const id of await driver.list()) await driver.destroy(id).catch(() => undefined);
       await driver.close();
+      await driver.releaseStorage(); // unmounts the disk pool of this data dir, if it has one
       await worker.stop();
       rmSync(stateDir, { recursive: true, force: true });
       rmSync(tmp, { recursive: true, force: true });

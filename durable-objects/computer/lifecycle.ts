@@ -6,7 +6,9 @@
  * finishes the operation from what the host actually has.
  */
 import { fail, ok, type Result } from '../../schema/errors.ts';
-import type { ActualState, LifecycleResult } from '../../schema/protocol.ts';
+import type { ActualState, ComputerSpec, LifecycleResult } from '../../schema/protocol.ts';
+import { envOverLimits } from '../../schema/api.ts';
+import { noRoomOnHost } from '../../worker/computers/placement.ts';
 import { IN_FLIGHT, REFUSAL, type LifecycleEvent, type Status } from './state-table.ts';
 import type { ComputerObject } from '../computer-object.ts';
 import { mirrorAddress } from './record.ts';
@@ -15,6 +17,14 @@ const PROVISION_MS = 20 * 60_000; // first boot may build the template and insta
 const START_MS = 120_000;
 const STOP_MS = 60_000;
 const DESTROY_MS = 120_000;
+/**
+ * Boots begun in a row without one succeeding, at most. Counted when a boot
+ * begins, not when it fails: a boot that takes its agent down with it never
+ * reports, and must not be tried again at every reconnect for ever.
+ */
+export const MAX_BOOT_ATTEMPTS = 3;
+
+const BOOTS: ReadonlySet<Status> = new Set(['provisioning', 'starting', 'restarting']);
 
 export class Lifecycle {
   private queue: Promise<unknown> = Promise.resolve();
@@ -27,6 +37,14 @@ export class Lifecycle {
   /** A user's start, stop or restart. */
   async run(action: 'start' | 'stop' | 'restart'): Promise<Result<Status>> {
     if (!this.obj.link.socket()) return fail('AGENT_UNAVAILABLE', "the computer's host agent is not connected; try again shortly");
+    // Started again by hand after it gave up: one more try, and the error again if that fails too.
+    if (action === 'start' && this.obj.record?.status === 'error') await this.obj.save({ boot_attempts: MAX_BOOT_ATTEMPTS - 1 });
+    // A start takes its room on the host first (atomically, in D1): a host never takes more than it has.
+    if (action === 'start' && !(await this.obj.reserveStart())) {
+      const rec = this.obj.record!;
+      const err = noRoomOnHost('start', rec.size);
+      return fail(err.code, err.message);
+    }
     const mid = await this.obj.apply(action);
     if (!mid) return fail('INVALID_STATE_TRANSITION', REFUSAL[action]);
     return this.drive(mid);
@@ -52,7 +70,8 @@ export class Lifecycle {
       return;
     }
     if (actual === 'absent' && rec.status !== 'provisioning') {
-      await this.obj.apply('lost');
+      await this.obj.save({ broken: 'disk' });
+      await this.obj.apply('lost', "the host no longer has this computer's disk");
       return;
     }
     if (IN_FLIGHT.has(rec.status)) {
@@ -72,6 +91,10 @@ export class Lifecycle {
 
   /** Asks the agent to finish the operation an in-flight status names, then applies the outcome. */
   private async drive(status: Status): Promise<Result<Status>> {
+    if (BOOTS.has(status)) {
+      const refused = await this.countBoot(status);
+      if (refused) return refused;
+    }
     const link = this.obj.link;
     let r: Result<LifecycleResult>;
     let done: LifecycleEvent;
@@ -79,18 +102,22 @@ export class Lifecycle {
     switch (status) {
       case 'provisioning': {
         const rec = this.obj.record!;
-        r = await link.request('computer.provision', { spec: await this.obj.spec(), clone_from: rec.clone_from }, PROVISION_MS);
+        const spec = await this.bootSpec();
+        r = spec.ok ? await link.request('computer.provision', { spec: spec.value, clone_from: rec.clone_from }, PROVISION_MS) : spec;
         done = 'provisioned';
         if (r.ok) await this.obj.save({ clone_from: undefined });
         break;
       }
-      case 'starting':
-        r = await link.request('computer.start', { spec: await this.obj.spec() }, START_MS);
+      case 'starting': {
+        const spec = await this.bootSpec();
+        r = spec.ok ? await link.request('computer.start', { spec: spec.value }, START_MS) : spec;
         done = 'started';
         break;
+      }
       case 'restarting': {
-        const stopped = await link.request('computer.stop', {}, STOP_MS);
-        r = stopped.ok ? await link.request('computer.start', { spec: await this.obj.spec() }, START_MS) : stopped;
+        const spec = await this.bootSpec();
+        const stopped = spec.ok ? await link.request('computer.stop', {}, STOP_MS) : spec;
+        r = stopped.ok && spec.ok ? await link.request('computer.start', { spec: spec.value }, START_MS) : stopped;
         done = 'restarted';
         break;
       }
@@ -104,15 +131,60 @@ export class Lifecycle {
     }
     if (!r.ok) {
       // Without an agent the status stays in flight; the next attach finishes it.
-      if (r.code !== 'AGENT_UNAVAILABLE') await this.obj.apply('failed');
+      if (r.code !== 'AGENT_UNAVAILABLE') await this.failed(status, r.message);
       return r;
     }
     if (r.value.state !== expect) {
-      await this.obj.apply('failed');
-      return fail('AGENT_ERROR', `the host reports the computer ${r.value.state} after ${status}`);
+      const message = `the host reports the computer ${r.value.state} after ${status}`;
+      await this.failed(status, message);
+      return fail('AGENT_ERROR', message);
     }
+    if (BOOTS.has(status)) await this.obj.save({ boot_attempts: 0, broken: undefined });
     const final = await this.obj.apply(done);
     if (r.value.ip_address !== undefined && this.obj.record) await mirrorAddress(this.db, this.obj.record.id, r.value.ip_address);
     return ok(final ?? status);
+  }
+
+  /** The spec to boot with; a failure when the stored environment is over the limits (variables stored before there were limits). */
+  private async bootSpec(): Promise<Result<ComputerSpec>> {
+    const spec = await this.obj.spec();
+    const over = envOverLimits(spec.env);
+    if (!over) return ok(spec);
+    return fail('VALIDATION_FAILED', `the computer's environment variables are over the limits (${over}); delete some with DELETE …/env/{name} and start it again`);
+  }
+
+  /**
+   * Counts a boot about to begin; after MAX_BOOT_ATTEMPTS in a row without
+   * success the computer goes to `error` instead, and the failure to answer with is returned.
+   */
+  private async countBoot(status: Status): Promise<Result<Status> | null> {
+    const rec = this.obj.record!;
+    const attempts = (rec.boot_attempts ?? 0) + 1;
+    if (attempts > MAX_BOOT_ATTEMPTS) {
+      const reason = `its boot was tried ${MAX_BOOT_ATTEMPTS} times in a row without success${rec.status_reason ? ` (last: ${rec.status_reason})` : ''}`;
+      await this.obj.save({ broken: status === 'provisioning' ? 'provision' : 'boot' });
+      await this.obj.apply('gave_up', reason);
+      return fail('AGENT_ERROR', `the computer could not be started: ${reason}`);
+    }
+    await this.obj.save({ boot_attempts: attempts });
+    return null;
+  }
+
+  /** An operation the agent answered with a failure: the status says so, and why. */
+  private async failed(status: Status, message: string): Promise<void> {
+    const rec = this.obj.record;
+    if (!rec) return;
+    if (!BOOTS.has(status)) {
+      await this.obj.apply('failed', `stop failed: ${message}`);
+      return;
+    }
+    const what = status === 'provisioning' ? 'provisioning' : 'boot';
+    const reason = `${what} failed: ${message}`;
+    if (status === 'provisioning' || (rec.boot_attempts ?? 0) >= MAX_BOOT_ATTEMPTS) {
+      await this.obj.save({ broken: status === 'provisioning' ? 'provision' : 'boot' });
+      await this.obj.apply('gave_up', reason);
+    } else {
+      await this.obj.apply('failed', reason);
+    }
   }
 }

@@ -1,5 +1,5 @@
 /**
- * CPU and memory samples the agent reports, kept in the object's own SQLite
+ * CPU, memory and disk samples the agent reports, kept in the object's own SQLite
  * for 7 days and read back per window: per minute for 1h, 5-minute averages
  * for 24h, hourly averages for 7d.
  */
@@ -15,20 +15,24 @@ export interface Point {
 
 export class MetricsStore {
   constructor(private readonly sql: SqlStorage) {
-    sql.exec('CREATE TABLE IF NOT EXISTS metrics (ts INTEGER PRIMARY KEY, cpu REAL NOT NULL, mem REAL NOT NULL)');
+    sql.exec('CREATE TABLE IF NOT EXISTS metrics (ts INTEGER PRIMARY KEY, cpu REAL NOT NULL, mem REAL NOT NULL, disk REAL)');
+    // Objects made before disk samples have the table without the column.
+    const columns = sql.exec<{ name: string }>('PRAGMA table_info(metrics)').toArray();
+    if (!columns.some((c) => c.name === 'disk')) sql.exec('ALTER TABLE metrics ADD COLUMN disk REAL');
   }
 
-  add(ts: number, cpu: number, mem: number): void {
-    this.sql.exec('INSERT OR REPLACE INTO metrics (ts, cpu, mem) VALUES (?, ?, ?)', ts, cpu, mem);
+  /** `disk` is null from agents that do not report disk use. */
+  add(ts: number, cpu: number, mem: number, disk: number | null = null): void {
+    this.sql.exec('INSERT OR REPLACE INTO metrics (ts, cpu, mem, disk) VALUES (?, ?, ?, ?)', ts, cpu, mem, disk);
     this.sql.exec('DELETE FROM metrics WHERE ts < ?', ts - RETAIN_MS);
   }
 
-  read(window: MetricsWindow, now = Date.now()): { cpu_percent: Point[]; memory_percent: Point[] } {
+  read(window: MetricsWindow, now = Date.now()): { cpu_percent: Point[]; memory_percent: Point[]; disk_percent: Point[] } {
     const { span, bucket } = WINDOWS[window];
     const rows = this.sql
-      .exec<{ b: number; cpu: number; mem: number }>(
+      .exec<{ b: number; cpu: number; mem: number; disk: number | null }>(
         // JS numbers bind as REAL, and INTEGER / REAL does not truncate: cast so the division floors to a bucket.
-        'SELECT (ts / CAST(? AS INTEGER)) * ? AS b, AVG(cpu) AS cpu, AVG(mem) AS mem FROM metrics WHERE ts >= ? GROUP BY b ORDER BY b',
+        'SELECT (ts / CAST(? AS INTEGER)) * ? AS b, AVG(cpu) AS cpu, AVG(mem) AS mem, AVG(disk) AS disk FROM metrics WHERE ts >= ? GROUP BY b ORDER BY b',
         bucket,
         bucket,
         now - span,
@@ -39,6 +43,7 @@ export class MetricsStore {
     return {
       cpu_percent: rows.map((r) => ({ ts: iso(r.b), value: round(r.cpu) })),
       memory_percent: rows.map((r) => ({ ts: iso(r.b), value: round(r.mem) })),
+      disk_percent: rows.filter((r) => r.disk !== null).map((r) => ({ ts: iso(r.b), value: round(r.disk!) })),
     };
   }
 }

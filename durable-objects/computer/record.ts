@@ -13,6 +13,8 @@ export interface ComputerRecord {
   size: Size;
   vcpus: number;
   memory_mb: number;
+  /** Disk quota, GiB (absent on records made before quotas: the agent uses the size's default). */
+  disk_gb?: number;
   selected_apps: string[];
   host_id: string;
   status: Status;
@@ -24,6 +26,12 @@ export interface ComputerRecord {
   clone_from?: string;
   /** While moving: the host the disk is being copied to, whose agent may connect as the target. */
   moving_to_host_id?: string;
+  /** Why the computer is in its status, when that needs saying (GET computer's `status_reason`). */
+  status_reason?: string | null;
+  /** Boots (provision, start, restart) begun since the last one that succeeded. */
+  boot_attempts?: number;
+  /** In `error`: whether starting it again can help (`boot`), or only deletion (`disk`, `provision`). */
+  broken?: 'boot' | 'disk' | 'provision';
 }
 
 /** The tenant scope a route hands to the object: another organization gets 404, an out-of-scope credential 403. */
@@ -31,6 +39,8 @@ export interface Caller {
   org_id: string;
   workspace_ids: string[] | null;
   project_ids: string[] | null;
+  /** The API key behind the caller's credential (Principal.credential_id); null when none. */
+  credential_id: string | null;
 }
 
 export function callerAccess(caller: Caller, rec: ComputerRecord | null): 'ok' | 'not_found' | 'forbidden' {
@@ -45,7 +55,7 @@ export async function mirrorAddress(db: D1Database, id: string, ip: string | nul
   await db.prepare('UPDATE computers SET ip_address = ? WHERE id = ?').bind(ip, id).run();
 }
 
-/** Copies the status into D1, where lists and reads find it. */
-export async function mirrorStatus(db: D1Database, id: string, status: Status): Promise<void> {
-  await db.prepare('UPDATE computers SET status = ?, updated_at = ? WHERE id = ?').bind(status, isoNow(), id).run();
+/** Copies the status and its reason into D1, where lists and reads find them. */
+export async function mirrorStatus(db: D1Database, id: string, status: Status, reason: string | null): Promise<void> {
+  await db.prepare('UPDATE computers SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?').bind(status, reason, isoNow(), id).run();
 }

@@ -17,6 +17,7 @@ export type LifecycleEvent =
   | 'restarted'
   | 'exited'
   | 'failed'
+  | 'gave_up'
   | 'lost'
   | 'move'
   | 'moved'
@@ -25,17 +26,18 @@ export type LifecycleEvent =
 type Table = { [S in Status]: Partial<Record<LifecycleEvent, Status>> };
 
 const TABLE: Table = {
-  // `lost`: the host no longer has the computer's disk.
-  provisioning: { provisioned: 'running', failed: 'error', delete: 'deleting' },
+  // `lost`: the host no longer has the computer's disk. `gave_up`: its boot failed too many times in a row.
+  provisioning: { provisioned: 'running', failed: 'error', gave_up: 'error', delete: 'deleting' },
   running: { stop: 'stopping', restart: 'restarting', exited: 'stopped', lost: 'error', delete: 'deleting' },
   stopping: { stopped: 'stopped', failed: 'running', exited: 'stopped', lost: 'error', delete: 'deleting' },
   stopped: { start: 'starting', move: 'moving', lost: 'error', delete: 'deleting' },
-  starting: { started: 'running', failed: 'stopped', exited: 'stopped', lost: 'error', delete: 'deleting' },
-  restarting: { restarted: 'running', failed: 'stopped', exited: 'stopped', lost: 'error', delete: 'deleting' },
+  starting: { started: 'running', failed: 'stopped', gave_up: 'error', exited: 'stopped', lost: 'error', delete: 'deleting' },
+  restarting: { restarted: 'running', failed: 'stopped', gave_up: 'error', exited: 'stopped', lost: 'error', delete: 'deleting' },
   // The disk is copied to another host while the computer stays stopped; a failure leaves it where it was.
   moving: { moved: 'stopped', failed: 'stopped', delete: 'deleting' },
-  // A computer whose provisioning failed or whose disk is gone can only be deleted.
-  error: { delete: 'deleting' },
+  // A computer whose boot kept failing may be started again once its cause is fixed (the object
+  // refuses that when the disk is gone or provisioning failed: those can only be deleted).
+  error: { start: 'starting', lost: 'error', delete: 'deleting' },
   deleting: { delete: 'deleting' },
 };
 

@@ -8,14 +8,13 @@
  *    viewer password (VNC authentication) before it reaches the desktop.
  */
 import { z } from 'zod';
+import { CallerSchema } from '../exec/client-sockets.ts';
 
 export const DESKTOP_VIEWER_PATH = '/desktop/viewer';
 export const DESKTOP_VIEWER_HEADER = 'x-hangar-desktop-viewer';
 
-const Caller = z.object({ org_id: z.string(), workspace_ids: z.array(z.string()).nullable(), project_ids: z.array(z.string()).nullable() });
-
 export const ViewerRequest = z.discriminatedUnion('mode', [
-  z.object({ mode: z.literal('token'), caller: Caller, credential_id: z.string().nullable() }),
+  z.object({ mode: z.literal('token'), caller: CallerSchema }),
   z.object({ mode: z.literal('password') }),
 ]);
 export type ViewerRequest = z.infer<typeof ViewerRequest>;

@@ -56,7 +56,7 @@ export class VncViewers {
     if (open.mode === 'token') {
       const access = await this.host.requireRunning(open.caller);
       if (!access.ok) return fail(access.code, access.message);
-      credential = open.credential_id;
+      credential = open.caller.credential_id;
     } else {
       const rec = this.host.record();
       if (!rec) return fail('NOT_FOUND', 'computer not found');

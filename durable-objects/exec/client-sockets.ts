@@ -39,9 +39,9 @@ export const CLOSE = {
 /** The hibernation tag of a process's client sockets. */
 export const clientTag = (procId: string): string => `client:${procId}`;
 
-/** Accepts a client socket as hibernatable, tagged with its process. */
-export function acceptClient(ctx: DurableObjectState, ws: WebSocket, kind: ClientKind, procId: string): void {
-  ctx.acceptWebSocket(ws, [clientTag(procId)]);
+/** Accepts a client socket as hibernatable, tagged with its process and with `tags` (its credential's). */
+export function acceptClient(ctx: DurableObjectState, ws: WebSocket, kind: ClientKind, procId: string, tags: string[] = []): void {
+  ctx.acceptWebSocket(ws, [clientTag(procId), ...tags]);
   ws.serializeAttachment({ kind, proc_id: procId } satisfies ClientAttachment);
 }
 
@@ -104,6 +104,7 @@ export const CallerSchema = z.object({
   org_id: z.string(),
   workspace_ids: z.array(z.string()).nullable(),
   project_ids: z.array(z.string()).nullable(),
+  credential_id: z.string().nullable(),
 });
 
 /** What an exec socket runs: ProcStartParams without the parts the object chooses. */

@@ -9,6 +9,7 @@
 import { fail, ok, type Result } from '../../schema/errors.ts';
 import {
   FRAME_STDIN,
+  speaks,
   OUTPUT_WINDOW_BYTES,
   encodeFrame,
   type BinaryFrame,
@@ -21,6 +22,8 @@ import { ProcTable, nextOffset, type ProcKind, type ProcRow } from './proc-table
 
 /** How long an ended process's output stays readable. */
 export const LOG_RETENTION_MS = 10 * 60_000;
+/** Ended processes are forgotten on the agent in one notice for all that ended within this long. */
+const FORGET_DELAY_MS = 50;
 /** Acks go out this often, or sooner when a quarter window is waiting. */
 const ACK_DELAY_MS = 10;
 const ACK_EAGER_BYTES = OUTPUT_WINDOW_BYTES / 4;
@@ -37,6 +40,17 @@ export interface ProcSink {
   commit(row: ProcRow): void;
   /** The stored log is going away. */
   dispose(): void;
+  /** Ends the sink's readers now (the computer is being deleted); its log goes with the object's storage. */
+  close?(): void;
+  /** How long the ended process's log is kept (default LOG_RETENTION_MS). */
+  keepFor?(): number;
+  /**
+   * A sink whose output is only ever wanted at the end (sync exec) is
+   * acknowledged only when enough has come to need room, not every few ms.
+   */
+  ackWhenFull?: boolean;
+  /** Its process ended and a request takes the result now: nothing of it needs storing. */
+  claimed?(): boolean;
   /**
    * True while the sink's readers are too far behind to take more: output is
    * stored but not acknowledged, so the agent stops sending and the process
@@ -55,6 +69,16 @@ export class ProcManager {
   private ackTimer: ReturnType<typeof setTimeout> | null = null;
   /** Processes asked to send again from our offsets after a frame past them. */
   private readonly reattaching = new Set<string>();
+  /**
+   * Processes kept in memory only (sync exec), stored when something needs
+   * them stored: the agent link dropped, their output needs acknowledging,
+   * their request gave up. A short command that runs while all goes well
+   * costs no storage write, and so no wait for one before its answer leaves.
+   */
+  private readonly volatile = new Set<string>();
+  /** Ended processes the agent is yet to be told to forget, and the timer that tells it. */
+  private readonly toForget = new Set<string>();
+  private forgetTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     sql: SqlStorage,
@@ -86,23 +110,85 @@ export class ProcManager {
   }
 
   hasRunning(): boolean {
-    return this.table.running().length > 0;
+    return this.running().length > 0;
   }
 
-  /** Records and starts a process; its row exists before the agent is asked, so no output can arrive unannounced. */
-  async start(kind: ProcKind, orgId: string, params: ProcStartParams, sinkState: Record<string, unknown> = {}): Promise<Result<ProcRow>> {
+  /** Running processes, stored or not. */
+  running(): ProcRow[] {
+    const rows = this.table.running().map((r) => this.row(r.proc_id)!);
+    for (const id of this.volatile) {
+      const row = this.rows.get(id);
+      if (row?.status === 'running') rows.push(row);
+    }
+    return rows;
+  }
+
+  /** Stores a row (and what its sink holds) now, if it lived in memory only. */
+  persist(row: ProcRow): void {
+    if (!this.volatile.delete(row.proc_id)) return;
+    this.table.insert(row);
+    this.sinks.get(row.proc_id)?.commit(row);
+    this.table.save(row);
+  }
+
+  /** Stores every running process that lived in memory only (the agent link dropped: they may outlive this connection). */
+  persistAll(): void {
+    for (const id of [...this.volatile]) {
+      const row = this.rows.get(id);
+      if (row?.status === 'running') this.persist(row);
+    }
+  }
+
+  /** Saves a row's moving parts (a row in memory only has nothing to save yet). */
+  save(row: ProcRow): void {
+    if (!this.volatile.has(row.proc_id)) this.table.save(row);
+  }
+
+  /** A request took an ended process's result: one kept in memory only is let go. */
+  doneWith(row: ProcRow): void {
+    if (row.status !== 'ended' || !this.volatile.delete(row.proc_id)) return;
+    this.sinks.get(row.proc_id)?.dispose();
+    this.sinks.delete(row.proc_id);
+    this.rows.delete(row.proc_id);
+  }
+
+  /**
+   * Records and starts a process; its row exists before the agent is asked, so
+   * no output can arrive unannounced. With `keepIfUnanswered`, a start the
+   * agent was sent but went away before answering leaves the process running
+   * as far as the object knows: it may well have started, and the next agent
+   * re-attaches it (or says it is not there).
+   */
+  async start(
+    kind: ProcKind,
+    orgId: string,
+    params: ProcStartParams,
+    sinkState: Record<string, unknown> = {},
+    opts: { keepIfUnanswered?: boolean; volatile?: boolean } = {},
+  ): Promise<Result<ProcRow>> {
     const now = Date.now();
     const row: ProcRow = {
       proc_id: params.proc_id, kind, org_id: orgId, status: 'running', offsets: {}, stdin_sent: 0,
       sink_state: sinkState, exit: null, created_at: now, ended_at: null, expires_at: null,
     };
-    this.table.insert(row);
+    if (opts.volatile) this.volatile.add(row.proc_id);
+    else this.table.insert(row);
     this.rows.set(row.proc_id, row);
-    const r = await this.link.request('proc.start', { params }, 30_000);
+    let sent = false;
+    const r = await this.link.request('proc.start', { params }, 30_000, { onSent: () => (sent = true) });
+    if (!r.ok && opts.keepIfUnanswered && sent && r.code === 'AGENT_UNAVAILABLE') {
+      // Until an agent confirms it (re-attaching), the process may never have started.
+      row.sink_state = { ...row.sink_state, unconfirmed: true };
+      this.persist(row);
+      this.save(row);
+      return ok(row);
+    }
     if (!r.ok) {
       this.finish(row, { kind: 'error', message: r.message });
       return r.code === 'AGENT_ERROR' ? fail('BAD_REQUEST', `the command could not start: ${r.message}`) : r;
     }
+    // Asked to wait for a short process's end (1.3), the agent answered with it.
+    if (r.value.exit) this.onExit(row.proc_id, r.value.exit);
     return ok(row);
   }
 
@@ -124,7 +210,7 @@ export class ProcManager {
     const waiting = (this.unacked.get(f.proc_id) ?? 0) + fresh.byteLength;
     this.unacked.set(f.proc_id, waiting);
     if (waiting >= ACK_EAGER_BYTES) this.ackNow();
-    else this.ackSoon();
+    else if (!this.sinks.get(f.proc_id)?.ackWhenFull) this.ackSoon();
   }
 
   onExit(procId: string, exit: ProcExit): void {
@@ -132,8 +218,12 @@ export class ProcManager {
     if (!row || row.status !== 'running') return;
     // Measured here: this object saw the start, while the agent reporting the exit may be a newer one.
     this.finish(row, { kind: 'exit', exit: { ...exit, duration_ms: Date.now() - row.created_at } });
-    // The guest may drop what it kept for re-attaching.
-    void this.link.request('proc.forget', { proc_id: procId }, 10_000);
+    // The guest may drop what it kept for re-attaching: an agent of 1.3 is told in one notice for
+    // every process that ended within a few ms (a busy computer ends many), older ones by a request each.
+    if (speaks(this.link.protocol() ?? { major: 0, minor: 0 }, 3)) {
+      this.toForget.add(procId);
+      this.forgetTimer ??= setTimeout(() => this.forgetNow(), FORGET_DELAY_MS);
+    } else void this.link.request('proc.forget', { proc_id: procId }, 10_000);
   }
 
   /** A process that will never report again (its computer stopped, or its host lost it). */
@@ -143,18 +233,21 @@ export class ProcManager {
   }
 
   loseAll(message: string): void {
-    for (const row of this.table.running()) this.lose(row.proc_id, message);
+    for (const row of this.running()) this.lose(row.proc_id, message);
   }
 
   /** After an agent attaches: every live process resumes from the offsets we hold. */
   async resumeAll(): Promise<void> {
     await Promise.all(
-      this.table.running().map(async (stored) => {
-        const row = this.row(stored.proc_id)!;
+      this.running().map(async (row) => {
         const r = await this.link.request('proc.attach', { proc_id: row.proc_id, offsets: row.offsets }, 30_000);
         if (!r.ok) {
           if (r.code !== 'AGENT_UNAVAILABLE') this.lose(row.proc_id, 'the command was lost: its computer restarted or its process is gone');
           return;
+        }
+        if (row.sink_state.unconfirmed) {
+          row.sink_state = { ...row.sink_state, unconfirmed: false };
+          this.save(row);
         }
         if (!r.value.running && r.value.exit) this.onExit(row.proc_id, r.value.exit);
       }),
@@ -190,6 +283,24 @@ export class ProcManager {
     return true;
   }
 
+  /** Tells the agent to forget every ended process collected since the last notice. */
+  private forgetNow(): void {
+    this.forgetTimer = null;
+    const ids = [...this.toForget].slice(0, 256);
+    for (const id of ids) this.toForget.delete(id);
+    if (this.toForget.size) this.forgetTimer = setTimeout(() => this.forgetNow(), FORGET_DELAY_MS);
+    try {
+      this.link.socket()?.send(JSON.stringify({ type: 'procs.forget', proc_ids: ids }));
+    } catch {
+      /* closing: the guest drops them in time (it keeps a bounded number of exited processes) */
+    }
+  }
+
+  /** Ends the readers of every sink in memory (the computer is being deleted). */
+  closeSinks(): void {
+    for (const sink of this.sinks.values()) sink.close?.();
+  }
+
   /** Drops logs of processes that ended long enough ago. */
   sweep(now = Date.now()): void {
     for (const procId of this.table.expired(now)) {
@@ -209,12 +320,18 @@ export class ProcManager {
     row.status = 'ended';
     row.exit = outcome.kind === 'exit' ? outcome.exit : null;
     row.ended_at = now;
-    row.expires_at = now + LOG_RETENTION_MS;
     const sink = this.sink(row.proc_id);
+    row.expires_at = now + (sink?.keepFor?.() ?? LOG_RETENTION_MS);
+    this.unacked.delete(row.proc_id);
+    // One in memory only whose result a request takes now is never stored (doneWith lets it go).
+    if (this.volatile.has(row.proc_id) && sink?.claimed?.()) {
+      sink.end(outcome);
+      return;
+    }
+    this.persist(row);
     sink?.end(outcome);
     sink?.commit(row);
     this.table.save(row);
-    this.unacked.delete(row.proc_id);
   }
 
   private ackSoon(): void {
@@ -241,6 +358,8 @@ export class ProcManager {
         continue;
       }
       const sink = this.sink(procId);
+      // Acknowledged output is never needed from the agent again: it must be stored first.
+      this.persist(row);
       sink?.commit(row);
       this.table.save(row);
       if (sink?.holds?.()) continue;

@@ -1,7 +1,7 @@
 /** Streamed processes of a computer as rows of the object's SQLite, so an evicted object finds them again. */
 import type { OutputStream, ProcExit, StreamOffsets } from '../../schema/protocol.ts';
 
-export type ProcKind = 'stream' | 'ws' | 'terminal';
+export type ProcKind = 'stream' | 'ws' | 'terminal' | 'sync';
 
 export interface ProcRow {
   proc_id: string;

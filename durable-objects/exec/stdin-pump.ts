@@ -143,12 +143,12 @@ export class StdinPumps {
       else p.queue[0] = head.subarray(n);
       p.queued -= n;
     }
-    // The offset the next frame carries must survive an eviction.
-    if (sent) this.procs.table.save(row);
     if (p.eof && p.queued === 0 && this.link.socket()) {
       p.eof = false;
       void this.link.request('proc.close_stdin', { proc_id: procId }, 10_000);
     }
+    // The offset the next frame carries must survive an eviction (saved after the sends: they need not wait for it).
+    if (sent) this.procs.save(row);
     this.updateKeepAlive();
   }
 

@@ -100,6 +100,11 @@ export class StreamExecSink implements ProcSink {
     return true;
   }
 
+  close(): void {
+    this.stopHolding();
+    this.hub.closeAll();
+  }
+
   dispose(): void {
     this.stopHolding();
     this.hub.closeAll();

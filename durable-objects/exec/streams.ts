@@ -19,6 +19,8 @@ import { StreamExecSink } from './stream-exec.ts';
 import { Terminals, type TerminalOptions } from './terminal.ts';
 import { Tickets } from './tickets.ts';
 import { ExecSockets } from './ws-exec.ts';
+import { SyncExecs } from './sync-exec.ts';
+import type { HeldCredentials } from '../credentials/held-credentials.ts';
 
 const AGENT_AWAY = "the computer's host agent is not connected; try again shortly";
 
@@ -28,6 +30,7 @@ export type AccessCheck = (caller: Caller, op: 'exec' | 'view') => Promise<Resul
 export class Streams {
   readonly procs: ProcManager;
   readonly terminals: Terminals;
+  readonly syncExecs: SyncExecs;
   private readonly tickets: Tickets;
   private readonly stdin: StdinPumps;
   private readonly execSockets: ExecSockets;
@@ -35,6 +38,7 @@ export class Streams {
   constructor(
     ctx: DurableObjectState,
     private readonly link: AgentLink,
+    private readonly held: HeldCredentials,
     rescheduled: () => Promise<void>,
   ) {
     const sql = ctx.storage.sql;
@@ -50,36 +54,57 @@ export class Streams {
         ),
       ws: (row) => this.execSockets.sink(row),
       terminal: (row) => this.terminals.sink(row),
+      sync: (row) => this.syncExecs.sink(row),
     });
     this.stdin = new StdinPumps(this.procs, link);
+    this.syncExecs = new SyncExecs(sql, this.procs, this.stdin);
     this.execSockets = new ExecSockets(ctx, link, this.procs, this.stdin);
     this.terminals = new Terminals(ctx, link, this.procs, this.stdin, rescheduled);
   }
 
   /** Starts a streamed command (output kept from its first byte) and issues the ticket its SSE stream needs. */
-  async startStream(orgId: string, params: { command: string; timeout_s: number; shell: string }): Promise<Result<{ ticket: string; expires_at: number }>> {
+  async startStream(caller: Caller, params: { command: string; timeout_s: number; shell: string }): Promise<Result<{ ticket: string; expires_at: number }>> {
     if (!this.link.socket()) return fail('AGENT_UNAVAILABLE', AGENT_AWAY);
     const proc_id = newProcId();
     const start: ProcStartParams = { proc_id, command: params.command, shell: params.shell, timeout_s: params.timeout_s, stdin: false };
-    const started = await this.procs.start('stream', orgId, start, { timeout_s: params.timeout_s, started_at: Date.now() });
+    const started = await this.procs.start('stream', caller.org_id, start, { timeout_s: params.timeout_s, started_at: Date.now() });
     if (!started.ok) return started;
-    return ok(await this.tickets.issue(proc_id));
+    return ok(await this.tickets.issue(proc_id, caller.credential_id));
   }
 
   /** GET …/exec/stream/events: the ticket's command as Server-Sent Events, from after Last-Event-ID; DELETE cancels it. */
   async streamEvents(request: Request, url: URL): Promise<Response> {
     const requestId = request.headers.get('x-request-id') ?? '';
     const ticket = url.searchParams.get('ticket');
-    const procId = ticket ? await this.tickets.redeem(ticket) : null;
-    const row = procId ? this.procs.row(procId) : null;
+    const redeemed = ticket ? await this.tickets.redeem(ticket) : null;
+    const row = redeemed ? this.procs.row(redeemed.proc_id) : null;
     const sink = row?.kind === 'stream' ? (this.procs.sink(row.proc_id) as StreamExecSink) : null;
-    if (!row || !sink) return errorResponse(new ApiError('UNAUTHORIZED', 'unknown or expired ticket; start the command again with POST …/exec/stream'), requestId);
+    if (!redeemed || !row || !sink) return errorResponse(new ApiError('UNAUTHORIZED', 'unknown or expired ticket; start the command again with POST …/exec/stream'), requestId);
+    if (!(await this.held.admits(redeemed.credential_id))) {
+      this.tickets.dropForCredential(redeemed.credential_id!);
+      return errorResponse(new ApiError('UNAUTHORIZED', 'the API key this ticket was issued with is revoked'), requestId);
+    }
     if (request.method === 'DELETE') return this.cancelStream(row.proc_id, requestId);
     const lastId = Number(request.headers.get('last-event-id') ?? url.searchParams.get('last_event_id') ?? '0');
     const after = Number.isSafeInteger(lastId) && lastId > 0 ? lastId : 0;
     // A viewer that already has the terminal event is told not to reconnect.
     if (sink.log.done() && after >= sink.log.lastSeq()) return new Response(null, { status: 204 });
-    return sink.hub.subscribe(after, request.signal);
+    // The viewer ends when it goes away, or when the key its ticket came from is revoked.
+    const viewer = new AbortController();
+    request.signal?.addEventListener('abort', () => viewer.abort());
+    const untrack = this.held.track(redeemed.credential_id, () => viewer.abort());
+    return sink.hub.subscribe(after, viewer.signal, untrack);
+  }
+
+  /** A revoked key: its tickets stop working and its viewers and sockets are closed. */
+  endCredential(credentialId: string): number {
+    this.tickets.dropForCredential(credentialId);
+    return this.held.revoke(credentialId);
+  }
+
+  /** The computer is being deleted: every viewer's stream ends (sockets are closed by the object). */
+  closeViewers(): void {
+    this.procs.closeSinks();
   }
 
   /**
@@ -105,9 +130,11 @@ export class Streams {
     if (!open) return errorResponse(new ApiError('BAD_REQUEST', 'malformed socket request'), requestId);
     const allowed = await access(open.caller, open.kind === 'terminal' ? 'view' : 'exec');
     if (!allowed.ok) return errorResponse(new ApiError(allowed.code, allowed.message), requestId);
-    if (open.kind === 'terminal') return this.terminals.attach(open.caller.org_id, open.session_id, requestId);
+    if (!(await this.held.admits(open.caller.credential_id))) return errorResponse(new ApiError('UNAUTHORIZED', 'credential revoked'), requestId);
+    const tags = this.held.tags(open.caller.credential_id);
+    if (open.kind === 'terminal') return this.terminals.attach(open.caller.org_id, open.session_id, requestId, tags);
     if (!this.link.socket()) return errorResponse(new ApiError('AGENT_UNAVAILABLE', AGENT_AWAY), requestId);
-    return this.execSockets.open(open.caller.org_id, open.start, open.subprotocol, requestId);
+    return this.execSockets.open(open.caller.org_id, open.start, open.subprotocol, requestId, tags);
   }
 
   /** A message from an exec or terminal client socket. */

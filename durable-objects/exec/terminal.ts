@@ -116,7 +116,7 @@ export class Terminals {
     const started = await this.procs.start(
       'terminal',
       orgId,
-      { proc_id: procId, argv: [opts.shell, '-l'], tty: { rows: opts.rows, cols: opts.cols }, env: { TERM: 'xterm-256color' }, stdin: true },
+      { proc_id: procId, argv: [opts.shell, '-l'], shell: opts.shell, tty: { rows: opts.rows, cols: opts.cols }, env: { TERM: 'xterm-256color' }, stdin: true },
       { ...state },
     );
     if (!started.ok) return started;
@@ -125,7 +125,7 @@ export class Terminals {
   }
 
   /** Attaches a socket: the recent output first, then live output; an ended session replays and closes. */
-  async attach(orgId: string, sessionId: string, requestId: string): Promise<Response> {
+  async attach(orgId: string, sessionId: string, requestId: string, tags: string[] = []): Promise<Response> {
     if (sessionId === DEFAULT_SESSION) {
       const made = await this.defaultSession(orgId);
       if (!made.ok) return errorResponse(new ApiError(made.code, made.message), requestId);
@@ -137,7 +137,7 @@ export class Terminals {
     const pair = new WebSocketPair();
     const server = pair[1];
     // No await between reading the ring and joining the viewers: no output can fall in between.
-    acceptClient(this.ctx, server, 'terminal', sessionId);
+    acceptClient(this.ctx, server, 'terminal', sessionId, tags);
     sendBytes([server], sink.ring.read());
     if (row.status === 'ended') {
       const c = closing(row.exit);

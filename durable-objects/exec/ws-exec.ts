@@ -86,13 +86,13 @@ export class ExecSockets {
   }
 
   /** Starts the process and answers the upgrade; a process that cannot start is an error response instead. */
-  async open(orgId: string, start: ExecSocketStart, subprotocol: string | null, requestId: string): Promise<Response> {
+  async open(orgId: string, start: ExecSocketStart, subprotocol: string | null, requestId: string, tags: string[] = []): Promise<Response> {
     const procId = newProcId();
     const pair = new WebSocketPair();
     const client = pair[0];
     const server = pair[1];
     // Accepted before the start, so output that arrives right after it has a socket to go to.
-    acceptClient(this.ctx, server, 'exec', procId);
+    acceptClient(this.ctx, server, 'exec', procId, tags);
     const started = await this.procs.start('ws', orgId, { ...start, proc_id: procId, stdin: true });
     if (!started.ok) {
       closeSocket(server, CLOSE.LOST, started.message);

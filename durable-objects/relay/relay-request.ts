@@ -12,6 +12,21 @@ export const RELAY_PATH = '/relay';
 export const RELAY_REQUEST_HEADER = 'x-hangar-relay';
 
 const Port = z.number().int().min(1).max(65535);
+const KeyId = z.string().max(64).nullable();
+const Candidate = z.string().max(512).optional();
+
+/** What the Worker verified about a preview request's caller; the object's port record decides what it may do. */
+export const PreviewCaller = z.object({
+  /** A Hangar credential of the computer's own organization, in scope (the API key behind it, if any). */
+  tenant: z.object({ credential_id: KeyId }).nullable(),
+  /** A valid Hangar credential of another organization or out of scope: the port is not there for it. */
+  foreign: z.boolean(),
+  /** A preview cookie signed for this computer and port. */
+  cookie: z.object({ credential_id: KeyId }).nullable(),
+  /** What may be the port's access token, by where it came from. */
+  tokens: z.object({ query: Candidate, header: Candidate, cookie: Candidate }),
+});
+export type PreviewCaller = z.infer<typeof PreviewCaller>;
 
 export const RelayRequest = z.discriminatedUnion('kind', [
   /** A raw TCP connection to a port of the computer over a WebSocket (binary messages are its bytes). */
@@ -21,6 +36,21 @@ export const RelayRequest = z.discriminatedUnion('kind', [
     port: Port,
     /** The API key that opened it (null for JWTs and stream tokens): revoking the key ends the connection. */
     credential_id: z.string().nullable(),
+  }),
+  /** An HTTP request (or WebSocket upgrade) to a port on its preview host; the object decides who may make it. */
+  z.object({
+    kind: z.literal('http'),
+    port: Port,
+    /** Path and query as the client sent them. */
+    path: z.string().startsWith('/').max(16 * 1024),
+    websocket: z.boolean(),
+    who: PreviewCaller,
+    /** The client came over https (cookies set for it are Secure). */
+    https: z.boolean(),
+    max_body: z.number().int().positive(),
+    request_id: z.string().max(64),
+    /** The computer's slug, to name the target in errors. */
+    slug: z.string().max(64),
   }),
 ]);
 export type RelayRequest = z.infer<typeof RelayRequest>;

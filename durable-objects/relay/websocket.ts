@@ -14,7 +14,22 @@
  * to QUEUE_LIMIT bytes before the socket is closed with 1009.
  */
 import { FLAG_MESSAGE_END, FLAG_TEXT } from '../../schema/relay.ts';
-import type { RelayStream, WsClose } from './relay-stream.ts';
+import type { StreamReset, StreamSink, WsClose } from './relay-stream.ts';
+
+/**
+ * What the bridge needs of a stream: a RelayStream, or anything that stands in
+ * front of one (a protocol handshake run before splicing bytes through).
+ */
+export interface BridgeStream {
+  readonly isOpen: boolean;
+  readonly done: Promise<StreamReset | null>;
+  attach(sink: StreamSink): void;
+  consumed(n: number): void;
+  write(bytes: Uint8Array, flags?: number): Promise<boolean>;
+  closeWrite(ws?: WsClose): void;
+  reset(code: 'closed' | 'protocol', message: string): void;
+}
+import { joinBytes } from '../bytes.ts';
 
 /** Client bytes waiting for credit before the client is told it sends too fast. */
 export const QUEUE_LIMIT = 8 * 1024 * 1024;
@@ -26,7 +41,7 @@ const CLOSE_GRACE_MS = 5_000;
 /** Close codes a server may send (1005, 1006 and 1015 are only ever reported, never sent). */
 const sendable = (code: number) => (code === 1000 || (code >= 1001 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999) ? code : 1000);
 
-export function bridgeWebSocket(client: WebSocket, stream: RelayStream, mode: 'messages' | 'bytes'): void {
+export function bridgeWebSocket(client: WebSocket, stream: BridgeStream, mode: 'messages' | 'bytes'): void {
   client.accept();
   client.binaryType = 'arraybuffer';
   const encoder = new TextEncoder();
@@ -60,7 +75,7 @@ export function bridgeWebSocket(client: WebSocket, stream: RelayStream, mode: 'm
       }
       if (!(flags & FLAG_MESSAGE_END)) return;
       partBytes = 0;
-      const whole = joinParts(parts);
+      const whole = joinBytes(parts);
       parts = [];
       safeSend(client, flags & FLAG_TEXT ? decoder.decode(whole) : whole);
     },
@@ -102,15 +117,4 @@ function safeSend(ws: WebSocket, data: string | Uint8Array): void {
   } catch {
     /* the client is closing */
   }
-}
-
-function joinParts(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
 }

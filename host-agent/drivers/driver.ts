@@ -1,6 +1,6 @@
 /**
  * What the host agent asks of whatever makes computers real. The sandbox
- * driver (bubblewrap) is the first; a KVM microVM driver implements the same
+ * driver (Linux namespaces) is the first; a KVM microVM driver implements the same
  * interface later, talking to the same guest agent over virtio-serial.
  *
  * Every method is idempotent: the agent may repeat a request after a dropped
@@ -25,6 +25,9 @@ export interface ComputerMetrics {
   cpu_percent: number;
   memory_percent: number;
   memory_bytes: number;
+  /** Bytes in use on the computer's disk and their share of its size (drivers with disk quotas). */
+  disk_bytes?: number;
+  disk_percent?: number;
 }
 
 /** How a streamed process ended, as the computer reports it. */
@@ -32,6 +35,8 @@ export interface StreamExit {
   exit_code: number;
   signal: number | null;
   timed_out: boolean;
+  /** Output past the start's `output_limit` was dropped. */
+  truncated?: boolean;
 }
 
 /**
@@ -133,8 +138,11 @@ export interface ComputerDriver {
 export class DriverError extends Error {
   // Declared as a field, not a parameter property: Node's type stripping cannot erase those.
   readonly code: 'NOT_RUNNING' | 'NOT_FOUND' | 'BAD_REQUEST' | 'FAILED';
-  constructor(code: DriverError['code'], message: string) {
+  /** For the agent's log only, never sent to the server: what the computer's own agent said. */
+  readonly detail?: string;
+  constructor(code: DriverError['code'], message: string, detail?: string) {
     super(message);
     this.code = code;
+    this.detail = detail;
   }
 }

@@ -1,7 +1,8 @@
 /**
  * The sandbox driver: computers as namespaced, cgroup-limited process trees on
- * an overlay root, each run by the guest agent as its pid 1 (see
- * sandbox/sandbox-init.sh for the isolation and why it is not bubblewrap).
+ * an overlay root, each in a user namespace of its own and run by the guest
+ * agent as its pid 1 (see sandbox/launcher/ for the isolation and
+ * docs/security.md for what it stops).
  * Sandboxes are detached: they outlive the host agent, and a new driver on the
  * same data dir finds them by their state files and reconnects to their guests.
  */
@@ -13,15 +14,20 @@ import { GuestError, type GuestClient } from '../guest-client.ts';
 import { openGuestTcp } from '../relay/guest-tcp.ts';
 import { RelayTargetError } from '../relay/target-error.ts';
 import { DriverError, type ComputerDriver, type ComputerMetrics, type DiskExport, type DiskImport, type ProgressFn, type StreamProcess } from './driver.ts';
+import { SIZES } from '../../schema/sizes.ts';
+import { ensureGuestRuntime, type GuestRuntime } from '../guest/runtime.ts';
 import { ArchiveWriter, readArchive } from './sandbox/disk-archive.ts';
+import { copyDiskImage, liveDiskPath, thaw } from './sandbox/disk-copy.ts';
+import { convertLegacyDisk, convertUpperDir, hasLegacyDisk } from './sandbox/legacy-disk.ts';
+import { DiskStorage } from './sandbox/storage.ts';
 import { installApps } from './sandbox/apps.ts';
 import { ComputerCgroup, detectCgroups, type CgroupLayout, type Limits } from './sandbox/cgroups.ts';
 import { createDisk, destroyDisk, listDisks, readMeta, removeAbandonedDisks, writeMeta, type ComputerMeta } from './sandbox/disk.ts';
 import { computerResolvConf } from './sandbox/host-config.ts';
 import { namespaceAddress } from './sandbox/address.ts';
 import { CpuMeter } from './sandbox/metrics.ts';
-import { clearState, isAlive, launchSandbox, readState } from './sandbox/launch.ts';
-import { computerPaths, hostnameFromName, type ComputerPaths } from './sandbox/paths.ts';
+import { clearState, isAlive, launchSandbox, logTail, readState } from './sandbox/launch.ts';
+import { assertSafeId, computerPaths, hostnameFromName, type ComputerPaths } from './sandbox/paths.ts';
 import { checkHost } from './sandbox/preflight.ts';
 import { Session } from './sandbox/session.ts';
 import { TemplateStore, TEMPLATE_NAME } from './sandbox/template.ts';
@@ -30,6 +36,8 @@ export interface SandboxDriverOptions {
   dataDir: string;
   /** Host directories bind-mounted read-only at the same path in every computer (e.g. a local package mirror). */
   shareReadOnly?: string[];
+  /** Size of the disk pool when the data dir cannot reflink (storage.ts); default: its free space. */
+  diskPoolGb?: number;
 }
 
 /** A fork-bomb guard, far above what interactive work needs. */
@@ -42,6 +50,7 @@ export class SandboxDriver implements ComputerDriver {
   private readonly dataDir: string;
   private readonly shares: string[];
   private readonly templates: TemplateStore;
+  private readonly storage: DiskStorage;
   private layout: CgroupLayout | null = null;
   private readonly sessions = new Map<string, Session>();
   private readonly locks = new Map<string, Promise<unknown>>();
@@ -55,15 +64,18 @@ export class SandboxDriver implements ComputerDriver {
     this.dataDir = fs.realpathSync(opts.dataDir);
     this.shares = (opts.shareReadOnly ?? []).map((dir) => path.resolve(dir));
     this.templates = new TemplateStore(this.dataDir);
+    this.storage = new DiskStorage(this.dataDir, { poolGb: opts.diskPoolGb });
     removeAbandonedDisks(this.dataDir);
     this.recover();
     this.poll = setInterval(() => this.checkAll(), POLL_MS);
     this.poll.unref();
   }
 
-  prepare(onProgress: ProgressFn): Promise<void> {
+  async prepare(onProgress: ProgressFn): Promise<void> {
     this.checkHost();
-    return this.templates.ensure(TEMPLATE_NAME, onProgress).then(() => undefined);
+    await this.storage.ensure();
+    const templateDir = await this.templates.ensure(TEMPLATE_NAME, onProgress);
+    await ensureGuestRuntime(templateDir, onProgress);
   }
 
   provision(spec: ComputerSpec, cloneFrom: string | undefined, onProgress: ProgressFn): Promise<void> {
@@ -74,26 +86,30 @@ export class SandboxDriver implements ComputerDriver {
       if (!meta) {
         let templateDir: string;
         let apps: string[] = [];
-        let source: ComputerPaths | undefined;
+        let copyInto: ((image: string) => Promise<void>) | undefined;
+        let diskGb = diskGbOf(spec);
         if (cloneFrom) {
-          source = computerPaths(this.dataDir, cloneFrom);
+          const source = computerPaths(this.dataDir, cloneFrom);
           const sourceMeta = readMeta(source);
           if (!sourceMeta) throw new DriverError('NOT_FOUND', `computer ${cloneFrom} to clone has no disk on this host`);
           templateDir = sourceMeta.template_dir;
           apps = sourceMeta.apps_installed;
+          // The copy has the source's disk (at least); it grows to the spec's size at its first boot.
+          diskGb = sourceMeta.disk_gb ?? diskGb;
           onProgress({ phase: 'disk', message: `copying the disk of ${cloneFrom}` });
+          copyInto = (image) => this.copyDisk(cloneFrom, source, image, diskGb);
         } else {
           templateDir = await this.templates.ensure(spec.template, onProgress);
           onProgress({ phase: 'disk', message: 'creating the disk' });
         }
         meta = {
           id: spec.id, name: spec.name, hostname: hostnameFromName(spec.name), template_dir: templateDir,
-          vcpus: spec.vcpus, memory_mb: spec.memory_mb, apps_installed: apps, created_at: new Date().toISOString(),
+          vcpus: spec.vcpus, memory_mb: spec.memory_mb, disk_gb: diskGb, apps_installed: apps, created_at: new Date().toISOString(),
         };
-        await createDisk(this.dataDir, meta, source);
+        await createDisk(this.storage, { ...meta, disk_gb: diskGb }, copyInto);
       }
       onProgress({ phase: 'boot', message: 'starting' });
-      const session = await this.startLocked(spec);
+      const session = await this.startLocked(spec, onProgress);
       if (spec.selected_apps.length > 0) {
         const guest = await session.connect();
         if (!guest) throw new DriverError('FAILED', 'the guest agent stopped answering while installing apps');
@@ -179,6 +195,7 @@ export class SandboxDriver implements ComputerDriver {
       window,
       // The ring must hold everything not yet acknowledged, so a re-attach finds it.
       ring_bytes: 2 * window,
+      output_limit: params.output_limit,
     });
     try {
       await handle.started;
@@ -213,7 +230,8 @@ export class SandboxDriver implements ComputerDriver {
   async metrics(id: string): Promise<ComputerMetrics | null> {
     const session = this.sessionFor(id);
     if (!session || !session.cgroup.exists()) return null;
-    return this.cpu.measure(id, session.cgroup, readMeta(session.paths)?.vcpus ?? 1);
+    const metrics = await this.cpu.measure(id, session.cgroup, readMeta(session.paths)?.vcpus ?? 1);
+    return { ...metrics, ...diskUse(liveDiskPath(session.state)) };
   }
 
   async state(id: string): Promise<ActualState> {
@@ -233,7 +251,8 @@ export class SandboxDriver implements ComputerDriver {
 
   async address(id: string): Promise<string | null> {
     const state = readState(computerPaths(this.dataDir, id));
-    return state && isAlive(state) ? namespaceAddress(state.pid) : null;
+    // The namespaces belong to the launcher's child (ns_pid); sandboxes of the old launcher had them on pid.
+    return state && isAlive(state) ? namespaceAddress(state.ns_pid ?? state.pid) : null;
   }
 
   async list(): Promise<string[]> {
@@ -270,6 +289,7 @@ export class SandboxDriver implements ComputerDriver {
         // A copy left by a move that failed while this agent was away: the server says the computer lives elsewhere.
         destroyDisk(paths);
       }
+      await this.storage.ensure();
       const writer = new ArchiveWriter(this.dataDir, spec.id);
       return {
         write: (chunk) => writer.write(chunk),
@@ -289,6 +309,45 @@ export class SandboxDriver implements ComputerDriver {
     this.sessions.clear();
   }
 
+  /**
+   * A point-in-time copy of computer `id`'s disk under `name` (running or not: a running
+   * computer's file system is frozen for the few milliseconds of a reflink copy).
+   */
+  snapshotDisk(id: string, name: string): Promise<{ bytes: number }> {
+    assertSafeId(name);
+    return this.withLock(id, async () => {
+      const { paths } = this.requireDisk(id);
+      const target = this.storage.snapshotPath(name);
+      if (fs.existsSync(target)) throw new DriverError('BAD_REQUEST', `snapshot ${name} exists`);
+      fs.mkdirSync(path.dirname(target), { recursive: true });
+      await copyDiskImage(this.storage, paths.image, target, this.sessionFor(id)?.state ?? null);
+      return { bytes: fs.statSync(target).blocks * 512 };
+    });
+  }
+
+  /** Replaces stopped computer `id`'s disk with snapshot `name` (which stays). */
+  restoreDisk(id: string, name: string): Promise<void> {
+    assertSafeId(name);
+    return this.withLock(id, async () => {
+      const { paths } = this.requireDisk(id);
+      if (this.sessionFor(id)) throw new DriverError('BAD_REQUEST', `computer ${id} is running; stop it to restore a snapshot`);
+      const source = this.storage.snapshotPath(name);
+      if (!fs.existsSync(source)) throw new DriverError('NOT_FOUND', `no snapshot ${name}`);
+      await this.storage.copy(source, paths.image);
+    });
+  }
+
+  /** Removes snapshot `name`; gone already is fine. */
+  async deleteSnapshot(name: string): Promise<void> {
+    assertSafeId(name);
+    fs.rmSync(this.storage.snapshotPath(name), { force: true });
+  }
+
+  /** Unmounts the disk pool of this data dir if no computer uses it (before deleting a data dir). */
+  releaseStorage(): Promise<void> {
+    return this.storage.release();
+  }
+
   /** The cgroup limits the kernel applies to a computer now (for operators and tests). */
   limits(id: string): ReturnType<ComputerCgroup['readLimits']> | null {
     const cgroup = this.cgroup(id);
@@ -297,14 +356,21 @@ export class SandboxDriver implements ComputerDriver {
 
   // ------------------------------------------------------------------ internals
 
-  private async startLocked(spec: ComputerSpec): Promise<Session> {
+  private async startLocked(spec: ComputerSpec, onProgress: ProgressFn = () => undefined): Promise<Session> {
     const { paths, meta } = this.requireDisk(spec.id);
     const existing = this.sessionFor(spec.id);
     if (existing) {
       if (await existing.connect()) return existing; // running: start is a no-op
       await this.stopLocked(spec.id); // alive but its guest is gone: reboot it
     }
-    const updated: ComputerMeta = { ...meta, name: spec.name, hostname: hostnameFromName(spec.name), vcpus: spec.vcpus, memory_mb: spec.memory_mb };
+    await this.storage.ensure();
+    const runtime = await ensureGuestRuntime(meta.template_dir, onProgress);
+    const diskGb = Math.max(diskGbOf(spec), meta.disk_gb ?? 0);
+    if (hasLegacyDisk(paths)) await convertLegacyDisk(this.storage, runtime, paths, diskGb, onProgress);
+    await this.storage.grow(paths.image, diskGb);
+    const updated: ComputerMeta = {
+      ...meta, name: spec.name, hostname: hostnameFromName(spec.name), vcpus: spec.vcpus, memory_mb: spec.memory_mb, disk_gb: diskGb,
+    };
     writeMeta(paths, updated);
     const cgroup = this.cgroup(spec.id);
     if (cgroup.exists()) {
@@ -314,7 +380,7 @@ export class SandboxDriver implements ComputerDriver {
     cgroup.create(limitsOf(spec));
     const resolv = computerResolvConf();
     const { state, child } = await launchSandbox({
-      paths, templateDir: updated.template_dir, hostname: updated.hostname, shares: this.shares, cgroup,
+      paths, templateDir: updated.template_dir, runtime, dataDir: this.dataDir, hostname: updated.hostname, shares: this.shares, cgroup,
       resolvConf: resolv.text, dnsForward: resolv.dnsForward,
     }).catch(async (err: unknown) => {
       await this.cleanupDead(spec.id, cgroup, paths);
@@ -328,7 +394,13 @@ export class SandboxDriver implements ComputerDriver {
       await this.stopLocked(spec.id);
       throw new DriverError('FAILED', `the computer did not come up: ${logTail(paths.log)}`);
     }
-    await guest.setEnv(spec.env);
+    try {
+      await guest.setEnv(spec.env);
+    } catch (err) {
+      // A computer that did not get its environment is not started: leave nothing running.
+      await this.stopLocked(spec.id);
+      throw this.guestFailure(spec.id, err);
+    }
     return session;
   }
 
@@ -394,18 +466,33 @@ export class SandboxDriver implements ComputerDriver {
   private guestFailure(id: string, err: unknown): DriverError {
     if (err instanceof GuestError) {
       if (err.code === 'DISCONNECTED' && !this.sessionFor(id)) return new DriverError('NOT_RUNNING', `computer ${id} stopped`);
-      if (err.code === 'BAD_REQUEST') return new DriverError('BAD_REQUEST', err.message);
-      return new DriverError('FAILED', `guest agent: ${err.message}`);
+      // The message is the host's own words; what the guest said goes to the log only (GuestError).
+      if (err.code === 'BAD_REQUEST') return new DriverError('BAD_REQUEST', err.message, err.guestText);
+      return new DriverError('FAILED', `guest agent: ${err.message}`, err.guestText);
     }
     return err instanceof DriverError ? err : new DriverError('FAILED', String(err));
   }
 
-  /** Finds computers left running by an earlier agent and watches them. */
+  /** Finds computers left running by an earlier agent and watches them (thawing a disk it left frozen mid-copy). */
   private recover(): void {
     for (const id of listDisks(this.dataDir)) {
       const session = this.sessionFor(id);
+      const live = liveDiskPath(session?.state ?? null);
+      if (live) void thaw(live);
       void session?.connect();
     }
+  }
+
+  /** Copies computer `id`'s disk (running or not) into `image`; a disk of the old layout is converted on the way. */
+  private copyDisk(id: string, source: ComputerPaths, image: string, diskGb: number): Promise<void> {
+    return this.withLock(id, async () => {
+      if (hasLegacyDisk(source) && !fs.existsSync(source.image)) {
+        const runtime = await ensureGuestRuntime(readMeta(source)!.template_dir, () => undefined);
+        return convertUpperDir(this.storage, runtime, source.upper, image, diskGb);
+      }
+      const session = this.sessionFor(id);
+      return copyDiskImage(this.storage, source.image, image, session ? session.state : null);
+    });
   }
 
   private checkAll(): void {
@@ -424,9 +511,11 @@ export class SandboxDriver implements ComputerDriver {
     const reason = oom
       ? 'the computer ran out of memory and its init was killed'
       : `the computer's init exited${code != null ? ` with code ${code}` : ''}${signal ? ` by ${signal}` : ''}`;
-    void this.withLock(id, () => this.cleanupDead(id, session.cgroup, session.paths)).finally(() => {
-      for (const listener of this.exitListeners) listener(id, reason);
-    });
+    this.withLock(id, () => this.cleanupDead(id, session.cgroup, session.paths))
+      .catch((err: unknown) => console.error(`cleaning up after computer ${id} failed: ${(err as Error).message}`))
+      .finally(() => {
+        for (const listener of this.exitListeners) listener(id, reason);
+      });
   }
 
   /** Host requirements and the shared directories, as one clear sentence when something is wrong. */
@@ -468,10 +557,20 @@ function limitsOf(spec: ComputerSpec): Limits {
   return { vcpus: spec.vcpus, memoryMb: spec.memory_mb, pids: PIDS_MAX };
 }
 
-function logTail(file: string): string {
+/** The disk quota the control plane asks for, or the size's default when it predates disk quotas. */
+function diskGbOf(spec: ComputerSpec): number {
+  return spec.disk_gb ?? SIZES[spec.size].disk_gb;
+}
+
+/** Used and total bytes of a running computer's disk, from its file system (statfs through the launcher's fd). */
+function diskUse(live: string | null): Pick<ComputerMetrics, 'disk_bytes' | 'disk_percent'> | Record<string, never> {
+  if (!live) return {};
   try {
-    return fs.readFileSync(file, 'utf8').trim().split('\n').slice(-5).join(' | ');
+    const st = fs.statfsSync(live);
+    const total = st.blocks * st.bsize;
+    const used = (st.blocks - st.bfree) * st.bsize;
+    return { disk_bytes: used, disk_percent: total > 0 ? Math.round((used / total) * 1000) / 10 : 0 };
   } catch {
-    return 'no console log';
+    return {};
   }
 }

@@ -13,14 +13,24 @@ import {
   type BinaryFrame,
   type ComputerAgentMessage,
   type ProcAttachResult,
+  type ProcExit,
   type ProcSignal,
   type ProcStartParams,
   type StreamOffsets,
 } from '../../schema/protocol.ts';
-import { DriverError, type ComputerDriver, type StreamProcess } from '../drivers/driver.ts';
+import { DriverError, type ComputerDriver, type StreamExit, type StreamProcess } from '../drivers/driver.ts';
 import type { Logger } from '../log.ts';
 
 const SIGNALS: Record<ProcSignal, number> = { HUP: 1, INT: 2, KILL: 9, TERM: 15 };
+
+/** A process's exit as the protocol carries it; duration_ms is the server's to measure (it saw the start; this agent may be a newer one). */
+const exitMessage = (exit: StreamExit): ProcExit => ({
+  exit_code: exit.exit_code,
+  signal: exit.signal,
+  timed_out: exit.timed_out,
+  duration_ms: 0,
+  ...(exit.truncated !== undefined && { truncated: exit.truncated }),
+});
 
 /** How the relay reaches the server: while the socket is down, sends are dropped (the server re-attaches from its offsets). */
 export interface ProcOutlet {
@@ -42,11 +52,32 @@ export class ProcRelay {
     this.log = log;
   }
 
-  async start(params: ProcStartParams): Promise<{ pid: number }> {
-    if (params.shell && !params.argv) await this.requireShell(params.shell);
+  /**
+   * Starts a process and answers its pid; with `wait_exit_ms`, a process that
+   * ends within that long is answered with its exit instead of a proc.exit
+   * message after (one message less for a short command; its output frames
+   * have gone before the answer).
+   */
+  async start(params: ProcStartParams): Promise<{ pid: number; exit?: ProcExit }> {
+    // A terminal names its shell too (its argv is [shell, -l]): a missing one is a clear refusal, not a session that dies at once.
+    if (params.shell) await this.requireShell(params.shell);
     const handle = await this.driver.spawn(this.computerId, params, OUTPUT_WINDOW_BYTES);
-    this.wire(params.proc_id, handle);
-    return { pid: handle.pid };
+    if (!params.wait_exit_ms) {
+      this.wire(params.proc_id, handle);
+      return { pid: handle.pid };
+    }
+    let answered = false;
+    const exited = new Promise<StreamExit | null>((resolve) => {
+      const timer = setTimeout(() => resolve(null), params.wait_exit_ms);
+      handle.once('exit', (exit) => {
+        clearTimeout(timer);
+        resolve(exit);
+      });
+    });
+    this.wire(params.proc_id, handle, () => answered);
+    const exit = await exited;
+    answered = exit !== null;
+    return exit ? { pid: handle.pid, exit: exitMessage(exit) } : { pid: handle.pid };
   }
 
   async attach(procId: string, offsets: StreamOffsets): Promise<ProcAttachResult> {
@@ -119,15 +150,18 @@ export class ProcRelay {
     return h;
   }
 
-  private wire(procId: string, handle: StreamProcess): void {
+  /** Relays the process's output and exit; `exitAnswered` says when the start's answer carried the exit already. */
+  private wire(procId: string, handle: StreamProcess, exitAnswered: () => boolean = () => false): void {
     this.procs.set(procId, handle);
     handle.on('output', (stream, data, offset) => {
       this.out.sendBinary(encodeFrame({ kind: FRAME_OUTPUT, stream, proc_id: procId, offset, payload: data }));
     });
     handle.on('gap', (stream, from, to) => this.log(`computer ${this.computerId}: ${to - from} bytes of ${procId}/${stream} were lost before re-attaching`));
     handle.on('exit', (exit) => {
-      // duration_ms is the server's to measure: it saw the start, and this agent may be a newer one.
-      this.out.sendJson({ type: 'proc.exit', proc_id: procId, exit_code: exit.exit_code, signal: exit.signal, timed_out: exit.timed_out, duration_ms: 0 });
+      // After the start's answer has been decided: a start waiting for the exit answers with it.
+      queueMicrotask(() => {
+        if (!exitAnswered()) this.out.sendJson({ type: 'proc.exit', proc_id: procId, ...exitMessage(exit) });
+      });
     });
   }
 

@@ -108,7 +108,9 @@ export class AgentRelay {
       if (this.streams.get(msg.stream_id) === stream) this.streams.delete(msg.stream_id);
     };
     const epoch = this.epoch;
-    void connectWithin(opener, msg.target, CONNECT_TIMEOUT_MS).then(
+    // An HTTP or WebSocket stream is bridged while its connection may still be opening (its request is written at
+    // once, a refusal surfaces as the request's error); a raw stream is accepted only once connected.
+    void connectWithin(opener, msg.target, CONNECT_TIMEOUT_MS, !msg.http).then(
       (socket) => {
         if (stream.isOver || epoch !== this.epoch) return void socket.destroy();
         if (!msg.http) bridgeTcp(stream, socket);
@@ -128,23 +130,31 @@ export class AgentRelay {
   }
 }
 
-function connectWithin(opener: TargetOpener, target: RelayTarget, ms: number): Promise<Duplex> {
+/** The opener's connection; with `established`, only once it has connected (not `pending`). */
+function connectWithin(opener: TargetOpener, target: RelayTarget, ms: number, established: boolean): Promise<Duplex> {
   return new Promise((resolve, reject) => {
-    let late = false;
-    const timer = setTimeout(() => {
-      late = true;
-      reject(new RelayTargetError('timeout', `the connection to port ${'port' in target ? target.port : '?'} did not open within ${ms / 1000} s`));
-    }, ms);
+    let settled = false;
+    const timer = setTimeout(() => finish(new RelayTargetError('timeout', `the connection to port ${'port' in target ? target.port : '?'} did not open within ${ms / 1000} s`)), ms);
+    let opened: Duplex | null = null;
+    const finish = (err: Error | null) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (err) {
+        opened?.destroy();
+        reject(err);
+      } else resolve(opened!);
+    };
     opener(target).then(
       (socket) => {
-        clearTimeout(timer);
-        if (late) socket.destroy();
-        else resolve(socket);
+        opened = socket;
+        if (settled) return void socket.destroy();
+        if (!established || !(socket as { pending?: boolean }).pending) return finish(null);
+        socket.once('connect', () => finish(null));
+        socket.once('error', (e: Error) => finish(e));
+        socket.once('close', () => finish(new RelayTargetError('reset', 'the connection closed while opening')));
       },
-      (err: unknown) => {
-        clearTimeout(timer);
-        reject(err);
-      },
+      (err: unknown) => finish(err instanceof Error ? err : new Error(String(err))),
     );
   });
 }

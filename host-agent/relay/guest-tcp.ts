@@ -19,22 +19,29 @@ export const GUEST_TCP_WINDOW = 512 * 1024;
 const SEND_CHUNK = 128 * 1024;
 const OPEN_TIMEOUT_MS = 10_000;
 
-/** Connects to `port` inside the computer whose guest is `guest`. */
+/**
+ * Connects to `port` inside the computer whose guest is `guest`. The stream is
+ * returned at once, still connecting (`pending`, then 'connect', or an error
+ * such as `refused`): what is written meanwhile waits in the guest, so an
+ * HTTP request follows its connection without a round trip between them.
+ */
 export async function openGuestTcp(guest: GuestClient, port: number): Promise<Duplex> {
   if (guest.hello.protocol.minor < GUEST_TCP_MINOR) {
     throw new RelayTargetError('unsupported', "this computer's guest agent is too old to relay connections; restart the computer to update it");
   }
   const conn = new GuestTcp(guest, `c${randomBytes(6).toString('hex')}`);
-  try {
-    await guest.request({ op: 'tcp_open', conn: conn.id, port, window: GUEST_TCP_WINDOW }, { timeoutMs: OPEN_TIMEOUT_MS + 5_000 });
-  } catch (err) {
-    conn.forget();
-    if (err instanceof GuestError && err.code === 'REFUSED') throw new RelayTargetError('refused', `nothing is listening on port ${port} in the computer`);
-    if (err instanceof GuestError && err.code === 'TIMEOUT') throw new RelayTargetError('timeout', `port ${port} in the computer did not answer in time`);
-    if (err instanceof GuestError && err.code === 'DISCONNECTED') throw new RelayTargetError('unreachable', "the computer's guest went away");
-    throw new RelayTargetError('error', `the computer could not connect to port ${port}: ${(err as Error).message}`);
-  }
+  guest.request({ op: 'tcp_open', conn: conn.id, port, window: GUEST_TCP_WINDOW }, { timeoutMs: OPEN_TIMEOUT_MS + 5_000 }).then(
+    () => conn.connected(),
+    (err: unknown) => conn.destroy(openFailure(err, port)),
+  );
   return conn;
+}
+
+function openFailure(err: unknown, port: number): RelayTargetError {
+  if (err instanceof GuestError && err.code === 'REFUSED') return new RelayTargetError('refused', `nothing is listening on port ${port} in the computer`);
+  if (err instanceof GuestError && err.code === 'TIMEOUT') return new RelayTargetError('timeout', `port ${port} in the computer did not answer in time`);
+  if (err instanceof GuestError && err.code === 'DISCONNECTED') return new RelayTargetError('unreachable', "the computer's guest went away");
+  return new RelayTargetError('error', `the computer could not connect to port ${port}: ${(err as Error).message}`);
 }
 
 class GuestTcp extends Duplex {
@@ -48,6 +55,8 @@ class GuestTcp extends Duplex {
   private paused = false;
   private closedByGuest = false;
   private readEnded = false;
+  /** Still connecting, as net.Socket says it. */
+  pending = true;
 
   constructor(guest: GuestClient, id: string) {
     super({ allowHalfOpen: true });
@@ -58,6 +67,13 @@ class GuestTcp extends Duplex {
 
   forget(): void {
     this.guest.untrackTcp(this.id);
+  }
+
+  /** The guest has connected. */
+  connected(): void {
+    if (this.destroyed) return;
+    this.pending = false;
+    this.emit('connect');
   }
 
   _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {

@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dropAgentSockets } from './agent-control.ts';
 import { newTenant, type Client } from './client.ts';
-import { ExecSocket } from './sockets.ts';
+import { ExecSocket, dialExec } from './sockets.ts';
 
 describe('exec over WebSocket, end to end', () => {
   let api: Client;
@@ -19,6 +19,24 @@ describe('exec over WebSocket, end to end', () => {
 
   afterAll(async () => {
     if (id) await api.del(`/computers/${id}`);
+  });
+
+  it("a working directory that does not exist is a 400 in the host's words: nothing the computer's agent said reaches the client", async () => {
+    const ws = dialExec(api, id, { command: 'true', cwd: '/no/such/dir' });
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      ws.once('open', () => reject(new Error('the socket opened')));
+      ws.once('unexpected-response', (_req, res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+    });
+    expect(answer.status).toBe(400);
+    const err = (JSON.parse(answer.body) as { error: { code: string; message: string } }).error;
+    expect(err.code).toBe('BAD_REQUEST');
+    expect(err.message).toMatch(/could not start the command/);
+    // The guest's own exception text (FileNotFoundError, its repr, its paths) stays in the agent's log.
+    expect(err.message).not.toMatch(/Error|Errno|\/no\/such\/dir|\(|'/);
   });
 
   it('stdin reaches the process line by line and each answer comes back before the next line is sent', async () => {

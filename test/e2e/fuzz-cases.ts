@@ -21,7 +21,8 @@ export type FieldSpec =
   | { type: 'number'; min: number; max: number; nonZero?: boolean }
   | { type: 'uuid' }
   | { type: 'array'; of: 'enum' | 'uuid'; values?: readonly string[]; min?: number; max: number }
-  | { type: 'labels' };
+  | { type: 'labels' }
+  | { type: 'bool' };
 
 export interface Field {
   spec: FieldSpec;
@@ -168,6 +169,9 @@ export function invalidValues(field: Field, rng: Rng): [string, unknown][] {
       if ((s.min ?? 0) >= 1) out.push(['empty', []]);
       break;
     }
+    case 'bool':
+      out.push(['string true', 'true'], ['string false', 'false'], ['one', 1], ['zero', 0], ['empty string', ''], ['array', [true]], ['object', {}]);
+      break;
     case 'labels':
       out.push(['string', 'a=b'], ['number', 1], ['array', [['a', 'b']]], ['true', true]);
       out.push(['bad key', { 'bad key!': 'v' }], ['empty key', { '': 'v' }], ['NUL key', { 'a\u0000': 'v' }], ['number value', { k: 1 }]);

@@ -3,7 +3,7 @@
  * the fuzz cases need it (worker/routes/*.ts, schema/api*.ts). Paths name the
  * fixtures of fuzz.test.ts: {id} a running computer, {org} an organization.
  */
-import { APPS, COMPUTER_VISIBILITIES, EXEC_MAX_COMMAND_BYTES, PORT_VISIBILITIES, TEMPLATES } from '../../schema/api.ts';
+import { APPS, COMPUTER_VISIBILITIES, EXEC_MAX_COMMAND_BYTES, PORT_VISIBILITY_NAMES, TEMPLATES } from '../../schema/api.ts';
 import { SIZE_NAMES } from '../../schema/sizes.ts';
 import type { BodyShape, Field } from './fuzz-cases.ts';
 
@@ -16,7 +16,8 @@ export interface FuzzRoute {
   limit?: number;
 }
 
-const name: Field = { spec: { type: 'string', min: 1, max: 128, trim: true } };
+/** Display names: besides lengths, characters that hide what is shown (schema/text.ts). */
+const name: Field = { spec: { type: 'string', min: 1, max: 128, trim: true, bad: ['a\u0000b', 'bell\u0007', 'new\nline', 'evil\u202Etxt.exe', 'iso\u2066', 'half\ud800'] } };
 const opt = (f: Field): Field => ({ ...f, optional: true });
 const str = (min: number, max: number): Field => ({ spec: { type: 'string', min, max } });
 const int = (min: number, max?: number): Field => ({ spec: { type: 'int', min, max } });
@@ -121,13 +122,13 @@ export const FUZZ_ROUTES: FuzzRoute[] = [
     method: 'POST',
     path: '/computers/{id}/exec',
     auth: 'tenant',
-    shape: { valid: { command: 'touch /tmp/fuzz-ran' }, fields: { command: { spec: { type: 'string', min: 1, max: EXEC_MAX_COMMAND_BYTES, bytes: true } }, timeout } },
+    shape: { valid: { command: 'touch /tmp/fuzz-ran' }, fields: { command: { spec: { type: 'string', min: 1, max: EXEC_MAX_COMMAND_BYTES, bytes: true, noNul: true } }, timeout } },
   },
   {
     method: 'POST',
     path: '/computers/{id}/exec/python',
     auth: 'tenant',
-    shape: { valid: { code: 'open("/tmp/fuzz-ran", "w")' }, fields: { code: str(1, 1024 * 1024), timeout } },
+    shape: { valid: { code: 'open("/tmp/fuzz-ran", "w")' }, fields: { code: { spec: { type: 'string', min: 1, max: 1024 * 1024, noNul: true } }, timeout } },
   },
   {
     method: 'POST',
@@ -151,9 +152,30 @@ export const FUZZ_ROUTES: FuzzRoute[] = [
     method: 'POST',
     path: '/computers/{id}/ports',
     auth: 'tenant',
-    shape: { valid: { port: 8080, visibility: 'public' }, fields: { port: int(1, 65535), visibility: oneOf(PORT_VISIBILITIES) } },
+    shape: {
+      valid: { port: 8080, visibility: 'public' },
+      fields: { port: int(1, 65535), visibility: opt(oneOf(PORT_VISIBILITY_NAMES)), wake_on_request: opt({ spec: { type: 'bool' } }) },
+    },
   },
-  { method: 'PATCH', path: '/computers/{id}/ports/3000', auth: 'tenant', shape: { valid: { visibility: 'private' }, fields: { visibility: oneOf(PORT_VISIBILITIES) } } },
+  {
+    method: 'PATCH',
+    path: '/computers/{id}/ports/3000',
+    auth: 'tenant',
+    shape: {
+      valid: { visibility: 'private' },
+      fields: { visibility: opt(oneOf(PORT_VISIBILITY_NAMES)), wake_on_request: opt({ spec: { type: 'bool' } }) },
+      emptyInvalid: true,
+    },
+  },
+  {
+    method: 'POST',
+    path: '/computers/{id}/ports/3000/link',
+    auth: 'tenant',
+    shape: {
+      valid: { path: '/dashboard' },
+      fields: { path: opt({ spec: { type: 'string', max: 2048, bad: ['dashboard', '//evil.example', '/\\evil', '/has space', 'https://evil.example/'] } }) },
+    },
+  },
   ...desktopRoutes(),
   { method: 'POST', path: '/workspaces', auth: 'tenant', shape: { valid: { name: 'fuzz-ws' }, fields: { name, slug: opt(slug) } } },
   {

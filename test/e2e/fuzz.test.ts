@@ -117,6 +117,27 @@ describe('fuzzed bodies', () => {
     expect(await snapshot()).toEqual(before);
   });
 
+  it('a chunked body of tens of megabytes is a 413 in the envelope, read and dropped, not a reset connection', async () => {
+    const failures: string[] = [];
+    for (const route of FUZZ_ROUTES.filter((r) => r.path === '/computers/{id}/exec' || r.path === '/auth/token')) {
+      const chunk = new Uint8Array(64 * 1024).fill(0x61);
+      let left = (32 * 1024 * 1024) / chunk.byteLength;
+      const stream = new ReadableStream<Uint8Array>({
+        pull(ctl) {
+          if (left-- === 0) return ctl.close();
+          ctl.enqueue(chunk);
+        },
+      });
+      try {
+        const p = envelopeProblem(await send(route, stream), 413, 'PAYLOAD_TOO_LARGE');
+        if (p) failures.push(`${route.method} ${route.path}: ${p}`);
+      } catch (err) {
+        failures.push(`${route.method} ${route.path}: ${(err as Error).message} ${String((err as { cause?: unknown }).cause ?? '')}`);
+      }
+    }
+    expect(failures).toEqual([]);
+  });
+
   it('a region no host serves is a 422 REGION_UNAVAILABLE (a 5xx would invite retries), and creates nothing', async () => {
     const before = await snapshot();
     const r = await api.raw('POST', '/computers', { body: '{"name":"x","template_type":"miosa-desktop","region":"nowhere-1"}', headers: { 'content-type': 'application/json' } });
@@ -147,9 +168,12 @@ function routeTable(): [string, string[]][] {
     [`${c}/env`, ['GET', 'POST']],
     [`${c}/env/FUZZ_VAR`, ['PATCH', 'DELETE']],
     [`${c}/ports`, ['GET', 'POST']],
-    [`${c}/ports/3000`, ['PATCH', 'DELETE']],
+    [`${c}/ports/3000`, ['GET', 'PATCH', 'DELETE']],
+    [`${c}/ports/3000/rotate-token`, post],
+    [`${c}/ports/3000/link`, post],
+    [`${c}/tcp/8080`, ['GET']],
     ['/api/v1/workspaces', ['GET', 'POST']],
-    [`/api/v1/workspaces/${uuid}`, ['GET']],
+    [`/api/v1/workspaces/${uuid}`, ['GET', 'DELETE']],
     ['/api/v1/projects', ['GET', 'POST']],
     [`/api/v1/projects/${uuid}`, ['GET']],
     ['/api/v1/auth/token', post],

@@ -13,7 +13,7 @@ import { freePort, registerHost, startAgent, startWorker, type AgentHandle, type
 
 declare module 'vitest' {
   export interface ProvidedContext {
-    hangar: { origin: string; apiUrl: string; operatorToken: string; hostId: string; hostKey: string; dataDir: string; agentPid: number; jwtSecret: string };
+    hangar: { origin: string; apiUrl: string; operatorToken: string; hostId: string; hostKey: string; dataDir: string; agentPid: number; workerPid: number; jwtSecret: string };
   }
 }
 
@@ -29,7 +29,7 @@ const log = (s: string) => {
 
 export async function setup(project: TestProject): Promise<void> {
   stateDir = mkdtempSync(path.join(os.tmpdir(), 'hangar-e2e-'));
-  worker = await startWorker({ stateDir, port: await freePort(), vars: { METRICS_INTERVAL_MS: '1000' }, log });
+  worker = await startWorker({ stateDir, port: await freePort(), vars: { METRICS_INTERVAL_MS: '1000', COMPUTER_DISK_GB: '1' }, log });
   const host = await registerHost(worker.origin, worker.secrets.OPERATOR_TOKEN, { name: 'e2e-host', region: 'local' });
   // The agent removes computers its server does not know, so it gets a data dir of its own.
   dataDir = path.join(stateDir, 'data');
@@ -44,6 +44,8 @@ export async function setup(project: TestProject): Promise<void> {
     dataDir,
     // SIGUSR2 makes the agent drop every socket as a network failure would.
     agentPid: agent.process.pid!,
+    // wrangler dev; workerd runs below it (memory figures of the relay read its process tree).
+    workerPid: worker.process.pid!,
     // Tests that need a token the API would not mint (an expired one) sign it themselves.
     jwtSecret: worker.secrets.JWT_SECRET,
   });
@@ -56,6 +58,7 @@ export async function teardown(): Promise<void> {
     const driver = new SandboxDriver({ dataDir });
     for (const id of await driver.list()) await driver.destroy(id).catch(() => {});
     await driver.close();
+    await driver.releaseStorage(); // unmounts the disk pool of this data dir, if it has one
   }
   await worker?.stop();
   if (stateDir) rmSync(stateDir, { recursive: true, force: true });

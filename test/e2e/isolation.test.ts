@@ -88,10 +88,12 @@ describe('tenant isolation on a real computer', () => {
     }
   });
 
-  it("another tenant's workspace and project ids are 404 to read and to create into", async () => {
+  it("another tenant's workspace and project ids are 404 to read, delete and create into", async () => {
     const aComputer = (await a.get<{ workspace_id: string; project_id: string }>(`/computers/${aId}`)).body;
     expectEnvelope(await b.raw('GET', `/workspaces/${aComputer.workspace_id}`), 404, 'NOT_FOUND', 'workspace');
     expectEnvelope(await b.raw('GET', `/projects/${aComputer.project_id}`), 404, 'NOT_FOUND', 'project');
+    expectEnvelope(await b.raw('DELETE', `/workspaces/${aComputer.workspace_id}`), 404, 'NOT_FOUND', 'workspace delete');
+    expect((await a.raw('GET', `/workspaces/${aComputer.workspace_id}`)).status).toBe(200);
     const json = { 'content-type': 'application/json' };
     const intoA = [
       ['/computers', { name: 'squatter', template_type: 'miosa-desktop', workspace_id: aComputer.workspace_id }],

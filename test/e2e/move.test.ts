@@ -43,6 +43,7 @@ describe('move a computer to another region, end to end', () => {
       const driver = new SandboxDriver({ dataDir });
       for (const left of await driver.list()) await driver.destroy(left).catch(() => undefined);
       await driver.close();
+      await driver.releaseStorage(); // unmounts the disk pool of this data dir, if it has one
       fs.rmSync(dataDir, { recursive: true, force: true });
     }
     if (hostId) await operatorClient().del(`/admin/hosts/${hostId}`);
@@ -80,7 +81,8 @@ describe('move a computer to another region, end to end', () => {
 
     // The disk is on the second host only.
     expect(fs.existsSync(firstDisk)).toBe(false);
-    expect(fs.existsSync(path.join(dataDir, 'computers', id, 'upper', 'workspace', 'moved.txt'))).toBe(true);
+    expect(fs.existsSync(path.join(hangar().dataDir, 'disks', `${id}.img`))).toBe(false);
+    expect(fs.existsSync(path.join(dataDir, 'disks', `${id}.img`))).toBe(true);
 
     const start = await api.post(`/computers/${id}/start`);
     expect(start.status).toBe(200);

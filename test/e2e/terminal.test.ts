@@ -20,6 +20,15 @@ describe('terminals, end to end', () => {
     if (id) await api.del(`/computers/${id}`);
   });
 
+  it('a shell that does not exist in the computer is a 400 that names it, as exec/stream answers; no session is made', async () => {
+    const r = await api.post<{ error: { code: string; message: string } }>(`/computers/${id}/terminal`, { shell: '/bin/no-such-shell' });
+    expect(r.status).toBe(400);
+    expect(r.body.error).toMatchObject({ code: 'BAD_REQUEST', message: expect.stringMatching(/shell \/bin\/no-such-shell does not exist in the computer/) });
+    const s = await api.post<{ error: { code: string } }>(`/computers/${id}/exec/stream`, { command: 'true', shell: '/bin/no-such-shell' });
+    expect(s.status).toBe(400);
+    expect((await api.post(`/computers/${id}/terminal`, { shell: '/bin/sh' })).status).toBe(201);
+  });
+
   // The shell echoes what is typed; only a command's output has its $((…)) and $RANDOM expanded.
   it('a re-attached socket gets the recent output replayed, and the same shell goes on', async () => {
     const session = await createTerminal(api, id, { cols: 100, rows: 30 });

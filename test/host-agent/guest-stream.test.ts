@@ -42,6 +42,19 @@ afterAll(async () => {
 });
 
 describe('guest agent: spawned processes', () => {
+  it('with output_limit sends at most that much of each stream, drops the rest without blocking the process, and says truncated', async () => {
+    const p = client.spawn({ command: 'head -c 300000 /dev/zero; echo err >&2; head -c 10 /dev/zero >&2', output_limit: 1000, window: 64 * 1024 });
+    const out = collect(p);
+    await p.started;
+    expect(await p.exited).toMatchObject({ exit_code: 0, truncated: true });
+    expect(Buffer.concat(out.stdout ?? []).length).toBe(1000);
+    expect(Buffer.concat(out.stderr ?? []).length).toBe(14);
+    const whole = client.spawn({ command: 'echo small', output_limit: 1000 });
+    const wout = collect(whole);
+    expect(await whole.exited).toMatchObject({ exit_code: 0, truncated: false });
+    expect(text(wout.stdout)).toBe('small\n');
+  });
+
   it('streams stdout and stderr separately and reports the exit', async () => {
     const p = client.spawn({ command: 'echo out; echo err >&2; echo $FROM_SPEC; exit 3' });
     const out = collect(p);
@@ -72,7 +85,8 @@ describe('guest agent: spawned processes', () => {
     // Resent after a lost answer: the first six bytes are skipped, the rest is new.
     await p.write('hello world\n', 0);
     await p.write('world\n', 6); // all of it taken before: nothing is written
-    await expect(p.write('later\n', 40)).rejects.toThrow(/offset 40/);
+    // The guest's own words stay out of the message (they are the tenant's), kept for the agent's log.
+    await expect(p.write('later\n', 40)).rejects.toMatchObject({ code: 'BAD_REQUEST', guestText: expect.stringMatching(/offset 40/) });
     await p.write('bye\n', 12);
     await p.closeStdin();
     await p.exited;

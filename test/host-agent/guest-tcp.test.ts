@@ -110,6 +110,14 @@ async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 
 }
 
 describe('TCP connections inside a computer', () => {
+  it('takes bytes before the connection is made, and delivers them once it is', async () => {
+    const sock = await driver.connectTcp(spec.id, 7000);
+    expect((sock as Duplex & { pending: boolean }).pending).toBe(true);
+    const back = collect(sock);
+    sock.end('written while connecting');
+    expect((await back).toString()).toBe('written while connecting');
+  });
+
   it('carries bytes both ways unchanged, with a FIN each way', async () => {
     const sock = await driver.connectTcp(spec.id, 7000);
     const data = createHash('sha512').update('seed').digest();
@@ -129,7 +137,9 @@ describe('TCP connections inside a computer', () => {
   });
 
   it('a port nobody listens on is refused; a stopped computer is unreachable', async () => {
-    const err = await driver.connectTcp(spec.id, 7999).catch((e: unknown) => e);
+    // The stream comes back at once, still connecting; the refusal is its error.
+    const refused = await driver.connectTcp(spec.id, 7999);
+    const err = await new Promise<unknown>((resolve) => refused.once('error', resolve));
     expect(err).toBeInstanceOf(RelayTargetError);
     expect((err as RelayTargetError).code).toBe('refused');
     const other = await computers.create({ name: 'Stopped Box' });

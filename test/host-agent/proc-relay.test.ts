@@ -102,6 +102,23 @@ describe('agent process relay', () => {
     expect(server.text(p.proc_id)).toBe(Array.from({ length: 30 }, (_, i) => `n${i + 1}\n`).join(''));
   });
 
+  it('with wait_exit_ms a short process is answered with its exit, its output sent before, and no proc.exit after; a long one as usual', async () => {
+    const server = new Server();
+    const relay = new ProcRelay(driver, computerId, server.outlet, () => {});
+    const short = { ...params('echo quick; exit 3'), wait_exit_ms: 5000 };
+    const answer = await relay.start(short);
+    expect(answer.exit).toMatchObject({ exit_code: 3, timed_out: false });
+    expect(server.text(short.proc_id)).toBe('quick\n');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(server.exits.has(short.proc_id)).toBe(false);
+
+    const long = { ...params('sleep 0.5; echo late'), wait_exit_ms: 50 };
+    const first = await relay.start(long);
+    expect(first.exit).toBeUndefined();
+    await until(() => server.exits.has(long.proc_id), 'exit of the long one');
+    expect(server.text(long.proc_id)).toBe('late\n');
+  });
+
   it('output printed the instant a process starts reaches the server', async () => {
     const server = new Server();
     const relay = new ProcRelay(driver, computerId, server.outlet, () => {});

@@ -194,8 +194,18 @@ export interface HostPeer extends RegisteredHost {
   close(): void;
 }
 
+/** What a host reports in its hello: its CPUs and memory (placement's capacity). */
+export interface HostSize {
+  cpus: number;
+  memory_mb: number;
+}
+
 /** Connects a host agent (registering a host first when none is given) and waits for its welcome. */
-export async function connectHost(registered?: RegisteredHost, computers: { id: string; state: ActualState }[] = []): Promise<HostPeer> {
+export async function connectHost(
+  registered?: RegisteredHost,
+  computers: { id: string; state: ActualState }[] = [],
+  size: HostSize = { cpus: 8, memory_mb: 32768 },
+): Promise<HostPeer> {
   const host = registered ?? (await registerHost());
   const ws = await dial(AGENT_HOST_PATH, host.key);
   const inbox = new Inbox<HostServerMessage>();
@@ -207,8 +217,8 @@ export async function connectHost(registered?: RegisteredHost, computers: { id: 
       agent_version: 'test-peer',
       drivers: ['fake'],
       hostname: 'peer.test',
-      cpus: 8,
-      memory_mb: 32768,
+      cpus: size.cpus,
+      memory_mb: size.memory_mb,
       computers,
     }),
   );
@@ -237,7 +247,11 @@ const lifecycleDefaults = (peer: ComputerPeer): { [T in ComputerRequestType]: Ha
   'computer.resize': () => ({ data: { state: peer.state } }),
   'computer.env': () => ({ data: { state: peer.state } }),
   'exec.run': () => ({ data: { output: '', exit_code: 0, timed_out: false, truncated: false, duration_ms: 1 } }),
-  'proc.start': () => ({ data: { pid: 100 } }),
+  // A sync exec (the only start with an output limit) runs and exits 0 on a healthy host; other processes run until the test says.
+  'proc.start': (req) => {
+    if (req.params.output_limit !== undefined) setTimeout(() => peer.exit(req.params.proc_id, 0), 0);
+    return { data: { pid: 100 } };
+  },
   'proc.attach': () => ({ data: { running: true, exit: null } }),
   'proc.resize': () => ({ data: {} }),
   'proc.signal': () => ({ data: {} }),
@@ -275,6 +289,8 @@ export class ComputerPeer {
   private readonly outputOffsets = new Map<string, number>();
   /** Every proc.ack the server sent, in order. */
   readonly acks: z.infer<typeof ProcAck>[] = [];
+  /** Processes the server said to forget (procs.forget notices), in order. */
+  readonly forgets: string[] = [];
   /** Every disk frame and disk notice the server sent, in order. */
   readonly disk: DiskEvent[] = [];
   private readonly diskListeners: ((e: DiskEvent) => void)[] = [];
@@ -300,10 +316,11 @@ export class ComputerPeer {
       notice: (raw) => {
         if (isRelayMessage(raw)) return this.relay.onMessage(raw);
         const type = (raw as { type?: unknown } | null)?.type;
-        if (type !== 'proc.ack' && type !== 'disk.ack' && type !== 'disk.cancel') return 'not-a-notice';
+        if (type !== 'proc.ack' && type !== 'disk.ack' && type !== 'disk.cancel' && type !== 'procs.forget') return 'not-a-notice';
         const n = ComputerNotice.safeParse(raw);
         if (!n.success) return `malformed notice ${JSON.stringify(raw)}: ${n.error.message}`;
         if (n.data.type === 'proc.ack') this.acks.push(n.data);
+        else if (n.data.type === 'procs.forget') this.forgets.push(...n.data.proc_ids);
         else this.onDisk(n.data);
         return null;
       },
@@ -312,11 +329,11 @@ export class ComputerPeer {
 
   // ---------------------------------------------------------- streamed processes
 
-  /** Sends output of a process as a binary frame, at the next offset of its stream. */
-  output(procId: string, stream: OutputStream, data: Uint8Array | string): void {
+  /** Sends output of a process as a binary frame, at the next offset of its stream (or at `at`, as a new agent resuming would). */
+  output(procId: string, stream: OutputStream, data: Uint8Array | string, at?: number): void {
     const payload = typeof data === 'string' ? new TextEncoder().encode(data) : data;
     const key = `${procId}/${stream}`;
-    const offset = this.outputOffsets.get(key) ?? 0;
+    const offset = at ?? this.outputOffsets.get(key) ?? 0;
     this.outputOffsets.set(key, offset + payload.byteLength);
     this.ws.send(encodeFrame({ kind: FRAME_OUTPUT, stream, proc_id: procId, offset, payload }));
   }
@@ -412,6 +429,16 @@ export class ComputerPeer {
     while (!ok(await runInDurableObject(stub, (obj) => obj[which].socket() !== null))) {
       if (Date.now() > deadline) throw new Error(`computer ${this.id}: the object ${failure}`);
       await sleep(10);
+    }
+  }
+
+  /** Resolves once the server has said the process may be forgotten (a proc.forget request, or from 1.3 a procs.forget notice). */
+  async forgotten(procId: string): Promise<void> {
+    const deadline = Date.now() + WAIT_MS;
+    const told = () => this.forgets.includes(procId) || this.inbox.all.some((r) => r.type === 'proc.forget' && r.proc_id === procId);
+    while (!told()) {
+      if (Date.now() > deadline) throw new Error(`computer ${this.id}: ${procId} was not forgotten within ${WAIT_MS} ms`);
+      await sleep(5);
     }
   }
 

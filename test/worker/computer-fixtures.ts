@@ -2,7 +2,7 @@
 import { env } from 'cloudflare:test';
 import { vi } from 'vitest';
 import { createTenant, expectJson, tenantFetch, type FetchInit, type Tenant, type TenantOptions } from './helpers.ts';
-import { connectHost, type ComputerPeer, type HostPeer } from './agent-peer.ts';
+import { connectHost, type ComputerPeer, type HostPeer, type HostSize } from './agent-peer.ts';
 
 /** The computer object of the computers page (plus `region`). */
 export interface ComputerView {
@@ -15,7 +15,9 @@ export interface ComputerView {
   size: 'small' | 'medium' | 'large';
   vcpus: number;
   memory_mb: number;
+  disk_gb: number;
   status: string;
+  status_reason: string | null;
   vm_id: string | null;
   region: string;
   workspace_id: string;
@@ -44,9 +46,9 @@ export interface World {
   api(path: string, init?: FetchInit): Promise<Response>;
 }
 
-export async function world(opts: TenantOptions = {}): Promise<World> {
+export async function world(opts: TenantOptions & { host?: HostSize } = {}): Promise<World> {
   const tenant = await createTenant(opts);
-  const host = await connectHost();
+  const host = await connectHost(undefined, [], opts.host);
   return { tenant, host, api: (path, init) => tenantFetch(tenant.apiKey, `/api/v1/computers${path}`, init) };
 }
 

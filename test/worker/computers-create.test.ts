@@ -18,7 +18,6 @@ describe('POST /computers', () => {
       tenant_id: w.tenant.orgId,
       owner_user_id: w.tenant.keyId,
       name: 'my-computer',
-      slug: 'my-computer',
       template_type: 'miosa-desktop',
       size: 'small',
       vcpus: 1,
@@ -38,6 +37,8 @@ describe('POST /computers', () => {
       resolution: '1280x720',
       auto_stop: 0,
     });
+    // The slug names the computer's hosts, so it is unique: the name's slug and the start of the id.
+    expect(c.slug).toBe(`my-computer-${c.id.slice(0, 8)}`);
     expect(c.sandbox_url).toMatch(/^https:\/\/my-computer-[0-9a-f]{8}\.sandbox\./);
     expect(c.desktop_url).toMatch(/^https:\/\/my-computer-[0-9a-f]{8}\..+\/desktop\/index\.html$/);
     expect(c.created_at).toMatch(ISO);

@@ -11,7 +11,7 @@ describe('connection info', () => {
     const c = await createComputer(w, { name: 'My Computer' });
     const creds = await expectJson<Record<string, unknown>>(await w.api(`/${c.id}/vnc-credentials`), 200);
     expect(Object.keys(creds).sort()).toEqual(['computer_id', 'desktop_url', 'expires_at', 'slug', 'token', 'ws_url']);
-    expect(creds).toMatchObject({ desktop_url: `${c.desktop_url}#auth=${creds.token}`, computer_id: c.id, slug: 'my-computer' });
+    expect(creds).toMatchObject({ desktop_url: `${c.desktop_url}#auth=${creds.token}`, computer_id: c.id, slug: `my-computer-${c.id.slice(0, 8)}` });
     expect(creds.ws_url).toBe(`wss://${new URL(c.desktop_url).host}/ws/vnc/${c.id}?auth=${creds.token}`);
     const now = Math.floor(Date.now() / 1000);
     expect(creds.expires_at).toBeGreaterThan(now);

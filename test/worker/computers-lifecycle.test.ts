@@ -20,6 +20,7 @@ describe('provisioning', () => {
       size: 'small',
       vcpus: 1,
       memory_mb: 4096,
+      disk_gb: 20,
       selected_apps: ['nodejs'],
       env: {},
     });
@@ -37,10 +38,11 @@ describe('provisioning', () => {
     const peer = await w.host.dial(c.id);
     peer.onRequest('computer.provision', () => ({ error: { code: 'FAILED', message: 'template build failed' } }));
     await peer.attach('absent');
-    await waitForStatus(w, c.id, 'error');
-    // An errored computer can only be deleted.
+    const errored = await waitForStatus(w, c.id, 'error');
+    expect(errored.status_reason).toBe('provisioning failed: template build failed');
+    // A computer whose provisioning failed can only be deleted.
     const err = await expectError(await w.api(`/${c.id}/start`, { method: 'POST' }), 409, 'INVALID_STATE_TRANSITION');
-    expect(err.error.message).toBe('computer cannot be started from its current status');
+    expect(err.error.message).toBe('computer cannot be started: provisioning failed: template build failed; it can only be deleted');
   });
 
   it('a provision answered with another state than running ends in error', async () => {

@@ -8,6 +8,7 @@ useAgentPeers();
 interface Metrics {
   cpu_percent: { ts: string; value: number }[];
   memory_percent: { ts: string; value: number }[];
+  disk_percent: { ts: string; value: number }[];
   credits_per_hour: number;
 }
 
@@ -32,11 +33,24 @@ describe('GET /computers/:id/metrics', () => {
     expect(m).toEqual({
       cpu_percent: [{ ts: iso(earlier), value: 16.5 }, { ts: iso(minute(now)), value: 8.1 }],
       memory_percent: [{ ts: iso(earlier), value: 45.3 }, { ts: iso(minute(now)), value: 50 }],
+      // These samples came without disk use (an agent without disk quotas).
+      disk_percent: [],
       credits_per_hour: 1,
     });
     expect(await read()).toEqual(m);
     expect((await read('24h')).cpu_percent.length).toBeGreaterThanOrEqual(3);
     expect((await read('7d')).cpu_percent.some((p) => p.value === 99)).toBe(true);
+  });
+
+  it('shows disk use as a share of the disk when the agent reports it', async () => {
+    const w = await world();
+    const { computer, peer } = await runningComputer(w);
+    const at = minute(Date.now()) - 60_000;
+    peer.send({ type: 'metrics', ts: at + 1000, cpu_percent: 1, memory_percent: 2, memory_bytes: 1e8, disk_bytes: 2e9, disk_percent: 10 });
+    peer.send({ type: 'metrics', ts: at + 2000, cpu_percent: 1, memory_percent: 2, memory_bytes: 1e8, disk_bytes: 3e9, disk_percent: 15 });
+    const read = async () => expectJson<Metrics>(await w.api(`/${computer.id}/metrics`), 200);
+    await expect.poll(async () => (await read()).disk_percent.length).toBe(1);
+    expect((await read()).disk_percent).toEqual([{ ts: iso(at), value: 12.5 }]);
   });
 
   it('a window other than 1h, 24h or 7d is a 400', async () => {
@@ -59,6 +73,6 @@ describe('GET /computers/:id/metrics', () => {
   it('a computer without samples has empty series', async () => {
     const w = await world();
     const c = await createComputer(w);
-    expect(await expectJson<Metrics>(await w.api(`/${c.id}/metrics?window=1h`), 200)).toEqual({ cpu_percent: [], memory_percent: [], credits_per_hour: 1 });
+    expect(await expectJson<Metrics>(await w.api(`/${c.id}/metrics?window=1h`), 200)).toEqual({ cpu_percent: [], memory_percent: [], disk_percent: [], credits_per_hour: 1 });
   });
 });

@@ -44,15 +44,21 @@ describe('ports', () => {
     for (const port of [1, 65535]) await expectJson(await w.api(`/${c.id}/ports`, { method: 'POST', body: { port, visibility: 'public' } }), 201);
   });
 
-  it('visibility is one of public, private, protected', async () => {
+  it('visibility is one of public, private, protected (tenant and key are their other names); without one, the computer\'s', async () => {
     const w = await world();
-    const c = await createComputer(w);
-    for (const visibility of ['open', 'PUBLIC', undefined]) {
+    const c = await createComputer(w, { visibility: 'key' });
+    for (const visibility of ['open', 'PUBLIC', null]) {
       const err = await expectError(await w.api(`/${c.id}/ports`, { method: 'POST', body: { port: 8080, visibility } }), 400, 'VALIDATION_FAILED');
       expect(err.error.message).toMatch(/^visibility/);
     }
     await expectJson(await w.api(`/${c.id}/ports`, { method: 'POST', body: { port: 8080, visibility: 'private' } }), 201);
     await expectError(await w.api(`/${c.id}/ports/8080`, { method: 'PATCH', body: { visibility: 'everyone' } }), 400, 'VALIDATION_FAILED');
+    await expectError(await w.api(`/${c.id}/ports/8080`, { method: 'PATCH', body: {} }), 400, 'VALIDATION_FAILED');
+    const named = async (port: number, visibility?: string) =>
+      (await expectJson<{ data: { visibility: string } }>(await w.api(`/${c.id}/ports`, { method: 'POST', body: { port, visibility } }), 201)).data.visibility;
+    expect(await named(8081, 'tenant')).toBe('private');
+    expect(await named(8082, 'key')).toBe('protected');
+    expect(await named(8083)).toBe('protected');
   });
 
   it('exposing the same port twice is a 409', async () => {

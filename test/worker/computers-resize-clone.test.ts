@@ -59,7 +59,8 @@ describe('clone', () => {
   it('a clone may be named', async () => {
     const w = await world();
     const { computer: src } = await runningComputer(w);
-    expect(await expectJson<ComputerView>(await w.api(`/${src.id}/clone`, { method: 'POST', body: { name: 'copy' } }), 201)).toMatchObject({ name: 'copy', slug: 'copy' });
+    const copy = await expectJson<ComputerView>(await w.api(`/${src.id}/clone`, { method: 'POST', body: { name: 'copy' } }), 201);
+    expect(copy).toMatchObject({ name: 'copy', slug: `copy-${copy.id.slice(0, 8)}` });
   });
 });
 

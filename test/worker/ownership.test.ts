@@ -10,6 +10,7 @@ const principal = (t: Pick<Tenant, 'orgId'>, scope: Partial<Pick<Principal, 'wor
   kind: 'api_key',
   org_id: t.orgId,
   subject: 'test',
+  credential_id: null,
   workspace_ids: scope.workspace_ids ?? null,
   project_ids: scope.project_ids ?? null,
   mode: 'live',
@@ -139,9 +140,9 @@ describe('ownershipFilters', () => {
     await env.DB.prepare(
       `INSERT INTO computers (id, org_id, workspace_id, project_id, name, slug, template_type, size, vcpus, memory_mb, status, region,
          external_workspace_id, external_user_id, external_project_id, created_at, updated_at)
-       VALUES (?, ?, ?, ?, 'c', 'c', 'miosa-desktop', 'small', 1, 1024, 'stopped', 'local', ?, ?, ?, 'x', 'x')`,
+       VALUES (?, ?, ?, ?, 'c', ?, 'miosa-desktop', 'small', 1, 1024, 'stopped', 'local', ?, ?, ?, 'x', 'x')`,
     )
-      .bind(id, t.orgId, o.workspace_id, o.project_id, o.ext_ws ?? null, o.ext_user ?? null, o.ext_proj ?? null)
+      .bind(id, t.orgId, o.workspace_id, o.project_id, `c-${id.slice(0, 8)}`, o.ext_ws ?? null, o.ext_user ?? null, o.ext_proj ?? null)
       .run();
     return id;
   }

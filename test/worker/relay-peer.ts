@@ -38,6 +38,10 @@ export class RelayPeer {
   readonly streams = new Map<string, PeerStream>();
   /** Resets for streams this peer never saw (the object answering stale ids). */
   readonly strayResets: { stream_id: string; code: ResetCode }[] = [];
+  /** Called with every stream the object opens, as it opens it (a scripted app answers here). */
+  onOpen: ((s: PeerStream) => void) | null = null;
+  /** Called whenever anything arrives on a stream. */
+  onActivity: ((s: PeerStream) => void) | null = null;
   private readonly waiters: Array<() => void> = [];
 
   constructor(
@@ -52,7 +56,9 @@ export class RelayPeer {
     const msg = parsed.data;
     if (msg.type === 'relay.open') {
       if (this.streams.has(msg.stream_id)) return `stream id ${msg.stream_id} opened twice`;
-      this.streams.set(msg.stream_id, { open: msg, frames: [], window: 0, credited: 0, received: 0, closed: null, reset: null, sent: 0, peerCredit: 0, credits: [] });
+      const s: PeerStream = { open: msg, frames: [], window: 0, credited: 0, received: 0, closed: null, reset: null, sent: 0, peerCredit: 0, credits: [] };
+      this.streams.set(msg.stream_id, s);
+      this.onOpen?.(s);
     } else {
       const s = this.streams.get(msg.stream_id);
       if (!s) {
@@ -66,6 +72,7 @@ export class RelayPeer {
         if (msg.offset !== s.received) return `close at ${msg.offset} after ${s.received} bytes`;
         s.closed = { ws: msg.ws };
       } else s.reset = { code: msg.code, message: msg.message };
+      if (s) this.onActivity?.(s);
     }
     this.wake();
     return null;
@@ -82,6 +89,7 @@ export class RelayPeer {
     if (s.received + f.payload.byteLength > s.credited + s.window) return `relay frame beyond the credit of ${f.stream_id}`;
     s.received += f.payload.byteLength;
     s.frames.push({ flags: f.flags, payload: f.payload.slice() });
+    this.onActivity?.(s);
     this.wake();
     return null;
   }

@@ -18,7 +18,15 @@ describe('computer lifecycle table', () => {
     expect(transition('stopped', 'restart')).toBeNull();
     expect(transition('provisioning', 'start')).toBeNull();
     expect(transition('starting', 'stop')).toBeNull();
-    expect(transition('error', 'start')).toBeNull();
+    expect(transition('error', 'stop')).toBeNull();
+    expect(transition('error', 'restart')).toBeNull();
+  });
+
+  it('a boot that keeps failing gives up in error, from where only a new start or a delete leads', () => {
+    for (const s of ['provisioning', 'starting', 'restarting'] as const) expect(transition(s, 'gave_up')).toBe('error');
+    for (const s of STATUSES) if (!['provisioning', 'starting', 'restarting'].includes(s)) expect(transition(s, 'gave_up')).toBeNull();
+    expect(transition('error', 'start')).toBe('starting');
+    expect(transition('error', 'move')).toBeNull();
   });
 
   it('allows delete from every status', () => {

@@ -163,7 +163,7 @@ describe('terminal sessions without sockets', () => {
     await runDurableObjectAlarm(computerStub(id));
     expect(await peer.take('proc.signal')).toMatchObject({ proc_id: sid, signal: 'HUP' });
     peer.exit(sid, 129, { signal: 1 });
-    await peer.take('proc.forget');
+    await peer.forgotten(sid);
     const late = await attach(session.ws_url);
     expect(await late.waitClosed()).toEqual({ code: 4000, reason: 'shell exited with code 129' });
   });

@@ -23,6 +23,7 @@ describe('POST /computers/:id/terminal', () => {
     expect(start.params).toEqual({
       proc_id: data.session_id,
       argv: ['/bin/bash', '-l'],
+      shell: '/bin/bash',
       tty: { rows: 24, cols: 80 },
       env: { TERM: 'xterm-256color' },
       stdin: true,
@@ -133,7 +134,7 @@ describe('POST /computers/:id/pty/:session_id/resize', () => {
     }
     await expectError(await w.api(`/${computer.id}/pty/b1b1b1b1b1/resize`, { method: 'POST', body: { cols: 80, rows: 24 } }), 404, 'NOT_FOUND');
     peer.exit(sid, 0);
-    await peer.take('proc.forget');
+    await peer.forgotten(sid);
     await expectError(await w.api(`/${computer.id}/pty/${sid}/resize`, { method: 'POST', body: { cols: 80, rows: 24 } }), 409, 'CONFLICT');
     expect(peer.requests.filter((r) => r.type === 'proc.resize')).toEqual([]);
   });

@@ -1,6 +1,7 @@
 /** A client WebSocket through the Worker (SELF.fetch with Upgrade), with its messages and close recorded for tests. */
 import { vi } from 'vitest';
 import { apiFetch } from './helpers.ts';
+import { joinBytes } from '../../durable-objects/bytes.ts';
 
 export interface Closed {
   code: number;
@@ -88,15 +89,8 @@ export async function connect(path: string, headers: Record<string, string> = {}
   return new ClientSocket(res.webSocket, res);
 }
 
-export function join(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-}
+/** Byte chunks made one. */
+export const join = joinBytes;
 
 /** Deterministic pseudo-random bytes (crypto.getRandomValues takes at most 64 KiB at once). */
 export function randomBytes(n: number, seed = 1): Uint8Array {

@@ -42,6 +42,11 @@ export async function loadComputer(env: Env, p: Principal, rawId: string): Promi
   return parseRow(row);
 }
 
-export const callerOf = (p: Principal): Caller => ({ org_id: p.org_id, workspace_ids: p.workspace_ids, project_ids: p.project_ids });
+export const callerOf = (p: Principal): Caller => ({
+  org_id: p.org_id,
+  workspace_ids: p.workspace_ids,
+  project_ids: p.project_ids,
+  credential_id: p.credential_id,
+});
 
 export const computerStub = (env: Env, id: string) => env.COMPUTER.get(env.COMPUTER.idFromName(id));

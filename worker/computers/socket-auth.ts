@@ -11,8 +11,8 @@ import type { RouteContext } from '../router.ts';
 import { callerOf } from './access.ts';
 import { verifyStreamToken } from './stream-token.ts';
 
-/** The API key behind a principal (null for a JWT): what revoking ends. */
-export const credentialOf = (p: Principal): string | null => (p.kind === 'api_key' ? p.subject : null);
+/** The API key behind a principal (the key, or the key a JWT was minted from; null otherwise): what revoking ends. */
+export const credentialOf = (p: Principal): string | null => p.credential_id;
 
 /** A stream token stands for its whole organization; without one, the caller's own credential and scope. */
 export async function socketCaller(c: RouteContext, computerId: string): Promise<{ caller: Caller; credential_id: string | null; principal: Principal | null }> {
@@ -21,7 +21,8 @@ export async function socketCaller(c: RouteContext, computerId: string): Promise
     const principal = await authenticateTenant(c.request, c.env);
     return { caller: callerOf(principal), credential_id: credentialOf(principal), principal };
   }
-  const orgId = await verifyStreamToken(c.env, token, computerId);
-  if (!orgId) throw new ApiError('UNAUTHORIZED', 'invalid or expired stream token; get a fresh one from POST …/stream-token');
-  return { caller: { org_id: orgId, workspace_ids: null, project_ids: null }, credential_id: null, principal: null };
+  const grant = await verifyStreamToken(c.env, token, computerId);
+  if (!grant) throw new ApiError('UNAUTHORIZED', 'invalid, expired or revoked stream token; get a fresh one from POST …/stream-token');
+  const caller: Caller = { org_id: grant.org_id, workspace_ids: null, project_ids: null, credential_id: grant.credential_id };
+  return { caller, credential_id: grant.credential_id, principal: null };
 }

@@ -1,12 +1,13 @@
 /** The computer object as the computers page shows it. */
 import type { ComputerRow } from '../../schema/db.ts';
 import type { Env } from '../env.ts';
-import { computerOrigin } from './urls.ts';
+import { diskGbOf } from './disk-size.ts';
+import { computerOrigin, previewDomain, previewOrigin } from './urls.ts';
 
-export const hostLabel = (row: Pick<ComputerRow, 'slug' | 'id'>) => `${row.slug}-${row.id.slice(0, 8)}`;
+/** The host-name label of a computer: its slug, unique by construction (computerSlug). */
+export const hostLabel = (row: Pick<ComputerRow, 'slug'>) => row.slug;
 
 export function computerView(row: ComputerRow, env: Env) {
-  const label = hostLabel(row);
   return {
     id: row.id,
     tenant_id: row.org_id,
@@ -17,7 +18,9 @@ export function computerView(row: ComputerRow, env: Env) {
     size: row.size,
     vcpus: row.vcpus,
     memory_mb: row.memory_mb,
+    disk_gb: diskGbOf(row),
     status: row.status,
+    status_reason: row.status_reason ?? null,
     vm_id: row.status === 'provisioning' ? null : row.id,
     region: row.region,
     workspace_id: row.workspace_id,
@@ -25,8 +28,10 @@ export function computerView(row: ComputerRow, env: Env) {
     external_workspace_id: row.external_workspace_id,
     external_user_id: row.external_user_id,
     external_project_id: row.external_project_id,
-    sandbox_url: `https://${label}.sandbox.${env.COMPUTER_DOMAIN}`,
+    sandbox_url: previewOrigin(row, 80, env),
     desktop_url: `${computerOrigin(row, env)}/desktop/index.html`,
+    /** Clients build `https://{port}-{slug}.sandbox.{preview_domain}` from it. */
+    preview_domain: previewDomain(env),
     selected_apps: row.selected_apps,
     settings: row.settings,
     ai_config: row.ai_config,

@@ -1,5 +1,5 @@
 /**
- * Requests to a computer's own host (`<label>.<COMPUTER_DOMAIN>`, see
+ * Requests to a computer's own host (`<slug>.<COMPUTER_DOMAIN>`, see
  * worker/computers/urls.ts): the desktop viewer page and its VNC socket.
  *
  *   GET  /desktop/index.html         the viewer page (desktop_url)
@@ -22,32 +22,21 @@ import { RATE_LIMITS, clientAddress, enforceRateLimit } from '../middleware/rate
 import { computerStub } from '../computers/access.ts';
 import { verifyStreamToken } from '../computers/stream-token.ts';
 import { computerOfHost } from '../computers/urls.ts';
+import { computerBySlug } from '../preview/preview-lookup.ts';
 import { vncSocketUrl } from './desktop-urls.ts';
 import { mintViewerToken, verifyViewerToken, type ViewerClaims } from './viewer-session.ts';
 import { VIEWER_SCRIPT_PATH, viewerPage, viewerScript } from '../desktop-page/page.ts';
 import { DESKTOP_VIEWER_HEADER, DESKTOP_VIEWER_PATH, encodeViewerRequest } from '../../durable-objects/desktop/viewer-request.ts';
 
-interface HostComputer {
-  id: string;
-  slug: string;
-  org_id: string;
-}
-
 /** The computer a host names, or null (then everything on it is a 404). */
-async function hostComputer(env: Env, host: string): Promise<HostComputer | null> {
+async function hostComputer(env: Env, host: string) {
   const who = computerOfHost(host, env);
-  if (!who) return null;
-  return env.DB.prepare('SELECT id, slug, org_id FROM computers WHERE slug = ? AND substr(id, 1, 8) = ?')
-    .bind(who.slug, who.idPrefix)
-    .first<HostComputer>();
+  return who ? computerBySlug(env, who.slug) : null;
 }
 
-/** Claims of a stream token or viewer token valid for this computer; null when neither. */
+/** Claims of a stream token or viewer token valid for this computer (and its key not revoked); null when neither. */
 async function tokenClaims(env: Env, token: string, computerId: string): Promise<ViewerClaims | null> {
-  const viewer = await verifyViewerToken(env, token, computerId);
-  if (viewer) return viewer;
-  const org = await verifyStreamToken(env, token, computerId);
-  return org ? { org_id: org, credential_id: null } : null;
+  return (await verifyViewerToken(env, token, computerId)) ?? (await verifyStreamToken(env, token, computerId));
 }
 
 const SessionBody = z.object({ computer_id: z.string().max(64), token: z.string().min(1).max(4096) });
@@ -90,10 +79,10 @@ async function handleDesktopHost(request: Request, env: Env, requestId: string):
     const body = validate(SessionBody, parseJson(await readBodyText(request, 8192)));
     if (body.computer_id !== computer.id) throw new ApiError('UNAUTHORIZED', 'this link is for another computer');
     // Only a link's stream token starts a session: a session cannot lengthen itself.
-    const org = await verifyStreamToken(env, body.token, computer.id);
-    if (!org || org !== computer.org_id) throw new ApiError('UNAUTHORIZED', 'the link has expired or is not valid; get a fresh one from vnc-credentials, urls or embed');
-    const claims: ViewerClaims = { org_id: org, credential_id: null };
-    const { token, expires_at } = await mintViewerToken(env, claims, computer.id);
+    const grant = await verifyStreamToken(env, body.token, computer.id);
+    if (!grant || grant.org_id !== computer.org_id) throw new ApiError('UNAUTHORIZED', 'the link has expired or is not valid; get a fresh one from vnc-credentials, urls or embed');
+    // The session speaks for the same API key as the link: revoking the key ends both.
+    const { token, expires_at } = await mintViewerToken(env, grant, computer.id);
     return json({ ws_url: vncSocketUrl(computer, env, token), expires_at, computer_id: computer.id });
   }
 
@@ -108,7 +97,7 @@ async function handleDesktopHost(request: Request, env: Env, requestId: string):
     } else {
       const claims = await tokenClaims(env, token, computer.id);
       if (!claims || claims.org_id !== computer.org_id) throw new ApiError('UNAUTHORIZED', 'invalid or expired token; get a fresh one from POST …/stream-token');
-      open = encodeViewerRequest({ mode: 'token', caller: { org_id: claims.org_id, workspace_ids: null, project_ids: null }, credential_id: claims.credential_id });
+      open = encodeViewerRequest({ mode: 'token', caller: { org_id: claims.org_id, workspace_ids: null, project_ids: null, credential_id: claims.credential_id } });
     }
     const headers = new Headers({ upgrade: 'websocket', 'x-request-id': requestId, [DESKTOP_VIEWER_HEADER]: open });
     return computerStub(env, computer.id).fetch(new Request(`https://desktop${DESKTOP_VIEWER_PATH}`, { headers }));

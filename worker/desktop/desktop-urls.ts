@@ -1,7 +1,7 @@
 /** The desktop's URLs on the computer's own host (worker/computers/urls.ts): the viewer page and its VNC socket. */
 import type { ComputerRow } from '../../schema/db.ts';
 import type { Env } from '../env.ts';
-import { computerOrigin } from '../computers/urls.ts';
+import { computerOrigin, wsOf } from '../computers/urls.ts';
 
 type Named = Pick<ComputerRow, 'slug' | 'id'>;
 
@@ -12,5 +12,5 @@ export function desktopPageUrl(row: Named, env: Env, token?: string): string {
 
 /** RFB over WebSocket to the desktop; without a token it asks for the viewer password. */
 export function vncSocketUrl(row: Named, env: Env, token?: string): string {
-  return `${computerOrigin(row, env).replace(/^http/, 'ws')}/ws/vnc/${row.id}${token ? `?auth=${encodeURIComponent(token)}` : ''}`;
+  return `${wsOf(computerOrigin(row, env))}/ws/vnc/${row.id}${token ? `?auth=${encodeURIComponent(token)}` : ''}`;
 }

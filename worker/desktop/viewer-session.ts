@@ -8,6 +8,7 @@
  */
 import { SignJWT, jwtVerify } from 'jose';
 import type { Env } from '../env.ts';
+import { apiKeyLive } from '../tenancy/principals.ts';
 
 export const VIEWER_SESSION_TTL_S = 12 * 3600;
 const AUDIENCE = 'hangar-desktop-viewer';
@@ -32,13 +33,16 @@ export async function mintViewerToken(env: Env, claims: ViewerClaims, computerId
   return { token, expires_at };
 }
 
-/** The claims of a viewer token valid for this computer; null otherwise. */
+/** The claims of a viewer token valid for this computer whose key is not revoked; null otherwise. */
 export async function verifyViewerToken(env: Env, token: string, computerId: string): Promise<ViewerClaims | null> {
+  let payload;
   try {
-    const { payload } = await jwtVerify(token, key(env), { algorithms: ['HS256'], issuer: env.JWT_ISSUER, audience: AUDIENCE, subject: computerId, clockTolerance: 5 });
-    if (typeof payload.org_id !== 'string') return null;
-    return { org_id: payload.org_id, credential_id: typeof payload.kid === 'string' ? payload.kid : null };
+    ({ payload } = await jwtVerify(token, key(env), { algorithms: ['HS256'], issuer: env.JWT_ISSUER, audience: AUDIENCE, subject: computerId, clockTolerance: 5 }));
   } catch {
     return null;
   }
+  if (typeof payload.org_id !== 'string') return null;
+  const credentialId = typeof payload.kid === 'string' ? payload.kid : null;
+  if (credentialId && !(await apiKeyLive(env, credentialId))) return null;
+  return { org_id: payload.org_id, credential_id: credentialId };
 }

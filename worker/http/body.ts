@@ -5,7 +5,16 @@ import { ApiError } from '../../schema/errors.ts';
 /** JSON bodies above this are refused with 413 before they are parsed. */
 export const MAX_JSON_BODY_BYTES = 1024 * 1024;
 
-/** Reads the raw body as text, refusing anything over the cap without buffering it all. */
+/**
+ * A body past the cap that arrives without a length (chunked) is read to its
+ * end and dropped, up to this much, before the 413 goes out: a server that
+ * answers and closes while the client is still sending resets the
+ * connection, and the client never sees the answer. Cloudflare's edge refuses
+ * bodies over 100 MB itself, so nothing larger reaches the Worker there.
+ */
+const DRAIN_LIMIT_BYTES = 128 * 1024 * 1024;
+
+/** Reads the raw body as text, refusing anything over the cap without keeping it. */
 export async function readBodyText(request: Request, limit = MAX_JSON_BODY_BYTES): Promise<string> {
   const declared = Number(request.headers.get('content-length') ?? '0');
   if (declared > limit) throw tooLarge(limit);
@@ -18,7 +27,7 @@ export async function readBodyText(request: Request, limit = MAX_JSON_BODY_BYTES
     if (done) break;
     size += value.byteLength;
     if (size > limit) {
-      await reader.cancel().catch(() => {});
+      await drain(reader, size);
       throw tooLarge(limit);
     }
     chunks.push(value);
@@ -30,6 +39,21 @@ export async function readBodyText(request: Request, limit = MAX_JSON_BODY_BYTES
     at += c.byteLength;
   }
   return new TextDecoder().decode(all);
+}
+
+/** Reads what is left of a body and drops it, up to DRAIN_LIMIT_BYTES in all; past that the client is on its own. */
+async function drain(reader: ReadableStreamDefaultReader<Uint8Array>, already: number): Promise<void> {
+  let read = already;
+  try {
+    while (read <= DRAIN_LIMIT_BYTES) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      read += value.byteLength;
+    }
+  } catch {
+    return; // the client went away: nobody to answer
+  }
+  await reader.cancel().catch(() => {});
 }
 
 const tooLarge = (limit: number) =>

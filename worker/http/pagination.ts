@@ -1,14 +1,15 @@
 /** Pagination of every list: page (from 1), page_size up to 100 (per_page accepted as an alias). */
 import { z } from 'zod';
 import { validate } from './body.ts';
+import { DecimalInt } from '../../schema/text.ts';
 
 export const MAX_PAGE_SIZE = 100;
 export const DEFAULT_PAGE_SIZE = 20;
 
 const PageQuery = z.object({
-  page: z.coerce.number().int().min(1).default(1),
-  page_size: z.coerce.number().int().min(1).max(MAX_PAGE_SIZE).optional(),
-  per_page: z.coerce.number().int().min(1).max(MAX_PAGE_SIZE).optional(),
+  page: DecimalInt.pipe(z.number().int().min(1)).default(1),
+  page_size: DecimalInt.pipe(z.number().int().min(1).max(MAX_PAGE_SIZE)).optional(),
+  per_page: DecimalInt.pipe(z.number().int().min(1).max(MAX_PAGE_SIZE)).optional(),
 });
 
 export interface Page {

@@ -4,6 +4,13 @@ export interface Principal {
   org_id: string;
   /** API key id, or the JWT's `sub`; shown as owner_user_id on what it creates. */
   subject: string;
+  /**
+   * The API key behind the request: the key itself, or the key a tenant JWT
+   * was minted from; null for JWTs not minted from a key. Everything minted
+   * or opened with this request records it, so revoking the key ends it
+   * (worker/credentials/revocation.ts).
+   */
+  credential_id: string | null;
   /** Workspaces the credential may touch; null means all of the organization's. */
   workspace_ids: string[] | null;
   /** Projects the credential may touch; null means all (within the allowed workspaces). */

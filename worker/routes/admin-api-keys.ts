@@ -1,8 +1,9 @@
 /**
  * Operator API: an organization's API keys. The plaintext key is in the
  * create response only; afterwards a key is known by its id and prefix.
- * Revoking keeps the row (for audit) and stops the key, and every JWT minted
- * from it, at once.
+ * Revoking keeps the row (for audit) and stops the key, every JWT, stream
+ * token and ticket minted from it, and closes the sockets and viewers opened
+ * with them, before it answers.
  */
 import { CreateApiKey } from '../../schema/api-admin.ts';
 import { ApiError } from '../../schema/errors.ts';
@@ -15,7 +16,7 @@ import { mintApiKey } from '../tenancy/keys.ts';
 import { requireOrganization } from '../tenancy/organizations.ts';
 import { pagedQuery } from '../http/paged-query.ts';
 import { parseIdList } from '../tenancy/principals.ts';
-import { forgetCachedKey } from '../tenancy/principals.ts';
+import { endCredential } from '../credentials/revocation.ts';
 
 const BASE = '/api/v1/admin/organizations/:org_id/api-keys';
 const COLUMNS = 'id, org_id, name, key_prefix, mode, workspace_ids, project_ids, created_at, last_used_at, revoked_at';
@@ -125,7 +126,8 @@ export const ADMIN_API_KEY_ROUTES: RouteDef[] = [
       const key = await requireKey(c.env, c.params.org_id, c.params.key_id);
       // Revoking twice keeps the first revocation time.
       await c.env.DB.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').bind(isoNow(), key.id).run();
-      forgetCachedKey(key.id);
+      // Sockets, viewers and tickets opened with the key close before the answer.
+      await endCredential(c.env, key.org_id, key.id);
       return json({ data: keyView(await requireKey(c.env, key.org_id, key.id)) });
     },
   }),

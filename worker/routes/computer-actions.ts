@@ -9,6 +9,7 @@ import { computerResource } from '../computers/view.ts';
 import { insertComputer } from './computers.ts';
 import { pickHost, regionExists } from '../computers/placement.ts';
 import { SIZES } from '../../schema/sizes.ts';
+import { resizedDiskGb } from '../computers/disk-size.ts';
 
 type Action = 'start' | 'stop' | 'restart';
 
@@ -44,7 +45,7 @@ export const COMPUTER_ACTION_ROUTES: RouteDef[] = [
         selected_apps: src.selected_apps,
         workspace_id: src.workspace_id,
         project_id: src.project_id,
-        host: { id: src.host_id!, region: src.region },
+        placement: { host: { id: src.host_id!, region: src.region } },
         auto_stop: src.auto_stop,
         external_workspace_id: src.external_workspace_id,
         external_user_id: src.external_user_id,
@@ -66,8 +67,8 @@ export const COMPUTER_ACTION_ROUTES: RouteDef[] = [
       const row = await loadComputer(c.env, c.principal, c.params.id);
       unwrap(await computerStub(c.env, row.id).resize(callerOf(c.principal), c.body.size));
       const s = SIZES[c.body.size];
-      await c.env.DB.prepare('UPDATE computers SET size = ?, vcpus = ?, memory_mb = ?, updated_at = ? WHERE id = ?')
-        .bind(c.body.size, s.vcpus, s.memory_mb, isoNow(), row.id)
+      await c.env.DB.prepare('UPDATE computers SET size = ?, vcpus = ?, memory_mb = ?, disk_gb = ?, updated_at = ? WHERE id = ?')
+        .bind(c.body.size, s.vcpus, s.memory_mb, resizedDiskGb(c.env, row, c.body.size), isoNow(), row.id)
         .run();
       return json(computerResource(await loadComputer(c.env, c.principal, row.id), c.env));
     },
@@ -83,7 +84,7 @@ export const COMPUTER_ACTION_ROUTES: RouteDef[] = [
       unwrap(await stub.require(callerOf(c.principal), 'move'));
       if (c.body.region === row.region) return json(computerResource(row, c.env));
       if (!(await regionExists(c.env, c.body.region))) throw new ApiError('REGION_UNAVAILABLE', `unknown region "${c.body.region}": no host serves it`);
-      const host = await pickHost(c.env, c.body.region);
+      const host = await pickHost(c.env, c.body.region, row.size);
       // Offline: the disk is copied to the new host and the answer comes once the computer lives there.
       unwrap(await stub.move(callerOf(c.principal), { host_id: host.id, region: host.region }));
       return json(computerResource(await loadComputer(c.env, c.principal, row.id), c.env));

@@ -8,7 +8,7 @@ import { validate } from '../http/body.ts';
 import { route, type RouteContext, type RouteDef } from '../router.ts';
 import { callerOf, computerStub, loadComputer } from '../computers/access.ts';
 import { desktopPageUrl } from '../desktop/desktop-urls.ts';
-import { mintStreamToken } from '../computers/stream-token.ts';
+import { grantOf, mintStreamToken } from '../computers/stream-token.ts';
 import { TEMPLATE_APPS } from '../computers/template-apps.ts';
 
 const autoStopView = (seconds: number) => ({ auto_stop_seconds: seconds, enabled: seconds > 0 });
@@ -41,7 +41,7 @@ export const COMPUTER_INFO_ROUTES: RouteDef[] = [
     auth: 'tenant',
     handler: async (c) => {
       const row = await loadComputer(c.env, c.principal, c.params.id);
-      return json(await mintStreamToken(c.env, row.org_id, row.id));
+      return json(await mintStreamToken(c.env, grantOf(c.principal), row.id));
     },
   }),
   route({
@@ -51,7 +51,7 @@ export const COMPUTER_INFO_ROUTES: RouteDef[] = [
     handler: async (c) => {
       const row = await loadComputer(c.env, c.principal, c.params.id);
       // Short-lived: the URLs carry a stream token; the terminal URL opens the computer's default session.
-      const { token, expires_at } = await mintStreamToken(c.env, row.org_id, row.id);
+      const { token, expires_at } = await mintStreamToken(c.env, grantOf(c.principal), row.id);
       return json({
         desktop_url: desktopPageUrl(row, c.env, token),
         stream_url: desktopPageUrl(row, c.env, token),

@@ -1,7 +1,8 @@
 /** Computers: create, list, get, update, delete (spec/02-computers.txt). */
 import { ApiError, unwrap } from '../../schema/errors.ts';
 import { CreateComputer, UpdateComputer, type ComputerVisibility } from '../../schema/api.ts';
-import { SIZES } from '../../schema/sizes.ts';
+import { SIZES, type Size } from '../../schema/sizes.ts';
+import { diskGbFor, diskGbOf } from '../computers/disk-size.ts';
 import type { Env } from '../env.ts';
 import { json } from '../http/responses.ts';
 import { isoNow, newId, slugify } from '../http/ids.ts';
@@ -11,7 +12,8 @@ import { route, type RouteDef } from '../router.ts';
 import { ownershipFilters, resolveOwnership } from '../tenancy/ownership.ts';
 import { callerOf, computerStub, loadComputer, parseRow } from '../computers/access.ts';
 import { computerResource, computerView } from '../computers/view.ts';
-import { pickHost, regionExists } from '../computers/placement.ts';
+import { computerSlug } from '../computers/urls.ts';
+import { hostsWithRoom, noRoom, overcommitOf, regionExists, roomArgs, roomSql, type HostChoice } from '../computers/placement.ts';
 import { balanceOf } from '../../durable-objects/computer/usage.ts';
 import { STATUSES } from '../../durable-objects/computer/state-table.ts';
 import type { Principal } from '../middleware/principal.ts';
@@ -25,7 +27,8 @@ export interface NewComputer {
   selected_apps: string[];
   workspace_id: string;
   project_id: string;
-  host: { id: string; region: string };
+  /** Where it may run: any host of the region with room, or (a clone, whose disk is copied there) one host. */
+  placement: { region: string } | { host: HostChoice };
   auto_stop: number;
   external_workspace_id: string | null;
   external_user_id: string | null;
@@ -37,21 +40,40 @@ export interface NewComputer {
   clone_from?: string;
 }
 
-/** Inserts the row (provisioning) and hands the computer to its Durable Object, which brings the agent in. */
+/**
+ * Inserts the row (provisioning) on a host with room for it — the room is
+ * taken by the insert itself — and hands the computer to its Durable Object,
+ * which brings the agent in. 503 NO_CAPACITY when no host has room.
+ */
 export async function insertComputer(env: Env, p: Principal, n: NewComputer): Promise<ComputerRow> {
   if ((await balanceOf(env.DB, p.org_id)) <= 0) throw new ApiError('INSUFFICIENT_CREDITS', 'not enough credits to create a computer');
   const id = newId();
   const now = isoNow();
   const size = SIZES[n.size];
-  await env.DB.prepare(
-    `INSERT INTO computers (id, org_id, workspace_id, project_id, owner_user_id, name, slug, template_type, size, vcpus, memory_mb, status,
-       host_id, region, external_workspace_id, external_user_id, external_project_id, selected_apps, auto_stop, metadata, visibility, resolution, created_at, updated_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'provisioning', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-  )
-    .bind(id, p.org_id, n.workspace_id, n.project_id, p.subject, n.name, slugify(n.name), n.template_type, n.size, size.vcpus, size.memory_mb,
-      n.host.id, n.host.region, n.external_workspace_id, n.external_user_id, n.external_project_id,
-      JSON.stringify(n.selected_apps), n.auto_stop, JSON.stringify(n.metadata), n.visibility, n.resolution, now, now)
-    .run();
+  const o = overcommitOf(env);
+  // A clone starts as a copy of its source's disk, so it is at least as large.
+  const source = n.clone_from ? await env.DB.prepare('SELECT disk_gb, size FROM computers WHERE id = ?').bind(n.clone_from).first<{ disk_gb: number | null; size: Size }>() : null;
+  const disk_gb = Math.max(diskGbFor(env, n.size), source ? diskGbOf(source) : 0);
+  const candidates = 'host' in n.placement ? [n.placement.host] : await hostsWithRoom(env, n.placement.region, n.size);
+  let host: HostChoice | null = null;
+  for (const h of candidates) {
+    const r = await env.DB.prepare(
+      `INSERT INTO computers (id, org_id, workspace_id, project_id, owner_user_id, name, slug, template_type, size, vcpus, memory_mb, disk_gb, status,
+         host_id, region, external_workspace_id, external_user_id, external_project_id, selected_apps, auto_stop, metadata, visibility, resolution, created_at, updated_at)
+       SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'provisioning', ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?23
+        WHERE ${roomSql(24)}`,
+    )
+      .bind(id, p.org_id, n.workspace_id, n.project_id, p.subject, n.name, computerSlug(slugify(n.name), id), n.template_type, n.size, size.vcpus, size.memory_mb, disk_gb,
+        h.id, h.region, n.external_workspace_id, n.external_user_id, n.external_project_id,
+        JSON.stringify(n.selected_apps), n.auto_stop, JSON.stringify(n.metadata), n.visibility, n.resolution, now, ...roomArgs(h.id, n.size, o, id))
+      .run();
+    if (r.meta.changes === 1) {
+      host = h;
+      break;
+    }
+  }
+  // Every candidate filled up between the look and the insert (or the clone's host has no room).
+  if (!host) throw noRoom('host' in n.placement ? n.placement.host.region : n.placement.region, n.size);
   const created = await computerStub(env, id).create({
     id,
     org_id: p.org_id,
@@ -62,8 +84,9 @@ export async function insertComputer(env: Env, p: Principal, n: NewComputer): Pr
     size: n.size,
     vcpus: size.vcpus,
     memory_mb: size.memory_mb,
+    disk_gb,
     selected_apps: n.selected_apps,
-    host_id: n.host.id,
+    host_id: host.id,
     status: 'provisioning',
     auto_stop: n.auto_stop,
     resolution: n.resolution,
@@ -86,11 +109,10 @@ export const COMPUTER_ROUTES: RouteDef[] = [
         throw new ApiError('REGION_UNAVAILABLE', `unknown region "${b.region}": no host serves it`);
       }
       const owner = await resolveOwnership(c.env, c.principal, b);
-      const host = await pickHost(c.env, b.region ?? c.env.DEFAULT_REGION);
       const row = await insertComputer(c.env, c.principal, {
         ...b,
         ...owner,
-        host,
+        placement: { region: b.region ?? c.env.DEFAULT_REGION },
         auto_stop: b.auto_stop ?? 0,
         external_workspace_id: b.external_workspace_id ?? null,
         external_user_id: b.external_user_id ?? null,

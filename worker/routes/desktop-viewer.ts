@@ -9,7 +9,7 @@ import { unwrap } from '../../schema/errors.ts';
 import { json } from '../http/responses.ts';
 import { route, type RouteContext, type RouteDef } from '../router.ts';
 import { callerOf, computerStub, loadComputer } from '../computers/access.ts';
-import { mintStreamToken } from '../computers/stream-token.ts';
+import { grantOf, mintStreamToken } from '../computers/stream-token.ts';
 import { desktopPageUrl, vncSocketUrl } from '../desktop/desktop-urls.ts';
 
 const escapeAttr = (s: string) => s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
@@ -34,7 +34,7 @@ export const DESKTOP_VIEWER_ROUTES: RouteDef[] = [
     auth: 'tenant',
     handler: async (c) => {
       const row = await loadComputer(c.env, c.principal, c.params.id);
-      const { token, expires_at } = await mintStreamToken(c.env, row.org_id, row.id);
+      const { token, expires_at } = await mintStreamToken(c.env, grantOf(c.principal), row.id);
       return json({
         desktop_url: desktopPageUrl(row, c.env, token),
         ws_url: vncSocketUrl(row, c.env, token),
@@ -63,7 +63,7 @@ export const DESKTOP_VIEWER_ROUTES: RouteDef[] = [
     auth: 'tenant',
     handler: async (c) => {
       const row = await loadComputer(c.env, c.principal, c.params.id);
-      const { token, expires_at } = await mintStreamToken(c.env, row.org_id, row.id);
+      const { token, expires_at } = await mintStreamToken(c.env, grantOf(c.principal), row.id);
       const url = desktopPageUrl(row, c.env, token);
       return json({
         url,

@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { ApiError } from '../../schema/errors.ts';
 import { ENV_NAME, EXEC_MAX_COMMAND_BYTES } from '../../schema/api.ts';
 import { validate } from '../http/body.ts';
+import { DecimalInt } from '../../schema/text.ts';
 import { route, type RouteContext, type RouteDef } from '../router.ts';
 import { callerOf, computerStub, requireComputerId } from '../computers/access.ts';
 import { authenticateTenant, bearer } from '../middleware/auth.ts';
@@ -21,7 +22,7 @@ import { EXEC_SUBPROTOCOL } from '../../durable-objects/exec/ws-exec.ts';
 const BEARER_PROTOCOL = 'bearer.';
 const utf8Length = (s: string) => new TextEncoder().encode(s).byteLength;
 const noNul = (s: string) => !s.includes('\0');
-const TermSize = z.coerce.number().int().min(1).max(1000);
+const TermSize = DecimalInt.pipe(z.number().int().min(1).max(1000));
 
 const ExecSocketQuery = z.object({
   command: z

@@ -5,7 +5,6 @@
  */
 import { unwrap } from '../../schema/errors.ts';
 import { EXEC_DEFAULT_TIMEOUT_S, EXEC_MAX_OUTPUT_BYTES, EXEC_MAX_TIMEOUT_S, ExecBody, ExecPythonBody } from '../../schema/api.ts';
-import type { ExecRunParams, ExecRunResult } from '../../schema/protocol.ts';
 import { json } from '../http/responses.ts';
 import { route, type RouteContext, type RouteDef } from '../router.ts';
 import { callerOf, computerStub, requireComputerId } from '../computers/access.ts';
@@ -23,12 +22,21 @@ export const TRUNCATION_MARKER = `\n[output truncated: only the first ${EXEC_MAX
 const PYTHON_RUNNER =
   'f=$(mktemp /tmp/miosa_exec_XXXXXXXXXX.py) || exit 1; trap \'rm -f "$f"\' EXIT; trap \'exit 143\' TERM; cat > "$f"; python3 "$f" 2>&1';
 
-async function run(c: RouteContext, params: Omit<ExecRunParams, 'max_output_bytes'>): Promise<Response> {
+/**
+ * Runs the command and answers the page's `{output, exit_code}` with `stdout`
+ * and `stderr` apart beside them. The request's Idempotency-Key (if any)
+ * names the command, so a retry after a 504 gets its result instead of
+ * running it again (durable-objects/exec/sync-exec.ts).
+ */
+async function run(c: RouteContext, params: { command: string; stdin?: string; timeout_s: number }): Promise<Response> {
   const id = requireComputerId(c.params.id);
-  const r: ExecRunResult = unwrap(await computerStub(c.env, id).exec(callerOf(c.principal), { ...params, max_output_bytes: EXEC_MAX_OUTPUT_BYTES }));
+  const key = c.request.headers.get('idempotency-key') ?? undefined;
+  const r = unwrap(await computerStub(c.env, id).exec(callerOf(c.principal), { ...params, max_output_bytes: EXEC_MAX_OUTPUT_BYTES, key }));
   return json({
     output: r.truncated ? r.output + TRUNCATION_MARKER : r.output,
     exit_code: r.exit_code,
+    stdout: r.stdout,
+    stderr: r.stderr,
     timed_out: r.timed_out,
     truncated: r.truncated,
     duration_ms: r.duration_ms,

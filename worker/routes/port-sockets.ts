@@ -7,20 +7,13 @@
  * header, or `?auth=` with a stream token from a browser — and the port need
  * not be exposed: it is what `ssh -L` or `fly proxy` give (docs/relay.md).
  */
-import { ApiError } from '../../schema/errors.ts';
 import { route, type RouteDef } from '../router.ts';
 import { computerStub, requireComputerId } from '../computers/access.ts';
 import { socketCaller } from '../computers/socket-auth.ts';
 import { RATE_LIMITS, enforceRateLimit } from '../middleware/rate-limit.ts';
 import { RELAY_PATH, RELAY_REQUEST_HEADER, encodeRelayRequest } from '../../durable-objects/relay/relay-request.ts';
 import { requireUpgrade } from './exec-socket.ts';
-
-/** A port as a path segment: canonical decimal 1–65535. */
-export function portSegment(raw: string): number {
-  const port = /^[1-9][0-9]{0,4}$/.test(raw) ? Number(raw) : NaN;
-  if (!(port >= 1 && port <= 65535)) throw new ApiError('VALIDATION_FAILED', 'port must be a whole number from 1 to 65535');
-  return port;
-}
+import { portParam } from './ports.ts';
 
 export const PORT_SOCKET_ROUTES: RouteDef[] = [
   route({
@@ -30,7 +23,7 @@ export const PORT_SOCKET_ROUTES: RouteDef[] = [
     handler: async (c) => {
       requireUpgrade(c.request, 'this endpoint opens a WebSocket (Upgrade: websocket) carrying a TCP connection to the port');
       const id = requireComputerId(c.params.id);
-      const port = portSegment(c.params.port);
+      const port = portParam(c.params.port);
       const { caller, credential_id, principal } = await socketCaller(c, id);
       if (principal) await enforceRateLimit(c.env, `ws:${principal.rate_scope}`, principal.rate_limit ?? RATE_LIMITS.general);
       const open = encodeRelayRequest({ kind: 'tcp', caller, port, credential_id });

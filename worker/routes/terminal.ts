@@ -11,7 +11,7 @@ import { ProcId } from '../../schema/protocol.ts';
 import { json } from '../http/responses.ts';
 import { route, type RouteContext, type RouteDef } from '../router.ts';
 import { callerOf, computerStub, requireComputerId } from '../computers/access.ts';
-import { mintStreamToken } from '../computers/stream-token.ts';
+import { grantOf, mintStreamToken } from '../computers/stream-token.ts';
 import { socketCaller } from '../computers/socket-auth.ts';
 import { CLIENT_OPEN_HEADER, encodeClientOpen } from '../../durable-objects/exec/client-sockets.ts';
 import { requireUpgrade } from './exec-socket.ts';
@@ -32,7 +32,7 @@ export const TERMINAL_ROUTES: RouteDef[] = [
     handler: async (c) => {
       const id = requireComputerId(c.params.id);
       const { session_id } = unwrap(await computerStub(c.env, id).createTerminal(callerOf(c.principal), c.body));
-      const { token, expires_at } = await mintStreamToken(c.env, c.principal.org_id, id);
+      const { token, expires_at } = await mintStreamToken(c.env, grantOf(c.principal), id);
       const ws_url = `${wsOrigin(c)}/api/v1/computers/${id}/terminal/${session_id}/ws?auth=${encodeURIComponent(token)}`;
       return json({ data: { session_id, ws_url, stream_auth: token, expires_at, computer_id: id } }, 201);
     },

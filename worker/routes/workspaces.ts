@@ -7,6 +7,7 @@
 import { CreateWorkspace } from '../../schema/api-tenancy.ts';
 import { ApiError } from '../../schema/errors.ts';
 import type { Principal } from '../middleware/principal.ts';
+import type { Env } from '../env.ts';
 import { isUuid, newId, slugify } from '../http/ids.ts';
 import { pageInfo, readPage } from '../http/pagination.ts';
 import { json } from '../http/responses.ts';
@@ -14,6 +15,7 @@ import { route, type RouteDef } from '../router.ts';
 import { assertWorkspaceInScope } from '../tenancy/access.ts';
 import { pagedQuery } from '../http/paged-query.ts';
 import { getWorkspace, insertWorkspace, type WorkspaceRow } from '../tenancy/workspaces.ts';
+import { deleteWorkspace } from '../tenancy/workspace-deletion.ts';
 
 export const workspaceView = (w: WorkspaceRow) => ({
   id: w.id,
@@ -25,9 +27,16 @@ export const workspaceView = (w: WorkspaceRow) => ({
   updated_at: w.updated_at,
 });
 
+/** The caller's organization's workspace with this id; 404 otherwise (another organization's too). */
+async function requireWorkspace(env: Env, p: Principal, id: string): Promise<WorkspaceRow> {
+  const row = isUuid(id) ? await getWorkspace(env, p.org_id, id) : null;
+  if (!row) throw new ApiError('NOT_FOUND', `workspace ${id} not found`);
+  return row;
+}
+
 /** Scoped credentials may only use what the operator gave them. */
-export function assertMayCreateTenancy(p: Principal, what: string): void {
-  if (p.workspace_ids || p.project_ids) throw new ApiError('FORBIDDEN', `this credential is scoped to specific workspaces or projects and may not create ${what}`);
+export function assertMayCreateTenancy(p: Principal, what: string, verb = 'create'): void {
+  if (p.workspace_ids || p.project_ids) throw new ApiError('FORBIDDEN', `this credential is scoped to specific workspaces or projects and may not ${verb} ${what}`);
 }
 
 export const WORKSPACE_ROUTES: RouteDef[] = [
@@ -71,13 +80,22 @@ export const WORKSPACE_ROUTES: RouteDef[] = [
     },
   }),
   route({
+    method: 'DELETE',
+    path: '/api/v1/workspaces/:id',
+    auth: 'tenant',
+    handler: async (c) => {
+      const row = await requireWorkspace(c.env, c.principal, c.params.id);
+      assertMayCreateTenancy(c.principal, 'workspaces', 'delete');
+      await deleteWorkspace(c.env, row);
+      return json({ id: row.id, deleted: true });
+    },
+  }),
+  route({
     method: 'GET',
     path: '/api/v1/workspaces/:id',
     auth: 'tenant',
     handler: async (c) => {
-      const id = c.params.id;
-      const row = isUuid(id) ? await getWorkspace(c.env, c.principal.org_id, id) : null;
-      if (!row) throw new ApiError('NOT_FOUND', `workspace ${id} not found`);
+      const row = await requireWorkspace(c.env, c.principal, c.params.id);
       assertWorkspaceInScope(c.principal, row.id);
       return json({ data: workspaceView(row) });
     },

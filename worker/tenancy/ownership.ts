@@ -17,6 +17,7 @@ import { ApiError } from '../../schema/errors.ts';
 import type { Env } from '../env.ts';
 import type { Principal } from '../middleware/principal.ts';
 import { Slug } from '../../schema/api-tenancy.ts';
+import { DisplayName, PlainText } from '../../schema/text.ts';
 import { assertProjectInScope, assertWorkspaceInScope } from './access.ts';
 import {
   ensureDefaultProject,
@@ -36,13 +37,13 @@ export { Slug };
 export const OwnershipSelectors = z.object({
   workspace_id: z.uuid().optional(),
   workspace_slug: Slug.optional(),
-  workspace_name: z.string().min(1).max(128).optional(),
+  workspace_name: DisplayName.optional(),
   project_id: z.uuid().optional(),
   project_slug: Slug.optional(),
-  project_name: z.string().min(1).max(128).optional(),
-  external_workspace_id: z.string().max(255).optional(),
-  external_user_id: z.string().max(255).optional(),
-  external_project_id: z.string().max(255).optional(),
+  project_name: DisplayName.optional(),
+  external_workspace_id: PlainText(255).optional(),
+  external_user_id: PlainText(255).optional(),
+  external_project_id: PlainText(255).optional(),
 });
 export type OwnershipSelectors = z.infer<typeof OwnershipSelectors>;
 

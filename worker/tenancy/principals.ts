@@ -49,9 +49,30 @@ export const KEY_CACHE_MS = 10_000;
 const KEY_CACHE_MAX = 10_000;
 const keyCache = new Map<string, { row: KeyRow; at: number }>();
 
-/** Drops a key from this isolate's cache (after revoking it). */
+/** Drops a key from this isolate's caches (after revoking it). */
 export function forgetCachedKey(keyId: string): void {
   for (const [hash, e] of keyCache) if (e.row.id === keyId) keyCache.delete(hash);
+  liveCache.delete(keyId);
+}
+
+/** Whether API keys (by id) were live when this isolate last looked; same lifetime as keyCache. */
+const liveCache = new Map<string, { live: boolean; at: number }>();
+
+/**
+ * True while the API key with this id exists and is not revoked. Credentials
+ * minted from a key (stream tokens, tenant JWTs) ask this before they are
+ * honoured. `fresh` skips the isolate cache: Durable Objects use it when they
+ * accept a long-lived connection, so none is let in after a revocation.
+ */
+export async function apiKeyLive(env: Env, keyId: string, opts: { fresh?: boolean } = {}): Promise<boolean> {
+  const now = Date.now();
+  const hit = liveCache.get(keyId);
+  if (!opts.fresh && hit && now - hit.at < KEY_CACHE_MS) return hit.live;
+  const row = await env.DB.prepare('SELECT revoked_at FROM api_keys WHERE id = ?').bind(keyId).first<{ revoked_at: string | null }>();
+  const live = row !== null && row.revoked_at === null;
+  if (liveCache.size >= KEY_CACHE_MAX) liveCache.delete(liveCache.keys().next().value!);
+  liveCache.set(keyId, { live, at: now });
+  return live;
 }
 
 /** Drops every cached key of an organization (after its limits change). */
@@ -95,6 +116,7 @@ export async function principalFromApiKey(env: Env, key: string): Promise<Princi
     kind: 'api_key',
     org_id: row.org_id,
     subject: row.id,
+    credential_id: row.id,
     workspace_ids: workspaceIds,
     project_ids: parseIdList(row.project_ids),
     mode: row.mode,
@@ -143,6 +165,7 @@ export async function principalFromClaims(env: Env, claims: TenantClaims): Promi
     kind: 'jwt',
     org_id: claims.org_id,
     subject: claims.sub,
+    credential_id: keyId,
     workspace_ids: workspaceIds,
     project_ids: claims.project_ids ?? null,
     mode: claims.mode ?? 'live',

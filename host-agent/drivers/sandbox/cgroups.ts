@@ -4,6 +4,15 @@
  * hierarchy of current distributions), detected at runtime from mountinfo.
  * Each computer gets `hangar/<id>` in every hierarchy used; the whole sandbox
  * (its launcher, every process inside, its pasta) lives there.
+ *
+ * Devices: on v1, when the devices controller is mounted, a computer's
+ * processes may open only the harmless devices (DEVICES_ALLOWED) whatever
+ * nodes they find. Only the computer's own processes join that hierarchy: the
+ * launcher needs loop devices for the disk and pasta /dev/net/tun. On v2 the
+ * same rule needs a BPF program, which we do not load: there, as on v1, no
+ * node can be made inside (mknod needs host root, which a user namespace never
+ * has), every file system inside is mounted nodev, and /dev holds only binds
+ * of the allowed nodes.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -28,13 +37,17 @@ const CPU_PERIOD_US = 100_000;
 const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids'] as const;
 type V1Controller = (typeof V1_CONTROLLERS)[number];
 
+/** null, zero, full, random, urandom, tty, ptmx, and the terminals of devpts. */
+export const DEVICES_ALLOWED = ['c 1:3 rwm', 'c 1:5 rwm', 'c 1:7 rwm', 'c 1:8 rwm', 'c 1:9 rwm', 'c 5:0 rwm', 'c 5:2 rwm', 'c 136:* rwm'];
+
 export type CgroupLayout =
-  | { version: 1; mounts: Record<V1Controller, string> }
+  | { version: 1; mounts: Record<V1Controller, string>; devices?: string }
   | { version: 2; mount: string };
 
 /** Finds the cgroup hierarchies of this host (v1 when its memory controller is mounted, else v2). */
 export function detectCgroups(mountinfo = '/proc/self/mountinfo'): CgroupLayout {
   const v1: Partial<Record<V1Controller, string>> = {};
+  let devices: string | undefined;
   const v2: string[] = [];
   for (const line of fs.readFileSync(mountinfo, 'utf8').split('\n')) {
     // "id parent maj:min root mountpoint opts [optional...] - fstype source superopts"
@@ -45,9 +58,10 @@ export function detectCgroups(mountinfo = '/proc/self/mountinfo'): CgroupLayout 
     if (fstype === 'cgroup') {
       const opts = superOpts.split(',');
       for (const c of V1_CONTROLLERS) if (opts.includes(c)) v1[c] = mountPoint;
+      if (opts.includes('devices')) devices = mountPoint;
     } else if (fstype === 'cgroup2') v2.push(mountPoint);
   }
-  if (V1_CONTROLLERS.every((c) => v1[c])) return { version: 1, mounts: v1 as Record<V1Controller, string> };
+  if (V1_CONTROLLERS.every((c) => v1[c])) return { version: 1, mounts: v1 as Record<V1Controller, string>, devices };
   for (const mount of v2) {
     const controllers = readOr(path.join(mount, 'cgroup.controllers'), '').split(/\s+/);
     if (['memory', 'cpu', 'pids'].every((c) => controllers.includes(c))) return { version: 2, mount };
@@ -67,13 +81,31 @@ export class ComputerCgroup {
 
   /** Directories of this computer's cgroup, one per hierarchy. */
   dirs(): string[] {
+    return [...this.limitDirs(), ...(this.devicesDir() ? [this.devicesDir()!] : [])];
+  }
+
+  /** The cgroup.procs files a process writes its pid to, to join every hierarchy but devices. */
+  procsFiles(): string[] {
+    return this.limitDirs().map((d) => path.join(d, 'cgroup.procs'));
+  }
+
+  /** The devices hierarchy's cgroup.procs (v1 with a devices controller), for the computer's own processes only. */
+  devicesProcsFiles(): string[] {
+    const dir = this.devicesDir();
+    return dir ? [path.join(dir, 'cgroup.procs')] : [];
+  }
+
+  private limitDirs(): string[] {
     if (this.layout.version === 2) return [path.join(this.layout.mount, 'hangar', this.id)];
     return [...new Set(Object.values(this.layout.mounts))].map((m) => path.join(m, 'hangar', this.id));
   }
 
-  /** The cgroup.procs files a process writes its pid to, to join every hierarchy. */
-  procsFiles(): string[] {
-    return this.dirs().map((d) => path.join(d, 'cgroup.procs'));
+  private devicesDir(): string | null {
+    if (this.layout.version !== 1 || !this.layout.devices) return null;
+    // Co-mounted with a limit controller: the launcher, which needs loop devices, must be in that
+    // hierarchy, so no device rules can apply (distributions mount it apart).
+    if (Object.values(this.layout.mounts).includes(this.layout.devices)) return null;
+    return path.join(this.layout.devices, 'hangar', this.id);
   }
 
   /** Creates the cgroup (idempotent) and applies the limits. */
@@ -86,6 +118,11 @@ export class ComputerCgroup {
       enableControllers(parent);
     }
     for (const dir of this.dirs()) fs.mkdirSync(dir, { recursive: true });
+    const devices = this.devicesDir();
+    if (devices) {
+      write(devices, 'devices.deny', 'a');
+      for (const rule of DEVICES_ALLOWED) write(devices, 'devices.allow', rule);
+    }
     this.apply(limits);
   }
 
@@ -167,6 +204,12 @@ export class ComputerCgroup {
       memoryLimitBytes: Number(readOr(path.join(mem, 'memory.limit_in_bytes'), '0')),
       oomKills: keyValues(readOr(path.join(mem, 'memory.oom_control'), '')).oom_kill ?? 0,
     };
+  }
+
+  /** How often a fork in the computer failed on its process limit (pids.events). */
+  pidsLimitHits(): number {
+    const dir = this.layout.version === 2 ? this.dirs()[0] : this.v1('pids');
+    return keyValues(readOr(path.join(dir, 'pids.events'), '')).max ?? 0;
   }
 
   /** Host pids of every process in the computer. */

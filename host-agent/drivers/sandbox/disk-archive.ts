@@ -1,15 +1,16 @@
 /**
  * A computer's disk as one archive, for moving it to another host: GNU tar of
- * its overlay upper dir and meta.json. Like clone's `cp -a`, it keeps what
- * the overlay needs to mean the same thing on the other side: numeric owners,
- * modes (setuid included), hard links, sparse files, ACLs and every xattr
- * (trusted.overlay.* marks opaque dirs and redirects), and whiteouts, which are
- * 0:0 character devices. The work dir is not carried: overlayfs wants it empty.
+ * its meta.json and its disk image (as member `disk.img`), sparse, so the
+ * image's holes cost nothing in transit or on the other side. The image keeps
+ * everything the overlay needs (owners, modes, xattrs, whiteouts) inside it.
+ * Archives of the old layout (an `upper` dir instead of an image) are still
+ * taken: that disk is converted at its first boot here (legacy-disk.ts).
  *
- * An import unpacks into a temp dir under computers/, checks the meta it
- * brought, points it at this host's copy of the same template, and is renamed
- * into place; until then list() does not see it, and a crash leaves only a
- * temp dir that removeAbandonedDisks clears.
+ * An import unpacks into a temp dir next to the disk images, checks what it
+ * brought (only those members, a regular-file image, a meta for this computer
+ * on a template this host has), and is moved into place; until then list()
+ * does not see it, and a crash leaves only a temp dir that
+ * removeAbandonedDisks clears.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -17,8 +18,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { DriverError, type DiskExport } from '../driver.ts';
-import { computerPaths, computersDir, templatesDir, type ComputerPaths } from './paths.ts';
+import { computerPaths, computersDir, disksDir, templatesDir, type ComputerPaths } from './paths.ts';
 import type { ComputerMeta } from './disk.ts';
+import { runCommand } from './run-command.ts';
 
 const KEEP = ['--xattrs', '--xattrs-include=*', '--acls', '--numeric-owner'];
 
@@ -30,13 +32,22 @@ const ArchivedMeta = z.object({
   template_dir: z.string().min(1),
   vcpus: z.number().int().positive(),
   memory_mb: z.number().int().positive(),
+  disk_gb: z.number().int().positive().max(65_536).optional(),
   apps_installed: z.array(z.string()),
   created_at: z.string(),
 });
 
 /** Starts tar reading the disk of a stopped computer; its stdout is the archive. */
 export function readArchive(paths: ComputerPaths): DiskExport {
-  const child = spawn('tar', [...KEEP, '--sparse', '--format=posix', '-C', paths.dir, '-cf', '-', 'upper', 'meta.json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = ['--sparse', '--format=posix', '-C', paths.dir, '-cf', '-', 'meta.json'];
+  if (fs.existsSync(paths.image)) {
+    const name = path.basename(paths.image);
+    args.push('-C', path.dirname(paths.image), `--transform=s,^${name.replace(/\./g, '\\.')}$,disk.img,`, name);
+  } else {
+    args.unshift(...KEEP);
+    args.push('upper'); // a disk of the old layout, never booted since
+  }
+  const child = spawn('tar', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const done = exited(child, 'reading the disk');
   return { stream: child.stdout!, done, cancel: () => child.kill('SIGKILL') };
 }
@@ -52,12 +63,13 @@ export class ArchiveWriter {
   constructor(dataDir: string, id: string) {
     this.dataDir = dataDir;
     this.id = id;
-    const parent = computersDir(dataDir);
+    // Next to the images, so the image is renamed (not copied) into place.
+    const parent = disksDir(dataDir);
     fs.mkdirSync(parent, { recursive: true });
-    this.tmp = path.join(parent, `.${id}.tmp-${randomBytes(4).toString('hex')}`);
+    this.tmp = path.join(parent, `.import-${id}-${randomBytes(4).toString('hex')}`);
     fs.mkdirSync(this.tmp, { mode: 0o700 });
-    // Only these two members; GNU tar refuses absolute names and `..` on its own.
-    this.child = spawn('tar', [...KEEP, '--same-owner', '--same-permissions', '-C', this.tmp, '-xf', '-', 'upper', 'meta.json'], {
+    // GNU tar refuses absolute names and `..` on its own; what else the archive holds is checked at commit.
+    this.child = spawn('tar', [...KEEP, '--same-owner', '--same-permissions', '-C', this.tmp, '-xf', '-'], {
       stdio: ['pipe', 'ignore', 'pipe'],
     });
     this.child.stdin!.on('error', () => undefined); // a tar that died is reported by `done`
@@ -70,17 +82,40 @@ export class ArchiveWriter {
     });
   }
 
-  /** Waits for tar, checks the meta, points it at this host's template and renames the disk into place. */
+  /** Waits for tar, checks what it unpacked, points the meta at this host's template and moves the disk into place. */
   async commit(): Promise<void> {
     try {
       this.child.stdin!.end();
       await this.done;
       const meta = this.checkedMeta();
-      for (const d of ['work', 'mnt', 'run']) fs.mkdirSync(path.join(this.tmp, d), { recursive: true });
-      fs.writeFileSync(path.join(this.tmp, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
-      const target = computerPaths(this.dataDir, this.id).dir;
-      if (fs.existsSync(target)) throw new DriverError('FAILED', `computer ${this.id} already has a disk on this host`);
-      fs.renameSync(this.tmp, target);
+      const members = fs.readdirSync(this.tmp).sort();
+      const image = path.join(this.tmp, 'disk.img');
+      const legacy = path.join(this.tmp, 'upper');
+      const kind = (p: string) => fs.lstatSync(p, { throwIfNoEntry: false });
+      let layout: 'image' | 'legacy';
+      if (members.join(',') === 'disk.img,meta.json' && kind(image)?.isFile()) layout = 'image';
+      else if (members.join(',') === 'meta.json,upper' && kind(legacy)?.isDirectory()) layout = 'legacy';
+      else throw new DriverError('FAILED', `the disk archive holds ${members.join(', ') || 'nothing'}, not meta.json and a disk`);
+      // The image came from another host: the kernel mounts it only once e2fsck finds it sound
+      // (exit codes 0-3: clean or fixed; 4 and up: errors left).
+      if (layout === 'image') await checkImage(image);
+      const target = computerPaths(this.dataDir, this.id);
+      if (fs.existsSync(target.dir)) throw new DriverError('FAILED', `computer ${this.id} already has a disk on this host`);
+      const staged = path.join(computersDir(this.dataDir), `.${this.id}.tmp-${randomBytes(4).toString('hex')}`);
+      fs.mkdirSync(staged, { recursive: true, mode: 0o700 });
+      try {
+        fs.mkdirSync(path.join(staged, 'run'));
+        fs.writeFileSync(path.join(staged, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
+        // The old layout's upper dir belongs in the computer's dir (mv copies it across file systems).
+        if (layout === 'legacy') await runCommand('mv', [legacy, path.join(staged, 'upper')]);
+        else fs.renameSync(image, target.image);
+        fs.renameSync(staged, target.dir);
+      } catch (err) {
+        fs.rmSync(staged, { recursive: true, force: true });
+        if (layout === 'image') fs.rmSync(target.image, { force: true });
+        throw err;
+      }
+      fs.rmSync(this.tmp, { recursive: true, force: true });
     } catch (err) {
       await this.abort();
       throw err instanceof DriverError ? err : new DriverError('FAILED', `placing the disk failed: ${(err as Error).message}`);
@@ -96,8 +131,10 @@ export class ArchiveWriter {
   /** The archive's meta, for this computer, on this host's copy of the template it was made on. */
   private checkedMeta(): ComputerMeta {
     let raw: unknown;
+    const file = path.join(this.tmp, 'meta.json');
     try {
-      raw = JSON.parse(fs.readFileSync(path.join(this.tmp, 'meta.json'), 'utf8'));
+      if (!fs.lstatSync(file).isFile()) throw new Error('not a file');
+      raw = JSON.parse(fs.readFileSync(file, 'utf8'));
     } catch {
       throw new DriverError('FAILED', 'the disk archive has no readable meta.json');
     }
@@ -105,8 +142,7 @@ export class ArchiveWriter {
     if (!parsed.success) throw new DriverError('FAILED', `the disk archive's meta.json is malformed: ${parsed.error.issues[0]?.message}`);
     const meta = parsed.data;
     if (meta.id !== this.id) throw new DriverError('FAILED', `the disk archive is of computer ${meta.id}, not ${this.id}`);
-    if (!fs.statSync(path.join(this.tmp, 'upper'), { throwIfNoEntry: false })?.isDirectory()) throw new DriverError('FAILED', 'the disk archive has no upper dir');
-    // The upper dir only makes sense over the very root it was made on: the same recipe hash, here.
+    // The disk only makes sense over the very root it was made on: the same recipe hash, here.
     const name = path.basename(meta.template_dir);
     const local = path.join(templatesDir(this.dataDir), name);
     if (!/^[a-z0-9-]+$/.test(name) || !fs.existsSync(path.join(local, 'etc/hangar-template.json'))) {
@@ -114,6 +150,15 @@ export class ArchiveWriter {
     }
     return { ...meta, template_dir: local };
   }
+}
+
+async function checkImage(image: string): Promise<void> {
+  const code = await new Promise<number>((resolve) => {
+    const child = spawn('e2fsck', ['-f', '-p', image], { stdio: 'ignore' });
+    child.on('error', () => resolve(8));
+    child.on('close', (c) => resolve(c ?? 8));
+  });
+  if (code >= 4) throw new DriverError('FAILED', `the disk archive's image is not a sound ext4 file system (e2fsck exit ${code})`);
 }
 
 function exited(child: ChildProcess, what: string): Promise<void> {

@@ -1,16 +1,18 @@
 /**
- * A computer's disk: its overlay upper dir over a template root. Creating one
- * is instant (empty upper), cloning copies the source's upper dir (reflinks
- * where the filesystem has them), destroying removes the directory. A disk is
- * assembled in a temp dir and renamed into place, so a crash never leaves a
- * half-made computer that list() would report.
+ * A computer on disk: its record (meta.json) and its disk image (storage.ts),
+ * the overlay's upper layer over a template root. Creating one is instant (an
+ * empty sparse image), cloning copies the source's image as a reflink,
+ * destroying removes both. A computer is assembled in a temp dir and renamed
+ * into place, so a crash never leaves a half-made computer that list() would
+ * report (an image without a record is removed as abandoned).
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DriverError } from '../driver.ts';
-import { computerPaths, computersDir, type ComputerPaths } from './paths.ts';
+import { computerPaths, computersDir, disksDir, type ComputerPaths } from './paths.ts';
 import { runCommand } from './run-command.ts';
+import type { DiskStorage } from './storage.ts';
 
 export interface ComputerMeta {
   id: string;
@@ -20,6 +22,8 @@ export interface ComputerMeta {
   template_dir: string;
   vcpus: number;
   memory_mb: number;
+  /** The disk's size (its quota). Absent on disks of the old layout, until their conversion. */
+  disk_gb?: number;
   /** selected_apps already installed on this disk. */
   apps_installed: string[];
   created_at: string;
@@ -40,27 +44,29 @@ export function writeMeta(paths: ComputerPaths, meta: ComputerMeta): void {
 }
 
 /**
- * Creates the disk of `meta.id`, empty or as a copy of `source`'s (which may be
- * running: its upper dir is read, never written).
+ * Creates the computer `meta.id` with an empty disk of meta.disk_gb, or with a
+ * copy of another disk made by `copyInto` (which writes the image it is given).
  */
-export async function createDisk(dataDir: string, meta: ComputerMeta, source?: ComputerPaths): Promise<ComputerPaths> {
-  const paths = computerPaths(dataDir, meta.id);
-  const parent = computersDir(dataDir);
+export async function createDisk(
+  storage: DiskStorage,
+  meta: ComputerMeta & { disk_gb: number },
+  copyInto?: (image: string) => Promise<void>,
+): Promise<ComputerPaths> {
+  const paths = computerPaths(storage.dataDir, meta.id);
+  const parent = computersDir(storage.dataDir);
   fs.mkdirSync(parent, { recursive: true });
+  await storage.ensure();
   const tmp = path.join(parent, `.${meta.id}.tmp-${randomBytes(4).toString('hex')}`);
   fs.mkdirSync(tmp, { mode: 0o700 });
   try {
-    if (source) {
-      // -a keeps owners, modes, xattrs and overlay whiteouts (0:0 device nodes).
-      await runCommand('cp', ['-a', '--reflink=auto', source.upper, path.join(tmp, 'upper')]);
-    } else {
-      fs.mkdirSync(path.join(tmp, 'upper'));
-    }
-    for (const d of ['work', 'mnt', 'run']) fs.mkdirSync(path.join(tmp, d));
+    if (copyInto) await copyInto(paths.image);
+    else await storage.create(paths.image, meta.disk_gb);
+    fs.mkdirSync(path.join(tmp, 'run'));
     fs.writeFileSync(path.join(tmp, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
     fs.renameSync(tmp, paths.dir);
   } catch (err) {
     fs.rmSync(tmp, { recursive: true, force: true });
+    fs.rmSync(paths.image, { force: true });
     if (err instanceof DriverError) throw err;
     throw new DriverError('FAILED', `cannot create the disk of ${meta.id}: ${(err as Error).message}`);
   }
@@ -68,6 +74,7 @@ export async function createDisk(dataDir: string, meta: ComputerMeta, source?: C
 }
 
 export function destroyDisk(paths: ComputerPaths): void {
+  fs.rmSync(paths.image, { force: true });
   fs.rmSync(paths.dir, { recursive: true, force: true });
 }
 
@@ -84,15 +91,30 @@ export function listDisks(dataDir: string): string[] {
   }
 }
 
-/** Removes temp dirs of disk creations interrupted long ago (a recent one may still be copying). */
+/**
+ * Removes what interrupted creations left long ago (a recent one may still be
+ * copying): temp dirs, temp images, and images no computer record owns.
+ */
 export function removeAbandonedDisks(dataDir: string, olderThanMs = 3600_000): void {
+  const old = (p: string) => Date.now() - (fs.statSync(p, { throwIfNoEntry: false })?.mtimeMs ?? Date.now()) > olderThanMs;
+  for (const name of readdirOr(computersDir(dataDir))) {
+    const dir = path.join(computersDir(dataDir), name);
+    if (/^\..+\.tmp-[0-9a-f]+$/.test(name) && old(dir)) fs.rmSync(dir, { recursive: true, force: true });
+  }
+  for (const name of readdirOr(disksDir(dataDir))) {
+    const file = path.join(disksDir(dataDir), name);
+    const owner = /^([A-Za-z0-9][A-Za-z0-9_-]*)\.img(\.tmp|\.converting)?$/.exec(name);
+    const importing = /^\.import-/.test(name);
+    if (!(owner || importing) || !old(file)) continue;
+    if (owner && !owner[2] && fs.existsSync(path.join(computersDir(dataDir), owner[1], 'meta.json'))) continue;
+    fs.rmSync(file, { recursive: true, force: true });
+  }
+}
+
+function readdirOr(dir: string): string[] {
   try {
-    for (const name of fs.readdirSync(computersDir(dataDir))) {
-      if (!/^\..+\.tmp-[0-9a-f]+$/.test(name)) continue;
-      const dir = path.join(computersDir(dataDir), name);
-      if (Date.now() - fs.statSync(dir).mtimeMs > olderThanMs) fs.rmSync(dir, { recursive: true, force: true });
-    }
+    return fs.readdirSync(dir);
   } catch {
-    // no computers dir yet
+    return [];
   }
 }

@@ -63,16 +63,35 @@ export function aptConfigFiles(): string[] {
   ].sort();
 }
 
-/**
- * The host's effective pip configuration as one pip.conf: the files pip reads
- * (site, then the agent user's, later ones winning) plus PIP_* variables of the
- * agent's environment, merged per section. Empty when the host has none.
- */
-export function hostPipConf(env: NodeJS.ProcessEnv = process.env): string {
+/** The pip configuration files pip reads on this host, in order (site, then the agent user's). */
+export function hostPipConfFiles(): string[] {
   const home = os.homedir();
-  const files = ['/etc/xdg/pip/pip.conf', '/etc/pip.conf', path.join(home, '.pip/pip.conf'), path.join(home, '.config/pip/pip.conf')];
+  return ['/etc/xdg/pip/pip.conf', '/etc/pip.conf', path.join(home, '.pip/pip.conf'), path.join(home, '.config/pip/pip.conf')];
+}
+
+/** pip settings whose values are files pip opens (a constraint file, a CA bundle...). */
+const FILE_SETTINGS = new Set(['constraint', 'requirement', 'cert', 'client-cert']);
+
+export interface PipSetup {
+  /** One pip.conf for computers; empty when the host has no pip configuration. */
+  conf: string;
+  /** Host files that configuration names, to be baked into the template at the same path. */
+  files: string[];
+}
+
+/**
+ * The host's effective pip configuration for computers: the files pip reads
+ * (later ones winning) plus PIP_* variables of the agent's environment, merged
+ * per section, and the local files it names. Those files must exist inside a
+ * computer too, or pip fails there (a constraint file it cannot open is an
+ * error): the template gets a copy of each at the same path; a setting naming
+ * a file the host does not have either is left out, as it could not work.
+ * Local directories it names (file:// indexes, find-links) are shared read-only
+ * instead (pipMirrorDirs).
+ */
+export function hostPipSetup(env: NodeJS.ProcessEnv = process.env, confFiles: string[] = hostPipConfFiles()): PipSetup {
   const sections = new Map<string, Map<string, string>>();
-  for (const file of files) {
+  for (const file of confFiles) {
     if (fs.existsSync(file)) mergeIni(sections, readText(file));
   }
   // Timeouts and version checks are the agent's business; index settings are the mirror's.
@@ -81,14 +100,25 @@ export function hostPipConf(env: NodeJS.ProcessEnv = process.env): string {
     const value = env[name];
     if (value) section(sections, 'global').set(name.slice(4).toLowerCase().replace(/_/g, '-'), value);
   }
-  let out = '';
+  const files = new Set<string>();
+  for (const entries of sections.values()) {
+    for (const [key, value] of entries) {
+      if (!FILE_SETTINGS.has(key.replace(/_/g, '-'))) continue;
+      const named = value.split(/\s+/).filter(Boolean);
+      const usable = named.filter((f) => path.isAbsolute(f) && fs.statSync(f, { throwIfNoEntry: false })?.isFile());
+      for (const f of usable) files.add(f);
+      if (usable.length === 0) entries.delete(key);
+      else entries.set(key, usable.join('\n'));
+    }
+  }
+  let conf = '';
   for (const [name, entries] of sections) {
     if (entries.size === 0) continue;
-    out += `[${name}]\n`;
-    for (const [k, v] of entries) out += `${k} = ${v.replace(/\n/g, '\n    ')}\n`;
-    out += '\n';
+    conf += `[${name}]\n`;
+    for (const [k, v] of entries) conf += `${k} = ${v.replace(/\n/g, '\n    ')}\n`;
+    conf += '\n';
   }
-  return out;
+  return { conf, files: [...files].sort() };
 }
 
 function mergeIni(sections: Map<string, Map<string, string>>, text: string): void {
@@ -136,9 +166,9 @@ export const DNS_FORWARD_ADDR = '169.254.1.53';
  * nothing inside a computer. An index at …/simple is shared from its parent,
  * where such mirrors keep the files the index links to.
  */
-export function pipMirrorDirs(env: NodeJS.ProcessEnv = process.env): string[] {
+export function pipMirrorDirs(env: NodeJS.ProcessEnv = process.env, confFiles: string[] = hostPipConfFiles()): string[] {
   const dirs = new Set<string>();
-  for (const m of hostPipConf(env).matchAll(/(?:file:\/\/)?(\/[^\s,;]+)/g)) {
+  for (const m of hostPipSetup(env, confFiles).conf.matchAll(/(?:file:\/\/)?(\/[^\s,;]+)/g)) {
     let dir = m[1].replace(/\/+$/, '');
     if (/\.(pem|crt)$/.test(dir)) continue;
     if (dir.endsWith('/simple')) dir = path.dirname(dir);

@@ -1,72 +1,89 @@
 /**
- * Outbound network of a computer: pasta (Debian `passt`) joined to the
- * sandbox's network namespace, relaying its traffic through host sockets.
+ * Outbound network of a computer: pasta (Debian `passt`) in the sandbox's
+ * network namespace, relaying its traffic through host sockets.
  *
  * No inbound and no host loopback: `-t/-u/-T/-U none` turn off pasta's port
  * forwarding in both directions and `--no-map-gw` stops the gateway address
  * from leading to the host's own 127.0.0.1 services (the host agent, other
  * computers' guests). The computer reaches what the host reaches outward.
  *
- * This pasta (2023-03) drops to `nobody` before opening the target namespace,
- * and as root it lacks CAP_SYS_PTRACE to open /proc/<pid>/ns/net; so the
- * namespace is bind-mounted on a plain file for the moment pasta needs it, and
- * pasta keeps uid 0 (it still sheds every capability but the few it needs and
- * confines itself with its own namespaces and seccomp filter).
+ * pasta runs as the first uid of the computer's range (`--runas`), the owner
+ * of its user namespace, which lets it join that namespace and then the
+ * network namespace inside it: on the host it is an unprivileged process of
+ * that computer, never root. It stays in the foreground (its pid is the one we
+ * start, and it lives in the computer's cgroup, so stop ends it); the network
+ * is ready once the namespace has its default route.
  */
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DriverError } from '../driver.ts';
 import { DNS_FORWARD_ADDR } from './host-config.ts';
 import type { ComputerPaths } from './paths.ts';
-import { runCommand } from './run-command.ts';
 
+const READY_TIMEOUT_MS = 15_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Waits until `pid` has entered a network namespace of its own (unshare has run). */
-async function waitForOwnNetns(pid: number, timeoutMs: number): Promise<void> {
-  const hostNs = fs.readlinkSync('/proc/self/ns/net');
-  const deadline = Date.now() + timeoutMs;
+/** Starts pasta for the computer whose namespaces belong to `nsPid`; resolves with pasta's pid once routes exist. */
+export async function attachNetwork(nsPid: number, uidBase: number, paths: ComputerPaths, dnsForward: boolean): Promise<number> {
+  const logFile = path.join(paths.dir, 'pasta.log');
+  const args = [
+    '--config-net', '--quiet', '--foreground', '--runas', `${uidBase}:${uidBase}`,
+    '-t', 'none', '-u', 'none', '-T', 'none', '-U', 'none', '--no-map-gw',
+    '--userns', `/proc/${nsPid}/ns/user`,
+    '--netns', `/proc/${nsPid}/ns/net`,
+    // It ends with the computer instead: it lives in the computer's cgroup, which stop empties.
+    '--no-netns-quit',
+  ];
+  if (dnsForward) args.push('--dns-forward', DNS_FORWARD_ADDR);
+  const log = fs.openSync(logFile, 'a', 0o600);
+  let exited: string | null = null;
+  let pid: number | undefined;
+  try {
+    const child = spawn('pasta', args, { detached: true, stdio: ['ignore', log, log] });
+    child.on('error', (e) => (exited = e.message));
+    child.on('exit', (code, signal) => (exited = `pasta exited (${signal ?? `code ${code}`})`));
+    child.unref();
+    pid = child.pid;
+  } finally {
+    fs.closeSync(log);
+  }
+  const deadline = Date.now() + READY_TIMEOUT_MS;
   for (;;) {
-    let ns: string;
-    try {
-      ns = fs.readlinkSync(`/proc/${pid}/ns/net`);
-    } catch {
-      throw new DriverError('FAILED', 'the sandbox exited while starting');
+    if (exited || !pid) throw new DriverError('FAILED', `the computer's network did not come up: ${exited ?? 'pasta did not start'}: ${tail(logFile)}`);
+    if (hasDefaultRoute(nsPid)) return pid;
+    if (Date.now() > deadline) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+      throw new DriverError('FAILED', `the computer's network did not come up within ${READY_TIMEOUT_MS / 1000} s: ${tail(logFile)}`);
     }
-    // Attaching pasta before the switch would configure the host's own namespace.
-    if (ns !== hostNs) return;
-    if (Date.now() > deadline) throw new DriverError('FAILED', 'the sandbox did not create its network namespace');
-    await sleep(2);
+    await sleep(5);
   }
 }
 
-/** Starts pasta for the sandbox whose launcher is `pid`; returns pasta's pid. */
-export async function attachNetwork(pid: number, paths: ComputerPaths, dnsForward: boolean): Promise<number> {
-  await waitForOwnNetns(pid, 5000);
-  const pidFile = path.join(paths.dir, 'pasta.pid');
-  fs.rmSync(pidFile, { force: true });
-  fs.writeFileSync(paths.netns, '');
-  await runCommand('mount', ['--bind', `/proc/${pid}/ns/net`, paths.netns]);
+/** Whether the namespace of `pid` has a default route (IPv4, or IPv6 on a host without IPv4). */
+function hasDefaultRoute(pid: number): boolean {
+  const v4 = readOr(`/proc/${pid}/net/route`)
+    .split('\n')
+    .slice(1)
+    .some((line) => line.split(/\s+/)[1] === '00000000');
+  if (v4) return true;
+  return readOr(`/proc/${pid}/net/ipv6_route`)
+    .split('\n')
+    .some((line) => line.startsWith('00000000000000000000000000000000 00 '));
+}
+
+function readOr(file: string): string {
   try {
-    const args = [
-      '--config-net', '--quiet', '--runas', '0:0',
-      '-t', 'none', '-u', 'none', '-T', 'none', '-U', 'none', '--no-map-gw',
-      '--log-file', path.join(paths.dir, 'pasta.log'),
-      '--pid', pidFile,
-      '--netns', paths.netns,
-      // The bind mount is removed right after start; pasta must not take that as its cue to quit.
-      // It ends with the computer instead: it lives in the computer's cgroup, which stop empties.
-      '--no-netns-quit',
-    ];
-    if (dnsForward) args.push('--dns-forward', DNS_FORWARD_ADDR);
-    // pasta returns once the interface is configured and it has forked into the background.
-    await runCommand('pasta', args, { timeoutMs: 15_000 });
-  } finally {
-    // pasta holds the namespace open by fd now; the file only had to exist for it to open.
-    await runCommand('umount', ['--lazy', paths.netns]).catch(() => undefined);
-    fs.rmSync(paths.netns, { force: true });
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return '';
   }
-  const pastaPid = Number(fs.readFileSync(pidFile, 'utf8').trim());
-  if (!Number.isInteger(pastaPid) || pastaPid <= 0) throw new DriverError('FAILED', 'pasta did not report its pid');
-  return pastaPid;
+}
+
+function tail(file: string): string {
+  return readOr(file).trim().split('\n').slice(-3).join(' | ') || 'no pasta log';
 }

@@ -10,7 +10,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DriverError, type ProgressFn } from '../driver.ts';
-import { aptConfigFiles, hostDebianMirror, hostPipConf } from './host-config.ts';
+import { aptConfigFiles, hostDebianMirror, hostPipSetup } from './host-config.ts';
 import { templatesDir } from './paths.ts';
 import { runCommand } from './run-command.ts';
 import { desktopRecipe, installDesktop, type DesktopRecipe } from './template-desktop.ts';
@@ -50,6 +50,8 @@ export interface TemplateRecipe {
   /** Host files copied in, by path, with a hash of their content. */
   hostFiles: Record<string, string>;
   pipConf: string;
+  /** Files the pip configuration names, by path, with a hash of their content: copied in where the root lacks them. */
+  pipFiles: Record<string, string>;
   /** The desktop installed after the base setup (template-desktop.ts). */
   desktop: DesktopRecipe;
 }
@@ -58,6 +60,9 @@ export interface TemplateRecipe {
 export function miosaDesktopRecipe(): TemplateRecipe {
   const hostFiles: Record<string, string> = {};
   for (const file of aptConfigFiles()) hostFiles[file] = sha256(fs.readFileSync(file));
+  const pip = hostPipSetup();
+  const pipFiles: Record<string, string> = {};
+  for (const file of pip.files) pipFiles[file] = sha256(fs.readFileSync(file));
   return {
     name: TEMPLATE_NAME,
     suite: 'bookworm',
@@ -66,7 +71,8 @@ export function miosaDesktopRecipe(): TemplateRecipe {
     packages: PACKAGES,
     setup: SETUP_SCRIPT,
     hostFiles,
-    pipConf: hostPipConf(),
+    pipConf: pip.conf,
+    pipFiles,
     desktop: desktopRecipe(),
   };
 }
@@ -117,6 +123,8 @@ export class TemplateStore {
       fs.rmSync(path.join(tmp, 'etc/apt/sources.list'), { force: true });
       for (const file of Object.keys(recipe.hostFiles)) copyInto(tmp, file);
       if (recipe.pipConf) fs.writeFileSync(path.join(tmp, 'etc/pip.conf'), recipe.pipConf);
+      // A file of the root's own (say the CA bundle of ca-certificates) stays the root's.
+      for (const file of Object.keys(recipe.pipFiles)) if (!fs.existsSync(path.join(tmp, file))) copyInto(tmp, file);
       fs.copyFileSync('/etc/resolv.conf', path.join(tmp, 'etc/resolv.conf')); // for apt-get update below
       onProgress({ phase: 'template', message: 'creating the user account and apt lists', fraction: 0.9 });
       await runInRoot(tmp, recipe.setup, (line) => onProgress({ phase: 'template', message: line, fraction: 0.92 }));

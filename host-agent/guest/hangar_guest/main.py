@@ -80,7 +80,17 @@ async def serve(path):
         await stop
 
 
+def name_process():
+    """`ps` inside shows pid 1 as hangar-guest (started through its runtime's loader, it would read ld-linux)."""
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write("hangar-guest")
+    except OSError:
+        pass
+
+
 def main():
+    name_process()
     path = "/run/hangar/guest.sock"
     args = sys.argv[1:]
     if len(args) == 2 and args[0] == "--listen":

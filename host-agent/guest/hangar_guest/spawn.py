@@ -10,7 +10,7 @@ import time
 from collections import deque
 
 from .common import GuestError
-from .processes import EOF_GRACE_S, KILL_GRACE_S, READ_CHUNK, Ring, exit_status, kill_group, set_nonblocking
+from .processes import EOF_GRACE_S, KILL_GRACE_S, READ_CHUNK, SETSID, Ring, exit_status, kill_group, set_nonblocking
 
 DEFAULT_RING = 1 << 20
 # Unacknowledged stdin a single process may hold before the guest refuses more.
@@ -38,6 +38,9 @@ class Proc:
         self.timed_out = False
         self.transport_paused = False
         self.window = req.get("window")
+        # Bytes of each stream sent at most; the rest is read (the process never blocks on it) and dropped.
+        self.output_limit = req.get("output_limit")
+        self.truncated = False
         self.reading = set()
         self.t0 = time.monotonic()
         ring = req.get("ring_bytes") or DEFAULT_RING
@@ -82,7 +85,7 @@ class Proc:
             # `setsid -c` makes the terminal the controlling tty of a new session
             # (job control works) without a preexec_fn.
             self.popen = self.guest.runner.popen(
-                ["setsid", "-c", *argv], req.get("user"), req.get("cwd"), env,
+                [*SETSID, "-c", *argv], req.get("user"), req.get("cwd"), env,
                 stdin=slave, stdout=slave, stderr=slave,
             )
         except BaseException:
@@ -141,6 +144,11 @@ class Proc:
         stream = self.outputs[fd]
         ring = self.rings[stream]
         offset = ring.end
+        if self.output_limit is not None and offset + len(data) > self.output_limit:
+            self.truncated = True
+            data = data[:max(0, self.output_limit - offset)]
+            if not data:
+                return
         ring.append(data)
         for conn in list(self.subscribers):
             conn.send_event({"ev": "output", "proc": self.id, "stream": stream, "offset": offset}, data)
@@ -313,6 +321,8 @@ class Proc:
             "exit_code": code, "signal": sig, "timed_out": self.timed_out,
             "duration_ms": round((time.monotonic() - self.t0) * 1000, 3),
         }
+        if self.output_limit is not None:
+            self.exit["truncated"] = self.truncated
         for conn in list(self.subscribers):
             conn.send_event({"ev": "exit", "proc": self.id, **self.exit})
         self.guest.on_proc_exit(self)

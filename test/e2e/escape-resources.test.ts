@@ -1,0 +1,95 @@
+/**
+ * Escape suite, resources: real computers of two tenants; one of them fills
+ * its disk, its memory and its process table. Each runs into its own limit;
+ * the other computer, the host and the API carry on.
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { ComputerCgroup, detectCgroups } from '../../host-agent/drivers/sandbox/cgroups.ts';
+import { hangar } from './client.ts';
+import { alive, twoComputers } from './escape-probes.ts';
+
+const GiB = 1024 ** 3;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const t = twoComputers('hog', 'neighbour');
+
+/** Free bytes of the file system holding the agent's data dir (and this stack's control plane state). */
+const hostFree = () => {
+  const st = fs.statfsSync(hangar().dataDir);
+  return st.bavail * st.bsize;
+};
+
+describe('a computer that exhausts its resources', () => {
+  it("disk: writing past its quota stops with ENOSPC; the host loses at most the quota; the other computer and the API carry on; metrics show the disk full", async () => {
+    const view = await t.a.get(`/computers/${t.ida}`);
+    const quota = (view.body.disk_gb as number) * GiB;
+    expect(quota).toBeGreaterThan(0);
+    const attempt = 4 * quota;
+    const before = hostFree();
+    const r = await t.a.exec(
+      t.ida,
+      `dd if=/dev/zero of=/workspace/fill bs=4M count=${attempt / (4 << 20)} 2>&1; echo "dd=\${PIPESTATUS[0]}"; sync; df -B1 --output=size /workspace | tail -1`,
+      300,
+    );
+    const after = hostFree();
+    expect(r.body.output).toMatch(/No space left on device/);
+    expect(r.body.output).toMatch(/dd=1\n/);
+    const size = Number(r.body.output.trim().split('\n').pop());
+    expect(size).toBeGreaterThan(0.9 * quota);
+    expect(size).toBeLessThanOrEqual(quota);
+    // What it tried to write is four times its quota; the host gave at most the quota (other
+    // programs on this host write too: the slack is generous, still far below the attempt).
+    expect(before - after).toBeLessThan(quota + 0.75 * GiB);
+
+    expect((await t.b.exec(t.idb, 'head -c 50M /dev/zero > /workspace/fine && echo written')).body.output).toBe('written\n');
+    expect((await t.a.get('/computers')).status).toBe(200);
+    let disk = 0;
+    for (let i = 0; i < 60 && disk < 90; i++) {
+      const m = await t.a.get<{ disk_percent: { value: number }[] }>(`/computers/${t.ida}/metrics`);
+      disk = m.body.disk_percent?.at(-1)?.value ?? 0;
+      if (disk < 90) await sleep(500);
+    }
+    expect(disk).toBeGreaterThanOrEqual(90);
+
+    expect((await t.a.exec(t.ida, 'rm /workspace/fill && echo freed')).body.output).toBe('freed\n');
+  });
+
+  it('memory: a process past the size’s memory is killed inside; its computer, the other one and the host carry on', async () => {
+    const memoryMb = (await t.a.get(`/computers/${t.ida}`)).body.memory_mb as number;
+    const r = await t.a.exec(t.ida, `python3 -c "x = b'x' * ((${memoryMb} + 512) << 20)"; echo "code=$?"`, 180);
+    expect(r.status).toBe(200);
+    expect(r.body.output).toMatch(/code=(137|1)\n$/); // SIGKILL by the OOM killer (or a MemoryError first)
+    await alive(t.a, t.ida);
+    await alive(t.b, t.idb);
+  });
+
+  it('a fork bomb fills only its own process table: the other computer, and host processes of the uid its user has inside, can still fork', async () => {
+    const cgroup = new ComputerCgroup(detectCgroups(), t.ida);
+    const limit = cgroup.readLimits().pids;
+    const hitsBefore = cgroup.pidsLimitHits();
+    // In the foreground of a sync exec: the exec's timeout kills its whole process group.
+    const bomb = t.a.exec(t.ida, "sh -c 'f() { f | f & }; f'; sleep 60", 10);
+    for (let i = 0; i < 150 && cgroup.pidsLimitHits() === hitsBefore; i++) await sleep(100);
+    expect(cgroup.pidsLimitHits()).toBeGreaterThan(hitsBefore); // it ran into the computer's process limit
+    expect(cgroup.pids().length).toBeGreaterThan(200);
+
+    // A host process of uid 1000 (the uid `user` has inside) with a small process limit: the
+    // limit counts that host uid's processes, and none of the bomb's may be among them.
+    const host = spawnSync('prlimit', ['--nproc=64', 'setpriv', '--reuid=1000', '--regid=1000', '--clear-groups', 'sh', '-c', 'sh -c "echo forked"'], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(host.stdout).toBe('forked\n');
+    expect((await t.b.exec(t.idb, 'sh -c "echo forked"')).body.output).toBe('forked\n');
+
+    // The exec's timeout ends the bomb (its whole process group). The guest shares the computer's
+    // one vCPU with thousands of shells meanwhile, so its answer may come after the API stopped
+    // waiting for it; either way the computer answers again once the bomb is gone.
+    const ended = await bomb;
+    if (ended.status === 200) expect(ended.body.timed_out).toBe(true);
+    await alive(t.a, t.ida, 120_000);
+    expect(cgroup.pids().length).toBeLessThan(0.1 * limit);
+  });
+});
