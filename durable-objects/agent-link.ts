@@ -3,16 +3,30 @@
  * (a newer one replaces an older one), hibernation-friendly (the socket is
  * found again through its tag after the object wakes), and requests with ids
  * answered by `result` messages, validated against the request's result schema.
+ * The same link serves a computer socket (ComputerObject) and a host-mode
+ * agent's host socket (HostObject); each sends the requests its agent takes.
  */
 import type { z } from 'zod';
-import { RESULT_SCHEMAS, type ComputerRequest, type ComputerRequestType } from '../schema/protocol.ts';
-import { fail, ok, type Result } from '../schema/errors.ts';
+import { AGENT_RESULT_SCHEMAS, type AgentErrorCode, type AgentRequest, type AgentRequestType } from '../schema/protocol.ts';
+import { fail, ok, type ErrorCode, type Result } from '../schema/errors.ts';
 
-type BodyOf<T extends ComputerRequestType> = Omit<Extract<ComputerRequest, { type: T }>, 'id' | 'type'>;
-type ResultOf<T extends ComputerRequestType> = z.infer<(typeof RESULT_SCHEMAS)[T]>;
+type BodyOf<T extends AgentRequestType> = Omit<Extract<AgentRequest, { type: T }>, 'id' | 'type'>;
+type ResultOf<T extends AgentRequestType> = z.infer<(typeof AGENT_RESULT_SCHEMAS)[T]>;
+
+/** How an agent's error answers the API; anything else the agent reports is a 502. */
+const AGENT_ERRORS: Partial<Record<AgentErrorCode, ErrorCode>> = {
+  NOT_RUNNING: 'COMPUTER_NOT_RUNNING',
+  BAD_REQUEST: 'BAD_REQUEST',
+  NO_SUCH_PATH: 'NOT_FOUND',
+  FORBIDDEN: 'FORBIDDEN',
+  PERMISSION_DENIED: 'FORBIDDEN',
+  CONFLICT: 'CONFLICT',
+  TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  NO_SPACE: 'INSUFFICIENT_STORAGE',
+};
 
 interface Pending {
-  type: ComputerRequestType;
+  type: AgentRequestType;
   ws: WebSocket;
   resolve: (r: Result<unknown>) => void;
   timer: ReturnType<typeof setTimeout>;
@@ -110,7 +124,7 @@ export class AgentLink {
    * socket: a caller can then tell "never sent" (nothing happened) from "sent,
    * unanswered" (it may have happened).
    */
-  request<T extends ComputerRequestType>(type: T, body: BodyOf<T>, timeoutMs: number, opts: { onSent?: () => void } = {}): Promise<Result<ResultOf<T>>> {
+  request<T extends AgentRequestType>(type: T, body: BodyOf<T>, timeoutMs: number, opts: { onSent?: () => void } = {}): Promise<Result<ResultOf<T>>> {
     const ws = this.socket();
     if (!ws) return Promise.resolve(fail('AGENT_UNAVAILABLE', 'the computer\'s host agent is not connected; try again shortly'));
     const id = `r${++this.seq}`;
@@ -130,15 +144,14 @@ export class AgentLink {
   }
 
   /** Delivers a `result` message to its waiting request. */
-  onResult(msg: { id: string; ok: true; data: unknown } | { id: string; ok: false; error: { code: string; message: string } }): void {
+  onResult(msg: { id: string; ok: true; data: unknown } | { id: string; ok: false; error: { code: AgentErrorCode; message: string } }): void {
     const p = this.pending.get(msg.id);
     if (!p) return;
     if (!msg.ok) {
-      const code = msg.error.code === 'NOT_RUNNING' ? 'COMPUTER_NOT_RUNNING' : msg.error.code === 'BAD_REQUEST' ? 'BAD_REQUEST' : 'AGENT_ERROR';
-      this.settle(msg.id, fail(code, msg.error.message));
+      this.settle(msg.id, fail(AGENT_ERRORS[msg.error.code] ?? 'AGENT_ERROR', msg.error.message));
       return;
     }
-    const parsed = RESULT_SCHEMAS[p.type].safeParse(msg.data);
+    const parsed = AGENT_RESULT_SCHEMAS[p.type].safeParse(msg.data);
     this.settle(msg.id, parsed.success ? ok(parsed.data) : fail('AGENT_ERROR', `the host agent sent a malformed ${p.type} result`));
   }
 

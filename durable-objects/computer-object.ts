@@ -8,10 +8,9 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env.ts';
-import { FRAME_DISK, FRAME_OUTPUT, decodeFrame, frameKind, parseAgentMessage, type ComputerSpec } from '../schema/protocol.ts';
+import { FRAME_DISK, FRAME_OUTPUT, decodeFrame, frameKind, parseAgentMessage, speaks, type ComputerNotice, type ComputerSpec } from '../schema/protocol.ts';
 import type { SyncExecParams, SyncExecResult } from './exec/sync-exec.ts';
 import { ApiError, fail, ok, type Result } from '../schema/errors.ts';
-import { errorResponse } from '../worker/http/responses.ts';
 import { SIZES, type Size } from '../schema/sizes.ts';
 import { resizedDiskGb } from '../worker/computers/disk-size.ts';
 import { AgentLink } from './agent-link.ts';
@@ -24,6 +23,17 @@ import { Upkeep } from './computer/upkeep.ts';
 import { Mover, type MoveTarget } from './computer/move.ts';
 import { loadComputerEnv } from '../worker/crypto/env-cipher.ts';
 import { Streams } from './exec/streams.ts';
+import { ComputerEvents, reasonFor, startsOperation, type Why } from './computer/events.ts';
+import { fileOp, type FsAnswerOf } from './files/file-ops.ts';
+import { WatchSockets } from './events/watch-sockets.ts';
+import { SystemLog, type LogLine } from './computer/system-log.ts';
+import { FileTransfers } from './files/file-transfers.ts';
+import { FILE_OP_HEADER, serveFileRequest } from './files/file-requests.ts';
+import { CREDENTIAL_HEADER } from './computer/system-log.ts';
+import { CLIENT_OPEN_HEADER, parseClientOpen } from './exec/client-sockets.ts';
+import type { EventsOpen } from '../schema/events.ts';
+import { errorResponse } from '../worker/http/responses.ts';
+import type { FsOp, FsRequest } from '../schema/guest.ts';
 import type { TerminalOptions } from './exec/terminal.ts';
 import { RelayMux } from './relay/relay-mux.ts';
 import { ComputerRelay } from './relay/computer-relay.ts';
@@ -34,11 +44,24 @@ import { DESKTOP_VIEWER_PATH } from './desktop/viewer-request.ts';
 import type { DesktopResult } from './desktop/desktop-daemon.ts';
 import type { DaemonAnswer } from './desktop/daemon-connection.ts';
 import type { DaemonOp } from '../schema/desktop.ts';
+import { ComputerSnapshots } from './snapshots/computer-snapshots.ts';
+import type { Snapshot } from './snapshots/snapshot-rows.ts';
 import { HeldCredentials } from './credentials/held-credentials.ts';
 import { apiKeyLive } from '../worker/tenancy/principals.ts';
 import { hasRoom, noRoomOnHost, reserveStart } from '../worker/computers/placement.ts';
 
 const NOT_FOUND = 'computer not found';
+/** The protocol minor that brought the shipped system log. */
+const LOGS_MINOR = 6;
+
+/** A notice to the agent (no answer expected); a closing socket just misses it. */
+function sendNotice(ws: WebSocket, notice: ComputerNotice): void {
+  try {
+    ws.send(JSON.stringify(notice));
+  } catch {
+    /* the agent asks again after it reconnects */
+  }
+}
 
 export interface MetricsView {
   cpu_percent: Point[];
@@ -60,23 +83,33 @@ export class ComputerObject extends DurableObject<Env> {
   /** Connections to the computer's ports, relayed over the agent socket (durable-objects/relay/). */
   readonly relay: RelayMux;
   private readonly ports: ComputerRelay;
+  readonly events: ComputerEvents;
+  private readonly watchSockets: WatchSockets;
+  private readonly systemLog: SystemLog;
+  private readonly transfers: FileTransfers;
+  readonly snapshots: ComputerSnapshots;
   private readonly held: HeldCredentials;
   /** The desktop: its daemon inside the computer, VNC viewers, the viewer password (durable-objects/desktop/). */
   readonly desktop: ComputerDesktop;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    this.events = new ComputerEvents(ctx, env, () => this.rec);
     this.link = new AgentLink(ctx);
     this.target = new AgentLink(ctx, 'agent-target');
     this.mover = new Mover(this, env);
+    this.watchSockets = new WatchSockets(ctx, this.link);
+    this.systemLog = new SystemLog(ctx.storage.sql);
     this.metrics = new MetricsStore(ctx.storage.sql);
     this.lifecycle = new Lifecycle(this, env.DB);
     this.held = new HeldCredentials(ctx, (id) => apiKeyLive(env, id, { fresh: true }));
-    this.streams = new Streams(ctx, this.link, this.held, () => this.upkeep.schedule());
+    this.streams = new Streams(ctx, this.link, this.held, () => this.upkeep.schedule(), {}, this.events.sessions);
     this.relay = new RelayMux(this.link, () => this.touch());
+    this.transfers = new FileTransfers(this.relay, this.link);
+    this.snapshots = new ComputerSnapshots(this, env);
     this.ports = new ComputerRelay(this.relay, {
       // A relayed connection follows the credentials contract too: a revoked key opens nothing.
-      requireRunning: (caller) => this.requireAdmitted(caller),
+      requireRunning: (caller) => this.requireLive(caller),
       record: () => this.rec,
       ready: () => this.rec?.status === 'running' && this.link.socket() !== null,
       whenAttached: (ms) => this.link.whenAttached(ms),
@@ -87,7 +120,7 @@ export class ComputerObject extends DurableObject<Env> {
     });
     this.desktop = new ComputerDesktop(ctx, {
       record: () => this.rec,
-      requireRunning: (caller) => this.requireAdmitted(caller),
+      requireRunning: (caller) => this.requireLive(caller),
       relay: this.relay,
       exec: (params, timeoutMs) => this.link.request('exec.run', { params }, timeoutMs),
       policy: env.DESKTOP_START === 'first-use' ? 'first-use' : 'boot',
@@ -99,7 +132,7 @@ export class ComputerObject extends DurableObject<Env> {
       busy: () => this.streams.busy() || this.desktop.viewers.count() > 0,
       expiries: () => this.streams.expiries(),
       sweep: () => this.streams.sweep(),
-      stop: async () => (await this.lifecycle.run('stop')).ok,
+      stop: async (reason) => (await this.lifecycle.run('stop', { reason })).ok,
     });
     this.loaded = ctx.blockConcurrencyWhile(async () => {
       this.rec = (await ctx.storage.get<ComputerRecord>('record')) ?? null;
@@ -115,10 +148,13 @@ export class ComputerObject extends DurableObject<Env> {
 
   /**
    * Applies a lifecycle event: the new status is in memory at once (so racing
-   * calls see it), then stored, then in D1. A change of status replaces the
-   * reason shown with it by `reason` (none: nothing to explain).
+   * calls see it), then stored, then in D1. `why` says what caused it: its
+   * reason goes to the event log (an operation's reason carries over to its
+   * outcome), and its message, if any, is the `status_reason` shown with the
+   * new status (none: nothing to explain).
    */
-  async apply(event: LifecycleEvent, reason: string | null = null): Promise<Status | null> {
+  async apply(event: LifecycleEvent, why?: Why): Promise<Status | null> {
+    const reason = why?.message ?? null;
     const rec = this.rec;
     if (!rec) return null;
     const next = transition(rec.status, event);
@@ -126,6 +162,11 @@ export class ComputerObject extends DurableObject<Env> {
     if (next !== rec.status || reason !== (rec.status_reason ?? null)) {
       const wasRunning = rec.status === 'running';
       const changed = next !== rec.status;
+      if (changed) {
+        const because = why ?? reasonFor(event, rec.pending_why);
+        this.events.status(rec.status, next, because);
+        rec.pending_why = startsOperation(event) ? because : undefined;
+      }
       rec.status = next;
       rec.status_reason = reason;
       await this.ctx.storage.put('record', rec);
@@ -140,6 +181,7 @@ export class ComputerObject extends DurableObject<Env> {
         this.streams.procs.loseAll(`the computer is ${next === 'restarting' ? 'restarting' : 'stopped'}; the command ended with it`);
         this.relay.resetAll('unreachable', `the computer is ${next === 'restarting' ? 'restarting' : 'stopped'}`);
         this.desktop.onStopped();
+        this.watchSockets.closeAll(`the computer is ${next === 'restarting' ? 'restarting' : 'stopped'}`);
         await this.upkeep.stopped(rec);
       }
     }
@@ -150,6 +192,18 @@ export class ComputerObject extends DurableObject<Env> {
   async reserveStart(): Promise<boolean> {
     const rec = this.rec;
     return !!rec && reserveStart(this.env, rec.host_id, rec.id, rec.size);
+  }
+
+  /** The caller may use the running computer, with a credential that is not revoked (relayed streams, sockets). */
+  private async requireLive(caller: Caller): Promise<Result<ComputerRecord>> {
+    const r = await this.require(caller, 'exec');
+    if (r.ok && !(await this.held.admits(caller.credential_id))) return fail('UNAUTHORIZED', 'credential revoked');
+    return r;
+  }
+
+  /** Keeps the object alive for work that outlives the call that started it. */
+  waitUntil(p: Promise<unknown>): void {
+    this.ctx.waitUntil(p);
   }
 
   async save(patch: Partial<ComputerRecord>): Promise<void> {
@@ -195,8 +249,22 @@ export class ComputerObject extends DurableObject<Env> {
   async create(rec: ComputerRecord): Promise<Result<Status>> {
     await this.loaded;
     if (this.rec) return fail('CONFLICT', 'computer already exists');
-    this.rec = { ...rec, status: 'provisioning' };
+    // Made from a snapshot: its provisioning ends with the reason `restored`.
+    const restored = rec.restore_snapshot ? { pending_why: { reason: 'restored' as const, details: { snapshot_id: rec.restore_snapshot } } } : {};
+    this.rec = { ...rec, ...restored, status: 'provisioning' };
     await this.ctx.storage.put('record', this.rec);
+    this.events.emit('computer.created', {
+      status: 'provisioning',
+      reason: 'created',
+      name: rec.name,
+      size: rec.size,
+      template_type: rec.template_type,
+      ...(rec.clone_from && { cloned_from: rec.clone_from }),
+      ...(rec.restore_snapshot && { restored_from: rec.restore_snapshot }),
+    });
+    if (rec.restore_snapshot) {
+      this.snapshots.progress(rec.restore_snapshot, { operation: 'restore', step: 'copying', fraction: 0.1, status: 'ready', target_computer_id: rec.id });
+    }
     await this.ctx.storage.put('last_activity', Date.now());
     const host = this.env.HOST.get(this.env.HOST.idFromName(rec.host_id));
     await host.attach(rec.id);
@@ -239,7 +307,11 @@ export class ComputerObject extends DurableObject<Env> {
     if (!g.ok) return g;
     await this.mover.cancel('the computer is being deleted');
     await this.apply('delete');
+    await this.snapshots.computerDeleted(g.value);
     if (this.link.socket()) await this.link.request('computer.destroy', {}, 120_000);
+    this.events.emit('computer.deleted', { status: 'deleted', reason: 'requested' });
+    // The object's storage (and its outbox) goes with the computer: the last events leave first.
+    if (!(await this.events.flush())) console.error(`computer ${g.value.id}: its last events could not be sent before deletion`);
     await this.forget();
     return ok(true);
   }
@@ -250,6 +322,7 @@ export class ComputerObject extends DurableObject<Env> {
     this.relay.resetAll('closed', 'the computer was deleted');
     this.desktop.onStopped();
     this.streams.closeViewers();
+    this.systemLog.closeViewers();
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
     for (const ws of this.ctx.getWebSockets()) {
@@ -272,13 +345,6 @@ export class ComputerObject extends DurableObject<Env> {
     return ok(rec);
   }
 
-  /** `require(caller, 'exec')` for what opens a connection into the computer: a revoked key opens nothing (the credentials contract). */
-  private async requireAdmitted(caller: Caller): Promise<Result<ComputerRecord>> {
-    const r = await this.require(caller, 'exec');
-    if (r.ok && !(await this.held.admits(caller.credential_id))) return fail('UNAUTHORIZED', 'credential revoked');
-    return r;
-  }
-
   async resize(caller: Caller, size: Size): Promise<Result<Status>> {
     const r = await this.require(caller, 'resize');
     if (!r.ok) return r;
@@ -299,6 +365,28 @@ export class ComputerObject extends DurableObject<Env> {
     const r = await this.require(caller, 'move');
     if (!r.ok) return r;
     return this.mover.run(target);
+  }
+
+  // ------------------------------------------------------------ RPC: snapshots
+
+  /** Takes a snapshot of the running or stopped computer (answers once it is ready, or pending after a few seconds). */
+  async createSnapshot(caller: Caller, opts: { comment: string | null; keep: boolean }): Promise<Result<Snapshot>> {
+    const g = await this.guard(caller);
+    if (!g.ok) return g;
+    return this.snapshots.create(g.value, opts);
+  }
+
+  /** Makes the stopped computer's disk a copy of one of its snapshots; answers once done (the computer stays stopped). */
+  async restoreSnapshot(caller: Caller, snapshotId: string): Promise<Result<Snapshot>> {
+    const g = await this.guard(caller);
+    if (!g.ok) return g;
+    return this.snapshots.restoreInPlace(g.value, snapshotId);
+  }
+
+  async deleteSnapshot(caller: Caller, snapshotId: string): Promise<Result<true>> {
+    const g = await this.guard(caller);
+    if (!g.ok) return g;
+    return this.snapshots.delete(g.value, snapshotId);
   }
 
   async setAutoStop(caller: Caller, seconds: number): Promise<Result<number>> {
@@ -362,6 +450,20 @@ export class ComputerObject extends DurableObject<Env> {
     const g = await this.guard(caller);
     if (!g.ok) return g;
     return this.streams.terminals.resize(caller.org_id, sessionId, size);
+  }
+
+  /** One file operation in the running computer (done by its guest as `user`). */
+  async fs<O extends FsOp>(caller: Caller, request: Extract<FsRequest, { op: O }>): Promise<Result<FsAnswerOf<O>>> {
+    const r = await this.require(caller, 'exec');
+    if (!r.ok) return r;
+    return fileOp(this.link, request);
+  }
+
+  /** The last lines of the computer's system log (running or not). */
+  async readLogs(caller: Caller, lines: number, since?: string): Promise<Result<{ lines: LogLine[]; last_id: number }>> {
+    const g = await this.guard(caller);
+    if (!g.ok) return g;
+    return ok({ lines: this.systemLog.tail(lines, since), last_id: this.systemLog.lastId() });
   }
 
   async readMetrics(caller: Caller, window: MetricsWindow): Promise<Result<MetricsView>> {
@@ -428,6 +530,23 @@ export class ComputerObject extends DurableObject<Env> {
     const url = new URL(request.url);
     if (url.pathname === RELAY_PATH) return this.ports.fetch(request);
     if (url.pathname === DESKTOP_VIEWER_PATH) return this.desktop.viewers.fetch(request);
+    if (request.headers.has(FILE_OP_HEADER)) {
+      this.touch();
+      // File bytes are relayed streams too: tagged with their credential, refused once it is revoked.
+      return serveFileRequest({ link: this.link, transfers: this.transfers, requireRunning: (caller) => this.requireLive(caller) }, request);
+    }
+    if (url.pathname.endsWith('/logs/stream')) {
+      // The route checked the caller and the query.
+      const requestId = request.headers.get('x-request-id') ?? '';
+      if (!this.rec) return errorResponse(new ApiError('NOT_FOUND', NOT_FOUND), requestId);
+      const credential = request.headers.get(CREDENTIAL_HEADER) || null;
+      if (!(await this.held.admits(credential))) return errorResponse(new ApiError('UNAUTHORIZED', 'credential revoked'), requestId);
+      // The viewer ends when it goes away, or when the key it was opened with is revoked.
+      const viewer = new AbortController();
+      request.signal?.addEventListener('abort', () => viewer.abort());
+      const untrack = this.held.track(credential, () => viewer.abort());
+      return this.systemLog.follow(request.headers.get('last-event-id'), Number(request.headers.get('x-hangar-log-tail') ?? '0'), viewer.signal, untrack);
+    }
     if (url.pathname.endsWith('/exec/stream/events')) {
       // A deleted computer's tickets went with its storage.
       if (!this.rec) return errorResponse(new ApiError('UNAUTHORIZED', 'unknown or expired ticket; start the command again with POST …/exec/stream'), request.headers.get('x-request-id') ?? '');
@@ -435,6 +554,8 @@ export class ComputerObject extends DurableObject<Env> {
       return this.streams.streamEvents(request, url);
     }
     if (url.pathname.startsWith('/api/v1/')) {
+      const open = parseClientOpen(request.headers.get(CLIENT_OPEN_HEADER));
+      if (open?.kind === 'events') return this.openEvents(open.caller, open.open, request.headers.get('x-request-id') ?? '');
       const res = await this.streams.openClient(request, (caller, op) => (op === 'exec' ? this.require(caller, 'exec') : this.guard(caller)));
       await this.upkeep.schedule();
       return res;
@@ -446,6 +567,13 @@ export class ComputerObject extends DurableObject<Env> {
     const pair = new WebSocketPair();
     link.accept(pair[1], hostId);
     return new Response(null, { status: 101, webSocket: pair[0] });
+  }
+
+  /** GET …/events with an upgrade: a socket of events from inside the running computer. */
+  private async openEvents(caller: Caller, open: EventsOpen, requestId: string): Promise<Response> {
+    const r = await this.requireLive(caller);
+    if (!r.ok) return errorResponse(new ApiError(r.code, r.message), requestId);
+    return this.watchSockets.open(open, requestId, this.held.tags(caller.credential_id));
   }
 
   async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
@@ -495,10 +623,13 @@ export class ComputerObject extends DurableObject<Env> {
         return;
       case 'attached':
         this.link.markAttached(ws, parsed.agent_version, parsed.protocol);
+        if (speaks(parsed.protocol, LOGS_MINOR)) sendNotice(ws, { type: 'log.follow', offset: this.systemLog.next() });
         // Not awaited: reconciling waits on results that arrive as later messages.
         this.ctx.waitUntil(
           this.lifecycle.reconcile(parsed.state).then(async () => {
-            if (this.rec?.status === 'running') await this.streams.agentResumed();
+            if (this.rec?.status !== 'running') return;
+            await this.streams.agentResumed();
+            await this.watchSockets.agentResumed();
           }),
         );
         return;
@@ -506,7 +637,7 @@ export class ComputerObject extends DurableObject<Env> {
         this.metrics.add(parsed.ts, parsed.cpu_percent, parsed.memory_percent, parsed.disk_percent ?? null);
         return;
       case 'computer.exited':
-        await this.apply('exited', parsed.reason);
+        await this.apply('exited', { reason: 'exited', message: parsed.reason });
         return;
       case 'proc.exit':
         this.streams.procs.onExit(parsed.proc_id, parsed);
@@ -518,6 +649,14 @@ export class ComputerObject extends DurableObject<Env> {
       case 'disk.ack':
       case 'disk.cancel':
         return; // only the move target's count (computer/move.ts)
+      case 'watch.events':
+        this.watchSockets.onEvents(parsed.watch_id, parsed.events);
+        return;
+      case 'log.lines': {
+        const stored = this.systemLog.take(parsed);
+        if (stored !== null) sendNotice(ws, { type: 'log.ack', offset: stored });
+        return;
+      }
     }
   }
 
@@ -544,7 +683,8 @@ export class ComputerObject extends DurableObject<Env> {
 
   private async clientGone(ws: WebSocket): Promise<void> {
     await this.loaded;
-    await this.streams.onClientGone(ws);
+    if (this.watchSockets.isEventsSocket(ws)) await this.watchSockets.onClose(ws);
+    else await this.streams.onClientGone(ws);
   }
 
   /** Billing, auto-stop and expiries: see computer/upkeep.ts. */

@@ -1,14 +1,25 @@
 /**
- * One HostObject per host. It holds the agent's control socket: the agent
- * says hello (version, drivers, capacity, the computers on its disks), gets
- * the list of computers it serves, and is told to attach new ones. The host's
- * row in D1 follows what the socket shows (online / offline, last seen).
+ * One HostObject per host. For a fleet host it holds the agent's control
+ * socket: the agent says hello (version, drivers, capacity, the computers on
+ * its disks), gets the list of computers it serves, and is told to attach new
+ * ones. The host's row in D1 follows what the socket shows (online / offline,
+ * last seen). For a tenant host (OpenComputers) the host-mode agent's socket,
+ * jobs, terminals, secrets and events are host/tenant-host.ts's.
  */
 import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env.ts';
 import { HostAgentMessage, PROTOCOL, type HostServerMessage } from '../schema/protocol.ts';
+import type { Result } from '../schema/errors.ts';
+import type { HostStatus } from '../schema/db.ts';
 import { isoNow } from '../worker/http/ids.ts';
-import { RelayMux } from './relay/relay-mux.ts';
+import { TenantHost, type HostRef } from './host/tenant-host.ts';
+import type { JobSpec } from './host/jobs.ts';
+import type { JobRow } from './host/job-table.ts';
+import type { RelayMux } from './relay/relay-mux.ts';
+import type { FsEntry } from '../schema/protocol.ts';
+
+import { HOST_OP_HEADER } from './host/client-header.ts';
+import { snapshotsKeptOn } from './snapshots/snapshot-rows.ts';
 
 const TAG = 'host';
 export const HEARTBEAT_INTERVAL_MS = 15_000;
@@ -18,13 +29,26 @@ const LAST_SEEN_WRITE_MS = 60_000;
 
 export class HostObject extends DurableObject<Env> {
   private lastSeenWritten = 0;
-  /** Connections to ports on the host (tenant hosts' tunnels), relayed over the host socket (durable-objects/relay/). */
-  readonly relay = new RelayMux({ socket: () => this.openSocket() });
+  readonly tenant: TenantHost;
 
-  /** The agent route forwards the host-key-verified upgrade here with the host's id. */
+  /** Relayed connections to a tenant host (tunnels to its ports, files), on its agent's socket. */
+  get relay(): RelayMux {
+    return this.tenant.relay;
+  }
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.tenant = new TenantHost(ctx, env, () => this.scheduleTenant());
+  }
+
+  /** The agent route forwards the host-key-verified upgrade here with the host's id; tenant routes their streams and sockets. */
   async fetch(request: Request): Promise<Response> {
+    const op = request.headers.get(HOST_OP_HEADER);
+    if (op) return this.tenantFetch(op, request);
     const hostId = request.headers.get('x-hangar-host-id');
     if (!hostId) return new Response('missing host', { status: 400 });
+    const orgId = request.headers.get('x-hangar-org-id');
+    if (request.headers.get('x-hangar-host-kind') === 'byo' && orgId) return this.tenant.acceptAgent({ id: hostId, org_id: orgId });
     await this.ctx.storage.put('host_id', hostId);
     for (const old of this.ctx.getWebSockets(TAG)) {
       try {
@@ -49,6 +73,11 @@ export class HostObject extends DurableObject<Env> {
     return this.send({ type: 'computer.detach', computer_id: computerId });
   }
 
+  /** Tells a connected agent to remove these snapshots; one that is not connected learns at its next welcome. */
+  async deleteSnapshots(ids: string[]): Promise<void> {
+    for (const id of ids) this.send({ type: 'snapshot.delete', snapshot_id: id });
+  }
+
   /** True while an agent socket is open. */
   async connected(): Promise<boolean> {
     return this.ctx.getWebSockets(TAG).some((ws) => ws.readyState === WebSocket.OPEN);
@@ -66,13 +95,10 @@ export class HostObject extends DurableObject<Env> {
   }
 
   async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
-    if (typeof data !== 'string') {
-      this.relay.onBinary(ws, data);
-      return;
-    }
-    const raw = safeJson(data);
-    if (this.relay.onJson(ws, raw)) return;
-    const parsed = HostAgentMessage.safeParse(raw);
+    if (this.tenant.link.isAgentSocket(ws)) return this.tenant.onAgentMessage(ws, data);
+    if (!this.ctx.getTags(ws).includes(TAG)) return this.tenant.streams.onClientMessage(ws, data);
+    if (typeof data !== 'string') return;
+    const parsed = HostAgentMessage.safeParse(safeJson(data));
     if (!parsed.success) {
       ws.close(4400, 'malformed message');
       return;
@@ -102,6 +128,7 @@ export class HostObject extends DurableObject<Env> {
           heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
           metrics_interval_ms: Number(this.env.METRICS_INTERVAL_MS ?? 60_000),
           computers: results.map((r) => r.id),
+          snapshots: await snapshotsKeptOn(this.env.DB, hostId),
         } satisfies HostServerMessage),
       );
       return;
@@ -113,17 +140,26 @@ export class HostObject extends DurableObject<Env> {
   }
 
   async webSocketClose(ws: WebSocket): Promise<void> {
-    this.relay.linkGone(ws);
-    await this.markOfflineIfGone();
+    await this.socketGone(ws);
   }
 
   async webSocketError(ws: WebSocket): Promise<void> {
-    this.relay.linkGone(ws);
-    await this.markOfflineIfGone();
+    await this.socketGone(ws);
+  }
+
+  private async socketGone(ws: WebSocket): Promise<void> {
+    if (this.tenant.link.isAgentSocket(ws)) await this.tenant.onAgentGone(ws);
+    else if (!this.ctx.getTags(ws).includes(TAG)) await this.tenant.streams.onClientGone(ws);
+    else await this.markOfflineIfGone();
   }
 
   /** Watchdog: a silent agent is closed and the host marked offline. */
   async alarm(): Promise<void> {
+    if (await this.tenant.bind()) {
+      await this.tenant.alarm();
+      await this.scheduleTenant();
+      return;
+    }
     const last = (await this.ctx.storage.get<number>('last_message_at')) ?? 0;
     if (Date.now() - last > SILENCE_LIMIT_MS) {
       for (const ws of this.ctx.getWebSockets(TAG)) ws.close(4408, 'no heartbeat');
@@ -131,6 +167,78 @@ export class HostObject extends DurableObject<Env> {
       return;
     }
     if (await this.connected()) await this.ctx.storage.setAlarm(last + SILENCE_LIMIT_MS + 1000);
+  }
+
+  // ------------------------------------------------------------ tenant hosts (host/tenant-host.ts)
+
+  private async scheduleTenant(): Promise<void> {
+    const at = await this.tenant.nextAlarm();
+    if (at === null) await this.ctx.storage.deleteAlarm();
+    else await this.ctx.storage.setAlarm(Math.max(at, Date.now() + 10));
+  }
+
+  private async tenantFetch(op: string, request: Request): Promise<Response> {
+    const requestId = request.headers.get('x-request-id') ?? '';
+    const ref: HostRef = { id: request.headers.get('x-hangar-host-id') ?? '', org_id: request.headers.get('x-hangar-org-id') ?? '' };
+    if (op === 'terminal') return this.tenant.openTerminal(request.headers.get('x-hangar-ticket') ?? '', requestId);
+    await this.tenant.bind(ref);
+    return this.tenant.serveClient(op, request, requestId);
+  }
+
+  async runJob(ref: HostRef, spec: JobSpec, waitMs: number): Promise<Result<JobRow>> {
+    return this.tenant.runJob(ref, spec, waitMs);
+  }
+
+  async job(ref: HostRef, jobId: string): Promise<JobRow | null> {
+    await this.tenant.bind(ref);
+    return this.tenant.jobs.get(jobId);
+  }
+
+  async jobs(ref: HostRef, limit: number, offset: number): Promise<{ jobs: JobRow[]; total: number }> {
+    await this.tenant.bind(ref);
+    return this.tenant.jobs.table.page(limit, offset);
+  }
+
+  async cancelJob(ref: HostRef, jobId: string): Promise<Result<JobRow>> {
+    return this.tenant.cancelJob(ref, jobId);
+  }
+
+  async terminalTicket(ref: HostRef, opts: { session_id?: string; cols: number; rows: number }, credentialId: string | null) {
+    return this.tenant.terminalTicket(ref, opts, credentialId);
+  }
+
+  /** An API key of the host's organization was revoked (worker/credentials/revocation.ts): what it opened here ends. */
+  async endCredential(credentialId: string): Promise<number> {
+    return this.tenant.endCredential(credentialId);
+  }
+
+  async revoke(ref: HostRef): Promise<void> {
+    await this.tenant.revoke(ref);
+  }
+
+  async secretsChanged(ref: HostRef, change: Parameters<TenantHost['secretsChanged']>[1]): Promise<void> {
+    await this.tenant.secretsChanged(ref, change);
+  }
+
+  async fsList(ref: HostRef, path: string): Promise<Result<{ path: string; entries: FsEntry[]; truncated: boolean }>> {
+    return this.tenant.fs(ref, (f) => f.list(path));
+  }
+
+  async fsStat(ref: HostRef, path: string): Promise<Result<FsEntry>> {
+    return this.tenant.fs(ref, (f) => f.stat(path));
+  }
+
+  async fsMkdir(ref: HostRef, path: string): Promise<Result<{ path: string }>> {
+    return this.tenant.fs(ref, (f) => f.mkdir(path));
+  }
+
+  async fsDelete(ref: HostRef, path: string, recursive: boolean): Promise<Result<{ path: string }>> {
+    return this.tenant.fs(ref, (f) => f.delete(path, recursive));
+  }
+
+  async status(ref: HostRef): Promise<HostStatus> {
+    await this.tenant.bind(ref);
+    return this.tenant.hostStatus();
   }
 
   private async markOfflineIfGone(force = false): Promise<void> {

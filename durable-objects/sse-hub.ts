@@ -34,6 +34,13 @@ export interface LagLimits {
   catchingUp: number;
 }
 
+/** The event a reconnecting viewer last had: Last-Event-ID, or `?last_event_id=` for clients that cannot set headers; 0 for none. */
+export function lastEventId(request: Request): number {
+  const raw = request.headers.get('last-event-id') ?? new URL(request.url).searchParams.get('last_event_id') ?? '0';
+  const n = Number(raw);
+  return Number.isSafeInteger(n) && n > 0 ? n : 0;
+}
+
 export interface EventSource {
   /** Stored events after `seq`, as SSE text, in order; at most about `maxBytes`. Returns the last seq included. */
   readAfter(seq: number, maxBytes: number): { text: string; last: number };

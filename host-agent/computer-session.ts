@@ -16,15 +16,19 @@ import {
   frameKind,
   type ComputerAgentMessage,
 } from '../schema/protocol.ts';
-import { DriverError, type ComputerDriver } from './drivers/driver.ts';
+import type { ComputerDriver } from './drivers/driver.ts';
+import { answer, refuse } from './answer.ts';
 import { ReconnectingSocket } from './reconnecting-socket.ts';
 import { handleLifecycle, type LifecycleRequest } from './handlers/lifecycle.ts';
 import { handleExecRun } from './handlers/exec.ts';
 import { ProcRelay } from './handlers/procs.ts';
 import { DiskMover } from './handlers/disk.ts';
+import { WatchRelay } from './handlers/watch.ts';
+import { LogShipper } from './handlers/logs.ts';
 import { AgentRelay } from './relay/agent-relay.ts';
 import { AGENT_VERSION } from './version.ts';
 import type { Logger } from './log.ts';
+import { restoreSnapshot, takeSnapshot } from './handlers/snapshots.ts';
 import { background } from './background.ts';
 
 export interface SessionConfig {
@@ -40,6 +44,8 @@ export class ComputerSession {
   private lifecycleQueue: Promise<unknown> = Promise.resolve();
   private readonly procs: ProcRelay;
   private readonly disk: DiskMover;
+  private readonly watches: WatchRelay;
+  private readonly systemLog: LogShipper;
   /** Connections to the computer's ports, relayed for its object. */
   private readonly relay: AgentRelay;
 
@@ -52,6 +58,7 @@ export class ComputerSession {
     this.socket.on('close', () => {
       this.procs.connectionLost();
       this.disk.connectionLost();
+      this.systemLog.connectionLost();
       this.relay.connectionLost();
     });
     this.socket.on('message', (data) => background(log, `computer ${id}: a message`, this.onMessage(data)));
@@ -66,9 +73,14 @@ export class ComputerSession {
     const outlet = { sendJson: (m: ComputerAgentMessage) => this.send(m), sendBinary: (b: Uint8Array) => this.socket.sendBinary(b) };
     this.procs = new ProcRelay(driver, id, outlet, log);
     this.disk = new DiskMover(driver, id, outlet, log);
+    this.watches = new WatchRelay(driver, id, (m) => this.send(m));
+    this.systemLog = new LogShipper(() => driver.systemLog?.(id) ?? null, (m) => this.send(m));
     this.relay = new AgentRelay(
       { sendJson: (m) => this.socket.send(m), sendBinary: (b) => this.socket.sendBinary(b) },
-      { computer_tcp: (t) => driver.connectTcp(id, t.port) },
+      {
+        computer_tcp: (t) => driver.connectTcp(id, t.port),
+        ...(driver.openFile && { computer_file: (t) => driver.openFile!(id, t.file) }),
+      },
       log,
     );
     this.socket.on('rejected', (status) => {
@@ -83,6 +95,7 @@ export class ComputerSession {
 
   stop(): void {
     this.socket.stop();
+    this.systemLog.stop();
   }
 
   /** Drops the socket as a network failure would; it reconnects by itself. */
@@ -109,34 +122,21 @@ export class ComputerSession {
     }
     if (this.relay.onJson(raw)) return;
     const type = (raw as { type?: unknown })?.type;
-    if (type === 'proc.ack' || type === 'disk.ack' || type === 'disk.cancel' || type === 'procs.forget') {
+    if (type === 'proc.ack' || type === 'disk.ack' || type === 'disk.cancel' || type === 'procs.forget' || type === 'log.follow' || type === 'log.ack') {
       const notice = ComputerNotice.safeParse(raw);
       if (!notice.success) this.log(`computer ${this.id}: dropped a malformed ${String(type)}`);
       else if (notice.data.type === 'procs.forget') for (const id of notice.data.proc_ids) background(this.log, `computer ${this.id}: forgetting ${id}`, this.procs.forget(id));
       else if (notice.data.type === 'proc.ack') this.procs.ack(notice.data.proc_id, notice.data.offsets);
       else if (notice.data.type === 'disk.ack') this.disk.ack(notice.data.transfer_id, notice.data.offset);
+      else if (notice.data.type === 'log.follow') this.systemLog.follow(notice.data.offset);
+      else if (notice.data.type === 'log.ack') this.systemLog.ack(notice.data.offset);
       else this.disk.cancel(notice.data.transfer_id);
       return;
     }
     const parsed = ComputerRequest.safeParse(raw);
-    if (!parsed.success) {
-      const id = (raw as { id?: unknown })?.id;
-      if (typeof id === 'string') {
-        this.send({ type: 'result', id, ok: false, error: { code: 'BAD_REQUEST', message: `invalid request: ${parsed.error.issues[0]?.message}` } });
-      }
-      return;
-    }
+    if (!parsed.success) return refuse((m) => this.send(m), raw, parsed.error.issues[0]?.message);
     const req = parsed.data;
-    try {
-      const data = await this.dispatch(req);
-      this.send({ type: 'result', id: req.id, ok: true, data });
-    } catch (err) {
-      const code = err instanceof DriverError ? err.code : 'FAILED';
-      const message = err instanceof Error ? err.message : String(err);
-      const detail = err instanceof DriverError && err.detail ? ` (the computer said: ${JSON.stringify(err.detail)})` : '';
-      if (code === 'FAILED' || detail) this.log(`computer ${this.id}: ${req.type} failed: ${message}${detail}`);
-      this.send({ type: 'result', id: req.id, ok: false, error: { code, message: message.slice(0, 4000) } });
-    }
+    await answer((m) => this.send(m), req.id, () => this.dispatch(req), (message) => this.log(`computer ${this.id}: ${req.type} failed: ${message}`));
   }
 
   private dispatch(req: ComputerRequest): Promise<unknown> {
@@ -155,14 +155,27 @@ export class ComputerSession {
         return this.procs.closeStdin(req.proc_id);
       case 'proc.forget':
         return this.procs.forget(req.proc_id);
+      case 'fs':
+        return this.driver.fs(this.id, req.request);
+      case 'watch.start':
+        return this.watches.start(req.watch_id, req.producers);
+      case 'watch.stop':
+        return this.watches.stop(req.watch_id);
       case 'computer.export':
         return this.serial(() => this.disk.export(req.transfer_id));
       case 'computer.import':
         return this.serial(() => this.disk.importBegin(req.transfer_id, req.spec));
       case 'computer.import_done':
         return this.serial(() => this.disk.importDone(req.transfer_id, req));
+      case 'computer.snapshot':
+        return this.serial(() => takeSnapshot(this.driver, this.id, req.snapshot_id));
+      case 'computer.snapshot_restore':
+        return this.serial(() => restoreSnapshot(this.driver, this.id, req.snapshot_id));
       default:
-        if (req.type === 'computer.stop' || req.type === 'computer.destroy') this.procs.clear();
+        if (req.type === 'computer.stop' || req.type === 'computer.destroy') {
+          this.procs.clear();
+          this.watches.clear();
+        }
         // A destroy on a move's target drops what it received first.
         return this.serial(async () => {
           if (req.type === 'computer.destroy') await this.disk.abortImport();
@@ -173,7 +186,24 @@ export class ComputerSession {
 
   private lifecycle(req: LifecycleRequest) {
     this.log(`computer ${this.id}: ${req.type}`);
-    return handleLifecycle(this.driver, this.id, req, (p) => this.log(`computer ${this.id}: [${p.phase}] ${p.message}`));
+    // The computer's own system log says what its host did with it, for its owner to read.
+    const note = (line: string) => this.driver.logLine?.(this.id, line);
+    const what = req.type.slice('computer.'.length);
+    if (what !== 'env') note(`${what}`);
+    const done = handleLifecycle(this.driver, this.id, req, (p) => {
+      this.log(`computer ${this.id}: [${p.phase}] ${p.message}`);
+      note(`${what}: [${p.phase}] ${p.message}`);
+    });
+    return done.then(
+      (r) => {
+        if (what !== 'env' && what !== 'destroy') note(`${what}: done; the computer is ${r.state}`);
+        return r;
+      },
+      (err: unknown) => {
+        note(`${what} failed: ${err instanceof Error ? err.message : String(err)}`);
+        throw err;
+      },
+    );
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {

@@ -4,20 +4,26 @@ import { z } from 'zod';
 
 const Config = z.object({
   api: z.url({ message: '--api must be the API base URL, e.g. https://hangar.example.com' }),
-  key: z.string().startsWith('hk_', { message: '--key must be a host key (hk_…) from the operator API' }),
+  key: z.string().startsWith('hk_', { message: '--key must be a host key (hk_…) from the operator API or POST /api/v1/opencomputers/hosts' }),
   dataDir: z.string().min(1),
   driver: z.enum(['sandbox']),
   /** Absent: share the host's local pip mirror directories, if any. */
   shareReadOnly: z.array(z.string().startsWith('/')).optional(),
+  /** Host mode: file requests are confined to this tree. */
+  fsRoot: z.string().min(1).optional(),
   /** Size of the disk pool made when the data dir cannot reflink; absent: its free space. */
   diskPoolGb: z.coerce.number().int().positive({ message: '--disk-pool-gb must be a whole number of GiB' }).optional(),
 });
 export type AgentConfig = z.infer<typeof Config>;
 
-export const USAGE = `hangar-agent --api URL --key hk_… [--data-dir DIR] [--driver sandbox] [--share-ro DIR[,DIR…]] [--disk-pool-gb N]
+export const USAGE = `hangar-agent --api URL --key hk_… [--data-dir DIR] [--driver sandbox] [--share-ro DIR[,DIR…]] [--disk-pool-gb N] [--fs-root DIR]
 
   --api        base URL of the Hangar API (env HANGAR_API)
-  --key        this host's key, from POST /api/v1/admin/hosts (env HANGAR_HOST_KEY)
+  --key        this host's key (env HANGAR_HOST_KEY): from POST /api/v1/admin/hosts for a
+               fleet host, or POST /api/v1/opencomputers/hosts for a machine of your own,
+               which the agent then serves itself ("host mode", as the user running it)
+
+  fleet hosts:
   --data-dir   where templates and computer disks live (env HANGAR_DATA_DIR, default /var/lib/hangar)
   --driver     how computers are made: sandbox (namespaces) (env HANGAR_DRIVER)
   --share-ro   host directories every computer sees read-only at the same path,
@@ -25,7 +31,11 @@ export const USAGE = `hangar-agent --api URL --key hk_… [--data-dir DIR] [--dr
                default: the local directories the host's pip config names
   --disk-pool-gb size of the XFS pool that holds computer disks when the data dir's
                file system cannot make reflink copies (env HANGAR_DISK_POOL_GB);
-               default: the data dir's free space when the pool is made`;
+               default: the data dir's free space when the pool is made
+
+  host mode:
+  --fs-root    serve files only under this directory (env HANGAR_FS_ROOT); default:
+               wherever the user's own permissions reach`;
 
 export function readConfig(argv: string[], env: NodeJS.ProcessEnv): AgentConfig {
   const { values } = parseArgs({
@@ -36,6 +46,7 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): AgentConfig 
       'data-dir': { type: 'string' },
       driver: { type: 'string' },
       'share-ro': { type: 'string' },
+      'fs-root': { type: 'string' },
       'disk-pool-gb': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -51,6 +62,7 @@ export function readConfig(argv: string[], env: NodeJS.ProcessEnv): AgentConfig 
     dataDir: values['data-dir'] ?? env.HANGAR_DATA_DIR ?? '/var/lib/hangar',
     driver: values.driver ?? env.HANGAR_DRIVER ?? 'sandbox',
     shareReadOnly: share === undefined ? undefined : share.split(',').filter(Boolean),
+    fsRoot: values['fs-root'] ?? env.HANGAR_FS_ROOT,
     diskPoolGb: values['disk-pool-gb'] ?? env.HANGAR_DISK_POOL_GB,
   });
   if (!r.success) {

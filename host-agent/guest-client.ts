@@ -13,6 +13,7 @@ import {
   GUEST_RESPONSES,
   GuestFrameHeader,
   GuestHello,
+  type ComputerEvent,
   type ExecResponse,
   type GuestErrorCode,
   type GuestOp,
@@ -68,6 +69,15 @@ function refusal(op: GuestOp, code: GuestErrorCode): string {
       return 'nothing accepted the connection in the computer';
     case 'TIMEOUT':
       return `the computer's agent did not complete the ${op} request in time`;
+    // What a path said (fs, file_open); the object names the path it asked about.
+    case 'NO_SUCH_PATH':
+      return 'no such file or directory';
+    case 'FORBIDDEN':
+      return 'permission denied';
+    case 'CONFLICT':
+      return 'the path is in the way (a directory where a file is expected or the reverse, a path that exists, or a directory that is not empty)';
+    case 'NO_SPACE':
+      return "no space left on the computer's disk";
   }
 }
 
@@ -100,7 +110,7 @@ export interface SpawnOptions {
   output_limit?: number;
 }
 
-export class GuestClient extends EventEmitter<{ close: [Error | undefined] }> implements GuestLink {
+export class GuestClient extends EventEmitter<{ close: [Error | undefined]; watch: [watchId: string, events: ComputerEvent[]] }> implements GuestLink {
   readonly hello: GuestHelloInfo;
   private readonly socket: net.Socket;
   private readonly decoder: FrameDecoder;
@@ -317,6 +327,8 @@ export class GuestClient extends EventEmitter<{ close: [Error | undefined] }> im
           pending.onReply?.();
           pending.resolve({ data: h.data, payload: frame.payload });
         } else pending.reject(GuestError.fromGuest(pending.op, h.error.code, h.error.message));
+      } else if (h.t === 'evt' && h.ev === 'watch') {
+        this.emit('watch', h.watch, h.events);
       } else if (h.t === 'evt' && (h.ev === 'tcp_data' || h.ev === 'tcp_end' || h.ev === 'tcp_closed')) {
         this.tcp.get(h.conn)?.(h, frame.payload);
       } else if (h.t === 'evt') {

@@ -11,6 +11,7 @@ import { ReconnectingSocket } from './reconnecting-socket.ts';
 import { ComputerSession, type SessionConfig } from './computer-session.ts';
 import { AgentRelay, type TargetOpeners } from './relay/agent-relay.ts';
 import { AGENT_VERSION } from './version.ts';
+import { deleteSnapshot, removeStraySnapshots } from './handlers/snapshots.ts';
 import type { Logger } from './log.ts';
 import { background } from './background.ts';
 
@@ -105,6 +106,7 @@ export class HostSession {
         const served = new Set(msg.computers);
         for (const id of msg.computers) this.attach(id);
         for (const id of await this.driver.list()) if (!served.has(id)) await this.removeOrphan(id);
+        if (msg.snapshots) await removeStraySnapshots(this.driver, msg.snapshots, this.log);
         this.timers(msg.heartbeat_interval_ms, msg.metrics_interval_ms);
         this.markReady();
         return;
@@ -114,6 +116,9 @@ export class HostSession {
         return;
       case 'computer.detach':
         this.detach(msg.computer_id);
+        return;
+      case 'snapshot.delete':
+        await deleteSnapshot(this.driver, msg.snapshot_id, this.log);
         return;
     }
   }

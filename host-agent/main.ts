@@ -2,7 +2,8 @@
  * hangar-agent: makes computers real on this host. It prepares the driver
  * (building the base template on first use, with progress), then dials the
  * API and serves its computers until stopped. Computers keep running when the
- * agent stops; the next agent finds them again.
+ * agent stops; the next agent finds them again. Given a tenant host's key
+ * (OpenComputers) it serves the machine itself instead (host-mode/).
  */
 import { readConfig, wsBase } from './config.ts';
 import { SandboxDriver } from './drivers/sandbox.ts';
@@ -10,6 +11,8 @@ import { pipMirrorDirs } from './drivers/sandbox/host-config.ts';
 import { HostSession } from './host-session.ts';
 import { logger } from './log.ts';
 import { AGENT_VERSION } from './version.ts';
+import { runHostMode } from './host-mode/run.ts';
+import { whoAmI } from './whoami.ts';
 
 export async function main(argv = process.argv.slice(2)): Promise<void> {
   const log = logger('agent');
@@ -20,6 +23,8 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     console.error((e as Error).message);
     process.exit(2);
   }
+  const who = await whoAmI(cfg, log);
+  if (who?.kind === 'byo') return runHostMode(cfg, who, log);
   // Without --share-ro, computers get the host's local pip mirror (if any), so pip works inside as on the host.
   const shares = cfg.shareReadOnly ?? pipMirrorDirs();
   const driver = new SandboxDriver({ dataDir: cfg.dataDir, shareReadOnly: shares, diskPoolGb: cfg.diskPoolGb });

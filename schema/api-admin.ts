@@ -40,9 +40,11 @@ export const AdjustCredits = z.object({
   reason: z.string().trim().min(1).max(500),
 });
 
+/** Region slugs, as fleet hosts and tenant hosts carry them. */
+export const HostRegion = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be lower-case letters, digits or "-"');
 export const RegisterHost = z.object({
   name: Name,
-  region: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be lower-case letters, digits or "-"'),
+  region: HostRegion,
   labels: StringMap.default({}),
 });
 

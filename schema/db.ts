@@ -66,6 +66,29 @@ export const hosts = sqliteTable('hosts', {
   last_seen_at: text('last_seen_at'),
   created_at: text('created_at').notNull(),
   updated_at: text('updated_at').notNull(),
+  // Host-mode agents (OpenComputers) say more about their machine (0004).
+  os: text('os'),
+  os_release: text('os_release'),
+  arch: text('arch'),
+  hostname: text('hostname'),
+  agent_info: text('agent_info', { mode: 'json' }).$type<Record<string, unknown>>(),
+  status_reason: text('status_reason'),
+  revoked_at: text('revoked_at'),
+});
+export type HostRow = typeof hosts.$inferSelect;
+
+/** OpenComputers secrets: tenant-wide (host_id NULL) or of one host; values AES-GCM at rest. */
+export const ocSecrets = sqliteTable('oc_secrets', {
+  id: text('id').primaryKey(),
+  org_id: text('org_id').notNull(),
+  host_id: text('host_id'),
+  name: text('name').notNull(),
+  description: text('description'),
+  ciphertext: text('ciphertext').notNull(),
+  iv: text('iv').notNull(),
+  value_bytes: integer('value_bytes').notNull(),
+  created_at: text('created_at').notNull(),
+  updated_at: text('updated_at').notNull(),
 });
 
 export const computers = sqliteTable('computers', {
@@ -176,5 +199,7 @@ export const snapshots = sqliteTable('snapshots', {
   keep: integer('keep', { mode: 'boolean' }).notNull(),
   created_at: text('created_at').notNull(),
   updated_at: text('updated_at').notNull(),
+  /** JSON of SnapshotSource (schema/api-snapshots.ts): what the snapshot was taken of. */
+  source: text('source').notNull(),
 });
 export type SnapshotRow = typeof snapshots.$inferSelect;

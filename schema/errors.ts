@@ -18,7 +18,11 @@ export const ERROR_STATUS = {
   INVALID_STATE_TRANSITION: 409,
   COMPUTER_NOT_RUNNING: 409,
   IDEMPOTENCY_KEY_IN_USE: 409,
+  /** OpenComputers: the host's agent is not connected (or the host is revoked), so no job or terminal can be dispatched to it. */
+  HOST_NOT_CONNECTED: 409,
   PAYLOAD_TOO_LARGE: 413,
+  /** A download's Range lies outside the file. */
+  RANGE_NOT_SATISFIABLE: 416,
   UNSUPPORTED_MEDIA_TYPE: 415,
   IDEMPOTENCY_KEY_REUSED: 422,
   TENANT_RESOLUTION_FAILED: 422,
@@ -36,6 +40,7 @@ export const ERROR_STATUS = {
   NO_CAPACITY: 503,
   /** Desktop: still starting (the answer carries Retry-After). */
   DESKTOP_STARTING: 503,
+  INSUFFICIENT_STORAGE: 507,
   /** Relay: a preview URL of a computer that is not running. */
   COMPUTER_STOPPED: 503,
   /** Relay: a tunnel whose host is offline. */

@@ -25,13 +25,21 @@
  *         tcp_data/tcp_end/tcp_closed events.
  *  - 1.2  spawn `output_limit`: each stream sends at most that many bytes, the
  *         rest is read and dropped, and the exit says `truncated`.
+ *  - 1.3  (files) op fs: stat/list/mkdir/rename/copy/chmod/delete, done as `user`
+ *         (as root when `user` is refused); error codes NO_SUCH_PATH,
+ *         FORBIDDEN, CONFLICT, NO_SPACE for what a path's errno says;
+ *         ops watch/unwatch with `watch` events: process, file and idle
+ *         events of the computer (hangar_guest/watch.py); op file_open: a
+ *         file's bytes as a connection of the TCP family (FileStream below).
  */
 import { z } from 'zod';
 
-export const GUEST_PROTOCOL = { major: 1, minor: 2 } as const;
+export const GUEST_PROTOCOL = { major: 1, minor: 3 } as const;
 
 /** The first guest minor version that makes TCP connections for the relay. */
 export const GUEST_TCP_MINOR = 1;
+/** The first guest minor version with files (fs, file_open) and watches. */
+export const GUEST_FILES_MINOR = 3;
 
 /** Largest header and payload a frame may carry; bigger ones are a protocol error. */
 export const MAX_HEADER_BYTES = 1 << 20;
@@ -101,7 +109,119 @@ const TcpWindow = z.number().int().min(16 * 1024).max(16 << 20);
 
 export const TcpOpenRequest = z.object({ op: z.literal('tcp_open'), conn: ConnId, port: z.number().int().min(1).max(65535), window: TcpWindow });
 
+// ------------------------------------------------------------------ files (1.2)
+
+/** A path in the computer: absolute, or relative to `user`'s home (`~` too). */
+export const FsPath = z.string().min(1).max(4096).refine((p) => !p.includes('\0'), 'must not contain NUL');
+/** Permission bits, 0 to 0o7777 (the API takes them as an octal string). */
+export const FsMode = z.number().int().min(0).max(0o7777);
+
+/** The file operations (the guest's op `fs` carries one as `request`). */
+export const FsRequest = z.discriminatedUnion('op', [
+  /** lstat; with `follow`, of what a symlink points to (what a download reads). */
+  z.object({ op: z.literal('stat'), path: FsPath, follow: z.boolean().optional() }),
+  /** Entries sorted by name after `after`, as many as fit one reply; `truncated` says more follow. */
+  z.object({ op: z.literal('list'), path: FsPath, after: z.string().max(4096).optional() }),
+  z.object({ op: z.literal('mkdir'), path: FsPath, recursive: z.boolean(), mode: FsMode }),
+  /** The parent of `to` is created. */
+  z.object({ op: z.literal('rename'), from: FsPath, to: FsPath }),
+  z.object({ op: z.literal('copy'), from: FsPath, to: FsPath, recursive: z.boolean() }),
+  z.object({ op: z.literal('chmod'), path: FsPath, mode: FsMode }),
+  z.object({ op: z.literal('delete'), path: FsPath, recursive: z.boolean() }),
+  /** Unpacks an archive that is already a file in the computer (an upload staged there) into the directory `path`. */
+  z.object({ op: z.literal('unpack'), path: FsPath, source: FsPath, format: z.enum(['auto', 'tar', 'tar.gz', 'zip']) }),
+]);
+export type FsRequest = z.infer<typeof FsRequest>;
+export type FsOp = FsRequest['op'];
+
+/** lstat of a path: `mode` keeps the file-type bits; times in seconds since the epoch. */
+export const FsStat = z.object({
+  path: z.string(),
+  size: z.number().int().nonnegative(),
+  mode: z.number().int().nonnegative(),
+  is_dir: z.boolean(),
+  is_symlink: z.boolean(),
+  symlink_target: z.string().optional(),
+  modified_at: z.number(),
+  uid: z.number().int(),
+  gid: z.number().int(),
+});
+export type FsStat = z.infer<typeof FsStat>;
+
+export const FsEntry = z.object({
+  name: z.string(),
+  path: z.string(),
+  size: z.number().int().nonnegative(),
+  mode: z.number().int().nonnegative(),
+  /** A symlink to a directory counts as one (it can be entered). */
+  is_dir: z.boolean(),
+  is_symlink: z.boolean(),
+  modified_at: z.number(),
+});
+export type FsEntry = z.infer<typeof FsEntry>;
+export const FsListing = z.object({ path: z.string(), entries: z.array(FsEntry), truncated: z.boolean() });
+export type FsListing = z.infer<typeof FsListing>;
+export const FsDeleted = z.object({ path: z.string(), deleted: z.literal(true) });
+export const FsUnpacked = z.object({ path: z.string(), entries: z.number().int().nonnegative() });
+
+/**
+ * A file's bytes as a stream (op file_open, relayed as target `computer_file`):
+ * read from `offset` at most `length` bytes; write the whole file (replaced
+ * once the stream ends cleanly); pack a directory as tar.gz; unpack an archive
+ * into a directory. Write and unpack answer with one JSON line (FileStreamResult).
+ */
+export const FileStream = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('read'), path: FsPath, offset: z.number().int().nonnegative(), length: z.number().int().nonnegative().optional() }),
+  z.object({ op: z.literal('write'), path: FsPath, mode: FsMode.optional() }),
+  z.object({ op: z.literal('pack'), path: FsPath }),
+  z.object({ op: z.literal('unpack'), path: FsPath, format: z.enum(['auto', 'tar', 'tar.gz', 'zip']) }),
+]);
+export type FileStream = z.infer<typeof FileStream>;
+/** The JSON line a write or an unpack answers with, once done. */
+export const FileStreamResult = z.discriminatedUnion('ok', [
+  z.object({ ok: z.literal(true), path: z.string(), size: z.number().int().nonnegative().optional(), entries: z.number().int().nonnegative().optional() }),
+  z.object({ ok: z.literal(false), code: z.string().max(32), message: z.string().max(4096) }),
+]);
+export type FileStreamResult = z.infer<typeof FileStreamResult>;
+
+/** What each file operation answers. */
+export const FS_RESPONSES = {
+  stat: FsStat,
+  list: FsListing,
+  mkdir: FsStat,
+  rename: FsStat,
+  copy: FsStat,
+  chmod: FsStat,
+  delete: FsDeleted,
+  unpack: FsUnpacked,
+} as const satisfies Record<FsOp, z.ZodType>;
+
+// ------------------------------------------------------------------ watches (1.2)
+
+export const WatchId = z.string().regex(/^[a-z0-9]{1,32}$/);
+/** What a watch reports; each producer is optional. */
+export const WatchProducers = z.object({
+  process: z.object({}).optional(),
+  file: z.object({ paths: z.array(FsPath.refine((p) => p.startsWith('/'), 'must be absolute')).min(1).max(16) }).optional(),
+  idle: z.object({ threshold_s: z.number().int().min(1).max(86_400) }).optional(),
+});
+export type WatchProducers = z.infer<typeof WatchProducers>;
+/** One event from inside a computer, as the events socket sends it. */
+export const ComputerEvent = z.object({ type: z.string().max(64), data: z.record(z.string(), z.unknown()), timestamp: z.string().max(40) });
+export type ComputerEvent = z.infer<typeof ComputerEvent>;
+/** Producers a watch could not have, and why. */
+export const WatchStarted = z.object({ unavailable: z.array(z.object({ producer: z.string().max(32), reason: z.string().max(512) })).max(32) });
+export type WatchStarted = z.infer<typeof WatchStarted>;
+/** Events per batch at most (the guest cuts a batch there and says how many it dropped). */
+export const WATCH_BATCH_MAX = 256;
+
 export const GuestRequestBody = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('watch'), watch: WatchId }).extend(WatchProducers.shape),
+  z.object({ op: z.literal('unwatch'), watch: WatchId }),
+  /** A file operation; answered with FS_RESPONSES[request.op]. */
+  z.object({ op: z.literal('fs'), request: FsRequest }),
+  /** A file's bytes as a connection `conn` of the TCP family (then tcp_send/tcp_ack/… as for a port). */
+  z.object({ op: z.literal('file_open'), conn: z.string().regex(/^[a-z0-9]{1,32}$/), window: z.number().int().min(16 * 1024).max(16 << 20), request: FileStream }),
   z.object({ op: z.literal('ping') }),
   z.object({ op: z.literal('setenv'), env: Env }),
   ExecRequest,
@@ -182,6 +302,10 @@ export const GUEST_RESPONSES = {
   ack: z.object({}),
   detach: z.object({}),
   forget: z.object({}),
+  fs: z.union([FsListing, FsStat, FsDeleted, FsUnpacked]),
+  file_open: z.object({}),
+  watch: WatchStarted,
+  unwatch: z.object({}),
   tcp_open: z.object({}),
   tcp_send: z.object({}),
   tcp_ack: z.object({}),
@@ -189,8 +313,8 @@ export const GUEST_RESPONSES = {
   tcp_close: z.object({}),
 } as const satisfies Record<GuestOp, z.ZodType>;
 
-/** REFUSED: nothing listens on the port (tcp_open). TIMEOUT: the connection did not open in time. */
-export const GuestErrorCode = z.enum(['BAD_REQUEST', 'NOT_FOUND', 'BUSY', 'FAILED', 'REFUSED', 'TIMEOUT']);
+/** REFUSED: nothing listens on the port (tcp_open). TIMEOUT: the connection did not open in time. NO_SUCH_PATH, FORBIDDEN, CONFLICT, NO_SPACE: what a path's errno says (fs). */
+export const GuestErrorCode = z.enum(['BAD_REQUEST', 'NOT_FOUND', 'BUSY', 'FAILED', 'REFUSED', 'TIMEOUT', 'NO_SUCH_PATH', 'FORBIDDEN', 'CONFLICT', 'NO_SPACE']);
 export type GuestErrorCode = z.infer<typeof GuestErrorCode>;
 
 // -------------------------------------------------------------------- frames
@@ -240,7 +364,10 @@ export const TcpEndEvent = z.object({ t: z.literal('evt'), ev: z.literal('tcp_en
 export const TcpClosedEvent = z.object({ t: z.literal('evt'), ev: z.literal('tcp_closed'), conn: ConnId, error: z.string().max(1024).optional() });
 export type TcpEvent = z.infer<typeof TcpDataEvent> | z.infer<typeof TcpEndEvent> | z.infer<typeof TcpClosedEvent>;
 
-export const GuestEvent = z.discriminatedUnion('ev', [OutputEvent, ExitEvent, TcpDataEvent, TcpEndEvent, TcpClosedEvent]);
+/** Events of a watch, in order. */
+export const WatchEvent = z.object({ t: z.literal('evt'), ev: z.literal('watch'), watch: WatchId, events: z.array(ComputerEvent).max(WATCH_BATCH_MAX) });
+
+export const GuestEvent = z.discriminatedUnion('ev', [OutputEvent, ExitEvent, TcpDataEvent, TcpEndEvent, TcpClosedEvent, WatchEvent]);
 
 /** Every header the guest may send. */
 export const GuestFrameHeader = z.union([GuestHello, GuestResponse, GuestEvent]);

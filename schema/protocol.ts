@@ -26,16 +26,34 @@
  *         server has what it needs of these ended processes and the agent
  *         may drop them, in one notice for many (older servers send a
  *         proc.forget request for each). proc.start `wait_exit_ms`: a process
- *         that ends within that long is answered with its `exit` (its output
- *         frames sent before the result), and no proc.exit follows.
+ *         that ends within that long is answered with its `exit` and no
+ *         proc.exit follows; its output comes in the answer too (`output`,
+ *         up to 64 KiB) or, past that, in frames sent before it.
  *  - 1.4  relayed byte streams (schema/relay.ts): relay.open/accept/response/
  *         credit/close/reset messages and binary relay frames (kind 4), on
  *         computer sockets (computer_tcp targets) and host sockets (host_tcp).
+ *  - 1.5  host mode (OpenComputers): a tenant's machine runs the agent itself;
+ *         its host socket carries a host-mode hello (OS, arch, user, faults),
+ *         proc.* as on a computer socket, fs.* requests, secrets.set; agents
+ *         ask AGENT_WHOAMI_PATH which mode their key is for.
  *  - 1.6  (files, events, logs, snapshots) the result of a boot (provision,
- *         start) carries the computer's `ip_address`.
+ *         start) carries the computer's `ip_address`; `fs` runs one file
+ *         operation in the computer (schema/guest.ts FsRequest), failing with
+ *         NO_SUCH_PATH, FORBIDDEN, CONFLICT or NO_SPACE for what the path says;
+ *         watch.start / watch.stop and `watch.events`: process, file and idle
+ *         events from inside the computer, for its events sockets; the
+ *         computer's system log shipped as `log.lines` from the offset the
+ *         object asks for (`log.follow`), acknowledged by `log.ack`;
+ *         snapshots: computer.snapshot copies the computer's disk (a running
+ *         one frozen for the copy) under a snapshot id, computer.snapshot_restore
+ *         puts a snapshot back as a stopped computer's disk, computer.provision
+ *         may start from a snapshot (`snapshot_id`) instead of the template;
+ *         the host socket's `snapshot.delete` order removes one, and the
+ *         welcome lists the snapshots the host keeps (others are removed).
  */
 import { z } from 'zod';
 import { SIZE_NAMES } from './sizes.ts';
+import { ComputerEvent, FS_RESPONSES, FsRequest, WATCH_BATCH_MAX, WatchId, WatchProducers, WatchStarted } from './guest.ts';
 import { EXEC_MAX_COMMAND_BYTES, envOverLimits } from './api.ts';
 
 /** A string of at most `max` UTF-8 bytes. */
@@ -122,12 +140,16 @@ export const Welcome = z.object({
   metrics_interval_ms: z.number().int().positive(),
   /** Computers this host serves; the agent opens a computer socket for each. */
   computers: z.array(Uuid),
+  /** 1.6: the snapshots this host keeps; any other snapshot on its disks is removed. */
+  snapshots: z.array(Uuid).optional(),
 });
 
 export const AttachOrder = z.object({ type: z.literal('computer.attach'), computer_id: Uuid });
 export const DetachOrder = z.object({ type: z.literal('computer.detach'), computer_id: Uuid });
+/** 1.6: removes a snapshot's copy of a disk from the host (gone already is fine). */
+export const SnapshotDeleteOrder = z.object({ type: z.literal('snapshot.delete'), snapshot_id: Uuid });
 
-export const HostServerMessage = z.discriminatedUnion('type', [Welcome, AttachOrder, DetachOrder]);
+export const HostServerMessage = z.discriminatedUnion('type', [Welcome, AttachOrder, DetachOrder, SnapshotDeleteOrder]);
 export type HostServerMessage = z.infer<typeof HostServerMessage>;
 
 // ------------------------------------------------------------ computer socket
@@ -225,30 +247,48 @@ const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 export const DiskDigest = z.object({ bytes: z.number().int().nonnegative(), sha256: Sha256Hex });
 export type DiskDigest = z.infer<typeof DiskDigest>;
 
-/** Requests the ComputerObject sends; each is answered by one `result` with the same id. */
-export const ComputerRequest = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('computer.provision'), id: RequestId, spec: ComputerSpec, clone_from: Uuid.optional() }),
-  z.object({ type: z.literal('computer.start'), id: RequestId, spec: ComputerSpec }),
-  z.object({ type: z.literal('computer.stop'), id: RequestId }),
-  z.object({ type: z.literal('computer.destroy'), id: RequestId }),
-  z.object({ type: z.literal('computer.resize'), id: RequestId, spec: ComputerSpec }),
-  z.object({ type: z.literal('computer.env'), id: RequestId, env: ComputerEnv }),
-  z.object({ type: z.literal('exec.run'), id: RequestId, params: ExecRunParams }),
+/** Requests about streamed processes: the same on a computer socket and on a host-mode agent's host socket (1.5). */
+const PROC_REQUESTS = [
   z.object({ type: z.literal('proc.start'), id: RequestId, params: ProcStartParams }),
   z.object({ type: z.literal('proc.attach'), id: RequestId, proc_id: ProcId, offsets: StreamOffsets }),
   z.object({ type: z.literal('proc.resize'), id: RequestId, proc_id: ProcId, rows: TermSize, cols: TermSize }),
   z.object({ type: z.literal('proc.signal'), id: RequestId, proc_id: ProcId, signal: ProcSignal }),
   z.object({ type: z.literal('proc.close_stdin'), id: RequestId, proc_id: ProcId }),
   z.object({ type: z.literal('proc.forget'), id: RequestId, proc_id: ProcId }),
+] as const;
+
+/** Requests the ComputerObject sends; each is answered by one `result` with the same id. */
+export const ComputerRequest = z.discriminatedUnion('type', [
+  /** `snapshot_id` (1.6): the new disk is a copy of that snapshot (on this host) rather than the template's. */
+  z.object({ type: z.literal('computer.provision'), id: RequestId, spec: ComputerSpec, clone_from: Uuid.optional(), snapshot_id: Uuid.optional() }),
+  z.object({ type: z.literal('computer.start'), id: RequestId, spec: ComputerSpec }),
+  z.object({ type: z.literal('computer.stop'), id: RequestId }),
+  z.object({ type: z.literal('computer.destroy'), id: RequestId }),
+  z.object({ type: z.literal('computer.resize'), id: RequestId, spec: ComputerSpec }),
+  z.object({ type: z.literal('computer.env'), id: RequestId, env: ComputerEnv }),
+  z.object({ type: z.literal('exec.run'), id: RequestId, params: ExecRunParams }),
+  ...PROC_REQUESTS,
   /** Source: stream the stopped computer's disk as disk frames; the result is the archive's digest. */
   z.object({ type: z.literal('computer.export'), id: RequestId, transfer_id: TransferId }),
   /** Target: get ready to receive the disk frames of this transfer. */
   z.object({ type: z.literal('computer.import'), id: RequestId, transfer_id: TransferId, spec: ComputerSpec }),
   /** Target: every frame has been relayed; verify against the digest and put the disk in place (stopped). */
   z.object({ type: z.literal('computer.import_done'), id: RequestId, transfer_id: TransferId, spec: ComputerSpec }).extend(DiskDigest.shape),
+  /** 1.6: one file operation in the running computer. */
+  z.object({ type: z.literal('fs'), id: RequestId, request: FsRequest }),
+  /** 1.6: starts (or restarts) a watch; its events come as `watch.events` until watch.stop or the computer stops. */
+  z.object({ type: z.literal('watch.start'), id: RequestId, watch_id: WatchId, producers: WatchProducers }),
+  z.object({ type: z.literal('watch.stop'), id: RequestId, watch_id: WatchId }),
+  /** 1.6: copies the computer's disk as snapshot `snapshot_id` (a running computer's file system frozen for the copy). */
+  z.object({ type: z.literal('computer.snapshot'), id: RequestId, snapshot_id: Uuid }),
+  /** 1.6: the stopped computer's disk becomes a copy of snapshot `snapshot_id` (which stays). */
+  z.object({ type: z.literal('computer.snapshot_restore'), id: RequestId, snapshot_id: Uuid }),
 ]);
 export type ComputerRequest = z.infer<typeof ComputerRequest>;
 export type ComputerRequestType = ComputerRequest['type'];
+
+/** Output of a short process the agent puts in the answer to its start (wait_exit_ms) rather than in frames, at most. */
+export const INLINE_OUTPUT_BYTES = 64 * 1024;
 
 /** Result schema for each request type, checked by the ComputerObject on arrival. */
 export const RESULT_SCHEMAS = {
@@ -259,7 +299,15 @@ export const RESULT_SCHEMAS = {
   'computer.resize': LifecycleResult,
   'computer.env': LifecycleResult,
   'exec.run': ExecRunResult,
-  'proc.start': z.object({ pid: z.number().int(), exit: ProcExit.optional() }),
+  'proc.start': z.object({
+    pid: z.number().int(),
+    exit: ProcExit.optional(),
+    /** With `exit`: the process's output, in order, when it came to at most INLINE_OUTPUT_BYTES (base64 of the bytes). */
+    output: z
+      .array(z.object({ stream: OutputStream, offset: z.number().int().nonnegative(), data: z.string().max(Math.ceil(INLINE_OUTPUT_BYTES / 3) * 4) }))
+      .max(1024)
+      .optional(),
+  }),
   'proc.attach': ProcAttachResult,
   'proc.resize': z.object({}),
   'proc.signal': z.object({}),
@@ -268,9 +316,33 @@ export const RESULT_SCHEMAS = {
   'computer.export': DiskDigest,
   'computer.import': z.object({}),
   'computer.import_done': LifecycleResult,
+  fs: z.union([FS_RESPONSES.list, FS_RESPONSES.stat, FS_RESPONSES.delete, FS_RESPONSES.unpack]),
+  'watch.start': WatchStarted,
+  'watch.stop': z.object({}),
+  /** The snapshot's size on the host's disk (its blocks; shared ones counted). */
+  'computer.snapshot': z.object({ bytes: z.number().int().nonnegative() }),
+  'computer.snapshot_restore': LifecycleResult,
 } as const satisfies Record<ComputerRequestType, z.ZodType>;
 
-export const AgentErrorCode = z.enum(['NOT_RUNNING', 'NOT_FOUND', 'BAD_REQUEST', 'FAILED']);
+/**
+ * Errors an agent answers with. 1.5 (files on a tenant host) and 1.6 (files in
+ * a computer) add the path's codes: not there, refused (PERMISSION_DENIED is a
+ * host-mode agent's word for FORBIDDEN), in conflict with what is there, too
+ * large, no space left.
+ */
+export const AgentErrorCode = z.enum([
+  'NOT_RUNNING',
+  'NOT_FOUND',
+  'BAD_REQUEST',
+  'FAILED',
+  'NO_SUCH_PATH',
+  'FORBIDDEN',
+  'PERMISSION_DENIED',
+  'CONFLICT',
+  'TOO_LARGE',
+  'NO_SPACE',
+]);
+export type AgentErrorCode = z.infer<typeof AgentErrorCode>;
 
 /** The server has taken a process's output up to these offsets; the agent may send that much more beyond them. */
 export const ProcAck = z.object({ type: z.literal('proc.ack'), proc_id: ProcId, offsets: StreamOffsets });
@@ -291,9 +363,18 @@ export const DiskCancel = z.object({ type: z.literal('disk.cancel'), transfer_id
 /** 1.3: the server has what it needs of these ended processes; the agent may forget them (no answer is sent). */
 export const ProcsForget = z.object({ type: z.literal('procs.forget'), proc_ids: z.array(ProcId).min(1).max(256) });
 
+/** 1.6: the object has the computer's system log up to `offset`: ship what follows (sent after each `attached`). */
+export const LogFollow = z.object({ type: z.literal('log.follow'), offset: z.number().int().nonnegative() });
+/** 1.6: the object stored the system log up to `offset`; the agent may send that much more beyond it. */
+export const LogAck = z.object({ type: z.literal('log.ack'), offset: z.number().int().nonnegative() });
+
 /** Messages the ComputerObject sends that need no answer. */
-export const ComputerNotice = z.discriminatedUnion('type', [ProcAck, DiskAck, DiskCancel, ProcsForget]);
+export const ComputerNotice = z.discriminatedUnion('type', [ProcAck, DiskAck, DiskCancel, ProcsForget, LogFollow, LogAck]);
 export type ComputerNotice = z.infer<typeof ComputerNotice>;
+
+/** System log bytes the agent may send beyond what the object acknowledged, and per message at most. */
+export const LOG_WINDOW_BYTES = 256 * 1024;
+export const LOG_CHUNK_BYTES = 64 * 1024;
 
 /** Bytes of unacknowledged output the agent may have in flight per process. */
 export const OUTPUT_WINDOW_BYTES = 2 * 1024 * 1024;
@@ -340,7 +421,24 @@ export const ProcExited = z.object({ type: z.literal('proc.exit'), proc_id: Proc
 /** Stdin bytes written to the process so far (the server's credit for sending more). */
 export const ProcStdinAck = z.object({ type: z.literal('proc.stdin_ack'), proc_id: ProcId, offset: z.number().int().nonnegative() });
 
-export const ComputerAgentMessage = z.union([ResultMessage, Attached, MetricsSample, ComputerExited, ProcExited, ProcStdinAck, DiskAck, DiskCancel]);
+/**
+ * 1.6: system log text from byte `offset` of the computer's log on its host, in whole lines (a
+ * line longer than a message is cut). `restart`: the host's log is not the one the object followed
+ * (the computer moved, or the log was cut), and this is its beginning.
+ */
+export const LogLines = z.object({
+  type: z.literal('log.lines'),
+  offset: z.number().int().nonnegative(),
+  /** The log bytes this covers (text is them decoded: invalid UTF-8 became U+FFFD). */
+  bytes: z.number().int().positive().max(LOG_CHUNK_BYTES),
+  text: z.string().max(LOG_CHUNK_BYTES),
+  restart: z.boolean().optional(),
+});
+
+/** 1.6: events of a watch, in order. */
+export const WatchEvents = z.object({ type: z.literal('watch.events'), watch_id: WatchId, events: z.array(ComputerEvent).max(WATCH_BATCH_MAX) });
+
+export const ComputerAgentMessage = z.union([ResultMessage, Attached, MetricsSample, ComputerExited, ProcExited, ProcStdinAck, DiskAck, DiskCancel, WatchEvents, LogLines]);
 export type ComputerAgentMessage = z.infer<typeof ComputerAgentMessage>;
 
 /** Each agent message's schema by its type: a message is checked against its own schema only (the hot path's cost). */
@@ -353,6 +451,8 @@ const AGENT_MESSAGE_SCHEMAS: Record<ComputerAgentMessage['type'], z.ZodType<Comp
   'proc.stdin_ack': ProcStdinAck,
   'disk.ack': DiskAck,
   'disk.cancel': DiskCancel,
+  'watch.events': WatchEvents,
+  'log.lines': LogLines,
 };
 
 /** Checks a message from an agent (parsed JSON); null when it is not one of the protocol's. */
@@ -362,6 +462,112 @@ export function parseAgentMessage(raw: unknown): ComputerAgentMessage | null {
   const r = schema?.safeParse(raw);
   return r?.success ? r.data : null;
 }
+
+// ------------------------------------------------------------ host mode (1.5)
+//
+// A tenant's own machine (OpenComputers) runs the same agent in host mode: it
+// dials the host socket and serves the machine itself, as the user who runs
+// it. Its HostObject plays the part a ComputerObject plays for a computer: the
+// same proc.* requests, output and stdin frames, acks and exits travel on the
+// host socket, plus host-only requests (files) and notices (secrets).
+
+/** GET with the host key: the kind of host the key belongs to, so the agent knows its mode before it dials. */
+export const AGENT_WHOAMI_PATH = '/agent/v1/whoami';
+export const WhoAmI = z.object({ host_id: Uuid, kind: z.enum(['fleet', 'byo']), name: z.string() });
+export type WhoAmI = z.infer<typeof WhoAmI>;
+
+export const HostModeHello = z.object({
+  type: z.literal('hello'),
+  mode: z.literal('host'),
+  protocol: Version,
+  agent_version: z.string().max(64),
+  hostname: z.string().max(255),
+  /** Node's process.platform (linux, darwin, win32, freebsd…). */
+  os: z.string().max(32),
+  os_release: z.string().max(255),
+  arch: z.string().max(32),
+  cpus: z.number().int().positive(),
+  memory_mb: z.number().int().positive(),
+  node_version: z.string().max(32),
+  user: z.object({ name: z.string().max(255), home: z.string().max(4096), shell: z.string().max(4096).nullable() }),
+  /** File access is confined to this tree (the agent's --fs-root); null: wherever the user's permissions reach. */
+  fs_root: z.string().max(4096).nullable(),
+  /** The agent can make a PTY here (terminals). */
+  terminal: z.boolean(),
+  /** Processes the agent still has (running, or ended and not forgotten); the server ends the ones it no longer knows. */
+  procs: z.array(ProcId).max(10_000),
+  /** A preflight check failed and the agent cannot serve: the host shows status `error` with this reason. */
+  fault: z.string().max(1024).nullable(),
+});
+export type HostModeHello = z.infer<typeof HostModeHello>;
+
+/**
+ * Every secret of the host (the tenant's and its own, the host's winning a
+ * clash): the agent keeps them in memory, never on disk, and gives them to
+ * every process it starts. Sent after the welcome and whenever one changes.
+ */
+export const SecretsSet = z.object({ type: z.literal('secrets.set'), env: z.record(z.string(), z.string()) });
+
+/** A directory entry or a stat result on a tenant host; times ISO 8601 UTC. */
+export const FsEntry = z.object({
+  name: z.string(),
+  path: z.string(),
+  size: z.number().nonnegative(),
+  is_dir: z.boolean(),
+  modified_at: z.string(),
+  mode: z.number().int().nonnegative(),
+  is_symlink: z.boolean(),
+  symlink_target: z.string().nullable(),
+});
+export type FsEntry = z.infer<typeof FsEntry>;
+const HostPathParam = z.string().min(1).max(4096);
+
+/** Requests a HostObject sends a host-mode agent; each is answered by one `result`. */
+export const HostRequest = z.discriminatedUnion('type', [
+  ...PROC_REQUESTS,
+  /** Paths are absolute or relative to the user's home; the agent resolves (and confines) them. */
+  z.object({ type: z.literal('fs.list'), id: RequestId, path: HostPathParam }),
+  z.object({ type: z.literal('fs.stat'), id: RequestId, path: HostPathParam }),
+  z.object({ type: z.literal('fs.mkdir'), id: RequestId, path: HostPathParam }),
+  z.object({ type: z.literal('fs.delete'), id: RequestId, path: HostPathParam, recursive: z.boolean() }),
+  /**
+   * Before a file travels over a relay stream (host_file): checks that it can
+   * be read (mode read: it exists, is a file, the user may read it), or written
+   * (mode write: missing parents are made; an existing directory takes the
+   * file under `filename`), and answers the absolute path and current size.
+   */
+  z.object({ type: z.literal('fs.prepare'), id: RequestId, path: HostPathParam, mode: z.enum(['read', 'write']), filename: z.string().min(1).max(255).optional() }),
+]);
+export type HostRequest = z.infer<typeof HostRequest>;
+export type HostRequestType = HostRequest['type'];
+
+export const HOST_RESULT_SCHEMAS = {
+  'proc.start': RESULT_SCHEMAS['proc.start'],
+  'proc.attach': RESULT_SCHEMAS['proc.attach'],
+  'proc.resize': RESULT_SCHEMAS['proc.resize'],
+  'proc.signal': RESULT_SCHEMAS['proc.signal'],
+  'proc.close_stdin': RESULT_SCHEMAS['proc.close_stdin'],
+  'proc.forget': RESULT_SCHEMAS['proc.forget'],
+  /** A listing stops short (truncated) rather than exceed what one message carries. */
+  'fs.list': z.object({ path: z.string(), entries: z.array(FsEntry), truncated: z.boolean() }),
+  'fs.stat': FsEntry,
+  'fs.mkdir': z.object({ path: z.string() }),
+  'fs.delete': z.object({ path: z.string() }),
+  'fs.prepare': z.object({ path: z.string(), size: z.number().int().nonnegative(), modified_at: z.string().nullable() }),
+} as const satisfies Record<HostRequestType, z.ZodType>;
+
+/** Any request a Durable Object sends an agent, and each one's result schema. */
+export type AgentRequest = ComputerRequest | HostRequest;
+export type AgentRequestType = AgentRequest['type'];
+export const AGENT_RESULT_SCHEMAS = { ...RESULT_SCHEMAS, ...HOST_RESULT_SCHEMAS } as const satisfies Record<AgentRequestType, z.ZodType>;
+
+/** Messages a HostObject sends a host-mode agent that need no answer. */
+export const HostModeNotice = z.discriminatedUnion('type', [ProcAck, SecretsSet, ProcsForget]);
+export type HostModeNotice = z.infer<typeof HostModeNotice>;
+
+/** What a host-mode agent sends on its host socket. */
+export const HostModeAgentMessage = z.union([HostModeHello, AgentHeartbeat, ResultMessage, ProcExited, ProcStdinAck]);
+export type HostModeAgentMessage = z.infer<typeof HostModeAgentMessage>;
 
 /** Path the agent dials for a computer socket; the host socket is AGENT_HOST_PATH. */
 export const AGENT_HOST_PATH = '/agent/v1/connect';

@@ -25,6 +25,7 @@
  * FLAG_TEXT, and a close carries its code in `relay.close.ws`.
  */
 import { z } from 'zod';
+import { FileStream } from './guest.ts';
 import { packFrame, unpackFrame } from './protocol.ts';
 
 /** Chosen by the side that opens the stream; travels in every frame, so short. */
@@ -41,6 +42,22 @@ export const RelayTarget = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('computer_tcp'), port: Port }),
   /** A TCP port on the host's loopback (host sockets of tenant hosts: tunnels). */
   z.object({ kind: z.literal('host_tcp'), port: Port }),
+  /**
+   * A file on a tenant host (host sockets; OpenComputers files, protocol 1.5).
+   * `read`: the agent sends `length` bytes from `start`, then its FIN.
+   * `write`: the object's bytes are the whole new file; at the object's FIN the
+   * agent puts it in place and sends one JSON line `{"path", "bytes"}` before its own.
+   * `path` is absolute, as `fs.prepare` answered it.
+   */
+  z.object({
+    kind: z.literal('host_file'),
+    path: z.string().min(1).max(4096),
+    mode: z.enum(['read', 'write']),
+    start: z.number().int().nonnegative().optional(),
+    length: z.number().int().nonnegative().optional(),
+  }),
+  /** 1.6: a file's bytes in a computer, through its guest (computer sockets; schema/guest.ts FileStream). */
+  z.object({ kind: z.literal('computer_file'), file: FileStream }),
 ]);
 export type RelayTarget = z.infer<typeof RelayTarget>;
 export type RelayTargetKind = RelayTarget['kind'];

@@ -13,6 +13,9 @@ export interface ComputerRouteSample {
   body?: unknown;
 }
 
+/** A snapshot id for the snapshot routes (the computer is checked first: any id does). */
+const SOME_SNAPSHOT = '6f1c2a7e-0b4d-4c1e-9a7f-3d2e1c0b9a8f';
+
 /** What a command sent by one of these requests would leave behind, had it run. */
 export const INTRUDER_MARK = '/tmp/intruder-was-here';
 
@@ -81,6 +84,29 @@ export const COMPUTER_ROUTE_SAMPLES: ComputerRouteSample[] = [
   r('GET', '/viewer-password', '/viewer-password'),
   r('POST', '/viewer-password/rotate', '/viewer-password/rotate'),
   r('GET', '/embed', '/embed'),
+  r('GET', '/events', '/events'),
+  r('GET', '/files?path=/workspace', '/files'),
+  r('GET', '/files/readdir?path=/', '/files/readdir'),
+  r('POST', '/files/stat', '/files/stat', { path: '/etc/hostname' }),
+  r('POST', '/files/mkdir', '/files/mkdir', { path: INTRUDER_MARK }),
+  r('POST', '/files/rename', '/files/rename', { from: '/workspace', to: INTRUDER_MARK }),
+  r('POST', '/files/copy', '/files/copy', { from: '/etc/hostname', to: INTRUDER_MARK }),
+  r('POST', '/files/chmod', '/files/chmod', { path: '/workspace', mode: '0777' }),
+  r('DELETE', '/files?path=/workspace', '/files'),
+  r('GET', '/files/download?path=/etc/hostname', '/files/download'),
+  r('POST', '/files/write', '/files/write', { path: INTRUDER_MARK, content: 'x' }),
+  r('POST', `/files/upload?path=${INTRUDER_MARK}`, '/files/upload', { raw: 'a JSON body is written as the file' }),
+  r('POST', '/files/export', '/files/export', { path: '/etc/hostname' }),
+  r('POST', '/snapshots', '/snapshots', { comment: 'stolen' }),
+  r('GET', '/snapshots', '/snapshots'),
+  r('GET', `/snapshots/${SOME_SNAPSHOT}`, '/snapshots/:sid'),
+  r('PATCH', `/snapshots/${SOME_SNAPSHOT}`, '/snapshots/:sid', { keep: true }),
+  r('DELETE', `/snapshots/${SOME_SNAPSHOT}`, '/snapshots/:sid'),
+  r('POST', `/snapshots/${SOME_SNAPSHOT}/restore`, '/snapshots/:sid/restore'),
+  r('GET', `/snapshots/${SOME_SNAPSHOT}/events`, '/snapshots/:sid/events'),
+  r('POST', `/restore/${SOME_SNAPSHOT}`, '/restore/:sid', { name: 'stolen' }),
+  r('GET', '/logs?lines=10', '/logs'),
+  r('GET', '/logs/stream', '/logs/stream'),
   // Last: it would remove the computer.
   r('DELETE', '', ''),
 ];

@@ -48,7 +48,7 @@ async function dispatch(request: Request, env: Env, exec: ExecutionContext, requ
   const principal = await authorize(def, request, env);
 
   const isMutation = MUTATIONS.has(request.method);
-  const raw = def.body || isMutation ? await readBodyText(request) : '';
+  const raw = def.rawBody ? '' : def.body || isMutation ? await readBodyText(request, def.bodyLimit) : '';
   const body = def.body ? validate(def.body, parseJson(raw)) : undefined;
 
   const ctx: RouteContext = {
@@ -65,7 +65,9 @@ async function dispatch(request: Request, env: Env, exec: ExecutionContext, requ
   const run = def.auth === 'self' ? () => countingFailures(env, clientAddress(request), () => def.handler(ctx)) : () => def.handler(ctx);
   const key = request.headers.get('idempotency-key');
   if (isMutation && key !== null && principal) {
-    return withIdempotency(env, principal.org_id, key, `${request.method} ${url.pathname}\n${raw}`, run);
+    // A streamed body cannot be read twice: its retries are told apart by what the request says of it.
+    const what = def.rawBody ? `${url.search}\n${request.headers.get('content-type')}\n${request.headers.get('content-length')}` : raw;
+    return withIdempotency(env, principal.org_id, key, `${request.method} ${url.pathname}\n${what}`, run);
   }
   return run();
 }

@@ -2,12 +2,15 @@
 import type { ComputerObject } from '../durable-objects/computer-object.ts';
 import type { HostObject } from '../durable-objects/host-object.ts';
 import type { RateLimiterObject } from '../durable-objects/rate-limiter-object.ts';
+import type { OrgEventsObject } from '../durable-objects/org-events-object.ts';
 
 export interface Env {
   DB: D1Database;
   COMPUTER: DurableObjectNamespace<ComputerObject>;
   HOST: DurableObjectNamespace<HostObject>;
   RATE_LIMITER: DurableObjectNamespace<RateLimiterObject>;
+  /** One per organization (named by its id): its event log. */
+  ORG_EVENTS: DurableObjectNamespace<OrgEventsObject>;
   /** Secret: bearer token of the operator (admin) API. */
   OPERATOR_TOKEN: string;
   /** Secret: HMAC key for HS256 JWTs minted by POST /auth/token. */
@@ -28,8 +31,16 @@ export interface Env {
   RELAY_MAX_BODY_BYTES?: string;
   /** Region new computers land in when the caller names none. */
   DEFAULT_REGION: string;
+  /** Bytes a streamed or multipart upload may have (default 100 MiB, the platform's request limit on its smaller plans). */
+  MAX_UPLOAD_BYTES?: string;
+  /** Credits a snapshot costs per GiB of its size per hour (default 0.001). */
+  SNAPSHOT_CREDITS_PER_GIB_HOUR?: string;
   /** How often agents report each computer's CPU and memory (ms, as a string var). */
   METRICS_INTERVAL_MS?: string;
+  /** How long a tenant host may be away before its running jobs fail with `host_lost` (seconds; default 300). */
+  HOST_LOST_GRACE_S?: string;
+  /** The largest upload to a tenant host's files (bytes; default 100 MiB). */
+  HOST_UPLOAD_MAX_BYTES?: string;
   /** vCPUs a host may give its computers per CPU it has (default 4; worker/computers/placement.ts). */
   CPU_OVERCOMMIT?: string;
   /** Memory a host may give its computers per MiB it has (default 1: no overcommit). */

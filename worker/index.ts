@@ -6,6 +6,7 @@ import type { Env } from './env.ts';
 export { ComputerObject } from '../durable-objects/computer-object.ts';
 export { HostObject } from '../durable-objects/host-object.ts';
 export { RateLimiterObject } from '../durable-objects/rate-limiter-object.ts';
+export { OrgEventsObject } from '../durable-objects/org-events-object.ts';
 
 export default {
   fetch: (request, env, ctx) => dispatchHost(request, env, ctx) ?? handleRequest(request, env, ctx),

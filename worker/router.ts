@@ -38,6 +38,10 @@ export interface RouteDef<B = unknown> {
   path: string;
   auth: AuthMode;
   body?: z.ZodType<B>;
+  /** Bytes a JSON body may have (default MAX_JSON_BODY_BYTES); past it, a 413. */
+  bodyLimit?: number;
+  /** The handler reads the request's body itself, as a stream (uploads): the pipeline leaves it alone. */
+  rawBody?: boolean;
   handler: (c: RouteContext<B>) => Promise<Response>;
 }
 

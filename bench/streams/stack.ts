@@ -72,11 +72,12 @@ async function innerOrigin(pid: number | undefined): Promise<string | null> {
  */
 export const STATE_ON = process.env.BENCH_STATE === 'disk' || !existsSync('/dev/shm') ? 'disk' : 'tmpfs';
 
-export async function startStack(): Promise<Stack> {
+/** `vars` are Worker vars for this stack (e.g. a larger upload limit). */
+export async function startStack(vars: Record<string, string> = {}): Promise<Stack> {
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'hangar-bench-'));
   const stateDir = STATE_ON === 'disk' ? path.join(tmp, 'state') : mkdtempSync('/dev/shm/hangar-bench-');
   const port = await freePort();
-  const worker = await startWorker({ stateDir, port, log });
+  const worker = await startWorker({ stateDir, port, log, vars });
   const token = worker.secrets.OPERATOR_TOKEN;
   const host = await registerHost(worker.origin, token, { name: 'bench-host', region: 'local' });
   const dataDir = path.join(tmp, 'data');

@@ -12,6 +12,7 @@ import { noRoomOnHost } from '../../worker/computers/placement.ts';
 import { IN_FLIGHT, REFUSAL, type LifecycleEvent, type Status } from './state-table.ts';
 import type { ComputerObject } from '../computer-object.ts';
 import { mirrorAddress } from './record.ts';
+import type { Why } from './events.ts';
 
 const PROVISION_MS = 20 * 60_000; // first boot may build the template and install apps
 const START_MS = 120_000;
@@ -34,8 +35,8 @@ export class Lifecycle {
     private readonly db: D1Database,
   ) {}
 
-  /** A user's start, stop or restart. */
-  async run(action: 'start' | 'stop' | 'restart'): Promise<Result<Status>> {
+  /** A start, stop or restart: a user's (the default reason), or the object's own (auto-stop, credits). */
+  async run(action: 'start' | 'stop' | 'restart', why?: Why): Promise<Result<Status>> {
     if (!this.obj.link.socket()) return fail('AGENT_UNAVAILABLE', "the computer's host agent is not connected; try again shortly");
     // Started again by hand after it gave up: one more try, and the error again if that fails too.
     if (action === 'start' && this.obj.record?.status === 'error') await this.obj.save({ boot_attempts: MAX_BOOT_ATTEMPTS - 1 });
@@ -45,7 +46,7 @@ export class Lifecycle {
       const err = noRoomOnHost('start', rec.size);
       return fail(err.code, err.message);
     }
-    const mid = await this.obj.apply(action);
+    const mid = await this.obj.apply(action, why);
     if (!mid) return fail('INVALID_STATE_TRANSITION', REFUSAL[action]);
     return this.drive(mid);
   }
@@ -64,6 +65,10 @@ export class Lifecycle {
       await this.obj.mover.recover();
       return;
     }
+    if (rec.status === 'restoring') {
+      await this.obj.snapshots.recover();
+      return;
+    }
     if (rec.status === 'deleting') {
       const r = await this.obj.link.request('computer.destroy', {}, DESTROY_MS);
       if (r.ok) await this.obj.forget();
@@ -71,7 +76,7 @@ export class Lifecycle {
     }
     if (actual === 'absent' && rec.status !== 'provisioning') {
       await this.obj.save({ broken: 'disk' });
-      await this.obj.apply('lost', "the host no longer has this computer's disk");
+      await this.obj.apply('lost', { reason: 'lost', message: "the host no longer has this computer's disk" });
       return;
     }
     if (IN_FLIGHT.has(rec.status)) {
@@ -80,8 +85,8 @@ export class Lifecycle {
     }
     if (rec.status === 'running' && actual === 'stopped') {
       // The host lost it (reboot, crash): say so, then bring it back as a running computer should be.
-      await this.obj.apply('exited');
-      if (await this.obj.apply('start')) await this.drive('starting');
+      await this.obj.apply('exited', { reason: 'exited', message: 'the host no longer ran it (it restarted, or the computer died while its agent was away)' });
+      if (await this.obj.apply('start', { reason: 'host_restarted' })) await this.drive('starting');
       return;
     }
     if (rec.status === 'stopped' && actual === 'running') {
@@ -102,10 +107,12 @@ export class Lifecycle {
     switch (status) {
       case 'provisioning': {
         const rec = this.obj.record!;
+        const snapshot = rec.restore_snapshot;
         const spec = await this.bootSpec();
-        r = spec.ok ? await link.request('computer.provision', { spec: spec.value, clone_from: rec.clone_from }, PROVISION_MS) : spec;
+        r = spec.ok ? await link.request('computer.provision', { spec: spec.value, clone_from: rec.clone_from, snapshot_id: snapshot }, PROVISION_MS) : spec;
         done = 'provisioned';
-        if (r.ok) await this.obj.save({ clone_from: undefined });
+        if (r.ok) await this.obj.save({ clone_from: undefined, restore_snapshot: undefined });
+        if (snapshot) this.obj.snapshots.restoredInto(rec, snapshot, r);
         break;
       }
       case 'starting': {
@@ -163,7 +170,7 @@ export class Lifecycle {
     if (attempts > MAX_BOOT_ATTEMPTS) {
       const reason = `its boot was tried ${MAX_BOOT_ATTEMPTS} times in a row without success${rec.status_reason ? ` (last: ${rec.status_reason})` : ''}`;
       await this.obj.save({ broken: status === 'provisioning' ? 'provision' : 'boot' });
-      await this.obj.apply('gave_up', reason);
+      await this.obj.apply('gave_up', { reason: 'failed', message: reason });
       return fail('AGENT_ERROR', `the computer could not be started: ${reason}`);
     }
     await this.obj.save({ boot_attempts: attempts });
@@ -175,16 +182,16 @@ export class Lifecycle {
     const rec = this.obj.record;
     if (!rec) return;
     if (!BOOTS.has(status)) {
-      await this.obj.apply('failed', `stop failed: ${message}`);
+      await this.obj.apply('failed', { reason: 'failed', message: `stop failed: ${message}` });
       return;
     }
     const what = status === 'provisioning' ? 'provisioning' : 'boot';
     const reason = `${what} failed: ${message}`;
     if (status === 'provisioning' || (rec.boot_attempts ?? 0) >= MAX_BOOT_ATTEMPTS) {
       await this.obj.save({ broken: status === 'provisioning' ? 'provision' : 'boot' });
-      await this.obj.apply('gave_up', reason);
+      await this.obj.apply('gave_up', { reason: 'failed', message: reason });
     } else {
-      await this.obj.apply('failed', reason);
+      await this.obj.apply('failed', { reason: 'failed', message: reason });
     }
   }
 }

@@ -147,7 +147,7 @@ export class Mover {
     await obj.link.whenAttached(REATTACH_MS);
     this.committing = false;
     this.relay = null;
-    await obj.apply('moved');
+    await obj.apply('moved', { reason: 'moved', details: { region: target.region } });
   }
 
   /** Calls the transfer off: both agents drop it, the target's partial copy goes, the computer is stopped where it was. */

@@ -2,6 +2,7 @@
 import type { Size } from '../../schema/sizes.ts';
 import type { Status } from './state-table.ts';
 import { isoNow } from '../../worker/http/ids.ts';
+import type { Why } from './events.ts';
 
 export interface ComputerRecord {
   id: string;
@@ -24,8 +25,14 @@ export interface ComputerRecord {
   resolution?: string;
   /** Source computer whose disk the new one copies, until provisioning is done. */
   clone_from?: string;
+  /** Snapshot whose disk the new one copies, until provisioning is done. */
+  restore_snapshot?: string;
+  /** While restoring a snapshot in place: which one. */
+  restoring_snapshot?: string;
   /** While moving: the host the disk is being copied to, whose agent may connect as the target. */
   moving_to_host_id?: string;
+  /** Why the operation under way (starting, stopping…) began; its outcome is logged with the same reason. */
+  pending_why?: Why;
   /** Why the computer is in its status, when that needs saying (GET computer's `status_reason`). */
   status_reason?: string | null;
   /** Boots (provision, start, restart) begun since the last one that succeeded. */

@@ -4,7 +4,7 @@
  * agent's answers produce the "done" events (provisioned, started, stopped…),
  * so a status is never assumed.
  */
-export const STATUSES = ['provisioning', 'running', 'stopping', 'stopped', 'starting', 'restarting', 'moving', 'deleting', 'error'] as const;
+export const STATUSES = ['provisioning', 'running', 'stopping', 'stopped', 'starting', 'restarting', 'moving', 'restoring', 'deleting', 'error'] as const;
 export type Status = (typeof STATUSES)[number];
 
 export type LifecycleEvent =
@@ -21,6 +21,8 @@ export type LifecycleEvent =
   | 'lost'
   | 'move'
   | 'moved'
+  | 'restore'
+  | 'restored'
   | 'delete';
 
 type Table = { [S in Status]: Partial<Record<LifecycleEvent, Status>> };
@@ -30,11 +32,13 @@ const TABLE: Table = {
   provisioning: { provisioned: 'running', failed: 'error', gave_up: 'error', delete: 'deleting' },
   running: { stop: 'stopping', restart: 'restarting', exited: 'stopped', lost: 'error', delete: 'deleting' },
   stopping: { stopped: 'stopped', failed: 'running', exited: 'stopped', lost: 'error', delete: 'deleting' },
-  stopped: { start: 'starting', move: 'moving', lost: 'error', delete: 'deleting' },
+  stopped: { start: 'starting', move: 'moving', restore: 'restoring', lost: 'error', delete: 'deleting' },
   starting: { started: 'running', failed: 'stopped', gave_up: 'error', exited: 'stopped', lost: 'error', delete: 'deleting' },
   restarting: { restarted: 'running', failed: 'stopped', gave_up: 'error', exited: 'stopped', lost: 'error', delete: 'deleting' },
   // The disk is copied to another host while the computer stays stopped; a failure leaves it where it was.
   moving: { moved: 'stopped', failed: 'stopped', delete: 'deleting' },
+  // A snapshot is copied back as the disk while the computer stays stopped; a failure leaves the disk as it was.
+  restoring: { restored: 'stopped', failed: 'stopped', delete: 'deleting' },
   // A computer whose boot kept failing may be started again once its cause is fixed (the object
   // refuses that when the disk is gone or provisioning failed: those can only be deleted).
   error: { start: 'starting', lost: 'error', delete: 'deleting' },
@@ -47,20 +51,22 @@ export function transition(status: Status, event: LifecycleEvent): Status | null
 }
 
 /** The spec's 409 message for a user action refused in the current status. */
-export const REFUSAL: Record<'start' | 'stop' | 'restart' | 'clone' | 'resize' | 'move', string> = {
+export const REFUSAL: Record<'start' | 'stop' | 'restart' | 'clone' | 'resize' | 'move' | 'restore', string> = {
   start: 'computer cannot be started from its current status',
   stop: 'computer cannot be stopped from its current status',
   restart: 'computer must be running to restart',
   clone: 'computer must be running to clone',
   resize: 'computer must be stopped to resize',
   move: 'computer must be stopped to move',
+  restore: 'computer must be stopped to restore a snapshot in place',
 };
 
 /** Operations that need the computer in one exact status, checked without changing it. */
-export const REQUIRES: Record<'clone' | 'resize' | 'move' | 'exec', Status> = {
+export const REQUIRES: Record<'clone' | 'resize' | 'move' | 'restore' | 'exec', Status> = {
   clone: 'running',
   resize: 'stopped',
   move: 'stopped',
+  restore: 'stopped',
   exec: 'running',
 };
 

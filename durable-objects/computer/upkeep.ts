@@ -21,8 +21,8 @@ export interface UpkeepHost {
   expiries(): (number | null)[];
   /** Drops expired logs and idle terminals. */
   sweep(): Promise<void>;
-  /** Stops the computer through its agent; false when that failed. */
-  stop(): Promise<boolean>;
+  /** Stops the computer through its agent, saying why; false when that failed. */
+  stop(reason: 'auto_stopped' | 'credits_exhausted'): Promise<boolean>;
 }
 
 export class Upkeep {
@@ -97,7 +97,7 @@ export class Upkeep {
     const broke = (balance ?? (await balanceOf(this.env.DB, rec.org_id))) <= 0;
     const idle = rec.auto_stop > 0 && !this.host.busy() && now - this.lastActivity >= rec.auto_stop * 1000;
     if (broke || idle) {
-      if (await this.host.stop()) return;
+      if (await this.host.stop(broke ? 'credits_exhausted' : 'auto_stopped')) return;
       // The agent is away or refused: try again later. The stop stays due, so neither
       // re-arm at the (past) deadline, which would spin, nor drop the alarm, which would run free.
       if (this.host.record()?.status === 'running') await this.ctx.storage.setAlarm(now + STOP_RETRY_MS);

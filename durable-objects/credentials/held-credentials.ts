@@ -22,6 +22,12 @@ const REVOKED_REASON = 'credential revoked';
 /** Answers whether a credential is live right now, from the source of truth (D1), without caches. */
 export type LiveCheck = (credentialId: string) => Promise<boolean>;
 
+/** A viewer held for a credential (see `viewer`). */
+export interface Viewer {
+  signal: AbortSignal;
+  untrack: () => void;
+}
+
 export class HeldCredentials {
   private readonly revoked = new Set<string>();
   private readonly trackers = new Map<string, Set<() => void>>();
@@ -69,6 +75,18 @@ export class HeldCredentials {
       set.delete(close);
       if (set.size === 0 && this.trackers.get(credentialId) === set) this.trackers.delete(credentialId);
     };
+  }
+
+  /**
+   * A viewer (an SSE stream) opened with the credential: its signal aborts
+   * when the request goes away or the credential is revoked; `untrack` when
+   * it ends (the hub's onEnd).
+   */
+  viewer(gone: AbortSignal | undefined, credentialId: string | null): Viewer {
+    const ended = new AbortController();
+    gone?.addEventListener('abort', () => ended.abort());
+    const untrack = this.track(credentialId, () => ended.abort());
+    return { signal: ended.signal, untrack };
   }
 
   /** Ends everything held for the credential and refuses it from now on. */

@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import { ProcId, ProcStartParams } from '../../schema/protocol.ts';
+import { EventsOpen } from '../../schema/events.ts';
 
 export type ClientKind = 'exec' | 'terminal';
 
@@ -121,6 +122,8 @@ export const ClientOpen = z.discriminatedUnion('kind', [
   }),
   /** A terminal viewer; the route verified a stream token (a caller of the whole organization) or a tenant credential. */
   z.object({ kind: z.literal('terminal'), caller: CallerSchema, session_id: ProcId }),
+  /** An events socket (durable-objects/events/watch-sockets.ts). */
+  z.object({ kind: z.literal('events'), caller: CallerSchema, open: EventsOpen }),
 ]);
 export type ClientOpen = z.infer<typeof ClientOpen>;
 

@@ -12,6 +12,17 @@
 import type { EventSource } from '../sse-hub.ts';
 import { itemChars, sseText, type LogItem } from './sse-events.ts';
 
+/** How a log's items are stored compactly and shown as SSE text. */
+export interface LogFormat<I> {
+  /** The SSE text of items numbered from `first`, skipping those numbered `after` or lower. */
+  text(items: readonly I[], first: number, after?: number): string;
+  /** About how many characters an item takes stored (row sizes and lag). */
+  chars(item: I): number;
+}
+
+/** Streamed commands' events (spec/04): output lines, then exit, timeout or error. */
+export const EXEC_FORMAT: LogFormat<LogItem> = { text: sseText, chars: itemChars };
+
 /** Events of one command kept at most; older rows are dropped first. */
 export const MAX_LOG_BYTES = 64 * 1024 * 1024;
 
@@ -25,8 +36,8 @@ interface RowIndex {
   end: number;
 }
 
-export class EventLog implements EventSource {
-  private pending: LogItem[] = [];
+export class EventLog<I = LogItem> implements EventSource {
+  private pending: I[] = [];
   private pendingChars = 0;
   private pendingFirst = 0;
   private last: number;
@@ -35,11 +46,19 @@ export class EventLog implements EventSource {
   /** Characters of the log before the oldest stored row (dropped ones). */
   private base = 0;
 
+  readonly format: LogFormat<I>;
+  private readonly maxChars: number;
+
   constructor(
     private readonly sql: SqlStorage,
+    /** The log's key in the table: a process id, or another stream's name. */
     readonly procId: string,
     finished = false,
+    /** Another kind of event than a streamed command's, or a smaller cap than MAX_LOG_BYTES. */
+    opts: { format?: LogFormat<I>; maxChars?: number } = {},
   ) {
+    this.format = opts.format ?? (EXEC_FORMAT as unknown as LogFormat<I>);
+    this.maxChars = opts.maxChars ?? MAX_LOG_BYTES;
     let end = 0;
     for (const r of sql.exec<{ first_seq: number; last_seq: number; n: number }>(
       'SELECT first_seq, last_seq, LENGTH(body) AS n FROM proc_events WHERE proc_id = ? ORDER BY first_seq',
@@ -67,12 +86,12 @@ export class EventLog implements EventSource {
   }
 
   /** Numbers and records items; a terminal event marks the log done. Returns the number of the first. */
-  append(items: LogItem[], terminal = false): number {
+  append(items: I[], terminal = false): number {
     if (!this.pending.length) this.pendingFirst = this.last + 1;
     const first = this.last + 1;
     for (const it of items) {
       this.pending.push(it);
-      this.pendingChars += itemChars(it);
+      this.pendingChars += this.format.chars(it);
     }
     this.last += items.length;
     if (terminal) this.finished = true;
@@ -85,7 +104,7 @@ export class EventLog implements EventSource {
     let from = 0;
     while (from < this.pending.length) {
       let to = from;
-      for (let size = 0; to < this.pending.length && (to === from || size < ROW_CHARS); to++) size += itemChars(this.pending[to]);
+      for (let size = 0; to < this.pending.length && (to === from || size < ROW_CHARS); to++) size += this.format.chars(this.pending[to]);
       const first = this.pendingFirst + from;
       const last = this.pendingFirst + to - 1;
       const body = JSON.stringify(from === 0 && to === this.pending.length ? this.pending : this.pending.slice(from, to));
@@ -96,7 +115,7 @@ export class EventLog implements EventSource {
     }
     this.pending = [];
     this.pendingChars = 0;
-    while (this.rows.length > 1 && end - this.base > MAX_LOG_BYTES) {
+    while (this.rows.length > 1 && end - this.base > this.maxChars) {
       const oldest = this.rows.shift()!;
       this.sql.exec('DELETE FROM proc_events WHERE proc_id = ? AND first_seq = ?', this.procId, oldest.first);
       this.base = oldest.end;
@@ -119,25 +138,48 @@ export class EventLog implements EventSource {
   readAfter(seq: number, maxBytes: number): { text: string; last: number } {
     let text = '';
     let last = seq;
+    for (const chunk of this.chunksAfter(seq)) {
+      text += this.format.text(chunk.items, chunk.first, last);
+      last = chunk.first + chunk.items.length - 1;
+      if (text.length >= maxBytes) break;
+    }
+    return { text, last };
+  }
+
+  /** The items after `seq` with their numbers, about `maxChars` of them (stored size) at most: for readers that render items their own way. */
+  itemsAfter(seq: number, maxChars: number): { items: { seq: number; item: I }[]; last: number } {
+    const items: { seq: number; item: I }[] = [];
+    let last = seq;
+    let chars = 0;
+    for (const chunk of this.chunksAfter(seq)) {
+      chunk.items.forEach((item, i) => {
+        const n = chunk.first + i;
+        if (n <= seq) return;
+        items.push({ seq: n, item });
+        chars += this.format.chars(item);
+      });
+      last = chunk.first + chunk.items.length - 1;
+      if (chars >= maxChars) break;
+    }
+    return { items, last };
+  }
+
+  /** Stored rows from the one holding `seq + 1`, then the held batch; read lazily (rows are up to a MiB, a catching-up reader takes a little at a time). */
+  private *chunksAfter(seq: number): Generator<{ first: number; items: I[] }> {
+    let last = seq;
     const i = this.rowHolding(seq + 1);
     if (i !== -1) {
-      // Read lazily: a catching-up viewer asks for a little at a time, and rows are up to a MiB.
       const rows = this.sql.exec<{ first_seq: number; last_seq: number; body: string }>(
         'SELECT first_seq, last_seq, body FROM proc_events WHERE proc_id = ? AND first_seq >= ? ORDER BY first_seq',
         this.procId,
         this.rows[i].first,
       );
       for (const r of rows) {
-        text += sseText(JSON.parse(r.body) as LogItem[], r.first_seq, last);
+        yield { first: r.first_seq, items: JSON.parse(r.body) as I[] };
         last = r.last_seq;
-        if (text.length >= maxBytes) return { text, last };
       }
     }
-    if (this.pending.length && this.last > last) {
-      text += sseText(this.pending, this.pendingFirst, last);
-      last = this.last;
-    }
-    return { text, last };
+    if (this.pending.length && this.last > last) yield { first: this.pendingFirst, items: this.pending };
   }
 
   /** Removes the command's events. */

@@ -5,6 +5,8 @@
  * flushed as a last line at exit. Its state is two small values, so it can be
  * stored with the log and an evicted object resumes mid-line.
  */
+import { Utf8Chunks } from './utf8-chunks.ts';
+
 export const MAX_LINE_CHARS = 16 * 1024;
 
 export interface SplitterState {
@@ -14,51 +16,28 @@ export interface SplitterState {
   partial: string;
 }
 
-const decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
-
-/** Length of the prefix of `b` that ends on a UTF-8 sequence boundary. */
-function completePrefix(b: Uint8Array): number {
-  const n = b.length;
-  for (let back = 1; back <= Math.min(3, n); back++) {
-    const c = b[n - back];
-    if ((c & 0xc0) === 0x80) continue; // continuation byte: look further back
-    const need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
-    return need > back ? n - back : n;
-  }
-  return n;
-}
-
 export class LineSplitter {
-  private tail: Uint8Array;
+  private readonly utf8: Utf8Chunks;
   private partial: string;
 
   constructor(state?: SplitterState) {
-    this.tail = new Uint8Array(state?.tail ?? []);
+    this.utf8 = new Utf8Chunks(state?.tail);
     this.partial = state?.partial ?? '';
   }
 
   state(): SplitterState {
-    return { tail: [...this.tail], partial: this.partial };
+    return { tail: this.utf8.tail(), partial: this.partial };
   }
 
   /** Lines completed by these bytes (each ends with "\n" unless it is a cut piece of a long line). */
   push(bytes: Uint8Array): string[] {
-    let all = bytes;
-    if (this.tail.length) {
-      all = new Uint8Array(this.tail.length + bytes.length);
-      all.set(this.tail);
-      all.set(bytes, this.tail.length);
-    }
-    const cut = completePrefix(all);
-    this.tail = all.slice(cut);
-    return this.split(this.partial + decoder.decode(all.subarray(0, cut)));
+    return this.split(this.partial + this.utf8.push(bytes));
   }
 
   /** The unterminated rest, at exit. */
   flush(): string[] {
-    const rest = this.partial + decoder.decode(this.tail);
+    const rest = this.partial + this.utf8.flush();
     this.partial = '';
-    this.tail = new Uint8Array(0);
     return rest ? this.split(rest).concat(this.partial ? [this.takePartial()] : []) : [];
   }
 

@@ -8,6 +8,7 @@
  */
 import { fail, ok, type Result } from '../../schema/errors.ts';
 import {
+  FRAME_OUTPUT,
   FRAME_STDIN,
   speaks,
   OUTPUT_WINDOW_BYTES,
@@ -22,13 +23,16 @@ import { ProcTable, nextOffset, type ProcKind, type ProcRow } from './proc-table
 
 /** How long an ended process's output stays readable. */
 export const LOG_RETENTION_MS = 10 * 60_000;
+const fromBase64 = (s: string): Uint8Array => Uint8Array.from(atob(s), (ch) => ch.charCodeAt(0));
+
 /** Ended processes are forgotten on the agent in one notice for all that ended within this long. */
 const FORGET_DELAY_MS = 50;
 /** Acks go out this often, or sooner when a quarter window is waiting. */
 const ACK_DELAY_MS = 10;
 const ACK_EAGER_BYTES = OUTPUT_WINDOW_BYTES / 4;
 
-export type ProcOutcome = { kind: 'exit'; exit: ProcExit } | { kind: 'error'; message: string };
+/** How a process ended; an error may say why in a word (`host_lost`), for sinks that report it. */
+export type ProcOutcome = { kind: 'exit'; exit: ProcExit } | { kind: 'error'; message: string; reason?: string };
 
 /** Where a process's output goes. */
 export interface ProcSink {
@@ -61,6 +65,12 @@ export interface ProcSink {
 
 export type SinkFactory = (row: ProcRow) => ProcSink;
 
+/** Told when a process starts (once the agent has it running) and when it ends, however it ends. */
+export interface ProcObserver {
+  started(row: ProcRow, params: ProcStartParams): void;
+  ended(row: ProcRow, outcome: ProcOutcome): void;
+}
+
 export class ProcManager {
   readonly table: ProcTable;
   private readonly rows = new Map<string, ProcRow>();
@@ -83,7 +93,9 @@ export class ProcManager {
   constructor(
     sql: SqlStorage,
     private readonly link: AgentLink,
-    private readonly factories: Record<ProcKind, SinkFactory>,
+    /** The kinds of process this object runs, each with where its output goes. */
+    private readonly factories: Partial<Record<ProcKind, SinkFactory>>,
+    private readonly observer?: ProcObserver,
   ) {
     this.table = new ProcTable(sql);
   }
@@ -102,8 +114,9 @@ export class ProcManager {
     let s = this.sinks.get(procId);
     if (!s) {
       const row = this.row(procId);
-      if (!row) return null;
-      s = this.factories[row.kind](row);
+      const factory = row && this.factories[row.kind];
+      if (!row || !factory) return null;
+      s = factory(row);
       this.sinks.set(procId, s);
     }
     return s;
@@ -181,14 +194,21 @@ export class ProcManager {
       row.sink_state = { ...row.sink_state, unconfirmed: true };
       this.persist(row);
       this.save(row);
+      this.observer?.started(row, params);
       return ok(row);
     }
     if (!r.ok) {
-      this.finish(row, { kind: 'error', message: r.message });
+      this.finish(row, { kind: 'error', message: r.message, reason: r.code === 'AGENT_UNAVAILABLE' ? 'agent_unreachable' : 'start_failed' });
       return r.code === 'AGENT_ERROR' ? fail('BAD_REQUEST', `the command could not start: ${r.message}`) : r;
     }
-    // Asked to wait for a short process's end (1.3), the agent answered with it.
-    if (r.value.exit) this.onExit(row.proc_id, r.value.exit);
+    this.observer?.started(row, params);
+    // Asked to wait for a short process's end (1.3), the agent answered with it, and with its output when that was small.
+    if (r.value.exit) {
+      for (const c of r.value.output ?? []) {
+        this.onOutput({ kind: FRAME_OUTPUT, stream: c.stream, proc_id: row.proc_id, offset: c.offset, payload: fromBase64(c.data) });
+      }
+      this.onExit(row.proc_id, r.value.exit);
+    }
     return ok(row);
   }
 
@@ -227,13 +247,13 @@ export class ProcManager {
   }
 
   /** A process that will never report again (its computer stopped, or its host lost it). */
-  lose(procId: string, message: string): void {
+  lose(procId: string, message: string, reason?: string): void {
     const row = this.row(procId);
-    if (row && row.status === 'running') this.finish(row, { kind: 'error', message });
+    if (row && row.status === 'running') this.finish(row, { kind: 'error', message, reason });
   }
 
-  loseAll(message: string): void {
-    for (const row of this.running()) this.lose(row.proc_id, message);
+  loseAll(message: string, reason?: string): void {
+    for (const row of this.running()) this.lose(row.proc_id, message, reason);
   }
 
   /** After an agent attaches: every live process resumes from the offsets we hold. */
@@ -315,7 +335,8 @@ export class ProcManager {
     return this.table.nextExpiry();
   }
 
-  private finish(row: ProcRow, outcome: ProcOutcome): void {
+  /** Ends a process's row; `started` is false for one that never ran (its observer heard nothing of it). */
+  private finish(row: ProcRow, outcome: ProcOutcome, started = true): void {
     const now = Date.now();
     row.status = 'ended';
     row.exit = outcome.kind === 'exit' ? outcome.exit : null;
@@ -323,6 +344,7 @@ export class ProcManager {
     const sink = this.sink(row.proc_id);
     row.expires_at = now + (sink?.keepFor?.() ?? LOG_RETENTION_MS);
     this.unacked.delete(row.proc_id);
+    if (started) this.observer?.ended(row, outcome);
     // One in memory only whose result a request takes now is never stored (doneWith lets it go).
     if (this.volatile.has(row.proc_id) && sink?.claimed?.()) {
       sink.end(outcome);

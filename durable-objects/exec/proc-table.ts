@@ -1,7 +1,8 @@
 /** Streamed processes of a computer as rows of the object's SQLite, so an evicted object finds them again. */
 import type { OutputStream, ProcExit, StreamOffsets } from '../../schema/protocol.ts';
 
-export type ProcKind = 'stream' | 'ws' | 'terminal' | 'sync';
+/** Streamed commands, exec sockets, terminals and sync commands of computers and hosts; jobs of tenant hosts. */
+export type ProcKind = 'stream' | 'ws' | 'terminal' | 'sync' | 'job';
 
 export interface ProcRow {
   proc_id: string;

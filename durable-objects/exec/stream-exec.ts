@@ -3,34 +3,24 @@
  * lines as numbered `output` events, then one terminal event — `exit`,
  * `timeout` or `error` — after which every viewer's stream closes.
  *
- * Viewers are never outrun: while a connected viewer is too far behind (LIMITS),
- * the sink holds back acknowledgements, so the agent stops sending and the
- * command blocks on its full pipe, as it would writing to a slow terminal. Until the first viewer arrives (at most the
- * ticket's life) the log is held from its first byte the same way. A viewer
- * that takes nothing for STALL_MS while it holds the command is dropped; it may
- * come back with Last-Event-ID.
+ * Viewers are never outrun (viewer-hold.ts): while a connected viewer is too
+ * far behind, the sink holds back acknowledgements and the command waits. Until
+ * the first viewer arrives (at most the ticket's life) the log is held from its
+ * first byte the same way.
  */
 import type { OutputStream, ProcExit } from '../../schema/protocol.ts';
-import { FINAL_READ_CHARS, SseHub, type LagLimits } from '../sse-hub.ts';
+import { SseHub } from '../sse-hub.ts';
 import { EventLog, MAX_LOG_BYTES } from './event-log.ts';
 import { outputItems, outputText, sseText, type LogItem, type SseEvent } from './sse-events.ts';
 import { LineSplitter, type SplitterState } from './line-splitter.ts';
 import type { ProcOutcome, ProcSink } from './proc-manager.ts';
 import type { ProcRow } from './proc-table.ts';
 import { TICKET_TTL_S } from './tickets.ts';
+import { VIEWER_LIMITS, ViewerHold } from './viewer-hold.ts';
 
-/** How much a live viewer may have queued (bytes of SSE text, about) before the command is held. */
-export const HOLD_CHARS = MAX_LOG_BYTES / 8;
-/**
- * The command is held while a live viewer has more than HOLD_CHARS queued, or
- * one catching up from the log is more than a quarter of the hub's final read
- * from the end: with a window in flight it still gets there, and goes live.
- */
-const LIMITS: LagLimits = { live: HOLD_CHARS, catchingUp: FINAL_READ_CHARS / 4 };
+export { HOLD_CHARS, STALL_MS } from './viewer-hold.ts';
 /** Before the first viewer, the log may fill this far: leaving room for a window in flight, it never drops. */
 export const HOLD_FIRST_CHARS = (MAX_LOG_BYTES / 4) * 3;
-/** A viewer holding the command that takes nothing for this long is dropped. */
-export const STALL_MS = 10_000;
 
 type LineStream = 'stdout' | 'stderr';
 
@@ -45,22 +35,19 @@ export class StreamExecSink implements ProcSink {
   readonly hub: SseHub;
   private readonly splitters: Record<LineStream, LineSplitter>;
   private readonly state: StreamExecState;
-  private holding = false;
-  private recheck: ReturnType<typeof setTimeout> | null = null;
+  private readonly hold: ViewerHold;
 
   constructor(
     sql: SqlStorage,
     row: ProcRow,
     private readonly onDispose: (procId: string) => void,
     /** Held acknowledgements may go out now. */
-    private readonly release: (procId: string) => void,
+    release: (procId: string) => void,
   ) {
     this.state = row.sink_state as unknown as StreamExecState;
     this.log = new EventLog(sql, row.proc_id, row.status === 'ended');
-    // A viewer moved: the manager asks holds() again at its next ack (at most every few ms).
-    this.hub = new SseHub(this.log, () => {
-      if (this.holding) this.release(this.log.procId);
-    });
+    this.hub = new SseHub(this.log, () => this.hold.moved());
+    this.hold = new ViewerHold(this.hub, () => this.behind(), () => release(this.log.procId));
     this.splitters = {
       stdout: new LineSplitter(this.state.splitters?.stdout),
       stderr: new LineSplitter(this.state.splitters?.stderr),
@@ -86,27 +73,16 @@ export class StreamExecSink implements ProcSink {
   }
 
   holds(): boolean {
-    // A viewer that took nothing for STALL_MS is gone or stuck; it may come back with Last-Event-ID.
-    if (!this.behind() || (this.hub.dropStalled(Date.now() - STALL_MS, LIMITS) > 0 && !this.behind())) {
-      this.stopHolding();
-      return false;
-    }
-    this.holding = true;
-    // Look again later even if no viewer moves, to drop stalled ones (and to let go when the ticket expires).
-    this.recheck ??= setTimeout(() => {
-      this.recheck = null;
-      this.release(this.log.procId);
-    }, STALL_MS);
-    return true;
+    return this.hold.holds();
   }
 
   close(): void {
-    this.stopHolding();
+    this.hold.stop();
     this.hub.closeAll();
   }
 
   dispose(): void {
-    this.stopHolding();
+    this.hold.stop();
     this.hub.closeAll();
     this.log.drop();
     this.onDispose(this.log.procId);
@@ -116,13 +92,7 @@ export class StreamExecSink implements ProcSink {
   private behind(): boolean {
     const waitingForFirst = !this.hub.everSubscribed && Date.now() < this.state.started_at + TICKET_TTL_S * 1000;
     if (waitingForFirst) return this.log.charsAfter(0) > HOLD_FIRST_CHARS;
-    return this.hub.anyBehind(LIMITS);
-  }
-
-  private stopHolding(): void {
-    this.holding = false;
-    if (this.recheck) clearTimeout(this.recheck);
-    this.recheck = null;
+    return this.hub.anyBehind(VIEWER_LIMITS);
   }
 
   /** Logs items and publishes them; with nobody watching, no SSE text is made at all. */

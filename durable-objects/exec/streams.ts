@@ -2,17 +2,22 @@
  * Everything that streams in and out of one computer: streamed commands with
  * their SSE viewers and tickets, exec sockets, terminals, and the agent's side
  * of them (output frames, exits, stdin acknowledgements). The ComputerObject
- * checks who may do what; this module does it.
+ * checks who may do what; this module does it. A tenant host's HostObject
+ * composes it too (its sandbox is the machine itself), adding its jobs as one
+ * more kind of process.
  */
 import { fail, ok, ApiError, type Result } from '../../schema/errors.ts';
 import type { BinaryFrame, ProcStartParams } from '../../schema/protocol.ts';
 import { errorResponse } from '../../worker/http/responses.ts';
+import { lastEventId } from '../sse-hub.ts';
 import type { AgentLink } from '../agent-link.ts';
 import type { Caller } from '../computer/record.ts';
 import { CLIENT_OPEN_HEADER, clientOf, parseClientOpen } from './client-sockets.ts';
 import { EventLog } from './event-log.ts';
 import { hangUp } from './hang-up.ts';
-import { ProcManager } from './proc-manager.ts';
+import { ProcManager, type SinkFactory } from './proc-manager.ts';
+import type { ProcKind } from './proc-table.ts';
+import type { ProcObserver } from './proc-manager.ts';
 import { newProcId } from './proc-id.ts';
 import { StdinPumps } from './stdin-pump.ts';
 import { StreamExecSink } from './stream-exec.ts';
@@ -40,6 +45,9 @@ export class Streams {
     private readonly link: AgentLink,
     private readonly held: HeldCredentials,
     rescheduled: () => Promise<void>,
+    /** Kinds of process the owner adds (a tenant host's jobs), each with where its output goes. */
+    moreSinks: Partial<Record<ProcKind, SinkFactory>> = {},
+    observer?: ProcObserver,
   ) {
     const sql = ctx.storage.sql;
     EventLog.init(sql);
@@ -55,7 +63,8 @@ export class Streams {
       ws: (row) => this.execSockets.sink(row),
       terminal: (row) => this.terminals.sink(row),
       sync: (row) => this.syncExecs.sink(row),
-    });
+      ...moreSinks,
+    }, observer);
     this.stdin = new StdinPumps(this.procs, link);
     this.syncExecs = new SyncExecs(sql, this.procs, this.stdin);
     this.execSockets = new ExecSockets(ctx, link, this.procs, this.stdin);
@@ -85,15 +94,12 @@ export class Streams {
       return errorResponse(new ApiError('UNAUTHORIZED', 'the API key this ticket was issued with is revoked'), requestId);
     }
     if (request.method === 'DELETE') return this.cancelStream(row.proc_id, requestId);
-    const lastId = Number(request.headers.get('last-event-id') ?? url.searchParams.get('last_event_id') ?? '0');
-    const after = Number.isSafeInteger(lastId) && lastId > 0 ? lastId : 0;
+    const after = lastEventId(request);
     // A viewer that already has the terminal event is told not to reconnect.
     if (sink.log.done() && after >= sink.log.lastSeq()) return new Response(null, { status: 204 });
     // The viewer ends when it goes away, or when the key its ticket came from is revoked.
-    const viewer = new AbortController();
-    request.signal?.addEventListener('abort', () => viewer.abort());
-    const untrack = this.held.track(redeemed.credential_id, () => viewer.abort());
-    return sink.hub.subscribe(after, viewer.signal, untrack);
+    const viewer = this.held.viewer(request.signal, redeemed.credential_id);
+    return sink.hub.subscribe(after, viewer.signal, viewer.untrack);
   }
 
   /** A revoked key: its tickets stop working and its viewers and sockets are closed. */
@@ -130,6 +136,7 @@ export class Streams {
     if (!open) return errorResponse(new ApiError('BAD_REQUEST', 'malformed socket request'), requestId);
     const allowed = await access(open.caller, open.kind === 'terminal' ? 'view' : 'exec');
     if (!allowed.ok) return errorResponse(new ApiError(allowed.code, allowed.message), requestId);
+    if (open.kind === 'events') return errorResponse(new ApiError('BAD_REQUEST', 'events sockets are opened by the computer object itself'), requestId);
     if (!(await this.held.admits(open.caller.credential_id))) return errorResponse(new ApiError('UNAUTHORIZED', 'credential revoked'), requestId);
     const tags = this.held.tags(open.caller.credential_id);
     if (open.kind === 'terminal') return this.terminals.attach(open.caller.org_id, open.session_id, requestId, tags);

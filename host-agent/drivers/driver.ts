@@ -9,7 +9,17 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { Duplex, Readable } from 'node:stream';
-import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult, OutputStream, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
+import type { z } from 'zod';
+import type { ActualState, AgentErrorCode, ComputerSpec, ExecRunParams, ExecRunResult, OutputStream, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
+import type { ComputerEvent, FileStream, FsDeleted, FsListing, FsRequest, FsStat, FsUnpacked, WatchProducers, WatchStarted } from '../../schema/guest.ts';
+
+/** A watch that runs: the producers it could not have, and how to end it. */
+export interface WatchHandle extends WatchStarted {
+  stop(): Promise<void>;
+}
+
+/** What a file operation answers: a listing, a path's stat, or a deletion. */
+export type FsAnswer = FsListing | FsStat | z.infer<typeof FsDeleted> | z.infer<typeof FsUnpacked>;
 
 export interface Progress {
   /** Short phase name, e.g. "template", "disk", "boot", "apps". */
@@ -91,8 +101,8 @@ export interface ComputerDriver {
   readonly name: string;
   /** Makes sure the base template exists (builds it on first use, reporting progress). */
   prepare(onProgress: ProgressFn): Promise<void>;
-  /** Builds the computer's disk (from the template, or from another computer's disk) and boots it. */
-  provision(spec: ComputerSpec, cloneFrom: string | undefined, onProgress: ProgressFn): Promise<void>;
+  /** Builds the computer's disk (from the template, another computer's disk, or a snapshot on this host) and boots it. */
+  provision(spec: ComputerSpec, cloneFrom: string | undefined, onProgress: ProgressFn, fromSnapshot?: string): Promise<void>;
   /** Boots a provisioned computer with the spec's limits and environment. */
   start(spec: ComputerSpec): Promise<void>;
   /** Ends every process of the computer; its disk stays. */
@@ -107,6 +117,13 @@ export interface ComputerDriver {
   exec(id: string, params: ExecRunParams): Promise<ExecRunResult>;
   /** Starts a streamed process in the running computer. */
   spawn(id: string, params: ProcStartParams, window: number): Promise<StreamProcess>;
+  /** One file operation in the running computer, done by its guest as `user` (schema/guest.ts FsRequest). */
+  fs(id: string, request: FsRequest): Promise<FsAnswer>;
+  /**
+   * Starts a watch of what happens inside the running computer (process, file, idle events);
+   * `onEvents` hears its batches until `stop()` or the computer stops.
+   */
+  watch(id: string, watchId: string, producers: WatchProducers, onEvents: (events: ComputerEvent[]) => void): Promise<WatchHandle>;
   /** Re-subscribes to a streamed process, replaying output from `offsets`; null when the computer no longer has it. */
   attach(id: string, procId: string, offsets: StreamOffsets, window: number): Promise<StreamProcess | null>;
   /**
@@ -116,14 +133,34 @@ export interface ComputerDriver {
    * computer is not running, `unsupported` when its guest cannot relay.
    */
   connectTcp(id: string, port: number): Promise<Duplex>;
+  /**
+   * A file's bytes in the running computer as a stream (schema/guest.ts FileStream): read, write,
+   * pack or unpack, done by its guest as `user`. Rejects with a RelayTargetError like connectTcp.
+   */
+  openFile?(id: string, request: FileStream): Promise<Duplex>;
   /** Current CPU and memory use of a running computer, null when it is not running. */
   metrics(id: string): Promise<ComputerMetrics | null>;
   /** What the host actually has for this computer. */
   state(id: string): Promise<ActualState>;
+  /** The file of the computer's system log on this host (boot, init, guest agent, driver notes), for the agent to ship; null when there is none. */
+  systemLog?(id: string): string | null;
+  /** Adds a line to the computer's system log. */
+  logLine?(id: string, line: string): void;
   /** The running computer's address inside its own network (shown as `ip_address`); null when it has none. Drivers without networks of their own leave it out. */
   address?(id: string): Promise<string | null>;
   /** Ids of every computer with a disk on this host. */
   list(): Promise<string[]>;
+  /**
+   * Snapshots (protocol 1.6): a point-in-time copy of the computer's disk kept on this host under
+   * `name` (a running computer's file system frozen for the copy); its size on the host's disk.
+   */
+  snapshotDisk?(id: string, name: string): Promise<{ bytes: number }>;
+  /** Makes the stopped computer's disk a copy of snapshot `name` (which stays). */
+  restoreDisk?(id: string, name: string): Promise<void>;
+  /** Removes snapshot `name`; gone already is fine. */
+  deleteSnapshot?(name: string): Promise<void>;
+  /** The snapshots on this host, with when each was made (ms since the epoch). */
+  listSnapshots?(): Promise<{ name: string; created_ms: number }[]>;
   /** Reads a stopped computer's disk out as one archive, keeping owners, modes, xattrs and overlay whiteouts. */
   exportDisk(id: string): Promise<DiskExport>;
   /** Starts receiving the disk archive of `spec.id` (made by another host's exportDisk); the disk exists once commit() is done. */
@@ -137,10 +174,10 @@ export interface ComputerDriver {
 /** Thrown by drivers; `code` maps onto the protocol's AgentErrorCode. */
 export class DriverError extends Error {
   // Declared as a field, not a parameter property: Node's type stripping cannot erase those.
-  readonly code: 'NOT_RUNNING' | 'NOT_FOUND' | 'BAD_REQUEST' | 'FAILED';
+  readonly code: AgentErrorCode;
   /** For the agent's log only, never sent to the server: what the computer's own agent said. */
   readonly detail?: string;
-  constructor(code: DriverError['code'], message: string, detail?: string) {
+  constructor(code: AgentErrorCode, message: string, detail?: string) {
     super(message);
     this.code = code;
     this.detail = detail;

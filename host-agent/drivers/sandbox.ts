@@ -11,20 +11,23 @@ import path from 'node:path';
 import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
 import type { Duplex } from 'node:stream';
 import { GuestError, type GuestClient } from '../guest-client.ts';
-import { openGuestTcp } from '../relay/guest-tcp.ts';
+import { openGuestFile, openGuestTcp } from '../relay/guest-tcp.ts';
 import { RelayTargetError } from '../relay/target-error.ts';
-import { DriverError, type ComputerDriver, type ComputerMetrics, type DiskExport, type DiskImport, type ProgressFn, type StreamProcess } from './driver.ts';
+import { DriverError, type ComputerDriver, type ComputerMetrics, type DiskExport, type DiskImport, type FsAnswer, type ProgressFn, type StreamProcess, type WatchHandle } from './driver.ts';
+import { FS_RESPONSES, type ComputerEvent, type FileStream, type FsRequest, type WatchProducers } from '../../schema/guest.ts';
 import { SIZES } from '../../schema/sizes.ts';
 import { ensureGuestRuntime, type GuestRuntime } from '../guest/runtime.ts';
 import { ArchiveWriter, readArchive } from './sandbox/disk-archive.ts';
 import { copyDiskImage, liveDiskPath, thaw } from './sandbox/disk-copy.ts';
 import { convertLegacyDisk, convertUpperDir, hasLegacyDisk } from './sandbox/legacy-disk.ts';
 import { DiskStorage } from './sandbox/storage.ts';
+import { listSnapshotFiles, readSnapshotMeta, removeSnapshotFiles, writeSnapshotMeta } from './sandbox/snapshot-files.ts';
 import { installApps } from './sandbox/apps.ts';
 import { ComputerCgroup, detectCgroups, type CgroupLayout, type Limits } from './sandbox/cgroups.ts';
 import { createDisk, destroyDisk, listDisks, readMeta, removeAbandonedDisks, writeMeta, type ComputerMeta } from './sandbox/disk.ts';
 import { computerResolvConf } from './sandbox/host-config.ts';
 import { namespaceAddress } from './sandbox/address.ts';
+import { OomNotes, appendConsole, dropEarlyConsole } from './sandbox/console-log.ts';
 import { CpuMeter } from './sandbox/metrics.ts';
 import { clearState, isAlive, launchSandbox, logTail, readState } from './sandbox/launch.ts';
 import { assertSafeId, computerPaths, hostnameFromName, type ComputerPaths } from './sandbox/paths.ts';
@@ -44,6 +47,9 @@ export interface SandboxDriverOptions {
 const PIDS_MAX = 4096;
 const BOOT_TIMEOUT_MS = 20_000;
 const POLL_MS = 2000;
+const GiB = 1024 ** 3;
+/** A recursive copy or delete of a large tree takes a while. */
+const FS_TIMEOUT_MS = 10 * 60_000;
 
 export class SandboxDriver implements ComputerDriver {
   readonly name = 'sandbox';
@@ -56,6 +62,7 @@ export class SandboxDriver implements ComputerDriver {
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly exitListeners: Array<(id: string, reason: string) => void> = [];
   private readonly cpu = new CpuMeter();
+  private readonly oom = new OomNotes();
   private readonly poll: NodeJS.Timeout;
 
   constructor(opts: SandboxDriverOptions) {
@@ -78,7 +85,7 @@ export class SandboxDriver implements ComputerDriver {
     await ensureGuestRuntime(templateDir, onProgress);
   }
 
-  provision(spec: ComputerSpec, cloneFrom: string | undefined, onProgress: ProgressFn): Promise<void> {
+  provision(spec: ComputerSpec, cloneFrom: string | undefined, onProgress: ProgressFn, fromSnapshot?: string): Promise<void> {
     return this.withLock(spec.id, async () => {
       this.checkHost();
       const paths = computerPaths(this.dataDir, spec.id);
@@ -88,7 +95,19 @@ export class SandboxDriver implements ComputerDriver {
         let apps: string[] = [];
         let copyInto: ((image: string) => Promise<void>) | undefined;
         let diskGb = diskGbOf(spec);
-        if (cloneFrom) {
+        if (fromSnapshot) {
+          assertSafeId(fromSnapshot);
+          const image = this.storage.snapshotPath(fromSnapshot);
+          if (!fs.existsSync(image)) throw new DriverError('NOT_FOUND', `snapshot ${fromSnapshot} is not on this host`);
+          // A snapshot of an older agent says nothing of its template: the spec's, as it is now.
+          const snap = readSnapshotMeta(this.dataDir, fromSnapshot);
+          templateDir = snap?.template_dir && fs.existsSync(snap.template_dir) ? snap.template_dir : await this.templates.ensure(spec.template, onProgress);
+          apps = snap?.apps_installed ?? [];
+          // The copy has the snapshot's disk (at least); it grows to the spec's size at its first boot.
+          diskGb = Math.max(snap?.disk_gb ?? 0, Math.ceil(fs.statSync(image).size / GiB));
+          onProgress({ phase: 'disk', message: `copying snapshot ${fromSnapshot}` });
+          copyInto = (target) => this.storage.copy(image, target);
+        } else if (cloneFrom) {
           const source = computerPaths(this.dataDir, cloneFrom);
           const sourceMeta = readMeta(source);
           if (!sourceMeta) throw new DriverError('NOT_FOUND', `computer ${cloneFrom} to clone has no disk on this host`);
@@ -138,6 +157,7 @@ export class SandboxDriver implements ComputerDriver {
       const paths = computerPaths(this.dataDir, id);
       await this.stopLocked(id);
       destroyDisk(paths);
+      dropEarlyConsole(paths);
       this.cpu.forget(id);
     });
   }
@@ -205,6 +225,37 @@ export class SandboxDriver implements ComputerDriver {
     return handle;
   }
 
+  async fs(id: string, request: FsRequest): Promise<FsAnswer> {
+    const guest = await this.guestOf(id);
+    try {
+      const { data } = await guest.request({ op: 'fs', request }, { timeoutMs: FS_TIMEOUT_MS });
+      return FS_RESPONSES[request.op].parse(data);
+    } catch (err) {
+      throw this.guestFailure(id, err);
+    }
+  }
+
+  async watch(id: string, watchId: string, producers: WatchProducers, onEvents: (events: ComputerEvent[]) => void): Promise<WatchHandle> {
+    const guest = await this.guestOf(id);
+    const listener = (w: string, events: ComputerEvent[]) => {
+      if (w === watchId) onEvents(events);
+    };
+    guest.on('watch', listener);
+    try {
+      const { data } = await guest.request({ op: 'watch', watch: watchId, ...producers }, { timeoutMs: 30_000 });
+      return {
+        unavailable: data.unavailable,
+        stop: async () => {
+          guest.off('watch', listener);
+          await guest.request({ op: 'unwatch', watch: watchId }, { timeoutMs: 10_000 }).catch(() => undefined);
+        },
+      };
+    } catch (err) {
+      guest.off('watch', listener);
+      throw this.guestFailure(id, err);
+    }
+  }
+
   async attach(id: string, procId: string, offsets: StreamOffsets, window: number): Promise<StreamProcess | null> {
     const guest = await this.guestOf(id);
     const handle = guest.attach(procId, offsets, { window });
@@ -218,13 +269,20 @@ export class SandboxDriver implements ComputerDriver {
   }
 
   async connectTcp(id: string, port: number): Promise<Duplex> {
-    let guest: GuestClient;
+    return openGuestTcp(await this.relayGuest(id), port);
+  }
+
+  async openFile(id: string, request: FileStream): Promise<Duplex> {
+    return openGuestFile(await this.relayGuest(id), request);
+  }
+
+  /** The running computer's guest for a relayed stream; `unreachable` when there is none. */
+  private async relayGuest(id: string): Promise<GuestClient> {
     try {
-      guest = await this.guestOf(id);
+      return await this.guestOf(id);
     } catch (err) {
       throw new RelayTargetError('unreachable', err instanceof Error ? err.message : String(err));
     }
-    return openGuestTcp(guest, port);
   }
 
   async metrics(id: string): Promise<ComputerMetrics | null> {
@@ -253,6 +311,15 @@ export class SandboxDriver implements ComputerDriver {
     const state = readState(computerPaths(this.dataDir, id));
     // The namespaces belong to the launcher's child (ns_pid); sandboxes of the old launcher had them on pid.
     return state && isAlive(state) ? namespaceAddress(state.ns_pid ?? state.pid) : null;
+  }
+
+  systemLog(id: string): string | null {
+    const paths = computerPaths(this.dataDir, id);
+    return fs.existsSync(paths.dir) ? paths.log : null;
+  }
+
+  logLine(id: string, line: string): void {
+    appendConsole(computerPaths(this.dataDir, id), line);
   }
 
   async list(): Promise<string[]> {
@@ -320,7 +387,17 @@ export class SandboxDriver implements ComputerDriver {
       const target = this.storage.snapshotPath(name);
       if (fs.existsSync(target)) throw new DriverError('BAD_REQUEST', `snapshot ${name} exists`);
       fs.mkdirSync(path.dirname(target), { recursive: true });
-      await copyDiskImage(this.storage, paths.image, target, this.sessionFor(id)?.state ?? null);
+      const meta = readMeta(paths)!;
+      try {
+        await copyDiskImage(this.storage, paths.image, target, this.sessionFor(id)?.state ?? null);
+        // Last: a snapshot without its meta is one whose taking was cut short.
+        writeSnapshotMeta(this.dataDir, name, {
+          computer_id: id, template_dir: meta.template_dir, apps_installed: meta.apps_installed, disk_gb: meta.disk_gb, created_at: new Date().toISOString(),
+        });
+      } catch (err) {
+        removeSnapshotFiles(this.dataDir, name);
+        throw err;
+      }
       return { bytes: fs.statSync(target).blocks * 512 };
     });
   }
@@ -334,13 +411,29 @@ export class SandboxDriver implements ComputerDriver {
       const source = this.storage.snapshotPath(name);
       if (!fs.existsSync(source)) throw new DriverError('NOT_FOUND', `no snapshot ${name}`);
       await this.storage.copy(source, paths.image);
+      // The disk now sits on the snapshot's template and has its apps; its size is the larger of
+      // the two (it grows to the computer's disk_gb at the next start, and never shrinks).
+      const snap = readSnapshotMeta(this.dataDir, name);
+      const meta = readMeta(paths);
+      if (meta && snap) {
+        writeMeta(paths, {
+          ...meta,
+          template_dir: fs.existsSync(snap.template_dir) ? snap.template_dir : meta.template_dir,
+          apps_installed: snap.apps_installed,
+          disk_gb: Math.max(meta.disk_gb ?? 0, snap.disk_gb ?? 0) || meta.disk_gb,
+        });
+      }
     });
+  }
+
+  async listSnapshots(): Promise<{ name: string; created_ms: number }[]> {
+    return listSnapshotFiles(this.dataDir);
   }
 
   /** Removes snapshot `name`; gone already is fine. */
   async deleteSnapshot(name: string): Promise<void> {
     assertSafeId(name);
-    fs.rmSync(this.storage.snapshotPath(name), { force: true });
+    removeSnapshotFiles(this.dataDir, name);
   }
 
   /** Unmounts the disk pool of this data dir if no computer uses it (before deleting a data dir). */
@@ -468,6 +561,8 @@ export class SandboxDriver implements ComputerDriver {
       if (err.code === 'DISCONNECTED' && !this.sessionFor(id)) return new DriverError('NOT_RUNNING', `computer ${id} stopped`);
       // The message is the host's own words; what the guest said goes to the log only (GuestError).
       if (err.code === 'BAD_REQUEST') return new DriverError('BAD_REQUEST', err.message, err.guestText);
+      // What a file operation's path said (the code; the object names the path it asked about).
+      if (err.code === 'NO_SUCH_PATH' || err.code === 'FORBIDDEN' || err.code === 'CONFLICT' || err.code === 'NO_SPACE') return new DriverError(err.code, err.message, err.guestText);
       return new DriverError('FAILED', `guest agent: ${err.message}`, err.guestText);
     }
     return err instanceof DriverError ? err : new DriverError('FAILED', String(err));
@@ -497,6 +592,9 @@ export class SandboxDriver implements ComputerDriver {
 
   private checkAll(): void {
     for (const id of [...this.sessions.keys()]) this.checkExit(id);
+    for (const [id, s] of this.sessions) {
+      if (s.cgroup.exists()) this.oom.check(id, s.paths, s.cgroup.sample().oomKills, s.oomBaseline, readMeta(s.paths)?.memory_mb ?? 0);
+    }
   }
 
   /** Notices a computer that died on its own, cleans up after it and tells the listeners. */
@@ -511,6 +609,8 @@ export class SandboxDriver implements ComputerDriver {
     const reason = oom
       ? 'the computer ran out of memory and its init was killed'
       : `the computer's init exited${code != null ? ` with code ${code}` : ''}${signal ? ` by ${signal}` : ''}`;
+    appendConsole(session.paths, `the computer stopped on its own: ${reason}`);
+    this.oom.forget(id);
     this.withLock(id, () => this.cleanupDead(id, session.cgroup, session.paths))
       .catch((err: unknown) => console.error(`cleaning up after computer ${id} failed: ${(err as Error).message}`))
       .finally(() => {

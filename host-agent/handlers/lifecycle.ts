@@ -10,7 +10,7 @@ export type LifecycleRequest = Extract<
 export async function handleLifecycle(driver: ComputerDriver, id: string, req: LifecycleRequest, progress: ProgressFn): Promise<LifecycleResult> {
   switch (req.type) {
     case 'computer.provision':
-      await driver.provision(req.spec, req.clone_from, progress);
+      await driver.provision(req.spec, req.clone_from, progress, req.snapshot_id);
       break;
     case 'computer.start':
       await driver.start(req.spec);

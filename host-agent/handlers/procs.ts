@@ -1,13 +1,17 @@
 /**
- * Streamed processes of one computer, agent side: starts them through the
- * driver, forwards their output to the ComputerObject as binary frames with
+ * Streamed processes of one computer (or, in host mode, of the machine
+ * itself), agent side: starts them through the driver, forwards their output to the ComputerObject as binary frames with
  * byte offsets, passes the object's acknowledgements on to the computer (so
  * at most a window of output is ever in flight), writes stdin frames and
  * answers with how much was written, and after a reconnect re-attaches each
  * process from the offsets the object holds.
  */
+import type { z } from 'zod';
 import {
   FRAME_OUTPUT,
+  INLINE_OUTPUT_BYTES,
+  type RESULT_SCHEMAS,
+  type OutputStream,
   OUTPUT_WINDOW_BYTES,
   encodeFrame,
   type BinaryFrame,
@@ -22,6 +26,51 @@ import { DriverError, type ComputerDriver, type StreamExit, type StreamProcess }
 import type { Logger } from '../log.ts';
 
 const SIGNALS: Record<ProcSignal, number> = { HUP: 1, INT: 2, KILL: 9, TERM: 15 };
+
+/**
+ * Output of a process whose start waits for its end: kept for the answer
+ * while it is small (one message instead of several), sent as frames, in
+ * order, as soon as it is not.
+ */
+class HeldOutput {
+  private chunks: { stream: OutputStream; offset: number; data: Buffer }[] = [];
+  private bytes = 0;
+  private holding = true;
+  private readonly send: (frame: Uint8Array) => void;
+  private readonly procId: string;
+
+  constructor(send: (frame: Uint8Array) => void, procId: string) {
+    this.send = send;
+    this.procId = procId;
+  }
+
+  /** Keeps a chunk; false when it must go as a frame now (everything held before it has gone first). */
+  hold(stream: OutputStream, data: Buffer, offset: number): boolean {
+    if (!this.holding) return false;
+    if (this.bytes + data.length > INLINE_OUTPUT_BYTES) {
+      this.release();
+      return false;
+    }
+    this.chunks.push({ stream, offset, data });
+    this.bytes += data.length;
+    return true;
+  }
+
+  /** Sends what is held as frames, and holds nothing more. */
+  release(): void {
+    this.holding = false;
+    for (const c of this.chunks.splice(0)) this.send(encodeFrame({ kind: FRAME_OUTPUT, stream: c.stream, proc_id: this.procId, offset: c.offset, payload: c.data }));
+  }
+
+  /** What is held, for the answer; nothing more is held after. */
+  take(): { stream: OutputStream; offset: number; data: string }[] {
+    this.holding = false;
+    return this.chunks.splice(0).map((c) => ({ stream: c.stream, offset: c.offset, data: c.data.toString('base64') }));
+  }
+}
+
+/** What the relay needs of whatever runs processes: a computer's driver, or the machine itself (host-mode/local-procs.ts). */
+export type ProcDriver = Pick<ComputerDriver, 'spawn' | 'attach'> & Partial<Pick<ComputerDriver, 'exec'>>;
 
 /** A process's exit as the protocol carries it; duration_ms is the server's to measure (it saw the start; this agent may be a newer one). */
 const exitMessage = (exit: StreamExit): ProcExit => ({
@@ -40,12 +89,12 @@ export interface ProcOutlet {
 
 export class ProcRelay {
   private readonly procs = new Map<string, StreamProcess>();
-  private readonly driver: ComputerDriver;
+  private readonly driver: ProcDriver;
   private readonly computerId: string;
   private readonly out: ProcOutlet;
   private readonly log: Logger;
 
-  constructor(driver: ComputerDriver, computerId: string, out: ProcOutlet, log: Logger) {
+  constructor(driver: ProcDriver, computerId: string, out: ProcOutlet, log: Logger) {
     this.driver = driver;
     this.computerId = computerId;
     this.out = out;
@@ -58,7 +107,7 @@ export class ProcRelay {
    * message after (one message less for a short command; its output frames
    * have gone before the answer).
    */
-  async start(params: ProcStartParams): Promise<{ pid: number; exit?: ProcExit }> {
+  async start(params: ProcStartParams): Promise<z.infer<(typeof RESULT_SCHEMAS)['proc.start']>> {
     // A terminal names its shell too (its argv is [shell, -l]): a missing one is a clear refusal, not a session that dies at once.
     if (params.shell) await this.requireShell(params.shell);
     const handle = await this.driver.spawn(this.computerId, params, OUTPUT_WINDOW_BYTES);
@@ -74,10 +123,15 @@ export class ProcRelay {
         resolve(exit);
       });
     });
-    this.wire(params.proc_id, handle, () => answered);
+    const held = new HeldOutput((frame) => this.out.sendBinary(frame), params.proc_id);
+    this.wire(params.proc_id, handle, () => answered, held);
     const exit = await exited;
     answered = exit !== null;
-    return exit ? { pid: handle.pid, exit: exitMessage(exit) } : { pid: handle.pid };
+    if (!exit) {
+      held.release();
+      return { pid: handle.pid };
+    }
+    return { pid: handle.pid, exit: exitMessage(exit), output: held.take() };
   }
 
   async attach(procId: string, offsets: StreamOffsets): Promise<ProcAttachResult> {
@@ -150,10 +204,14 @@ export class ProcRelay {
     return h;
   }
 
-  /** Relays the process's output and exit; `exitAnswered` says when the start's answer carried the exit already. */
-  private wire(procId: string, handle: StreamProcess, exitAnswered: () => boolean = () => false): void {
+  /**
+   * Relays the process's output and exit; `exitAnswered` says when the start's
+   * answer carried the exit already, and `held` keeps output for that answer.
+   */
+  private wire(procId: string, handle: StreamProcess, exitAnswered: () => boolean = () => false, held?: HeldOutput): void {
     this.procs.set(procId, handle);
     handle.on('output', (stream, data, offset) => {
+      if (held?.hold(stream, data, offset)) return;
       this.out.sendBinary(encodeFrame({ kind: FRAME_OUTPUT, stream, proc_id: procId, offset, payload: data }));
     });
     handle.on('gap', (stream, from, to) => this.log(`computer ${this.computerId}: ${to - from} bytes of ${procId}/${stream} were lost before re-attaching`));
@@ -172,6 +230,7 @@ export class ProcRelay {
 
   /** A shell must exist in the computer; saying so beats a process that fails to start. */
   private async requireShell(shell: string): Promise<void> {
+    if (!this.driver.exec) return;
     const r = await this.driver.exec(this.computerId, { command: 'test -f "$HANGAR_SHELL" -a -x "$HANGAR_SHELL"', env: { HANGAR_SHELL: shell }, timeout_s: 5, max_output_bytes: 1024 });
     if (r.exit_code !== 0) throw new DriverError('BAD_REQUEST', `shell ${shell} does not exist in the computer`);
   }

@@ -27,8 +27,9 @@ import { bridgeWebSocket } from './ws-bridge.ts';
 import { RelayTargetError } from './target-error.ts';
 
 /** Connects to a target; rejects with RelayTargetError (or any error, taken as `error`). */
-export type TargetOpener = (target: RelayTarget) => Promise<Duplex>;
-export type TargetOpeners = Partial<Record<RelayTargetKind, TargetOpener>>;
+export type TargetOpener<T extends RelayTarget = RelayTarget> = (target: T) => Promise<Duplex>;
+/** An opener per kind of target, each given targets of its kind. */
+export type TargetOpeners = { [K in RelayTargetKind]?: TargetOpener<Extract<RelayTarget, { kind: K }>> };
 
 /** Our receive window per stream: what one stream may have in flight towards a slow target. */
 export const AGENT_WINDOW = 1024 * 1024;
@@ -99,7 +100,7 @@ export class AgentRelay {
 
   private open(msg: RelayOpen): void {
     if (this.streams.has(msg.stream_id)) return this.refuse(msg.stream_id, 'protocol', 'stream id already in use');
-    const opener = this.openers[msg.target.kind];
+    const opener = this.openers[msg.target.kind] as TargetOpener | undefined;
     if (!opener) return this.refuse(msg.stream_id, 'unsupported', `this agent does not serve ${msg.target.kind} targets on this connection`);
     if (this.streams.size >= AGENT_MAX_STREAMS) return this.refuse(msg.stream_id, 'limit', `too many relayed connections (${AGENT_MAX_STREAMS})`);
     const stream = new AgentStream(msg.stream_id, msg.window, Math.max(MIN_WINDOW, AGENT_WINDOW), this.out);

@@ -20,7 +20,7 @@ export type FieldSpec =
   | { type: 'int'; min: number; max?: number }
   | { type: 'number'; min: number; max: number; nonZero?: boolean }
   | { type: 'uuid' }
-  | { type: 'array'; of: 'enum' | 'uuid'; values?: readonly string[]; min?: number; max: number }
+  | { type: 'array'; of: 'enum' | 'uuid' | 'string'; values?: readonly string[]; min?: number; max: number; badItems?: unknown[] }
   | { type: 'labels' }
   | { type: 'bool' };
 
@@ -163,9 +163,10 @@ export function invalidValues(field: Field, rng: Rng): [string, unknown][] {
       break;
     }
     case 'array': {
-      const item = s.of === 'uuid' ? UUID : s.values![0];
+      const item = s.of === 'uuid' ? UUID : s.of === 'string' ? 'A=1' : s.values![0];
       out.push(['string', item], ['number', 1], ['object', {}], ['true', true], ['array of numbers', [1, 2]], ['array of null', [null]], ['nested arrays', [[item]]]);
-      out.push(['bad item', [s.of === 'uuid' ? 'not-a-uuid' : 'no-such-app']], ['over max items', Array.from({ length: s.max + 1 }, () => item)]);
+      for (const [i, bad] of (s.badItems ?? [s.of === 'uuid' ? 'not-a-uuid' : 'no-such-app']).entries()) out.push([`bad item ${i}`, [item, bad]]);
+      out.push(['over max items', Array.from({ length: s.max + 1 }, () => item)]);
       if ((s.min ?? 0) >= 1) out.push(['empty', []]);
       break;
     }

@@ -8,12 +8,14 @@ import { SIZE_NAMES } from '../../schema/sizes.ts';
 import type { BodyShape, Field } from './fuzz-cases.ts';
 
 export interface FuzzRoute {
-  method: 'POST' | 'PUT' | 'PATCH';
+  method: 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   path: string;
   auth: 'tenant' | 'operator' | 'none';
   shape: BodyShape;
   /** At most this many cases (a seeded sample), for rate-limited routes. */
   limit?: number;
+  /** The route's JSON body limit when it is not the API's 1 MiB. */
+  bodyLimit?: number;
 }
 
 /** Display names: besides lengths, characters that hide what is shown (schema/text.ts). */
@@ -60,8 +62,70 @@ function desktopRoutes(): FuzzRoute[] {
     d('launch', { app: 'terminal' }, { app: opt(str(1, 8192)), app_name: opt(str(1, 8192)), command: opt(str(1, 8192)) }, true),
   ];
 }
+const envName: Field = { spec: { type: 'string', min: 1, max: 256, bad: ['1ABC', 'A-B', 'A B', 'A=B', 'É', 'A\u0000', '😀'] } };
+const secretValue: Field = { spec: { type: 'string', max: 32 * 1024, noNul: true } };
+const description: Field = { ...opt(str(0, 1024)), nullable: true };
+const hostRegion: Field = { spec: { type: 'string', max: 63, bad: ['', 'UPPER', '-a', 'a_b', 'a b', 'ä', 'a\u0000'] } };
+const termSize = opt(int(1, 1000));
+
+/** OpenComputers (spec/05): tenant hosts, jobs, terminal tickets, secrets. */
+const OPENCOMPUTERS_ROUTES: FuzzRoute[] = [
+  {
+    method: 'POST',
+    path: '/opencomputers/hosts',
+    auth: 'tenant',
+    shape: { valid: { name: 'fuzz-box' }, fields: { name, region: opt(hostRegion), labels: opt({ spec: { type: 'labels' } }) } },
+  },
+  {
+    method: 'PATCH',
+    path: '/opencomputers/hosts/{host}',
+    auth: 'tenant',
+    shape: { valid: { name: 'renamed' }, fields: { name: opt(name), region: opt(hostRegion), labels: opt({ spec: { type: 'labels' } }) }, emptyInvalid: true },
+  },
+  {
+    method: 'POST',
+    path: '/opencomputers/hosts/{host}/exec',
+    auth: 'tenant',
+    shape: {
+      valid: { command: 'touch /tmp/fuzz-ran' },
+      fields: {
+        command: { spec: { type: 'string', min: 1, max: EXEC_MAX_COMMAND_BYTES, bytes: true, noNul: true } },
+        args: opt({ spec: { type: 'array', of: 'string', max: 4096, badItems: ['a\u0000b', 1, null, {}] } }),
+        env: opt({ spec: { type: 'array', of: 'string', max: 1024, badItems: ['no equals sign', '=x', '1A=b', 'A B=c', 'A=b\u0000', 2] } }),
+        cwd: opt({ spec: { type: 'string', min: 1, max: 4096, noNul: true } }),
+        timeout,
+        wait: opt({ spec: { type: 'bool' } }),
+      },
+    },
+  },
+  {
+    method: 'POST',
+    path: '/opencomputers/hosts/{host}/terminal/ticket',
+    auth: 'tenant',
+    shape: {
+      valid: { cols: 80 },
+      fields: { session_id: opt({ spec: { type: 'string', max: 32, bad: ['', 'NOT A SESSION', 'ABCDEF', 'a-b', 'a\u0000'] } }), cols: termSize, rows: termSize },
+    },
+  },
+  {
+    method: 'POST',
+    path: '/opencomputers/hosts/{host}/fs/mkdir',
+    auth: 'tenant',
+    shape: { valid: { path: 'fuzz-dir' }, fields: { path: { spec: { type: 'string', min: 1, max: 4096, noNul: true } } } },
+  },
+  ...(['/opencomputers/secrets', '/opencomputers/hosts/{host}/secrets'] as const).flatMap((base): FuzzRoute[] => [
+    { method: 'POST', path: base, auth: 'tenant', shape: { valid: { name: 'FUZZ_SECRET', value: 'x' }, fields: { name: envName, value: secretValue, description } } },
+    {
+      method: 'PATCH',
+      path: `${base}/${base.includes('{host}') ? '{hsecret}' : '{tsecret}'}`,
+      auth: 'tenant',
+      shape: { valid: { value: 'changed' }, fields: { value: opt(secretValue), description }, emptyInvalid: true },
+    },
+  ]),
+];
 
 export const FUZZ_ROUTES: FuzzRoute[] = [
+  ...OPENCOMPUTERS_ROUTES,
   {
     method: 'POST',
     path: '/computers',
@@ -177,6 +241,8 @@ export const FUZZ_ROUTES: FuzzRoute[] = [
     },
   },
   ...desktopRoutes(),
+  ...fileRoutes(),
+  ...snapshotRoutes(),
   { method: 'POST', path: '/workspaces', auth: 'tenant', shape: { valid: { name: 'fuzz-ws' }, fields: { name, slug: opt(slug) } } },
   {
     method: 'POST',
@@ -256,3 +322,41 @@ export const FUZZ_ROUTES: FuzzRoute[] = [
     },
   },
 ];
+
+/** The files routes' bodies (schema/api-files.ts). */
+function fileRoutes(): FuzzRoute[] {
+  const path: Field = { spec: { type: 'string', min: 1, max: 4096, noNul: true } };
+  const mode: Field = { spec: { type: 'string', max: 6, bad: ['', '7', '77', '0x1ff', 'rwxr-xr-x', '0999', '77777', '-755', ' 755', '0o', '0o7777 '] } };
+  const bool = (): Field => ({ spec: { type: 'bool' }, optional: true });
+  const at = (p: string) => `/computers/{id}/files${p}`;
+  return [
+    { method: 'POST', path: at('/stat'), auth: 'tenant', shape: { valid: { path: '/workspace' }, fields: { path } } },
+    { method: 'POST', path: at('/mkdir'), auth: 'tenant', shape: { valid: { path: '/tmp/fuzz-dir' }, fields: { path, recursive: bool(), mode: { ...mode, optional: true } } } },
+    { method: 'POST', path: at('/rename'), auth: 'tenant', shape: { valid: { from: '/tmp/a', to: '/tmp/b' }, fields: { from: path, to: path } } },
+    { method: 'POST', path: at('/copy'), auth: 'tenant', shape: { valid: { from: '/tmp/a', to: '/tmp/b' }, fields: { from: path, to: path, recursive: bool() } } },
+    { method: 'POST', path: at('/chmod'), auth: 'tenant', shape: { valid: { path: '/tmp/a', mode: '0644' }, fields: { path, mode } } },
+    { method: 'DELETE', path: at(''), auth: 'tenant', shape: { valid: { path: '/tmp/fuzz-gone' }, fields: { path: { ...path, optional: true }, recursive: bool() }, emptyInvalid: true } },
+    {
+      method: 'POST',
+      path: at('/write'),
+      auth: 'tenant',
+      bodyLimit: 10 * 1024 * 1024,
+      // content_base64 has no length bound but the body's; 12 makes every "over max" value 13+ characters of
+      // which none is base64 (13 is not a multiple of 4). `content` takes any text, so it has no invalid value.
+      shape: { valid: { path: '/tmp/fuzz-w', content_base64: 'eA==' }, fields: { path, content_base64: { spec: { type: 'string', max: 12, bad: ['!!!!', 'abc', 'YQ=', 'a b=', '===='] }, optional: true } } },
+    },
+    { method: 'POST', path: at('/export'), auth: 'tenant', shape: { valid: { path: '/etc/hostname' }, fields: { path, expires_in: { spec: { type: 'int', min: 1, max: 604_800 }, optional: true } } } },
+  ];
+}
+
+/** The snapshot routes' bodies (schema/api-snapshots.ts); the body is checked before the snapshot id is looked up. */
+function snapshotRoutes(): FuzzRoute[] {
+  const sid = '6f1c2a7e-0b4d-4c1e-9a7f-3d2e1c0b9a8f';
+  const comment: Field = { spec: { type: 'string', max: 1024 }, optional: true, nullable: true };
+  const keep: Field = { spec: { type: 'bool' }, optional: true };
+  return [
+    { method: 'POST', path: '/computers/{id}/snapshots', auth: 'tenant', shape: { valid: { comment: 'fuzz' }, fields: { comment, keep } } },
+    { method: 'PATCH', path: `/computers/{id}/snapshots/${sid}`, auth: 'tenant', shape: { valid: { keep: true }, fields: { comment, keep }, emptyInvalid: true } },
+    { method: 'POST', path: `/computers/{id}/restore/${sid}`, auth: 'tenant', shape: { valid: { name: 'fuzz-restored' }, fields: { name: opt(name) } } },
+  ];
+}

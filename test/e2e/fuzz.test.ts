@@ -22,6 +22,10 @@ let api: Client;
 let op: Client;
 let id: string;
 let orgId: string;
+/** A tenant host (never connected) and its secrets: validation comes before any of them is touched. */
+let host: string;
+let hsecret: string;
+let tsecret: string;
 
 beforeAll(async () => {
   api = await newTenant('fuzz');
@@ -32,6 +36,10 @@ beforeAll(async () => {
   const org = await op.post<{ data: { id: string } }>('/admin/organizations', { name: 'fuzz target', credits: 10 });
   expect(org.status).toBe(201);
   orgId = org.body.data.id;
+  host = (await api.post<{ id: string }>('/opencomputers/hosts', { name: 'fuzz-box' })).body.id;
+  hsecret = (await api.post<{ id: string }>(`/opencomputers/hosts/${host}/secrets`, { name: 'FUZZ_HOST_SECRET', value: 'original' })).body.id;
+  tsecret = (await api.post<{ id: string }>('/opencomputers/secrets', { name: 'FUZZ_TENANT_SECRET', value: 'original' })).body.id;
+  expect([host, hsecret, tsecret].every(Boolean)).toBe(true);
 });
 
 afterAll(async () => {
@@ -48,14 +56,16 @@ async function pool<T>(items: T[], n: number, fn: (item: T) => Promise<void>): P
 }
 
 function send(route: FuzzRoute, body: RawBody, contentType = 'application/json'): Promise<RawReply> {
-  const path = route.path.replace('{id}', id).replace('{org}', orgId);
+  const path = route.path.replace('{id}', id).replace('{org}', orgId).replace('{host}', host).replace('{hsecret}', hsecret).replace('{tsecret}', tsecret);
   const auth = route.auth === 'tenant' ? api.key : route.auth === 'operator' ? hangar().operatorToken : null;
   return rawFetch(hangar().apiUrl + path, route.method, { body, auth, headers: { 'content-type': contentType, 'cf-connecting-ip': AUTH_IP } });
 }
 
 /** Everything the fuzzed routes could change, as the API shows it. */
 async function snapshot(): Promise<Record<string, string>> {
-  const tenant = [`/computers/${id}`, '/computers', `/computers/${id}/env`, `/computers/${id}/ports`, `/computers/${id}/auto-stop`, '/workspaces?page_size=100', '/projects?page_size=100'];
+  const tenant = [`/computers/${id}`, '/computers', `/computers/${id}/env`, `/computers/${id}/ports`, `/computers/${id}/auto-stop`, `/computers/${id}/snapshots`, '/workspaces?page_size=100', '/projects?page_size=100'];
+  const oc = `/opencomputers/hosts/${host}`;
+  tenant.push('/opencomputers/hosts', oc, `${oc}/exec`, `${oc}/secrets`, '/opencomputers/secrets');
   const org = `/admin/organizations/${orgId}`;
   const operator = [org, `${org}/api-keys`, `${org}/credits`, `${org}/credits/transactions`];
   const out: Record<string, string> = {};
@@ -67,8 +77,8 @@ async function snapshot(): Promise<Record<string, string>> {
 }
 
 /** Why a reply to a malformed body is wrong, or null. */
-function bodyProblem(r: RawReply, bytes: number): string | null {
-  if (bytes > MAX_BODY_BYTES) return envelopeProblem(r, 413, 'PAYLOAD_TOO_LARGE');
+function bodyProblem(r: RawReply, bytes: number, limit = MAX_BODY_BYTES): string | null {
+  if (bytes > limit) return envelopeProblem(r, 413, 'PAYLOAD_TOO_LARGE');
   const p = envelopeProblem(r, 400);
   if (p) return p;
   const code = (JSON.parse(r.text) as { error: { code: string } }).error.code;
@@ -84,7 +94,7 @@ describe('fuzzed bodies', () => {
       const before = await snapshot();
       const failures: string[] = [];
       await pool(cases, CONCURRENCY, async (c) => {
-        const problem = bodyProblem(await send(route, c.text, c.contentType), Buffer.byteLength(c.text));
+        const problem = bodyProblem(await send(route, c.text, c.contentType), Buffer.byteLength(c.text), route.bodyLimit);
         if (problem) failures.push(`${c.label}: ${problem}`);
       });
       expect(failures, `seed ${SEED}`).toEqual([]);
@@ -93,11 +103,11 @@ describe('fuzzed bodies', () => {
     });
   }
 
-  it('a body over 1 MiB is a 413 on every route, declared or streamed, even when it is otherwise valid', async () => {
+  it('a body over 1 MiB (10 MiB for a file write) is a 413 on every route, declared or streamed, even when it is otherwise valid', async () => {
     const before = await snapshot();
     const failures: string[] = [];
     for (const route of FUZZ_ROUTES.filter((r) => r.auth !== 'none')) {
-      const text = toJson({ ...route.shape.valid, pad: 'a'.repeat(MAX_BODY_BYTES) });
+      const text = toJson({ ...route.shape.valid, pad: 'a'.repeat(route.bodyLimit ?? MAX_BODY_BYTES) });
       const declared = await send(route, text);
       const chunks = Math.ceil(text.length / 65_536);
       let i = 0;
@@ -165,6 +175,20 @@ function routeTable(): [string, string[]][] {
     ...['start', 'stop', 'restart', 'clone', 'resize', 'move', 'stream-token', 'exec', 'exec/python'].map((a): [string, string[]] => [`${c}/${a}`, post]),
     ...['vnc-credentials', 'urls', 'apps', 'metrics'].map((a): [string, string[]] => [`${c}/${a}`, ['GET']]),
     [`${c}/auto-stop`, ['GET', 'PATCH']],
+    [`${c}/events`, ['GET']],
+    [`${c}/logs`, ['GET']],
+    [`${c}/logs/stream`, ['GET']],
+    [`${c}/files`, ['GET', 'DELETE']],
+    [`${c}/files/readdir`, ['GET']],
+    ...['stat', 'mkdir', 'rename', 'copy', 'chmod', 'write', 'upload', 'export'].map((a): [string, string[]] => [`${c}/files/${a}`, post]),
+    [`${c}/files/download`, ['GET']],
+    [`${c}/snapshots`, ['GET', 'POST']],
+    [`${c}/snapshots/${uuid}`, ['GET', 'PATCH', 'DELETE']],
+    [`${c}/snapshots/${uuid}/restore`, post],
+    [`${c}/snapshots/${uuid}/events`, ['GET']],
+    [`${c}/restore/${uuid}`, post],
+    ['/api/v1/snapshots', ['GET']],
+    ['/api/v1/files/exports/x.y.z', ['GET']],
     [`${c}/env`, ['GET', 'POST']],
     [`${c}/env/FUZZ_VAR`, ['PATCH', 'DELETE']],
     [`${c}/ports`, ['GET', 'POST']],
@@ -187,6 +211,34 @@ function routeTable(): [string, string[]][] {
     [`/api/v1/admin/hosts/${uuid}`, ['GET', 'DELETE']],
     ['/agent/v1/connect', ['GET']],
     [`/agent/v1/computers/${id}/connect`, ['GET']],
+    ['/agent/v1/whoami', ['GET']],
+    ...openComputersTable(uuid),
+  ];
+}
+
+/** OpenComputers paths (a tenant host's, jobs, secrets) and the public install files. */
+function openComputersTable(uuid: string): [string, string[]][] {
+  const oc = '/api/v1/opencomputers';
+  const h = `${oc}/hosts/${host}`;
+  return [
+    [`${oc}/hosts`, ['GET', 'POST']],
+    [h, ['GET', 'PATCH', 'DELETE']],
+    [`${h}/events`, ['GET']],
+    [`${h}/exec`, ['GET', 'POST']],
+    [`${h}/exec/${uuid}`, ['GET', 'DELETE']],
+    [`${h}/exec/${uuid}/stream`, ['GET']],
+    [`${h}/terminal/ticket`, ['POST']],
+    [`${h}/secrets`, ['GET', 'POST']],
+    [`${h}/secrets/${uuid}`, ['GET', 'PATCH', 'DELETE']],
+    [`${oc}/secrets`, ['GET', 'POST']],
+    [`${oc}/secrets/${uuid}`, ['GET', 'PATCH', 'DELETE']],
+    [`${h}/fs`, ['GET', 'DELETE']],
+    ...['list', 'stat', 'download'].map((a): [string, string[]] => [`${h}/fs/${a}`, ['GET']]),
+    ...['upload', 'mkdir'].map((a): [string, string[]] => [`${h}/fs/${a}`, ['POST']]),
+    [`${h}/fs/delete`, ['DELETE']],
+    ['/opencomputers/install.sh', ['GET']],
+    ['/opencomputers/agent.mjs', ['GET']],
+    ['/opencomputers/ws/terminal', ['GET']],
   ];
 }
 
@@ -260,6 +312,8 @@ describe('routes, methods, ids and queries', () => {
       '/computers?page_size=1000', '/computers?page_size=0', '/computers?per_page=101', '/computers?workspace_id=xyz', '/computers?project_id=',
       `/computers/${id}/metrics?window=xyz`, `/computers/${id}/metrics?window=1H`, `/computers/${id}/metrics?window=`,
       `/computers/${id}/env?page=-1`, `/computers/${id}/ports?page_size=1000`, '/workspaces?page=0', '/projects?page_size=101',
+      `/computers/${id}/files?path=${'x'.repeat(4097)}`, `/computers/${id}/files/download?path=`, `/computers/${id}/files/download?path=a%00b`,
+      `/computers/${id}/logs?lines=-1`, `/computers/${id}/logs?lines=10001`, `/computers/${id}/logs?lines=abc`, `/computers/${id}/logs?since=x`,
     ];
     const failures: string[] = [];
     for (const p of tenant) {

@@ -29,7 +29,8 @@ const log = (s: string) => {
 
 export async function setup(project: TestProject): Promise<void> {
   stateDir = mkdtempSync(path.join(os.tmpdir(), 'hangar-e2e-'));
-  worker = await startWorker({ stateDir, port: await freePort(), vars: { METRICS_INTERVAL_MS: '1000', COMPUTER_DISK_GB: '1' }, log });
+  // Uploads to tenant hosts stop at 64 MiB here: room for the 50 MB round trip, and cheap to pass.
+  worker = await startWorker({ stateDir, port: await freePort(), vars: { METRICS_INTERVAL_MS: '1000', COMPUTER_DISK_GB: '1', HOST_UPLOAD_MAX_BYTES: String(64 * 1024 * 1024) }, log });
   const host = await registerHost(worker.origin, worker.secrets.OPERATOR_TOKEN, { name: 'e2e-host', region: 'local' });
   // The agent removes computers its server does not know, so it gets a data dir of its own.
   dataDir = path.join(stateDir, 'data');

@@ -8,6 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hangar, newTenant, rawFetch, type Client, type RawReply } from './client.ts';
 import { envelopeProblem, expectEnvelope } from './expect-error.ts';
 import { COMPUTER_ROUTE_SAMPLES, INTRUDER_MARK } from '../computer-routes.ts';
+import { HOST_INTRUDER_MARK, HOST_ROUTE_SAMPLES, TENANT_SECRET_ROUTE_SAMPLES } from '../host-routes.ts';
+import { startHostAgent } from './host-agent.ts';
 
 let a: Client;
 let b: Client;
@@ -106,5 +108,35 @@ describe('tenant isolation on a real computer', () => {
     expect((await b.get<{ total: number }>('/computers')).body.total).toBe(1);
     const projectsA = await a.get<{ data: { name: string }[] }>('/projects?page_size=100');
     expect(projectsA.body.data.map((p) => p.name)).not.toContain('squatter');
+  });
+});
+
+describe('tenant isolation on a real tenant host (OpenComputers)', () => {
+  it("another tenant's key gets 404 host not found on every route of an online host, its jobs and secrets; nothing runs and nothing changes", async () => {
+    const agent = await startHostAgent(a, { name: 'owners-box' });
+    try {
+      const hostPath = `/opencomputers/hosts/${agent.hostId}`;
+      const job = await a.post<{ id: string; stdout: string }>(`${hostPath}/exec`, { command: `echo owner-output; test -e ${HOST_INTRUDER_MARK} && echo intruded || echo clean` });
+      expect(job.body.stdout).toBe('owner-output\nclean\n');
+      const hsecret = (await a.post<{ id: string }>(`${hostPath}/secrets`, { name: 'OWNER_ONLY', value: secret })).body.id;
+      const tsecret = (await a.post<{ id: string }>('/opencomputers/secrets', { name: 'TENANT_ONLY', value: secret })).body.id;
+      const fill = (p: string) => p.replace('{job}', job.body.id).replace('{secret}', hsecret).replace('{tsecret}', tsecret);
+      const state = () => Promise.all([hostPath, `${hostPath}/exec`, `${hostPath}/secrets`, '/opencomputers/secrets', '/opencomputers/hosts'].map(async (p) => (await a.raw('GET', p)).text));
+      const before = await state();
+      const failures: string[] = [];
+      for (const { method, path, body } of [...HOST_ROUTE_SAMPLES.map((r) => ({ ...r, path: `${hostPath}${fill(r.path)}` })), ...TENANT_SECRET_ROUTE_SAMPLES.map((r) => ({ ...r, path: `/opencomputers${fill(r.path)}` }))]) {
+        const r = await b.raw(method, path, body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+        const problem = envelopeProblem(r, 404, 'NOT_FOUND');
+        if (problem) failures.push(`${method} ${path}: ${problem}`);
+        for (const leak of [a.orgId, 'owners-box', 'owner-output', secret]) if (r.text.includes(leak)) failures.push(`${method} ${path}: shows ${leak}`);
+      }
+      expect(failures).toEqual([]);
+      expect(await state()).toEqual(before);
+      const check = await a.post<{ stdout: string }>(`${hostPath}/exec`, { command: `test -e ${HOST_INTRUDER_MARK} && echo intruded || echo clean` });
+      expect(check.body.stdout).toBe('clean\n');
+      expect((await b.get<{ data: unknown[] }>('/opencomputers/hosts')).body.data).toEqual([]);
+    } finally {
+      await agent.stop();
+    }
   });
 });

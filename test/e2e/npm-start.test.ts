@@ -28,6 +28,7 @@ afterAll(async () => {
     const driver = new SandboxDriver({ dataDir: path.join(home, 'data') });
     for (const id of await driver.list()) await driver.destroy(id).catch(() => undefined);
     await driver.close();
+    await driver.releaseStorage(); // unmounts the disk pool of this data dir, if it has one
     fs.rmSync(home, { recursive: true, force: true });
   }
 });

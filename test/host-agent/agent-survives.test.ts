@@ -59,6 +59,7 @@ afterAll(async () => {
   const driver = new SandboxDriver({ dataDir });
   for (const id of await driver.list()) await driver.destroy(id).catch(() => undefined);
   await driver.close();
+  await driver.releaseStorage(); // unmounts the disk pool of this data dir, if it has one
   await plane?.close();
   fs.rmSync(dataDir, { recursive: true, force: true });
 });

@@ -102,15 +102,24 @@ describe('agent process relay', () => {
     expect(server.text(p.proc_id)).toBe(Array.from({ length: 30 }, (_, i) => `n${i + 1}\n`).join(''));
   });
 
-  it('with wait_exit_ms a short process is answered with its exit, its output sent before, and no proc.exit after; a long one as usual', async () => {
+  it('with wait_exit_ms a short process is answered with its exit and small output, no frames and no proc.exit; more output goes in frames first; a long one as usual', async () => {
     const server = new Server();
     const relay = new ProcRelay(driver, computerId, server.outlet, () => {});
-    const short = { ...params('echo quick; exit 3'), wait_exit_ms: 5000 };
+    const short = { ...params('echo quick; echo oops >&2; exit 3'), wait_exit_ms: 5000 };
     const answer = await relay.start(short);
     expect(answer.exit).toMatchObject({ exit_code: 3, timed_out: false });
-    expect(server.text(short.proc_id)).toBe('quick\n');
+    const inline = (answer.output ?? []).map((c) => `${c.stream}@${c.offset}:${Buffer.from(c.data, 'base64').toString()}`);
+    expect(inline.sort()).toEqual(['stderr@0:oops\n', 'stdout@0:quick\n']);
     await new Promise((r) => setTimeout(r, 100));
+    expect(server.text(short.proc_id)).toBe('');
     expect(server.exits.has(short.proc_id)).toBe(false);
+
+    // Past what an answer carries, output goes as frames — all of it, in order, before the answer.
+    const big = { ...params('head -c 200000 /dev/zero | tr "\\0" x; echo; echo tail'), wait_exit_ms: 5000 };
+    const bigAnswer = await relay.start(big);
+    expect(bigAnswer.exit).toMatchObject({ exit_code: 0 });
+    expect(bigAnswer.output ?? []).toEqual([]);
+    expect(server.text(big.proc_id)).toBe(`${'x'.repeat(200000)}\ntail\n`);
 
     const long = { ...params('sleep 0.5; echo late'), wait_exit_ms: 50 };
     const first = await relay.start(long);

@@ -52,7 +52,7 @@ type AnyHandler = (req: ComputerRequest) => Reply<ComputerRequestType> | Promise
 // ------------------------------------------------------------ bookkeeping
 
 /** Messages of one socket, consumed in arrival order by `take`. */
-class Inbox<M extends { type: string }> {
+export class Inbox<M extends { type: string }> {
   private readonly unread: M[] = [];
   private readonly waiters: { type: string; resolve: (m: M) => void; reject: (e: Error) => void }[] = [];
   readonly all: M[] = [];
@@ -108,7 +108,7 @@ function close(ws: WebSocket): void {
   }
 }
 
-async function dial(path: string, hostKey: string): Promise<WebSocket> {
+export async function dial(path: string, hostKey: string): Promise<WebSocket> {
   const res = await SELF.fetch(`https://agent.test${path}`, { headers: { Upgrade: 'websocket', Authorization: `Bearer ${hostKey}` } });
   const ws = res.webSocket;
   if (res.status !== 101 || !ws) throw new Error(`dialing ${path}: HTTP ${res.status} ${await res.text()}`);
@@ -121,13 +121,13 @@ async function dial(path: string, hostKey: string): Promise<WebSocket> {
 }
 
 /** What a computer socket takes besides requests: binary frames and notices; each returns a violation, or null when fine. */
-interface SideChannels {
+export interface SideChannels {
   binary(bytes: Uint8Array): string | null;
   notice(raw: unknown): string | null | 'not-a-notice';
 }
 
 /** Parses a server message with `schema`; anything else is recorded as a violation and breaks the inbox. */
-function listen<S extends z.ZodType<{ type: string }>>(
+export function listen<S extends z.ZodType<{ type: string }>>(
   ws: WebSocket,
   schema: S,
   inbox: Inbox<z.infer<S>>,
@@ -261,6 +261,12 @@ const lifecycleDefaults = (peer: ComputerPeer): { [T in ComputerRequestType]: Ha
   'computer.export': () => ({ data: { bytes: 0, sha256: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' } }),
   'computer.import': () => ({ data: {} }),
   'computer.import_done': () => ({ data: { state: 'stopped' } }),
+  'watch.start': () => ({ data: { unavailable: [] } }),
+  'watch.stop': () => ({ data: {} }),
+  'computer.snapshot': () => ({ data: { bytes: 1 << 20 } }),
+  'computer.snapshot_restore': () => ({ data: { state: 'stopped' } }),
+  // An empty disk: file tests script what is there.
+  fs: (req) => ({ error: { code: 'NO_SUCH_PATH', message: `No such file or directory: ${'path' in req.request ? req.request.path : req.request.from}` } }),
 });
 
 /** What a computer socket gets of a move: disk frames, and the disk.ack / disk.cancel notices. */
@@ -289,6 +295,8 @@ export class ComputerPeer {
   private readonly outputOffsets = new Map<string, number>();
   /** Every proc.ack the server sent, in order. */
   readonly acks: z.infer<typeof ProcAck>[] = [];
+  /** Every log.follow and log.ack the server sent, in order. */
+  readonly logNotices: Extract<ComputerNotice, { type: 'log.follow' | 'log.ack' }>[] = [];
   /** Processes the server said to forget (procs.forget notices), in order. */
   readonly forgets: string[] = [];
   /** Every disk frame and disk notice the server sent, in order. */
@@ -316,11 +324,12 @@ export class ComputerPeer {
       notice: (raw) => {
         if (isRelayMessage(raw)) return this.relay.onMessage(raw);
         const type = (raw as { type?: unknown } | null)?.type;
-        if (type !== 'proc.ack' && type !== 'disk.ack' && type !== 'disk.cancel' && type !== 'procs.forget') return 'not-a-notice';
+        if (type !== 'proc.ack' && type !== 'disk.ack' && type !== 'disk.cancel' && type !== 'procs.forget' && type !== 'log.follow' && type !== 'log.ack') return 'not-a-notice';
         const n = ComputerNotice.safeParse(raw);
         if (!n.success) return `malformed notice ${JSON.stringify(raw)}: ${n.error.message}`;
         if (n.data.type === 'proc.ack') this.acks.push(n.data);
         else if (n.data.type === 'procs.forget') this.forgets.push(...n.data.proc_ids);
+        else if (n.data.type === 'log.follow' || n.data.type === 'log.ack') this.logNotices.push(n.data);
         else this.onDisk(n.data);
         return null;
       },

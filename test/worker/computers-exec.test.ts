@@ -94,6 +94,25 @@ describe('POST /computers/:id/exec', () => {
     expect(res).toMatchObject({ output: 'fast\n', stdout: 'fast\n', exit_code: 0 });
   });
 
+  it("a short command's output may come in the start's answer too (base64 chunks in order)", async () => {
+    const w = await world();
+    const { computer, peer } = await runningComputer(w);
+    const b64 = (s: string) => btoa(s);
+    peer.onRequest('proc.start', () => ({
+      data: {
+        pid: 9,
+        exit: { exit_code: 2, signal: null, timed_out: false, duration_ms: 0 },
+        output: [
+          { stream: 'stdout', offset: 0, data: b64('one\n') },
+          { stream: 'stderr', offset: 0, data: b64('warn\n') },
+          { stream: 'stdout', offset: 4, data: b64('two\n') },
+        ],
+      },
+    }));
+    const res = await expectJson<ExecResponse>(await exec(w, computer.id, { command: 'x' }), 200);
+    expect(res).toMatchObject({ output: 'one\nwarn\ntwo\n', stdout: 'one\ntwo\n', stderr: 'warn\n', exit_code: 2 });
+  });
+
   it('passes a timeout through and clamps it to 300', async () => {
     const w = await world();
     const { computer, peer } = await runningComputer(w);

@@ -34,7 +34,7 @@ export function requireComputerId(id: string): string {
  * computer is a 404 like a missing one; one of the caller's own organization
  * outside the credential's workspace/project scope is the page's 403.
  */
-export async function loadComputer(env: Env, p: Principal, rawId: string): Promise<ComputerRow> {
+export async function loadComputer(env: Env, p: Pick<Principal, 'org_id' | 'workspace_ids' | 'project_ids'>, rawId: string): Promise<ComputerRow> {
   const id = requireComputerId(rawId);
   const row = await env.DB.prepare('SELECT * FROM computers WHERE id = ? AND org_id = ?').bind(id, p.org_id).first<RawComputerRow>();
   if (!row) throw new ApiError('NOT_FOUND', 'computer not found');

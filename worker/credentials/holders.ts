@@ -19,4 +19,13 @@ const computersOf: HolderSource = async (env, orgId) => {
   return results.map((r) => env.COMPUTER.get(env.COMPUTER.idFromName(r.id)));
 };
 
-export const CREDENTIAL_HOLDERS: HolderSource[] = [computersOf];
+/** Every tenant host of the organization (OpenComputers): terminals, job and event viewers, file transfers, terminal tickets. */
+const tenantHostsOf: HolderSource = async (env, orgId) => {
+  const { results } = await env.DB.prepare("SELECT id FROM hosts WHERE org_id = ? AND kind = 'byo' AND status != 'revoked'").bind(orgId).all<{ id: string }>();
+  return results.map((r) => env.HOST.get(env.HOST.idFromName(r.id)));
+};
+
+/** The organization's event log: its SSE streams (GET /events, …/computers/{id}/events, snapshot progress). */
+const orgEventsOf: HolderSource = async (env, orgId) => [env.ORG_EVENTS.get(env.ORG_EVENTS.idFromName(orgId))];
+
+export const CREDENTIAL_HOLDERS: HolderSource[] = [computersOf, tenantHostsOf, orgEventsOf];

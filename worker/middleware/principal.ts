@@ -23,7 +23,7 @@ export interface Principal {
 }
 
 /** True when the principal may act on a resource owned by this workspace and project. */
-export function inScope(p: Principal, workspaceId: string, projectId: string): boolean {
+export function inScope(p: Pick<Principal, 'workspace_ids' | 'project_ids'>, workspaceId: string, projectId: string): boolean {
   if (p.workspace_ids && !p.workspace_ids.includes(workspaceId)) return false;
   if (p.project_ids && !p.project_ids.includes(projectId)) return false;
   return true;

@@ -7,11 +7,11 @@
 import { RegisterHost } from '../../schema/api-admin.ts';
 import { ApiError } from '../../schema/errors.ts';
 import type { Env } from '../env.ts';
-import { isoNow, newId } from '../http/ids.ts';
+import { isoNow } from '../http/ids.ts';
 import { pageInfo, readPage } from '../http/pagination.ts';
 import { json } from '../http/responses.ts';
 import { route, type RouteDef } from '../router.ts';
-import { mintHostKey } from '../tenancy/keys.ts';
+import { insertHost } from '../tenancy/keys.ts';
 import { pagedQuery } from '../http/paged-query.ts';
 
 const BASE = '/api/v1/admin/hosts';
@@ -56,17 +56,9 @@ export const ADMIN_HOST_ROUTES: RouteDef[] = [
     auth: 'operator',
     body: RegisterHost,
     handler: async (c) => {
-      const minted = await mintHostKey();
-      const id = newId();
-      const now = isoNow();
-      await c.env.DB.prepare(
-        `INSERT INTO hosts (id, org_id, kind, name, region, labels, status, key_hash, key_prefix, drivers, created_at, updated_at)
-         VALUES (?, NULL, 'fleet', ?, ?, ?, 'pending', ?, ?, '[]', ?, ?)`,
-      )
-        .bind(id, c.body.name, c.body.region, JSON.stringify(c.body.labels), minted.hash, minted.prefix, now, now)
-        .run();
+      const host = await insertHost(c.env.DB, { org_id: null, kind: 'fleet', name: c.body.name, region: c.body.region, labels: c.body.labels });
       // The only time the secret leaves the server.
-      return json({ data: { ...hostView(await requireHost(c.env, id)), host_key: minted.key } }, 201);
+      return json({ data: { ...hostView(await requireHost(c.env, host.id)), host_key: host.key } }, 201);
     },
   }),
   route({

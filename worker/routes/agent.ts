@@ -4,8 +4,9 @@
  * host key; the verified host id travels to the object in a header.
  */
 import { ApiError } from '../../schema/errors.ts';
-import { AGENT_HOST_PATH } from '../../schema/protocol.ts';
-import { authenticateHost } from '../middleware/host-key.ts';
+import { AGENT_HOST_PATH, AGENT_WHOAMI_PATH, type WhoAmI } from '../../schema/protocol.ts';
+import { authenticateHost, type HostIdentity } from '../middleware/host-key.ts';
+import { json } from '../http/responses.ts';
 import { route, type RouteContext, type RouteDef } from '../router.ts';
 
 function requireUpgrade(c: RouteContext): void {
@@ -14,10 +15,15 @@ function requireUpgrade(c: RouteContext): void {
   }
 }
 
-/** The upgrade request, re-made with the host id the object trusts. */
-function forward(request: Request, hostId: string): Request {
+/** The upgrade request, re-made with the host id (and, for a tenant host, kind and organization) the object trusts. */
+function forward(request: Request, host: Pick<HostIdentity, 'id'> & Partial<HostIdentity>): Request {
   const headers = new Headers(request.headers);
-  headers.set('x-hangar-host-id', hostId);
+  headers.set('x-hangar-host-id', host.id);
+  for (const h of ['x-hangar-host-kind', 'x-hangar-org-id']) headers.delete(h);
+  if (host.kind === 'byo' && host.org_id) {
+    headers.set('x-hangar-host-kind', 'byo');
+    headers.set('x-hangar-org-id', host.org_id);
+  }
   return new Request(request.url, { method: 'GET', headers });
 }
 
@@ -29,7 +35,18 @@ export const AGENT_ROUTES: RouteDef[] = [
     handler: async (c) => {
       requireUpgrade(c);
       const host = await authenticateHost(c.request, c.env);
-      return c.env.HOST.get(c.env.HOST.idFromName(host.id)).fetch(forward(c.request, host.id));
+      return c.env.HOST.get(c.env.HOST.idFromName(host.id)).fetch(forward(c.request, host));
+    },
+  }),
+  // Which kind of host a key is for, so a starting agent knows whether it serves computers or the machine itself.
+  route({
+    method: 'GET',
+    path: AGENT_WHOAMI_PATH,
+    auth: 'self',
+    handler: async (c) => {
+      const host = await authenticateHost(c.request, c.env);
+      const row = await c.env.DB.prepare('SELECT name FROM hosts WHERE id = ?').bind(host.id).first<{ name: string }>();
+      return json({ host_id: host.id, kind: host.kind, name: row?.name ?? '' } satisfies WhoAmI);
     },
   }),
   route({
@@ -44,7 +61,7 @@ export const AGENT_ROUTES: RouteDef[] = [
         .bind(c.params.id, host.id, host.id)
         .first();
       if (!row) throw new ApiError('NOT_FOUND', 'computer not found on this host');
-      return c.env.COMPUTER.get(c.env.COMPUTER.idFromName(c.params.id)).fetch(forward(c.request, host.id));
+      return c.env.COMPUTER.get(c.env.COMPUTER.idFromName(c.params.id)).fetch(forward(c.request, { id: host.id }));
     },
   }),
 ];

@@ -38,6 +38,10 @@ export interface NewComputer {
   /** The desktop's screen, WIDTHxHEIGHT. */
   resolution: string;
   clone_from?: string;
+  /** The new computer's disk is a copy of this snapshot (on the placement's host). */
+  restore_snapshot?: string;
+  /** A disk quota it needs at least (the snapshot's disk it starts from). */
+  min_disk_gb?: number;
 }
 
 /**
@@ -53,7 +57,7 @@ export async function insertComputer(env: Env, p: Principal, n: NewComputer): Pr
   const o = overcommitOf(env);
   // A clone starts as a copy of its source's disk, so it is at least as large.
   const source = n.clone_from ? await env.DB.prepare('SELECT disk_gb, size FROM computers WHERE id = ?').bind(n.clone_from).first<{ disk_gb: number | null; size: Size }>() : null;
-  const disk_gb = Math.max(diskGbFor(env, n.size), source ? diskGbOf(source) : 0);
+  const disk_gb = Math.max(diskGbFor(env, n.size), source ? diskGbOf(source) : 0, n.min_disk_gb ?? 0);
   const candidates = 'host' in n.placement ? [n.placement.host] : await hostsWithRoom(env, n.placement.region, n.size);
   let host: HostChoice | null = null;
   for (const h of candidates) {
@@ -91,6 +95,7 @@ export async function insertComputer(env: Env, p: Principal, n: NewComputer): Pr
     auto_stop: n.auto_stop,
     resolution: n.resolution,
     clone_from: n.clone_from,
+    restore_snapshot: n.restore_snapshot,
   });
   unwrap(created);
   return loadComputer(env, p, id);

@@ -14,12 +14,10 @@ import { validate } from '../http/body.ts';
 import { DecimalInt } from '../../schema/text.ts';
 import { route, type RouteContext, type RouteDef } from '../router.ts';
 import { callerOf, computerStub, requireComputerId } from '../computers/access.ts';
-import { authenticateTenant, bearer } from '../middleware/auth.ts';
-import { RATE_LIMITS, enforceRateLimit } from '../middleware/rate-limit.ts';
+import { authenticateSocket, offeredProtocols } from '../computers/socket-auth.ts';
 import { CLIENT_OPEN_HEADER, encodeClientOpen, type ExecSocketStart } from '../../durable-objects/exec/client-sockets.ts';
 import { EXEC_SUBPROTOCOL } from '../../durable-objects/exec/ws-exec.ts';
 
-const BEARER_PROTOCOL = 'bearer.';
 const utf8Length = (s: string) => new TextEncoder().encode(s).byteLength;
 const noNul = (s: string) => !s.includes('\0');
 const TermSize = DecimalInt.pipe(z.number().int().min(1).max(1000));
@@ -44,24 +42,6 @@ const ExecSocketQuery = z.object({
   rows: TermSize.optional(),
   cols: TermSize.optional(),
 });
-
-/** The subprotocols a client offered, in order. */
-export function offeredProtocols(request: Request): string[] {
-  return (request.headers.get('sec-websocket-protocol') ?? '')
-    .split(',')
-    .map((p) => p.trim())
-    .filter(Boolean);
-}
-
-/** Authenticates the upgrade like any tenant request; a `bearer.<key>` subprotocol stands in for the header. */
-async function authenticateSocket(c: RouteContext) {
-  const fromProtocol = offeredProtocols(c.request).find((p) => p.startsWith(BEARER_PROTOCOL));
-  const credential = bearer(c.request) ?? fromProtocol?.slice(BEARER_PROTOCOL.length);
-  const headers = credential ? { authorization: `Bearer ${credential}` } : undefined;
-  const principal = await authenticateTenant(new Request(c.url.toString(), { headers }), c.env);
-  await enforceRateLimit(c.env, `ws:${principal.rate_scope}`, principal.rate_limit ?? RATE_LIMITS.general);
-  return principal;
-}
 
 /** What the process runs: argv [command, ...args] without a shell when args are given, else `bash -c command`. */
 function startOf(q: URLSearchParams): ExecSocketStart {

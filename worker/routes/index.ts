@@ -18,6 +18,13 @@ import { DESKTOP_VIEWER_ROUTES } from './desktop-viewer.ts';
 import { PORT_SOCKET_ROUTES } from './port-sockets.ts';
 import { WORKSPACE_ROUTES } from './workspaces.ts';
 import { PROJECT_ROUTES } from './projects.ts';
+import { OPENCOMPUTERS_ROUTES } from './opencomputers/index.ts';
+import { COMPUTER_EVENT_ROUTES } from './computers/events.ts';
+import { FILE_ROUTES } from './computers/files.ts';
+import { LOG_ROUTES } from './computers/logs.ts';
+import { FILE_BYTE_ROUTES } from './computers/file-bytes.ts';
+import { SNAPSHOT_ROUTES } from './computers/snapshots.ts';
+import { EVENT_ROUTES } from './events.ts';
 
 export const ROUTES: RouteDef[] = [
   ...HEALTH_ROUTES,
@@ -38,4 +45,11 @@ export const ROUTES: RouteDef[] = [
   ...PORT_SOCKET_ROUTES,
   ...WORKSPACE_ROUTES,
   ...PROJECT_ROUTES,
+  ...OPENCOMPUTERS_ROUTES,
+  ...COMPUTER_EVENT_ROUTES,
+  ...FILE_ROUTES,
+  ...LOG_ROUTES,
+  ...FILE_BYTE_ROUTES,
+  ...SNAPSHOT_ROUTES,
+  ...EVENT_ROUTES,
 ];

@@ -2,7 +2,7 @@
  * Credentials we mint: tenant API keys (`msk_live_…`, `msk_test_…`) and host
  * keys (`hk_…`). Only their sha256 is stored; the plaintext is shown once.
  */
-import { randomToken, sha256Hex } from '../http/ids.ts';
+import { isoNow, newId, randomToken, sha256Hex } from '../http/ids.ts';
 
 export type KeyMode = 'live' | 'test';
 
@@ -43,4 +43,26 @@ export async function secretsEqual(given: string, expected: string): Promise<boo
     crypto.subtle.digest('SHA-256', enc.encode(expected)),
   ]);
   return crypto.subtle.timingSafeEqual(a, b);
+}
+
+/**
+ * Registers a host (an operator's fleet host, or a tenant's own with its
+ * organization) in status `pending`; returns its id and its key, which is
+ * shown to the caller once and stored only as a hash.
+ */
+export async function insertHost(
+  db: D1Database,
+  host: { org_id: string | null; kind: 'fleet' | 'byo'; name: string; region: string; labels: Record<string, string> },
+): Promise<{ id: string; key: string }> {
+  const minted = await mintHostKey();
+  const id = newId();
+  const now = isoNow();
+  await db
+    .prepare(
+      `INSERT INTO hosts (id, org_id, kind, name, region, labels, status, key_hash, key_prefix, drivers, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, '[]', ?, ?)`,
+    )
+    .bind(id, host.org_id, host.kind, host.name, host.region, JSON.stringify(host.labels), minted.hash, minted.prefix, now, now)
+    .run();
+  return { id, key: minted.key };
 }

@@ -14,5 +14,10 @@ Modules, one per concern:
     spawn      ops spawn/attach/stdin/ack/...: long-lived streamed processes
     env        op setenv: the computer's environment
     tcp        ops tcp_*: connections to the computer's ports, for the relay
+    fsident    file work as `user` (or root) in worker threads
+    files      op fs: stat, list, mkdir, rename, copy, chmod, delete
+    filestream op file_open: a file's bytes (read, write, pack, unpack) as a tcp-family stream
+    inotify    recursive inotify through libc
+    watch      ops watch/unwatch: process, file and idle events of the computer
     main       op dispatch, the listening socket, the command line
 """

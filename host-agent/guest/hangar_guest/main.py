@@ -8,7 +8,7 @@ import sys
 import time
 from collections import deque
 
-from . import env, exec as exec_op, spawn, tcp
+from . import env, exec as exec_op, files, filestream, spawn, tcp, watch
 from .common import STARTED, BOOT_ID, GuestError, log
 from .framing import Connection
 from .processes import Reaper, Runner
@@ -24,8 +24,14 @@ HANDLERS = {
     "setenv": env.handle_setenv,
     "exec": exec_op.handle_exec,
     **spawn.HANDLERS,
+    **files.HANDLERS,
+    **filestream.HANDLERS,
     **tcp.HANDLERS,
+    **watch.HANDLERS,
 }
+
+# Requests that do work in the computer: for idle watches, the computer is in use.
+WORK_OPS = frozenset(["exec", "spawn", "stdin", "resize", "signal", "fs", "file_open"])
 
 
 class Guest:
@@ -41,6 +47,8 @@ class Guest:
         handler = HANDLERS.get(op)
         if handler is None:
             raise GuestError("BAD_REQUEST", f"unknown op {op!r}")
+        if op in WORK_OPS:
+            watch.watches_of(self).activity()
         handler(self, conn, req_id, req, payload)
 
     def subscribe(self, conn, proc):

@@ -20,6 +20,8 @@ KILL_GRACE_S = 2.0
 # The kernel prefers these when the computer runs out of memory, sparing the
 # guest (lowering the guest itself needs CAP_SYS_RESOURCE, which it lacks).
 CHILD_OOM_SCORE_ADJ = b"300"
+# Exit codes the reaper keeps for the process watch.
+RECENT_EXITS = 1024
 
 
 def runtime_tool(name):
@@ -111,6 +113,8 @@ class Reaper:
 
     def __init__(self, loop):
         self.waiters = {}
+        # Exit codes of processes reaped lately (orphans too), for process.exited events.
+        self.recent_exits = {}
         loop.add_signal_handler(signal.SIGCHLD, self.reap)
 
     def watch(self, popen, callback):
@@ -125,6 +129,9 @@ class Reaper:
                 return
             if pid == 0:
                 return
+            self.recent_exits[pid] = exit_status(status)[0]
+            while len(self.recent_exits) > RECENT_EXITS:
+                del self.recent_exits[next(iter(self.recent_exits))]
             entry = self.waiters.pop(pid, None)
             if entry is None:
                 continue  # an orphan re-parented to us
