@@ -247,3 +247,6 @@ export const LaunchBody = z
   .refine((b) => !`${b.app ?? b.app_name ?? ''}${b.command ?? ''}`.includes('\0'), { message: 'must not contain NUL characters' });
 
 export const RegionBody = z.object({ x: Coord, y: Coord, width: z.number().int().min(1).max(16_384), height: z.number().int().min(1).max(16_384) });
+
+/** OpenComputers: a desktop ticket for the host's own VNC server, on 5900 unless `port` says otherwise. */
+export const DesktopTicketBody = z.object({ port: z.number().int().min(1).max(65535).optional() });

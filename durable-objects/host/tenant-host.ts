@@ -32,6 +32,7 @@ import { HostStatusKeeper, helloColumns } from './host-status.ts';
 import { Jobs, type JobSpec } from './jobs.ts';
 import type { JobRow } from './job-table.ts';
 import { TerminalTickets } from './terminal-tickets.ts';
+import { HostDesktop } from './host-desktop.ts';
 
 export const HEARTBEAT_INTERVAL_MS = 15_000;
 /** An agent silent this long is closed and the host offline, even if TCP has not noticed. */
@@ -68,6 +69,8 @@ export class TenantHost {
   /** API keys behind the host's client connections (terminals, viewers, file transfers): revoking one ends them. */
   readonly held: HeldCredentials;
   private readonly tickets: TerminalTickets;
+  /** VNC to the machine's own VNC server (host-desktop.ts). */
+  readonly desktop: HostDesktop;
   private readonly status: HostStatusKeeper;
   private eventsOf: HostEvents | null = null;
   private ref: HostRef | null = null;
@@ -94,6 +97,7 @@ export class TenantHost {
     this.held = new HeldCredentials(ctx, (id) => apiKeyLive(env, id, { fresh: true }));
     this.streams = new Streams(ctx, this.link, this.held, schedule, { job: (row) => this.jobs.sink(row) });
     this.tickets = new TerminalTickets(sql);
+    this.desktop = new HostDesktop({ usable: (ref) => this.usable(ref), relay: this.relay, tickets: this.tickets, admits: (id) => this.held.admits(id) });
     this.status = new HostStatusKeeper(ctx.storage, env.DB, (status, reason) => this.event('status_change', { status, reason }));
   }
 

@@ -109,6 +109,12 @@ const OPENCOMPUTERS_ROUTES: FuzzRoute[] = [
   },
   {
     method: 'POST',
+    path: '/opencomputers/hosts/{host}/desktop/ticket',
+    auth: 'tenant',
+    shape: { valid: { port: 5900 }, fields: { port: opt(int(1, 65535)) } },
+  },
+  {
+    method: 'POST',
     path: '/opencomputers/hosts/{host}/fs/mkdir',
     auth: 'tenant',
     shape: { valid: { path: 'fuzz-dir' }, fields: { path: { spec: { type: 'string', min: 1, max: 4096, noNul: true } } } },
