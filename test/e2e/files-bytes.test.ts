@@ -67,6 +67,25 @@ describe('file bytes on a real computer', () => {
     expect((await api.exec(id, 'cat ~/notes/hello.txt; stat -c %U ~/notes/hello.txt')).body.output).toBe('héllo\nuser\n');
   });
 
+  it('a write where user may not write (/opt) is done as root and belongs to root; one beside user\'s files belongs to user', async () => {
+    const data = randomBytes(64 * 1024 + 3);
+    const w = await api.post<Record<string, unknown>>(files('/write'), { path: '/opt/tool/bin.dat', content_base64: data.toString('base64') });
+    expect(w.status, JSON.stringify(w.body)).toBe(200);
+    expect(w.body).toMatchObject({ path: '/opt/tool/bin.dat', size: data.length });
+    expect(await shaInside('/opt/tool/bin.dat')).toBe(sha(data));
+    expect((await api.exec(id, 'stat -c "%U %n" /opt/tool /opt/tool/bin.dat')).body.output).toBe('root /opt/tool\nroot /opt/tool/bin.dat\n');
+    const st = await api.post<{ data: { uid: number } }>(files('/stat'), { path: '/opt/tool/bin.dat' });
+    expect(st.body.data.uid).toBe(0);
+    // The same upload into the home stays user's.
+    const up = await fetch(`${api.apiUrl}${files('/upload?path=/home/user/bin.dat')}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${api.key}`, 'content-type': 'application/octet-stream' },
+      body: data,
+    });
+    expect(up.status, await up.clone().text()).toBe(200);
+    expect((await api.exec(id, 'stat -c %U /home/user/bin.dat; sha256sum /home/user/bin.dat | cut -d" " -f1')).body.output).toBe(`user\n${sha(data)}\n`);
+  });
+
   it('Range: a part is a 206 with Content-Range, a suffix works, a range outside the file is a 416', async () => {
     const data = randomBytes(10_000);
     await api.post(files('/write'), { path: '/workspace/r.bin', content_base64: data.toString('base64') });

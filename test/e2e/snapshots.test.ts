@@ -3,8 +3,9 @@
  * frozen for a copy-on-write copy), then the computer changes, and a restore
  * — into a new computer, and in place on the stopped computer — shows the
  * disk exactly as it was (sha256 of a binary file, a file made after is
- * gone). Progress comes as snapshot_progress events; deleting the computer
- * deletes its snapshots unless kept, on the host too.
+ * gone). Progress comes as snapshot_progress events, and the computer's
+ * event stream tells of its snapshots; deleting the computer deletes its
+ * snapshots unless kept, on the host too, as does deleting a snapshot.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -60,6 +61,7 @@ afterAll(async () => {
 
 describe('snapshots of a real computer', () => {
   let sid: string;
+  let copy: string;
 
   it('a snapshot of a running computer is ready with its size, and the computer kept running', async () => {
     await writeFile(id, '/workspace/data.bin', original);
@@ -88,7 +90,7 @@ describe('snapshots of a real computer', () => {
     const r = await api.post<{ data: { id: string; status: string }; snapshot: SnapshotView }>(`/computers/${id}/restore/${sid}`, { name: 'from-snapshot' });
     expect(r.status, JSON.stringify(r.body)).toBe(201);
     expect(r.body.snapshot.id).toBe(sid);
-    const copy = r.body.data.id;
+    copy = r.body.data.id;
     made.push(copy);
     await api.waitFor(copy, 'running');
     expect(await shaInside(copy, '/workspace/data.bin')).toBe(sha(original));
@@ -124,6 +126,37 @@ describe('snapshots of a real computer', () => {
     expect(await shaInside(id, '/workspace/data.bin')).toBe(sha(original));
     expect((await api.exec(id, 'cat /home/user/note.txt')).body.output).toBe('before\n');
     expect(await exists(id, '/workspace/made-after')).toBe(false);
+
+    // Its progress: after the taking and the restore into a new computer, the restore in place into this one.
+    const res = await fetch(`${api.apiUrl}/computers/${id}/snapshots/${sid}/events`, { headers: { authorization: `Bearer ${api.key}` } });
+    const steps = (await readSse(res, 6)).map((e) => JSON.parse(e.data) as { operation: string; step: string; fraction: number; target_computer_id?: string });
+    expect(steps.slice(4).map((d) => [d.operation, d.step, d.target_computer_id])).toEqual([
+      ['restore', 'copying', id],
+      ['restore', 'done', id],
+    ]);
+    expect(steps[5].fraction).toBe(1);
+  });
+
+  it("the computers' event streams tell of the snapshot: taken and ready, restored in place; the new computer's, restored into it", async () => {
+    const eventsOf = async (computer: string, n: number) => {
+      // The stream does not end by itself: a missing event fails the read at the deadline.
+      const res = await fetch(`${api.apiUrl}/computers/${computer}/events?types=snapshot.created,snapshot.ready,snapshot.restored&last_event_id=0`, {
+        headers: { authorization: `Bearer ${api.key}` },
+        signal: AbortSignal.timeout(60_000),
+      });
+      expect(res.status).toBe(200);
+      return (await readSse(res, n)).map((m) => ({ event: m.event, ...(JSON.parse(m.data) as { type: string; computer_id: string; data: Record<string, unknown> }) }));
+    };
+    const own = await eventsOf(id, 3);
+    expect(own.map((e) => [e.event, e.type, e.computer_id, e.data.snapshot_id])).toEqual([
+      ['snapshot.created', 'snapshot.created', id, sid],
+      ['snapshot.ready', 'snapshot.ready', id, sid],
+      ['snapshot.restored', 'snapshot.restored', id, sid],
+    ]);
+    expect(own[1].data.rootfs_size_bytes).toBeGreaterThan(original.length);
+    expect(own[2].data.in_place).toBe(true);
+    const theirs = await eventsOf(copy, 1);
+    expect(theirs.map((e) => [e.type, e.computer_id, e.data.snapshot_id, e.data.in_place])).toEqual([['snapshot.restored', copy, sid, false]]);
   });
 
   it("deleting a computer deletes its snapshots, on the host too, except kept ones", async () => {
@@ -148,5 +181,10 @@ describe('snapshots of a real computer', () => {
     made.push(r.body.data.id);
     await api.waitFor(r.body.data.id, 'running');
     expect((await api.del(`/computers/${c}/snapshots/${kept}`)).status).toBe(200);
+    expect((await api.get(`/computers/${c}/snapshots/${kept}`)).status).toBe(404);
+    // Deleted through the API, its copy leaves the host too.
+    const until = Date.now() + 60_000;
+    while (fs.existsSync(snapshotFile(`${kept}.img`)) && Date.now() < until) await new Promise((res) => setTimeout(res, 200));
+    expect(fs.existsSync(snapshotFile(`${kept}.img`))).toBe(false);
   });
 });

@@ -9,6 +9,7 @@ import { BASE, createApiKey, createWorkspace, expectError, expectJson, operatorF
 import { sleep, useAgentPeers } from './agent-peer.ts';
 import { computerStub, createComputer, runningComputer, world, type World } from './computer-fixtures.ts';
 import { SseReader, type SseMessage } from '../e2e/sse.ts';
+import { archiveBytes, moveWorld, scriptExport, scriptTarget } from './move-fixtures.ts';
 
 useAgentPeers();
 
@@ -116,6 +117,22 @@ describe("a computer's event stream", () => {
     await Promise.all(readers.map((r) => r.close()));
   });
 
+  it('a move says moving, then stopped with the reason moved and the new region', async () => {
+    const m = await moveWorld();
+    const reader = await open(m.tenant.apiKey, `/computers/${m.computer.id}/events?types=computer.*`);
+    scriptExport(m.source, archiveBytes(12_345));
+    const pending = m.move();
+    await scriptTarget(m.far, m.computer.id);
+    await expectJson(await pending, 200);
+    const seen = await until(reader, 'computer.stopped');
+    expect(seen.map((e) => [e.type, e.data.reason])).toEqual([
+      ['computer.moving', 'requested'],
+      ['computer.stopped', 'moved'],
+    ]);
+    expect(seen[1].data).toMatchObject({ status: 'stopped', previous_status: 'moving', region: m.far.region });
+    await reader.close();
+  });
+
   it('a failed start says failed, with what the host said', async () => {
     const w = await world();
     const { computer, peer } = await runningComputer(w);
@@ -219,6 +236,27 @@ describe('the organization event stream', () => {
     expect([e.type, e.computer_id]).toEqual(['computer.stopped', b]);
     expect(types(await until(byComputer, 'computer.stopped'))).toEqual(['computer.created', 'computer.running', 'computer.stopping', 'computer.stopped']);
     await Promise.all([onlyB.close(), byComputer.close()]);
+  });
+
+  it('a project filter, by id or by slug, narrows it to that project’s computers', async () => {
+    const w = await world();
+    const slug = uniqueSlug('proj');
+    const project = await expectJson<{ data: { id: string } }>(await tenantFetch(w.tenant.apiKey, '/api/v1/projects', { method: 'POST', body: { name: 'side', slug } }), 201);
+    const inDefault = (await runningComputer(w)).computer.id;
+    const inProject = (await runningComputer(w, { project_id: project.data.id })).computer.id;
+    for (const query of [`project_id=${project.data.id}`, `project_slug=${slug}`]) {
+      const reader = await open(w.tenant.apiKey, `/events?${query}&last_event_id=0`);
+      const seen = await until(reader, 'computer.running');
+      expect(seen.map((e) => [e.type, e.computer_id, e.project_id]), query).toEqual([
+        ['computer.created', inProject, project.data.id],
+        ['computer.running', inProject, project.data.id],
+      ]);
+      await reader.close();
+    }
+    // The default project's stream has the other computer (made first), not this one.
+    const other = await open(w.tenant.apiKey, `/events?project_id=${w.tenant.projectId}&last_event_id=0`);
+    expect((await until(other, 'computer.running')).map((e) => e.computer_id)).toEqual([inDefault, inDefault]);
+    await other.close();
   });
 
   it("a key bound to a workspace sees only that workspace's computers; another organization sees none", async () => {
