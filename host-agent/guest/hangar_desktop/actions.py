@@ -22,6 +22,8 @@ from .xwire import OP_GET_GEOMETRY, Display, XConnectionError, XError
 MAX_TEXT = 100_000
 MAX_DELAY_MS = 1000
 MAX_SCROLL = 100
+# How long an answer waits for the pointer to reach where the action sent it (see _cursor).
+POINTER_SETTLE_S = 5.0
 MAX_SCREENSHOT_DELAY_MS = 10_000
 DRAG_STEPS = 12
 DRAG_STEP_S = 0.008
@@ -217,15 +219,23 @@ def _button(args, default="left"):
     return xtest.BUTTONS[name]
 
 
-def _cursor(d):
-    x, y, _mask = d.dpy.query_pointer()
-    return {"x": x, "y": y}
+def _cursor(d, want=None):
+    """Where the pointer is. With `want`, waits a little until it is there:
+    a client's synchronous grab (the window manager's click to focus) freezes
+    the pointer until that client lets events go, so input the server has
+    taken may move the pointer a moment later, on a busy machine later still."""
+    deadline = time.monotonic() + POINTER_SETTLE_S
+    while True:
+        x, y, _mask = d.dpy.query_pointer()
+        if want is None or (x, y) == tuple(want) or time.monotonic() >= deadline:
+            return {"x": x, "y": y}
+        time.sleep(0.01)
 
 
 def op_move(d, args):
     x, y = d.point(args)
     d.send_sync([d.xtest.motion(x, y)])
-    return {"cursor": _cursor(d)}, b""
+    return {"cursor": _cursor(d, (x, y))}, b""
 
 
 def op_click(d, args):
@@ -236,7 +246,7 @@ def op_click(d, args):
     for _ in range(count):
         events += [d.xtest.button(button, True), d.xtest.button(button, False)]
     d.send_sync(events)
-    return {"cursor": _cursor(d)}, b""
+    return {"cursor": _cursor(d, at)}, b""
 
 
 def op_mouse_button(press):
@@ -244,7 +254,7 @@ def op_mouse_button(press):
         at = d.point(args, required=False)
         events = [d.xtest.motion(*at)] if at else []
         d.send_sync(events + [d.xtest.button(_button(args), press)])
-        return {"cursor": _cursor(d)}, b""
+        return {"cursor": _cursor(d, at)}, b""
     return op
 
 
@@ -258,7 +268,7 @@ def op_drag(d, args):
         time.sleep(DRAG_STEP_S)
         d.send_sync([d.xtest.motion(x0 + (x1 - x0) * i // DRAG_STEPS, y0 + (y1 - y0) * i // DRAG_STEPS)])
     d.send_sync([d.xtest.button(button, False)])
-    return {"cursor": _cursor(d)}, b""
+    return {"cursor": _cursor(d, (x1, y1))}, b""
 
 
 def op_scroll(d, args):
@@ -272,7 +282,7 @@ def op_scroll(d, args):
     for _ in range(amount):
         events += [d.xtest.button(button, True), d.xtest.button(button, False)]
     d.send_sync(events)
-    return {"cursor": _cursor(d)}, b""
+    return {"cursor": _cursor(d, at)}, b""
 
 
 def op_type(d, args):
