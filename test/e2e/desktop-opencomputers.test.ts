@@ -9,7 +9,7 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../scripts/local-stack.ts';
-import { newTenant, type Client } from './client.ts';
+import { Client, newTenant, operatorClient } from './client.ts';
 import { startHostAgent, type HostAgent } from './host-agent.ts';
 import { RfbClient } from './rfb-client.ts';
 import { startHostVnc, type HostVnc } from '../host-vnc.ts';
@@ -80,6 +80,31 @@ describe('the OpenComputers desktop ticket', () => {
     } finally {
       other.close();
     }
+  });
+
+  it('revoking the API key a ticket was made with ends its session and refuses its unused tickets; another key\'s session stays', async () => {
+    const operator = operatorClient();
+    const made = await operator.post<{ data: { id: string; key: string } }>(`/admin/organizations/${api.orgId}/api-keys`, { name: 'desktop-revoked', mode: 'live' });
+    expect(made.status, JSON.stringify(made.body)).toBe(201);
+    const doomed = new Client(api.apiUrl, made.body.data.key, api.orgId);
+    const open = async (who: Client) => {
+      const t = await who.post<Ticket>(`${base()}/desktop/ticket`, { port: vnc.port });
+      expect(t.status, JSON.stringify(t.body)).toBe(201);
+      return t.body.ws_url;
+    };
+    const session = await RfbClient.overWebSocket(await open(doomed));
+    await session.handshake(PASSWORD);
+    const unused = await open(doomed);
+    const kept = await RfbClient.overWebSocket(await open(api));
+    await kept.handshake(PASSWORD);
+
+    expect((await operator.del(`/admin/organizations/${api.orgId}/api-keys/${made.body.data.id}`)).status).toBe(200);
+    const ended = await Promise.race([session.closed.then(() => 'closed'), new Promise((r) => setTimeout(() => r('still open'), 60_000))]);
+    expect(ended).toBe('closed');
+    await expect(RfbClient.overWebSocket(unused)).rejects.toThrow(/401/);
+    // The other key's session still carries pixels.
+    expect((await kept.rect(0, 0, 8, 8)).length).toBe(8 * 8 * 3);
+    kept.close();
   });
 
   it('a host whose agent is away gets no ticket', async () => {
