@@ -18,7 +18,7 @@ import path from 'node:path';
 import { SandboxDriver } from '../host-agent/drivers/sandbox.ts';
 import { freePort, registerHost, seedTenant, startAgent, startWorker, type AgentHandle, type WorkerHandle } from '../scripts/local-stack.ts';
 import { useSharedTemplates } from '../test/shared-template.ts';
-import { BenchApi as Api } from './api.ts';
+import { Api } from './api.ts';
 
 const N1 = Number(process.env.BENCH_N1 ?? 300);
 const N16 = Number(process.env.BENCH_N16 ?? 1000);

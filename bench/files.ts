@@ -215,7 +215,7 @@ async function events(stack: Stack): Promise<void> {
   row('file.created latency p50 / p95', `${ms(pct(lat, 50))} / ${ms(pct(lat, 95))} (${lat.length} of ${n})`, `host inotify (fs.watch) ${ms(pct(local, 50))} / ${ms(pct(local, 95))}`);
 }
 
-const stack = await startStack({ MAX_UPLOAD_BYTES: String(4 * 1024 * 1048576), COMPUTER_DISK_GB: '4' });
+const stack = await startStack({ vars: { MAX_UPLOAD_BYTES: String(4 * 1024 * 1048576), COMPUTER_DISK_GB: '4' } });
 try {
   if (ONLY.has('transfer')) await transfer(stack);
   if (ONLY.has('snapshot')) await snapshots(stack);

@@ -15,7 +15,7 @@ import { SIZES, type Size } from '../schema/sizes.ts';
 import { resizedDiskGb } from '../worker/computers/disk-size.ts';
 import { AgentLink } from './agent-link.ts';
 import { ALREADY_STARTING, REFUSAL, REQUIRES, transition, type LifecycleEvent, type Status } from './computer/state-table.ts';
-import { callerAccess, mirrorStatus, type Caller, type ComputerRecord } from './computer/record.ts';
+import { callerAccess, mirrorMemoryKept, mirrorStatus, type Caller, type ComputerRecord } from './computer/record.ts';
 import { MetricsStore, type MetricsWindow, type Point } from './computer/metrics-store.ts';
 import { balanceOf } from './computer/usage.ts';
 import { Lifecycle } from './computer/lifecycle.ts';
@@ -222,6 +222,7 @@ export class ComputerObject extends DurableObject<Env> {
       size: rec.size,
       vcpus: rec.vcpus,
       memory_mb: rec.memory_mb,
+      isolation: rec.isolation ?? 'sandbox',
       disk_gb: rec.disk_gb,
       selected_apps: rec.selected_apps,
       env: await loadComputerEnv(this.env.DB, this.env.ENV_ENCRYPTION_KEY, rec.id),
@@ -285,11 +286,14 @@ export class ComputerObject extends DurableObject<Env> {
     return this.lifecycle.run('start');
   }
 
-  async stop(caller: Caller): Promise<Result<Status>> {
+  /** Stops the computer; `keepMemory` (a VM) keeps its memory on the host so the next start resumes it. */
+  async stop(caller: Caller, keepMemory = false): Promise<Result<Status>> {
     const g = await this.guard(caller);
     if (!g.ok) return g;
     const rec = g.value;
     if (!transition(rec.status, 'stop')) return fail('INVALID_STATE_TRANSITION', REFUSAL.stop);
+    if (keepMemory && (rec.isolation ?? 'sandbox') !== 'vm') return fail('BAD_REQUEST', 'keep_memory is for computers with isolation "vm"');
+    await this.save({ keep_memory: keepMemory || undefined });
     return this.lifecycle.run('stop');
   }
 
@@ -354,7 +358,9 @@ export class ComputerObject extends DurableObject<Env> {
       return fail(err.code, err.message);
     }
     const disk_gb = resizedDiskGb(this.env, { disk_gb: r.value.disk_gb ?? null, size: r.value.size }, size);
-    await this.save({ size, vcpus: SIZES[size].vcpus, memory_mb: SIZES[size].memory_mb, disk_gb });
+    // New hardware: memory a VM kept cannot be resumed on it (its agent drops it).
+    await this.save({ size, vcpus: SIZES[size].vcpus, memory_mb: SIZES[size].memory_mb, disk_gb, memory_kept: false });
+    await mirrorMemoryKept(this.env.DB, r.value.id, false);
     // The limits take effect at the next boot; an attached agent also records them now.
     if (this.link.socket()) await this.link.request('computer.resize', { spec: await this.spec() }, 30_000);
     return ok(r.value.status);

@@ -19,7 +19,10 @@ import type { RelayMux } from './relay/relay-mux.ts';
 import type { FsEntry } from '../schema/protocol.ts';
 
 import { HOST_OP_HEADER } from './host/client-header.ts';
+import { RELAY_PATH } from './relay/relay-request.ts';
+import type { TunnelRecord } from './relay/tunnel-table.ts';
 import { snapshotsKeptOn } from './snapshots/snapshot-rows.ts';
+import { MODEL_HTTP_OP, relayToModelServer } from './cluster/member-relay.ts';
 
 const TAG = 'host';
 export const HEARTBEAT_INTERVAL_MS = 15_000;
@@ -43,6 +46,7 @@ export class HostObject extends DurableObject<Env> {
 
   /** The agent route forwards the host-key-verified upgrade here with the host's id; tenant routes their streams and sockets. */
   async fetch(request: Request): Promise<Response> {
+    if (new URL(request.url).pathname === RELAY_PATH) return (await this.tenant.tunnels.fetch(request)) ?? new Response('unknown relay request', { status: 400 });
     const op = request.headers.get(HOST_OP_HEADER);
     if (op) return this.tenantFetch(op, request);
     const hostId = request.headers.get('x-hangar-host-id');
@@ -113,9 +117,9 @@ export class HostObject extends DurableObject<Env> {
         return;
       }
       await this.env.DB.prepare(
-        `UPDATE hosts SET status = 'online', agent_version = ?, drivers = ?, cpus = ?, memory_mb = ?, last_seen_at = ?, updated_at = ? WHERE id = ? AND status != 'revoked'`,
+        `UPDATE hosts SET status = 'online', agent_version = ?, drivers = ?, vm_accel = ?, cpus = ?, memory_mb = ?, last_seen_at = ?, updated_at = ? WHERE id = ? AND status != 'revoked'`,
       )
-        .bind(msg.agent_version, JSON.stringify(msg.drivers), msg.cpus, msg.memory_mb, isoNow(now), isoNow(now), hostId)
+        .bind(msg.agent_version, JSON.stringify(msg.drivers), msg.vm_accel ?? null, msg.cpus, msg.memory_mb, isoNow(now), isoNow(now), hostId)
         .run();
       this.lastSeenWritten = now;
       // A computer moving here counts as served: its freshly imported disk must not be taken for an orphan.
@@ -182,6 +186,7 @@ export class HostObject extends DurableObject<Env> {
     const ref: HostRef = { id: request.headers.get('x-hangar-host-id') ?? '', org_id: request.headers.get('x-hangar-org-id') ?? '' };
     if (op === 'terminal') return this.tenant.openTerminal(request.headers.get('x-hangar-ticket') ?? '', requestId);
     if (op === 'desktop') return this.tenant.desktop.open(request.headers.get('x-hangar-ticket') ?? '', requestId);
+    if (op === MODEL_HTTP_OP) return relayToModelServer(this.relay, request);
     await this.tenant.bind(ref);
     return this.tenant.serveClient(op, request, requestId);
   }
@@ -240,6 +245,29 @@ export class HostObject extends DurableObject<Env> {
 
   async fsDelete(ref: HostRef, path: string, recursive: boolean): Promise<Result<{ path: string }>> {
     return this.tenant.fs(ref, (f) => f.delete(path, recursive));
+  }
+
+  /** The host serves `model` for an inference cluster (its agent is asked now, and again after each reconnect). */
+  async serveModel(ref: HostRef, clusterId: string, model: string): Promise<void> {
+    await this.tenant.bind(ref);
+    await this.tenant.models.serve(ref.id, clusterId, model);
+  }
+
+  async unserveModel(ref: HostRef, clusterId: string): Promise<void> {
+    await this.tenant.bind(ref);
+    await this.tenant.models.unserve(clusterId);
+  }
+
+  // ------------------------------------------------------------ RPC: tunnels (relay/host-relay.ts)
+
+  /** A tunnel changed in D1 (null: deleted); `close` also ends its open connections. */
+  async tunnelChanged(ref: HostRef, tunnelId: string, rec: TunnelRecord | null, close: string | null): Promise<void> {
+    await this.tenant.bind(ref);
+    await this.tenant.tunnels.tunnelChanged(ref.id, tunnelId, rec, close);
+  }
+
+  async redeemTunnelTicket(tunnelId: string, jti: string, expS: number): Promise<'ok' | 'used' | 'not_found'> {
+    return this.tenant.tunnels.redeemTicket(tunnelId, jti, expS);
   }
 
   async status(ref: HostRef): Promise<HostStatus> {

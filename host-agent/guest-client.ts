@@ -318,6 +318,12 @@ export class GuestClient extends EventEmitter<{ close: [Error | undefined]; watc
         return;
       }
       const h = parsed.data;
+      if (h.t === 'hello') {
+        // A second hello on one connection: the guest agent started again behind a channel that
+        // stayed open (a VM's virtio-serial port), so nothing pending will be answered.
+        this.socket.destroy(new GuestError('DISCONNECTED', 'the guest agent restarted'));
+        return;
+      }
       if (h.t === 'res') {
         const pending = this.pending.get(h.id);
         if (!pending) continue; // timed out already

@@ -78,11 +78,12 @@ export class HostSession {
   private async hello(): Promise<void> {
     const ids = await this.driver.list();
     const computers = await Promise.all(ids.map(async (id) => ({ id, state: await this.driver.state(id) })));
+    const described = this.driver.describe ? await this.driver.describe() : { drivers: [this.driver.name] };
     this.socket.send({
       type: 'hello',
       protocol: PROTOCOL,
       agent_version: AGENT_VERSION,
-      drivers: [this.driver.name],
+      ...described,
       hostname: os.hostname(),
       cpus: os.cpus().length,
       memory_mb: Math.round(os.totalmem() / 1024 / 1024),

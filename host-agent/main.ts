@@ -6,7 +6,10 @@
  * (OpenComputers) it serves the machine itself instead (host-mode/).
  */
 import { readConfig, wsBase } from './config.ts';
+import type { ComputerDriver } from './drivers/driver.ts';
+import { DriverRouter } from './drivers/router.ts';
 import { SandboxDriver } from './drivers/sandbox.ts';
+import { VmDriver } from './drivers/vm/vm-driver.ts';
 import { pipMirrorDirs } from './drivers/sandbox/host-config.ts';
 import { HostSession } from './host-session.ts';
 import { logger } from './log.ts';
@@ -27,9 +30,13 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   if (who?.kind === 'byo') return runHostMode(cfg, who, log);
   // Without --share-ro, computers get the host's local pip mirror (if any), so pip works inside as on the host.
   const shares = cfg.shareReadOnly ?? pipMirrorDirs();
-  const driver = new SandboxDriver({ dataDir: cfg.dataDir, shareReadOnly: shares, diskPoolGb: cfg.diskPoolGb });
-  if (shares.length) log(`sharing read-only with computers: ${shares.join(', ')}`);
-  log(`hangar-agent ${AGENT_VERSION}, driver ${driver.name}, data in ${cfg.dataDir}`);
+  const drivers: ComputerDriver[] = cfg.drivers.map((name) =>
+    name === 'vm' ? new VmDriver({ dataDir: cfg.dataDir }) : new SandboxDriver({ dataDir: cfg.dataDir, shareReadOnly: shares, diskPoolGb: cfg.diskPoolGb }),
+  );
+  // One router even for one driver: it keeps each computer with the driver its disk was made by.
+  const driver = new DriverRouter(drivers);
+  if (shares.length && cfg.drivers.includes('sandbox')) log(`sharing read-only with sandbox computers: ${shares.join(', ')}`);
+  log(`hangar-agent ${AGENT_VERSION}, drivers ${driver.name}, data in ${cfg.dataDir}`);
   try {
     await driver.prepare((p) => log(`[${p.phase}] ${p.message}${p.fraction !== undefined ? ` (${Math.round(p.fraction * 100)}%)` : ''}`));
   } catch (e) {

@@ -63,9 +63,14 @@ export class ReconnectingSocket extends EventEmitter<ReconnectingSocketEvents> {
     return true;
   }
 
-  sendBinary(bytes: Uint8Array): boolean {
+  /**
+   * Sends one binary message; given several pieces, sends them as the
+   * fragments of one message (the receiver sees them joined), so a payload
+   * need not be copied behind its header.
+   */
+  sendBinary(bytes: Uint8Array | readonly Uint8Array[]): boolean {
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
-    this.ws.send(bytes, { binary: true });
+    sendBinaryMessage(this.ws, bytes);
     return true;
   }
 
@@ -114,9 +119,25 @@ export class ReconnectingSocket extends EventEmitter<ReconnectingSocketEvents> {
 
   private schedule(): void {
     if (this.stopped) return;
-    const cap = Math.min(this.opts.maxDelayMs, this.opts.minDelayMs * 2 ** this.attempt);
+    const delay = redialDelay(this.attempt, this.opts.minDelayMs, this.opts.maxDelayMs);
     this.attempt = Math.min(this.attempt + 1, 16);
-    const delay = this.opts.minDelayMs + Math.random() * cap;
     this.timer = setTimeout(() => this.dial(), delay);
   }
+}
+
+/**
+ * The wait before redial number `attempt` (0 for the first after a drop): the
+ * minimum plus a uniformly random part of a window that doubles with each
+ * attempt up to `maxMs` ("full jitter").
+ */
+export function redialDelay(attempt: number, minMs: number, maxMs: number, random: () => number = Math.random): number {
+  const window = Math.min(maxMs, minMs * 2 ** attempt);
+  return minMs + random() * window;
+}
+
+/** One binary message on an open socket; several pieces go as the fragments of that one message. */
+export function sendBinaryMessage(ws: WebSocket, bytes: Uint8Array | readonly Uint8Array[]): void {
+  if (!Array.isArray(bytes)) return ws.send(bytes, { binary: true });
+  const parts = bytes as readonly Uint8Array[];
+  for (let i = 0; i < parts.length; i++) ws.send(parts[i], { binary: true, fin: i === parts.length - 1 });
 }

@@ -4,6 +4,7 @@ import { SIZE_NAMES } from './sizes.ts';
 import { Resolution } from './desktop.ts';
 import { DisplayName, PlainText } from './text.ts';
 import { StringMap } from './string-map.ts';
+import { ISOLATIONS } from './isolation.ts';
 
 /** Templates a computer can be created from. */
 export const TEMPLATES = ['miosa-desktop'] as const;
@@ -26,6 +27,8 @@ export const CreateComputer = z.object({
   name: Name,
   template_type: z.enum(TEMPLATES, { message: `unknown template; available: ${TEMPLATES.join(', ')}` }),
   size: z.enum(SIZE_NAMES).default('small'),
+  /** An extension of the spec: sandbox or vm; absent means the operator's default (DEFAULT_ISOLATION). */
+  isolation: z.enum(ISOLATIONS, { message: `unknown isolation; available: ${ISOLATIONS.join(', ')}` }).optional(),
   selected_apps: z.array(z.enum(APPS, { message: `unknown app; available: ${APPS.join(', ')}` })).max(16).default([]),
   region: z.string().min(1).max(64).optional(),
   auto_stop: z.number().int().min(0).max(30 * 86_400).optional(),
@@ -55,6 +58,8 @@ export const UpdateComputer = z.object({
 
 export const CloneComputer = z.object({ name: Name.optional() });
 export const ResizeComputer = z.object({ size: z.enum(SIZE_NAMES) });
+/** An extension: `keep_memory` (computers with isolation vm) keeps the memory so the next start resumes where it was. */
+export const StopComputer = z.object({ keep_memory: z.boolean().optional() });
 export const MoveComputer = z.object({ region: z.string().min(1).max(64) });
 const AutoStopSeconds = z.number().int().min(0).max(30 * 86_400).nullable();
 /**

@@ -1,5 +1,6 @@
 /** D1 tables as drizzle sees them; schema/migrations/ holds the SQL that makes them. */
 import { sqliteTable, text, integer, real, primaryKey } from 'drizzle-orm/sqlite-core';
+import { ISOLATIONS } from './isolation.ts';
 
 export const organizations = sqliteTable('organizations', {
   id: text('id').primaryKey(),
@@ -63,6 +64,8 @@ export const hosts = sqliteTable('hosts', {
   drivers: text('drivers', { mode: 'json' }).$type<string[]>().notNull(),
   cpus: integer('cpus'),
   memory_mb: integer('memory_mb'),
+  /** How the host's VMs run (kvm or tcg); NULL when it offers no VMs. */
+  vm_accel: text('vm_accel', { enum: ['kvm', 'tcg'] }),
   last_seen_at: text('last_seen_at'),
   created_at: text('created_at').notNull(),
   updated_at: text('updated_at').notNull(),
@@ -103,6 +106,10 @@ export const computers = sqliteTable('computers', {
   size: text('size', { enum: ['small', 'medium', 'large'] }).notNull(),
   vcpus: integer('vcpus').notNull(),
   memory_mb: integer('memory_mb').notNull(),
+  /** Which driver makes it: a namespace sandbox or a microVM (schema/isolation.ts). */
+  isolation: text('isolation', { enum: ISOLATIONS }).notNull(),
+  /** A VM stopped with keep_memory: the next start resumes it where it was. */
+  memory_kept: integer('memory_kept', { mode: 'boolean' }).notNull(),
   /** Disk quota in GiB; NULL on computers made before quotas (their size's default). */
   disk_gb: integer('disk_gb'),
   status: text('status').notNull(),

@@ -27,6 +27,7 @@ export const ERROR_STATUS = {
   IDEMPOTENCY_KEY_REUSED: 422,
   TENANT_RESOLUTION_FAILED: 422,
   REGION_UNAVAILABLE: 422,
+  ISOLATION_UNAVAILABLE: 422,
   RATE_LIMITED: 429,
   INTERNAL: 500,
   AGENT_UNAVAILABLE: 502,
@@ -45,6 +46,8 @@ export const ERROR_STATUS = {
   COMPUTER_STOPPED: 503,
   /** Relay: a tunnel whose host is offline. */
   HOST_OFFLINE: 503,
+  /** An inference cluster that its tenant stopped: its URL answers again after start. */
+  CLUSTER_STOPPED: 503,
   /** Relay: the app did not answer in time. */
   UPSTREAM_TIMEOUT: 504,
   /** A sync command started and its result is not known yet (its host agent is away): retry with the same Idempotency-Key. */

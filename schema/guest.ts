@@ -3,7 +3,7 @@
  * running inside each computer.
  *
  * Transport: one byte stream (a unix socket for sandboxes; virtio-serial for
- * VMs later). Every frame is
+ * VMs). Every frame is
  *
  *     u32 BE header_len | u32 BE payload_len | header (UTF-8 JSON) | payload (raw bytes)
  *
@@ -31,10 +31,12 @@
  *         ops watch/unwatch with `watch` events: process, file and idle
  *         events of the computer (hangar_guest/watch.py); op file_open: a
  *         file's bytes as a connection of the TCP family (FileStream below).
+ *  - 1.4  machine: a VM started from another VM's memory takes its own
+ *         hostname, the host's clock and fresh entropy (reseeded at once).
  */
 import { z } from 'zod';
 
-export const GUEST_PROTOCOL = { major: 1, minor: 3 } as const;
+export const GUEST_PROTOCOL = { major: 1, minor: 4 } as const;
 
 /** The first guest minor version that makes TCP connections for the relay. */
 export const GUEST_TCP_MINOR = 1;
@@ -248,6 +250,13 @@ export const GuestRequestBody = z.discriminatedUnion('op', [
   z.object({ op: z.literal('tcp_shutdown'), conn: ConnId }),
   /** Ends the connection; with `reset`, abortively (RST). */
   z.object({ op: z.literal('tcp_close'), conn: ConnId, reset: z.boolean() }),
+  /** 1.2, VMs: take this hostname, the host's time and host entropy (base64, 16-512 bytes; the kernel reseeds at once). */
+  z.object({
+    op: z.literal('machine'),
+    hostname: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/),
+    entropy: z.string().max(1024),
+    time_ms: z.number().int().positive(),
+  }),
 ]);
 export type GuestRequestBody = z.infer<typeof GuestRequestBody>;
 export type GuestOp = GuestRequestBody['op'];
@@ -311,6 +320,7 @@ export const GUEST_RESPONSES = {
   tcp_ack: z.object({}),
   tcp_shutdown: z.object({}),
   tcp_close: z.object({}),
+  machine: z.object({}),
 } as const satisfies Record<GuestOp, z.ZodType>;
 
 /** REFUSED: nothing listens on the port (tcp_open). TIMEOUT: the connection did not open in time. NO_SUCH_PATH, FORBIDDEN, CONFLICT, NO_SPACE: what a path's errno says (fs). */

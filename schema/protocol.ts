@@ -50,9 +50,17 @@
  *         may start from a snapshot (`snapshot_id`) instead of the template;
  *         the host socket's `snapshot.delete` order removes one, and the
  *         welcome lists the snapshots the host keeps (others are removed).
+ *  - 1.7  computers as microVMs: the spec says which driver makes a computer
+ *         (`isolation`; absent: the agent's first driver), and the hello says
+ *         which accelerator the agent's VMs run on (`vm_accel`); computer.stop
+ *         may keep the computer's memory (`keep_memory`: its next start resumes it).
+ *  - 1.9  inference clusters (schema/protocol-models.ts), tenant host sockets:
+ *         models.serve / models.unserve requests, models.status reports.
  */
 import { z } from 'zod';
 import { SIZE_NAMES } from './sizes.ts';
+import { ISOLATIONS } from './isolation.ts';
+import { MODELS_RESULT_SCHEMAS, type ModelsRequest } from './protocol-models.ts';
 import { ComputerEvent, FS_RESPONSES, FsRequest, WATCH_BATCH_MAX, WatchId, WatchProducers, WatchStarted } from './guest.ts';
 import { EXEC_MAX_COMMAND_BYTES, envOverLimits } from './api.ts';
 
@@ -76,7 +84,7 @@ const ProcEnv = z
   .refine((env) => Object.entries(env).reduce((n, [k, v]) => n + k.length + v.length, 0) <= 256 * 1024, 'at most 256 KiB of names and values');
 const Path = Bytes(4096);
 
-export const PROTOCOL = { major: 1, minor: 6 } as const;
+export const PROTOCOL = { major: 1, minor: 7 } as const;
 
 /** The first minor version whose agents serve relayed streams. */
 export const RELAY_MINOR = 4;
@@ -102,6 +110,8 @@ export const ComputerSpec = z.object({
   disk_gb: z.number().int().positive().max(65_536).optional(),
   selected_apps: z.array(z.string().max(64)).max(16),
   env: ComputerEnv,
+  /** 1.7: the driver that makes this computer; absent means the agent's first. */
+  isolation: z.enum(ISOLATIONS).optional(),
 });
 export type ComputerSpec = z.infer<typeof ComputerSpec>;
 
@@ -120,6 +130,8 @@ export const AgentHello = z.object({
   cpus: z.number().int().positive(),
   memory_mb: z.number().int().positive(),
   computers: z.array(z.object({ id: Uuid, state: ActualState })).max(10_000),
+  /** 1.7: how this agent's VMs run, decided by booting a probe VM (absent without the vm driver). */
+  vm_accel: z.enum(['kvm', 'tcg']).optional(),
 });
 
 export const AgentHeartbeat = z.object({
@@ -262,7 +274,8 @@ export const ComputerRequest = z.discriminatedUnion('type', [
   /** `snapshot_id` (1.6): the new disk is a copy of that snapshot (on this host) rather than the template's. */
   z.object({ type: z.literal('computer.provision'), id: RequestId, spec: ComputerSpec, clone_from: Uuid.optional(), snapshot_id: Uuid.optional() }),
   z.object({ type: z.literal('computer.start'), id: RequestId, spec: ComputerSpec }),
-  z.object({ type: z.literal('computer.stop'), id: RequestId }),
+  /** 1.7: `keep_memory` saves the computer's memory (a VM) so the next start resumes it where it was. */
+  z.object({ type: z.literal('computer.stop'), id: RequestId, keep_memory: z.boolean().optional() }),
   z.object({ type: z.literal('computer.destroy'), id: RequestId }),
   z.object({ type: z.literal('computer.resize'), id: RequestId, spec: ComputerSpec }),
   z.object({ type: z.literal('computer.env'), id: RequestId, env: ComputerEnv }),
@@ -557,9 +570,9 @@ export const HOST_RESULT_SCHEMAS = {
 } as const satisfies Record<HostRequestType, z.ZodType>;
 
 /** Any request a Durable Object sends an agent, and each one's result schema. */
-export type AgentRequest = ComputerRequest | HostRequest;
+export type AgentRequest = ComputerRequest | HostRequest | ModelsRequest;
 export type AgentRequestType = AgentRequest['type'];
-export const AGENT_RESULT_SCHEMAS = { ...RESULT_SCHEMAS, ...HOST_RESULT_SCHEMAS } as const satisfies Record<AgentRequestType, z.ZodType>;
+export const AGENT_RESULT_SCHEMAS = { ...RESULT_SCHEMAS, ...HOST_RESULT_SCHEMAS, ...MODELS_RESULT_SCHEMAS } as const satisfies Record<AgentRequestType, z.ZodType>;
 
 /** Messages a HostObject sends a host-mode agent that need no answer. */
 export const HostModeNotice = z.discriminatedUnion('type', [ProcAck, SecretsSet, ProcsForget]);
@@ -606,14 +619,25 @@ export interface DiskFrame {
 
 /** Lays out a binary frame of any kind. */
 export function packFrame(kind: number, stream: number, id: string, offset: number, payload: Uint8Array): Uint8Array {
+  const head = frameHead(kind, stream, id, offset, payload.byteLength);
+  head.set(payload, head.byteLength - payload.byteLength);
+  return head;
+}
+
+/**
+ * A frame's header alone (`u8 kind | u8 stream | u8 id_len | id | f64 offset`),
+ * in a buffer with `room` bytes left after it for the payload: a sender that
+ * can send the payload as a second piece of the same message (a fragmented
+ * WebSocket message) passes 0 and never copies the payload.
+ */
+export function frameHead(kind: number, stream: number, id: string, offset: number, room = 0): Uint8Array {
   const idBytes = new TextEncoder().encode(id);
-  const out = new Uint8Array(3 + idBytes.length + 8 + payload.byteLength);
+  const out = new Uint8Array(3 + idBytes.length + 8 + room);
   out[0] = kind;
   out[1] = stream;
   out[2] = idBytes.length;
   out.set(idBytes, 3);
   new DataView(out.buffer, out.byteOffset + 3 + idBytes.length, 8).setFloat64(0, offset);
-  out.set(payload, 3 + idBytes.length + 8);
   return out;
 }
 

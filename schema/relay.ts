@@ -9,8 +9,9 @@
  * a side may send up to `offset + window` where `offset` is the last
  * `relay.credit` the receiver sent (0 at first) and `window` what the
  * receiver announced (in `relay.open` for the object, in `relay.accept` for
- * the agent). A slow reader therefore holds back only its own stream, and
- * no side ever holds more than a window per stream.
+ * the agent; a credit may carry a larger one, see `relay.credit`). A slow
+ * reader therefore holds back only its own stream, and no side ever holds
+ * more than a window per stream.
  *
  * TCP semantics: `relay.close` is a FIN for one direction (the peer may keep
  * sending); the stream ends when both directions have closed. `relay.reset`
@@ -26,7 +27,7 @@
  */
 import { z } from 'zod';
 import { FileStream } from './guest.ts';
-import { packFrame, unpackFrame } from './protocol.ts';
+import { frameHead, packFrame, unpackFrame } from './protocol.ts';
 
 /** Chosen by the side that opens the stream; travels in every frame, so short. */
 export const StreamId = z.string().regex(/^[a-z0-9]{1,32}$/);
@@ -109,7 +110,15 @@ export const ResetCode = z.enum(RESET_CODES);
 export type ResetCode = z.infer<typeof ResetCode>;
 
 const Reset = z.object({ type: z.literal('relay.reset'), stream_id: StreamId, code: ResetCode, message: z.string().max(1024) });
-const Credit = z.object({ type: z.literal('relay.credit'), stream_id: StreamId, offset: Offset });
+/**
+ * "I have taken your bytes up to `offset`." With `window`, the receiver's
+ * window grows to it from now on (never shrinks): a receiver whose reader
+ * keeps up while the sender waits on credit widens it, so a stream over a
+ * link with a long round trip is not held to a window per round trip. A
+ * sender that does not know the field keeps the smaller window, which is
+ * always safe.
+ */
+const Credit = z.object({ type: z.literal('relay.credit'), stream_id: StreamId, offset: Offset, window: Window.optional() });
 /** FIN: the sender has sent its last byte (`offset` bytes in all); a WebSocket's close code rides along. */
 const Close = z.object({
   type: z.literal('relay.close'),
@@ -125,11 +134,19 @@ export const RelayOpen = z.object({
   /** Bytes the agent may send before the first credit. */
   window: Window,
   http: RelayHttpRequest.optional(),
+  /** The object flags the frame that spends its credit (FLAG_STARVED) and widens its window on the agent's flags. */
+  widen: z.literal(true).optional(),
 });
 export type RelayOpen = z.infer<typeof RelayOpen>;
 
 /** The agent connected to the target; `window` is what the object may send before the agent's first credit. */
-export const RelayAccept = z.object({ type: z.literal('relay.accept'), stream_id: StreamId, window: Window });
+export const RelayAccept = z.object({
+  type: z.literal('relay.accept'),
+  stream_id: StreamId,
+  window: Window,
+  /** As `relay.open.widen`, for the agent. */
+  widen: z.literal(true).optional(),
+});
 
 /** The target's response head (http streams), or the 101 of its WebSocket with the subprotocol it chose. */
 export const RelayResponse = z.object({
@@ -166,6 +183,13 @@ export const FRAME_RELAY = 4;
 export const FLAG_MESSAGE_END = 1;
 /** The message is text (UTF-8). */
 export const FLAG_TEXT = 2;
+/**
+ * The sender has spent its credit with this frame: it can send nothing more
+ * until the next credit. Sent only to a peer that said `widen` (older ones
+ * refuse unknown flags); the receiver may then widen its window
+ * (schema/relay-window.ts).
+ */
+export const FLAG_STARVED = 4;
 
 /** Largest payload of one relay frame (a Workers WebSocket message is at most 1 MiB). */
 export const RELAY_FRAME_BYTES = 256 * 1024;
@@ -181,10 +205,15 @@ export function encodeRelayFrame(f: RelayFrame): Uint8Array {
   return packFrame(FRAME_RELAY, f.flags, f.stream_id, f.offset, f.payload);
 }
 
+/** A relay frame as the two pieces of one message, header and payload, the payload not copied (see frameHead). */
+export function relayFrameParts(f: RelayFrame): [Uint8Array, Uint8Array] {
+  return [frameHead(FRAME_RELAY, f.flags, f.stream_id, f.offset), f.payload];
+}
+
 /** Parses a relay frame; null when it is malformed, too large or another kind. */
 export function decodeRelayFrame(buf: Uint8Array): RelayFrame | null {
   const f = unpackFrame(buf);
-  if (!f || f.kind !== FRAME_RELAY || f.stream > 3 || f.payload.byteLength > RELAY_FRAME_BYTES) return null;
+  if (!f || f.kind !== FRAME_RELAY || f.stream > 7 || f.payload.byteLength > RELAY_FRAME_BYTES) return null;
   if (!StreamId.safeParse(f.id).success) return null;
   return { stream_id: f.id, flags: f.stream, offset: f.offset, payload: f.payload };
 }

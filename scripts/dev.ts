@@ -37,7 +37,7 @@ async function keyWorks(apiUrl: string, key: string): Promise<boolean> {
 }
 
 async function main(): Promise<void> {
-  ensureSystemDeps(say);
+  ensureSystemDeps(say, { vm: true });
   mkdirSync(STATE, { recursive: true });
   say('starting the API (wrangler dev, local D1 and Durable Objects)…');
   const worker = await startWorker({ stateDir: STATE, port: PORT, log: (s) => process.stderr.write(s) });
@@ -58,11 +58,12 @@ async function main(): Promise<void> {
     writeFileSync(HOST_JSON, JSON.stringify(host, null, 2) + '\n', { mode: 0o600 });
   }
 
-  say('starting the host agent (the first run builds the computer template: a minute or two)…');
+  say('starting the host agent (the first run builds the computer template and the VM images: a minute or two)…');
   const hostKey = host.host_key;
   const agent = new Supervisor({
     name: 'host agent',
-    start: () => startAgent({ origin: worker.origin, hostKey, log: (s) => process.stderr.write(s) }),
+    // This host offers both: sandboxes by default, microVMs for {"isolation": "vm"}.
+    start: () => startAgent({ origin: worker.origin, hostKey, drivers: ['sandbox', 'vm'], log: (s) => process.stderr.write(s) }),
     log: say,
   });
   const first = await agent.start();

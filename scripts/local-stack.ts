@@ -12,7 +12,20 @@ import path from 'node:path';
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
 const WRANGLER = path.join(ROOT, 'node_modules', '.bin', 'wrangler');
-const QUIET_ENV = { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1' };
+/**
+ * The dev server's environment. Its local observability (on by default) hands
+ * every invocation — each request, each message on an agent's socket — to a
+ * collector that stores it in SQLite in the same process: more than half the
+ * CPU a small relayed request costs the Worker's process, and nothing a
+ * deployment pays. Off unless X_LOCAL_OBSERVABILITY is set.
+ */
+const QUIET_ENV = {
+  ...process.env,
+  CLOUDFLARE_CF_FETCH_ENABLED: 'false',
+  WRANGLER_SEND_METRICS: 'false',
+  NO_COLOR: '1',
+  X_LOCAL_OBSERVABILITY: process.env.X_LOCAL_OBSERVABILITY ?? 'false',
+};
 
 export interface Secrets {
   OPERATOR_TOKEN: string;
@@ -166,11 +179,14 @@ export async function startAgent(opts: {
   origin: string;
   hostKey: string;
   dataDir?: string;
+  /** The drivers the host offers (--driver); the agent's default (sandbox) when absent. */
+  drivers?: string[];
   log?: (s: string) => void;
   readyTimeoutMs?: number;
 }): Promise<AgentHandle> {
   const args = [path.join(ROOT, 'host-agent', 'bin', 'hangar-agent.mjs'), '--api', opts.origin, '--key', opts.hostKey];
   if (opts.dataDir) args.push('--data-dir', opts.dataDir);
+  if (opts.drivers) args.push('--driver', opts.drivers.join(','));
   const child = spawn(process.execPath, args, { cwd: ROOT, env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
   const log = opts.log ?? (() => {});
   let seen = '';

@@ -3,7 +3,7 @@
  * each with a request that would pass validation, for the tests that walk
  * them all with another tenant's key. test/worker/opencomputers-isolation.test.ts
  * checks this list against the Worker's route table, so a new route cannot
- * be left out. `{job}` and `{secret}` stand for ids of the owner's.
+ * be left out. `{job}`, `{secret}` and `{tunnel}` stand for ids of the owner's.
  */
 export interface HostRouteSample {
   method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -49,6 +49,12 @@ export const HOST_ROUTE_SAMPLES: HostRouteSample[] = [
   h('POST', '/fs/mkdir', '/fs/mkdir', { path: `${HOST_INTRUDER_MARK}-dir` }),
   h('DELETE', '/fs/delete?path=owner.txt', '/fs/delete'),
   h('DELETE', '/fs?path=owner.txt&recursive=true', '/fs'),
+  h('GET', '/tunnels', '/tunnels'),
+  h('POST', '/tunnels', '/tunnels', { target_port: 22, auth_mode: 'public' }),
+  h('GET', '/tunnels/{tunnel}', '/tunnels/:tunnel_id'),
+  h('PATCH', '/tunnels/{tunnel}', '/tunnels/:tunnel_id', { auth_mode: 'public', enabled: true }),
+  h('POST', '/tunnels/{tunnel}/link', '/tunnels/:tunnel_id/link', {}),
+  h('DELETE', '/tunnels/{tunnel}', '/tunnels/:tunnel_id'),
   // Last: it would revoke the host.
   h('DELETE', '', ''),
 ];
@@ -58,4 +64,13 @@ export const TENANT_SECRET_ROUTE_SAMPLES: HostRouteSample[] = [
   { method: 'GET', path: '/secrets/{tsecret}', pattern: `${OC}/secrets/:secret_id` },
   { method: 'PATCH', path: '/secrets/{tsecret}', pattern: `${OC}/secrets/:secret_id`, body: { value: 'overwritten' } },
   { method: 'DELETE', path: '/secrets/{tsecret}', pattern: `${OC}/secrets/:secret_id` },
+];
+
+/** Every route that takes an inference cluster's id; `{cluster}` is the owner's. */
+export const CLUSTER_ROUTE_SAMPLES: HostRouteSample[] = [
+  { method: 'GET', path: '/clusters/{cluster}', pattern: `${OC}/clusters/:id` },
+  { method: 'POST', path: '/clusters/{cluster}/stop', pattern: `${OC}/clusters/:id/stop` },
+  { method: 'POST', path: '/clusters/{cluster}/start', pattern: `${OC}/clusters/:id/start` },
+  // Last: it would delete the cluster.
+  { method: 'DELETE', path: '/clusters/{cluster}', pattern: `${OC}/clusters/:id` },
 ];

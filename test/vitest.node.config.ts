@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config';
 // that start the real Worker (workerd) and a real host agent once for all files.
 export default defineConfig({
   test: {
-    include: ['test/host-agent/**/*.test.ts', 'test/e2e/**/*.test.ts'],
+    include: ['test/host-agent/**/*.test.ts', 'test/agent-sessions/**/*.test.ts', 'test/inference/**/*.test.ts', 'test/e2e/**/*.test.ts'],
     environment: 'node',
     testTimeout: 180_000,
     hookTimeout: 600_000,

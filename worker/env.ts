@@ -3,6 +3,7 @@ import type { ComputerObject } from '../durable-objects/computer-object.ts';
 import type { HostObject } from '../durable-objects/host-object.ts';
 import type { RateLimiterObject } from '../durable-objects/rate-limiter-object.ts';
 import type { OrgEventsObject } from '../durable-objects/org-events-object.ts';
+import type { ClusterObject } from '../durable-objects/cluster-object.ts';
 
 export interface Env {
   DB: D1Database;
@@ -11,6 +12,7 @@ export interface Env {
   RATE_LIMITER: DurableObjectNamespace<RateLimiterObject>;
   /** One per organization (named by its id): its event log. */
   ORG_EVENTS: DurableObjectNamespace<OrgEventsObject>;
+  CLUSTER: DurableObjectNamespace<ClusterObject>;
   /** Secret: bearer token of the operator (admin) API. */
   OPERATOR_TOKEN: string;
   /** Secret: HMAC key for HS256 JWTs minted by POST /auth/token. */
@@ -31,6 +33,8 @@ export interface Env {
   RELAY_MAX_BODY_BYTES?: string;
   /** Region new computers land in when the caller names none. */
   DEFAULT_REGION: string;
+  /** Isolation of computers whose create names none: sandbox (if unset) or vm. */
+  DEFAULT_ISOLATION?: string;
   /** Bytes a streamed or multipart upload may have (default 100 MiB, the platform's request limit on its smaller plans). */
   MAX_UPLOAD_BYTES?: string;
   /** Credits a snapshot costs per GiB of its size per hour (default 0.001). */

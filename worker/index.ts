@@ -7,6 +7,7 @@ export { ComputerObject } from '../durable-objects/computer-object.ts';
 export { HostObject } from '../durable-objects/host-object.ts';
 export { RateLimiterObject } from '../durable-objects/rate-limiter-object.ts';
 export { OrgEventsObject } from '../durable-objects/org-events-object.ts';
+export { ClusterObject } from '../durable-objects/cluster-object.ts';
 
 export default {
   fetch: (request, env, ctx) => dispatchHost(request, env, ctx) ?? handleRequest(request, env, ctx),

@@ -4,7 +4,7 @@
  * a chunked HTTP/1.1 body in JavaScript. Together they decide where HTTP is
  * spoken (docs/relay.md).
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 
 const TICK = 100; // USER_HZ on Linux
 
@@ -62,4 +62,53 @@ export function chunkedDecodeMsPerMib(mib: number): number {
   const used = process.cpuUsage(t0);
   if (out !== mib * 1048576) throw new Error(`decoded ${out} bytes`);
   return (used.user + used.system) / 1000 / mib;
+}
+
+interface Proc {
+  ppid: number;
+  cpu: number;
+  cmd: string;
+  cgroup: string;
+}
+
+function processes(): Map<number, Proc> {
+  const out = new Map<number, Proc>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
+      const cgroup = readFileSync(`/proc/${d}/cgroup`, 'utf8');
+      out.set(Number(d), { ppid: Number(f[1]), cpu: (Number(f[11]) + Number(f[12])) / TICK, cmd, cgroup });
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+/**
+ * CPU seconds of every process under `roots` (the dev server, the agent)
+ * and in the cgroups `groups` name (a computer's processes live in
+ * `/hangar/<id>`, not under the agent that started them), summed by role:
+ * which hop of the relay spends what. `label` names a process by its role
+ * (its root's or group's name when it returns null).
+ */
+export function cpuByRole(roots: Record<string, number>, groups: Record<string, string>, label: (pid: number, cmd: string) => string | null): Map<string, number> {
+  const all = processes();
+  const rootOf = (pid: number): string | null => {
+    for (let p = pid, hops = 0; p > 1 && hops < 64; p = all.get(p)?.ppid ?? 0, hops++) {
+      for (const [name, root] of Object.entries(roots)) if (root === p) return name;
+    }
+    return null;
+  };
+  const out = new Map<string, number>();
+  for (const [pid, p] of all) {
+    const root = rootOf(pid) ?? Object.entries(groups).find(([, g]) => p.cgroup.includes(`${g}\n`))?.[0] ?? null;
+    if (root === null) continue;
+    const role = label(pid, p.cmd) ?? root;
+    out.set(role, (out.get(role) ?? 0) + p.cpu);
+  }
+  return out;
 }

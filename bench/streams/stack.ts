@@ -10,6 +10,7 @@ import { SandboxDriver } from '../../host-agent/drivers/sandbox.ts';
 import { freePort, registerHost, seedTenant, startAgent, startWorker } from '../../scripts/local-stack.ts';
 import { useSharedTemplates } from '../../test/shared-template.ts';
 import { listeningPorts } from '../../scripts/proc-net.ts';
+import { latencyProxy, type LatencyProxy } from '../relay/latency-proxy.ts';
 
 const log = process.env.BENCH_VERBOSE === '1' ? (s: string) => void process.stderr.write(s) : undefined;
 
@@ -20,6 +21,8 @@ export interface Stack {
   computerId: string;
   dataDir: string;
   agentPid: number;
+  /** The dev server (wrangler) process, parent of its workerd processes. */
+  workerPid: number;
   /** workerd processes of the dev server, by role. */
   workerd: Record<string, number>;
   /** The Worker's own listener behind wrangler dev's entry proxy (null when not found): the same API one hop shorter. */
@@ -72,8 +75,15 @@ async function innerOrigin(pid: number | undefined): Promise<string | null> {
  */
 export const STATE_ON = process.env.BENCH_STATE === 'disk' || !existsSync('/dev/shm') ? 'disk' : 'tmpfs';
 
-/** `vars` are Worker vars for this stack (e.g. a larger upload limit). */
-export async function startStack(vars: Record<string, string> = {}): Promise<Stack> {
+export interface StackOptions {
+  /** Round trip added between the agent and the dev server (a delaying proxy), as between a host and the edge. */
+  agentRttMs?: number;
+  /** Worker vars for this stack (e.g. a larger upload limit). */
+  vars?: Record<string, string>;
+}
+
+export async function startStack(opts: StackOptions = {}): Promise<Stack> {
+  const vars = opts.vars ?? {};
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'hangar-bench-'));
   const stateDir = STATE_ON === 'disk' ? path.join(tmp, 'state') : mkdtempSync('/dev/shm/hangar-bench-');
   const port = await freePort();
@@ -82,7 +92,8 @@ export async function startStack(vars: Record<string, string> = {}): Promise<Sta
   const host = await registerHost(worker.origin, token, { name: 'bench-host', region: 'local' });
   const dataDir = path.join(tmp, 'data');
   useSharedTemplates(dataDir);
-  const agent = await startAgent({ origin: worker.origin, hostKey: host.host_key, dataDir, log });
+  const proxy: LatencyProxy | null = opts.agentRttMs ? await latencyProxy(new URL(worker.origin).host, opts.agentRttMs) : null;
+  const agent = await startAgent({ origin: proxy?.origin ?? worker.origin, hostKey: host.host_key, dataDir, log });
   const tenant = await seedTenant(worker.origin, token, { name: 'bench', credits: 100_000, rate_limit_per_minute: 1_000_000 });
 
   const call = async <T>(method: string, p: string, body?: unknown) => {
@@ -118,6 +129,7 @@ export async function startStack(vars: Record<string, string> = {}): Promise<Sta
     computerId,
     dataDir,
     agentPid: agent.process.pid!,
+    workerPid: worker.process.pid!,
     workerd,
     inner: await innerOrigin(workerd['workerd (Worker + DOs)']),
     call,
@@ -125,6 +137,7 @@ export async function startStack(vars: Record<string, string> = {}): Promise<Sta
     stop: async () => {
       await call('DELETE', `/computers/${computerId}`).catch(() => undefined);
       await agent.stop();
+      await proxy?.close();
       const driver = new SandboxDriver({ dataDir });
       for (const id of await driver.list()) await driver.destroy(id).catch(() => undefined);
       await driver.close();

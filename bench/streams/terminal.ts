@@ -17,7 +17,7 @@ import type { Throughput } from './throughput.ts';
 const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
 
 /** Times single-character round trips: `send` a character, resolve when output containing it came back. */
-class EchoProbe {
+export class EchoProbe {
   private seen = '';
   private waiting: { ch: string; resolve: () => void } | null = null;
 

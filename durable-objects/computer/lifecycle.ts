@@ -11,8 +11,12 @@ import { envOverLimits } from '../../schema/api.ts';
 import { noRoomOnHost } from '../../worker/computers/placement.ts';
 import { IN_FLIGHT, REFUSAL, type LifecycleEvent, type Status } from './state-table.ts';
 import type { ComputerObject } from '../computer-object.ts';
-import { mirrorAddress } from './record.ts';
+import { mirrorAddress, mirrorMemoryKept } from './record.ts';
 import type { Why } from './events.ts';
+import { speaks } from '../../schema/protocol.ts';
+
+/** The first agent protocol minor that can keep a computer's memory when it stops. */
+const KEEP_MEMORY_MINOR = 7;
 
 const PROVISION_MS = 20 * 60_000; // first boot may build the template and install apps
 const START_MS = 120_000;
@@ -94,6 +98,16 @@ export class Lifecycle {
     }
   }
 
+  /** After a stop with keep_memory the host holds the memory; any boot (or a plain stop) uses or drops it. */
+  private async noteMemory(done: LifecycleEvent): Promise<void> {
+    const rec = this.obj.record;
+    if (!rec) return;
+    const kept = done === 'stopped' ? !!rec.keep_memory : false;
+    if (kept === !!rec.memory_kept && rec.keep_memory === undefined) return;
+    await this.obj.save({ memory_kept: kept, keep_memory: undefined });
+    await mirrorMemoryKept(this.db, rec.id, kept);
+  }
+
   /** Asks the agent to finish the operation an in-flight status names, then applies the outcome. */
   private async drive(status: Status): Promise<Result<Status>> {
     if (BOOTS.has(status)) {
@@ -128,11 +142,18 @@ export class Lifecycle {
         done = 'restarted';
         break;
       }
-      case 'stopping':
-        r = await link.request('computer.stop', {}, STOP_MS);
+      case 'stopping': {
+        const keep = !!this.obj.record?.keep_memory;
+        const protocol = link.protocol();
+        if (keep && protocol && !speaks(protocol, KEEP_MEMORY_MINOR)) {
+          r = fail('AGENT_ERROR', "this computer's host agent is too old to keep its memory; update it, or stop without keep_memory");
+        } else {
+          r = await link.request('computer.stop', keep ? { keep_memory: true } : {}, STOP_MS);
+        }
         done = 'stopped';
         expect = 'stopped';
         break;
+      }
       default:
         return ok(status);
     }
@@ -148,6 +169,7 @@ export class Lifecycle {
     }
     if (BOOTS.has(status)) await this.obj.save({ boot_attempts: 0, broken: undefined });
     const final = await this.obj.apply(done);
+    await this.noteMemory(done);
     if (r.value.ip_address !== undefined && this.obj.record) await mirrorAddress(this.db, this.obj.record.id, r.value.ip_address);
     return ok(final ?? status);
   }
@@ -181,6 +203,8 @@ export class Lifecycle {
   private async failed(status: Status, message: string): Promise<void> {
     const rec = this.obj.record;
     if (!rec) return;
+    // A stop that asked to keep the memory and failed kept nothing.
+    if (rec.keep_memory !== undefined) await this.obj.save({ keep_memory: undefined });
     if (!BOOTS.has(status)) {
       await this.obj.apply('failed', { reason: 'failed', message: `stop failed: ${message}` });
       return;

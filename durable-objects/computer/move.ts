@@ -19,6 +19,7 @@ import type { Env } from '../../worker/env.ts';
 import { isoNow } from '../../worker/http/ids.ts';
 import type { ComputerObject } from '../computer-object.ts';
 import { DiskRelay } from './disk-relay.ts';
+import { mirrorMemoryKept } from './record.ts';
 import { REFUSAL, transition, type Status } from './state-table.ts';
 
 const ATTACH_MS = 30_000;
@@ -139,7 +140,9 @@ export class Mover {
     const destroyed = await obj.link.request('computer.destroy', {}, DESTROY_MS);
     // Not fatal: a source agent that reconnects is refused the computer and removes its copy.
     if (!destroyed.ok) console.warn(`move ${relay.id} of ${id}: the source copy stays until its agent reconnects: ${destroyed.message}`);
-    await obj.save({ host_id: target.host_id, moving_to_host_id: undefined });
+    // Memory a VM kept stays behind with the source's copy: the disk alone moves.
+    await obj.save({ host_id: target.host_id, moving_to_host_id: undefined, memory_kept: false });
+    await mirrorMemoryKept(this.env.DB, id, false);
     await this.host(source).detach(id);
     obj.link.closeAll(CLOSE_MOVED, 'the computer moved to another host');
     obj.target.closeAll(CLOSE_MOVED, "the computer moved here: reconnect as its agent");

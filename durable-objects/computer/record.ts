@@ -1,5 +1,6 @@
 /** What a ComputerObject keeps about its computer, and who may touch it. */
 import type { Size } from '../../schema/sizes.ts';
+import type { Isolation } from '../../schema/isolation.ts';
 import type { Status } from './state-table.ts';
 import { isoNow } from '../../worker/http/ids.ts';
 import type { Why } from './events.ts';
@@ -14,6 +15,8 @@ export interface ComputerRecord {
   size: Size;
   vcpus: number;
   memory_mb: number;
+  /** Which driver makes it; records made before VMs existed have none and are sandboxes. */
+  isolation?: Isolation;
   /** Disk quota, GiB (absent on records made before quotas: the agent uses the size's default). */
   disk_gb?: number;
   selected_apps: string[];
@@ -25,6 +28,10 @@ export interface ComputerRecord {
   resolution?: string;
   /** Source computer whose disk the new one copies, until provisioning is done. */
   clone_from?: string;
+  /** While stopping: the stop keeps the computer's memory (a VM), so the next start resumes it. */
+  keep_memory?: boolean;
+  /** Stopped with its memory kept: the next start resumes it. */
+  memory_kept?: boolean;
   /** Snapshot whose disk the new one copies, until provisioning is done. */
   restore_snapshot?: string;
   /** While restoring a snapshot in place: which one. */
@@ -60,6 +67,10 @@ export function callerAccess(caller: Caller, rec: ComputerRecord | null): 'ok' |
 /** Records the address a boot reported (the computer object's `ip_address`). */
 export async function mirrorAddress(db: D1Database, id: string, ip: string | null): Promise<void> {
   await db.prepare('UPDATE computers SET ip_address = ? WHERE id = ?').bind(ip, id).run();
+}
+
+export async function mirrorMemoryKept(db: D1Database, id: string, kept: boolean): Promise<void> {
+  await db.prepare('UPDATE computers SET memory_kept = ? WHERE id = ?').bind(kept ? 1 : 0, id).run();
 }
 
 /** Copies the status and its reason into D1, where lists and reads find them. */

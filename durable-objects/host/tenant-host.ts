@@ -25,6 +25,7 @@ import { CREDENTIAL_HEADER } from './client-header.ts';
 import { apiKeyLive } from '../../worker/tenancy/principals.ts';
 import { Streams } from '../exec/streams.ts';
 import { RelayMux } from '../relay/relay-mux.ts';
+import { HostRelay } from '../relay/host-relay.ts';
 import { HostFiles, uploadLimit } from './host-files.ts';
 import { HostEvents, type HostEventType } from './host-events.ts';
 import { HostSecrets } from './host-secrets.ts';
@@ -33,6 +34,7 @@ import { Jobs, type JobSpec } from './jobs.ts';
 import type { JobRow } from './job-table.ts';
 import { TerminalTickets } from './terminal-tickets.ts';
 import { HostDesktop } from './host-desktop.ts';
+import { HostModels } from './host-models.ts';
 
 export const HEARTBEAT_INTERVAL_MS = 15_000;
 /** An agent silent this long is closed and the host offline, even if TCP has not noticed. */
@@ -62,10 +64,14 @@ export class TenantHost {
   readonly link: AgentLink;
   /** Relayed streams on the agent's socket: TCP to the machine's loopback (tunnels), files. */
   readonly relay: RelayMux;
+  /** Tunnels to the machine's ports (durable-objects/relay/host-relay.ts). */
+  readonly tunnels: HostRelay;
   readonly files: HostFiles;
   readonly streams: Streams;
   readonly jobs: Jobs;
   readonly secrets: HostSecrets;
+  /** The inference clusters this host serves a model for (protocol 1.9). */
+  readonly models: HostModels;
   /** API keys behind the host's client connections (terminals, viewers, file transfers): revoking one ends them. */
   readonly held: HeldCredentials;
   private readonly tickets: TerminalTickets;
@@ -86,8 +92,17 @@ export class TenantHost {
     const sql = ctx.storage.sql;
     this.link = new AgentLink(ctx);
     this.relay = new RelayMux(this.link);
+    this.tunnels = new HostRelay(this.relay, {
+      host: (ref) => this.bind(ref),
+      connected: () => this.link.socket() !== null,
+      whenAttached: (ms) => this.link.whenAttached(ms),
+      gone: async () => ((await this.status.current()) === 'revoked' ? 'the host was revoked' : null),
+      storage: ctx.storage,
+      env,
+    });
     this.files = new HostFiles(this.link, this.relay, () => uploadLimit(env));
     this.secrets = new HostSecrets(env);
+    this.models = new HostModels(ctx.storage, env, this.link, (p) => ctx.waitUntil(p));
     this.jobs = new Jobs(sql, {
       procs: () => this.streams.procs,
       link: this.link,
@@ -159,6 +174,11 @@ export class TenantHost {
     }
     if (this.relay.onJson(ws, raw)) return;
     if ((raw as { type?: unknown } | null)?.type === 'hello') return this.hello(ws, raw);
+    if (HostModels.handles(raw)) {
+      const ref = await this.bind();
+      if (ref) await this.models.onStatus(ref.id, raw);
+      return;
+    }
     const parsed = HostModeAgentMessage.safeParse(raw);
     if (!parsed.success) {
       ws.close(HOST_CLOSE.MALFORMED, 'malformed message');
@@ -237,6 +257,7 @@ export class TenantHost {
     this.endStrays(hello.procs);
     // Not awaited: resuming waits on results that arrive as later messages.
     this.ctx.waitUntil(this.streams.agentResumed().then(() => this.jobs.agentResumed()));
+    await this.models.agentResumed(ref.id);
     await this.schedule();
   }
 
@@ -262,6 +283,7 @@ export class TenantHost {
     const ref = await this.bind();
     if (!ref || this.link.socket()) return;
     if ((await this.status.current()) === 'online') await this.status.set(ref.id, 'offline', null);
+    await this.models.agentGone(ref.id);
     if (!(await this.ctx.storage.get('agent_gone_at'))) await this.ctx.storage.put('agent_gone_at', Date.now());
     await this.schedule();
   }

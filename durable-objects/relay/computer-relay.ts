@@ -15,10 +15,12 @@ import type { Env } from '../../worker/env.ts';
 import { errorResponse } from '../../worker/http/responses.ts';
 import { previewError } from '../../worker/preview/preview-pages.ts';
 import { decideAccess } from '../../worker/preview/preview-auth.ts';
+import { apiKeyLive } from '../../worker/tenancy/principals.ts';
 import type { Caller, ComputerRecord } from '../computer/record.ts';
 import { PortTable, type PortRecord } from './port-table.ts';
 import { relayFailure } from './failures.ts';
 import { relayHttp } from './http.ts';
+import { useTicketOnce } from './used-tickets.ts';
 import { parseRelayRequest, RELAY_REQUEST_HEADER, type RelayRequest } from './relay-request.ts';
 import type { RelayMux } from './relay-mux.ts';
 import { bridgeWebSocket } from './websocket.ts';
@@ -44,14 +46,10 @@ export interface ComputerRelayHost {
   env: Env;
 }
 
-/** How long an API key seen live is taken as live: the delay of revocation the API documents for keys. */
-const KEY_LIVE_MS = 10_000;
-
 export class ComputerRelay {
   readonly mux: RelayMux;
   private readonly host: ComputerRelayHost;
   private readonly ports: PortTable;
-  private readonly liveKeys = new Map<string, { live: boolean; at: number }>();
 
   constructor(mux: RelayMux, host: ComputerRelayHost) {
     this.mux = mux;
@@ -69,7 +67,9 @@ export class ComputerRelay {
   async fetch(request: Request): Promise<Response> {
     const open = parseRelayRequest(request.headers.get(RELAY_REQUEST_HEADER));
     if (!open) return errorResponse(new ApiError('BAD_REQUEST', 'malformed relay request'), request.headers.get('x-request-id') ?? '');
-    return open.kind === 'tcp' ? this.tcp(request, open) : this.http(request, open);
+    if (open.kind === 'tcp') return this.tcp(request, open);
+    if (open.kind === 'http') return this.http(request, open);
+    return errorResponse(new ApiError('BAD_REQUEST', `a computer serves no ${open.kind} requests`), request.headers.get('x-request-id') ?? '');
   }
 
   /** Ends the connections of a port (it was removed, or its token rotated). */
@@ -81,15 +81,7 @@ export class ComputerRelay {
   async redeemTicket(jti: string, expS: number, port: number): Promise<'ok' | 'used' | 'not_exposed'> {
     const id = this.host.record()?.id;
     if (!id || !(await this.ports.get(id, port))) return 'not_exposed';
-    const key = TICKET_PREFIX + jti;
-    if ((await this.host.storage.get(key)) !== undefined) return 'used';
-    await this.host.storage.put(key, expS);
-    // Forget tickets past their expiry: they cannot be redeemed any more anyway.
-    const now = Date.now() / 1000;
-    const all = await this.host.storage.list<number>({ prefix: TICKET_PREFIX, limit: 1000 });
-    const stale = [...all].filter(([, exp]) => exp < now - 60).map(([k]) => k);
-    if (stale.length) await this.host.storage.delete(stale);
-    return 'ok';
+    return (await useTicketOnce(this.host.storage, TICKET_PREFIX, jti, expS)) ? 'ok' : 'used';
   }
 
   private async tcp(request: Request, open: Extract<RelayRequest, { kind: 'tcp' }>): Promise<Response> {
@@ -113,8 +105,9 @@ export class ComputerRelay {
       const rec = this.host.record();
       if (!rec) throw new ApiError('NOT_FOUND', `no computer has the preview name ${open.slug}`);
       const entry = await this.ports.get(rec.id, open.port);
+      // A cookie's key is taken as live for the few seconds every key revocation takes to reach all isolates.
       const access = await decideAccess(entry, { port: open.port, slug: open.slug, method: request.method, path: open.path, https: open.https, who: open.who }, (kid) =>
-        this.keyLive(kid),
+        apiKeyLive(this.host.env, kid),
       );
       if (access.kind === 'respond') return access.response;
       await this.running(where, entry!.wake);
@@ -130,16 +123,6 @@ export class ComputerRelay {
       if (!(err instanceof ApiError)) throw err;
       return previewError(err, request, open.request_id);
     }
-  }
-
-  /** Whether an API key is still live (not revoked), from D1, remembered for KEY_LIVE_MS. */
-  private async keyLive(keyId: string): Promise<boolean> {
-    const hit = this.liveKeys.get(keyId);
-    if (hit && Date.now() - hit.at < KEY_LIVE_MS) return hit.live;
-    const live = (await this.host.env.DB.prepare('SELECT 1 FROM api_keys WHERE id = ? AND revoked_at IS NULL').bind(keyId).first()) !== null;
-    if (this.liveKeys.size > 1000) this.liveKeys.clear();
-    this.liveKeys.set(keyId, { live, at: Date.now() });
-    return live;
   }
 
   /** Returns once the computer runs with its agent attached; throws the 503 (or the failed start) otherwise. */

@@ -26,6 +26,10 @@ export interface HttpRelayOptions {
   maxBody: number;
   /** Names the target in errors: "port 3000 of computer my-app-1a2b3c4d". */
   where: string;
+  /** Request headers (lower-case) the app must not get: a credential that was Hangar's on this route. */
+  dropHeaders?: string[];
+  /** Adjusts the app's response head before it goes to the client (a tunnel's prefix, tunnel-prefix.ts). */
+  rewriteHead?: (headers: Headers) => void;
 }
 
 /** Never passed on to the client: they describe the hop to the app. */
@@ -33,16 +37,16 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
 /** Statuses whose responses have no body. */
 const NO_BODY = new Set([101, 204, 205, 304]);
 
-/** The request's headers for the app, minus the object's own. */
-function headersForApp(request: Request): HeaderList {
+/** The request's headers for the app, minus the object's own and `drop`. */
+function headersForApp(request: Request, drop: string[] = []): HeaderList {
   const out: HeaderList = [];
-  for (const [name, value] of request.headers) if (!name.startsWith('x-hangar-')) out.push([name, value]);
+  for (const [name, value] of request.headers) if (!name.startsWith('x-hangar-') && !drop.includes(name)) out.push([name, value]);
   return out;
 }
 
 /** Relays the request; throws ApiError when no response from the app can be had. */
 export async function relayHttp(mux: RelayMux, request: Request, o: HttpRelayOptions): Promise<Response> {
-  const opened = mux.open(o.target, { tags: o.tags, http: { method: request.method, path: o.path, headers: headersForApp(request), websocket: o.websocket } });
+  const opened = mux.open(o.target, { tags: o.tags, http: { method: request.method, path: o.path, headers: headersForApp(request, o.dropHeaders), websocket: o.websocket } });
   if (!opened.ok) throw new ApiError(opened.code, opened.message);
   const stream = opened.value;
   const pumped = o.websocket ? null : pumpInto(request.body, stream, o.maxBody);
@@ -64,6 +68,7 @@ export async function relayHttp(mux: RelayMux, request: Request, o: HttpRelayOpt
     const n = name.toLowerCase();
     if (!HOP_BY_HOP.has(n) && !(head.status === 101 && n.startsWith('sec-websocket-') && n !== 'sec-websocket-protocol')) headers.append(name, value);
   }
+  if (head.status !== 101) o.rewriteHead?.(headers);
   if (o.websocket && head.status === 101) {
     const pair = new WebSocketPair();
     bridgeWebSocket(pair[1], stream, 'messages');

@@ -4,6 +4,7 @@
  * (so a slow client holds back this stream and nothing else), and a body
  * (a request's) written into the stream as fast as the agent's credit allows.
  */
+import { RELAY_FRAME_BYTES } from '../../schema/relay.ts';
 import type { RelayStream, StreamReset } from './relay-stream.ts';
 
 /** Why a relayed body ended early. */
@@ -79,22 +80,23 @@ export async function pumpInto(body: ReadableStream<Uint8Array> | null, stream: 
     stream.closeWrite();
     return { kind: 'done', bytes: 0 };
   }
-  const reader = body.getReader();
+  const reader = piecesOf(body);
   let bytes = 0;
   try {
     for (;;) {
-      const { done, value } = await reader.read();
-      if (done) {
+      const value = await reader.read();
+      if (value === null) {
         stream.closeWrite();
         return { kind: 'done', bytes };
       }
       bytes += value.byteLength;
       if (bytes > maxBytes) {
-        void reader.cancel().catch(() => {});
+        reader.cancel();
         return { kind: 'too_large', bytes };
       }
+      // The piece is copied into its frames before write resolves: the reader may reuse its buffer after.
       if (!(await stream.write(value))) {
-        void reader.cancel().catch(() => {});
+        reader.cancel();
         return { kind: 'reset' };
       }
     }
@@ -103,4 +105,53 @@ export async function pumpInto(body: ReadableStream<Uint8Array> | null, stream: 
     stream.reset('closed', `the client's request body failed: ${message}`);
     return { kind: 'body_error', message };
   }
+}
+
+/** A body read in pieces of up to a relay frame; a piece is valid until the next read. */
+interface PieceReader {
+  /** The next piece, or null at the end. */
+  read(): Promise<Uint8Array | null>;
+  cancel(): void;
+}
+
+/**
+ * Reads a body in pieces as large as what has arrived, up to a relay frame.
+ * workerd hands a request body to a Durable Object in 4 KiB chunks; sent as
+ * they come, each would be a frame, an agent write and a guest write of its
+ * own, which holds an upload to a few tens of MiB/s. A BYOB read into a
+ * frame-sized buffer takes everything already there in one piece and never
+ * waits for more (an interactive body loses nothing), and the buffer is
+ * reused from piece to piece. Bodies that are not byte streams are read as
+ * they come.
+ */
+function piecesOf(body: ReadableStream<Uint8Array>): PieceReader {
+  let byob: ReadableStreamBYOBReader | null = null;
+  try {
+    byob = body.getReader({ mode: 'byob' });
+  } catch {
+    /* not a byte stream */
+  }
+  if (!byob) {
+    const reader = body.getReader();
+    return {
+      read: async () => {
+        const { done, value } = await reader.read();
+        return done ? null : value;
+      },
+      cancel: () => void reader.cancel().catch(() => {}),
+    };
+  }
+  const r = byob;
+  let buffer: ArrayBuffer = new ArrayBuffer(RELAY_FRAME_BYTES);
+  return {
+    async read() {
+      for (;;) {
+        const { done, value } = await r.read(new Uint8Array(buffer));
+        if (value) buffer = value.buffer as ArrayBuffer; // the read transferred it; ours again
+        if (done) return null;
+        if (value && value.byteLength > 0) return value;
+      }
+    },
+    cancel: () => void r.cancel().catch(() => {}),
+  };
 }

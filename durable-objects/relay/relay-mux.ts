@@ -25,10 +25,17 @@ import {
   type ResetCode,
 } from '../../schema/relay.ts';
 import { PROTOCOL, RELAY_MINOR, frameKind, speaks } from '../../schema/protocol.ts';
+import { WindowBudget } from '../../schema/relay-window.ts';
 import { RelayStream, type StreamLink, type StreamTags } from './relay-stream.ts';
 
 /** Receive window per stream: the most one stream holds in the object's memory. */
 export const DEFAULT_WINDOW = 1024 * 1024;
+/**
+ * How far the receive windows of a link's streams may grow beyond DEFAULT_WINDOW, all together: what a
+ * long round trip to the agent needs for a few fast streams, and a bound on the object's memory however
+ * many widen (schema/relay-window.ts).
+ */
+export const WINDOW_GROWTH_BUDGET = 32 * 1024 * 1024;
 /** Open streams per link; past it new opens fail (a computer's ports are not a way to exhaust its object). */
 export const MAX_STREAMS = 512;
 /** An agent that neither accepts nor refuses a stream within this long has it reset. */
@@ -53,6 +60,7 @@ export class RelayMux {
   private readonly streams = new Map<string, { stream: RelayStream; ws: WebSocket }>();
   private readonly forgotten: string[] = [];
   private readonly prefix = Math.random().toString(36).slice(2, 6).padEnd(4, '0');
+  private readonly budget = new WindowBudget(WINDOW_GROWTH_BUDGET);
   private seq = 0;
   private readonly link: RelayLink;
   private readonly onActivity: () => void;
@@ -78,7 +86,7 @@ export class RelayMux {
     const id = `${this.prefix}${(++this.seq).toString(36)}`;
     const stream = new RelayStream(id, target, opts.tags ?? {}, window, this.streamLink(ws));
     this.streams.set(id, { stream, ws });
-    if (!send(ws, { type: 'relay.open', stream_id: id, target, window, ...(opts.http ? { http: opts.http } : {}) })) {
+    if (!send(ws, { type: 'relay.open', stream_id: id, target, window, widen: true, ...(opts.http ? { http: opts.http } : {}) })) {
       stream.onLinkLost('the agent connection closed');
       return ok(stream);
     }
@@ -123,13 +131,13 @@ export class RelayMux {
     const s = entry.stream;
     switch (msg.type) {
       case 'relay.accept':
-        s.onAccept(msg.window);
+        s.onAccept(msg.window, msg.widen === true);
         break;
       case 'relay.response':
         s.onResponse(msg);
         break;
       case 'relay.credit':
-        s.onCredit(msg.offset);
+        s.onCredit(msg.offset, msg.window);
         break;
       case 'relay.close':
         s.onClose(msg.offset, msg.ws);
@@ -176,6 +184,8 @@ export class RelayMux {
       },
       forget: (id) => this.streams.delete(id),
       activity: this.onActivity,
+      widen: (by) => this.budget.take(by),
+      release: (by) => this.budget.give(by),
     };
   }
 

@@ -28,6 +28,22 @@ export const PreviewCaller = z.object({
 });
 export type PreviewCaller = z.infer<typeof PreviewCaller>;
 
+/** What the Worker verified about a tunnel request's caller; the tunnel's record decides what it may do (worker/tunnels/tunnel-auth.ts). */
+export const TunnelCaller = z.object({
+  tenant: z.object({ credential_id: KeyId }).nullable(),
+  foreign: z.boolean(),
+  cookie: z
+    .discriminatedUnion('kind', [z.object({ kind: z.literal('tenant'), credential_id: KeyId }), z.object({ kind: z.literal('password'), version: z.string().max(64) })])
+    .nullable(),
+  password: z.string().max(1024).optional(),
+});
+export type TunnelCaller = z.infer<typeof TunnelCaller>;
+
+const TunnelId = z.string().max(64);
+/** `/t/{slug}` on the API host, `` on the tunnel's own host. */
+const TunnelBase = z.string().max(80).regex(/^(?:\/t\/[a-z0-9-]{1,63})?$/);
+const ClientAddress = z.string().max(64);
+
 export const RelayRequest = z.discriminatedUnion('kind', [
   /** A raw TCP connection to a port of the computer over a WebSocket (binary messages are its bytes). */
   z.object({
@@ -51,6 +67,41 @@ export const RelayRequest = z.discriminatedUnion('kind', [
     request_id: z.string().max(64),
     /** The computer's slug, to name the target in errors. */
     slug: z.string().max(64),
+  }),
+  /** A request (or WebSocket upgrade) through a tunnel to a port on a tenant's host; the host's object decides who may make it. */
+  z.object({
+    kind: z.literal('tunnel'),
+    tunnel_id: TunnelId,
+    /** The tunnel's host and organization (from D1): the object binds to them if it has not yet. */
+    host_id: TunnelId,
+    org_id: TunnelId,
+    slug: z.string().max(63),
+    base: TunnelBase,
+    /** Path and query as the app sees them (the base taken off). */
+    path: z.string().startsWith('/').max(16 * 1024),
+    /** The client's Host: absolute URLs of the app on it are put under the base too. */
+    host: z.string().max(300),
+    websocket: z.boolean(),
+    wants_html: z.boolean(),
+    who: TunnelCaller,
+    https: z.boolean(),
+    client: ClientAddress,
+    max_body: z.number().int().positive(),
+    request_id: z.string().max(64),
+  }),
+  /** The login form of a password tunnel, posted: the password is checked (failures counted) and a cookie set. */
+  z.object({
+    kind: z.literal('tunnel_login'),
+    tunnel_id: TunnelId,
+    host_id: TunnelId,
+    org_id: TunnelId,
+    slug: z.string().max(63),
+    base: TunnelBase,
+    next: z.string().max(2048),
+    password: z.string().max(1024),
+    https: z.boolean(),
+    client: ClientAddress,
+    request_id: z.string().max(64),
   }),
 ]);
 export type RelayRequest = z.infer<typeof RelayRequest>;

@@ -6,6 +6,7 @@
  * object's memory, like the TCP connection it stands for.
  */
 import {
+  FLAG_STARVED,
   RELAY_FRAME_BYTES,
   encodeRelayFrame,
   type RelayResponse,
@@ -13,6 +14,7 @@ import {
   type RelayTarget,
   type ResetCode,
 } from '../../schema/relay.ts';
+import { ReceiveWindow, starvedFlag } from '../../schema/relay-window.ts';
 
 /** How a stream ended abruptly: a reset from either side, or one it was opened into. */
 export interface StreamReset {
@@ -53,14 +55,16 @@ export interface StreamLink {
   sendBinary(bytes: Uint8Array): boolean;
   forget(id: string): void;
   activity(): void;
+  /** Asks for `by` more bytes of receive window (the link's budget); `release` gives them back. */
+  widen(by: number): boolean;
+  release(by: number): void;
 }
 
 export class RelayStream {
   readonly id: string;
   readonly target: RelayTarget;
   readonly tags: StreamTags;
-  /** Our receive window: the agent may be this far ahead of our last credit. */
-  readonly window: number;
+
   /** Settles when the agent accepted (null) or the stream was reset before it did. */
   readonly accepted: Promise<StreamReset | null>;
   /** The target's response head for http streams; null when the stream was reset first. */
@@ -79,14 +83,14 @@ export class RelayStream {
   private sent = 0;
   private peerCredit = 0;
   private peerWindow = 0;
+  /** The agent understands FLAG_STARVED (and may widen its window on it). */
+  private peerWidens = false;
   private writeClosed = false;
   private waiters: Array<() => void> = [];
   private writeChain: Promise<boolean> = Promise.resolve(true);
 
-  // Agent -> object.
-  private received = 0;
-  private taken = 0;
-  private credited = 0;
+  // Agent -> object: what the agent may send, and when we credit it.
+  private readonly rx: ReceiveWindow;
   private readClosed = false;
   private sink: StreamSink | null = null;
   /** What arrived before a sink was attached (at most a window). */
@@ -96,8 +100,8 @@ export class RelayStream {
     this.id = id;
     this.target = target;
     this.tags = tags;
-    this.window = window;
     this.link = link;
+    this.rx = new ReceiveWindow(window, (by) => link.widen(by));
     this.accepted = new Promise((r) => (this.settleAccepted = r));
     this.response = new Promise((r) => (this.settleResponse = r));
     this.done = new Promise((r) => (this.settleDone = r));
@@ -149,22 +153,26 @@ export class RelayStream {
     this.fail({ code, message, remote: false });
   }
 
+  /** Our receive window: the agent may be this far ahead of our last credit (it may grow, schema/relay-window.ts). */
+  get window(): number {
+    return this.rx.window;
+  }
+
   /** The sink has taken `n` more bytes: credit the agent once a quarter window has been taken. */
   consumed(n: number): void {
-    this.taken += n;
     if (this.readClosed || this.resetWith) return;
-    // A blocked agent has sent a whole window, so once it is taken this always fires: no deadlock.
-    if (this.taken - this.credited < this.window / 4) return;
-    this.credited = this.taken;
-    this.link.sendJson({ type: 'relay.credit', stream_id: this.id, offset: this.taken });
+    // A blocked agent has sent a whole window, so once it is taken a credit always goes out: no deadlock.
+    const credit = this.rx.take(n);
+    if (credit) this.link.sendJson({ type: 'relay.credit', stream_id: this.id, ...credit });
   }
 
   // ------------------------------------------------------------ from the mux
 
-  onAccept(window: number): void {
+  onAccept(window: number, widens = false): void {
     if (this.isAccepted || this.resetWith) return this.violation('a second accept');
     this.isAccepted = true;
     this.peerWindow = window;
+    this.peerWidens = widens;
     this.settleAccepted(null);
     this.wake();
   }
@@ -174,25 +182,27 @@ export class RelayStream {
     this.settleResponse(head);
   }
 
-  onCredit(offset: number): void {
+  onCredit(offset: number, window?: number): void {
     if (!this.isAccepted || offset < this.peerCredit || offset > this.sent) return this.violation(`a credit up to ${offset} with ${this.sent} bytes sent`);
     this.peerCredit = offset;
+    // A window only grows: a smaller one would take back credit already used.
+    if (window !== undefined && window > this.peerWindow) this.peerWindow = window;
     this.wake();
   }
 
   onFrame(offset: number, flags: number, payload: Uint8Array): void {
     if (!this.isAccepted || this.readClosed) return this.violation('bytes after its close');
-    if (offset !== this.received) return this.violation(`bytes at ${offset}, expected ${this.received}`);
-    if (this.received + payload.byteLength > this.credited + this.window) return this.violation('more bytes than its credit');
-    this.received += payload.byteLength;
+    const wrong = this.rx.arrive(offset, payload.byteLength, (flags & FLAG_STARVED) !== 0);
+    if (wrong) return this.violation(wrong);
     this.link.activity();
-    if (this.sink) this.sink.data(payload, flags);
-    else this.early.push({ payload, flags });
+    const f = flags & ~FLAG_STARVED;
+    if (this.sink) this.sink.data(payload, f);
+    else this.early.push({ payload, flags: f });
   }
 
   onClose(offset: number, ws?: WsClose): void {
     if (!this.isAccepted || this.readClosed) return this.violation('a second close');
-    if (offset !== this.received) return this.violation(`a close at ${offset} after ${this.received} bytes`);
+    if (offset !== this.rx.received) return this.violation(`a close at ${offset} after ${this.rx.received} bytes`);
     this.readClosed = true;
     if (this.sink) this.sink.end(ws);
     else this.early.push({ end: ws });
@@ -225,7 +235,7 @@ export class RelayStream {
       const last = at + n >= bytes.byteLength;
       const payload = bytes.subarray(at, at + n);
       // Only the last piece of a message carries its end; its text flag rides on every piece.
-      const f = last ? flags : flags & ~1;
+      const f = (last ? flags : flags & ~1) | starvedFlag(room, n, this.peerWidens);
       if (!this.link.sendBinary(encodeRelayFrame({ stream_id: this.id, flags: f, offset: this.sent, payload }))) {
         this.onLinkLost('the agent connection closed');
         return false;
@@ -249,13 +259,18 @@ export class RelayStream {
     this.settleDone(r);
     this.wake();
     this.early = [];
-    this.link.forget(this.id);
+    this.end();
   }
 
   private maybeDone(): void {
     if (!this.writeClosed || !this.readClosed) return;
     this.settleResponse(null);
     this.settleDone(null);
+    this.end();
+  }
+
+  private end(): void {
+    this.link.release(this.rx.grown);
     this.link.forget(this.id);
   }
 

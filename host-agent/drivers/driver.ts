@@ -97,8 +97,18 @@ export interface DiskImport {
   abort(): Promise<void>;
 }
 
+/** What an agent's hello says about its drivers. */
+export interface DriverDescription {
+  /** The isolations offered (driver names). */
+  drivers: string[];
+  /** How the vm driver's VMs run, when it is one of them. */
+  vm_accel?: 'kvm' | 'tcg';
+}
+
 export interface ComputerDriver {
   readonly name: string;
+  /** For the hello; without it, the driver's name is all there is to say. */
+  describe?(): Promise<DriverDescription>;
   /** Makes sure the base template exists (builds it on first use, reporting progress). */
   prepare(onProgress: ProgressFn): Promise<void>;
   /** Builds the computer's disk (from the template, another computer's disk, or a snapshot on this host) and boots it. */
@@ -107,6 +117,8 @@ export interface ComputerDriver {
   start(spec: ComputerSpec): Promise<void>;
   /** Ends every process of the computer; its disk stays. */
   stop(id: string): Promise<void>;
+  /** Stops the computer keeping its memory, so the next start resumes it where it was (drivers that can). */
+  suspend?(id: string): Promise<void>;
   /** Stops the computer and removes its disk. */
   destroy(id: string): Promise<void>;
   /** Applies the spec's size limits (to the running computer and to its next boots). */

@@ -1,6 +1,6 @@
 /** Lifecycle requests: provision, start, stop, destroy, resize, env. Each answers with the state the host now has. */
 import type { ComputerRequest, LifecycleResult } from '../../schema/protocol.ts';
-import type { ComputerDriver, ProgressFn } from '../drivers/driver.ts';
+import { DriverError, type ComputerDriver, type ProgressFn } from '../drivers/driver.ts';
 
 export type LifecycleRequest = Extract<
   ComputerRequest,
@@ -16,7 +16,12 @@ export async function handleLifecycle(driver: ComputerDriver, id: string, req: L
       await driver.start(req.spec);
       break;
     case 'computer.stop':
-      await driver.stop(id);
+      if (req.keep_memory) {
+        if (!driver.suspend) throw new DriverError('BAD_REQUEST', 'this host cannot keep a computer\'s memory when it stops');
+        await driver.suspend(id);
+      } else {
+        await driver.stop(id);
+      }
       break;
     case 'computer.destroy':
       await driver.destroy(id);

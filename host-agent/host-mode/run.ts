@@ -1,5 +1,6 @@
 /** Starting the agent in host mode: what the machine is, the session, and how it stops. */
 import { realpathSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { WhoAmI } from '../../schema/protocol.ts';
 import { wsBase, type AgentConfig } from '../config.ts';
@@ -24,7 +25,9 @@ export async function runHostMode(cfg: AgentConfig, who: WhoAmI, log: Logger): P
   const facts = machineFacts({ script: findScript(), fsRoot: realRoot(cfg.fsRoot) });
   log(`hangar-agent ${AGENT_VERSION} in host mode for host "${who.name}" (${who.host_id}): ${process.platform}/${process.arch}, Node ${process.version}, user ${facts.user.name}`);
   if (!facts.script) log('no `script` command was found: terminals are not available on this host (jobs and files are)');
-  const session = new HostModeSession({ wsBase: wsBase(cfg.api), hostKey: cfg.key }, facts, log);
+  // Model files (and hangar-tiny, written on first need) live with the user who runs the agent.
+  const models = { modelsDir: path.join(cfg.modelsDir ?? path.join(os.homedir(), '.hangar'), 'models'), externalUrl: cfg.modelServer };
+  const session = new HostModeSession({ wsBase: wsBase(cfg.api), hostKey: cfg.key, models }, facts, log);
   session.start();
   void session.ready.then(() => log('ready'));
   const shutdown = () => {

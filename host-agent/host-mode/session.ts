@@ -22,6 +22,8 @@ import { HostFs } from './host-fs.ts';
 import { LocalProcs } from './local-procs.ts';
 import { hostHello, preflight, type MachineFacts } from './system-info.ts';
 import { EXIT_CONFIG } from '../whoami.ts';
+import { ModelsHandler } from '../model-server/models-handler.ts';
+import type { ServingConfig } from '../model-server/model-serving.ts';
 
 
 /** Close codes of the host socket after which the agent stops (durable-objects/host/tenant-host.ts HOST_CLOSE). */
@@ -38,6 +40,8 @@ export class HostModeSession {
   /** Relayed streams on the host socket: TCP to the machine's loopback (tunnels), files. */
   private readonly streams: AgentRelay;
   private readonly fs: HostFs;
+  /** Models served for inference clusters (protocol 1.9). */
+  private readonly models: ModelsHandler;
   private secrets: Record<string, string> = {};
   private heartbeat: NodeJS.Timeout | null = null;
   private readonly fault: string | null;
@@ -50,7 +54,7 @@ export class HostModeSession {
   private readonly facts: MachineFacts;
   private readonly log: Logger;
 
-  constructor(cfg: { wsBase: string; hostKey: string }, facts: MachineFacts, log: Logger) {
+  constructor(cfg: { wsBase: string; hostKey: string; models: ServingConfig }, facts: MachineFacts, log: Logger) {
     this.facts = facts;
     this.log = log;
     this.ready = new Promise((r) => (this.markReady = r));
@@ -63,6 +67,7 @@ export class HostModeSession {
     const sendBinary = (b: Uint8Array) => this.socket.sendBinary(b);
     this.procRelay = new ProcRelay(this.procs, 'host', { sendJson: send, sendBinary }, log);
     this.streams = new AgentRelay({ sendJson: (m) => this.socket.send(m), sendBinary }, { host_tcp: hostTcpOpener, host_file: (t) => this.fs.openStream(t) }, log);
+    this.models = new ModelsHandler(cfg.models, (m) => this.socket.send(m as ComputerAgentMessage), log);
     this.socket.on('open', () => this.socket.send(hostHello(facts, this.procs.ids(), this.fault)));
     this.socket.on('message', (d) => void this.onMessage(d));
     this.socket.on('binary', (d) => {
@@ -91,6 +96,7 @@ export class HostModeSession {
     this.socket.stop();
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.procs.endAll();
+    background(this.log, 'stopping model servers', this.models.close());
   }
 
   /** Drops the socket as a network failure would (tests, SIGUSR2); it reconnects by itself. */
@@ -113,6 +119,7 @@ export class HostModeSession {
       return;
     }
     if (this.streams.onJson(raw)) return;
+    if (ModelsHandler.handles(raw as { type?: unknown })) return this.models.onMessage(raw);
     const type = (raw as { type?: unknown } | null)?.type;
     if (type === 'welcome') {
       const w = Welcome.safeParse(raw);
@@ -144,6 +151,7 @@ export class HostModeSession {
         computers_running: this.procs.running(),
       });
     }, heartbeatMs);
+    this.models.connected();
     this.markReady();
   }
 

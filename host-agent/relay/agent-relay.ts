@@ -19,6 +19,7 @@ import {
   type ResetCode,
 } from '../../schema/relay.ts';
 import { frameKind } from '../../schema/protocol.ts';
+import { WindowBudget } from '../../schema/relay-window.ts';
 import type { Logger } from '../log.ts';
 import { AgentStream, type RelayOutlet } from './agent-stream.ts';
 import { bridgeTcp } from './tcp-bridge.ts';
@@ -33,6 +34,8 @@ export type TargetOpeners = { [K in RelayTargetKind]?: TargetOpener<Extract<Rela
 
 /** Our receive window per stream: what one stream may have in flight towards a slow target. */
 export const AGENT_WINDOW = 1024 * 1024;
+/** How far our streams' windows may grow beyond AGENT_WINDOW, all together (schema/relay-window.ts). */
+export const AGENT_WINDOW_GROWTH_BUDGET = 64 * 1024 * 1024;
 /** Streams per socket at once. */
 export const AGENT_MAX_STREAMS = 1024;
 /** A target that does not connect within this long is given up. */
@@ -43,6 +46,7 @@ export class AgentRelay {
   private readonly out: RelayOutlet;
   private readonly openers: TargetOpeners;
   private readonly log: Logger;
+  private readonly budget = new WindowBudget(AGENT_WINDOW_GROWTH_BUDGET);
   /** Changes with every connection, so a connect finishing after a drop does not bridge into a later socket. */
   private epoch = 0;
 
@@ -73,7 +77,7 @@ export class AgentRelay {
     }
     const s = this.streams.get(msg.stream_id);
     if (!s) return true; // ended here already; the server learns from our reset or close
-    if (msg.type === 'relay.credit') s.onCredit(msg.offset);
+    if (msg.type === 'relay.credit') s.onCredit(msg.offset, msg.window);
     else if (msg.type === 'relay.close') s.onClose(msg.offset, msg.ws);
     else s.onReset(msg.code, msg.message);
     return true;
@@ -103,7 +107,7 @@ export class AgentRelay {
     const opener = this.openers[msg.target.kind] as TargetOpener | undefined;
     if (!opener) return this.refuse(msg.stream_id, 'unsupported', `this agent does not serve ${msg.target.kind} targets on this connection`);
     if (this.streams.size >= AGENT_MAX_STREAMS) return this.refuse(msg.stream_id, 'limit', `too many relayed connections (${AGENT_MAX_STREAMS})`);
-    const stream = new AgentStream(msg.stream_id, msg.window, Math.max(MIN_WINDOW, AGENT_WINDOW), this.out);
+    const stream = new AgentStream(msg.stream_id, msg.window, Math.max(MIN_WINDOW, AGENT_WINDOW), this.out, { peerWidens: msg.widen === true, budget: this.budget });
     this.streams.set(msg.stream_id, stream);
     stream.onDone = () => {
       if (this.streams.get(msg.stream_id) === stream) this.streams.delete(msg.stream_id);

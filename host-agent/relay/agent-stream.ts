@@ -6,7 +6,8 @@
  * RST for both. Whatever the object sends before a bridge is attached (a FIN
  * racing the connect) waits here.
  */
-import { RELAY_FRAME_BYTES, encodeRelayFrame, type RelayAgentMessage, type RelayResponse, type ResetCode } from '../../schema/relay.ts';
+import { FLAG_STARVED, RELAY_FRAME_BYTES, relayFrameParts, type RelayAgentMessage, type RelayResponse, type ResetCode } from '../../schema/relay.ts';
+import { ReceiveWindow, starvedFlag } from '../../schema/relay-window.ts';
 
 export interface WsClose {
   code: number;
@@ -16,7 +17,8 @@ export interface WsClose {
 /** How the relay reaches the object; while the socket is down sends are dropped (streams die with the socket). */
 export interface RelayOutlet {
   sendJson(msg: RelayAgentMessage): boolean;
-  sendBinary(bytes: Uint8Array): boolean;
+  /** One binary message; several pieces are sent as the fragments of one message (ReconnectingSocket.sendBinary). */
+  sendBinary(bytes: Uint8Array | readonly Uint8Array[]): boolean;
 }
 
 /** What a bridge does with what comes from the object. */
@@ -31,8 +33,7 @@ export interface StreamHandlers {
 
 export class AgentStream {
   readonly id: string;
-  /** Our receive window, announced in the accept. */
-  readonly window: number;
+
   /** Called when the object's credit opens room again after `write` returned false. */
   onDrain: () => void = () => {};
   /** Called once the stream is over (both FINs, or a reset either way). */
@@ -46,22 +47,35 @@ export class AgentStream {
   // Agent -> object.
   private sent = 0;
   private peerCredit = 0;
-  private readonly peerWindow: number;
+  private peerWindow: number;
+  /** The object understands FLAG_STARVED (it said `widen` in its open). */
+  private readonly peerWidens: boolean;
   private queue: Array<{ bytes: Buffer; flags: number }> = [];
   private pendingEnd: { ws?: WsClose } | null = null;
   private writeClosed = false;
 
-  // Object -> agent.
-  private received = 0;
-  private taken = 0;
-  private credited = 0;
+  // Object -> agent: what the object may send, and when we credit it.
+  private readonly rx: ReceiveWindow;
+  private readonly budget: { give(by: number): void } | null;
   private readClosed = false;
 
-  constructor(id: string, peerWindow: number, window: number, out: RelayOutlet) {
+  /**
+   * `peerWidens`: the object said `widen` in its open; `budget` grants our
+   * window's growth (schema/relay-window.ts) and takes it back when the stream ends.
+   */
+  constructor(id: string, peerWindow: number, window: number, out: RelayOutlet, opts: { peerWidens?: boolean; budget?: { take(by: number): boolean; give(by: number): void } } = {}) {
+    const { budget } = opts;
     this.id = id;
     this.peerWindow = peerWindow;
-    this.window = window;
+    this.peerWidens = opts.peerWidens === true;
     this.out = out;
+    this.rx = new ReceiveWindow(window, (by) => budget?.take(by) ?? false);
+    this.budget = budget ?? null;
+  }
+
+  /** Our receive window, announced in the accept (it may grow). */
+  get window(): number {
+    return this.rx.window;
   }
 
   get isOver(): boolean {
@@ -72,7 +86,7 @@ export class AgentStream {
   accept(handlers: StreamHandlers): void {
     if (this.over) return;
     this.handlers = handlers;
-    this.out.sendJson({ type: 'relay.accept', stream_id: this.id, window: this.window });
+    this.out.sendJson({ type: 'relay.accept', stream_id: this.id, window: this.window, widen: true });
     for (const e of this.early.splice(0)) {
       if ('reset' in e) handlers.reset(...e.reset);
       else if ('end' in e) handlers.end(e.end);
@@ -114,18 +128,19 @@ export class AgentStream {
 
   onFrame(offset: number, flags: number, payload: Buffer): void {
     if (this.over) return;
-    if (this.readClosed || offset !== this.received || this.received + payload.length > this.credited + this.window) {
-      return this.violation(`the server sent bytes at ${offset} beyond what stream ${this.id} allows`);
-    }
-    this.received += payload.length;
-    if (this.handlers) this.deliver(payload, flags);
-    else this.early.push({ payload, flags });
+    const wrong = this.readClosed ? 'bytes after its close' : this.rx.arrive(offset, payload.length, (flags & FLAG_STARVED) !== 0);
+    if (wrong) return this.violation(`the server sent ${wrong} on stream ${this.id}`);
+    const f = flags & ~FLAG_STARVED;
+    if (this.handlers) this.deliver(payload, f);
+    else this.early.push({ payload, flags: f });
   }
 
-  onCredit(offset: number): void {
+  onCredit(offset: number, window?: number): void {
     if (this.over) return;
     if (offset < this.peerCredit || offset > this.sent) return this.violation(`the server credited up to ${offset} with ${this.sent} bytes sent`);
     this.peerCredit = offset;
+    // A window only grows: a smaller one would take back credit already used.
+    if (window !== undefined && window > this.peerWindow) this.peerWindow = window;
     const wasBlocked = this.queue.length > 0;
     this.flush();
     if (wasBlocked && this.queue.length === 0 && !this.over) this.onDrain();
@@ -133,7 +148,7 @@ export class AgentStream {
 
   onClose(offset: number, ws?: WsClose): void {
     if (this.over || this.readClosed) return;
-    if (offset !== this.received) return this.violation(`the server closed stream ${this.id} at ${offset} after ${this.received} bytes`);
+    if (offset !== this.rx.received) return this.violation(`the server closed stream ${this.id} at ${offset} after ${this.rx.received} bytes`);
     this.readClosed = true;
     if (this.handlers) this.handlers.end(ws);
     else this.early.push({ end: ws });
@@ -167,10 +182,9 @@ export class AgentStream {
   }
 
   private credit(n: number): void {
-    this.taken += n;
-    if (this.over || this.readClosed || this.taken - this.credited < this.window / 4) return;
-    this.credited = this.taken;
-    this.out.sendJson({ type: 'relay.credit', stream_id: this.id, offset: this.taken });
+    if (this.over || this.readClosed) return;
+    const credit = this.rx.take(n);
+    if (credit) this.out.sendJson({ type: 'relay.credit', stream_id: this.id, ...credit });
   }
 
   private flush(): void {
@@ -181,8 +195,8 @@ export class AgentStream {
       const n = Math.min(Math.max(room, 0), RELAY_FRAME_BYTES, head.bytes.length);
       const last = n === head.bytes.length;
       const payload = head.bytes.subarray(0, n);
-      const flags = last ? head.flags : head.flags & ~1;
-      if (!this.out.sendBinary(encodeRelayFrame({ stream_id: this.id, flags, offset: this.sent, payload }))) return this.finish();
+      const flags = (last ? head.flags : head.flags & ~1) | starvedFlag(room, n, this.peerWidens);
+      if (!this.out.sendBinary(relayFrameParts({ stream_id: this.id, flags, offset: this.sent, payload }))) return this.finish();
       this.sent += n;
       if (last) this.queue.shift();
       else head.bytes = head.bytes.subarray(n);
@@ -202,6 +216,7 @@ export class AgentStream {
   private finish(): void {
     if (this.over) return;
     this.over = true;
+    this.budget?.give(this.rx.grown);
     this.queue = [];
     this.early = [];
     this.onDone();

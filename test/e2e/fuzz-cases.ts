@@ -5,6 +5,9 @@
  * nesting, extra fields, other content types). Every case is invalid by
  * construction, so a server that accepts one has a bug.
  */
+import { seeded, type Rng } from '../../host-agent/models/seeded-random.ts';
+
+export { seeded, type Rng };
 
 /** A JSON text fragment sent as is, for what JSON.stringify cannot write (1e999 parses to Infinity). */
 export class RawJson {
@@ -42,20 +45,6 @@ export interface BodyCase {
   label: string;
   text: string;
   contentType?: string;
-}
-
-export type Rng = () => number;
-
-/** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
-export function seeded(seed: number): Rng {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const pick = <T>(rng: Rng, xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)];

@@ -5,6 +5,8 @@
  */
 import { APPS, COMPUTER_VISIBILITIES, EXEC_MAX_COMMAND_BYTES, PORT_VISIBILITY_NAMES, TEMPLATES } from '../../schema/api.ts';
 import { SIZE_NAMES } from '../../schema/sizes.ts';
+import { TUNNEL_AUTH_MODES } from '../../schema/tunnels.ts';
+import { ISOLATIONS } from '../../schema/isolation.ts';
 import type { BodyShape, Field } from './fuzz-cases.ts';
 
 export interface FuzzRoute {
@@ -67,6 +69,10 @@ const secretValue: Field = { spec: { type: 'string', max: 32 * 1024, noNul: true
 const description: Field = { ...opt(str(0, 1024)), nullable: true };
 const hostRegion: Field = { spec: { type: 'string', max: 63, bad: ['', 'UPPER', '-a', 'a_b', 'a b', 'ä', 'a\u0000'] } };
 const termSize = opt(int(1, 1000));
+/** Tunnel slugs: one lower-case DNS label. */
+const tunnelSlug: Field = { spec: { type: 'string', max: 63, bad: ['', 'Upper', '-lead', 'trail-', 'a.b', 'a_b', 'has space', 'ä', 'a\u0000'] } };
+/** Tunnel passwords: 8 to 1024 characters. */
+const tunnelPassword: Field = { spec: { type: 'string', min: 8, max: 1024 } };
 
 /** OpenComputers (spec/05): tenant hosts, jobs, terminal tickets, secrets. */
 const OPENCOMPUTERS_ROUTES: FuzzRoute[] = [
@@ -119,6 +125,55 @@ const OPENCOMPUTERS_ROUTES: FuzzRoute[] = [
     auth: 'tenant',
     shape: { valid: { path: 'fuzz-dir' }, fields: { path: { spec: { type: 'string', min: 1, max: 4096, noNul: true } } } },
   },
+  {
+    method: 'POST',
+    path: '/opencomputers/hosts/{host}/tunnels',
+    auth: 'tenant',
+    shape: {
+      valid: { target_port: 3000 },
+      fields: {
+        target_port: int(1, 65535),
+        auth_mode: opt(oneOf(TUNNEL_AUTH_MODES)),
+        slug: opt(tunnelSlug),
+        password: opt(tunnelPassword),
+        enabled: opt({ spec: { type: 'bool' } }),
+      },
+    },
+  },
+  {
+    method: 'PATCH',
+    path: '/opencomputers/hosts/{host}/tunnels/{tunnel}',
+    auth: 'tenant',
+    shape: {
+      valid: { enabled: true },
+      fields: { target_port: opt(int(1, 65535)), auth_mode: opt(oneOf(TUNNEL_AUTH_MODES)), password: opt(tunnelPassword), enabled: opt({ spec: { type: 'bool' } }) },
+      emptyInvalid: true,
+    },
+  },
+  {
+    method: 'POST',
+    path: '/opencomputers/hosts/{host}/tunnels/{tunnel}/link',
+    auth: 'tenant',
+    shape: {
+      valid: { path: '/dashboard' },
+      fields: { path: opt({ spec: { type: 'string', max: 2048, bad: ['dashboard', '//evil.example', '/\\evil', '/has space', 'https://evil.example/'] } }) },
+    },
+  },
+  {
+    method: 'POST',
+    path: '/opencomputers/clusters',
+    auth: 'tenant',
+    shape: {
+      // An unknown host: a case the schema let through would be a 404, not the 400 every case must get.
+      valid: { name: 'fuzz-cluster', model: 'hangar-tiny', host_ids: ['00000000-0000-4000-8000-000000000000'] },
+      fields: {
+        name,
+        model: { spec: { type: 'string', min: 1, max: 128, bad: ['-lead', 'has space', 'a..b', 'a\u0000', '😀', 'ä', 'a?b'] } },
+        host_ids: { spec: { type: 'array', of: 'uuid', min: 1, max: 64 } },
+        slug: opt({ spec: { type: 'string', min: 1, max: 63, bad: ['', 'UPPER', '-a', 'a-', 'a_b', 'a b', 'ä', 'a\u0000'] } }),
+      },
+    },
+  },
   ...(['/opencomputers/secrets', '/opencomputers/hosts/{host}/secrets'] as const).flatMap((base): FuzzRoute[] => [
     { method: 'POST', path: base, auth: 'tenant', shape: { valid: { name: 'FUZZ_SECRET', value: 'x' }, fields: { name: envName, value: secretValue, description } } },
     {
@@ -157,6 +212,7 @@ export const FUZZ_ROUTES: FuzzRoute[] = [
         metadata: opt({ spec: { type: 'labels' } }),
         visibility: opt(oneOf(COMPUTER_VISIBILITIES)),
         resolution: opt({ spec: { type: 'string', max: 9, bad: ['', '1280', '1280x', 'x720', '319x200', '3841x2160', '1280X720', ' 1280x720', '0x0', '01280x720', '1e3x720'] } }),
+        isolation: opt(oneOf(ISOLATIONS)),
       },
     },
   },
@@ -178,6 +234,7 @@ export const FUZZ_ROUTES: FuzzRoute[] = [
   ),
   { method: 'POST', path: '/computers/{id}/clone', auth: 'tenant', shape: { valid: { name: 'clone' }, fields: { name: opt(name) } } },
   { method: 'POST', path: '/computers/{id}/resize', auth: 'tenant', shape: { valid: { size: 'medium' }, fields: { size: oneOf(SIZE_NAMES) } } },
+  { method: 'POST', path: '/computers/{id}/stop', auth: 'tenant', shape: { valid: { keep_memory: false }, fields: { keep_memory: opt({ spec: { type: 'bool' } }) } } },
   { method: 'POST', path: '/computers/{id}/move', auth: 'tenant', shape: { valid: { region: 'local' }, fields: { region: str(1, 64) } } },
   {
     method: 'PATCH',

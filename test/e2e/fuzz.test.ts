@@ -26,6 +26,7 @@ let orgId: string;
 let host: string;
 let hsecret: string;
 let tsecret: string;
+let tunnel: string;
 
 beforeAll(async () => {
   api = await newTenant('fuzz');
@@ -39,7 +40,8 @@ beforeAll(async () => {
   host = (await api.post<{ id: string }>('/opencomputers/hosts', { name: 'fuzz-box' })).body.id;
   hsecret = (await api.post<{ id: string }>(`/opencomputers/hosts/${host}/secrets`, { name: 'FUZZ_HOST_SECRET', value: 'original' })).body.id;
   tsecret = (await api.post<{ id: string }>('/opencomputers/secrets', { name: 'FUZZ_TENANT_SECRET', value: 'original' })).body.id;
-  expect([host, hsecret, tsecret].every(Boolean)).toBe(true);
+  tunnel = (await api.post<{ id: string }>(`/opencomputers/hosts/${host}/tunnels`, { target_port: 3000 })).body.id;
+  expect([host, hsecret, tsecret, tunnel].every(Boolean)).toBe(true);
 });
 
 afterAll(async () => {
@@ -56,7 +58,7 @@ async function pool<T>(items: T[], n: number, fn: (item: T) => Promise<void>): P
 }
 
 function send(route: FuzzRoute, body: RawBody, contentType = 'application/json'): Promise<RawReply> {
-  const path = route.path.replace('{id}', id).replace('{org}', orgId).replace('{host}', host).replace('{hsecret}', hsecret).replace('{tsecret}', tsecret);
+  const path = route.path.replace('{id}', id).replace('{org}', orgId).replace('{host}', host).replace('{hsecret}', hsecret).replace('{tsecret}', tsecret).replace('{tunnel}', tunnel);
   const auth = route.auth === 'tenant' ? api.key : route.auth === 'operator' ? hangar().operatorToken : null;
   return rawFetch(hangar().apiUrl + path, route.method, { body, auth, headers: { 'content-type': contentType, 'cf-connecting-ip': AUTH_IP } });
 }
@@ -65,7 +67,7 @@ function send(route: FuzzRoute, body: RawBody, contentType = 'application/json')
 async function snapshot(): Promise<Record<string, string>> {
   const tenant = [`/computers/${id}`, '/computers', `/computers/${id}/env`, `/computers/${id}/ports`, `/computers/${id}/auto-stop`, `/computers/${id}/snapshots`, '/workspaces?page_size=100', '/projects?page_size=100'];
   const oc = `/opencomputers/hosts/${host}`;
-  tenant.push('/opencomputers/hosts', oc, `${oc}/exec`, `${oc}/secrets`, '/opencomputers/secrets');
+  tenant.push('/opencomputers/hosts', oc, `${oc}/exec`, `${oc}/secrets`, `${oc}/tunnels`, '/opencomputers/secrets', '/opencomputers/clusters');
   const org = `/admin/organizations/${orgId}`;
   const operator = [org, `${org}/api-keys`, `${org}/credits`, `${org}/credits/transactions`];
   const out: Record<string, string> = {};

@@ -1,14 +1,16 @@
 /**
  * One real Hangar for all end-to-end tests: the Worker under `wrangler dev`
  * on a fresh state dir (fresh D1 and Durable Objects), a registered fleet host
- * and a real host agent process serving it. Test files seed their own tenants.
+ * and a real host agent process serving it with both drivers (computers are
+ * sandboxes unless HANGAR_E2E_ISOLATION=vm makes them VMs; a test may ask for
+ * either). Test files seed their own tenants.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { SandboxDriver } from '../../host-agent/drivers/sandbox.ts';
 import { useSharedTemplates } from '../shared-template.ts';
+import { E2E_DRIVERS, ISOLATION, destroyAllOn } from './isolation-under-test.ts';
 import { freePort, registerHost, startAgent, startWorker, type AgentHandle, type WorkerHandle } from '../../scripts/local-stack.ts';
 
 declare module 'vitest' {
@@ -30,12 +32,12 @@ const log = (s: string) => {
 export async function setup(project: TestProject): Promise<void> {
   stateDir = mkdtempSync(path.join(os.tmpdir(), 'hangar-e2e-'));
   // Uploads to tenant hosts stop at 64 MiB here: room for the 50 MB round trip, and cheap to pass.
-  worker = await startWorker({ stateDir, port: await freePort(), vars: { METRICS_INTERVAL_MS: '1000', COMPUTER_DISK_GB: '1', HOST_UPLOAD_MAX_BYTES: String(64 * 1024 * 1024) }, log });
+  worker = await startWorker({ stateDir, port: await freePort(), vars: { METRICS_INTERVAL_MS: '1000', COMPUTER_DISK_GB: '1', HOST_UPLOAD_MAX_BYTES: String(64 * 1024 * 1024), DEFAULT_ISOLATION: ISOLATION }, log });
   const host = await registerHost(worker.origin, worker.secrets.OPERATOR_TOKEN, { name: 'e2e-host', region: 'local' });
   // The agent removes computers its server does not know, so it gets a data dir of its own.
   dataDir = path.join(stateDir, 'data');
   useSharedTemplates(dataDir);
-  agent = await startAgent({ origin: worker.origin, hostKey: host.host_key, dataDir, log: (s) => process.stderr.write(s) });
+  agent = await startAgent({ origin: worker.origin, hostKey: host.host_key, dataDir, drivers: E2E_DRIVERS, log: (s) => process.stderr.write(s) });
   project.provide('hangar', {
     origin: worker.origin,
     apiUrl: worker.apiUrl,
@@ -55,12 +57,7 @@ export async function setup(project: TestProject): Promise<void> {
 export async function teardown(): Promise<void> {
   await agent?.stop();
   // Computers outlive their agent by design; whatever a failed test left running goes now.
-  if (dataDir) {
-    const driver = new SandboxDriver({ dataDir });
-    for (const id of await driver.list()) await driver.destroy(id).catch(() => {});
-    await driver.close();
-    await driver.releaseStorage(); // unmounts the disk pool of this data dir, if it has one
-  }
+  if (dataDir) await destroyAllOn(dataDir);
   await worker?.stop();
   if (stateDir) rmSync(stateDir, { recursive: true, force: true });
 }

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hangar, newTenant, rawFetch, type Client, type RawReply } from './client.ts';
 import { envelopeProblem, expectEnvelope } from './expect-error.ts';
 import { COMPUTER_ROUTE_SAMPLES, INTRUDER_MARK } from '../computer-routes.ts';
-import { HOST_INTRUDER_MARK, HOST_ROUTE_SAMPLES, TENANT_SECRET_ROUTE_SAMPLES } from '../host-routes.ts';
+import { CLUSTER_ROUTE_SAMPLES, HOST_INTRUDER_MARK, HOST_ROUTE_SAMPLES, TENANT_SECRET_ROUTE_SAMPLES } from '../host-routes.ts';
 import { startHostAgent } from './host-agent.ts';
 
 let a: Client;
@@ -120,16 +120,24 @@ describe('tenant isolation on a real tenant host (OpenComputers)', () => {
       expect(job.body.stdout).toBe('owner-output\nclean\n');
       const hsecret = (await a.post<{ id: string }>(`${hostPath}/secrets`, { name: 'OWNER_ONLY', value: secret })).body.id;
       const tsecret = (await a.post<{ id: string }>('/opencomputers/secrets', { name: 'TENANT_ONLY', value: secret })).body.id;
-      const fill = (p: string) => p.replace('{job}', job.body.id).replace('{secret}', hsecret).replace('{tsecret}', tsecret);
-      const state = () => Promise.all([hostPath, `${hostPath}/exec`, `${hostPath}/secrets`, '/opencomputers/secrets', '/opencomputers/hosts'].map(async (p) => (await a.raw('GET', p)).text));
+      const tunnel = (await a.post<{ id: string }>(`${hostPath}/tunnels`, { target_port: 3000, auth_mode: 'tenant_only' })).body.id;
+      const cluster = (await a.post<{ id: string; slug: string }>('/opencomputers/clusters', { name: 'owners-cluster', model: 'hangar-tiny', host_ids: [agent.hostId] })).body;
+      const fill = (p: string) => p.replace('{job}', job.body.id).replace('{secret}', hsecret).replace('{tsecret}', tsecret).replace('{tunnel}', tunnel).replace('{cluster}', cluster.id);
+      // The cluster's members' live state is left out: it moves by itself.
+      const clusterRow = async () => JSON.stringify({ ...(await a.get<Record<string, unknown>>(`/opencomputers/clusters/${cluster.id}`)).body, members: null, data: null, status: null });
+      const state = async () => [...(await Promise.all([hostPath, `${hostPath}/exec`, `${hostPath}/secrets`, `${hostPath}/tunnels`, '/opencomputers/secrets', '/opencomputers/hosts'].map(async (p) => (await a.raw('GET', p)).text))), await clusterRow()];
       const before = await state();
       const failures: string[] = [];
-      for (const { method, path, body } of [...HOST_ROUTE_SAMPLES.map((r) => ({ ...r, path: `${hostPath}${fill(r.path)}` })), ...TENANT_SECRET_ROUTE_SAMPLES.map((r) => ({ ...r, path: `/opencomputers${fill(r.path)}` }))]) {
+      for (const { method, path, body } of [...HOST_ROUTE_SAMPLES.map((r) => ({ ...r, path: `${hostPath}${fill(r.path)}` })), ...TENANT_SECRET_ROUTE_SAMPLES.map((r) => ({ ...r, path: `/opencomputers${fill(r.path)}` })), ...CLUSTER_ROUTE_SAMPLES.map((r) => ({ ...r, path: `/opencomputers${fill(r.path)}` }))]) {
         const r = await b.raw(method, path, body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
         const problem = envelopeProblem(r, 404, 'NOT_FOUND');
         if (problem) failures.push(`${method} ${path}: ${problem}`);
-        for (const leak of [a.orgId, 'owners-box', 'owner-output', secret]) if (r.text.includes(leak)) failures.push(`${method} ${path}: shows ${leak}`);
+        for (const leak of [a.orgId, 'owners-box', 'owner-output', secret, 'owners-cluster']) if (r.text.includes(leak)) failures.push(`${method} ${path}: shows ${leak}`);
       }
+      // The cluster's inference URL (on the API host, outside /api/v1) is not theirs either.
+      const inference = await rawFetch(`${new URL(b.apiUrl).origin}/inference/${cluster.slug}/v1/models`, 'GET', { auth: b.key });
+      const iproblem = envelopeProblem(inference, 404, 'NOT_FOUND');
+      if (iproblem) failures.push(`inference URL: ${iproblem}`);
       expect(failures).toEqual([]);
       expect(await state()).toEqual(before);
       const check = await a.post<{ stdout: string }>(`${hostPath}/exec`, { command: `test -e ${HOST_INTRUDER_MARK} && echo intruded || echo clean` });

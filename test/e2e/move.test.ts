@@ -9,10 +9,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SandboxDriver } from '../../host-agent/drivers/sandbox.ts';
 import { registerHost, startAgent, type AgentHandle } from '../../scripts/local-stack.ts';
 import { useSharedTemplates } from '../shared-template.ts';
 import { hangar, newTenant, operatorClient, type Client } from './client.ts';
+import { E2E_DRIVERS, destroyAllOn, hasDisk, wroteToDisk } from './isolation-under-test.ts';
 
 const REGION = 'second';
 const verbose = process.env.HANGAR_E2E_VERBOSE === '1';
@@ -32,7 +32,7 @@ describe('move a computer to another region, end to end', () => {
     // An agent removes computers its server does not know: this one gets a data dir of its own, and the shared template.
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hangar-e2e-second-'));
     useSharedTemplates(dataDir);
-    agent = await startAgent({ origin: h.origin, hostKey: host.host_key, dataDir, log: (s) => verbose && process.stderr.write(`[second] ${s}`) });
+    agent = await startAgent({ origin: h.origin, hostKey: host.host_key, dataDir, drivers: E2E_DRIVERS, log: (s) => verbose && process.stderr.write(`[second] ${s}`) });
   });
 
   afterAll(async () => {
@@ -40,10 +40,7 @@ describe('move a computer to another region, end to end', () => {
     await agent?.stop();
     // Computers outlive their agent by design: whatever this file left on the second host goes now.
     if (dataDir) {
-      const driver = new SandboxDriver({ dataDir });
-      for (const left of await driver.list()) await driver.destroy(left).catch(() => undefined);
-      await driver.close();
-      await driver.releaseStorage(); // unmounts the disk pool of this data dir, if it has one
+      await destroyAllOn(dataDir);
       fs.rmSync(dataDir, { recursive: true, force: true });
     }
     if (hostId) await operatorClient().del(`/admin/hosts/${hostId}`);
@@ -51,8 +48,7 @@ describe('move a computer to another region, end to end', () => {
 
   it('a stopped computer moves with its files, owners, modes and deletions, and runs there; the first host keeps nothing of it', async () => {
     id = await api.runningComputer('mover', { region: 'local' });
-    const firstDisk = path.join(hangar().dataDir, 'computers', id);
-    expect(fs.existsSync(firstDisk)).toBe(true);
+    expect(hasDisk(hangar().dataDir, id)).toBe(true);
 
     // A file of the user's, a root-owned sudoers drop-in (sudo refuses one with the wrong owner or mode),
     // a template file deleted (an overlay whiteout) and a template dir replaced (an opaque dir).
@@ -80,9 +76,9 @@ describe('move a computer to another region, end to end', () => {
     expect((await api.get(`/computers/${id}`)).body).toMatchObject({ region: REGION, status: 'stopped' });
 
     // The disk is on the second host only.
-    expect(fs.existsSync(firstDisk)).toBe(false);
-    expect(fs.existsSync(path.join(hangar().dataDir, 'disks', `${id}.img`))).toBe(false);
-    expect(fs.existsSync(path.join(dataDir, 'disks', `${id}.img`))).toBe(true);
+    expect(hasDisk(hangar().dataDir, id)).toBe(false);
+    expect(hasDisk(dataDir, id)).toBe(true);
+    expect(wroteToDisk(dataDir, id, '/workspace/moved.txt')).toBe(true);
 
     const start = await api.post(`/computers/${id}/start`);
     expect(start.status).toBe(200);

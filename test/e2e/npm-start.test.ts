@@ -79,7 +79,9 @@ describe('npm start', () => {
     const probe = (async () => {
       while (probing) {
         answers.push((await fetch(`${info.api_url}/health`)).status);
-        await sleep(100);
+        // About once a second: /health is a public route (60 a minute per address), and an agent that
+        // also offers VMs takes a while to come back (it probes KVM with a boot first).
+        await sleep(1100);
       }
     })();
     process.kill(firstPid, 'SIGKILL');

@@ -9,7 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hangar, newTenant, type Client } from './client.ts';
 import { registerTenantHost, startHostAgent, type HostAgent } from './host-agent.ts';
 import { freshHome, runInstaller } from '../../scripts/host-mode-agent.ts';
-import { rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
 import { SseReader, readSse } from './sse.ts';
 import { TerminalSocket } from './sockets.ts';
 
@@ -192,6 +195,8 @@ describe('secrets', () => {
     expect((await api.patch(`/opencomputers/secrets/${tenantSecret.body.id}`, { value: 'rotated-value-456' })).status).toBe(200);
     const after = await run({ command: 'printf %s "$OC_SHARED" | rev' });
     expect(after.body.stdout).toBe('654-eulav-detator');
+    // The agent held them in memory only: nothing under its home (where it keeps its own files) has a value.
+    expect(filesContaining(agent.home, ['shared-value-123', 'rotated-value-456', 'from-the-host-9', 'from-the-tenant'])).toEqual([]);
   });
 });
 
@@ -213,6 +218,47 @@ describe('the one command on a machine with only Node', () => {
       expect(job.body.stdout).toBe(`${home}\nno-key\n`);
     } finally {
       await installer.stop();
+      rmSync(home, { recursive: true, force: true });
+    }
+  });
+
+  it('npx hangar-agent --api … --key hk_… in a checkout of this project serves the machine too', async () => {
+    const host = await registerTenantHost(api, 'from-a-checkout');
+    const home = mkdtempSync(path.join(os.tmpdir(), 'hangar-oc-checkout-'));
+    // Its own process group, so that stopping it ends npx and the agent under it.
+    const child = spawn('npx', ['--no-install', 'hangar-agent', '--api', hangar().origin, '--key', host.host_key], {
+      cwd: path.resolve(import.meta.dirname, '../..'),
+      env: { PATH: `${path.dirname(process.execPath)}:${process.env.PATH ?? '/usr/bin:/bin'}`, HOME: home, LANG: 'C.UTF-8' },
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    try {
+      const deadline = Date.now() + 90_000;
+      let status = '';
+      while (status !== 'online' && child.exitCode === null && Date.now() < deadline) {
+        await sleep(100);
+        status = (await api.get<{ status: string }>(`/opencomputers/hosts/${host.id}`)).body.status;
+      }
+      expect(status, output).toBe('online');
+      const job = await api.post<{ stdout: string }>(`/opencomputers/hosts/${host.id}/exec`, { command: 'echo "$HOME"; pwd' });
+      expect(job.body.stdout).toBe(`${home}\n${home}\n`);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) {
+        process.kill(-child.pid!, 'SIGTERM');
+        const killer = setTimeout(() => {
+          try {
+            process.kill(-child.pid!, 'SIGKILL');
+          } catch {
+            /* gone meanwhile */
+          }
+        }, 10_000);
+        await exited;
+        clearTimeout(killer);
+      }
       rmSync(home, { recursive: true, force: true });
     }
   });
@@ -343,6 +389,18 @@ describe('files', () => {
     }
   });
 });
+
+/** The files under `dir` (recursively, links not followed) whose bytes contain any of `needles`. */
+function filesContaining(dir: string, needles: string[]): string[] {
+  const found: string[] = [];
+  for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    const file = path.join(entry.parentPath, entry.name);
+    const bytes = readFileSync(file);
+    if (needles.some((n) => bytes.includes(n))) found.push(file);
+  }
+  return found;
+}
 
 function sha256(b: Uint8Array): string {
   return createHash('sha256').update(b).digest('hex');

@@ -10,6 +10,7 @@ import net from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
 import { AgentRelay, type TargetOpeners } from '../../host-agent/relay/agent-relay.ts';
 import { RelayMux } from '../../durable-objects/relay/relay-mux.ts';
+import { sendBinaryMessage } from '../../host-agent/reconnecting-socket.ts';
 
 export interface RelayPair {
   mux: RelayMux;
@@ -48,7 +49,7 @@ export async function relayPair(openers: TargetOpeners, log: (s: string) => void
   const agent = new AgentRelay(
     {
       sendJson: (m) => client.readyState === WebSocket.OPEN && (client.send(JSON.stringify(m)), true),
-      sendBinary: (b) => client.readyState === WebSocket.OPEN && (client.send(b), true),
+      sendBinary: (b) => client.readyState === WebSocket.OPEN && (sendBinaryMessage(client, b), true),
     },
     openers,
     log,

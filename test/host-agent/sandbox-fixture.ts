@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import type { ComputerSpec } from '../../schema/protocol.ts';
 import { SandboxDriver } from '../../host-agent/drivers/sandbox.ts';
+import type { ComputerDriver } from '../../host-agent/drivers/driver.ts';
 import { computerPaths } from '../../host-agent/drivers/sandbox/paths.ts';
 import { pipMirrorDirs } from '../../host-agent/drivers/sandbox/host-config.ts';
 import { useSharedTemplates } from '../shared-template.ts';
@@ -50,9 +51,9 @@ export async function prepareTemplate(driver: SandboxDriver): Promise<void> {
 export class Computers {
   private readonly ids = new Set<string>();
   /** A getter, because a test may replace its driver (agent restart). */
-  private readonly driver: () => SandboxDriver;
+  private readonly driver: () => ComputerDriver;
 
-  constructor(driver: () => SandboxDriver) {
+  constructor(driver: () => ComputerDriver) {
     this.driver = driver;
   }
 

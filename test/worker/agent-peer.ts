@@ -200,11 +200,17 @@ export interface HostSize {
   memory_mb: number;
 }
 
+/** What a scripted host says in its hello beyond its computers: its size (8 CPUs, 32 GiB unless told) and drivers (sandbox unless told). */
+export interface HostHello extends Partial<HostSize> {
+  drivers?: string[];
+  vm_accel?: 'kvm' | 'tcg';
+}
+
 /** Connects a host agent (registering a host first when none is given) and waits for its welcome. */
 export async function connectHost(
   registered?: RegisteredHost,
   computers: { id: string; state: ActualState }[] = [],
-  size: HostSize = { cpus: 8, memory_mb: 32768 },
+  opts: HostHello = {},
 ): Promise<HostPeer> {
   const host = registered ?? (await registerHost());
   const ws = await dial(AGENT_HOST_PATH, host.key);
@@ -215,11 +221,12 @@ export async function connectHost(
       type: 'hello',
       protocol: PROTOCOL,
       agent_version: 'test-peer',
-      drivers: ['fake'],
+      drivers: opts.drivers ?? ['sandbox'],
       hostname: 'peer.test',
-      cpus: size.cpus,
-      memory_mb: size.memory_mb,
+      cpus: opts.cpus ?? 8,
+      memory_mb: opts.memory_mb ?? 32768,
       computers,
+      ...(opts.vm_accel && { vm_accel: opts.vm_accel }),
     }),
   );
   const welcome = await inbox.take('welcome', `host ${host.id}`);

@@ -135,7 +135,7 @@ describe('placement across hosts', () => {
     // With memory overcommitted 2x, a 16 GiB host has room for a second large computer's memory.
     const w = await world({ host: { cpus: 8, memory_mb: 16384 } });
     await createComputer(w, { size: 'large' });
-    await expect(hostsWithRoom(env, w.host.region, 'large')).rejects.toThrow(/no host/);
-    expect(await hostsWithRoom({ ...env, MEMORY_OVERCOMMIT: '2' }, w.host.region, 'large')).toEqual([{ id: w.host.id, region: w.host.region }]);
+    await expect(hostsWithRoom(env, w.host.region, 'large', 'sandbox')).rejects.toThrow(/no host/);
+    expect(await hostsWithRoom({ ...env, MEMORY_OVERCOMMIT: '2' }, w.host.region, 'large', 'sandbox')).toEqual([{ id: w.host.id, region: w.host.region }]);
   });
 });

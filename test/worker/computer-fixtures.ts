@@ -15,6 +15,8 @@ export interface ComputerView {
   size: 'small' | 'medium' | 'large';
   vcpus: number;
   memory_mb: number;
+  isolation: 'sandbox' | 'vm';
+  memory_kept: boolean;
   disk_gb: number;
   status: string;
   status_reason: string | null;

@@ -20,6 +20,7 @@ describe('provisioning', () => {
       size: 'small',
       vcpus: 1,
       memory_mb: 4096,
+      isolation: 'sandbox',
       disk_gb: 20,
       selected_apps: ['nodejs'],
       env: {},

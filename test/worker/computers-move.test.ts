@@ -6,6 +6,9 @@ import { connectHost, registerHost, sleep, useAgentPeers } from './agent-peer.ts
 import { computerStub, createComputer, getComputer, runningComputer, waitForStatus, world, type ComputerView } from './computer-fixtures.ts';
 import { archiveBytes, moveWorld, scriptExport, scriptTarget } from './move-fixtures.ts';
 
+/** vi.waitFor's own default (1 s) is too short on a loaded machine; these waits are for the far side to catch up. */
+const WAIT = { timeout: 30_000, interval: 50 };
+
 useAgentPeers();
 
 const movingTo = async (id: string) =>
@@ -57,7 +60,7 @@ describe('move between hosts', () => {
     const exported = scriptExport(m.source, disk, { frameBytes: 64 * 1024 });
     const pending = m.move();
     const target = await scriptTarget(m.far, m.computer.id, { holdAcks: true });
-    await vi.waitFor(() => expect(target.received().byteLength).toBe(DISK_WINDOW_BYTES));
+    await vi.waitFor(() => expect(target.received().byteLength).toBe(DISK_WINDOW_BYTES), WAIT);
     await sleep(200);
     // The source has filled its window and waits: the object holds no acknowledgement the target did not give.
     expect(exported.acks).toEqual([]);
@@ -97,7 +100,7 @@ describe('move between hosts', () => {
     scriptExport(m.source, archiveBytes(2 * DISK_WINDOW_BYTES));
     const pending = m.move();
     const target = await scriptTarget(m.far, m.computer.id, { holdAcks: true });
-    await vi.waitFor(() => expect(target.received().byteLength).toBe(DISK_WINDOW_BYTES));
+    await vi.waitFor(() => expect(target.received().byteLength).toBe(DISK_WINDOW_BYTES), WAIT);
     const frame = target.peer.disk.find((e) => e.type === 'disk.frame')!;
     target.peer.send({ type: 'disk.cancel', transfer_id: frame.transfer_id, reason: 'No space left on device' });
     const err = await expectError(await pending, 502, 'AGENT_ERROR');
@@ -133,7 +136,7 @@ describe('move between hosts', () => {
   it('a target host listed online whose agent is gone is a 502 AGENT_UNAVAILABLE at once', async () => {
     const m = await moveWorld();
     m.far.close();
-    await vi.waitFor(async () => expect((await env.DB.prepare('SELECT status FROM hosts WHERE id = ?').bind(m.far.id).first<{ status: string }>())?.status).toBe('offline'));
+    await vi.waitFor(async () => expect((await env.DB.prepare('SELECT status FROM hosts WHERE id = ?').bind(m.far.id).first<{ status: string }>())?.status).toBe('offline'), WAIT);
     // The row says online (a heartbeat not yet missed), but no agent socket is there to take the attach order.
     await env.DB.prepare(`UPDATE hosts SET status = 'online' WHERE id = ?`).bind(m.far.id).run();
     await expectError(await m.move(), 502, 'AGENT_UNAVAILABLE');

@@ -4,7 +4,8 @@
  * a host-mode hello, validates every server message with the protocol's
  * schemas (a malformed one fails the test, as agent-peer.ts does), answers
  * requests with handlers (a healthy machine's by default), and sends output
- * frames and exits as a test scripts them.
+ * frames and exits as a test scripts them. Relayed streams (tunnels) go to
+ * its RelayPeer, which plays the machine's ports.
  */
 import { z } from 'zod';
 import {
@@ -17,13 +18,16 @@ import {
   Welcome,
   decodeFrame,
   encodeFrame,
+  frameKind,
   type AgentErrorCode,
   type HostModeHello,
   type HostRequestType,
   type OutputStream,
   type ProcExit,
 } from '../../schema/protocol.ts';
+import { FRAME_RELAY, isRelayMessage } from '../../schema/relay.ts';
 import { dial, Inbox, listen } from './agent-peer.ts';
+import { RelayPeer } from './relay-peer.ts';
 import { expectJson, tenantFetch } from './helpers.ts';
 import { join } from './ws-client.ts';
 
@@ -94,11 +98,18 @@ export class HostModePeer {
   /** Stdin bytes received per process. */
   private readonly stdin = new Map<string, Uint8Array[]>();
   readonly closed: Promise<{ code: number; reason: string }>;
+  /** Relayed streams the object opens on this socket: connections to the machine's ports (relay-peer.ts). */
+  readonly relay: RelayPeer;
 
   private constructor(readonly ws: WebSocket) {
     this.closed = new Promise((resolve) => ws.addEventListener('close', (ev) => resolve({ code: ev.code, reason: ev.reason })));
+    this.relay = new RelayPeer(
+      (t) => ws.send(t),
+      (b) => ws.send(b),
+    );
     listen(ws, ServerMessage, this.inbox, 'host-mode peer', (m) => void this.onMessage(m), {
       binary: (bytes) => {
+        if (frameKind(bytes) === FRAME_RELAY) return this.relay.onFrame(bytes);
         const f = decodeFrame(bytes);
         if (!f || f.kind !== FRAME_STDIN) return `a binary frame the agent does not take (${bytes[0]})`;
         this.stdin.set(f.proc_id, [...(this.stdin.get(f.proc_id) ?? []), f.payload.slice()]);
@@ -106,6 +117,7 @@ export class HostModePeer {
         return null;
       },
       notice: (raw) => {
+        if (isRelayMessage(raw)) return this.relay.onMessage(raw);
         const type = (raw as { type?: unknown } | null)?.type;
         if (type !== 'proc.ack' && type !== 'secrets.set' && type !== 'procs.forget') return 'not-a-notice';
         const n = HostModeNotice.safeParse(raw);

@@ -5,6 +5,8 @@ import { AGENT_HOST_PATH, AGENT_WHOAMI_PATH } from '../../schema/protocol.ts';
 import { createTenant, expectError, expectJson, tenantFetch } from './helpers.ts';
 import { registerHost, sleep, useAgentPeers } from './agent-peer.ts';
 import { HostModePeer, OC, registerTenantHost } from './host-mode-peer.ts';
+import { SseReader } from '../e2e/sse.ts';
+import { sha256Hex } from '../../worker/http/ids.ts';
 
 useAgentPeers();
 
@@ -38,6 +40,10 @@ describe('tenant hosts: register, list, get, patch', () => {
     const got = await getHost(t.apiKey, body.id);
     expect(JSON.stringify(got)).not.toContain(body.host_key);
     expect(got).toMatchObject({ id: body.id, status: 'pending', os: null, agent_version: null });
+    // Stored only as its sha256: no column of the row holds the key.
+    const row = await env.DB.prepare('SELECT * FROM hosts WHERE id = ?').bind(body.id).first<Record<string, unknown>>();
+    expect(row!.key_hash).toBe(await sha256Hex(body.host_key));
+    expect(JSON.stringify(row)).not.toContain(body.host_key);
     // The key is the agent's: whoami names a tenant host.
     expect(await expectJson(await whoami(body.host_key), 200)).toEqual({ host_id: body.id, kind: 'byo', name: 'my-mac' });
   });
@@ -115,9 +121,15 @@ describe('tenant host status follows its agent', () => {
   it('a failed preflight puts the host in error with the reason and closes the agent with 4412', async () => {
     const t = await createTenant();
     const h = await registerTenantHost(t.apiKey);
+    const events = new SseReader(await tenantFetch(t.apiKey, `${OC}/hosts/${h.id}/events`));
     const peer = await HostModePeer.connect(h.key, { fault: 'the home directory /home/x is missing' });
     expect((await peer.closed).code).toBe(4412);
     expect(await waitForStatus(t.apiKey, h.id, 'error')).toMatchObject({ status_reason: 'the home directory /home/x is missing' });
+    // The host's event stream says so too.
+    const event = (await events.next())!;
+    expect(event.event).toBe('status_change');
+    expect(JSON.parse(event.data)).toMatchObject({ host_id: h.id, data: { status: 'error', reason: 'the home directory /home/x is missing' } });
+    await events.close();
     // A fixed agent comes back online.
     await HostModePeer.online(h.key);
     expect(await waitForStatus(t.apiKey, h.id, 'online')).toMatchObject({ status_reason: null });

@@ -30,11 +30,19 @@ describe('OpenComputers tenant isolation', () => {
     const job = await expectJson<{ id: string }>(await posted, 200);
     const secret = await expectJson<{ id: string }>(await tenantFetch(owner.apiKey, `${OC}/hosts/${h.id}/secrets`, { method: 'POST', body: { name: 'S', value: 'owner-only-value' } }), 201);
     const tsecret = await expectJson<{ id: string }>(await tenantFetch(owner.apiKey, `${OC}/secrets`, { method: 'POST', body: { name: 'T', value: 'tenant-only-value' } }), 201);
+    const tunnel = await expectJson<{ id: string }>(
+      await tenantFetch(owner.apiKey, `${OC}/hosts/${h.id}/tunnels`, { method: 'POST', body: { target_port: 3000, auth_mode: 'tenant_only' } }),
+      201,
+    );
     const state = async () =>
-      Promise.all([`${OC}/hosts/${h.id}`, `${OC}/hosts/${h.id}/exec`, `${OC}/hosts/${h.id}/secrets`, `${OC}/secrets`, `${OC}/hosts`].map(async (path) => (await tenantFetch(owner.apiKey, path)).text()));
+      Promise.all(
+        [`${OC}/hosts/${h.id}`, `${OC}/hosts/${h.id}/exec`, `${OC}/hosts/${h.id}/secrets`, `${OC}/hosts/${h.id}/tunnels`, `${OC}/secrets`, `${OC}/hosts`].map(async (path) =>
+          (await tenantFetch(owner.apiKey, path)).text(),
+        ),
+      );
     const before = await state();
     const seenByAgent = peer.requests.length;
-    const fill = (path: string) => path.replace('{job}', job.id).replace('{secret}', secret.id).replace('{tsecret}', tsecret.id);
+    const fill = (path: string) => path.replace('{job}', job.id).replace('{secret}', secret.id).replace('{tsecret}', tsecret.id).replace('{tunnel}', tunnel.id);
 
     const intruder = await createTenant();
     for (const { method, path, body } of HOST_ROUTE_SAMPLES) {
@@ -60,7 +68,7 @@ describe('tenant host ids', () => {
     const t = await createTenant();
     for (const bad of ['not-a-uuid', '123', '550e8400-e29b-41d4-a716-44665544000Z']) {
       for (const { method, path, body } of HOST_ROUTE_SAMPLES) {
-        const url = `${OC}/hosts/${bad}${path.replace('{job}', crypto.randomUUID()).replace('{secret}', crypto.randomUUID())}`;
+        const url = `${OC}/hosts/${bad}${path.replace('{job}', crypto.randomUUID()).replace('{secret}', crypto.randomUUID()).replace('{tunnel}', crypto.randomUUID())}`;
         const err = await expectError(await tenantFetch(t.apiKey, url, init(method, body)), 400, 'INVALID_ID');
         expect(err.error.message, `${method} ${url}`).toBe('invalid host id');
       }

@@ -5,7 +5,6 @@
  */
 import { SELF } from 'cloudflare:test';
 import { expectJson, uniqueIp } from './helpers.ts';
-import type { ComputerPeer } from './agent-peer.ts';
 import type { ComputerView, World } from './computer-fixtures.ts';
 import type { PeerStream, RelayPeer } from './relay-peer.ts';
 
@@ -52,7 +51,7 @@ export interface AppReply {
  * has arrived (the object's FIN) — or at once for a WebSocket — `reply`
  * decides the answer. Returns the requests seen, in order.
  */
-export function scriptedApp(peer: ComputerPeer, reply: (req: SeenRequest) => AppReply = () => ({ body: 'ok' })): SeenRequest[] {
+export function scriptedApp(peer: { relay: RelayPeer }, reply: (req: SeenRequest) => AppReply = () => ({ body: 'ok' })): SeenRequest[] {
   const seen: SeenRequest[] = [];
   const relay: RelayPeer = peer.relay;
   const answered = new Set<PeerStream>();

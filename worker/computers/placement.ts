@@ -8,8 +8,10 @@
  * holds only its disk. Room is taken in the same D1 statement that makes the
  * computer reserve it (the insert of a new one, the status change of a
  * start), so two requests racing for the last room never both get it.
+ * A computer goes only to a host whose agent offers its isolation.
  */
 import { ApiError } from '../../schema/errors.ts';
+import { DEFAULT_ISOLATION, ISOLATIONS, isIsolation, type Isolation } from '../../schema/isolation.ts';
 import { SIZES, type Size } from '../../schema/sizes.ts';
 import type { Env } from '../env.ts';
 import { isoNow } from '../http/ids.ts';
@@ -79,23 +81,28 @@ export interface HostChoice {
   region: string;
 }
 
+/** SQL true when host `h` offers the isolation bound at ?`at` (its agent's hello listed that driver: hosts.drivers, a JSON array). */
+const offers = (at: number) => `EXISTS (SELECT 1 FROM json_each(h.drivers) d WHERE d.value = ?${at})`;
+
 /**
- * Online fleet hosts of the region with room for `size`, the one with the most
- * memory left first; 503 NO_CAPACITY when none is online or none has room.
+ * Online fleet hosts of the region offering `isolation` with room for `size`,
+ * the one with the most memory left first; 503 NO_CAPACITY when none is online
+ * or none has room, 422 ISOLATION_UNAVAILABLE when no host of the region
+ * offers the isolation at all.
  */
-export async function hostsWithRoom(env: Env, region: string, size: Size): Promise<HostChoice[]> {
+export async function hostsWithRoom(env: Env, region: string, size: Size, isolation: Isolation): Promise<HostChoice[]> {
   const o = overcommitOf(env);
   const held = (column: string) => `(SELECT COALESCE(SUM(c.${column}), 0) FROM computers c WHERE c.host_id = h.id AND c.status IN (${RESERVING_SQL}))`;
   const { results } = await env.DB.prepare(
     `SELECT h.id, h.region, h.cpus * ?2 AS cpus, h.memory_mb * ?3 AS memory_mb,
             h.cpus * ?2 - ${held('vcpus')} AS free_cpus, h.memory_mb * ?3 - ${held('memory_mb')} AS free_mb
        FROM hosts h
-      WHERE h.kind = 'fleet' AND h.status = 'online' AND h.region = ?1 AND h.cpus IS NOT NULL AND h.memory_mb IS NOT NULL
+      WHERE h.kind = 'fleet' AND h.status = 'online' AND h.region = ?1 AND h.cpus IS NOT NULL AND h.memory_mb IS NOT NULL AND ${offers(4)}
       ORDER BY free_mb DESC, h.created_at ASC`,
   )
-    .bind(region, o.cpu, o.memory)
+    .bind(region, o.cpu, o.memory, isolation)
     .all<{ id: string; region: string; free_cpus: number; free_mb: number; cpus: number; memory_mb: number }>();
-  if (results.length === 0) throw new ApiError('NO_CAPACITY', `no host is online in region "${region}"; start a host agent there and try again`);
+  if (results.length === 0) await noHostOffering(env, region, isolation);
   const need = SIZES[size];
   const fit = results.filter((h) => h.free_cpus >= need.vcpus && h.free_mb >= need.memory_mb);
   if (fit.length) return fit.map((h) => ({ id: h.id, region: h.region }));
@@ -103,9 +110,29 @@ export async function hostsWithRoom(env: Env, region: string, size: Size): Promi
   throw noRoom(region, size, everFits ? 'has room for' : 'is large enough for');
 }
 
+/** Why no online host of the region offers the isolation: none ever will (422), or none is online now (503). */
+async function noHostOffering(env: Env, region: string, isolation: Isolation): Promise<never> {
+  // A host that never said hello may offer it once it does: only hosts that listed their drivers rule it out.
+  const maybe = await env.DB.prepare(
+    `SELECT 1 AS x FROM hosts h WHERE h.kind = 'fleet' AND h.status != 'revoked' AND h.region = ?1 AND (${offers(2)} OR json_array_length(h.drivers) = 0) LIMIT 1`,
+  )
+    .bind(region, isolation)
+    .first();
+  if (!maybe) {
+    throw new ApiError('ISOLATION_UNAVAILABLE', `no host in region "${region}" offers isolation "${isolation}"; its hosts' agents would need --driver ${isolation}`);
+  }
+  const online = await env.DB.prepare(`SELECT 1 AS x FROM hosts h WHERE h.kind = 'fleet' AND h.status = 'online' AND h.region = ?1 LIMIT 1`).bind(region).first();
+  throw new ApiError(
+    'NO_CAPACITY',
+    online
+      ? `no host offering isolation "${isolation}" is online in region "${region}"; start a host agent with --driver ${isolation} there and try again`
+      : `no host is online in region "${region}"; start a host agent there and try again`,
+  );
+}
+
 /** The host with the most room for `size` in the region (for a move, which takes room only when the computer starts there). */
-export async function pickHost(env: Env, region: string, size: Size): Promise<HostChoice> {
-  return (await hostsWithRoom(env, region, size))[0];
+export async function pickHost(env: Env, region: string, size: Size, isolation: Isolation): Promise<HostChoice> {
+  return (await hostsWithRoom(env, region, size, isolation))[0];
 }
 
 /** Whether the computer's host has room for it at `size` now (it holds none itself: it is stopped). */
@@ -130,4 +157,11 @@ export async function reserveStart(env: Env, hostId: string, computerId: string,
 export async function regionExists(env: Env, region: string): Promise<boolean> {
   const row = await env.DB.prepare(`SELECT 1 AS x FROM hosts WHERE kind = 'fleet' AND region = ? AND status != 'revoked' LIMIT 1`).bind(region).first();
   return row !== null;
+}
+
+/** The operator's default isolation (the DEFAULT_ISOLATION var), checked. */
+export function defaultIsolation(env: Env): Isolation {
+  const v = env.DEFAULT_ISOLATION?.trim() || DEFAULT_ISOLATION;
+  if (!isIsolation(v)) throw new ApiError('INTERNAL', `the server's DEFAULT_ISOLATION is "${v}"; it must be one of ${ISOLATIONS.join(', ')}`);
+  return v;
 }

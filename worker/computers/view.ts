@@ -18,6 +18,8 @@ export function computerView(row: ComputerRow, env: Env) {
     size: row.size,
     vcpus: row.vcpus,
     memory_mb: row.memory_mb,
+    isolation: row.isolation,
+    memory_kept: !!row.memory_kept,
     disk_gb: diskGbOf(row),
     status: row.status,
     status_reason: row.status_reason ?? null,

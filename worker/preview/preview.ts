@@ -8,18 +8,19 @@
  * or a page saying why there is none — goes back as it is.
  */
 import { ApiError } from '../../schema/errors.ts';
+import { edgeFailure } from './edge-failure.ts';
 import type { Env } from '../env.ts';
 import { newRequestId } from '../http/ids.ts';
-import { clientAddress, enforceRateLimit, RATE_LIMITS } from '../middleware/rate-limit.ts';
+import { clientAddress } from '../middleware/rate-limit.ts';
 import { authenticateCredential, bearer } from '../middleware/auth.ts';
 import { inScope } from '../middleware/principal.ts';
 import { computerStub } from '../computers/access.ts';
+import { apiKeyLive } from '../tenancy/principals.ts';
 import { credentialOf } from '../computers/socket-auth.ts';
 import { RELAY_PATH, RELAY_REQUEST_HEADER, encodeRelayRequest, type PreviewCaller } from '../../durable-objects/relay/relay-request.ts';
 import { AUTH_PATH, COOKIE_TTL_S, PREVIEW_COOKIE, RESERVED_PREFIX, TOKEN_COOKIE, TOKEN_HEADER, mintPreviewCookie, readCookies, setCookie, verifyLinkTicket, verifyPreviewCookie } from './preview-credentials.ts';
 import { forwardHeaders, isHangarCredential } from './forward-headers.ts';
 import { computerBySlug, type PreviewComputer } from './preview-lookup.ts';
-import { previewError } from './preview-pages.ts';
 import type { PreviewTarget } from './preview-host.ts';
 
 /** Cloudflare's request body limit on the Free and Pro plans; operators on larger plans raise RELAY_MAX_BODY_BYTES. */
@@ -36,21 +37,7 @@ export async function handlePreview(request: Request, env: Env, target: PreviewT
   try {
     return await serve(request, env, url, target, requestId);
   } catch (err) {
-    let e: ApiError;
-    if (err instanceof ApiError) e = err;
-    else {
-      console.error(`[${requestId}] preview ${target.port}-${target.slug}`, err);
-      e = new ApiError('INTERNAL', 'Internal error; include the request_id when reporting it.');
-    }
-    // Failed credentials and unknown names are unauthenticated traffic: they count against the client's address.
-    if (e.code === 'UNAUTHORIZED' || e.code === 'NOT_FOUND') {
-      try {
-        await enforceRateLimit(env, `ip:${clientAddress(request)}`, RATE_LIMITS.public);
-      } catch (limited) {
-        if (limited instanceof ApiError) e = limited;
-      }
-    }
-    return previewError(e, request, requestId);
+    return edgeFailure(err, request, env, requestId, `preview ${target.port}-${target.slug}`);
   }
 }
 
@@ -115,7 +102,7 @@ async function redeemLink(env: Env, url: URL, c: PreviewComputer, port: number):
   const grant = ticket ? await verifyLinkTicket(env, ticket, c.id, port) : null;
   const again = `mint a new one with POST /api/v1/computers/{id}/ports/${port}/link`;
   if (!grant || grant.org_id !== c.org_id || !grant.jti) throw new ApiError('UNAUTHORIZED', `this link is invalid or has expired; ${again}`);
-  if (grant.credential_id && !(await keyIsLive(env, grant.credential_id))) throw new ApiError('UNAUTHORIZED', `the API key that minted this link was revoked; ${again}`);
+  if (grant.credential_id && !(await apiKeyLive(env, grant.credential_id, { fresh: true }))) throw new ApiError('UNAUTHORIZED', `the API key that minted this link was revoked; ${again}`);
   const redeemed = await computerStub(env, c.id).redeemPreviewTicket(grant.jti, grant.exp, port);
   if (redeemed === 'not_exposed') throw new ApiError('NOT_FOUND', `port ${port} of computer ${c.slug} is not exposed`);
   if (redeemed === 'used') throw new ApiError('UNAUTHORIZED', `this link was already used; ${again}`);
@@ -128,8 +115,4 @@ async function redeemLink(env: Env, url: URL, c: PreviewComputer, port: number):
 /** A path on this host only: no scheme, no `//host`, no backslash tricks. */
 function safeNext(next: string | null): string {
   return next && /^\/(?![/\\])/.test(next) && !/[\r\n]/.test(next) ? next : '/';
-}
-
-async function keyIsLive(env: Env, keyId: string): Promise<boolean> {
-  return (await env.DB.prepare('SELECT 1 FROM api_keys WHERE id = ? AND revoked_at IS NULL').bind(keyId).first()) !== null;
 }

@@ -15,7 +15,7 @@ import { insertHost } from '../tenancy/keys.ts';
 import { pagedQuery } from '../http/paged-query.ts';
 
 const BASE = '/api/v1/admin/hosts';
-const COLUMNS = 'id, org_id, kind, name, region, labels, status, key_prefix, agent_version, drivers, cpus, memory_mb, last_seen_at, created_at, updated_at';
+const COLUMNS = 'id, org_id, kind, name, region, labels, status, key_prefix, agent_version, drivers, vm_accel, cpus, memory_mb, last_seen_at, created_at, updated_at';
 
 interface HostRow {
   id: string;
@@ -28,6 +28,7 @@ interface HostRow {
   key_prefix: string;
   agent_version: string | null;
   drivers: string;
+  vm_accel: 'kvm' | 'tcg' | null;
   cpus: number | null;
   memory_mb: number | null;
   last_seen_at: string | null;

@@ -1,6 +1,6 @@
 /** Lifecycle actions: start, stop, restart, clone, resize, move. Each answers once the host agent has done it. */
 import { ApiError, unwrap } from '../../schema/errors.ts';
-import { CloneComputer, MoveComputer, ResizeComputer } from '../../schema/api.ts';
+import { CloneComputer, MoveComputer, ResizeComputer, StopComputer } from '../../schema/api.ts';
 import { json } from '../http/responses.ts';
 import { isoNow } from '../http/ids.ts';
 import { route, type RouteContext, type RouteDef } from '../router.ts';
@@ -11,7 +11,7 @@ import { pickHost, regionExists } from '../computers/placement.ts';
 import { SIZES } from '../../schema/sizes.ts';
 import { resizedDiskGb } from '../computers/disk-size.ts';
 
-type Action = 'start' | 'stop' | 'restart';
+type Action = 'start' | 'restart';
 
 const lifecycleRoute = (action: Action) =>
   route({
@@ -25,9 +25,22 @@ const lifecycleRoute = (action: Action) =>
     },
   });
 
+/** Stop takes no body (the page), or `{"keep_memory": true}` (an extension: a VM resumes where it was at its next start). */
+const stopRoute = route({
+  method: 'POST',
+  path: '/api/v1/computers/:id/stop',
+  auth: 'tenant',
+  body: StopComputer,
+  handler: async (c) => {
+    const row = await loadComputer(c.env, c.principal, c.params.id);
+    unwrap(await computerStub(c.env, row.id).stop(callerOf(c.principal), c.body.keep_memory ?? false));
+    return json(computerResource(await loadComputer(c.env, c.principal, row.id), c.env));
+  },
+});
+
 export const COMPUTER_ACTION_ROUTES: RouteDef[] = [
   lifecycleRoute('start'),
-  lifecycleRoute('stop'),
+  stopRoute,
   lifecycleRoute('restart'),
   route({
     method: 'POST',
@@ -42,6 +55,8 @@ export const COMPUTER_ACTION_ROUTES: RouteDef[] = [
         name: c.body.name ?? `${src.name}-clone`,
         template_type: src.template_type,
         size: src.size,
+        // Same host, same driver: the copy is of the source's disk.
+        isolation: src.isolation,
         selected_apps: src.selected_apps,
         workspace_id: src.workspace_id,
         project_id: src.project_id,
@@ -84,7 +99,8 @@ export const COMPUTER_ACTION_ROUTES: RouteDef[] = [
       unwrap(await stub.require(callerOf(c.principal), 'move'));
       if (c.body.region === row.region) return json(computerResource(row, c.env));
       if (!(await regionExists(c.env, c.body.region))) throw new ApiError('REGION_UNAVAILABLE', `unknown region "${c.body.region}": no host serves it`);
-      const host = await pickHost(c.env, c.body.region, row.size);
+      // The disk moves as it is: the new host must offer the driver that made it.
+      const host = await pickHost(c.env, c.body.region, row.size, row.isolation);
       // Offline: the disk is copied to the new host and the answer comes once the computer lives there.
       unwrap(await stub.move(callerOf(c.principal), { host_id: host.id, region: host.region }));
       return json(computerResource(await loadComputer(c.env, c.principal, row.id), c.env));

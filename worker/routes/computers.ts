@@ -13,17 +13,19 @@ import { ownershipFilters, resolveOwnership } from '../tenancy/ownership.ts';
 import { callerOf, computerStub, loadComputer, parseRow } from '../computers/access.ts';
 import { computerResource, computerView } from '../computers/view.ts';
 import { computerSlug } from '../computers/urls.ts';
-import { hostsWithRoom, noRoom, overcommitOf, regionExists, roomArgs, roomSql, type HostChoice } from '../computers/placement.ts';
+import { defaultIsolation, hostsWithRoom, noRoom, overcommitOf, regionExists, roomArgs, roomSql, type HostChoice } from '../computers/placement.ts';
 import { balanceOf } from '../../durable-objects/computer/usage.ts';
 import { STATUSES } from '../../durable-objects/computer/state-table.ts';
 import type { Principal } from '../middleware/principal.ts';
 import type { ComputerRow } from '../../schema/db.ts';
 import { DEFAULT_RESOLUTION } from '../../schema/desktop.ts';
+import type { Isolation } from '../../schema/isolation.ts';
 
 export interface NewComputer {
   name: string;
   template_type: string;
   size: keyof typeof SIZES;
+  isolation: Isolation;
   selected_apps: string[];
   workspace_id: string;
   project_id: string;
@@ -58,17 +60,17 @@ export async function insertComputer(env: Env, p: Principal, n: NewComputer): Pr
   // A clone starts as a copy of its source's disk, so it is at least as large.
   const source = n.clone_from ? await env.DB.prepare('SELECT disk_gb, size FROM computers WHERE id = ?').bind(n.clone_from).first<{ disk_gb: number | null; size: Size }>() : null;
   const disk_gb = Math.max(diskGbFor(env, n.size), source ? diskGbOf(source) : 0, n.min_disk_gb ?? 0);
-  const candidates = 'host' in n.placement ? [n.placement.host] : await hostsWithRoom(env, n.placement.region, n.size);
+  const candidates = 'host' in n.placement ? [n.placement.host] : await hostsWithRoom(env, n.placement.region, n.size, n.isolation);
   let host: HostChoice | null = null;
   for (const h of candidates) {
     const r = await env.DB.prepare(
-      `INSERT INTO computers (id, org_id, workspace_id, project_id, owner_user_id, name, slug, template_type, size, vcpus, memory_mb, disk_gb, status,
+      `INSERT INTO computers (id, org_id, workspace_id, project_id, owner_user_id, name, slug, template_type, size, vcpus, memory_mb, disk_gb, isolation, status,
          host_id, region, external_workspace_id, external_user_id, external_project_id, selected_apps, auto_stop, metadata, visibility, resolution, created_at, updated_at)
-       SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'provisioning', ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?23
-        WHERE ${roomSql(24)}`,
+       SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'provisioning', ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?24
+        WHERE ${roomSql(25)}`,
     )
       .bind(id, p.org_id, n.workspace_id, n.project_id, p.subject, n.name, computerSlug(slugify(n.name), id), n.template_type, n.size, size.vcpus, size.memory_mb, disk_gb,
-        h.id, h.region, n.external_workspace_id, n.external_user_id, n.external_project_id,
+        n.isolation, h.id, h.region, n.external_workspace_id, n.external_user_id, n.external_project_id,
         JSON.stringify(n.selected_apps), n.auto_stop, JSON.stringify(n.metadata), n.visibility, n.resolution, now, ...roomArgs(h.id, n.size, o, id))
       .run();
     if (r.meta.changes === 1) {
@@ -88,6 +90,7 @@ export async function insertComputer(env: Env, p: Principal, n: NewComputer): Pr
     size: n.size,
     vcpus: size.vcpus,
     memory_mb: size.memory_mb,
+    isolation: n.isolation,
     disk_gb,
     selected_apps: n.selected_apps,
     host_id: host.id,
@@ -114,8 +117,10 @@ export const COMPUTER_ROUTES: RouteDef[] = [
         throw new ApiError('REGION_UNAVAILABLE', `unknown region "${b.region}": no host serves it`);
       }
       const owner = await resolveOwnership(c.env, c.principal, b);
+      const isolation = b.isolation ?? defaultIsolation(c.env);
       const row = await insertComputer(c.env, c.principal, {
         ...b,
+        isolation,
         ...owner,
         placement: { region: b.region ?? c.env.DEFAULT_REGION },
         auto_stop: b.auto_stop ?? 0,

@@ -25,6 +25,7 @@ import { LOG_ROUTES } from './computers/logs.ts';
 import { FILE_BYTE_ROUTES } from './computers/file-bytes.ts';
 import { SNAPSHOT_ROUTES } from './computers/snapshots.ts';
 import { EVENT_ROUTES } from './events.ts';
+import { INFERENCE_ROUTES } from './inference.ts';
 
 export const ROUTES: RouteDef[] = [
   ...HEALTH_ROUTES,
@@ -52,4 +53,5 @@ export const ROUTES: RouteDef[] = [
   ...FILE_BYTE_ROUTES,
   ...SNAPSHOT_ROUTES,
   ...EVENT_ROUTES,
+  ...INFERENCE_ROUTES,
 ];

@@ -13,7 +13,7 @@ const early = new Map<string, string[]>();
 const EARLY_MAX = 200;
 
 /** Adds one line (newlines in it become spaces). Before the computer's directory exists the line waits for it. */
-export function appendConsole(paths: ComputerPaths, line: string): void {
+export function appendConsole(paths: Pick<ComputerPaths, 'dir' | 'log'>, line: string): void {
   const text = `${new Date().toISOString()} hangar-agent: ${line.replace(/[\r\n]+/g, ' ')}\n`;
   if (!fs.existsSync(paths.dir)) {
     const waiting = early.get(paths.dir) ?? [];

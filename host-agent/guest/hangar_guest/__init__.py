@@ -14,6 +14,8 @@ Modules, one per concern:
     spawn      ops spawn/attach/stdin/ack/...: long-lived streamed processes
     env        op setenv: the computer's environment
     tcp        ops tcp_*: connections to the computer's ports, for the relay
+    serial     the channel in a VM: host connections over one virtio-serial port
+    machine    op machine: a VM started from another's memory takes its own identity
     fsident    file work as `user` (or root) in worker threads
     files      op fs: stat, list, mkdir, rename, copy, chmod, delete
     filestream op file_open: a file's bytes (read, write, pack, unpack) as a tcp-family stream

@@ -5,8 +5,8 @@ import sys
 import time
 import uuid
 
-GUEST_VERSION = "1.3.0"
-PROTOCOL = {"major": 1, "minor": 3}
+GUEST_VERSION = "1.4.0"
+PROTOCOL = {"major": 1, "minor": 4}
 
 # Chosen by the host per boot and checked in our hello: the host reaches us through a
 # path root inside the computer could redirect (to another computer's guest), so the

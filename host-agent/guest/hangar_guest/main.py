@@ -8,10 +8,11 @@ import sys
 import time
 from collections import deque
 
-from . import env, exec as exec_op, files, filestream, spawn, tcp, watch
+from . import env, exec as exec_op, files, filestream, machine, spawn, tcp, watch
 from .common import STARTED, BOOT_ID, GuestError, log
 from .framing import Connection
 from .processes import Reaper, Runner
+from .serial import SerialChannel
 from .spawn import MAX_EXITED
 
 
@@ -27,6 +28,7 @@ HANDLERS = {
     **files.HANDLERS,
     **filestream.HANDLERS,
     **tcp.HANDLERS,
+    **machine.HANDLERS,
     **watch.HANDLERS,
 }
 
@@ -88,6 +90,19 @@ async def serve(path):
         await stop
 
 
+async def serve_serial(port):
+    """In a VM: one virtio-serial port instead of a listening socket (serial.py)."""
+    loop = asyncio.get_running_loop()
+    guest = Guest(loop)
+    stop = loop.create_future()
+    loop.add_signal_handler(signal.SIGTERM, lambda: stop.done() or stop.set_result(None))
+    SerialChannel(loop, port, lambda: Connection(guest))
+    with open("/proc/uptime") as f:
+        up = f.read().split()[0]
+    log(f"serving {port} (boot {BOOT_ID}, {up} s after the kernel started)")
+    await stop
+
+
 def name_process():
     """`ps` inside shows pid 1 as hangar-guest (started through its runtime's loader, it would read ld-linux)."""
     try:
@@ -99,11 +114,14 @@ def name_process():
 
 def main():
     name_process()
-    path = "/run/hangar/guest.sock"
     args = sys.argv[1:]
+    if len(args) == 2 and args[0] == "--serial":
+        asyncio.run(serve_serial(args[1]))
+        return
+    path = "/run/hangar/guest.sock"
     if len(args) == 2 and args[0] == "--listen":
         path = args[1]
     elif args:
-        print("usage: hangar-guest [--listen /path/to/guest.sock]", file=sys.stderr)
+        print("usage: hangar-guest [--listen /path/to/guest.sock | --serial /dev/virtio-ports/NAME]", file=sys.stderr)
         sys.exit(2)
     asyncio.run(serve(path))

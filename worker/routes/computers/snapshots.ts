@@ -174,6 +174,8 @@ export const SNAPSHOT_ROUTES: RouteDef[] = [
         project_id: s.project_id,
         placement: { host: { id: host.id, region: host.region } },
         min_disk_gb: source.disk_gb,
+        // Only sandbox computers take snapshots (the VM driver keeps none yet).
+        isolation: src?.isolation ?? 'sandbox',
         auto_stop: src?.auto_stop ?? 0,
         external_workspace_id: src?.external_workspace_id ?? null,
         external_user_id: src?.external_user_id ?? null,

@@ -8,5 +8,7 @@ import { JOB_ROUTES } from './jobs.ts';
 import { OC_TERMINAL_ROUTES } from './terminal.ts';
 import { OC_DESKTOP_ROUTES } from './desktop.ts';
 import { SECRET_ROUTES } from './secrets.ts';
+import { TUNNEL_ROUTES } from './tunnels.ts';
+import { CLUSTER_ROUTES } from './clusters.ts';
 
-export const OPENCOMPUTERS_ROUTES: RouteDef[] = [...EVENT_ROUTES, ...HOST_ROUTES, ...JOB_ROUTES, ...OC_TERMINAL_ROUTES, ...OC_DESKTOP_ROUTES, ...SECRET_ROUTES, ...FILE_ROUTES, ...INSTALL_ROUTES];
+export const OPENCOMPUTERS_ROUTES: RouteDef[] = [...EVENT_ROUTES, ...HOST_ROUTES, ...JOB_ROUTES, ...OC_TERMINAL_ROUTES, ...OC_DESKTOP_ROUTES, ...SECRET_ROUTES, ...FILE_ROUTES, ...INSTALL_ROUTES, ...TUNNEL_ROUTES, ...CLUSTER_ROUTES];

@@ -1,0 +1,115 @@
+/**
+ * What every driver does the same way once it holds a connection to a
+ * computer's guest agent: run a command, start or re-attach a streamed
+ * process, and turn guest failures into driver errors. Drivers differ in how
+ * they reach the guest (a unix socket, a virtio-serial channel), not in this.
+ */
+import { FS_RESPONSES, type ComputerEvent, type FsRequest, type WatchProducers } from '../../schema/guest.ts';
+import type { ExecRunParams, ExecRunResult, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
+import { GuestError, type GuestClient } from '../guest-client.ts';
+import { DriverError, type FsAnswer, type StreamProcess, type WatchHandle } from './driver.ts';
+
+/** How long one file operation may take in the guest. */
+const FS_TIMEOUT_MS = 60_000;
+
+export async function guestExec(guest: GuestClient, params: ExecRunParams): Promise<ExecRunResult> {
+  const { result, output } = await guest.exec(
+    { command: params.command, timeout_s: params.timeout_s, cwd: params.cwd, env: params.env, max_output_bytes: params.max_output_bytes },
+    params.stdin === undefined ? undefined : Buffer.from(params.stdin, 'utf8'),
+  );
+  return {
+    output: new TextDecoder('utf-8', { fatal: false }).decode(output),
+    exit_code: result.exit_code,
+    timed_out: result.timed_out,
+    truncated: result.truncated,
+    duration_ms: result.duration_ms,
+  };
+}
+
+export async function guestSpawn(guest: GuestClient, params: ProcStartParams, window: number): Promise<StreamProcess> {
+  const handle = guest.spawn({
+    proc: params.proc_id,
+    command: params.command,
+    argv: params.argv,
+    shell: params.shell,
+    stdin: params.stdin,
+    pty: params.tty,
+    cwd: params.cwd,
+    env: params.env,
+    timeout_s: params.timeout_s,
+    window,
+    // The ring must hold everything not yet acknowledged, so a re-attach finds it.
+    ring_bytes: 2 * window,
+    output_limit: params.output_limit,
+  });
+  await handle.started;
+  return handle;
+}
+
+/** One file operation, done by the guest as `user`. */
+export async function guestFs(guest: GuestClient, request: FsRequest): Promise<FsAnswer> {
+  const { data } = await guest.request({ op: 'fs', request }, { timeoutMs: FS_TIMEOUT_MS });
+  return FS_RESPONSES[request.op].parse(data);
+}
+
+/** Starts a watch in the guest; its event batches go to `onEvents` until the handle's stop(). */
+export async function guestWatch(guest: GuestClient, watchId: string, producers: WatchProducers, onEvents: (events: ComputerEvent[]) => void): Promise<WatchHandle> {
+  const listener = (w: string, events: ComputerEvent[]) => {
+    if (w === watchId) onEvents(events);
+  };
+  guest.on('watch', listener);
+  try {
+    const { data } = await guest.request({ op: 'watch', watch: watchId, ...producers }, { timeoutMs: 30_000 });
+    return {
+      unavailable: data.unavailable,
+      stop: async () => {
+        guest.off('watch', listener);
+        await guest.request({ op: 'unwatch', watch: watchId }, { timeoutMs: 10_000 }).catch(() => undefined);
+      },
+    };
+  } catch (err) {
+    guest.off('watch', listener);
+    throw err;
+  }
+}
+
+/** Re-subscribes to a process; null when the guest no longer has it. */
+export async function guestAttach(guest: GuestClient, procId: string, offsets: StreamOffsets, window: number): Promise<StreamProcess | null> {
+  const handle = guest.attach(procId, offsets, { window });
+  try {
+    await handle.started;
+  } catch (err) {
+    if (err instanceof GuestError && err.code === 'NOT_FOUND') return null;
+    throw err;
+  }
+  return handle;
+}
+
+/** A guest failure as the driver reports it; `stopped` says whether the computer is gone meanwhile. */
+export function guestFailure(id: string, err: unknown, stopped: () => boolean): DriverError {
+  if (err instanceof GuestError) {
+    if (err.code === 'DISCONNECTED' && stopped()) return new DriverError('NOT_RUNNING', `computer ${id} stopped`);
+    // The message is the host's own words; what the guest said goes to the log only (GuestError).
+    if (err.code === 'BAD_REQUEST') return new DriverError('BAD_REQUEST', err.message, err.guestText);
+    // What a file operation's path said (the code; the object names the path it asked about).
+    if (err.code === 'NO_SUCH_PATH' || err.code === 'FORBIDDEN' || err.code === 'CONFLICT' || err.code === 'NO_SPACE') return new DriverError(err.code, err.message, err.guestText);
+    return new DriverError('FAILED', `guest agent: ${err.message}`, err.guestText);
+  }
+  return err instanceof DriverError ? err : new DriverError('FAILED', String(err));
+}
+
+/** Serializes lifecycle operations per computer; exec and metrics do not wait. */
+export class ComputerLocks {
+  private readonly locks = new Map<string, Promise<unknown>>();
+
+  run<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(id) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.locks.set(id, tail);
+    void tail.then(() => {
+      if (this.locks.get(id) === tail) this.locks.delete(id);
+    });
+    return run;
+  }
+}

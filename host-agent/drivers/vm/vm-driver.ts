@@ -1,0 +1,472 @@
+/**
+ * The VM driver: each computer is a QEMU microVM with its own kernel
+ * (Debian's cloud kernel), booted from a small initramfs that assembles the
+ * same root the sandbox driver gives a computer — the template read-only
+ * below, the computer's own disk above — and runs the same guest agent,
+ * reached over virtio-serial with the same framing. KVM where it really
+ * works, software emulation otherwise (accel.ts).
+ *
+ * VMs are detached: they outlive the host agent, and a new driver on the
+ * same data dir finds them by their state files and reconnects.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { ComputerEvent, FileStream, FsRequest, WatchProducers } from '../../../schema/guest.ts';
+import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult, ProcStartParams, StreamOffsets } from '../../../schema/protocol.ts';
+import type { GuestClient } from '../../guest-client.ts';
+import { openGuestFile, openGuestTcp } from '../../relay/guest-tcp.ts';
+import { RelayTargetError } from '../../relay/target-error.ts';
+import {
+  DriverError,
+  type ComputerDriver,
+  type ComputerMetrics,
+  type DiskExport,
+  type DiskImport,
+  type DriverDescription,
+  type FsAnswer,
+  type ProgressFn,
+  type StreamProcess,
+  type WatchHandle,
+} from '../driver.ts';
+import { ComputerLocks, guestAttach, guestExec, guestFailure, guestFs, guestSpawn, guestWatch } from '../guest-ops.ts';
+import { installApps } from '../sandbox/apps.ts';
+import { appendConsole } from '../sandbox/console-log.ts';
+import { hostnameFromName } from '../sandbox/paths.ts';
+import { TemplateStore, TEMPLATE_NAME } from '../sandbox/template.ts';
+import type { AccelChoice } from './accel.ts';
+import { ArchiveWriter, readArchive } from './disk-archive.ts';
+import { ensureBaseImage } from './disk-images.ts';
+import { createDisk, destroyDisk, listDisks, readMeta, removeAbandonedDisks, writeMeta, type VmMeta } from './disk.ts';
+import { KernelStore } from './kernel.ts';
+import { Machines } from './machines.ts';
+import { canRebuild, discardMemory, readMemoryRecord, saveMemory } from './memory-image.ts';
+import { VmMeter } from './metrics.ts';
+import { vmPaths, type VmPaths } from './paths.ts';
+import type { VmState } from './qemu.ts';
+import { bootFiles, bootTimeoutMs, prepareRuntime, vmResolv, type Runtime } from './runtime.ts';
+import type { VmSession } from './session.ts';
+import { WarmStarts } from './warm-starts.ts';
+
+export interface VmDriverOptions {
+  dataDir: string;
+  /** The disk quota of a computer, MiB (sparse: only what is written takes space). */
+  diskMb?: number;
+}
+
+const DEFAULT_DISK_MB = 10 * 1024;
+const POLL_MS = 2000;
+
+export class VmDriver implements ComputerDriver {
+  readonly name = 'vm';
+  private readonly dataDir: string;
+  private readonly diskMb: number;
+  private readonly templates: TemplateStore;
+  private readonly kernels: KernelStore;
+  private runtime: Promise<Runtime> | null = null;
+  private readonly locks = new ComputerLocks();
+  private readonly machines: Machines;
+  private readonly warm: WarmStarts;
+  private readonly meter = new VmMeter();
+  private readonly poll: NodeJS.Timeout;
+
+  constructor(opts: VmDriverOptions) {
+    fs.mkdirSync(opts.dataDir, { recursive: true });
+    this.dataDir = fs.realpathSync(opts.dataDir);
+    this.diskMb = opts.diskMb ?? DEFAULT_DISK_MB;
+    this.templates = new TemplateStore(this.dataDir);
+    this.kernels = new KernelStore(this.dataDir);
+    this.machines = new Machines(this.dataDir, this.locks);
+    this.warm = new WarmStarts(this.dataDir, this.machines);
+    removeAbandonedDisks(this.dataDir);
+    this.recover();
+    this.poll = setInterval(() => this.machines.checkAll(), POLL_MS);
+    this.poll.unref();
+  }
+
+  /** The (canonical) data dir this driver works in. */
+  get dataDirectory(): string {
+    return this.dataDir;
+  }
+
+  /** The accelerator in use, once prepare() has probed it. */
+  async accel(): Promise<AccelChoice> {
+    return (await this.ready(() => undefined)).accel;
+  }
+
+  async describe(): Promise<DriverDescription> {
+    return { drivers: [this.name], vm_accel: (await this.accel()).accel };
+  }
+
+  async prepare(onProgress: ProgressFn): Promise<void> {
+    const runtime = await this.ready(onProgress);
+    const templateDir = await this.templates.ensure(TEMPLATE_NAME, onProgress);
+    await ensureBaseImage(this.dataDir, templateDir, onProgress);
+    onProgress({ phase: 'vm', message: `VMs run on ${runtime.accel.accel === 'kvm' ? 'KVM' : 'software emulation (TCG)'}: ${runtime.accel.reason} (probe boot ${runtime.accel.probe_ms} ms)` });
+  }
+
+  provision(spec: ComputerSpec, cloneFrom: string | undefined, onProgress: ProgressFn, fromSnapshot?: string): Promise<void> {
+    if (fromSnapshot) return Promise.reject(new DriverError('BAD_REQUEST', 'snapshots are not available for vm computers on this host'));
+    return this.locks.run(spec.id, async () => {
+      await this.ready(onProgress);
+      const paths = vmPaths(this.dataDir, spec.id);
+      let meta = readMeta(paths);
+      let warmed: VmSession | null = null;
+      if (!meta) {
+        let templateDir: string;
+        let apps: string[] = [];
+        let diskMb = this.diskMb;
+        let source: Parameters<typeof createDisk>[2];
+        if (cloneFrom) {
+          const from = vmPaths(this.dataDir, cloneFrom);
+          const sourceMeta = readMeta(from);
+          if (!sourceMeta) throw new DriverError('NOT_FOUND', `computer ${cloneFrom} to clone has no disk on this host`);
+          templateDir = sourceMeta.template_dir;
+          apps = sourceMeta.apps_installed;
+          diskMb = sourceMeta.disk_mb;
+          source = { image: from.disk, freeze: () => this.machines.freeze(cloneFrom) };
+          onProgress({ phase: 'disk', message: `copying the disk of ${cloneFrom}` });
+        } else {
+          templateDir = await this.templates.ensure(spec.template, onProgress);
+          onProgress({ phase: 'disk', message: 'creating the disk' });
+        }
+        const baseImage = await ensureBaseImage(this.dataDir, templateDir, onProgress);
+        meta = {
+          id: spec.id, name: spec.name, hostname: hostnameFromName(spec.name), template_dir: templateDir,
+          vcpus: spec.vcpus, memory_mb: spec.memory_mb, disk_mb: diskMb, apps_installed: apps, created_at: new Date().toISOString(),
+        };
+        let made = false;
+        if (!source) {
+          // A new computer of a shape this host has warmed up starts from that machine's memory
+          // (and when that fails, boots from the same disk).
+          const warm = this.warm.take(await this.ready(() => undefined), baseImage, { vcpus: spec.vcpus, memoryMb: spec.memory_mb, diskMb });
+          if (warm) {
+            await createDisk(this.dataDir, meta, { image: warm.disk });
+            made = true;
+            warmed = await this.warm.start(spec, warm, vmResolv().dnsForward);
+          }
+        }
+        if (!made) await createDisk(this.dataDir, meta, source);
+      }
+      onProgress({ phase: 'boot', message: 'starting' });
+      const session = warmed ?? (await this.startLocked(spec));
+      if (spec.selected_apps.length > 0) {
+        const guest = await session.connect();
+        if (!guest) throw new DriverError('FAILED', 'the guest agent stopped answering while installing apps');
+        const installed = await installApps(guest, spec.selected_apps, meta.apps_installed, onProgress);
+        writeMeta(paths, { ...(readMeta(paths) ?? meta), apps_installed: installed });
+      }
+      onProgress({ phase: 'boot', message: 'running', fraction: 1 });
+    });
+  }
+
+  start(spec: ComputerSpec): Promise<void> {
+    return this.locks.run(spec.id, async () => {
+      await this.startLocked(spec);
+    });
+  }
+
+  stop(id: string): Promise<void> {
+    return this.locks.run(id, async () => {
+      const { paths } = this.requireDisk(id);
+      await this.machines.powerOff(id);
+      // A stop is a power-off: memory kept by an earlier stop goes too.
+      discardMemory(paths);
+    });
+  }
+
+  destroy(id: string): Promise<void> {
+    return this.locks.run(id, async () => {
+      await this.machines.powerOff(id);
+      destroyDisk(vmPaths(this.dataDir, id));
+      this.meter.forget(id);
+    });
+  }
+
+  /** vCPUs and memory are the VM's own hardware: a new size applies at its next boot. */
+  resize(spec: ComputerSpec): Promise<void> {
+    return this.locks.run(spec.id, async () => {
+      const { paths, meta } = this.requireDisk(spec.id);
+      writeMeta(paths, { ...meta, vcpus: spec.vcpus, memory_mb: spec.memory_mb });
+      // Memory of other hardware cannot be resumed.
+      if (!this.sessionFor(spec.id)) discardMemory(paths);
+    });
+  }
+
+  async setEnv(id: string, env: Record<string, string>): Promise<void> {
+    this.requireDisk(id);
+    const guest = await this.sessionFor(id)?.connect();
+    // A stopped computer gets its environment from the spec when it starts.
+    if (guest) await guest.setEnv(env);
+  }
+
+  async exec(id: string, params: ExecRunParams): Promise<ExecRunResult> {
+    const guest = await this.guestOf(id);
+    try {
+      return await guestExec(guest, params);
+    } catch (err) {
+      throw guestFailure(id, err, () => !this.sessionFor(id));
+    }
+  }
+
+  async spawn(id: string, params: ProcStartParams, window: number): Promise<StreamProcess> {
+    const guest = await this.guestOf(id);
+    try {
+      return await guestSpawn(guest, params, window);
+    } catch (err) {
+      throw guestFailure(id, err, () => !this.sessionFor(id));
+    }
+  }
+
+  async attach(id: string, procId: string, offsets: StreamOffsets, window: number): Promise<StreamProcess | null> {
+    const guest = await this.guestOf(id);
+    try {
+      return await guestAttach(guest, procId, offsets, window);
+    } catch (err) {
+      throw guestFailure(id, err, () => !this.sessionFor(id));
+    }
+  }
+
+  async fs(id: string, request: FsRequest): Promise<FsAnswer> {
+    const guest = await this.guestOf(id);
+    try {
+      return await guestFs(guest, request);
+    } catch (err) {
+      throw guestFailure(id, err, () => !this.sessionFor(id));
+    }
+  }
+
+  async watch(id: string, watchId: string, producers: WatchProducers, onEvents: (events: ComputerEvent[]) => void): Promise<WatchHandle> {
+    const guest = await this.guestOf(id);
+    try {
+      return await guestWatch(guest, watchId, producers, onEvents);
+    } catch (err) {
+      throw guestFailure(id, err, () => !this.sessionFor(id));
+    }
+  }
+
+  async connectTcp(id: string, port: number): Promise<Duplex> {
+    return openGuestTcp(await this.relayGuest(id), port);
+  }
+
+  async openFile(id: string, request: FileStream): Promise<Duplex> {
+    return openGuestFile(await this.relayGuest(id), request);
+  }
+
+  /** The running VM's guest for a relayed stream; `unreachable` when there is none. */
+  private async relayGuest(id: string): Promise<GuestClient> {
+    try {
+      return await this.guestOf(id);
+    } catch (err) {
+      throw new RelayTargetError('unreachable', err instanceof Error ? err.message : String(err));
+    }
+  }
+
+  /** The VM's serial console (kernel, init, guest agent) is its system log. */
+  systemLog(id: string): string | null {
+    const paths = vmPaths(this.dataDir, id);
+    return fs.existsSync(paths.dir) ? paths.log : null;
+  }
+
+  logLine(id: string, line: string): void {
+    appendConsole(vmPaths(this.dataDir, id), line);
+  }
+
+  /** The address the VM got from passt's DHCP (its init records it). */
+  async address(id: string): Promise<string | null> {
+    const session = this.sessionFor(id);
+    if (!session) return null;
+    const words = await session.control.request('addr', 5000).catch(() => []);
+    return words[0] && net.isIP(words[0]) ? words[0] : null;
+  }
+
+  async metrics(id: string): Promise<ComputerMetrics | null> {
+    const session = this.sessionFor(id);
+    return session ? this.meter.measure(session) : null;
+  }
+
+  async state(id: string): Promise<ActualState> {
+    if (!readMeta(vmPaths(this.dataDir, id))) return 'absent';
+    const guest = await this.sessionFor(id)?.connect();
+    if (!guest) return 'stopped';
+    try {
+      await guest.ping();
+      return 'running';
+    } catch {
+      return 'stopped';
+    }
+  }
+
+  async list(): Promise<string[]> {
+    return listDisks(this.dataDir);
+  }
+
+  exportDisk(id: string): Promise<DiskExport> {
+    return new Promise((resolve, reject) => {
+      // The lock is held until the archive is read: nothing starts the computer meanwhile.
+      void this.locks.run(id, async () => {
+        let archive: DiskExport;
+        try {
+          const { paths } = this.requireDisk(id);
+          if (this.sessionFor(id)) throw new DriverError('BAD_REQUEST', `computer ${id} is running; only a stopped computer's disk can be moved`);
+          archive = readArchive(paths);
+        } catch (err) {
+          reject(err);
+          return;
+        }
+        resolve(archive);
+        await archive.done.catch(() => undefined);
+      });
+    });
+  }
+
+  importDisk(spec: ComputerSpec, onProgress: ProgressFn): Promise<DiskImport> {
+    return this.locks.run(spec.id, async () => {
+      await this.ready(onProgress);
+      // The disk needs the root it was made on; on a host that never built it, this builds the current recipe.
+      await this.templates.ensure(spec.template, onProgress);
+      const paths = vmPaths(this.dataDir, spec.id);
+      if (readMeta(paths)) {
+        if (this.sessionFor(spec.id)) throw new DriverError('FAILED', `computer ${spec.id} is running on this host`);
+        // A copy left by a move that failed while this agent was away: the server says the computer lives elsewhere.
+        destroyDisk(paths);
+      }
+      const writer = new ArchiveWriter(this.dataDir, spec.id);
+      return {
+        write: (chunk) => writer.write(chunk),
+        commit: () => this.locks.run(spec.id, () => writer.commit()),
+        abort: () => writer.abort(),
+      };
+    });
+  }
+
+  onExit(listener: (id: string, reason: string) => void): void {
+    this.machines.onExit(listener);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.poll);
+    this.machines.close();
+  }
+
+  /** The VM's QEMU process and what it booted with (for operators, tests and benchmarks). */
+  vmInfo(id: string): (VmState & { qemu_rss_bytes: number }) | null {
+    const session = this.sessionFor(id);
+    if (!session) return null;
+    const status = fs.readFileSync(`/proc/${session.state.pid}/status`, 'utf8');
+    return { ...session.state, qemu_rss_bytes: Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? 0) * 1024 };
+  }
+
+  /** Where the warm image of a computer's shape is (made or not), for operators and tests. */
+  async warmImageDir(id: string): Promise<string> {
+    const { meta } = this.requireDisk(id);
+    const baseImage = await ensureBaseImage(this.dataDir, meta.template_dir, () => undefined);
+    return this.warm.dir(await this.ready(() => undefined), baseImage, { vcpus: meta.vcpus, memoryMb: meta.memory_mb, diskMb: meta.disk_mb });
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  /** Kernel, boot image, guest image and accelerator: made once per driver, shared by every VM. */
+  private ready(onProgress: ProgressFn): Promise<Runtime> {
+    this.runtime ??= prepareRuntime(this.dataDir, this.kernels, onProgress);
+    // A failed preparation (say, apt was unreachable) is tried again by the next caller.
+    this.runtime.catch(() => (this.runtime = null));
+    return this.runtime;
+  }
+
+  private async startLocked(spec: ComputerSpec): Promise<VmSession> {
+    const { paths, meta } = this.requireDisk(spec.id);
+    const existing = this.sessionFor(spec.id);
+    if (existing) {
+      if (await existing.connect()) return existing; // running: start is a no-op
+      await this.machines.powerOff(spec.id); // alive but its guest is gone: reboot it
+    }
+    const runtime = await this.ready(() => undefined);
+    const updated: VmMeta = { ...meta, name: spec.name, hostname: hostnameFromName(spec.name), vcpus: spec.vcpus, memory_mb: spec.memory_mb };
+    writeMeta(paths, updated);
+    const resolv = vmResolv();
+    const resumed = await this.resumeLocked(spec, paths, resolv.dnsForward);
+    if (resumed) return resumed;
+    const baseImage = await ensureBaseImage(this.dataDir, updated.template_dir, () => undefined);
+    const { session, guest } = await this.machines.boot(
+      {
+        id: spec.id, paths, accel: runtime.accel.accel, boot: bootFiles(runtime), baseImage, guestImage: runtime.guestImage,
+        vcpus: spec.vcpus, memoryMb: spec.memory_mb, hostname: updated.hostname, ...resolv,
+      },
+      bootTimeoutMs(runtime),
+    );
+    await guest.setEnv(spec.env);
+    return session;
+  }
+
+  /**
+   * Starts the computer from the memory it kept, if that fits (the same hardware, every file of
+   * the machine still there); null when it must boot. An image that fails to load is dropped:
+   * the disk was synced when it was saved, so the boot that follows finds it consistent.
+   */
+  private async resumeLocked(spec: ComputerSpec, paths: VmPaths, dnsForward: boolean): Promise<VmSession | null> {
+    const saved = readMemoryRecord(paths);
+    if (!saved) return null;
+    if (!canRebuild(saved, spec.vcpus, spec.memory_mb)) {
+      discardMemory(paths);
+      return null;
+    }
+    try {
+      // Used once: from the moment it is loaded the disk moves away from what the image holds.
+      const { session, guest } = await this.machines.resume(spec.id, paths, saved, paths.memory, dnsForward, () => discardMemory(paths));
+      await session.control.request(`clock ${Math.floor(Date.now() / 1000)}`, 10_000);
+      await guest.setEnv(spec.env);
+      return session;
+    } catch (err) {
+      await this.machines.abandon(spec.id, paths);
+      discardMemory(paths);
+      fs.appendFileSync(paths.log, `--- the memory image could not be resumed (${(err as Error).message}); booting\n`);
+      return null;
+    }
+  }
+
+  /**
+   * Stops the computer keeping its memory (memory.state): the next start resumes it where it was.
+   * The disk is synced first, so it is consistent even if the image can never be resumed.
+   */
+  suspend(id: string): Promise<void> {
+    return this.locks.run(id, async () => {
+      const { paths } = this.requireDisk(id);
+      const session = this.sessionFor(id);
+      if (!session) return; // stopped already (with or without an image): nothing to keep
+      await session.control.request('sync', 60_000);
+      const state = session.state;
+      session.stopping = true;
+      try {
+        await saveMemory(paths, { argv: state.argv, boot_id: state.boot_id, accel: state.accel, vcpus: state.vcpus, memory_mb: state.memory_mb });
+      } catch (err) {
+        session.stopping = false;
+        throw err;
+      }
+      await this.machines.quitSaved(id, session);
+    });
+  }
+
+  private sessionFor(id: string): VmSession | null {
+    return this.machines.session(id);
+  }
+
+  private async guestOf(id: string): Promise<GuestClient> {
+    this.requireDisk(id);
+    const guest = await this.sessionFor(id)?.connect();
+    if (!guest) throw new DriverError('NOT_RUNNING', `computer ${id} is not running`);
+    return guest;
+  }
+
+  /** Finds VMs left running by an earlier agent and reconnects to them. */
+  private recover(): void {
+    for (const id of listDisks(this.dataDir)) void this.sessionFor(id)?.connect();
+  }
+
+  private requireDisk(id: string): { paths: VmPaths; meta: VmMeta } {
+    const paths = vmPaths(this.dataDir, id);
+    const meta = readMeta(paths);
+    if (!meta) throw new DriverError('NOT_FOUND', `computer ${id} has no disk on this host`);
+    return { paths, meta };
+  }
+}
