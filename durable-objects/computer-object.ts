@@ -39,6 +39,11 @@ import { RelayMux } from './relay/relay-mux.ts';
 import { ComputerRelay } from './relay/computer-relay.ts';
 import type { PortRecord } from './relay/port-table.ts';
 import { RELAY_PATH } from './relay/relay-request.ts';
+import { ComputerDesktop } from './desktop/computer-desktop.ts';
+import { DESKTOP_VIEWER_PATH } from './desktop/viewer-request.ts';
+import type { DesktopResult } from './desktop/desktop-daemon.ts';
+import type { DaemonAnswer } from './desktop/daemon-connection.ts';
+import type { DaemonOp } from '../schema/desktop.ts';
 import { ComputerSnapshots } from './snapshots/computer-snapshots.ts';
 import type { Snapshot } from './snapshots/snapshot-rows.ts';
 import { HeldCredentials } from './credentials/held-credentials.ts';
@@ -84,6 +89,8 @@ export class ComputerObject extends DurableObject<Env> {
   private readonly transfers: FileTransfers;
   readonly snapshots: ComputerSnapshots;
   private readonly held: HeldCredentials;
+  /** The desktop: its daemon inside the computer, VNC viewers, the viewer password (durable-objects/desktop/). */
+  readonly desktop: ComputerDesktop;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -111,9 +118,18 @@ export class ComputerObject extends DurableObject<Env> {
       storage: ctx.storage,
       env,
     });
+    this.desktop = new ComputerDesktop(ctx, {
+      record: () => this.rec,
+      requireRunning: (caller) => this.requireLive(caller),
+      relay: this.relay,
+      exec: (params, timeoutMs) => this.link.request('exec.run', { params }, timeoutMs),
+      policy: env.DESKTOP_START === 'first-use' ? 'first-use' : 'boot',
+      viewersChanged: () => void this.upkeep.schedule(),
+    });
     this.upkeep = new Upkeep(ctx, env, {
       record: () => this.rec,
-      busy: () => this.streams.busy(),
+      // A desktop someone is watching is in use even while its screen is still.
+      busy: () => this.streams.busy() || this.desktop.viewers.count() > 0,
       expiries: () => this.streams.expiries(),
       sweep: () => this.streams.sweep(),
       stop: async (reason) => (await this.lifecycle.run('stop', { reason })).ok,
@@ -156,11 +172,15 @@ export class ComputerObject extends DurableObject<Env> {
       await this.ctx.storage.put('record', rec);
       await mirrorStatus(this.env.DB, rec.id, next, reason);
       if (!changed) return next;
-      if (next === 'running' && !wasRunning) await this.upkeep.started();
+      if (next === 'running' && !wasRunning) {
+        await this.upkeep.started();
+        this.desktop.onRunning();
+      }
       if (wasRunning && next !== 'running') {
         // Whatever ran in the computer is gone with it; its viewers get an honest error event.
         this.streams.procs.loseAll(`the computer is ${next === 'restarting' ? 'restarting' : 'stopped'}; the command ended with it`);
         this.relay.resetAll('unreachable', `the computer is ${next === 'restarting' ? 'restarting' : 'stopped'}`);
+        this.desktop.onStopped();
         this.watchSockets.closeAll(`the computer is ${next === 'restarting' ? 'restarting' : 'stopped'}`);
         await this.upkeep.stopped(rec);
       }
@@ -304,6 +324,7 @@ export class ComputerObject extends DurableObject<Env> {
   async forget(): Promise<void> {
     this.rec = null;
     this.relay.resetAll('closed', 'the computer was deleted');
+    this.desktop.onStopped();
     this.streams.closeViewers();
     this.systemLog.closeViewers();
     await this.ctx.storage.deleteAlarm();
@@ -458,6 +479,26 @@ export class ComputerObject extends DurableObject<Env> {
     return ok({ ...this.metrics.read(window), credits_per_hour: SIZES[rec.size].credits_per_hour });
   }
 
+  // ------------------------------------------------------------ RPC: desktop
+
+  /** One desktop control call (schema/desktop.ts), relayed to the daemon inside the computer. */
+  async desktopCall(caller: Caller, op: DaemonOp, args: Record<string, unknown>, timeoutMs: number): Promise<DesktopResult<DaemonAnswer>> {
+    const r = await this.desktop.call(caller, op, args, timeoutMs);
+    this.touch();
+    return r;
+  }
+
+  async desktopWait(caller: Caller, ms: number, shot: { screenshot?: { delay_ms: number } }): Promise<DesktopResult<DaemonAnswer>> {
+    return this.desktop.wait(caller, ms, shot);
+  }
+
+  /** The viewer password for native VNC clients (made on first use). */
+  async viewerPassword(caller: Caller, rotate: boolean): Promise<Result<{ password: string; created_at: string }>> {
+    const g = await this.guard(caller);
+    if (!g.ok) return g;
+    return ok(rotate ? await this.desktop.rotatePassword() : await this.desktop.password.get());
+  }
+
   // ------------------------------------------------------------ RPC: credentials
 
   /**
@@ -494,6 +535,7 @@ export class ComputerObject extends DurableObject<Env> {
     await this.loaded;
     const url = new URL(request.url);
     if (url.pathname === RELAY_PATH) return this.ports.fetch(request);
+    if (url.pathname === DESKTOP_VIEWER_PATH) return this.desktop.viewers.fetch(request);
     if (request.headers.has(FILE_OP_HEADER)) {
       this.touch();
       // File bytes are relayed streams too: tagged with their credential, refused once it is revoked.

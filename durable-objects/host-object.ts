@@ -185,6 +185,7 @@ export class HostObject extends DurableObject<Env> {
     const requestId = request.headers.get('x-request-id') ?? '';
     const ref: HostRef = { id: request.headers.get('x-hangar-host-id') ?? '', org_id: request.headers.get('x-hangar-org-id') ?? '' };
     if (op === 'terminal') return this.tenant.openTerminal(request.headers.get('x-hangar-ticket') ?? '', requestId);
+    if (op === 'desktop') return this.tenant.desktop.open(request.headers.get('x-hangar-ticket') ?? '', requestId);
     if (op === MODEL_HTTP_OP) return relayToModelServer(this.relay, request);
     await this.tenant.bind(ref);
     return this.tenant.serveClient(op, request, requestId);
@@ -215,6 +216,11 @@ export class HostObject extends DurableObject<Env> {
   /** An API key of the host's organization was revoked (worker/credentials/revocation.ts): what it opened here ends. */
   async endCredential(credentialId: string): Promise<number> {
     return this.tenant.endCredential(credentialId);
+  }
+
+  /** A ticket for VNC to the host's own VNC server on `port` (checked to answer first). */
+  async desktopTicket(ref: HostRef, port: number, credentialId: string | null) {
+    return this.tenant.desktop.ticket(ref, port, credentialId);
   }
 
   async revoke(ref: HostRef): Promise<void> {

@@ -20,5 +20,7 @@ export const SnapshotSource = z.object({
   selected_apps: z.array(z.string()),
   /** The disk's quota when it was taken: a computer made of it gets at least this much. */
   disk_gb: z.number().int().positive().optional(),
+  /** Its screen (`WIDTHxHEIGHT`): a computer made of it keeps the desktop's size. */
+  resolution: z.string().max(16).optional(),
 });
 export type SnapshotSource = z.infer<typeof SnapshotSource>;

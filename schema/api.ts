@@ -1,6 +1,7 @@
 /** Request bodies of the public API (computers, exec, env vars, ports), validated at the edge. */
 import { z } from 'zod';
 import { SIZE_NAMES } from './sizes.ts';
+import { Resolution } from './desktop.ts';
 import { DisplayName, PlainText } from './text.ts';
 import { StringMap } from './string-map.ts';
 import { ISOLATIONS } from './isolation.ts';
@@ -42,6 +43,8 @@ export const CreateComputer = z.object({
   external_project_id: PlainText(255).optional(),
   metadata: StringMap.optional(),
   visibility: ComputerVisibility.optional(),
+  /** The desktop's screen, WIDTHxHEIGHT (an extension; default 1280x720). */
+  resolution: Resolution.optional(),
 });
 export type CreateComputer = z.infer<typeof CreateComputer>;
 

@@ -12,6 +12,7 @@ export const ERROR_STATUS = {
   INSUFFICIENT_CREDITS: 402,
   FORBIDDEN: 403,
   NOT_FOUND: 404,
+  WINDOW_NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   CONFLICT: 409,
   INVALID_STATE_TRANSITION: 409,
@@ -35,7 +36,11 @@ export const ERROR_STATUS = {
   PORT_NOT_LISTENING: 502,
   /** Relay: the app's connection failed or closed without an answer. */
   UPSTREAM_ERROR: 502,
+  /** Desktop: the daemon inside the computer cannot do what was asked (a bug, a broken X server). */
+  DESKTOP_UNAVAILABLE: 502,
   NO_CAPACITY: 503,
+  /** Desktop: still starting (the answer carries Retry-After). */
+  DESKTOP_STARTING: 503,
   INSUFFICIENT_STORAGE: 507,
   /** Relay: a preview URL of a computer that is not running. */
   COMPUTER_STOPPED: 503,

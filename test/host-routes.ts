@@ -35,6 +35,7 @@ export const HOST_ROUTE_SAMPLES: HostRouteSample[] = [
   h('GET', '/exec/{job}/stream', '/exec/:job_id/stream'),
   h('DELETE', '/exec/{job}', '/exec/:job_id'),
   h('POST', '/terminal/ticket', '/terminal/ticket', {}),
+  h('POST', '/desktop/ticket', '/desktop/ticket', {}),
   h('GET', '/secrets', '/secrets'),
   h('POST', '/secrets', '/secrets', { name: 'INJECTED', value: 'x' }),
   h('GET', '/secrets/{secret}', '/secrets/:secret_id'),

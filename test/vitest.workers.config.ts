@@ -1,10 +1,13 @@
 import path from 'node:path';
 import { defineConfig } from 'vitest/config';
 import { cloudflareTest, readD1Migrations } from '@cloudflare/vitest-pool-workers';
+import { buildDesktopPage } from '../scripts/build-desktop-page.ts';
 
 // Worker and Durable Object tests, run inside workerd with local D1 and the
 // real Durable Object classes; migrations are applied in test/worker/setup.ts.
 export default defineConfig(async () => {
+  // wrangler's [build] step does not run here: the desktop page's bundle is made the same way.
+  await buildDesktopPage();
   // The Worker serves the host-mode agent as one file; wrangler builds it before dev and deploy, the tests here.
   const { buildAgentBundle } = await import('../scripts/build-agent.mjs');
   await buildAgentBundle();
@@ -27,6 +30,8 @@ export default defineConfig(async () => {
             MAX_UPLOAD_BYTES: '1048576',
             // Small, so the relay's 413 is reachable with small bodies.
             RELAY_MAX_BODY_BYTES: String(1024 * 1024),
+            // Scripted agents answer exactly what a test expects: no desktop start of their own at boot.
+            DESKTOP_START: 'first-use',
           },
         },
       }),

@@ -25,6 +25,8 @@ export interface Env {
   COMPUTER_DOMAIN: string;
   /** Domain of preview hosts (`{port}-{slug}.sandbox.{PREVIEW_DOMAIN}`), shown as `preview_domain`; COMPUTER_DOMAIN when unset. */
   PREVIEW_DOMAIN?: string;
+  /** When a computer's desktop starts: `boot` (default, as soon as it runs) or `first-use`. */
+  DESKTOP_START?: string;
   /** `https` (default) or `http`: the scheme of the URLs Hangar shows for computers (http under npm start). */
   URL_SCHEME?: string;
   /** Largest request body relayed to a port, in bytes (default 100 MiB, Cloudflare's limit on Free and Pro plans). */

@@ -24,6 +24,8 @@ export interface ComputerRecord {
   status: Status;
   /** Seconds of inactivity before the computer stops; 0 is never. */
   auto_stop: number;
+  /** The desktop's screen, WIDTHxHEIGHT (absent in records made before desktops: the default). */
+  resolution?: string;
   /** Source computer whose disk the new one copies, until provisioning is done. */
   clone_from?: string;
   /** While stopping: the stop keeps the computer's memory (a VM), so the next start resumes it. */

@@ -33,6 +33,7 @@ import { HostStatusKeeper, helloColumns } from './host-status.ts';
 import { Jobs, type JobSpec } from './jobs.ts';
 import type { JobRow } from './job-table.ts';
 import { TerminalTickets } from './terminal-tickets.ts';
+import { HostDesktop } from './host-desktop.ts';
 import { HostModels } from './host-models.ts';
 
 export const HEARTBEAT_INTERVAL_MS = 15_000;
@@ -74,6 +75,8 @@ export class TenantHost {
   /** API keys behind the host's client connections (terminals, viewers, file transfers): revoking one ends them. */
   readonly held: HeldCredentials;
   private readonly tickets: TerminalTickets;
+  /** VNC to the machine's own VNC server (host-desktop.ts). */
+  readonly desktop: HostDesktop;
   private readonly status: HostStatusKeeper;
   private eventsOf: HostEvents | null = null;
   private ref: HostRef | null = null;
@@ -109,6 +112,7 @@ export class TenantHost {
     this.held = new HeldCredentials(ctx, (id) => apiKeyLive(env, id, { fresh: true }));
     this.streams = new Streams(ctx, this.link, this.held, schedule, { job: (row) => this.jobs.sink(row) });
     this.tickets = new TerminalTickets(sql);
+    this.desktop = new HostDesktop({ usable: (ref) => this.usable(ref), relay: this.relay, tickets: this.tickets, admits: (id) => this.held.admits(id) });
     this.status = new HostStatusKeeper(ctx.storage, env.DB, (status, reason) => this.event('status_change', { status, reason }));
   }
 

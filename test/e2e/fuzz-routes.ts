@@ -33,6 +33,37 @@ const slug: Field = { spec: { type: 'string', max: 64, bad: ['', '-lead', '.lead
 const MAX_AUTO_STOP = 30 * 86_400;
 const timeout = opt(int(1));
 
+/** The desktop control API (schema/desktop.ts): coordinates are checked against the screen too, so "valid" bodies point inside it. */
+function desktopRoutes(): FuzzRoute[] {
+  const coord = int(0, 16_383);
+  const point = { x: coord, y: coord };
+  const optPoint = { x: opt(coord), y: opt(coord) };
+  const button = opt(oneOf(['left', 'right', 'middle']));
+  const d = (path: string, valid: Record<string, unknown>, fields: Record<string, Field>, emptyInvalid = false): FuzzRoute => ({
+    method: 'POST',
+    path: `/computers/{id}/desktop/${path}`,
+    auth: 'tenant',
+    shape: { valid, fields, ...(emptyInvalid ? { emptyInvalid } : {}) },
+  });
+  return [
+    d('screenshot-region', { x: 0, y: 0, width: 10, height: 10 }, { ...point, width: int(1, 16_384), height: int(1, 16_384), format: opt(oneOf(['png', 'base64', 'json'])) }),
+    d('click', { x: 5, y: 5 }, { ...optPoint, button, clicks: opt(int(1, 3)) }),
+    d('double-click', { x: 5, y: 5 }, { ...optPoint, button }),
+    d('right-click', { x: 5, y: 5 }, optPoint),
+    d('move', { x: 5, y: 5 }, point),
+    d('mouse-down', { x: 5, y: 5 }, { ...optPoint, button }),
+    d('mouse-up', { x: 5, y: 5 }, { ...optPoint, button }),
+    d('drag', { start_x: 1, start_y: 1, end_x: 2, end_y: 2 }, { start_x: opt(coord), start_y: opt(coord), end_x: opt(coord), end_y: opt(coord), from_x: opt(coord), to_y: opt(coord), button }, true),
+    d('scroll', { x: 5, y: 5, direction: 'down' }, { ...optPoint, direction: opt(oneOf(['up', 'down', 'left', 'right'])), amount: opt(int(1, 100)), clicks: opt(int(1, 100)) }),
+    d('type', { text: 'x' }, { text: str(1, 100_000), delay: opt(int(0, 1000)), delay_ms: opt(int(0, 1000)) }),
+    d('key', { key: 'Escape' }, { key: opt(str(1, 256)) }, true),
+    d('key-down', { key: 'shift' }, { key: str(1, 256) }),
+    d('key-up', { key: 'shift' }, { key: str(1, 256) }),
+    d('wait', { seconds: 0 }, { seconds: opt({ spec: { type: 'number', min: 0, max: 120 } }), ms: opt(int(0, 120_000)) }, true),
+    d('window/focus', { window_id: '1' }, { window_id: str(1, 16) }),
+    d('launch', { app: 'terminal' }, { app: opt(str(1, 8192)), app_name: opt(str(1, 8192)), command: opt(str(1, 8192)) }, true),
+  ];
+}
 const envName: Field = { spec: { type: 'string', min: 1, max: 256, bad: ['1ABC', 'A-B', 'A B', 'A=B', 'É', 'A\u0000', '😀'] } };
 const secretValue: Field = { spec: { type: 'string', max: 32 * 1024, noNul: true } };
 const description: Field = { ...opt(str(0, 1024)), nullable: true };
@@ -81,6 +112,12 @@ const OPENCOMPUTERS_ROUTES: FuzzRoute[] = [
       valid: { cols: 80 },
       fields: { session_id: opt({ spec: { type: 'string', max: 32, bad: ['', 'NOT A SESSION', 'ABCDEF', 'a-b', 'a\u0000'] } }), cols: termSize, rows: termSize },
     },
+  },
+  {
+    method: 'POST',
+    path: '/opencomputers/hosts/{host}/desktop/ticket',
+    auth: 'tenant',
+    shape: { valid: { port: 5900 }, fields: { port: opt(int(1, 65535)) } },
   },
   {
     method: 'POST',
@@ -174,6 +211,7 @@ export const FUZZ_ROUTES: FuzzRoute[] = [
         external_project_id: opt(str(0, 255)),
         metadata: opt({ spec: { type: 'labels' } }),
         visibility: opt(oneOf(COMPUTER_VISIBILITIES)),
+        resolution: opt({ spec: { type: 'string', max: 9, bad: ['', '1280', '1280x', 'x720', '319x200', '3841x2160', '1280X720', ' 1280x720', '0x0', '01280x720', '1e3x720'] } }),
         isolation: opt(oneOf(ISOLATIONS)),
       },
     },
@@ -265,6 +303,7 @@ export const FUZZ_ROUTES: FuzzRoute[] = [
       fields: { path: opt({ spec: { type: 'string', max: 2048, bad: ['dashboard', '//evil.example', '/\\evil', '/has space', 'https://evil.example/'] } }) },
     },
   },
+  ...desktopRoutes(),
   ...fileRoutes(),
   ...snapshotRoutes(),
   { method: 'POST', path: '/workspaces', auth: 'tenant', shape: { valid: { name: 'fuzz-ws' }, fields: { name, slug: opt(slug) } } },

@@ -15,7 +15,7 @@ import { freePort, registerHost, startAgent, startWorker, type AgentHandle, type
 
 declare module 'vitest' {
   export interface ProvidedContext {
-    hangar: { origin: string; apiUrl: string; operatorToken: string; hostId: string; hostKey: string; dataDir: string; agentPid: number; workerPid: number };
+    hangar: { origin: string; apiUrl: string; operatorToken: string; hostId: string; hostKey: string; dataDir: string; agentPid: number; workerPid: number; jwtSecret: string };
   }
 }
 
@@ -49,6 +49,8 @@ export async function setup(project: TestProject): Promise<void> {
     agentPid: agent.process.pid!,
     // wrangler dev; workerd runs below it (memory figures of the relay read its process tree).
     workerPid: worker.process.pid!,
+    // Tests that need a token the API would not mint (an expired one) sign it themselves.
+    jwtSecret: worker.secrets.JWT_SECRET,
   });
 }
 

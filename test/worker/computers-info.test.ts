@@ -6,12 +6,12 @@ import { createComputer, world } from './computer-fixtures.ts';
 useAgentPeers();
 
 describe('connection info', () => {
-  it('vnc-credentials: desktop_url, ws_url with the token, expires_at, computer_id, slug', async () => {
+  it('vnc-credentials: desktop_url and ws_url on the computer\'s host with the token, expires_at, computer_id, slug', async () => {
     const w = await world();
     const c = await createComputer(w, { name: 'My Computer' });
     const creds = await expectJson<Record<string, unknown>>(await w.api(`/${c.id}/vnc-credentials`), 200);
     expect(Object.keys(creds).sort()).toEqual(['computer_id', 'desktop_url', 'expires_at', 'slug', 'token', 'ws_url']);
-    expect(creds).toMatchObject({ desktop_url: c.desktop_url, computer_id: c.id, slug: `my-computer-${c.id.slice(0, 8)}` });
+    expect(creds).toMatchObject({ desktop_url: `${c.desktop_url}#auth=${creds.token}`, computer_id: c.id, slug: `my-computer-${c.id.slice(0, 8)}` });
     expect(creds.ws_url).toBe(`wss://${new URL(c.desktop_url).host}/ws/vnc/${c.id}?auth=${creds.token}`);
     const now = Math.floor(Date.now() / 1000);
     expect(creds.expires_at).toBeGreaterThan(now);
@@ -31,9 +31,10 @@ describe('connection info', () => {
     const w = await world();
     const c = await createComputer(w);
     const urls = await expectJson<Record<string, string>>(await w.api(`/${c.id}/urls`), 200);
+    const token = urls.terminal_url.split('auth=')[1];
     expect(urls).toEqual({
-      desktop_url: c.desktop_url,
-      stream_url: c.desktop_url,
+      desktop_url: `${c.desktop_url}#auth=${token}`,
+      stream_url: `${c.desktop_url}#auth=${token}`,
       terminal_url: expect.stringMatching(new RegExp(`^wss?://.+/api/v1/computers/${c.id}/terminal/default/ws\\?auth=.+$`)),
       expires_at: expect.any(Number),
       computer_id: c.id,

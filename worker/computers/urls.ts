@@ -34,3 +34,13 @@ export function computerSlug(nameSlug: string, id: string): string {
 
 /** The WebSocket form of an origin. */
 export const wsOf = (origin: string): string => origin.replace(/^http/, 'ws');
+
+/** The slug of the computer whose own host this is (`{slug}.{COMPUTER_DOMAIN}`); null when the host is not a computer's own. */
+export function computerOfHost(host: string, env: Env): { slug: string } | null {
+  const suffix = `.${env.COMPUTER_DOMAIN.toLowerCase()}`;
+  const h = host.toLowerCase();
+  if (!h.endsWith(suffix)) return null;
+  // One DNS label of computerSlug's shape (…-<8 hex of the id>): no other host under the domain is a computer's.
+  const label = h.slice(0, -suffix.length);
+  return /^[a-z](?:[a-z0-9-]*)-[0-9a-f]{8}$/.test(label) ? { slug: label } : null;
+}

@@ -7,6 +7,7 @@
 import type { Env } from '../env.ts';
 import { parsePreviewHost } from '../preview/preview-host.ts';
 import { handlePreview } from '../preview/preview.ts';
+import { desktopHostRoute } from '../desktop/desktop-host.ts';
 import { TUNNEL_PATH_PREFIX, tunnelFromHost, tunnelFromPath } from '../tunnels/tunnel-address.ts';
 import { handleTunnel } from '../tunnels/tunnel.ts';
 
@@ -21,6 +22,8 @@ const route = <M>(r: HostRoute<M>): HostRoute<unknown> => r as HostRoute<unknown
 export const HOST_ROUTES: HostRoute<unknown>[] = [
   route({ match: parsePreviewHost, handle: (request, env, _ctx, target) => handlePreview(request, env, target) }),
   route({ match: tunnelFromHost, handle: (request, env, _ctx, slug) => handleTunnel(request, env, { slug, base: '', rest: pathOf(request) }) }),
+  // A computer's own host: its desktop page and VNC socket.
+  route(desktopHostRoute),
 ];
 
 const pathOf = (request: Request): string => {

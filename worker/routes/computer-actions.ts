@@ -67,6 +67,7 @@ export const COMPUTER_ACTION_ROUTES: RouteDef[] = [
         external_project_id: src.external_project_id,
         metadata: src.metadata,
         visibility: src.visibility,
+        resolution: src.resolution,
         clone_from: src.id,
       });
       return json(computerResource(row, c.env), 201);

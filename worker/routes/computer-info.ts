@@ -1,4 +1,4 @@
-/** Reading and tuning a computer: auto-stop, connection URLs and tokens, installed apps, metrics. */
+/** Reading and tuning a computer: auto-stop, connection URLs and tokens, installed apps, metrics (desktop credentials: desktop-viewer.ts). */
 import { z } from 'zod';
 import { unwrap } from '../../schema/errors.ts';
 import { AutoStop, TEMPLATES } from '../../schema/api.ts';
@@ -7,8 +7,7 @@ import { isoNow } from '../http/ids.ts';
 import { validate } from '../http/body.ts';
 import { route, type RouteContext, type RouteDef } from '../router.ts';
 import { callerOf, computerStub, loadComputer } from '../computers/access.ts';
-import { computerView } from '../computers/view.ts';
-import { computerOrigin, wsOf } from '../computers/urls.ts';
+import { desktopPageUrl } from '../desktop/desktop-urls.ts';
 import { grantOf, mintStreamToken } from '../computers/stream-token.ts';
 import { TEMPLATE_APPS } from '../computers/template-apps.ts';
 
@@ -37,24 +36,6 @@ export const COMPUTER_INFO_ROUTES: RouteDef[] = [
     },
   }),
   route({
-    method: 'GET',
-    path: '/api/v1/computers/:id/vnc-credentials',
-    auth: 'tenant',
-    handler: async (c) => {
-      const row = await loadComputer(c.env, c.principal, c.params.id);
-      const { token, expires_at } = await mintStreamToken(c.env, grantOf(c.principal), row.id);
-      const view = computerView(row, c.env);
-      return json({
-        desktop_url: view.desktop_url,
-        ws_url: `${wsOf(computerOrigin(row, c.env))}/ws/vnc/${row.id}?auth=${token}`,
-        token,
-        expires_at,
-        computer_id: row.id,
-        slug: row.slug,
-      });
-    },
-  }),
-  route({
     method: 'POST',
     path: '/api/v1/computers/:id/stream-token',
     auth: 'tenant',
@@ -69,12 +50,11 @@ export const COMPUTER_INFO_ROUTES: RouteDef[] = [
     auth: 'tenant',
     handler: async (c) => {
       const row = await loadComputer(c.env, c.principal, c.params.id);
-      const view = computerView(row, c.env);
-      // Short-lived: the terminal URL carries a stream token and opens the computer's default session.
+      // Short-lived: the URLs carry a stream token; the terminal URL opens the computer's default session.
       const { token, expires_at } = await mintStreamToken(c.env, grantOf(c.principal), row.id);
       return json({
-        desktop_url: view.desktop_url,
-        stream_url: view.desktop_url,
+        desktop_url: desktopPageUrl(row, c.env, token),
+        stream_url: desktopPageUrl(row, c.env, token),
         terminal_url: `${wsOrigin(c)}/api/v1/computers/${row.id}/terminal/default/ws?auth=${encodeURIComponent(token)}`,
         expires_at,
         computer_id: row.id,

@@ -18,6 +18,7 @@ import { balanceOf } from '../../durable-objects/computer/usage.ts';
 import { STATUSES } from '../../durable-objects/computer/state-table.ts';
 import type { Principal } from '../middleware/principal.ts';
 import type { ComputerRow } from '../../schema/db.ts';
+import { DEFAULT_RESOLUTION } from '../../schema/desktop.ts';
 import type { Isolation } from '../../schema/isolation.ts';
 
 export interface NewComputer {
@@ -36,6 +37,8 @@ export interface NewComputer {
   external_project_id: string | null;
   metadata: Record<string, string>;
   visibility: ComputerVisibility;
+  /** The desktop's screen, WIDTHxHEIGHT. */
+  resolution: string;
   clone_from?: string;
   /** The new computer's disk is a copy of this snapshot (on the placement's host). */
   restore_snapshot?: string;
@@ -62,13 +65,13 @@ export async function insertComputer(env: Env, p: Principal, n: NewComputer): Pr
   for (const h of candidates) {
     const r = await env.DB.prepare(
       `INSERT INTO computers (id, org_id, workspace_id, project_id, owner_user_id, name, slug, template_type, size, vcpus, memory_mb, disk_gb, isolation, status,
-         host_id, region, external_workspace_id, external_user_id, external_project_id, selected_apps, auto_stop, metadata, visibility, created_at, updated_at)
-       SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'provisioning', ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?23
-        WHERE ${roomSql(24)}`,
+         host_id, region, external_workspace_id, external_user_id, external_project_id, selected_apps, auto_stop, metadata, visibility, resolution, created_at, updated_at)
+       SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'provisioning', ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?24
+        WHERE ${roomSql(25)}`,
     )
       .bind(id, p.org_id, n.workspace_id, n.project_id, p.subject, n.name, computerSlug(slugify(n.name), id), n.template_type, n.size, size.vcpus, size.memory_mb, disk_gb,
         n.isolation, h.id, h.region, n.external_workspace_id, n.external_user_id, n.external_project_id,
-        JSON.stringify(n.selected_apps), n.auto_stop, JSON.stringify(n.metadata), n.visibility, now, ...roomArgs(h.id, n.size, o, id))
+        JSON.stringify(n.selected_apps), n.auto_stop, JSON.stringify(n.metadata), n.visibility, n.resolution, now, ...roomArgs(h.id, n.size, o, id))
       .run();
     if (r.meta.changes === 1) {
       host = h;
@@ -93,6 +96,7 @@ export async function insertComputer(env: Env, p: Principal, n: NewComputer): Pr
     host_id: host.id,
     status: 'provisioning',
     auto_stop: n.auto_stop,
+    resolution: n.resolution,
     clone_from: n.clone_from,
     restore_snapshot: n.restore_snapshot,
   });
@@ -125,6 +129,7 @@ export const COMPUTER_ROUTES: RouteDef[] = [
         external_project_id: b.external_project_id ?? null,
         metadata: b.metadata ?? {},
         visibility: b.visibility ?? 'public',
+        resolution: b.resolution ?? DEFAULT_RESOLUTION,
       });
       return json(computerResource(row, c.env), 201);
     },

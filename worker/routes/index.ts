@@ -13,6 +13,8 @@ import { EXEC_SOCKET_ROUTES } from './exec-socket.ts';
 import { TERMINAL_ROUTES } from './terminal.ts';
 import { ENV_VAR_ROUTES } from './env-vars.ts';
 import { PORT_ROUTES } from './ports.ts';
+import { DESKTOP_CONTROL_ROUTES } from './desktop-control.ts';
+import { DESKTOP_VIEWER_ROUTES } from './desktop-viewer.ts';
 import { PORT_SOCKET_ROUTES } from './port-sockets.ts';
 import { WORKSPACE_ROUTES } from './workspaces.ts';
 import { PROJECT_ROUTES } from './projects.ts';
@@ -39,6 +41,8 @@ export const ROUTES: RouteDef[] = [
   ...TERMINAL_ROUTES,
   ...ENV_VAR_ROUTES,
   ...PORT_ROUTES,
+  ...DESKTOP_CONTROL_ROUTES,
+  ...DESKTOP_VIEWER_ROUTES,
   ...PORT_SOCKET_ROUTES,
   ...WORKSPACE_ROUTES,
   ...PROJECT_ROUTES,

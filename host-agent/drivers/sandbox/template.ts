@@ -13,6 +13,7 @@ import { DriverError, type ProgressFn } from '../driver.ts';
 import { aptConfigFiles, hostDebianMirror, hostPipSetup } from './host-config.ts';
 import { templatesDir } from './paths.ts';
 import { runCommand } from './run-command.ts';
+import { desktopRecipe, installDesktop, type DesktopRecipe } from './template-desktop.ts';
 
 export const TEMPLATE_NAME = 'miosa-desktop';
 
@@ -51,6 +52,8 @@ export interface TemplateRecipe {
   pipConf: string;
   /** Files the pip configuration names, by path, with a hash of their content: copied in where the root lacks them. */
   pipFiles: Record<string, string>;
+  /** The desktop installed after the base setup (template-desktop.ts). */
+  desktop: DesktopRecipe;
 }
 
 /** The recipe of the miosa-desktop template on this host. */
@@ -70,6 +73,7 @@ export function miosaDesktopRecipe(): TemplateRecipe {
     hostFiles,
     pipConf: pip.conf,
     pipFiles,
+    desktop: desktopRecipe(),
   };
 }
 
@@ -124,6 +128,7 @@ export class TemplateStore {
       fs.copyFileSync('/etc/resolv.conf', path.join(tmp, 'etc/resolv.conf')); // for apt-get update below
       onProgress({ phase: 'template', message: 'creating the user account and apt lists', fraction: 0.9 });
       await runInRoot(tmp, recipe.setup, (line) => onProgress({ phase: 'template', message: line, fraction: 0.92 }));
+      await installDesktop((script, onLine) => runInRoot(tmp, script, onLine), recipe.desktop, onProgress, 0.92, 0.99);
       fs.writeFileSync(
         path.join(tmp, 'etc/hangar-template.json'),
         JSON.stringify({ name: recipe.name, hash, built_at: new Date().toISOString() }) + '\n',

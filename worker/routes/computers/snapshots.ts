@@ -29,6 +29,7 @@ import { insertComputer } from '../computers.ts';
 import { snapshotView } from '../../snapshots/views.ts';
 import { getSnapshot, markSnapshotDeleted, parseSnapshot, type Snapshot } from '../../../durable-objects/snapshots/snapshot-rows.ts';
 import { removeSnapshotsFromHost } from '../../../durable-objects/snapshots/computer-snapshots.ts';
+import { DEFAULT_RESOLUTION } from '../../../schema/desktop.ts';
 
 const BASE = '/api/v1/computers/:id/snapshots';
 type Who = Pick<Principal, 'org_id' | 'workspace_ids' | 'project_ids'>;
@@ -160,7 +161,7 @@ export const SNAPSHOT_ROUTES: RouteDef[] = [
       const host = await c.env.DB.prepare('SELECT id, region, status FROM hosts WHERE id = ?').bind(s.host_id).first<{ id: string; region: string; status: string }>();
       if (!host || host.status !== 'online') throw new ApiError('AGENT_UNAVAILABLE', 'the host that keeps this snapshot is not connected; try again when it is back');
       const src = owner.row;
-      const source = s.source ?? (src && { name: src.name, template_type: src.template_type, size: src.size, selected_apps: src.selected_apps, disk_gb: src.disk_gb ?? undefined });
+      const source = s.source ?? (src && { name: src.name, template_type: src.template_type, size: src.size, selected_apps: src.selected_apps, disk_gb: src.disk_gb ?? undefined, resolution: src.resolution });
       if (!source) throw new ApiError('CONFLICT', 'this snapshot does not say what it was taken of; it cannot be restored into a new computer');
       // The new computer lives where the snapshot is: its disk is copied there.
       const created = await insertComputer(c.env, c.principal, {
@@ -168,6 +169,7 @@ export const SNAPSHOT_ROUTES: RouteDef[] = [
         template_type: source.template_type,
         size: source.size,
         selected_apps: source.selected_apps,
+        resolution: source.resolution ?? src?.resolution ?? DEFAULT_RESOLUTION,
         workspace_id: s.workspace_id,
         project_id: s.project_id,
         placement: { host: { id: host.id, region: host.region } },
