@@ -113,6 +113,7 @@ describe('file bytes on a real computer', () => {
     }
     fs.closeSync(fd);
     const digest = hash.digest('hex');
+    // Upload: the agent's peak stays below the file's size (windows of a few MiB are in flight, never the file).
     const before = agentRss();
     let peak = before;
     const watch = setInterval(() => (peak = Math.max(peak, agentRss())), 50);
@@ -124,22 +125,30 @@ describe('file bytes on a real computer', () => {
         duplex: 'half',
       } as RequestInit);
       expect(up.status).toBe(200);
-      expect(await shaInside('/workspace/big.bin')).toBe(digest);
-      const res = await fetch(`${api.apiUrl}${files('/download?path=/workspace/big.bin')}`, { headers: { authorization: `Bearer ${api.key}` } });
-      expect(res.headers.get('content-length')).toBe(String(size));
-      const down = createHash('sha256');
-      let got = 0;
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-        down.update(chunk);
-        got += chunk.byteLength;
-      }
-      expect(got).toBe(size);
-      expect(down.digest('hex')).toBe(digest);
     } finally {
       clearInterval(watch);
     }
-    // Windows of a few MiB are in flight at any time, never the file.
     expect(peak - before).toBeLessThan(96 * 1024 * 1024);
+    expect(await shaInside('/workspace/big.bin')).toBe(digest);
+    // Download: the reader stops for a while; an agent that held the file would read the rest of it in now,
+    // one under flow control waits with its windows full and allocates nothing (so GC cannot blur it).
+    const res = await fetch(`${api.apiUrl}${files('/download?path=/workspace/big.bin')}`, { headers: { authorization: `Bearer ${api.key}` } });
+    expect(res.headers.get('content-length')).toBe(String(size));
+    const down = createHash('sha256');
+    let got = 0;
+    let stalled: { before: number; after: number } | undefined;
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      down.update(chunk);
+      got += chunk.byteLength;
+      if (!stalled && got >= 8 * 1024 * 1024) {
+        const at = agentRss();
+        await new Promise((r) => setTimeout(r, 3000));
+        stalled = { before: at, after: agentRss() };
+      }
+    }
+    expect(got).toBe(size);
+    expect(down.digest('hex')).toBe(digest);
+    expect(stalled!.after - stalled!.before).toBeLessThan(48 * 1024 * 1024);
   }, 600_000);
 
   it('multipart: several files at once into a directory, byte-exact', async () => {
