@@ -67,6 +67,8 @@ class Proc:
         self.epoll = None
         # Streams' fds with a write waiting to be read, in the order they were written (ordered mode).
         self.ready = deque()
+        # Ordered streams whose writers have all closed (EPOLLHUP): once their last write is read, so is their end.
+        self.hung_up = set()
         # (stream, offset, end) of each chunk in the order read, for replays.
         self.order = deque()
         self.t0 = time.monotonic()
@@ -181,8 +183,10 @@ class Proc:
         """The epoll saw writes: queue their streams in write order, then read what may be read."""
         if self.epoll is None:
             return
-        for fd, _ in self.epoll.poll(0):
+        for fd, events in self.epoll.poll(0):
             self.ready.append(fd)
+            if events & select.EPOLLHUP:
+                self.hung_up.add(fd)
         self._read_ready(drain)
 
     def _read_ready(self, drain=False):
@@ -196,6 +200,10 @@ class Proc:
                 return
             self.ready.popleft()
             self.on_readable(fd)
+            # Edge-triggered, the last write and the hang-up come as one event: read the end now (nothing can be
+            # written after it, so no order is at stake), or the stream would stay open until the exit's grace ran out.
+            if fd in self.hung_up and fd in self.outputs and fd not in self.ready:
+                self.on_readable(fd)
 
     def on_readable(self, fd):
         try:
