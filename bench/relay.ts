@@ -103,6 +103,8 @@ async function connections(t: Targets): Promise<void> {
   const relay = await concurrent(t.relay(1), CONC, MiB);
   const local = await concurrent(t.local(1), CONC, MiB);
   row('through the relay', `${relay.seconds.toFixed(2)} s, ${relay.failed} failed`, `straight to the app ${local.seconds.toFixed(2)} s, ${local.failed} failed`);
+  for (const [reason, count] of Object.entries(relay.why)) console.log(`    relay failure x${count}: ${reason}`);
+  for (const [reason, count] of Object.entries(local.why)) console.log(`    direct failure x${count}: ${reason}`);
   goal(relay.failed === 0, `${CONC} concurrent connections all answered: ${CONC - relay.failed}/${CONC}`);
 }
 

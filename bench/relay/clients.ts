@@ -94,12 +94,24 @@ export async function upload(t: Target, bytes: number): Promise<Rate> {
   return { bytes, seconds };
 }
 
-/** `n` downloads of `bytes` each at once: seconds until all are done, and how many failed. */
-export async function concurrent(t: Target, n: number, bytes: number): Promise<{ seconds: number; failed: number }> {
+/** `n` downloads of `bytes` each at once: seconds until all are done, how many failed, and why (a count per reason). */
+export async function concurrent(t: Target, n: number, bytes: number): Promise<{ seconds: number; failed: number; why: Record<string, number> }> {
   const t0 = performance.now();
   const results = await Promise.allSettled(Array.from({ length: n }, () => request(t, 'GET', `/blob?bytes=${bytes}`)));
-  const failed = results.filter((r) => r.status === 'rejected' || r.value.status !== 200 || r.value.bytes !== bytes).length;
-  return { seconds: (performance.now() - t0) / 1000, failed };
+  const why: Record<string, number> = {};
+  for (const r of results) {
+    const reason =
+      r.status === 'rejected'
+        ? String((r.reason as Error)?.message ?? r.reason)
+        : r.value.status !== 200
+          ? `${r.value.status} ${r.value.text.slice(0, 120)}`
+          : r.value.bytes !== bytes
+            ? `cut short at ${r.value.bytes} bytes`
+            : '';
+    if (reason) why[reason] = (why[reason] ?? 0) + 1;
+  }
+  const failed = Object.values(why).reduce((a, b) => a + b, 0);
+  return { seconds: (performance.now() - t0) / 1000, failed, why };
 }
 
 /** Round trips of a small text message through the app's WebSocket echo, one at a time. */

@@ -53,8 +53,8 @@ export function previewSocket(url: string, protocols: string[] = [], headers: Re
   return ws;
 }
 
-/** Resident memory of a process and all its descendants, in bytes (Linux /proc). */
-export function treeRss(root: number): number {
+/** Resident memory, in bytes, of each process (Linux /proc), and each process's children. */
+function processTable(): { rss: Map<number, number>; children: Map<number, number[]> } {
   const children = new Map<number, number[]>();
   const rss = new Map<number, number>();
   for (const name of readdirSync('/proc')) {
@@ -71,6 +71,12 @@ export function treeRss(root: number): number {
       /* the process ended meanwhile */
     }
   }
+  return { rss, children };
+}
+
+/** Resident memory of a process and all its descendants, in bytes. */
+export function treeRss(root: number): number {
+  const { rss, children } = processTable();
   let total = 0;
   const stack = [root];
   while (stack.length) {
@@ -79,6 +85,21 @@ export function treeRss(root: number): number {
     stack.push(...(children.get(pid) ?? []));
   }
   return total;
+}
+
+/** Resident memory of one process, in bytes (0 once it is gone). */
+export function processRss(pid: number): number {
+  return processTable().rss.get(pid) ?? 0;
+}
+
+/**
+ * The relay's own memory: the dev server's process tree (Worker and objects)
+ * and the host agent's process. Not the agent's children: those are the
+ * computers, whose own programs (a desktop starting up, the app itself) are
+ * the tenant's memory, not the relay's.
+ */
+export function relayRss(h: { workerPid: number; agentPid: number }): { worker: number; agent: number } {
+  return { worker: treeRss(h.workerPid), agent: processRss(h.agentPid) };
 }
 
 export interface MemoryTrace {
@@ -90,18 +111,18 @@ export interface MemoryTrace {
 }
 
 /**
- * Samples the resident memory of a process tree every 100 ms during a
- * transfer, against its progress (0..1). A relay that buffers grows with the
- * bytes moved; one bounded by windows is flat once under way.
+ * Samples a resident memory (`measure`: a process tree, one process) every
+ * 100 ms during a transfer, against its progress (0..1). A relay that buffers
+ * grows with the bytes moved; one bounded by windows is flat once under way.
  */
-export function traceMemory(pid: number, progress: () => number): { stop(): MemoryTrace } {
-  const base = treeRss(pid);
+export function traceMemory(measure: () => number, progress: () => number): { stop(): MemoryTrace } {
+  const base = measure();
   const samples: [number, number][] = [];
-  const t = setInterval(() => samples.push([progress(), treeRss(pid)]), 100);
+  const t = setInterval(() => samples.push([progress(), measure()]), 100);
   return {
     stop() {
       clearInterval(t);
-      samples.push([1, treeRss(pid)]);
+      samples.push([1, measure()]);
       const max = (lo: number, hi: number) => Math.max(base, ...samples.filter(([p]) => p >= lo && p < hi).map(([, r]) => r));
       return { base, firstHalf: max(0, 0.5), secondHalf: max(0.5, 1.01) };
     },

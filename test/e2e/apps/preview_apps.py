@@ -3,7 +3,8 @@ bench's baseline, on the host), one per port, standard library only.
 
   8000  static files from $APPS_DIR/www
   8001  upload sink: POST answers the body's length and sha256 and the request
-        head; GET /headers the head; GET /blob?bytes=N streams N bytes
+        head; GET /headers the head; GET /blob?bytes=N streams N bytes;
+        GET /served the bytes of files 8000 has written into its sockets so far
   8002  server-sent events: one event, then the next only once $APPS_DIR/sse-go
         exists; /ticks?n=N&ms=M sends N events M ms apart, each its send time
   8003  a page that opens a WebSocket back to its own host, and /ws, a WebSocket echo
@@ -34,8 +35,22 @@ class Quiet:
         pass
 
 
+# Bytes of files the static server has handed to its sockets: a reader that stops
+# must hold the app back, which the tests see here rather than in anyone's memory.
+served = 0
+served_lock = threading.Lock()
+
+
 class Static(Quiet, SimpleHTTPRequestHandler):
-    pass
+    def copyfile(self, source, outputfile):
+        global served
+        while True:
+            piece = source.read(64 * 1024)
+            if not piece:
+                return
+            outputfile.write(piece)
+            with served_lock:
+                served += len(piece)
 
 
 class Sink(Quiet, BaseHTTPRequestHandler):
@@ -65,6 +80,8 @@ class Sink(Quiet, BaseHTTPRequestHandler):
                 self.wfile.write(piece)
                 n -= len(piece)
             return
+        if self.path == "/served":
+            return self.reply({"bytes": served})
         self.reply(self.head_json())
 
     def do_POST(self):
