@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 
-from . import keysyms, screen, xtest
+from . import clipboard, keysyms, screen, xtest
 from .keyboard import Keyboard, KeyError_
 from .windows import Windows, WindowNotFound
 from .xwire import OP_GET_GEOMETRY, Display, XConnectionError, XError
@@ -338,6 +338,31 @@ def op_windows(d, args):
     return {"windows": windows}, b""
 
 
+def op_state(d, args):
+    """What the events socket's desktop producers compare from one look to the next: the
+    windows (focus included) and, when asked, the clipboard's text (without the text when
+    its hash is `known_sha256`, the one the caller already has)."""
+    data = {"windows": d.windows.list()}
+    if not args.get("clipboard"):
+        return data, b""
+    data["clipboard"] = None
+    if not d.dpy.get_selection_owner(d.windows.atom("CLIPBOARD")):
+        return data, b""
+    # The owner answers xclip over X: give up the X lock meanwhile, as launch does.
+    d.lock.release()
+    try:
+        clip = clipboard.read(d.session.env)
+    except clipboard.ClipboardUnavailable as e:
+        data["clipboard_error"] = str(e)
+        clip = None
+    finally:
+        d.lock.acquire()
+    if clip is not None and clip["sha256"] == args.get("known_sha256"):
+        del clip["text"]
+    data["clipboard"] = clip
+    return data, b""
+
+
 def op_focus(d, args):
     raw = args.get("window_id")
     try:
@@ -411,6 +436,7 @@ OPS = {
     "key_up": op_key_hold(False),
     "cursor": op_cursor,
     "windows": op_windows,
+    "state": op_state,
     "focus": op_focus,
     "launch": op_launch,
 }
