@@ -72,6 +72,7 @@ class Desktop:
         self.xtest = None
         self.keyboard = None
         self.windows = None
+        self.clipboard = None
         self.launched = []
 
     # ------------------------------------------------------------ connection
@@ -84,6 +85,7 @@ class Desktop:
             self.xtest = xtest.XTest(dpy)
             self.keyboard = Keyboard(dpy, self.xtest)
             self.windows = Windows(dpy)
+            self.clipboard = None  # made on first use, on this connection
         except Exception:
             dpy.close()
             raise
@@ -345,21 +347,26 @@ def op_state(d, args):
     data = {"windows": d.windows.list()}
     if not args.get("clipboard"):
         return data, b""
+    if d.clipboard is None:
+        d.clipboard = clipboard.Clipboard(d.dpy, d.windows.atom("CLIPBOARD"))
+    clip = d.clipboard
     data["clipboard"] = None
-    if not d.dpy.get_selection_owner(d.windows.atom("CLIPBOARD")):
+    if not clip.owner():
+        clip.remember(None)
         return data, b""
-    # The owner answers xclip over X: give up the X lock meanwhile, as launch does.
-    d.lock.release()
-    try:
-        clip = clipboard.read(d.session.env)
-    except clipboard.ClipboardUnavailable as e:
-        data["clipboard_error"] = str(e)
-        clip = None
-    finally:
-        d.lock.acquire()
-    if clip is not None and clip["sha256"] == args.get("known_sha256"):
-        del clip["text"]
-    data["clipboard"] = clip
+    if clip.must_read():
+        # The owner answers xclip over X: give up the X lock meanwhile, as launch does.
+        d.lock.release()
+        try:
+            clip.remember(clipboard.read(d.session.env))
+        except clipboard.ClipboardUnavailable as e:
+            data["clipboard_error"] = str(e)
+        finally:
+            d.lock.acquire()
+    if clip.last is not None:
+        data["clipboard"] = dict(clip.last)
+        if clip.last["sha256"] == args.get("known_sha256"):
+            del data["clipboard"]["text"]
     return data, b""
 
 

@@ -6,10 +6,15 @@ timeout: asking the owner for its text over our own X connection would mean
 selection conversion with INCR transfers for large texts, which xclip already
 does right. Only the first TEXT_CAP bytes travel; the hash and the length
 cover everything read (at most READ_MAX bytes).
+
+The text is read again only when the X server says the selection changed
+hands (XFixes SelectionNotify: every copy sets the owner anew, even the same
+application's), so a watched clipboard costs no process per look.
 """
 
 import hashlib
 import shutil
+import struct
 import subprocess
 import threading
 
@@ -63,3 +68,45 @@ def read(env):
         return None
     text = cut_utf8(bytes(head), TEXT_CAP).decode("utf-8", "replace")
     return {"sha256": digest.hexdigest(), "bytes": total, "truncated": total > TEXT_CAP, "text": text}
+
+
+XFIXES_QUERY_VERSION = 0
+XFIXES_SELECT_SELECTION_INPUT = 2
+SET_SELECTION_OWNER_MASK = 1
+
+
+class Clipboard:
+    """The clipboard as one X connection sees it: its last text, and whether it changed hands since."""
+
+    def __init__(self, dpy, selection):
+        self.dpy = dpy
+        self.selection = selection
+        self.last = None
+        self.stale = True
+        ext = dpy.query_extension("XFIXES")
+        self.event_code = None
+        if ext is not None:
+            major, first_event, _ = ext
+            # XFixes answers nothing else before the client said which version it speaks.
+            dpy.reply(dpy.send(major, XFIXES_QUERY_VERSION, struct.pack("<II", 5, 0)))
+            dpy.send(major, XFIXES_SELECT_SELECTION_INPUT, struct.pack("<III", dpy.screen.root, selection, SET_SELECTION_OWNER_MASK))
+            dpy.sync()
+            self.event_code = first_event
+
+    def owner(self):
+        return self.dpy.get_selection_owner(self.selection)
+
+    def must_read(self):
+        """Whether the text must be read (again): never read, or the selection changed hands since (without XFixes: always)."""
+        if self.event_code is None:
+            return True
+        self.dpy.sync()  # a round trip: every notification sent before it has been read
+        # Nothing else on this connection reads events (the list is bounded): take them all.
+        events, self.dpy.events = self.dpy.events, []
+        if any(e[0] & 0x7F == self.event_code for e in events):
+            self.stale = True
+        return self.stale
+
+    def remember(self, clip):
+        self.last = clip
+        self.stale = False
