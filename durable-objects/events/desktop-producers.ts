@@ -101,7 +101,10 @@ export class DesktopProducers {
       const reason =
         r.code === 'DESKTOP_STARTING'
           ? 'the desktop is not up yet; its events start when it is'
-          : `the desktop cannot be looked at (${r.message}); its events start when it can`;
+          : r.code === 'VALIDATION_FAILED'
+            ? // A daemon that does not know `state` (desktop protocol 1.0, an older host's guest mount).
+              `the desktop daemon on this computer's host is too old for window and clipboard events (${r.message})`
+            : `the desktop cannot be looked at (${r.message}); its events start when it can`;
       for (const p of DESKTOP_PRODUCERS) for (const ws of subs[p]) this.tell(ws, p, 'producer.unavailable', reason);
       return RETRY_MS;
     }

@@ -1,7 +1,7 @@
 /**
  * The events socket's window and clipboard producers on a real desktop
  * computer: a terminal launched through the desktop API arrives as opened and
- * focused, with the fields GET …/desktop/windows gives; text put on the
+ * focused, with the fields GET …/desktop/windows gives, and retitled; text put on the
  * clipboard inside the computer arrives with its length, a long one cut at
  * 64 KiB; the terminal closing arrives as closed.
  */
@@ -37,7 +37,7 @@ async function copy(shellText: string): Promise<void> {
 }
 
 describe('window and clipboard events of a real desktop', () => {
-  it('a launched terminal is opened and focused; copied text is clipboard.changed (cut at 64 KiB); the closed terminal is closed', async () => {
+  it('a launched terminal is opened and focused, its new title title_changed; copied text is clipboard.changed (cut at 64 KiB); the closed terminal is closed', async () => {
     const s = await EventsSocket.open(api, id, 'subscribe=window,clipboard');
     await s.until((f) => f.type === 'producer.started' && f.data.producer === 'window', 60_000);
     await s.until((f) => f.type === 'producer.started' && f.data.producer === 'clipboard');
@@ -51,6 +51,13 @@ describe('window and clipboard events of a real desktop', () => {
     const focused = await s.until((f) => f.type === 'window.focused' && f.data.id === win.id);
     expect(focused.data).toMatchObject({ id: win.id, focused: true });
     expect(opened.timestamp).toMatch(/Z$/);
+
+    // The shell in it sets its title (an xterm escape), and keeps it a moment before its prompt sets its own.
+    const typed = await api.post(`/computers/${id}/desktop/type`, { text: "printf '\\033]0;events-title\\007'; sleep 3\n" });
+    expect(typed.status, JSON.stringify(typed.body)).toBe(200);
+    const retitled = await s.until((f) => f.type === 'window.title_changed' && f.data.id === win.id && String(f.data.title).endsWith('events-title'));
+    expect(retitled.data.previous_title).toEqual(expect.stringMatching(/^Terminal/));
+    expect(retitled.data.previous_title).not.toMatch(/events-title$/);
 
     const text = 'hello from the clipboard ✓';
     await copy(`printf %s '${text}'`);
