@@ -98,7 +98,8 @@ export class ComputerObject extends DurableObject<Env> {
     this.link = new AgentLink(ctx);
     this.target = new AgentLink(ctx, 'agent-target');
     this.mover = new Mover(this, env);
-    this.watchSockets = new WatchSockets(ctx, this.link);
+    // The desktop's producers look at it through its daemon (this.desktop is made below; looks come later).
+    this.watchSockets = new WatchSockets(ctx, this.link, (args, timeoutMs, waitMs) => this.desktop.daemon.call('state', args, timeoutMs, waitMs));
     this.systemLog = new SystemLog(ctx.storage.sql);
     this.metrics = new MetricsStore(ctx.storage.sql);
     this.lifecycle = new Lifecycle(this, env.DB);

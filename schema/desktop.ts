@@ -16,10 +16,12 @@
  *  - 1.0  status, screenshot, move, click, mouse_down/up, drag, scroll, type,
  *         key, key_down/up, cursor, windows, focus, launch; any action may ask
  *         for a screenshot after it.
+ *  - 1.1  state: the windows and, when asked, the clipboard's text, for the
+ *         events socket's window and clipboard producers.
  */
 import { z } from 'zod';
 
-export const DESKTOP_PROTOCOL = { major: 1, minor: 0 } as const;
+export const DESKTOP_PROTOCOL = { major: 1, minor: 1 } as const;
 
 /** The VNC server (Xvnc) inside every computer; only loopback. */
 export const DESKTOP_VNC_PORT = 5900;
@@ -82,7 +84,7 @@ export type DaemonResponse = z.infer<typeof DaemonResponse>;
 
 export const DAEMON_OPS = [
   'status', 'screenshot', 'move', 'click', 'mouse_down', 'mouse_up', 'drag', 'scroll', 'type', 'key', 'key_down', 'key_up',
-  'cursor', 'windows', 'focus', 'launch',
+  'cursor', 'windows', 'focus', 'launch', 'state',
 ] as const;
 export type DaemonOp = (typeof DAEMON_OPS)[number];
 
@@ -116,6 +118,30 @@ export const WindowInfo = z.object({
 });
 export type WindowInfo = z.infer<typeof WindowInfo>;
 
+/** Clipboard text as far as it travels (bytes of UTF-8, cut at a character). */
+export const CLIPBOARD_TEXT_CAP = 64 * 1024;
+
+/**
+ * The clipboard's text as the daemon read it: the hash and the length are of
+ * all of it, `text` the first CLIPBOARD_TEXT_CAP bytes (absent when the hash
+ * is the one the caller said it already has).
+ */
+export const ClipboardState = z.object({
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  bytes: z.number().int().nonnegative(),
+  truncated: z.boolean(),
+  text: z.string().max(CLIPBOARD_TEXT_CAP).optional(),
+});
+export type ClipboardState = z.infer<typeof ClipboardState>;
+
+/** What the `state` op answers: null clipboard when it holds no text (or was not asked for). */
+export const DesktopState = z.object({
+  windows: z.array(WindowInfo).max(4096),
+  clipboard: ClipboardState.nullable().optional(),
+  clipboard_error: z.string().max(1024).optional(),
+});
+export type DesktopState = z.infer<typeof DesktopState>;
+
 /** The screenshot an action was asked to answer with (its PNG is the frame's payload). */
 const AfterShotInfo = z.object({ format: z.literal('png'), width: z.number().int(), height: z.number().int(), bytes: z.number().int().optional() });
 /** An action's data: its own fields, and the screenshot taken after it when one was asked for. */
@@ -140,6 +166,7 @@ export const DAEMON_RESULTS = {
   windows: z.object({ windows: z.array(WindowInfo).max(4096) }),
   focus: action({ window_id: z.string().max(16), focused: z.boolean() }),
   launch: action({ pid: z.number().int(), command: z.array(z.string()), window: WindowInfo.optional() }),
+  state: DesktopState,
 } as const satisfies Record<DaemonOp, z.ZodType>;
 
 // ------------------------------------------------------------ the public API's bodies

@@ -99,8 +99,8 @@ export const EventsOpen = z.object({
   producers: WatchProducers,
   /** Names asked for that are no producer at all: each gets an error frame. */
   unknown: z.array(z.string().max(64)).max(16),
-  /** Producers this computer cannot have yet (the desktop's): each gets producer.unavailable. */
-  unavailable: z.array(z.string().max(32)).max(8),
+  /** The desktop's producers asked for: the object looks at the desktop for them (durable-objects/events/desktop-producers.ts). */
+  desktop: z.array(z.enum(['window', 'clipboard'])).max(2),
   subprotocol: z.string().nullable(),
 });
 export type EventsOpen = z.infer<typeof EventsOpen>;

@@ -39,7 +39,7 @@ export type DesktopFailure = { ok: false; code: ErrorCode; message: string; retr
 export type DesktopResult<T> = { ok: true; value: T } | DesktopFailure;
 
 /** Operations that change nothing, safe to send again. */
-const READS = new Set<DaemonOp>(['status', 'screenshot', 'cursor', 'windows']);
+const READS = new Set<DaemonOp>(['status', 'screenshot', 'cursor', 'windows', 'state']);
 
 const failure = (code: ErrorCode, message: string, retry_after?: number): DesktopFailure => ({ ok: false, code, message, ...(retry_after ? { retry_after } : {}) });
 
@@ -61,9 +61,9 @@ export class DesktopDaemon {
     return this.starting;
   }
 
-  /** One operation of the daemon, waiting a bounded time for a desktop that is still starting. */
-  async call(op: DaemonOp, args: Record<string, unknown>, timeoutMs: number): Promise<DesktopResult<DaemonAnswer>> {
-    const deadline = Date.now() + START_WAIT_MS;
+  /** One operation of the daemon, waiting a bounded time (START_WAIT_MS unless `waitMs` says) for a desktop that is still starting. */
+  async call(op: DaemonOp, args: Record<string, unknown>, timeoutMs: number, waitMs = START_WAIT_MS): Promise<DesktopResult<DaemonAnswer>> {
+    const deadline = Date.now() + waitMs;
     let retryAfter = 2;
     for (;;) {
       const lane = await this.lane(deadline);

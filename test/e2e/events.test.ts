@@ -4,10 +4,9 @@
  * made by real activity inside it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type WebSocket from 'ws';
 import { newTenant, type Client } from './client.ts';
 import { SseReader } from './sse.ts';
-import { closedOf, dial, opened, type Closed } from './sockets.ts';
+import { EventsSocket } from './sockets.ts';
 
 let api: Client;
 let id: string;
@@ -46,33 +45,7 @@ async function next(reader: SseReader, type: string): Promise<Envelope[]> {
   }
 }
 
-/** An events socket that collects parsed frames. */
-class Events {
-  readonly frames: { type: string; data: Record<string, unknown>; timestamp: string }[] = [];
-  readonly closed: Promise<Closed>;
-  readonly ws: WebSocket;
-  constructor(ws: WebSocket) {
-    this.ws = ws;
-    this.closed = closedOf(ws);
-    ws.on('message', (data: Buffer) => this.frames.push(JSON.parse(data.toString())));
-  }
-  async until(pred: (f: Events['frames'][number]) => boolean, ms = 30_000) {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const hit = this.frames.find(pred);
-      if (hit) return hit;
-      if (Date.now() > deadline) throw new Error(`no such frame within ${ms} ms; got ${JSON.stringify(this.frames.slice(-10))}`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-}
-
-async function events(query: string): Promise<Events> {
-  const url = `${api.apiUrl.replace(/^http/, 'ws')}/computers/${id}/events?${query}`;
-  const s = new Events(dial(url, ['miosa-events-v1'], { authorization: `Bearer ${api.key}` }));
-  await opened(s.ws);
-  return s;
-}
+const events = (query: string) => EventsSocket.open(api, id, query);
 
 describe('events of a real computer', () => {
   it('SSE: a command and a restart show with their reasons; a reconnect with Last-Event-ID continues where it stopped', async () => {
@@ -109,12 +82,23 @@ describe('events of a real computer', () => {
     s.ws.close();
   });
 
-  it('the events socket names what it cannot watch and stays open; stopping the computer closes it with 4001', async () => {
+  it('without a desktop, window is producer.unavailable (and a name that is no producer an error), the socket stays open and window starts when the desktop comes up; stopping the computer closes it with 4001', async () => {
+    // This computer's desktop cannot run: its X server cannot start, and the running desktop is gone.
+    expect((await api.exec(id, 'sudo chmod 000 /usr/bin/Xvnc && pkill -KILL -u user -f "[d]esktop.py|[X]vnc|[x]fce4" ; true')).status).toBe(200);
+    const noDesktop = await api.get<{ error: { code: string } }>(`/computers/${id}/desktop/windows`);
+    expect(noDesktop.status).toBe(503);
+    expect(noDesktop.body.error.code).toBe('DESKTOP_STARTING');
+
     const s = await events('subscribe=window,nonsense,idle&idle_threshold_sec=5');
-    await s.until((f) => f.type === 'producer.unavailable' && f.data.producer === 'window');
+    const unavailable = await s.until((f) => f.type === 'producer.unavailable' && f.data.producer === 'window');
+    expect(unavailable.data.reason).toBe('the desktop is not up yet; its events start when it is');
     await s.until((f) => f.type === 'error' && String(f.data.message).includes('nonsense'));
+    expect(s.frames.some((f) => f.type === 'producer.started')).toBe(false);
+
+    expect((await api.exec(id, 'sudo chmod 755 /usr/bin/Xvnc')).status).toBe(200);
+    await s.until((f) => f.type === 'producer.started' && f.data.producer === 'window', 90_000);
     expect((await api.post(`/computers/${id}/stop`)).status).toBe(200);
     expect((await s.closed).code).toBe(4001);
     expect((await api.post(`/computers/${id}/start`)).status).toBe(200);
-  });
+  }, 180_000);
 });

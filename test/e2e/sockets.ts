@@ -157,3 +157,40 @@ export async function createTerminal(api: Client, computerId: string, body: Reco
   if (r.status !== 201) throw new Error(`terminal create: ${r.status} ${JSON.stringify(r.body)}`);
   return r.body.data;
 }
+
+export interface EventFrame {
+  type: string;
+  data: Record<string, unknown>;
+  timestamp: string;
+}
+
+/** An events socket (`miosa-events-v1`) that collects its parsed frames. */
+export class EventsSocket {
+  readonly frames: EventFrame[] = [];
+  readonly closed: Promise<Closed>;
+  readonly ws: WebSocket;
+  private constructor(ws: WebSocket) {
+    this.ws = ws;
+    this.closed = closedOf(ws);
+    ws.on('message', (data: Buffer) => this.frames.push(JSON.parse(data.toString()) as EventFrame));
+  }
+
+  /** Opens GET …/computers/{id}/events?{query} as a socket. */
+  static async open(api: Pick<Client, 'apiUrl' | 'key'>, computerId: string, query: string): Promise<EventsSocket> {
+    const url = `${api.apiUrl.replace(/^http/, 'ws')}/computers/${computerId}/events?${query}`;
+    const s = new EventsSocket(dial(url, ['miosa-events-v1'], { authorization: `Bearer ${api.key}` }));
+    await opened(s.ws);
+    return s;
+  }
+
+  /** The first frame (from `from` on) that `pred` accepts, waiting up to `ms`. */
+  async until(pred: (f: EventFrame) => boolean, ms = 30_000, from = 0): Promise<EventFrame> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const hit = this.frames.slice(from).find(pred);
+      if (hit) return hit;
+      if (Date.now() > deadline) throw new Error(`no such frame within ${ms} ms; got ${JSON.stringify(this.frames.slice(-10))}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+}

@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 
-from . import keysyms, screen, xtest
+from . import clipboard, keysyms, screen, xtest
 from .keyboard import Keyboard, KeyError_
 from .windows import Windows, WindowNotFound
 from .xwire import OP_GET_GEOMETRY, Display, XConnectionError, XError
@@ -72,6 +72,7 @@ class Desktop:
         self.xtest = None
         self.keyboard = None
         self.windows = None
+        self.clipboard = None
         self.launched = []
 
     # ------------------------------------------------------------ connection
@@ -84,6 +85,7 @@ class Desktop:
             self.xtest = xtest.XTest(dpy)
             self.keyboard = Keyboard(dpy, self.xtest)
             self.windows = Windows(dpy)
+            self.clipboard = None  # made on first use, on this connection
         except Exception:
             dpy.close()
             raise
@@ -338,6 +340,36 @@ def op_windows(d, args):
     return {"windows": windows}, b""
 
 
+def op_state(d, args):
+    """What the events socket's desktop producers compare from one look to the next: the
+    windows (focus included) and, when asked, the clipboard's text (without the text when
+    its hash is `known_sha256`, the one the caller already has)."""
+    data = {"windows": d.windows.list()}
+    if not args.get("clipboard"):
+        return data, b""
+    if d.clipboard is None:
+        d.clipboard = clipboard.Clipboard(d.dpy, d.windows.atom("CLIPBOARD"))
+    clip = d.clipboard
+    data["clipboard"] = None
+    if not clip.owner():
+        clip.remember(None)
+        return data, b""
+    if clip.must_read():
+        # The owner answers xclip over X: give up the X lock meanwhile, as launch does.
+        d.lock.release()
+        try:
+            clip.remember(clipboard.read(d.session.env))
+        except clipboard.ClipboardUnavailable as e:
+            data["clipboard_error"] = str(e)
+        finally:
+            d.lock.acquire()
+    if clip.last is not None:
+        data["clipboard"] = dict(clip.last)
+        if clip.last["sha256"] == args.get("known_sha256"):
+            del data["clipboard"]["text"]
+    return data, b""
+
+
 def op_focus(d, args):
     raw = args.get("window_id")
     try:
@@ -411,6 +443,7 @@ OPS = {
     "key_up": op_key_hold(False),
     "cursor": op_cursor,
     "windows": op_windows,
+    "state": op_state,
     "focus": op_focus,
     "launch": op_launch,
 }

@@ -17,8 +17,8 @@ from .actions import ActionError
 
 PREFIX = struct.Struct(">II")
 MAX_HEADER = 1 << 20
-VERSION = "1.0.0"
-PROTOCOL = {"major": 1, "minor": 0}
+VERSION = "1.1.0"
+PROTOCOL = {"major": 1, "minor": 1}
 
 
 def log(*parts):

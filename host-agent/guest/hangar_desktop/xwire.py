@@ -22,6 +22,7 @@ OP_GET_GEOMETRY = 14
 OP_QUERY_TREE = 15
 OP_INTERN_ATOM = 16
 OP_GET_PROPERTY = 20
+OP_GET_SELECTION_OWNER = 23
 OP_SEND_EVENT = 25
 OP_QUERY_POINTER = 38
 OP_TRANSLATE_COORDINATES = 40
@@ -273,6 +274,11 @@ class Display:
 
     def get_input_focus(self):
         seq = self.send(OP_GET_INPUT_FOCUS)
+        return struct.unpack_from("<I", self.reply(seq), 8)[0]
+
+    def get_selection_owner(self, selection):
+        """The window owning a selection (an atom), 0 when nobody does."""
+        seq = self.send(OP_GET_SELECTION_OWNER, 0, struct.pack("<I", selection))
         return struct.unpack_from("<I", self.reply(seq), 8)[0]
 
 

@@ -5,7 +5,8 @@
  *    snapshots — with ids, Last-Event-ID resume and heartbeats;
  *  - the same GET with `Upgrade: websocket` (subprotocol `miosa-events-v1`)
  *    streams what happens inside the running computer: `?subscribe=process,
- *    file,idle` (`paths=` for file, `idle_threshold_sec=` for idle).
+ *    file,idle,window,clipboard` (`paths=` for file, `idle_threshold_sec=`
+ *    for idle; window and clipboard from the computer's desktop).
  * Credentials: the bearer header, a `bearer.<key>` subprotocol, or a stream
  * token (`?auth=`, from POST …/stream-token) for browsers.
  */
@@ -47,7 +48,7 @@ function watchOf(q: URLSearchParams) {
     ...(names.has('idle') && { idle: { threshold_s: v.idle_threshold_sec } }),
   };
   const known: readonly string[] = PRODUCERS;
-  return { producers, unknown: [...names].filter((n) => !known.includes(n)), unavailable: [...names].filter((n) => DESKTOP_PRODUCERS.includes(n)) };
+  return { producers, unknown: [...names].filter((n) => !known.includes(n)), desktop: DESKTOP_PRODUCERS.filter((p) => names.has(p)) };
 }
 
 async function socket(c: RouteContext, id: string): Promise<Response> {
