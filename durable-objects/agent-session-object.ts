@@ -73,6 +73,8 @@ export class AgentSessionObject extends DurableObject<Env> {
     const state = await this.store.load();
     if (!meta || !state) return new Response('no such session', { status: 404 });
     const { log, hub } = this.events(meta, state);
+    // A viewer wakes a session whose object woke without its loop, without waiting for the watchdog.
+    if (!this.running && !isTerminal(state.status)) await this.resume(meta);
     const after = lastEventId(request);
     // A viewer that has the terminal event already is told not to reconnect.
     if (log.done() && after >= log.lastSeq()) return new Response(null, { status: 204 });
@@ -142,6 +144,8 @@ export class AgentSessionObject extends DurableObject<Env> {
       .finally(async () => {
         this.running = null;
         this.stop = null;
+        // An ended session needs no watchdog.
+        if (isTerminal(state.status)) await this.ctx.storage.deleteAlarm();
         // A command still recorded in flight (the session ended around it) is stopped.
         const job = this.store.inflightJob();
         if (job) {
