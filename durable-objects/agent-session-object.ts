@@ -14,7 +14,7 @@
 import { DurableObject } from 'cloudflare:workers';
 import type { Env } from '../worker/env.ts';
 import { SESSION_LIMITS } from '../schema/api-agents.ts';
-import { DEFAULT_HOST_LOST_GRACE_S } from './host/tenant-host.ts';
+import { hostLostGraceMs } from './host/tenant-host.ts';
 import { SecretSet } from './host/secret-mask.ts';
 import { EventLog } from './exec/event-log.ts';
 import { typedEventFormat, type TypedItem } from './exec/typed-events.ts';
@@ -99,11 +99,6 @@ export class AgentSessionObject extends DurableObject<Env> {
 
   private mask = (s: string): string => this.masks.mask(s, true).shown;
 
-  private graceMs(): number {
-    const s = Number(this.env.HOST_LOST_GRACE_S ?? DEFAULT_HOST_LOST_GRACE_S);
-    return (Number.isFinite(s) && s > 0 ? s : DEFAULT_HOST_LOST_GRACE_S) * 1000;
-  }
-
   /** Starts the loop from the saved state (a new session, or one whose object woke without it). */
   private async resume(meta: SessionMeta): Promise<void> {
     const state = await this.store.load();
@@ -120,7 +115,7 @@ export class AgentSessionObject extends DurableObject<Env> {
     };
     const events = new SessionEvents(meta.id, this.mask, sink);
     const host = this.env.HOST.get(this.env.HOST.idFromName(meta.host.id));
-    const tools = hostJobTools(host, meta.host, { get: () => this.store.inflightJob(), set: (id) => this.store.setInflightJob(id) }, { graceMs: this.graceMs() });
+    const tools = hostJobTools(host, meta.host, { get: () => this.store.inflightJob(), set: (id) => this.store.setInflightJob(id) }, { graceMs: hostLostGraceMs(this.env) });
     const stop = new AbortController();
     this.stop = stop;
     if (await this.ctx.storage.get('cancel_requested')) stop.abort(new LoopStop('cancelled', 'the session was cancelled'));

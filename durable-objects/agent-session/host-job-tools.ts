@@ -13,6 +13,7 @@ import type { JobSpec } from '../host/jobs.ts';
 import type { JobRow } from '../host/job-table.ts';
 import type { HostRef } from '../host/tenant-host.ts';
 import type { CommandResult, HostFailure, HostTools } from './tools.ts';
+import { sleep } from './abortable-wait.ts';
 
 /** The host object's RPC methods a session uses. */
 export interface HostRpc {
@@ -47,22 +48,6 @@ const AWAY_CODES = new Set(['HOST_NOT_CONNECTED', 'AGENT_UNAVAILABLE']);
 
 const ended = (j: JobRow) => j.status !== 'queued' && j.status !== 'running';
 
-/** Resolves after `ms`, or false at once when `signal` aborts. */
-function pause(ms: number, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve(false);
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', stop);
-      resolve(true);
-    }, ms);
-    const stop = () => {
-      clearTimeout(t);
-      resolve(false);
-    };
-    signal.addEventListener('abort', stop, { once: true });
-  });
-}
-
 /** `p`, or null as soon as `signal` aborts. */
 function orAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T | null> {
   if (signal.aborted) return Promise.resolve(null);
@@ -94,7 +79,7 @@ export function hostJobTools(rpc: HostRpc, ref: HostRef, inflight: InflightJob, 
       if (!AWAY_CODES.has(r.code)) return { failure: r.code === 'NOT_FOUND' ? 'not_found' : 'failed', message: r.message };
       awaySince ??= Date.now();
       if (Date.now() - awaySince >= opts.graceMs) return { failure: 'host_lost', message: `the host was away longer than ${Math.round(opts.graceMs / 1000)} s: ${r.message}` };
-      if (!(await pause(retryMs, signal))) return { failure: 'failed', message: 'stopped' };
+      if (!(await sleep(retryMs, signal))) return { failure: 'failed', message: 'stopped' };
     }
   }
 
