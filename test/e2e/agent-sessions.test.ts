@@ -173,6 +173,15 @@ describe('agent sessions on a real host with a scripted model', () => {
     expect(await get(session.id)).toMatchObject({ status: 'cancelled', end_reason: 'cancelled' });
   });
 
+  it('ends as completed with timeout when its time runs out mid-command, and the command is gone', async () => {
+    const marker = `${100000 + Math.floor(Math.random() * 800000)}`;
+    const { session } = await dispatch([{ call: [{ name: 'run_command', arguments: { command: `sleep ${marker}3` } }] }], { budget: { timeout_ms: 1000 } }, { say: 'unreachable' });
+    const events = await eventsOf(session.id);
+    expect(events.at(-1)).toMatchObject({ type: 'completed', data: { reason: 'timeout' } });
+    await until('the command to be gone', async () => pids(`sleep ${marker}3`).length === 0);
+    expect(await get(session.id)).toMatchObject({ status: 'completed', end_reason: 'timeout' });
+  });
+
   it("the agent's socket dropping mid-command does not end the session: the command finishes and the session completes", async () => {
     const { session } = await dispatch([
       { call: [{ name: 'run_command', arguments: { command: 'while [ ! -e go-on ]; do sleep 0.1; done; echo survived the drop' } }] },
