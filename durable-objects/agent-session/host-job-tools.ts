@@ -9,17 +9,43 @@
  */
 import type { Result } from '../../schema/errors.ts';
 import type { FsEntry } from '../../schema/protocol.ts';
-import type { JobSpec } from '../host/jobs.ts';
-import type { JobRow } from '../host/job-table.ts';
-import type { HostRef } from '../host/tenant-host.ts';
 import type { CommandResult, HostFailure, HostTools } from './tools.ts';
 import { sleep } from './abortable-wait.ts';
 
+/*
+ * The host object's shapes as this module reads them (host/jobs.ts JobSpec,
+ * host/job-table.ts JobRecord, host/tenant-host.ts HostRef), written out so the
+ * module stays free of the Workers runtime's types and runs in Node tests.
+ */
+interface HostRef {
+  id: string;
+  org_id: string;
+}
+interface JobSpec {
+  command: string;
+  args: string[] | null;
+  env: Record<string, string>;
+  cwd: string | null;
+  timeout_s: number;
+}
+/** What a job's record says, of what a session needs. */
+export interface JobRecord {
+  id: string;
+  status: 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
+  exit_code: number | null;
+  signal: number | null;
+  reason: string | null;
+  error: string | null;
+  stdout: string;
+  stderr: string;
+  truncated: boolean;
+}
+
 /** The host object's RPC methods a session uses. */
 export interface HostRpc {
-  runJob(ref: HostRef, spec: JobSpec, waitMs: number): Promise<Result<JobRow>>;
-  waitJob(ref: HostRef, jobId: string, ms: number): Promise<JobRow | null>;
-  cancelJob(ref: HostRef, jobId: string): Promise<Result<JobRow>>;
+  runJob(ref: HostRef, spec: JobSpec, waitMs: number): Promise<Result<JobRecord>>;
+  waitJob(ref: HostRef, jobId: string, ms: number): Promise<JobRecord | null>;
+  cancelJob(ref: HostRef, jobId: string): Promise<Result<JobRecord>>;
   fsList(ref: HostRef, path: string): Promise<Result<{ path: string; entries: FsEntry[]; truncated: boolean }>>;
   fsReadText(ref: HostRef, path: string, maxBytes: number): Promise<Result<{ path: string; content: string; size: number; truncated: boolean }>>;
   fsWriteText(ref: HostRef, path: string, content: string): Promise<Result<{ path: string; bytes: number }>>;
@@ -46,7 +72,7 @@ const CANCEL_WAIT_MS = 20_000;
 const WAIT_SLICE_MS = 30_000;
 const AWAY_CODES = new Set(['HOST_NOT_CONNECTED', 'AGENT_UNAVAILABLE']);
 
-const ended = (j: JobRow) => j.status !== 'queued' && j.status !== 'running';
+const ended = (j: JobRecord) => j.status !== 'queued' && j.status !== 'running';
 
 /** `p`, or null as soon as `signal` aborts. */
 function orAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T | null> {
@@ -83,7 +109,7 @@ export function hostJobTools(rpc: HostRpc, ref: HostRef, inflight: InflightJob, 
     }
   }
 
-  async function waitEnd(jobId: string, signal: AbortSignal): Promise<JobRow | HostFailure> {
+  async function waitEnd(jobId: string, signal: AbortSignal): Promise<JobRecord | HostFailure> {
     for (;;) {
       const job = await orAbort(rpc.waitJob(ref, jobId, WAIT_SLICE_MS), signal);
       if (job === null && signal.aborted) {
