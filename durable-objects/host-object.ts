@@ -209,6 +209,13 @@ export class HostObject extends DurableObject<Env> {
     return this.tenant.cancelJob(ref, jobId);
   }
 
+  /** The job once it has ended, or as it is after `ms` (an agent session waits on its command this way, a slice at a time). */
+  async waitJob(ref: HostRef, jobId: string, ms: number): Promise<JobRow | null> {
+    await this.tenant.bind(ref);
+    await this.tenant.jobs.wait(jobId, ms);
+    return this.tenant.jobs.get(jobId);
+  }
+
   async terminalTicket(ref: HostRef, opts: { session_id?: string; cols: number; rows: number }, credentialId: string | null) {
     return this.tenant.terminalTicket(ref, opts, credentialId);
   }
@@ -245,6 +252,16 @@ export class HostObject extends DurableObject<Env> {
 
   async fsDelete(ref: HostRef, path: string, recursive: boolean): Promise<Result<{ path: string }>> {
     return this.tenant.fs(ref, (f) => f.delete(path, recursive));
+  }
+
+  /** A file's start as text (an agent session's read_file). */
+  async fsReadText(ref: HostRef, path: string, maxBytes: number): Promise<Result<{ path: string; content: string; size: number; truncated: boolean }>> {
+    return this.tenant.fs(ref, (f) => f.readText(path, maxBytes));
+  }
+
+  /** Writes a text file, parents made (an agent session's write_file). */
+  async fsWriteText(ref: HostRef, path: string, content: string): Promise<Result<{ path: string; bytes: number }>> {
+    return this.tenant.fs(ref, (f) => f.writeText(path, content));
   }
 
   /** The host serves `model` for an inference cluster (its agent is asked now, and again after each reconnect). */

@@ -28,6 +28,8 @@ export const ERROR_STATUS = {
   TENANT_RESOLUTION_FAILED: 422,
   REGION_UNAVAILABLE: 422,
   ISOLATION_UNAVAILABLE: 422,
+  /** Agents: no model to dispatch to (no cluster named, no provider secrets, no operator default). */
+  MODEL_NOT_CONFIGURED: 422,
   RATE_LIMITED: 429,
   INTERNAL: 500,
   AGENT_UNAVAILABLE: 502,

@@ -3,7 +3,7 @@
  * each with a request that would pass validation, for the tests that walk
  * them all with another tenant's key. test/worker/opencomputers-isolation.test.ts
  * checks this list against the Worker's route table, so a new route cannot
- * be left out. `{job}`, `{secret}` and `{tunnel}` stand for ids of the owner's.
+ * be left out. `{job}`, `{secret}`, `{tunnel}` and `{session}` stand for ids of the owner's.
  */
 export interface HostRouteSample {
   method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -55,6 +55,12 @@ export const HOST_ROUTE_SAMPLES: HostRouteSample[] = [
   h('PATCH', '/tunnels/{tunnel}', '/tunnels/:tunnel_id', { auth_mode: 'public', enabled: true }),
   h('POST', '/tunnels/{tunnel}/link', '/tunnels/:tunnel_id/link', {}),
   h('DELETE', '/tunnels/{tunnel}', '/tunnels/:tunnel_id'),
+  h('POST', '/agent/dispatch', '/agent/dispatch', { task: `touch ${HOST_INTRUDER_MARK}` }),
+  h('GET', '/agent/sessions', '/agent/sessions'),
+  h('GET', '/agent/sessions/{session}', '/agent/sessions/:session_id'),
+  h('GET', '/agent/sessions/{session}/stream', '/agent/sessions/:session_id/stream'),
+  h('GET', '/agent/sessions/{session}/events', '/agent/sessions/:session_id/events'),
+  h('DELETE', '/agent/sessions/{session}', '/agent/sessions/:session_id'),
   // Last: it would revoke the host.
   h('DELETE', '', ''),
 ];

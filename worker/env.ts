@@ -4,6 +4,7 @@ import type { HostObject } from '../durable-objects/host-object.ts';
 import type { RateLimiterObject } from '../durable-objects/rate-limiter-object.ts';
 import type { OrgEventsObject } from '../durable-objects/org-events-object.ts';
 import type { ClusterObject } from '../durable-objects/cluster-object.ts';
+import type { AgentSessionObject } from '../durable-objects/agent-session-object.ts';
 
 export interface Env {
   DB: D1Database;
@@ -13,6 +14,8 @@ export interface Env {
   /** One per organization (named by its id): its event log. */
   ORG_EVENTS: DurableObjectNamespace<OrgEventsObject>;
   CLUSTER: DurableObjectNamespace<ClusterObject>;
+  /** One per AI agent session (named by its id): its loop, state and events (docs/agents.md). */
+  AGENT_SESSION: DurableObjectNamespace<AgentSessionObject>;
   /** Secret: bearer token of the operator (admin) API. */
   OPERATOR_TOKEN: string;
   /** Secret: HMAC key for HS256 JWTs minted by POST /auth/token. */
@@ -51,4 +54,10 @@ export interface Env {
   MEMORY_OVERCOMMIT?: string;
   /** Disk quotas of new computers, GiB: one number for all sizes or JSON per size (worker/computers/disk-size.ts). */
   COMPUTER_DISK_GB?: string;
+  /** Secret: base URL (with /v1) of the operator's default OpenAI-compatible provider for agent sessions. */
+  AGENT_MODEL_BASE_URL?: string;
+  /** Secret: that provider's API key. */
+  AGENT_MODEL_API_KEY?: string;
+  /** The default provider's model for sessions that name none. */
+  AGENT_MODEL?: string;
 }

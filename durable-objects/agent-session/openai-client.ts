@@ -9,6 +9,7 @@
  * in Node: fetch and web streams only.
  */
 import { z } from 'zod';
+import { sleep } from './abortable-wait.ts';
 import { ChatCompletion, ChatCompletionChunk, type ChatMessage, type ToolCall, type ToolDefinition, type Usage } from '../../schema/openai.ts';
 
 export interface ModelEndpoint {
@@ -86,21 +87,6 @@ export async function chatCompletion(ep: ModelEndpoint, req: ChatRequest, opts: 
       if (!slept) return { ok: false, error: opts.signal?.aborted ? 'the model call was cancelled' : `the model did not answer within ${Math.round(opts.timeoutMs / 1000)} s` };
     }
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve(false);
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve(true);
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 async function attemptCall(ep: ModelEndpoint, req: ChatRequest, opts: CallOptions, signal: AbortSignal): Promise<ModelAnswer> {

@@ -7,7 +7,7 @@
  * upload's body (multipart/form-data, or the raw bytes) is written into a
  * stream the agent turns into the file, put in place only once complete.
  */
-import { ApiError, type Result } from '../../schema/errors.ts';
+import { ApiError, fail, ok, type Result } from '../../schema/errors.ts';
 import type { FsEntry } from '../../schema/protocol.ts';
 import { RELAY_FRAME_BYTES } from '../../schema/relay.ts';
 import { errorResponse } from '../../worker/http/responses.ts';
@@ -90,6 +90,8 @@ export function inFramePieces(body: ReadableStream<Uint8Array>): ReadableStream<
 }
 
 /** A file stream the agent could not open after the checks passed (the file changed in between, or the agent went away). */
+const failOf = (e: ApiError) => fail(e.code, e.message);
+
 function fileFailure(reset: StreamReset, path: string): ApiError {
   const away = reset.code === 'unreachable' || reset.code === 'unsupported';
   return new ApiError(away ? 'AGENT_UNAVAILABLE' : 'AGENT_ERROR', `${path}: ${reset.message}`);
@@ -116,6 +118,52 @@ export class HostFiles {
 
   delete(path: string, recursive: boolean): Promise<Result<{ path: string }>> {
     return this.link.request('fs.delete', { path, recursive }, FS_TIMEOUT_MS);
+  }
+
+  /**
+   * A file's first `maxBytes` as text, for an agent session's read_file: the
+   * same prepare-then-relay path a download takes, gathered in the object
+   * (bounded by `maxBytes`, never the whole of a large file).
+   */
+  async readText(path: string, maxBytes: number): Promise<Result<{ path: string; content: string; size: number; truncated: boolean }>> {
+    const prepared = await this.link.request('fs.prepare', { path, mode: 'read' }, FS_TIMEOUT_MS);
+    if (!prepared.ok) return prepared;
+    const { size } = prepared.value;
+    const length = Math.min(size, maxBytes);
+    if (length === 0) return ok({ path: prepared.value.path, content: '', size, truncated: false });
+    const opened = this.relay.open({ kind: 'host_file', path: prepared.value.path, mode: 'read', start: 0, length }, { tags: { kind: 'file' } });
+    if (!opened.ok) return opened;
+    const refused = await opened.value.accepted;
+    if (refused) return failOf(fileFailure(refused, prepared.value.path));
+    opened.value.closeWrite();
+    try {
+      const bytes = new Uint8Array(await new Response(readableOf(opened.value)).arrayBuffer());
+      return ok({ path: prepared.value.path, content: new TextDecoder().decode(bytes), size, truncated: size > length });
+    } catch (e) {
+      return fail('AGENT_UNAVAILABLE', `${prepared.value.path}: ${(e as Error).message}`);
+    }
+  }
+
+  /** Writes `content` as the file at `path` (parents made, put in place once complete), as an upload does. */
+  async writeText(path: string, content: string): Promise<Result<{ path: string; bytes: number }>> {
+    const bytes = new TextEncoder().encode(content);
+    const prepared = await this.link.request('fs.prepare', { path, mode: 'write' }, FS_TIMEOUT_MS);
+    if (!prepared.ok) return prepared;
+    const opened = this.relay.open({ kind: 'host_file', path: prepared.value.path, mode: 'write' }, { tags: { kind: 'file' } });
+    if (!opened.ok) return opened;
+    const stream = opened.value;
+    const refused = await stream.accepted;
+    if (refused) return failOf(fileFailure(refused, prepared.value.path));
+    const pumped = await pumpInto(inFramePieces(new Response(bytes).body!), stream);
+    if (pumped.kind !== 'done') {
+      stream.reset('closed', 'the write was not completed');
+      return fail('AGENT_UNAVAILABLE', `${prepared.value.path}: the connection to the host was lost`);
+    }
+    try {
+      return ok(JSON.parse(await new Response(readableOf(stream)).text()) as { path: string; bytes: number });
+    } catch {
+      return fail('AGENT_ERROR', `${prepared.value.path}: ${stream.failure?.message ?? 'the agent did not confirm the file'}`);
+    }
   }
 
   /** GET …/fs/download: the file's bytes, streamed, with Content-Length; one Range is served as 206. */

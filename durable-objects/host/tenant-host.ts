@@ -42,6 +42,11 @@ const SILENCE_LIMIT_MS = 3 * HEARTBEAT_INTERVAL_MS;
 /** A host away longer than this (HOST_LOST_GRACE_S) fails its running jobs with reason `host_lost`. */
 export const DEFAULT_HOST_LOST_GRACE_S = 300;
 const LAST_SEEN_WRITE_MS = 60_000;
+/** How long a host may be away before what runs on it is lost (HOST_LOST_GRACE_S), in ms. */
+export function hostLostGraceMs(env: { HOST_LOST_GRACE_S?: string }): number {
+  const s = Number(env.HOST_LOST_GRACE_S ?? DEFAULT_HOST_LOST_GRACE_S);
+  return (Number.isFinite(s) && s > 0 ? s : DEFAULT_HOST_LOST_GRACE_S) * 1000;
+}
 /** Close codes the host-mode agent acts on (it stops for 4401, 4406 and 4412). */
 export const HOST_CLOSE = { REVOKED: 4401, MALFORMED: 4400, UNSUPPORTED_PROTOCOL: 4406, SILENT: 4408, PREFLIGHT_FAILED: 4412 } as const;
 
@@ -291,8 +296,7 @@ export class TenantHost {
   // ------------------------------------------------------------ upkeep
 
   private graceMs(): number {
-    const s = Number(this.env.HOST_LOST_GRACE_S ?? DEFAULT_HOST_LOST_GRACE_S);
-    return (Number.isFinite(s) && s > 0 ? s : DEFAULT_HOST_LOST_GRACE_S) * 1000;
+    return hostLostGraceMs(this.env);
   }
 
   /** When the alarm is next needed: the silence watchdog, the lost-host grace, log and terminal expiries. */

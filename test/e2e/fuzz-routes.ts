@@ -7,6 +7,7 @@ import { APPS, COMPUTER_VISIBILITIES, EXEC_MAX_COMMAND_BYTES, PORT_VISIBILITY_NA
 import { SIZE_NAMES } from '../../schema/sizes.ts';
 import { TUNNEL_AUTH_MODES } from '../../schema/tunnels.ts';
 import { ISOLATIONS } from '../../schema/isolation.ts';
+import { SESSION_LIMITS, TOOL_NAMES } from '../../schema/api-agents.ts';
 import type { BodyShape, Field } from './fuzz-cases.ts';
 
 export interface FuzzRoute {
@@ -171,6 +172,22 @@ const OPENCOMPUTERS_ROUTES: FuzzRoute[] = [
         model: { spec: { type: 'string', min: 1, max: 128, bad: ['-lead', 'has space', 'a..b', 'a\u0000', '😀', 'ä', 'a?b'] } },
         host_ids: { spec: { type: 'array', of: 'uuid', min: 1, max: 64 } },
         slug: opt({ spec: { type: 'string', min: 1, max: 63, bad: ['', 'UPPER', '-a', 'a-', 'a_b', 'a b', 'ä', 'a\u0000'] } }),
+      },
+    },
+  },
+  {
+    method: 'POST',
+    path: '/opencomputers/hosts/{host}/agent/dispatch',
+    auth: 'tenant',
+    shape: {
+      // The fuzz host has no model configured: a case the schema let through would be a 422, not the 400 every case must get.
+      valid: { task: 'fuzz task' },
+      fields: {
+        task: { spec: { type: 'string', min: 1, max: SESSION_LIMITS.task_chars, trim: true } },
+        model_id: opt({ spec: { type: 'string', min: 1, max: 256, trim: true } }),
+        model: opt({ spec: { type: 'string', min: 1, max: 256, trim: true } }),
+        max_turns: opt(int(1, SESSION_LIMITS.max_turns.max)),
+        tools: opt({ spec: { type: 'array', of: 'enum', values: TOOL_NAMES, max: TOOL_NAMES.length } }),
       },
     },
   },

@@ -122,7 +122,10 @@ describe('tenant isolation on a real tenant host (OpenComputers)', () => {
       const tsecret = (await a.post<{ id: string }>('/opencomputers/secrets', { name: 'TENANT_ONLY', value: secret })).body.id;
       const tunnel = (await a.post<{ id: string }>(`${hostPath}/tunnels`, { target_port: 3000, auth_mode: 'tenant_only' })).body.id;
       const cluster = (await a.post<{ id: string; slug: string }>('/opencomputers/clusters', { name: 'owners-cluster', model: 'hangar-tiny', host_ids: [agent.hostId] })).body;
-      const fill = (p: string) => p.replace('{job}', job.body.id).replace('{secret}', hsecret).replace('{tsecret}', tsecret).replace('{tunnel}', tunnel).replace('{cluster}', cluster.id);
+      // A session of the owner's on the host, its model the owner's cluster.
+      const session = (await a.post<{ id: string }>(`${hostPath}/agent/dispatch`, { task: 'owner task', model_id: cluster.id, tools: ['list_directory'], max_turns: 1 })).body;
+      expect(session.id).toBeTruthy();
+      const fill = (p: string) => p.replace('{session}', session.id).replace('{job}', job.body.id).replace('{secret}', hsecret).replace('{tsecret}', tsecret).replace('{tunnel}', tunnel).replace('{cluster}', cluster.id);
       // The cluster's members' live state is left out: it moves by itself.
       const clusterRow = async () => JSON.stringify({ ...(await a.get<Record<string, unknown>>(`/opencomputers/clusters/${cluster.id}`)).body, members: null, data: null, status: null });
       const state = async () => [...(await Promise.all([hostPath, `${hostPath}/exec`, `${hostPath}/secrets`, `${hostPath}/tunnels`, '/opencomputers/secrets', '/opencomputers/hosts'].map(async (p) => (await a.raw('GET', p)).text))), await clusterRow()];

@@ -34,6 +34,10 @@ describe('OpenComputers tenant isolation', () => {
       await tenantFetch(owner.apiKey, `${OC}/hosts/${h.id}/tunnels`, { method: 'POST', body: { target_port: 3000, auth_mode: 'tenant_only' } }),
       201,
     );
+    // A session whose model is a cluster of the owner's other (offline) host: no member serves, it ends failed, model_error.
+    const gpu = await registerTenantHost(owner.apiKey, { name: 'owners-gpu' });
+    const cluster = await expectJson<{ id: string }>(await tenantFetch(owner.apiKey, `${OC}/clusters`, { method: 'POST', body: { name: 'owners', model: 'hangar-tiny', host_ids: [gpu.id] } }), 201);
+    const session = await expectJson<{ id: string }>(await tenantFetch(owner.apiKey, `${OC}/hosts/${h.id}/agent/dispatch`, { method: 'POST', body: { task: 'owner task', model_id: cluster.id } }), 201);
     const state = async () =>
       Promise.all(
         [`${OC}/hosts/${h.id}`, `${OC}/hosts/${h.id}/exec`, `${OC}/hosts/${h.id}/secrets`, `${OC}/hosts/${h.id}/tunnels`, `${OC}/secrets`, `${OC}/hosts`].map(async (path) =>
@@ -42,7 +46,7 @@ describe('OpenComputers tenant isolation', () => {
       );
     const before = await state();
     const seenByAgent = peer.requests.length;
-    const fill = (path: string) => path.replace('{job}', job.id).replace('{secret}', secret.id).replace('{tsecret}', tsecret.id).replace('{tunnel}', tunnel.id);
+    const fill = (path: string) => path.replace('{job}', job.id).replace('{secret}', secret.id).replace('{tsecret}', tsecret.id).replace('{tunnel}', tunnel.id).replace('{session}', session.id);
 
     const intruder = await createTenant();
     for (const { method, path, body } of HOST_ROUTE_SAMPLES) {
@@ -68,7 +72,7 @@ describe('tenant host ids', () => {
     const t = await createTenant();
     for (const bad of ['not-a-uuid', '123', '550e8400-e29b-41d4-a716-44665544000Z']) {
       for (const { method, path, body } of HOST_ROUTE_SAMPLES) {
-        const url = `${OC}/hosts/${bad}${path.replace('{job}', crypto.randomUUID()).replace('{secret}', crypto.randomUUID()).replace('{tunnel}', crypto.randomUUID())}`;
+        const url = `${OC}/hosts/${bad}${path.replace('{job}', crypto.randomUUID()).replace('{secret}', crypto.randomUUID()).replace('{tunnel}', crypto.randomUUID()).replace('{session}', crypto.randomUUID())}`;
         const err = await expectError(await tenantFetch(t.apiKey, url, init(method, body)), 400, 'INVALID_ID');
         expect(err.error.message, `${method} ${url}`).toBe('invalid host id');
       }

@@ -10,5 +10,6 @@ import { OC_DESKTOP_ROUTES } from './desktop.ts';
 import { SECRET_ROUTES } from './secrets.ts';
 import { TUNNEL_ROUTES } from './tunnels.ts';
 import { CLUSTER_ROUTES } from './clusters.ts';
+import { AGENT_ROUTES } from './agents.ts';
 
-export const OPENCOMPUTERS_ROUTES: RouteDef[] = [...EVENT_ROUTES, ...HOST_ROUTES, ...JOB_ROUTES, ...OC_TERMINAL_ROUTES, ...OC_DESKTOP_ROUTES, ...SECRET_ROUTES, ...FILE_ROUTES, ...INSTALL_ROUTES, ...TUNNEL_ROUTES, ...CLUSTER_ROUTES];
+export const OPENCOMPUTERS_ROUTES: RouteDef[] = [...EVENT_ROUTES, ...HOST_ROUTES, ...JOB_ROUTES, ...OC_TERMINAL_ROUTES, ...OC_DESKTOP_ROUTES, ...SECRET_ROUTES, ...FILE_ROUTES, ...INSTALL_ROUTES, ...TUNNEL_ROUTES, ...CLUSTER_ROUTES, ...AGENT_ROUTES];
