@@ -104,6 +104,31 @@ describe('user namespaces, devices and disks', () => {
     expect((await sh(clone.id, 'sha256sum < /workspace/data')).output).toBe(written.output);
   });
 
+  it('a disk moving to another host travels sparse and lands sparse: the archive is about what was written, not the quota', async () => {
+    const source = await computers.create({ disk_gb: 2 });
+    const written = await sh(source.id, 'head -c 48M /dev/urandom > /workspace/data && sync && sha256sum < /workspace/data');
+    expect(written.exit_code).toBe(0);
+    await driver.stop(source.id);
+    const exported = await driver.exportDisk(source.id);
+    let archived = 0;
+    const pieces: Buffer[] = [];
+    exported.stream.on('data', (d: Buffer) => ((archived += d.length), pieces.push(d)));
+    await exported.done;
+    // The 48 MiB and the file system's own blocks; a copy of the image would be its 2 GiB.
+    expect(archived).toBeGreaterThan(48 << 20);
+    expect(archived).toBeLessThan(0.25 * GiB);
+    // Its other host (here the same driver, once the disk has left it).
+    await driver.destroy(source.id);
+    const target = await driver.importDisk(source, () => undefined);
+    for (const piece of pieces) await target.write(piece);
+    await target.commit();
+    const image = fs.statSync(paths(source.id).image);
+    expect(image.size).toBeGreaterThanOrEqual(2 * GiB);
+    expect(image.blocks * 512).toBeLessThan(0.25 * GiB);
+    await driver.start(source);
+    expect((await sh(source.id, 'sha256sum < /workspace/data')).output).toBe(written.output);
+  });
+
   it('a full disk still boots: the computer answers and can free space', async () => {
     const spec = await computers.create({ disk_gb: 1 });
     const fill = await sh(spec.id, 'dd if=/dev/zero of=/workspace/fill bs=4M 2>&1 | grep -c "No space left"; df -B1 --output=avail / | tail -1');
