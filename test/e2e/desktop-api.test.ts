@@ -216,6 +216,21 @@ describe('the desktop control API, end to end', () => {
     expect((await api.get(desk('environment'))).body).toMatchObject({ name: 'xfce', session_type: 'x11', resolution: '1280x720', ready: true });
   });
 
+  it('the browser shows a page and the file manager a folder: each opens a window titled with what it shows', async () => {
+    const made = await api.exec(id, `mkdir -p /tmp/fm-shown-dir && printf '<title>hangar-page-shown</title><p>hi' > /tmp/desktop-page.html && chmod -R a+rX /tmp/fm-shown-dir /tmp/desktop-page.html`);
+    expect(made.body.exit_code).toBe(0);
+    const browser = await api.post(desk('launch'), { app: 'browser file:///tmp/desktop-page.html' });
+    expect(browser.status, JSON.stringify(browser.body)).toBe(200);
+    // The title is the page's own: the browser started, loaded the file and rendered its head.
+    const page = await until('the browser window titled with the page', async () => (await windows()).windows.find((w) => /hangar-page-shown/.test(w.title)), 120_000);
+    expect(page.app).toMatch(/firefox/i);
+    const files = await api.post(desk('launch'), { app: 'files /tmp/fm-shown-dir' });
+    expect(files.status, JSON.stringify(files.body)).toBe(200);
+    const folder = await until('the file manager window titled with the folder', async () => (await windows()).windows.find((w) => /fm-shown-dir/.test(w.title)), 120_000);
+    expect(folder.app).toMatch(/thunar/i);
+    // Left open: the next test stops the computer, which closes them.
+  });
+
   it('a stopped computer answers 409; started again, its desktop is back by itself', async () => {
     expect((await api.post(`/computers/${id}/stop`)).status).toBe(200);
     const r = await api.get<{ error: { code: string } }>(desk('cursor'));

@@ -181,7 +181,7 @@ describe('file bytes on a real computer', () => {
     expect((await api.exec(id, 'test -e /workspace/broken && echo there || echo none; ls -a /tmp | grep -c hangar-upload || true')).body.output).toBe('none\n0\n');
   });
 
-  it('archives: a tar.gz in a multipart upload with extract, a zip as a raw body, unpacked byte-exact', async () => {
+  it('archives: a tar.gz in a multipart upload with extract, a plain tar and a zip as raw bodies, unpacked byte-exact', async () => {
     fs.mkdirSync(path.join(tmp, 'proj/src'), { recursive: true });
     const blob = randomBytes(200_000);
     fs.writeFileSync(path.join(tmp, 'proj/src/data.bin'), blob);
@@ -195,6 +195,11 @@ describe('file bytes on a real computer', () => {
     expect(r.status).toBe(200);
     expect(r.body.data.extracted[0].path).toBe('/workspace/unpacked');
     expect(await shaInside('/workspace/unpacked/proj/src/data.bin')).toBe(sha(blob));
+    execFileSync('tar', ['-cf', path.join(tmp, 'proj.tar'), '-C', tmp, 'proj']);
+    const tar = await api.raw('POST', files('/upload?path=/workspace/untarred&extract=true'), { body: fs.readFileSync(path.join(tmp, 'proj.tar')), headers: { 'content-type': 'application/x-tar' } });
+    expect(tar.status).toBe(200);
+    expect(await shaInside('/workspace/untarred/proj/src/data.bin')).toBe(sha(blob));
+    expect((await api.exec(id, 'cat /workspace/untarred/proj/README')).body.output).toBe('read me');
     execFileSync('python3', ['-c', `import zipfile; z = zipfile.ZipFile('${path.join(tmp, 'z.zip')}', 'w'); z.writestr('inside/z.txt', 'zipped'); z.close()`]);
     const raw = await api.raw('POST', files('/upload?path=/workspace/zipped&extract=true'), { body: fs.readFileSync(path.join(tmp, 'z.zip')), headers: { 'content-type': 'application/zip' } });
     expect(raw.status).toBe(200);
