@@ -27,7 +27,10 @@ interface TunnelView {
 }
 
 const MiB = 1024 * 1024;
-const BIG = 24 * MiB;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const BIG = 100_000_000;
+/** What a stopped reader may leave between it and the app: every hop's window and socket buffers, short of the file. */
+const STALL_LIMIT = 72 * MiB;
 const sha256 = (b: Buffer | Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 let a: Client;
@@ -49,12 +52,15 @@ interface App {
   port: number;
   seen: Seen[];
   big: Buffer;
+  /** Bytes of big.bin the app has handed to its sockets, over all requests. */
+  bigWritten(): number;
   release(): void;
   close(): Promise<void>;
 }
 
 async function startApp(): Promise<App> {
   const big = randomBytes(BIG);
+  let bigWritten = 0;
   const seen: Seen[] = [];
   const waiting: (() => void)[] = [];
   let released = 0;
@@ -74,6 +80,7 @@ async function startApp(): Promise<App> {
         while (off < big.length) {
           const piece = big.subarray(off, off + 256 * 1024);
           off += piece.length;
+          bigWritten += piece.length;
           if (!res.write(piece)) return void res.once('drain', more);
         }
         res.end();
@@ -112,6 +119,7 @@ async function startApp(): Promise<App> {
     port: (server.address() as AddressInfo).port,
     seen,
     big,
+    bigWritten: () => bigWritten,
     release: () => (waiting.length ? waiting.shift()!() : released++),
     close: () =>
       new Promise<void>((resolve) => {
@@ -193,27 +201,47 @@ describe('a tunnel to an app on a real host-mode agent', () => {
     expect(bare.headers.location).toBe(`/t/${pub.slug}/`);
   });
 
-  it(`a ${BIG / MiB} MiB download arrives with its sha256 intact, both ways of addressing the tunnel`, async () => {
+  it('a 100 MB download arrives with its sha256 intact, both ways of addressing the tunnel; a reader that stops holds the app back', async () => {
     for (const form of ['path', 'host'] as const) {
       const r = await previewRequest(via(pub, form, '/big.bin'));
       expect(r.status).toBe(200);
-      const got = await body(r);
-      expect(got.length, form).toBe(BIG);
-      expect(sha256(got), form).toBe(sha256(app.big));
+      const written0 = app.bigWritten();
+      const hash = createHash('sha256');
+      let n = 0;
+      let inFlight: number | undefined;
+      for await (const d of r.stream) {
+        hash.update(d as Buffer);
+        n += (d as Buffer).length;
+        if (form === 'path' && inFlight === undefined && n >= 2 * MiB) {
+          // The reader stops: with flow control on every hop the app's writes block once the windows are
+          // full; without it the app would get the whole file out.
+          const deadline = Date.now() + 30_000;
+          let now = -1;
+          for (let last = -2; now !== last && now <= STALL_LIMIT && Date.now() < deadline; ) {
+            last = now;
+            await sleep(1000);
+            now = app.bigWritten() - written0 - n;
+          }
+          inFlight = now;
+        }
+      }
+      expect(n, form).toBe(BIG);
+      expect(hash.digest('hex'), form).toBe(sha256(app.big));
+      if (form === 'path') expect(inFlight, `the app got ${Math.round(inFlight! / MiB)} MiB out past a reader that had stopped`).toBeLessThanOrEqual(STALL_LIMIT);
     }
-  }, 120_000);
+  }, 180_000);
 
-  it(`a ${BIG / MiB} MiB upload reaches the app with its sha256 intact, with a length or chunked`, async () => {
+  it('a 100 MB upload reaches the app with its sha256 intact, with a length or chunked', async () => {
     const up = randomBytes(BIG);
     const sized = await previewRequest(via(pub, 'path', '/sink'), { method: 'PUT', body: up, headers: { 'content-length': String(up.length) } });
     expect(sized.status).toBe(200);
     expect(await sized.json()).toEqual({ bytes: BIG, sha256: sha256(up) });
     const { Readable } = await import('node:stream');
-    const pieces = Array.from({ length: 24 }, (_, i) => up.subarray(i * MiB, (i + 1) * MiB));
+    const pieces = Array.from({ length: Math.ceil(BIG / MiB) }, (_, i) => up.subarray(i * MiB, (i + 1) * MiB));
     const chunked = await previewRequest(via(pub, 'host', '/sink'), { method: 'POST', body: Readable.from(pieces) });
     expect(chunked.status).toBe(200);
     expect(await chunked.json()).toEqual({ bytes: BIG, sha256: sha256(up) });
-  }, 120_000);
+  }, 180_000);
 
   it('a streamed response reaches the client piece by piece: the first event arrives before the app writes the second', async () => {
     for (const form of ['path', 'host'] as const) {
