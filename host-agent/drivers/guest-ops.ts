@@ -9,8 +9,8 @@ import type { ExecRunParams, ExecRunResult, ProcStartParams, StreamOffsets } fro
 import { GuestError, type GuestClient } from '../guest-client.ts';
 import { DriverError, type FsAnswer, type StreamProcess, type WatchHandle } from './driver.ts';
 
-/** How long one file operation may take in the guest. */
-const FS_TIMEOUT_MS = 60_000;
+/** How long one file operation may take in the guest: a recursive copy or delete of a large tree takes a while. */
+const FS_TIMEOUT_MS = 10 * 60_000;
 
 export async function guestExec(guest: GuestClient, params: ExecRunParams): Promise<ExecRunResult> {
   const { result, output } = await guest.exec(
@@ -97,6 +97,19 @@ export function guestFailure(id: string, err: unknown, stopped: () => boolean): 
     return new DriverError('FAILED', `guest agent: ${err.message}`, err.guestText);
   }
   return err instanceof DriverError ? err : new DriverError('FAILED', String(err));
+}
+
+/**
+ * Runs `fn` on computer `id`'s guest (`guestOf` finds it or says why not),
+ * its guest failures turned into the driver's errors.
+ */
+export async function onGuest<T>(id: string, guestOf: (id: string) => Promise<GuestClient>, stopped: () => boolean, fn: (guest: GuestClient) => Promise<T>): Promise<T> {
+  const guest = await guestOf(id);
+  try {
+    return await fn(guest);
+  } catch (err) {
+    throw guestFailure(id, err, stopped);
+  }
 }
 
 /** Serializes lifecycle operations per computer; exec and metrics do not wait. */

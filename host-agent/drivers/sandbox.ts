@@ -10,11 +10,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
 import type { Duplex } from 'node:stream';
-import { GuestError, type GuestClient } from '../guest-client.ts';
+import type { GuestClient } from '../guest-client.ts';
+import { ComputerLocks, guestAttach, guestExec, guestFailure, guestFs, guestSpawn, guestWatch, onGuest } from './guest-ops.ts';
 import { openGuestFile, openGuestTcp } from '../relay/guest-tcp.ts';
 import { RelayTargetError } from '../relay/target-error.ts';
 import { DriverError, type ComputerDriver, type ComputerMetrics, type DiskExport, type DiskImport, type FsAnswer, type ProgressFn, type StreamProcess, type WatchHandle } from './driver.ts';
-import { FS_RESPONSES, type ComputerEvent, type FileStream, type FsRequest, type WatchProducers } from '../../schema/guest.ts';
+import { type ComputerEvent, type FileStream, type FsRequest, type WatchProducers } from '../../schema/guest.ts';
 import { SIZES } from '../../schema/sizes.ts';
 import { ensureGuestRuntime, type GuestRuntime } from '../guest/runtime.ts';
 import { ArchiveWriter, readArchive } from './sandbox/disk-archive.ts';
@@ -48,8 +49,6 @@ const PIDS_MAX = 4096;
 const BOOT_TIMEOUT_MS = 20_000;
 const POLL_MS = 2000;
 const GiB = 1024 ** 3;
-/** A recursive copy or delete of a large tree takes a while. */
-const FS_TIMEOUT_MS = 10 * 60_000;
 
 export class SandboxDriver implements ComputerDriver {
   readonly name = 'sandbox';
@@ -59,7 +58,7 @@ export class SandboxDriver implements ComputerDriver {
   private readonly storage: DiskStorage;
   private layout: CgroupLayout | null = null;
   private readonly sessions = new Map<string, Session>();
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new ComputerLocks();
   private readonly exitListeners: Array<(id: string, reason: string) => void> = [];
   private readonly cpu = new CpuMeter();
   private readonly oom = new OomNotes();
@@ -179,94 +178,28 @@ export class SandboxDriver implements ComputerDriver {
   }
 
   async exec(id: string, params: ExecRunParams): Promise<ExecRunResult> {
-    const guest = await this.guestOf(id);
-    try {
-      const { result, output } = await guest.exec({
-        command: params.command,
-        timeout_s: params.timeout_s,
-        cwd: params.cwd,
-        env: params.env,
-        max_output_bytes: params.max_output_bytes,
-      }, params.stdin === undefined ? undefined : Buffer.from(params.stdin, 'utf8'));
-      return {
-        output: new TextDecoder('utf-8', { fatal: false }).decode(output),
-        exit_code: result.exit_code,
-        timed_out: result.timed_out,
-        truncated: result.truncated,
-        duration_ms: result.duration_ms,
-      };
-    } catch (err) {
-      throw this.guestFailure(id, err);
-    }
+    return this.onGuest(id, (guest) => guestExec(guest, params));
   }
 
   async spawn(id: string, params: ProcStartParams, window: number): Promise<StreamProcess> {
-    const guest = await this.guestOf(id);
-    const handle = guest.spawn({
-      proc: params.proc_id,
-      command: params.command,
-      argv: params.argv,
-      shell: params.shell,
-      stdin: params.stdin,
-      pty: params.tty,
-      cwd: params.cwd,
-      env: params.env,
-      timeout_s: params.timeout_s,
-      window,
-      // The ring must hold everything not yet acknowledged, so a re-attach finds it.
-      ring_bytes: 2 * window,
-      output_limit: params.output_limit,
-      ordered: params.ordered,
-    });
-    try {
-      await handle.started;
-    } catch (err) {
-      throw this.guestFailure(id, err);
-    }
-    return handle;
-  }
-
-  async fs(id: string, request: FsRequest): Promise<FsAnswer> {
-    const guest = await this.guestOf(id);
-    try {
-      const { data } = await guest.request({ op: 'fs', request }, { timeoutMs: FS_TIMEOUT_MS });
-      return FS_RESPONSES[request.op].parse(data);
-    } catch (err) {
-      throw this.guestFailure(id, err);
-    }
-  }
-
-  async watch(id: string, watchId: string, producers: WatchProducers, onEvents: (events: ComputerEvent[]) => void): Promise<WatchHandle> {
-    const guest = await this.guestOf(id);
-    const listener = (w: string, events: ComputerEvent[]) => {
-      if (w === watchId) onEvents(events);
-    };
-    guest.on('watch', listener);
-    try {
-      const { data } = await guest.request({ op: 'watch', watch: watchId, ...producers }, { timeoutMs: 30_000 });
-      return {
-        unavailable: data.unavailable,
-        stop: async () => {
-          guest.off('watch', listener);
-          await guest.request({ op: 'unwatch', watch: watchId }, { timeoutMs: 10_000 }).catch(() => undefined);
-        },
-      };
-    } catch (err) {
-      guest.off('watch', listener);
-      throw this.guestFailure(id, err);
-    }
+    return this.onGuest(id, (guest) => guestSpawn(guest, params, window));
   }
 
   async attach(id: string, procId: string, offsets: StreamOffsets, window: number): Promise<StreamProcess | null> {
-    const guest = await this.guestOf(id);
-    const handle = guest.attach(procId, offsets, { window });
-    try {
-      await handle.started;
-    } catch (err) {
-      if (err instanceof GuestError && err.code === 'NOT_FOUND') return null;
-      throw this.guestFailure(id, err);
-    }
-    return handle;
+    return this.onGuest(id, (guest) => guestAttach(guest, procId, offsets, window));
+  }
+
+  async fs(id: string, request: FsRequest): Promise<FsAnswer> {
+    return this.onGuest(id, (guest) => guestFs(guest, request));
+  }
+
+  async watch(id: string, watchId: string, producers: WatchProducers, onEvents: (events: ComputerEvent[]) => void): Promise<WatchHandle> {
+    return this.onGuest(id, (guest) => guestWatch(guest, watchId, producers, onEvents));
+  }
+
+  /** Runs `fn` on the running computer's guest, its failures in the driver's words. */
+  private onGuest<T>(id: string, fn: (guest: GuestClient) => Promise<T>): Promise<T> {
+    return onGuest(id, (i) => this.guestOf(i), () => !this.sessionFor(id), fn);
   }
 
   async connectTcp(id: string, port: number): Promise<Duplex> {
@@ -493,7 +426,7 @@ export class SandboxDriver implements ComputerDriver {
     } catch (err) {
       // A computer that did not get its environment is not started: leave nothing running.
       await this.stopLocked(spec.id);
-      throw this.guestFailure(spec.id, err);
+      throw guestFailure(spec.id, err, () => !this.sessionFor(spec.id));
     }
     return session;
   }
@@ -555,18 +488,6 @@ export class SandboxDriver implements ComputerDriver {
     const guest = await this.sessionFor(id)?.connect();
     if (!guest) throw new DriverError('NOT_RUNNING', `computer ${id} is not running`);
     return guest;
-  }
-
-  private guestFailure(id: string, err: unknown): DriverError {
-    if (err instanceof GuestError) {
-      if (err.code === 'DISCONNECTED' && !this.sessionFor(id)) return new DriverError('NOT_RUNNING', `computer ${id} stopped`);
-      // The message is the host's own words; what the guest said goes to the log only (GuestError).
-      if (err.code === 'BAD_REQUEST') return new DriverError('BAD_REQUEST', err.message, err.guestText);
-      // What a file operation's path said (the code; the object names the path it asked about).
-      if (err.code === 'NO_SUCH_PATH' || err.code === 'FORBIDDEN' || err.code === 'CONFLICT' || err.code === 'NO_SPACE') return new DriverError(err.code, err.message, err.guestText);
-      return new DriverError('FAILED', `guest agent: ${err.message}`, err.guestText);
-    }
-    return err instanceof DriverError ? err : new DriverError('FAILED', String(err));
   }
 
   /** Finds computers left running by an earlier agent and watches them (thawing a disk it left frozen mid-copy). */
@@ -643,15 +564,9 @@ export class SandboxDriver implements ComputerDriver {
 
   /** Serializes lifecycle operations per computer; exec and metrics do not wait. */
   private withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(id) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.locks.set(id, tail);
-    void tail.then(() => {
-      if (this.locks.get(id) === tail) this.locks.delete(id);
-    });
-    return run;
+    return this.locks.run(id, fn);
   }
+
 }
 
 function limitsOf(spec: ComputerSpec): Limits {

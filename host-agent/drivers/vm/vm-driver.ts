@@ -29,7 +29,7 @@ import {
   type StreamProcess,
   type WatchHandle,
 } from '../driver.ts';
-import { ComputerLocks, guestAttach, guestExec, guestFailure, guestFs, guestSpawn, guestWatch } from '../guest-ops.ts';
+import { ComputerLocks, guestAttach, guestExec, guestFailure, guestFs, guestSpawn, guestWatch, onGuest } from '../guest-ops.ts';
 import { installApps } from '../sandbox/apps.ts';
 import { appendConsole } from '../sandbox/console-log.ts';
 import { hostnameFromName } from '../sandbox/paths.ts';
@@ -201,49 +201,30 @@ export class VmDriver implements ComputerDriver {
   }
 
   async exec(id: string, params: ExecRunParams): Promise<ExecRunResult> {
-    const guest = await this.guestOf(id);
-    try {
-      return await guestExec(guest, params);
-    } catch (err) {
-      throw guestFailure(id, err, () => !this.sessionFor(id));
-    }
+    return this.onGuest(id, (guest) => guestExec(guest, params));
   }
 
   async spawn(id: string, params: ProcStartParams, window: number): Promise<StreamProcess> {
-    const guest = await this.guestOf(id);
-    try {
-      return await guestSpawn(guest, params, window);
-    } catch (err) {
-      throw guestFailure(id, err, () => !this.sessionFor(id));
-    }
+    return this.onGuest(id, (guest) => guestSpawn(guest, params, window));
   }
 
   async attach(id: string, procId: string, offsets: StreamOffsets, window: number): Promise<StreamProcess | null> {
-    const guest = await this.guestOf(id);
-    try {
-      return await guestAttach(guest, procId, offsets, window);
-    } catch (err) {
-      throw guestFailure(id, err, () => !this.sessionFor(id));
-    }
+    return this.onGuest(id, (guest) => guestAttach(guest, procId, offsets, window));
   }
 
   async fs(id: string, request: FsRequest): Promise<FsAnswer> {
-    const guest = await this.guestOf(id);
-    try {
-      return await guestFs(guest, request);
-    } catch (err) {
-      throw guestFailure(id, err, () => !this.sessionFor(id));
-    }
+    return this.onGuest(id, (guest) => guestFs(guest, request));
   }
 
   async watch(id: string, watchId: string, producers: WatchProducers, onEvents: (events: ComputerEvent[]) => void): Promise<WatchHandle> {
-    const guest = await this.guestOf(id);
-    try {
-      return await guestWatch(guest, watchId, producers, onEvents);
-    } catch (err) {
-      throw guestFailure(id, err, () => !this.sessionFor(id));
-    }
+    return this.onGuest(id, (guest) => guestWatch(guest, watchId, producers, onEvents));
   }
+
+  /** Runs `fn` on the running computer's guest, its failures in the driver's words. */
+  private onGuest<T>(id: string, fn: (guest: GuestClient) => Promise<T>): Promise<T> {
+    return onGuest(id, (i) => this.guestOf(i), () => !this.sessionFor(id), fn);
+  }
+
 
   async connectTcp(id: string, port: number): Promise<Duplex> {
     return openGuestTcp(await this.relayGuest(id), port);
