@@ -12,13 +12,14 @@
  * does not see it, and a crash leaves only a temp dir that
  * removeAbandonedDisks clears.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { DriverError, type DiskExport } from '../driver.ts';
-import { computerPaths, computersDir, disksDir, templatesDir, type ComputerPaths } from './paths.ts';
+import { TarUnpack, archivedMeta, localTemplate, tarOut } from '../disk-tar.ts';
+import { computerPaths, computersDir, disksDir, type ComputerPaths } from './paths.ts';
 import type { ComputerMeta } from './disk.ts';
 import { runCommand } from './run-command.ts';
 
@@ -47,46 +48,34 @@ export function readArchive(paths: ComputerPaths): DiskExport {
     args.unshift(...KEEP);
     args.push('upper'); // a disk of the old layout, never booted since
   }
-  const child = spawn('tar', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const done = exited(child, 'reading the disk');
-  return { stream: child.stdout!, done, cancel: () => child.kill('SIGKILL') };
+  return tarOut(args);
 }
 
 /** An archive being unpacked into a temp dir, to become computer `id`'s disk. */
 export class ArchiveWriter {
   private readonly dataDir: string;
   private readonly id: string;
-  private readonly tmp: string;
-  private readonly child: ChildProcess;
-  private readonly done: Promise<void>;
+  private readonly tar: TarUnpack;
 
   constructor(dataDir: string, id: string) {
     this.dataDir = dataDir;
     this.id = id;
-    // Next to the images, so the image is renamed (not copied) into place.
-    const parent = disksDir(dataDir);
-    fs.mkdirSync(parent, { recursive: true });
-    this.tmp = path.join(parent, `.import-${id}-${randomBytes(4).toString('hex')}`);
-    fs.mkdirSync(this.tmp, { mode: 0o700 });
-    // GNU tar refuses absolute names and `..` on its own; what else the archive holds is checked at commit.
-    this.child = spawn('tar', [...KEEP, '--same-owner', '--same-permissions', '-C', this.tmp, '-xf', '-'], {
-      stdio: ['pipe', 'ignore', 'pipe'],
-    });
-    this.child.stdin!.on('error', () => undefined); // a tar that died is reported by `done`
-    this.done = exited(this.child, 'unpacking the disk');
+    // Next to the images, so the image is renamed (not copied) into place; what the archive holds is checked at commit.
+    this.tar = new TarUnpack(disksDir(dataDir), `.import-${id}-`, [...KEEP, '--same-owner', '--same-permissions']);
+  }
+
+  private get tmp(): string {
+    return this.tar.dir;
   }
 
   write(chunk: Uint8Array): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.child.stdin!.write(chunk, (err) => (err ? reject(new DriverError('FAILED', `unpacking the disk failed: ${err.message}`)) : resolve()));
-    });
+    return this.tar.write(chunk);
   }
 
   /** Waits for tar, checks what it unpacked, points the meta at this host's template and moves the disk into place. */
   async commit(): Promise<void> {
     try {
-      this.child.stdin!.end();
-      await this.done;
+      await this.tar.finish();
       const meta = this.checkedMeta();
       const members = fs.readdirSync(this.tmp).sort();
       const image = path.join(this.tmp, 'disk.img');
@@ -122,33 +111,14 @@ export class ArchiveWriter {
     }
   }
 
-  async abort(): Promise<void> {
-    this.child.kill('SIGKILL');
-    await this.done.catch(() => undefined);
-    fs.rmSync(this.tmp, { recursive: true, force: true });
+  abort(): Promise<void> {
+    return this.tar.abort();
   }
 
   /** The archive's meta, for this computer, on this host's copy of the template it was made on. */
   private checkedMeta(): ComputerMeta {
-    let raw: unknown;
-    const file = path.join(this.tmp, 'meta.json');
-    try {
-      if (!fs.lstatSync(file).isFile()) throw new Error('not a file');
-      raw = JSON.parse(fs.readFileSync(file, 'utf8'));
-    } catch {
-      throw new DriverError('FAILED', 'the disk archive has no readable meta.json');
-    }
-    const parsed = ArchivedMeta.safeParse(raw);
-    if (!parsed.success) throw new DriverError('FAILED', `the disk archive's meta.json is malformed: ${parsed.error.issues[0]?.message}`);
-    const meta = parsed.data;
-    if (meta.id !== this.id) throw new DriverError('FAILED', `the disk archive is of computer ${meta.id}, not ${this.id}`);
-    // The disk only makes sense over the very root it was made on: the same recipe hash, here.
-    const name = path.basename(meta.template_dir);
-    const local = path.join(templatesDir(this.dataDir), name);
-    if (!/^[a-z0-9-]+$/.test(name) || !fs.existsSync(path.join(local, 'etc/hangar-template.json'))) {
-      throw new DriverError('FAILED', `this host has no template ${name}, the one the computer's disk was made on`);
-    }
-    return { ...meta, template_dir: local };
+    const meta = archivedMeta(this.tmp, ArchivedMeta, this.id);
+    return { ...meta, template_dir: localTemplate(this.dataDir, meta.template_dir) };
   }
 }
 
@@ -159,18 +129,4 @@ async function checkImage(image: string): Promise<void> {
     child.on('close', (c) => resolve(c ?? 8));
   });
   if (code >= 4) throw new DriverError('FAILED', `the disk archive's image is not a sound ext4 file system (e2fsck exit ${code})`);
-}
-
-function exited(child: ChildProcess, what: string): Promise<void> {
-  let output = '';
-  child.stderr?.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4000)));
-  const done = new Promise<void>((resolve, reject) => {
-    child.on('error', (e) => reject(new DriverError('FAILED', `${what} failed: tar could not start: ${e.message}`)));
-    child.on('close', (code, signal) => {
-      if (code === 0) resolve();
-      else reject(new DriverError('FAILED', `${what} failed (tar ${signal ?? `exit ${code}`}): ${output.trim().split('\n').slice(-4).join(' | ')}`));
-    });
-  });
-  done.catch(() => undefined); // observed by whoever awaits it; never an unhandled rejection
-  return done;
 }

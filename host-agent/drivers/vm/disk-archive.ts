@@ -8,13 +8,11 @@
  * brought, points it at this host's copy of the same template, and is renamed
  * into place; until then list() does not see it.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { DriverError, type DiskExport } from '../driver.ts';
-import { templatesDir } from '../sandbox/paths.ts';
+import { TarUnpack, archivedMeta, localTemplate, tarOut } from '../disk-tar.ts';
 import type { VmMeta } from './disk.ts';
 import { vmComputersDir, vmPaths, type VmPaths } from './paths.ts';
 
@@ -35,43 +33,33 @@ const ArchivedMeta = z.object({
 
 /** Starts tar reading the disk of a stopped VM computer; its stdout is the archive. */
 export function readArchive(paths: VmPaths): DiskExport {
-  const child = spawn('tar', ['--sparse', '--format=posix', '-C', paths.dir, '-cf', '-', ...MEMBERS], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const done = exited(child, 'reading the disk');
-  return { stream: child.stdout!, done, cancel: () => child.kill('SIGKILL') };
+  return tarOut(['--sparse', '--format=posix', '-C', paths.dir, '-cf', '-', ...MEMBERS]);
 }
 
 /** An archive being unpacked into a temp dir, to become computer `id`'s disk. */
 export class ArchiveWriter {
   private readonly dataDir: string;
   private readonly id: string;
-  private readonly tmp: string;
-  private readonly child: ChildProcess;
-  private readonly done: Promise<void>;
+  private readonly tar: TarUnpack;
 
   constructor(dataDir: string, id: string) {
     this.dataDir = dataDir;
     this.id = id;
-    const parent = vmComputersDir(dataDir);
-    fs.mkdirSync(parent, { recursive: true });
-    this.tmp = path.join(parent, `.${id}.tmp-${randomBytes(4).toString('hex')}`);
-    fs.mkdirSync(this.tmp, { mode: 0o700 });
-    // Only these members; GNU tar refuses absolute names and `..` on its own.
-    this.child = spawn('tar', ['--no-same-owner', '-C', this.tmp, '-xf', '-', ...MEMBERS], { stdio: ['pipe', 'ignore', 'pipe'] });
-    this.child.stdin!.on('error', () => undefined); // a tar that died is reported by `done`
-    this.done = exited(this.child, 'unpacking the disk');
+    this.tar = new TarUnpack(vmComputersDir(dataDir), `.${id}.tmp-`, ['--no-same-owner'], MEMBERS);
+  }
+
+  private get tmp(): string {
+    return this.tar.dir;
   }
 
   write(chunk: Uint8Array): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.child.stdin!.write(chunk, (err) => (err ? reject(new DriverError('FAILED', `unpacking the disk failed: ${err.message}`)) : resolve()));
-    });
+    return this.tar.write(chunk);
   }
 
   /** Waits for tar, checks the meta and the image, points it at this host's template and renames the disk into place. */
   async commit(): Promise<void> {
     try {
-      this.child.stdin!.end();
-      await this.done;
+      await this.tar.finish();
       const meta = this.checkedMeta();
       fs.writeFileSync(path.join(this.tmp, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
       const target = vmPaths(this.dataDir, this.id).dir;
@@ -83,45 +71,14 @@ export class ArchiveWriter {
     }
   }
 
-  async abort(): Promise<void> {
-    this.child.kill('SIGKILL');
-    await this.done.catch(() => undefined);
-    fs.rmSync(this.tmp, { recursive: true, force: true });
+  abort(): Promise<void> {
+    return this.tar.abort();
   }
 
   private checkedMeta(): VmMeta {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(fs.readFileSync(path.join(this.tmp, 'meta.json'), 'utf8'));
-    } catch {
-      throw new DriverError('FAILED', 'the disk archive has no readable meta.json');
-    }
-    const parsed = ArchivedMeta.safeParse(raw);
-    if (!parsed.success) throw new DriverError('FAILED', `the disk archive's meta.json is malformed: ${parsed.error.issues[0]?.message}`);
-    const meta = parsed.data;
-    if (meta.id !== this.id) throw new DriverError('FAILED', `the disk archive is of computer ${meta.id}, not ${this.id}`);
+    const meta = archivedMeta(this.tmp, ArchivedMeta, this.id);
     const image = fs.statSync(path.join(this.tmp, 'disk.img'), { throwIfNoEntry: false });
     if (!image?.isFile() || image.size !== meta.disk_mb * 1024 * 1024) throw new DriverError('FAILED', 'the disk archive has no disk image of the size its meta says');
-    // The upper dir only makes sense over the very root it was made on: the same recipe hash, here.
-    const name = path.basename(meta.template_dir);
-    const local = path.join(templatesDir(this.dataDir), name);
-    if (!/^[a-z0-9-]+$/.test(name) || !fs.existsSync(path.join(local, 'etc/hangar-template.json'))) {
-      throw new DriverError('FAILED', `this host has no template ${name}, the one the computer's disk was made on`);
-    }
-    return { ...meta, template_dir: local };
+    return { ...meta, template_dir: localTemplate(this.dataDir, meta.template_dir) };
   }
-}
-
-function exited(child: ChildProcess, what: string): Promise<void> {
-  let output = '';
-  child.stderr?.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4000)));
-  const done = new Promise<void>((resolve, reject) => {
-    child.on('error', (e) => reject(new DriverError('FAILED', `${what} failed: tar could not start: ${e.message}`)));
-    child.on('close', (code, signal) => {
-      if (code === 0) resolve();
-      else reject(new DriverError('FAILED', `${what} failed (tar ${signal ?? `exit ${code}`}): ${output.trim().split('\n').slice(-4).join(' | ')}`));
-    });
-  });
-  done.catch(() => undefined); // observed by whoever awaits it; never an unhandled rejection
-  return done;
 }
