@@ -1,5 +1,4 @@
 /** What the VM driver needs of its host, checked up front so a failure is one clear sentence. */
-import fs from 'node:fs';
 import { DriverError } from '../driver.ts';
 import { requireRootAndTools } from '../host-tools.ts';
 import { QEMU_BINARY } from './qemu.ts';
