@@ -13,6 +13,7 @@ import { DriverError } from '../driver.ts';
 import { computerPaths, computersDir, disksDir, type ComputerPaths } from './paths.ts';
 import { runCommand } from './run-command.ts';
 import type { DiskStorage } from './storage.ts';
+import { readJsonFile, writeJsonFile } from '../json-file.ts';
 
 export interface ComputerMeta {
   id: string;
@@ -30,17 +31,11 @@ export interface ComputerMeta {
 }
 
 export function readMeta(paths: ComputerPaths): ComputerMeta | null {
-  try {
-    return JSON.parse(fs.readFileSync(paths.meta, 'utf8')) as ComputerMeta;
-  } catch {
-    return null;
-  }
+  return readJsonFile<ComputerMeta>(paths.meta);
 }
 
 export function writeMeta(paths: ComputerPaths, meta: ComputerMeta): void {
-  const tmp = `${paths.meta}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify(meta, null, 2) + '\n');
-  fs.renameSync(tmp, paths.meta);
+  writeJsonFile(paths.meta, meta, 2);
 }
 
 /**

@@ -19,6 +19,7 @@ import { DriverError } from '../driver.ts';
 import type { ComputerCgroup } from './cgroups.ts';
 import { attachNetwork } from './network.ts';
 import type { ComputerPaths } from './paths.ts';
+import { readJsonFile, writeJsonFile } from '../json-file.ts';
 
 export interface SandboxState {
   /** Host pid of the launcher, whose death ends the computer. */
@@ -211,17 +212,11 @@ function prepareRunDir(run: string): void {
 }
 
 export function readState(paths: ComputerPaths): SandboxState | null {
-  try {
-    return JSON.parse(fs.readFileSync(paths.state, 'utf8')) as SandboxState;
-  } catch {
-    return null;
-  }
+  return readJsonFile<SandboxState>(paths.state);
 }
 
 export function writeState(paths: ComputerPaths, state: SandboxState): void {
-  const tmp = `${paths.state}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify(state) + '\n');
-  fs.renameSync(tmp, paths.state);
+  writeJsonFile(paths.state, state);
 }
 
 export function clearState(paths: ComputerPaths): void {

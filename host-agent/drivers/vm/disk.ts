@@ -14,6 +14,7 @@ import path from 'node:path';
 import { DriverError } from '../driver.ts';
 import { runCommand } from '../sandbox/run-command.ts';
 import { vmComputersDir, vmPaths, type VmPaths } from './paths.ts';
+import { readJsonFile, writeJsonFile } from '../json-file.ts';
 
 export interface VmMeta {
   id: string;
@@ -31,17 +32,11 @@ export interface VmMeta {
 }
 
 export function readMeta(paths: VmPaths): VmMeta | null {
-  try {
-    return JSON.parse(fs.readFileSync(paths.meta, 'utf8')) as VmMeta;
-  } catch {
-    return null;
-  }
+  return readJsonFile<VmMeta>(paths.meta);
 }
 
 export function writeMeta(paths: VmPaths, meta: VmMeta): void {
-  const tmp = `${paths.meta}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify(meta, null, 2) + '\n');
-  fs.renameSync(tmp, paths.meta);
+  writeJsonFile(paths.meta, meta, 2);
 }
 
 /**
