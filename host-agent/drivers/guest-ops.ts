@@ -126,4 +126,25 @@ export class ComputerLocks {
     });
     return run;
   }
+
+  /**
+   * Starts `begin` under the lock and holds the lock until what it began is
+   * done (its `done` settles): a disk being read for a move keeps everything
+   * else off the computer meanwhile.
+   */
+  hold<T extends { done: Promise<unknown> }>(id: string, begin: () => T): Promise<T> {
+    return new Promise((resolve, reject) => {
+      void this.run(id, async () => {
+        let begun: T;
+        try {
+          begun = begin();
+        } catch (err) {
+          reject(err);
+          return;
+        }
+        resolve(begun);
+        await begun.done.catch(() => undefined);
+      });
+    });
+  }
 }

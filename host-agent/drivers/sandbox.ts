@@ -261,23 +261,14 @@ export class SandboxDriver implements ComputerDriver {
   }
 
   exportDisk(id: string): Promise<DiskExport> {
-    return new Promise((resolve, reject) => {
-      // The lock is held until the archive is read: nothing starts the computer meanwhile.
-      void this.withLock(id, async () => {
-        let archive: DiskExport;
-        try {
-          const { paths } = this.requireDisk(id);
-          if (this.sessionFor(id)) throw new DriverError('BAD_REQUEST', `computer ${id} is running; only a stopped computer's disk can be moved`);
-          archive = readArchive(paths);
-        } catch (err) {
-          reject(err);
-          return;
-        }
-        resolve(archive);
-        await archive.done.catch(() => undefined);
-      });
+    // The lock is held until the archive is read: nothing starts the computer meanwhile.
+    return this.locks.hold(id, () => {
+      const { paths } = this.requireDisk(id);
+      if (this.sessionFor(id)) throw new DriverError('BAD_REQUEST', `computer ${id} is running; only a stopped computer's disk can be moved`);
+      return readArchive(paths);
     });
   }
+
 
   importDisk(spec: ComputerSpec, onProgress: ProgressFn): Promise<DiskImport> {
     return this.withLock(spec.id, async () => {
