@@ -4,9 +4,12 @@
  * process, and turn guest failures into driver errors. Drivers differ in how
  * they reach the guest (a unix socket, a virtio-serial channel), not in this.
  */
-import { FS_RESPONSES, type ComputerEvent, type FsRequest, type WatchProducers } from '../../schema/guest.ts';
+import type { Duplex } from 'node:stream';
+import { FS_RESPONSES, type ComputerEvent, type FileStream, type FsRequest, type WatchProducers } from '../../schema/guest.ts';
 import type { ExecRunParams, ExecRunResult, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
 import { GuestError, type GuestClient } from '../guest-client.ts';
+import { openGuestFile, openGuestTcp } from '../relay/guest-tcp.ts';
+import { RelayTargetError } from '../relay/target-error.ts';
 import { DriverError, type FsAnswer, type StreamProcess, type WatchHandle } from './driver.ts';
 
 /** How long one file operation may take in the guest: a recursive copy or delete of a large tree takes a while. */
@@ -99,16 +102,87 @@ export function guestFailure(id: string, err: unknown, stopped: () => boolean): 
   return err instanceof DriverError ? err : new DriverError('FAILED', String(err));
 }
 
+/** How a driver finds a computer's guest. */
+export interface GuestLocator {
+  /** Throws a DriverError when the computer has no disk on this host. */
+  requireDisk(id: string): unknown;
+  /** Whether computer `id` runs on this host now. */
+  running(id: string): boolean;
+  /** The guest of the running computer `id`; undefined (or null) when it does not run. */
+  connect(id: string): Promise<GuestClient | null | undefined> | undefined;
+}
+
 /**
- * Runs `fn` on computer `id`'s guest (`guestOf` finds it or says why not),
- * its guest failures turned into the driver's errors.
+ * Everything a driver does through a running computer's guest, the same for
+ * every driver: composed by each with how it finds the guest.
  */
-export async function onGuest<T>(id: string, guestOf: (id: string) => Promise<GuestClient>, stopped: () => boolean, fn: (guest: GuestClient) => Promise<T>): Promise<T> {
-  const guest = await guestOf(id);
-  try {
-    return await fn(guest);
-  } catch (err) {
-    throw guestFailure(id, err, stopped);
+export class GuestOps {
+  private readonly at: GuestLocator;
+
+  constructor(at: GuestLocator) {
+    this.at = at;
+  }
+
+  async setEnv(id: string, env: Record<string, string>): Promise<void> {
+    this.at.requireDisk(id);
+    const guest = await this.at.connect(id);
+    // A stopped computer gets its environment from the spec when it starts.
+    if (guest) await guest.setEnv(env);
+  }
+
+  exec(id: string, params: ExecRunParams): Promise<ExecRunResult> {
+    return this.on(id, (guest) => guestExec(guest, params));
+  }
+
+  spawn(id: string, params: ProcStartParams, window: number): Promise<StreamProcess> {
+    return this.on(id, (guest) => guestSpawn(guest, params, window));
+  }
+
+  attach(id: string, procId: string, offsets: StreamOffsets, window: number): Promise<StreamProcess | null> {
+    return this.on(id, (guest) => guestAttach(guest, procId, offsets, window));
+  }
+
+  fs(id: string, request: FsRequest): Promise<FsAnswer> {
+    return this.on(id, (guest) => guestFs(guest, request));
+  }
+
+  watch(id: string, watchId: string, producers: WatchProducers, onEvents: (events: ComputerEvent[]) => void): Promise<WatchHandle> {
+    return this.on(id, (guest) => guestWatch(guest, watchId, producers, onEvents));
+  }
+
+  async connectTcp(id: string, port: number): Promise<Duplex> {
+    return openGuestTcp(await this.forRelay(id), port);
+  }
+
+  async openFile(id: string, request: FileStream): Promise<Duplex> {
+    return openGuestFile(await this.forRelay(id), request);
+  }
+
+  /** The running computer's guest; NOT_RUNNING when it does not run. */
+  async guestOf(id: string): Promise<GuestClient> {
+    this.at.requireDisk(id);
+    const guest = await this.at.connect(id);
+    if (!guest) throw new DriverError('NOT_RUNNING', `computer ${id} is not running`);
+    return guest;
+  }
+
+  /** Runs `fn` on the guest, its failures in the driver's words. */
+  private async on<T>(id: string, fn: (guest: GuestClient) => Promise<T>): Promise<T> {
+    const guest = await this.guestOf(id);
+    try {
+      return await fn(guest);
+    } catch (err) {
+      throw guestFailure(id, err, () => !this.at.running(id));
+    }
+  }
+
+  /** The guest for a relayed stream; `unreachable` when there is none. */
+  private async forRelay(id: string): Promise<GuestClient> {
+    try {
+      return await this.guestOf(id);
+    } catch (err) {
+      throw new RelayTargetError('unreachable', err instanceof Error ? err.message : String(err));
+    }
   }
 }
 

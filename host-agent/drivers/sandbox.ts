@@ -10,10 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult, ProcStartParams, StreamOffsets } from '../../schema/protocol.ts';
 import type { Duplex } from 'node:stream';
-import type { GuestClient } from '../guest-client.ts';
-import { ComputerLocks, guestAttach, guestExec, guestFailure, guestFs, guestSpawn, guestWatch, onGuest } from './guest-ops.ts';
-import { openGuestFile, openGuestTcp } from '../relay/guest-tcp.ts';
-import { RelayTargetError } from '../relay/target-error.ts';
+import { ComputerLocks, guestFailure, GuestOps } from './guest-ops.ts';
 import { DriverError, type ComputerDriver, type ComputerMetrics, type DiskExport, type DiskImport, type FsAnswer, type ProgressFn, type StreamProcess, type WatchHandle } from './driver.ts';
 import { type ComputerEvent, type FileStream, type FsRequest, type WatchProducers } from '../../schema/guest.ts';
 import { SIZES } from '../../schema/sizes.ts';
@@ -51,6 +48,12 @@ const POLL_MS = 2000;
 const GiB = 1024 ** 3;
 
 export class SandboxDriver implements ComputerDriver {
+  /** What goes through a running computer's guest (exec, streams, files, watches, relayed connections). */
+  private readonly guests = new GuestOps({
+    requireDisk: (id) => this.requireDisk(id),
+    running: (id) => this.sessionFor(id) !== null,
+    connect: (id) => this.sessionFor(id)?.connect(),
+  });
   readonly name = 'sandbox';
   private readonly dataDir: string;
   private readonly shares: string[];
@@ -170,54 +173,38 @@ export class SandboxDriver implements ComputerDriver {
     });
   }
 
-  async setEnv(id: string, env: Record<string, string>): Promise<void> {
-    this.requireDisk(id);
-    const guest = await this.sessionFor(id)?.connect();
-    // A stopped computer gets its environment from the spec when it starts.
-    if (guest) await guest.setEnv(env);
+  setEnv(id: string, env: Record<string, string>): Promise<void> {
+    return this.guests.setEnv(id, env);
   }
 
-  async exec(id: string, params: ExecRunParams): Promise<ExecRunResult> {
-    return this.onGuest(id, (guest) => guestExec(guest, params));
+  exec(id: string, params: ExecRunParams): Promise<ExecRunResult> {
+    return this.guests.exec(id, params);
   }
 
-  async spawn(id: string, params: ProcStartParams, window: number): Promise<StreamProcess> {
-    return this.onGuest(id, (guest) => guestSpawn(guest, params, window));
+  spawn(id: string, params: ProcStartParams, window: number): Promise<StreamProcess> {
+    return this.guests.spawn(id, params, window);
   }
 
-  async attach(id: string, procId: string, offsets: StreamOffsets, window: number): Promise<StreamProcess | null> {
-    return this.onGuest(id, (guest) => guestAttach(guest, procId, offsets, window));
+  attach(id: string, procId: string, offsets: StreamOffsets, window: number): Promise<StreamProcess | null> {
+    return this.guests.attach(id, procId, offsets, window);
   }
 
-  async fs(id: string, request: FsRequest): Promise<FsAnswer> {
-    return this.onGuest(id, (guest) => guestFs(guest, request));
+  fs(id: string, request: FsRequest): Promise<FsAnswer> {
+    return this.guests.fs(id, request);
   }
 
-  async watch(id: string, watchId: string, producers: WatchProducers, onEvents: (events: ComputerEvent[]) => void): Promise<WatchHandle> {
-    return this.onGuest(id, (guest) => guestWatch(guest, watchId, producers, onEvents));
+  watch(id: string, watchId: string, producers: WatchProducers, onEvents: (events: ComputerEvent[]) => void): Promise<WatchHandle> {
+    return this.guests.watch(id, watchId, producers, onEvents);
   }
 
-  /** Runs `fn` on the running computer's guest, its failures in the driver's words. */
-  private onGuest<T>(id: string, fn: (guest: GuestClient) => Promise<T>): Promise<T> {
-    return onGuest(id, (i) => this.guestOf(i), () => !this.sessionFor(id), fn);
+  connectTcp(id: string, port: number): Promise<Duplex> {
+    return this.guests.connectTcp(id, port);
   }
 
-  async connectTcp(id: string, port: number): Promise<Duplex> {
-    return openGuestTcp(await this.relayGuest(id), port);
+  openFile(id: string, request: FileStream): Promise<Duplex> {
+    return this.guests.openFile(id, request);
   }
 
-  async openFile(id: string, request: FileStream): Promise<Duplex> {
-    return openGuestFile(await this.relayGuest(id), request);
-  }
-
-  /** The running computer's guest for a relayed stream; `unreachable` when there is none. */
-  private async relayGuest(id: string): Promise<GuestClient> {
-    try {
-      return await this.guestOf(id);
-    } catch (err) {
-      throw new RelayTargetError('unreachable', err instanceof Error ? err.message : String(err));
-    }
-  }
 
   async metrics(id: string): Promise<ComputerMetrics | null> {
     const session = this.sessionFor(id);
@@ -474,12 +461,6 @@ export class SandboxDriver implements ComputerDriver {
     return this.track(id, paths, this.cgroup(id), state);
   }
 
-  private async guestOf(id: string): Promise<GuestClient> {
-    this.requireDisk(id);
-    const guest = await this.sessionFor(id)?.connect();
-    if (!guest) throw new DriverError('NOT_RUNNING', `computer ${id} is not running`);
-    return guest;
-  }
 
   /** Finds computers left running by an earlier agent and watches them (thawing a disk it left frozen mid-copy). */
   private recover(): void {

@@ -14,9 +14,6 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ComputerEvent, FileStream, FsRequest, WatchProducers } from '../../../schema/guest.ts';
 import type { ActualState, ComputerSpec, ExecRunParams, ExecRunResult, ProcStartParams, StreamOffsets } from '../../../schema/protocol.ts';
-import type { GuestClient } from '../../guest-client.ts';
-import { openGuestFile, openGuestTcp } from '../../relay/guest-tcp.ts';
-import { RelayTargetError } from '../../relay/target-error.ts';
 import {
   DriverError,
   type ComputerDriver,
@@ -29,7 +26,7 @@ import {
   type StreamProcess,
   type WatchHandle,
 } from '../driver.ts';
-import { ComputerLocks, guestAttach, guestExec, guestFailure, guestFs, guestSpawn, guestWatch, onGuest } from '../guest-ops.ts';
+import { ComputerLocks, GuestOps } from '../guest-ops.ts';
 import { installApps } from '../sandbox/apps.ts';
 import { appendConsole } from '../sandbox/console-log.ts';
 import { hostnameFromName } from '../sandbox/paths.ts';
@@ -58,6 +55,12 @@ const DEFAULT_DISK_MB = 10 * 1024;
 const POLL_MS = 2000;
 
 export class VmDriver implements ComputerDriver {
+  /** What goes through a running computer's guest (exec, streams, files, watches, relayed connections). */
+  private readonly guests = new GuestOps({
+    requireDisk: (id) => this.requireDisk(id),
+    running: (id) => this.sessionFor(id) !== null,
+    connect: (id) => this.sessionFor(id)?.connect(),
+  });
   readonly name = 'vm';
   private readonly dataDir: string;
   private readonly diskMb: number;
@@ -193,55 +196,38 @@ export class VmDriver implements ComputerDriver {
     });
   }
 
-  async setEnv(id: string, env: Record<string, string>): Promise<void> {
-    this.requireDisk(id);
-    const guest = await this.sessionFor(id)?.connect();
-    // A stopped computer gets its environment from the spec when it starts.
-    if (guest) await guest.setEnv(env);
+  setEnv(id: string, env: Record<string, string>): Promise<void> {
+    return this.guests.setEnv(id, env);
   }
 
-  async exec(id: string, params: ExecRunParams): Promise<ExecRunResult> {
-    return this.onGuest(id, (guest) => guestExec(guest, params));
+  exec(id: string, params: ExecRunParams): Promise<ExecRunResult> {
+    return this.guests.exec(id, params);
   }
 
-  async spawn(id: string, params: ProcStartParams, window: number): Promise<StreamProcess> {
-    return this.onGuest(id, (guest) => guestSpawn(guest, params, window));
+  spawn(id: string, params: ProcStartParams, window: number): Promise<StreamProcess> {
+    return this.guests.spawn(id, params, window);
   }
 
-  async attach(id: string, procId: string, offsets: StreamOffsets, window: number): Promise<StreamProcess | null> {
-    return this.onGuest(id, (guest) => guestAttach(guest, procId, offsets, window));
+  attach(id: string, procId: string, offsets: StreamOffsets, window: number): Promise<StreamProcess | null> {
+    return this.guests.attach(id, procId, offsets, window);
   }
 
-  async fs(id: string, request: FsRequest): Promise<FsAnswer> {
-    return this.onGuest(id, (guest) => guestFs(guest, request));
+  fs(id: string, request: FsRequest): Promise<FsAnswer> {
+    return this.guests.fs(id, request);
   }
 
-  async watch(id: string, watchId: string, producers: WatchProducers, onEvents: (events: ComputerEvent[]) => void): Promise<WatchHandle> {
-    return this.onGuest(id, (guest) => guestWatch(guest, watchId, producers, onEvents));
+  watch(id: string, watchId: string, producers: WatchProducers, onEvents: (events: ComputerEvent[]) => void): Promise<WatchHandle> {
+    return this.guests.watch(id, watchId, producers, onEvents);
   }
 
-  /** Runs `fn` on the running computer's guest, its failures in the driver's words. */
-  private onGuest<T>(id: string, fn: (guest: GuestClient) => Promise<T>): Promise<T> {
-    return onGuest(id, (i) => this.guestOf(i), () => !this.sessionFor(id), fn);
+  connectTcp(id: string, port: number): Promise<Duplex> {
+    return this.guests.connectTcp(id, port);
   }
 
-
-  async connectTcp(id: string, port: number): Promise<Duplex> {
-    return openGuestTcp(await this.relayGuest(id), port);
+  openFile(id: string, request: FileStream): Promise<Duplex> {
+    return this.guests.openFile(id, request);
   }
 
-  async openFile(id: string, request: FileStream): Promise<Duplex> {
-    return openGuestFile(await this.relayGuest(id), request);
-  }
-
-  /** The running VM's guest for a relayed stream; `unreachable` when there is none. */
-  private async relayGuest(id: string): Promise<GuestClient> {
-    try {
-      return await this.guestOf(id);
-    } catch (err) {
-      throw new RelayTargetError('unreachable', err instanceof Error ? err.message : String(err));
-    }
-  }
 
   /** The VM's serial console (kernel, init, guest agent) is its system log. */
   systemLog(id: string): string | null {
@@ -423,12 +409,6 @@ export class VmDriver implements ComputerDriver {
     return this.machines.session(id);
   }
 
-  private async guestOf(id: string): Promise<GuestClient> {
-    this.requireDisk(id);
-    const guest = await this.sessionFor(id)?.connect();
-    if (!guest) throw new DriverError('NOT_RUNNING', `computer ${id} is not running`);
-    return guest;
-  }
 
   /** Finds VMs left running by an earlier agent and reconnects to them. */
   private recover(): void {
