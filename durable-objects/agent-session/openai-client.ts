@@ -55,6 +55,12 @@ export interface CallOptions {
 const RETRYABLE = new Set([429, 500, 502, 503, 504]);
 const DEFAULT_RETRY_DELAYS = [500, 2000, 5000];
 const MAX_ERROR_BODY = 2048;
+/**
+ * The most of one answer read from the provider (a tenant may name their own,
+ * so what it sends is not trusted): far past any answer a turn asks for
+ * (4096 tokens), well short of what would weigh on the session's object.
+ */
+export const MAX_ANSWER_BYTES = 4 * 1024 * 1024;
 
 class CallError extends Error {
   readonly retryable: boolean;
@@ -104,14 +110,38 @@ async function attemptCall(ep: ModelEndpoint, req: ChatRequest, opts: CallOption
   const request = new Request(`${ep.baseUrl.replace(/\/+$/, '')}/chat/completions`, { method: 'POST', headers, body: JSON.stringify(body), signal });
   const res = await (ep.fetch ?? fetch)(request);
   if (!res.ok) {
-    const text = (await res.text().catch(() => '')).slice(0, MAX_ERROR_BODY);
+    const text = (await readCapped(res, MAX_ERROR_BODY, signal).catch(() => '')).slice(0, MAX_ERROR_BODY);
     const retryAfter = Number(res.headers.get('retry-after'));
     throw new CallError(`the model answered HTTP ${res.status}: ${errorMessage(text)}`, RETRYABLE.has(res.status), Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : null);
   }
   const type = res.headers.get('content-type') ?? '';
   // A provider that ignores `stream` answers JSON; read whichever came.
-  if (!type.includes('text/event-stream')) return fromJson(await res.text());
+  if (!type.includes('text/event-stream')) {
+    const text = await readCapped(res, MAX_ANSWER_BYTES + 1, signal);
+    if (text.length > MAX_ANSWER_BYTES) throw new CallError(`the model's answer is over ${MAX_ANSWER_BYTES} bytes`, false);
+    return fromJson(text);
+  }
   return readStream(res, opts, signal);
+}
+
+/** Up to about `max` bytes of the body as text (the rest is not read), for answers from outside. */
+async function readCapped(res: Response, max: number, signal: AbortSignal): Promise<string> {
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  let text = '';
+  let bytes = 0;
+  try {
+    while (bytes < max && !signal.aborted) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      bytes += value.byteLength;
+      text += decoder.decode(value, { stream: true });
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+  return text;
 }
 
 function errorMessage(text: string): string {
@@ -150,6 +180,7 @@ async function readStream(res: Response, opts: CallOptions, signal: AbortSignal)
   const decoder = new TextDecoder();
   const idleMs = opts.idleMs ?? 60_000;
   let buf = '';
+  let received = 0;
   let content = '';
   let finish: string | null = null;
   let usage: Usage | null = null;
@@ -190,6 +221,8 @@ async function readStream(res: Response, opts: CallOptions, signal: AbortSignal)
     for (;;) {
       const next = await readWithin(reader, idleMs, signal);
       if (next.done) break;
+      received += next.value?.byteLength ?? 0;
+      if (received > MAX_ANSWER_BYTES) throw new CallError(`the model's answer is over ${MAX_ANSWER_BYTES} bytes`, false);
       buf += decoder.decode(next.value, { stream: true }).replace(/\r\n/g, '\n');
       let end: number;
       let finished = false;
