@@ -40,7 +40,7 @@ export class ComputerDesktop {
     this.ctx = ctx;
     this.host = host;
     this.daemon = new DesktopDaemon({
-      openStream: (port) => host.relay.open({ kind: 'computer_tcp', port }, { tags: { kind: 'desktop', port } }),
+      openStream: (port) => host.relay.open({ kind: 'computer_tcp', port }, { tags: { kind: 'desktop', port }, quiet: true }),
       exec: host.exec,
       resolution: () => host.record()?.resolution ?? DEFAULT_RESOLUTION,
     });

@@ -54,6 +54,13 @@ export interface OpenOptions {
   /** The stream carries one HTTP exchange (or a WebSocket) the agent speaks to the target. */
   http?: RelayHttpRequest;
   window?: number;
+  /**
+   * The object's own traffic (its desktop daemon's lanes), not a user's: its
+   * bytes are not activity for auto-stop. The requests that use such a stream
+   * count on their own; the object looking at the desktop for an events
+   * socket does not keep the computer awake.
+   */
+  quiet?: boolean;
 }
 
 export class RelayMux {
@@ -84,7 +91,7 @@ export class RelayMux {
     const window = Math.min(MAX_WINDOW, Math.max(MIN_WINDOW, opts.window ?? DEFAULT_WINDOW));
     // The prefix tells this instance's streams from those of an earlier one the agent may still report.
     const id = `${this.prefix}${(++this.seq).toString(36)}`;
-    const stream = new RelayStream(id, target, opts.tags ?? {}, window, this.streamLink(ws));
+    const stream = new RelayStream(id, target, opts.tags ?? {}, window, this.streamLink(ws, opts.quiet ?? false));
     this.streams.set(id, { stream, ws });
     if (!send(ws, { type: 'relay.open', stream_id: id, target, window, widen: true, ...(opts.http ? { http: opts.http } : {}) })) {
       stream.onLinkLost('the agent connection closed');
@@ -171,7 +178,7 @@ export class RelayMux {
     }
   }
 
-  private streamLink(ws: WebSocket): StreamLink {
+  private streamLink(ws: WebSocket, quiet: boolean): StreamLink {
     return {
       sendJson: (msg) => send(ws, msg),
       sendBinary: (bytes) => {
@@ -183,7 +190,7 @@ export class RelayMux {
         }
       },
       forget: (id) => this.streams.delete(id),
-      activity: this.onActivity,
+      activity: quiet ? () => {} : this.onActivity,
       widen: (by) => this.budget.take(by),
       release: (by) => this.budget.give(by),
     };

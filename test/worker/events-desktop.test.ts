@@ -5,9 +5,10 @@
  * look a baseline), then send what changes to the sockets that asked for it.
  */
 import { Buffer } from 'node:buffer';
+import { runDurableObjectAlarm } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { useAgentPeers, type ComputerPeer } from './agent-peer.ts';
-import { runningComputer, world, type World } from './computer-fixtures.ts';
+import { computerStub, getComputer, runningComputer, world, type World } from './computer-fixtures.ts';
 import { connect, type ClientSocket } from './ws-client.ts';
 import { LengthPrefixedDecoder, encodeFrame } from '../../schema/frames.ts';
 import { DESKTOP_CONTROL_PORT, DESKTOP_MAX_HEADER_BYTES, DESKTOP_MAX_PAYLOAD_BYTES, DESKTOP_PROTOCOL, type ClipboardState, type WindowInfo } from '../../schema/desktop.ts';
@@ -94,5 +95,24 @@ describe('window and clipboard events', () => {
     await peer.relay.until(() => desk.asked.some((a) => a.known_sha256 === 'ab'.repeat(32)), 'a look that knows the clipboard');
     both.close();
     windowsOnly.close();
+  });
+
+  it("the object's own looks at the desktop are not use: a computer whose only traffic is an events socket still auto-stops", async () => {
+    const w = await world();
+    const { computer, peer } = await runningComputer(w);
+    const desk = scriptedDaemon(peer);
+    desk.up = true;
+    const res = await w.api(`/${computer.id}/auto-stop`, { method: 'PATCH', body: { auto_stop_seconds: 2 } });
+    expect(res.status).toBe(200);
+    const s = await open(w, computer.id, 'subscribe=window,clipboard');
+    await s.until(() => seen(s, 'producer.started', (d) => d.producer === 'clipboard'), 15_000);
+    // Looks go on for longer than the computer may idle, and nothing else touches it.
+    const looked = desk.asked.length;
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(desk.asked.length).toBeGreaterThan(looked);
+    await runDurableObjectAlarm(computerStub(computer.id));
+    await peer.relay.until(() => peer.requests.some((r) => r.type === 'computer.stop'), 'the auto-stop');
+    expect(['stopping', 'stopped']).toContain((await getComputer(w, computer.id)).status);
+    s.close();
   });
 });
