@@ -4,7 +4,8 @@
  * exec of `true` (p50/p99), keystroke echo on a terminal, and idle memory
  * (what the host pays for one idle computer: the proportional set size of
  * its host processes — QEMU and passt for a VM, the processes of its cgroup
- * for a sandbox). Figures are printed with the VM/sandbox ratio; the VM
+ * for a sandbox) after a boot, and for a VM also after a start that loaded
+ * its memory. Figures are printed with the VM/sandbox ratio; the VM
  * line says which accelerator the agent's probe chose. VM creates load the
  * warm image of their shape once the agent has made it (after the first
  * create of the shape, which boots); creates that booted are shown apart.
@@ -15,6 +16,7 @@
  *   npm run bench:vm       (as root)
  *   env BENCH_LIFECYCLE=3 BENCH_EXEC=100 BENCH_ECHO=100 BENCH_VERBOSE=1
  */
+import { execFileSync } from 'node:child_process';
 import fs, { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -48,7 +50,10 @@ interface Figures {
   resume: number[];
   exec: number[];
   echo: number[];
+  /** After a boot (a sandbox's start, a VM's cold start). */
   idleBytes: number;
+  /** VMs only: after a start that loaded memory (keep_memory, warm images). */
+  idleResumedBytes: number;
   note: string;
 }
 
@@ -90,7 +95,7 @@ async function terminalEcho(api: Api, id: string, n: number): Promise<number[]> 
 }
 
 async function measureDriver(api: Api, dataDir: string, isolation: Isolation, accel: string | null): Promise<Figures> {
-  const f: Figures = { create: [], createBoot: [], stop: [], start: [], suspend: [], resume: [], exec: [], echo: [], idleBytes: 0, note: isolation === 'vm' ? `accelerator ${accel}` : 'cgroups on the host kernel' };
+  const f: Figures = { create: [], createBoot: [], stop: [], start: [], suspend: [], resume: [], exec: [], echo: [], idleBytes: 0, idleResumedBytes: 0, note: isolation === 'vm' ? `accelerator ${accel}` : 'cgroups on the host kernel' };
   process.stderr.write(`${isolation}: create -> running x${LIFECYCLE}\n`);
   let main = '';
   if (isolation === 'vm') {
@@ -129,6 +134,9 @@ async function measureDriver(api: Api, dataDir: string, isolation: Isolation, ac
     await api.ok('POST', `/computers/${main}/start`);
     f.start.push(performance.now() - t0);
   }
+  process.stderr.write(`${isolation}: idle ${IDLE_MS / 1000} s after a boot, then its host memory\n`);
+  await sleep(IDLE_MS);
+  f.idleBytes = hostMemory(dataDir, main, isolation);
   if (isolation === 'vm') {
     process.stderr.write(`${isolation}: stop keeping the memory -> start (resume) x${LIFECYCLE}\n`);
     for (let i = 0; i < LIFECYCLE; i++) {
@@ -139,10 +147,10 @@ async function measureDriver(api: Api, dataDir: string, isolation: Isolation, ac
       await api.ok('POST', `/computers/${main}/start`);
       f.resume.push(performance.now() - t0);
     }
+    process.stderr.write(`${isolation}: idle ${IDLE_MS / 1000} s after a resume, then its host memory\n`);
+    await sleep(IDLE_MS);
+    f.idleResumedBytes = hostMemory(dataDir, main, isolation);
   }
-  process.stderr.write(`${isolation}: idle ${IDLE_MS / 1000} s, then its host memory\n`);
-  await sleep(IDLE_MS);
-  f.idleBytes = hostMemory(dataDir, main, isolation);
   await api.ok('DELETE', `/computers/${main}`);
   return f;
 }
@@ -162,8 +170,31 @@ function print(s: Figures, v: Figures): void {
   row('exec true p99', pct(s.exec, 99), pct(v.exec, 99), 'ms');
   row(`terminal echo p50 (n=${s.echo.length})`, p50(s.echo), p50(v.echo), 'ms', 2);
   row('terminal echo p99', pct(s.echo, 99), pct(v.echo, 99), 'ms', 2);
-  row('idle memory on the host (PSS)', s.idleBytes / 1048576, v.idleBytes / 1048576, 'MiB');
+  row('idle memory on the host, booted (PSS)', s.idleBytes / 1048576, v.idleBytes / 1048576, 'MiB');
   console.log(`vm only: stop keeping the memory p50 ${p50(v.suspend).toFixed(0)} ms, start resuming it p50 ${p50(v.resume).toFixed(0)} ms (cold start p50 ${p50(v.start).toFixed(0)} ms)`);
+  console.log(`vm only: idle memory after a resume ${(v.idleResumedBytes / 1048576).toFixed(1)} MiB (PSS); ${zeroPageNote()}`);
+}
+
+/**
+ * QEMU loading a memory image reads every page of guest RAM it is told is zero. A kernel that
+ * maps its shared zero page on such reads gives those pages no memory; one that does not (seen
+ * on some hosts that are themselves VMs) gives the resumed VM all of its RAM. Said beside the
+ * figure, measured in a child reading 64 MiB of untouched memory.
+ */
+function zeroPageNote(): string {
+  try {
+    const kib = Number(execFileSync('python3', ['-c', [
+      'import mmap, re',
+      'm = mmap.mmap(-1, 64 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)',
+      'sum(m[i] for i in range(0, 64 << 20, 4096))',
+      "print(re.search(r'RssAnon:\\s+(\\d+)', open('/proc/self/status').read()).group(1))",
+    ].join('\n')], { encoding: 'utf8' }).trim());
+    return kib > 32 * 1024
+      ? `this host's kernel gives memory to pages that are only read (64 MiB read: ${(kib / 1024).toFixed(0)} MiB anonymous), so a VM that loaded memory holds all its RAM here`
+      : `this host's kernel maps the zero page for pages only read (64 MiB read: ${(kib / 1024).toFixed(0)} MiB anonymous)`;
+  } catch {
+    return 'whether this kernel maps the zero page for read pages: unknown (python3 failed)';
+  }
 }
 
 async function main(): Promise<void> {
