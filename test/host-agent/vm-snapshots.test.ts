@@ -93,7 +93,8 @@ describe('snapshots of a VM computer', () => {
     const router = new DriverRouter([sandbox, driver]);
     // A sandbox snapshot's files, as that driver leaves them (its image is not read here).
     const other = `sandbox-snap-${process.pid}`;
-    fs.mkdirSync(snapshotsDir(driver.dataDirectory), { recursive: true });
+    // Made here only if missing, and removed after: a sandbox's disks/ must be empty when its disk pool is first set up.
+    const made = fs.mkdirSync(snapshotsDir(driver.dataDirectory), { recursive: true });
     fs.writeFileSync(path.join(snapshotsDir(driver.dataDirectory), `${other}.img`), '');
     try {
       expect((await driver.listSnapshots()).map((s) => s.name)).not.toContain(other);
@@ -106,6 +107,7 @@ describe('snapshots of a VM computer', () => {
       expect(fs.existsSync(image())).toBe(true);
     } finally {
       fs.rmSync(path.join(snapshotsDir(driver.dataDirectory), `${other}.img`), { force: true });
+      if (made) fs.rmSync(made, { recursive: true, force: true });
       await sandbox.close();
     }
     // Deleted: gone from the list and the disk.
