@@ -1,5 +1,6 @@
 /** Request bodies of the snapshot routes (worker/routes/computers/snapshots.ts) and what a snapshot remembers of its source. */
 import { z } from 'zod';
+import { ISOLATIONS } from './isolation.ts';
 import { SIZE_NAMES } from './sizes.ts';
 import { DisplayName } from './text.ts';
 
@@ -22,5 +23,7 @@ export const SnapshotSource = z.object({
   disk_gb: z.number().int().positive().optional(),
   /** Its screen (`WIDTHxHEIGHT`): a computer made of it keeps the desktop's size. */
   resolution: z.string().max(16).optional(),
+  /** The driver whose copy it is: a computer made of it is of the same isolation (absent from older snapshots: sandbox). */
+  isolation: z.enum(ISOLATIONS).optional(),
 });
 export type SnapshotSource = z.infer<typeof SnapshotSource>;

@@ -88,7 +88,7 @@ export class ComputerSnapshots {
       host_id: rec.host_id,
       comment: opts.comment,
       keep: opts.keep,
-      source: { name: rec.name, template_type: rec.template_type, size: rec.size, selected_apps: rec.selected_apps, disk_gb: rec.disk_gb, resolution: rec.resolution },
+      source: { name: rec.name, template_type: rec.template_type, size: rec.size, selected_apps: rec.selected_apps, disk_gb: rec.disk_gb, resolution: rec.resolution, isolation: rec.isolation ?? 'sandbox' },
     });
     this.host.events.emit('snapshot.created', { snapshot_id: row.id, status: 'pending', comment: row.comment, computer_status: rec.status }, { snapshot_id: row.id });
     this.progress(row.id, { operation: 'create', step: 'copying', fraction: 0.1, status: 'pending' });

@@ -13,13 +13,13 @@ import type { Duplex } from 'node:stream';
 import { ComputerLocks, guestFailure, GuestOps } from './guest-ops.ts';
 import { DriverError, type ComputerDriver, type ComputerMetrics, type DiskExport, type DiskImport, type FsAnswer, type ProgressFn, type StreamProcess, type WatchHandle } from './driver.ts';
 import { type ComputerEvent, type FileStream, type FsRequest, type WatchProducers } from '../../schema/guest.ts';
-import { SIZES } from '../../schema/sizes.ts';
 import { ensureGuestRuntime, type GuestRuntime } from '../guest/runtime.ts';
+import { diskGbOf } from './disk-quota.ts';
 import { ArchiveWriter, readArchive } from './sandbox/disk-archive.ts';
 import { copyDiskImage, liveDiskPath, thaw } from './sandbox/disk-copy.ts';
 import { convertLegacyDisk, convertUpperDir, hasLegacyDisk } from './sandbox/legacy-disk.ts';
 import { DiskStorage } from './sandbox/storage.ts';
-import { listSnapshotFiles, readSnapshotMeta, removeSnapshotFiles, writeSnapshotMeta } from './sandbox/snapshot-files.ts';
+import { listSnapshotFiles, readSnapshotMeta, removeSnapshotFiles, writeSnapshotMeta } from './snapshot-files.ts';
 import { installApps } from './sandbox/apps.ts';
 import { ComputerCgroup, detectCgroups, type CgroupLayout, type Limits } from './sandbox/cgroups.ts';
 import { createDisk, destroyDisk, listDisks, readMeta, removeAbandonedDisks, writeMeta, type ComputerMeta } from './sandbox/disk.ts';
@@ -28,7 +28,7 @@ import { namespaceAddress } from './sandbox/address.ts';
 import { OomNotes, appendConsole, dropEarlyConsole } from './sandbox/console-log.ts';
 import { CpuMeter } from './sandbox/metrics.ts';
 import { clearState, isAlive, launchSandbox, logTail, readState } from './sandbox/launch.ts';
-import { assertSafeId, computerPaths, hostnameFromName, type ComputerPaths } from './sandbox/paths.ts';
+import { assertSafeId, computerPaths, hostnameFromName, snapshotsDir, type ComputerPaths } from './sandbox/paths.ts';
 import { checkHost } from './sandbox/preflight.ts';
 import { Session } from './sandbox/session.ts';
 import { TemplateStore, TEMPLATE_NAME } from './sandbox/template.ts';
@@ -102,7 +102,7 @@ export class SandboxDriver implements ComputerDriver {
           const image = this.storage.snapshotPath(fromSnapshot);
           if (!fs.existsSync(image)) throw new DriverError('NOT_FOUND', `snapshot ${fromSnapshot} is not on this host`);
           // A snapshot of an older agent says nothing of its template: the spec's, as it is now.
-          const snap = readSnapshotMeta(this.dataDir, fromSnapshot);
+          const snap = readSnapshotMeta(snapshotsDir(this.dataDir), fromSnapshot);
           templateDir = snap?.template_dir && fs.existsSync(snap.template_dir) ? snap.template_dir : await this.templates.ensure(spec.template, onProgress);
           apps = snap?.apps_installed ?? [];
           // The copy has the snapshot's disk (at least); it grows to the spec's size at its first boot.
@@ -303,11 +303,11 @@ export class SandboxDriver implements ComputerDriver {
       try {
         await copyDiskImage(this.storage, paths.image, target, this.sessionFor(id)?.state ?? null);
         // Last: a snapshot without its meta is one whose taking was cut short.
-        writeSnapshotMeta(this.dataDir, name, {
+        writeSnapshotMeta(snapshotsDir(this.dataDir), name, {
           computer_id: id, template_dir: meta.template_dir, apps_installed: meta.apps_installed, disk_gb: meta.disk_gb, created_at: new Date().toISOString(),
         });
       } catch (err) {
-        removeSnapshotFiles(this.dataDir, name);
+        removeSnapshotFiles(snapshotsDir(this.dataDir), name);
         throw err;
       }
       return { bytes: fs.statSync(target).blocks * 512 };
@@ -325,7 +325,7 @@ export class SandboxDriver implements ComputerDriver {
       await this.storage.copy(source, paths.image);
       // The disk now sits on the snapshot's template and has its apps; its size is the larger of
       // the two (it grows to the computer's disk_gb at the next start, and never shrinks).
-      const snap = readSnapshotMeta(this.dataDir, name);
+      const snap = readSnapshotMeta(snapshotsDir(this.dataDir), name);
       const meta = readMeta(paths);
       if (meta && snap) {
         writeMeta(paths, {
@@ -339,13 +339,13 @@ export class SandboxDriver implements ComputerDriver {
   }
 
   async listSnapshots(): Promise<{ name: string; created_ms: number }[]> {
-    return listSnapshotFiles(this.dataDir);
+    return listSnapshotFiles(snapshotsDir(this.dataDir));
   }
 
   /** Removes snapshot `name`; gone already is fine. */
   async deleteSnapshot(name: string): Promise<void> {
     assertSafeId(name);
-    removeSnapshotFiles(this.dataDir, name);
+    removeSnapshotFiles(snapshotsDir(this.dataDir), name);
   }
 
   /** Unmounts the disk pool of this data dir if no computer uses it (before deleting a data dir). */
@@ -543,11 +543,6 @@ export class SandboxDriver implements ComputerDriver {
 
 function limitsOf(spec: ComputerSpec): Limits {
   return { vcpus: spec.vcpus, memoryMb: spec.memory_mb, pids: PIDS_MAX };
-}
-
-/** The disk quota the control plane asks for, or the size's default when it predates disk quotas. */
-function diskGbOf(spec: ComputerSpec): number {
-  return spec.disk_gb ?? SIZES[spec.size].disk_gb;
 }
 
 /** Used and total bytes of a running computer's disk, from its file system (statfs through the launcher's fd). */

@@ -11,9 +11,9 @@ import type { ComputerDriver } from '../../host-agent/drivers/driver.ts';
 import { DriverRouter } from '../../host-agent/drivers/router.ts';
 import { SandboxDriver } from '../../host-agent/drivers/sandbox.ts';
 import { ComputerCgroup, detectCgroups } from '../../host-agent/drivers/sandbox/cgroups.ts';
-import { computerPaths } from '../../host-agent/drivers/sandbox/paths.ts';
+import { computerPaths, snapshotsDir } from '../../host-agent/drivers/sandbox/paths.ts';
 import { readMeta } from '../../host-agent/drivers/vm/disk.ts';
-import { vmPaths } from '../../host-agent/drivers/vm/paths.ts';
+import { vmPaths, vmSnapshotsDir } from '../../host-agent/drivers/vm/paths.ts';
 import { isAlive, readState } from '../../host-agent/drivers/vm/qemu.ts';
 import { VmDriver } from '../../host-agent/drivers/vm/vm-driver.ts';
 
@@ -39,6 +39,11 @@ export function hostLimits(dataDir: string, id: string, isolation = ISOLATION): 
 export function hasDisk(dataDir: string, id: string, isolation = ISOLATION): boolean {
   if (isolation === 'vm') return readMeta(vmPaths(dataDir, id)) !== null;
   return fs.existsSync(computerPaths(dataDir, id).image);
+}
+
+/** Where a host keeps the snapshots of computers of an isolation (each driver its own). */
+export function snapshotDir(dataDir: string, isolation = ISOLATION): string {
+  return isolation === 'vm' ? vmSnapshotsDir(dataDir) : snapshotsDir(dataDir);
 }
 
 /** Whether `inside` (a path in the computer) is among what the computer wrote to its disk on that host. */

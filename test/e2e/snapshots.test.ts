@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hangar, newTenant, type Client } from './client.ts';
+import { snapshotDir } from './isolation-under-test.ts';
 import { readSse } from './sse.ts';
 
 interface SnapshotView {
@@ -29,7 +30,7 @@ let id: string;
 const made: string[] = [];
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const original = randomBytes(3 * 1024 * 1024 + 17);
-const snapshotFile = (name: string) => path.join(hangar().dataDir, 'disks', 'snapshots', name);
+const snapshotFile = (name: string) => path.join(snapshotDir(hangar().dataDir), name);
 
 async function writeFile(computer: string, p: string, bytes: Buffer): Promise<void> {
   const r = await api.post(`/computers/${computer}/files/write`, { path: p, content_base64: bytes.toString('base64') });

@@ -11,6 +11,7 @@ import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ComputerSpec } from '../../schema/protocol.ts';
 import type { VmDriver } from '../../host-agent/drivers/vm/vm-driver.ts';
+import { readMeta } from '../../host-agent/drivers/vm/disk.ts';
 import { imagesDir } from '../../host-agent/drivers/vm/paths.ts';
 import { Computers, DATA_DIR, TEST_DISK_MB, VM, newVmDriver, pathsOf, prepareVms, shIn } from './vm-fixture.ts';
 
@@ -31,6 +32,7 @@ afterAll(async () => {
 });
 
 const blocksOf = (file: string) => fs.statSync(file).blocks * 512;
+const GiB = 2 ** 30;
 
 describe("a VM computer's disk", () => {
   it('is a sparse image of the quota size; filling it stops at the quota inside, and the computer lives on', async () => {
@@ -108,5 +110,32 @@ describe("a VM computer's disk", () => {
       await other.close();
       fs.rmSync(otherDir, { recursive: true, force: true });
     }
+  });
+
+  it('grows to a larger disk_gb at the next start, file system and all, keeping its files; never shrinks; kept memory is dropped when it grows', async () => {
+    // The source was stopped by the move above.
+    const sh = shIn(driver, source.id);
+    const disk = pathsOf(driver, source.id).disk;
+    const dfBytes = async () => Number((await sh('df -B1 --output=size / | tail -1')).output);
+    await driver.start({ ...source, disk_gb: 2 });
+    expect(fs.statSync(disk).size).toBe(2 * GiB);
+    expect(readMeta(pathsOf(driver, source.id))!.disk_mb).toBe(2048);
+    expect(await dfBytes()).toBeGreaterThan(1.8 * GiB);
+    expect((await sh('cat /home/user/moved')).output).toBe('moved-data\n');
+
+    // A smaller quota later changes nothing, and memory kept by a suspend is resumed as usual.
+    await driver.suspend(source.id);
+    await driver.start({ ...source, disk_gb: 1 });
+    expect(driver.vmInfo(source.id)?.resumed).toBe(true);
+    expect(fs.statSync(disk).size).toBe(2 * GiB);
+    expect(await dfBytes()).toBeGreaterThan(1.8 * GiB);
+
+    // A grown disk cannot be resumed on with memory of the smaller one: the VM boots.
+    await driver.suspend(source.id);
+    await driver.start({ ...source, disk_gb: 3 });
+    expect(driver.vmInfo(source.id)?.resumed).toBeUndefined();
+    expect(fs.existsSync(pathsOf(driver, source.id).memory)).toBe(false);
+    expect(await dfBytes()).toBeGreaterThan(2.7 * GiB);
+    expect((await sh('cat /home/user/moved')).output).toBe('moved-data\n');
   });
 });

@@ -1,9 +1,10 @@
 /**
  * Shared setup of the VM driver tests: a driver on the same stable data dir
  * as the sandbox tests (its VM files live apart, under vm/), the images
- * shared with every test agent, small disks, and a small memory size so a
- * loaded host is not pressed for RAM. Software-emulated VMs use a core each
- * while they work: files keep one or two running and destroy them after.
+ * shared with every test agent, small disks (disk_gb 1 in every test spec)
+ * and a small memory size so a loaded host is not pressed for RAM.
+ * Software-emulated VMs use a core each while they work: files keep one or
+ * two running and destroy them after.
  */
 import type { ComputerSpec } from '../../schema/protocol.ts';
 import { VmDriver } from '../../host-agent/drivers/vm/vm-driver.ts';
@@ -13,12 +14,13 @@ import { Computers, DATA_DIR, newSpec } from './sandbox-fixture.ts';
 
 export { Computers, DATA_DIR };
 
-/** A disk quota small enough to fill in a test. */
-export const TEST_DISK_MB = 1024;
+/** A disk quota small enough to fill in a test (test specs ask for it as disk_gb). */
+export const TEST_DISK_GB = 1;
+export const TEST_DISK_MB = TEST_DISK_GB * 1024;
 
 export function newVmDriver(dataDir = DATA_DIR): VmDriver {
   useSharedTemplates(dataDir);
-  return new VmDriver({ dataDir, diskMb: TEST_DISK_MB });
+  return new VmDriver({ dataDir });
 }
 
 /** Kernel, images and the accelerator probe (minutes the first time, seconds after). */
@@ -28,8 +30,8 @@ export async function prepareVms(driver: VmDriver): Promise<void> {
   });
 }
 
-/** What VM test computers differ in from the shared test spec: smaller memory, and made as VMs. */
-export const VM: Partial<ComputerSpec> = { memory_mb: 1024, isolation: 'vm' };
+/** What VM test computers differ in from the shared test spec: smaller memory and disk, and made as VMs. */
+export const VM: Partial<ComputerSpec> = { memory_mb: 1024, disk_gb: TEST_DISK_GB, isolation: 'vm' };
 
 export function vmSpec(overrides: Partial<ComputerSpec> = {}): ComputerSpec {
   return newSpec({ ...VM, ...overrides });

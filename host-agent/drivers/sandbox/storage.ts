@@ -19,6 +19,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { growImage } from '../disk-quota.ts';
 import { DriverError } from '../driver.ts';
 import { disksDir, snapshotsDir } from './paths.ts';
 import { runCommand } from './run-command.ts';
@@ -122,10 +123,7 @@ mount -t xfs -o loop,nodev,nosuid,noexec "$img" "$dir"`;
 
   /** Grows a stopped computer's image and its file system to `sizeGb` (disks never shrink). */
   async grow(image: string, sizeGb: number): Promise<void> {
-    if (fs.statSync(image).size >= sizeGb * GiB) return;
-    fs.truncateSync(image, sizeGb * GiB);
-    await runCommand('e2fsck', ['-f', '-p', image]).catch(() => undefined); // resize2fs wants a checked file system
-    await runCommand('resize2fs', [image]);
+    await growImage(image, sizeGb * GiB);
   }
 
   /** Bytes the image's file system holds and can hold, from its superblock (works while it is mounted). */

@@ -39,28 +39,22 @@ export function writeMeta(paths: VmPaths, meta: VmMeta): void {
   writeJsonFile(paths.meta, meta, 2);
 }
 
+/** What makes a running computer's file system consistent for a copy, returning what undoes it. */
+export type Freeze = () => Promise<() => Promise<void>>;
+
 /**
  * Creates the disk of `meta.id`: empty, or a copy of the disk image `source.image` (another
- * computer's, or a warm image's; `freeze` makes a running source's filesystem consistent for
- * the copy and returns what undoes it).
+ * computer's, a snapshot's or a warm image's; `freeze` is for a running source).
  */
-export async function createDisk(dataDir: string, meta: VmMeta, source?: { image: string; freeze?: () => Promise<() => Promise<void>> }): Promise<VmPaths> {
+export async function createDisk(dataDir: string, meta: VmMeta, source?: { image: string; freeze?: Freeze }): Promise<VmPaths> {
   const parent = vmComputersDir(dataDir);
   fs.mkdirSync(parent, { recursive: true });
   const tmp = path.join(parent, `.${meta.id}.tmp-${randomBytes(4).toString('hex')}`);
   fs.mkdirSync(tmp, { mode: 0o700 });
   try {
     const image = path.join(tmp, 'disk.img');
-    if (source) {
-      const thaw = source.freeze ? await source.freeze() : async () => undefined;
-      try {
-        await runCommand('cp', ['--sparse=always', '--reflink=auto', source.image, image], { timeoutMs: 3600_000 });
-      } finally {
-        await thaw();
-      }
-    } else {
-      await makeEmptyDisk(image, meta.disk_mb, tmp);
-    }
+    if (source) await copyImage(source.image, image, source.freeze);
+    else await makeEmptyDisk(image, meta.disk_mb, tmp);
     fs.writeFileSync(path.join(tmp, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
     fs.renameSync(tmp, vmPaths(dataDir, meta.id).dir);
   } catch (err) {
@@ -69,6 +63,25 @@ export async function createDisk(dataDir: string, meta: VmMeta, source?: { image
     throw new DriverError('FAILED', `cannot create the disk of ${meta.id}: ${(err as Error).message}`);
   }
   return vmPaths(dataDir, meta.id);
+}
+
+/**
+ * Copies a disk image to `to` (through `<to>.tmp`, renamed into place): sparse, so holes stay
+ * holes, and a reflink where the file system can. `freeze` holds a running source still meanwhile.
+ */
+export async function copyImage(from: string, to: string, freeze?: Freeze): Promise<void> {
+  const tmp = `${to}.tmp`;
+  fs.rmSync(tmp, { force: true });
+  const thaw = freeze ? await freeze() : async () => undefined;
+  try {
+    await runCommand('cp', ['--sparse=always', '--reflink=auto', from, tmp], { timeoutMs: 3600_000 });
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw new DriverError('FAILED', `cannot copy a disk image: ${(err as Error).message}`);
+  } finally {
+    await thaw();
+  }
+  fs.renameSync(tmp, to);
 }
 
 /** A sparse ext4 image of `sizeMb` with empty upper/ and work/ dirs. */

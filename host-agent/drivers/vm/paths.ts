@@ -16,6 +16,7 @@
  *   vm/computers/<id>/g.sock, c.sock   host ends of the guest and control channels (virtio-serial)
  *   vm/computers/<id>/q.sock           QEMU's QMP socket
  *   vm/computers/<id>/passt.log        the VM's network relay's log
+ *   vm/snapshots/<name>.img, .json     snapshots: a copy of a computer's disk.img and its meta (../snapshot-files.ts)
  */
 import path from 'node:path';
 import { assertSafeId } from '../sandbox/paths.ts';
@@ -39,6 +40,8 @@ export interface VmPaths {
 export const vmDir = (dataDir: string) => path.join(dataDir, 'vm');
 export const imagesDir = (dataDir: string) => path.join(vmDir(dataDir), 'images');
 export const vmComputersDir = (dataDir: string) => path.join(vmDir(dataDir), 'computers');
+/** Apart from the sandbox's disks/snapshots/: each driver lists and removes only its own. */
+export const vmSnapshotsDir = (dataDir: string) => path.join(vmDir(dataDir), 'snapshots');
 
 export function vmPaths(dataDir: string, id: string): VmPaths {
   assertSafeId(id);

@@ -29,17 +29,19 @@ import {
 import { ComputerLocks, GuestOps } from '../guest-ops.ts';
 import { installApps } from '../sandbox/apps.ts';
 import { appendConsole } from '../sandbox/console-log.ts';
-import { hostnameFromName } from '../sandbox/paths.ts';
+import { diskGbOf, growImage } from '../disk-quota.ts';
+import { assertSafeId, hostnameFromName } from '../sandbox/paths.ts';
+import { listSnapshotFiles, readSnapshotMeta, removeSnapshotFiles, snapshotImagePath, writeSnapshotMeta } from '../snapshot-files.ts';
 import { TemplateStore, TEMPLATE_NAME } from '../sandbox/template.ts';
 import type { AccelChoice } from './accel.ts';
 import { ArchiveWriter, readArchive } from './disk-archive.ts';
 import { ensureBaseImage } from './disk-images.ts';
-import { createDisk, destroyDisk, listDisks, readMeta, removeAbandonedDisks, writeMeta, type VmMeta } from './disk.ts';
+import { copyImage, createDisk, destroyDisk, listDisks, readMeta, removeAbandonedDisks, writeMeta, type VmMeta } from './disk.ts';
 import { KernelStore } from './kernel.ts';
 import { Machines } from './machines.ts';
 import { canRebuild, discardMemory, readMemoryRecord, saveMemory } from './memory-image.ts';
 import { VmMeter } from './metrics.ts';
-import { vmPaths, type VmPaths } from './paths.ts';
+import { vmPaths, vmSnapshotsDir, type VmPaths } from './paths.ts';
 import type { VmState } from './qemu.ts';
 import { bootFiles, bootTimeoutMs, prepareRuntime, vmResolv, type Runtime } from './runtime.ts';
 import type { VmSession } from './session.ts';
@@ -47,11 +49,9 @@ import { WarmStarts } from './warm-starts.ts';
 
 export interface VmDriverOptions {
   dataDir: string;
-  /** The disk quota of a computer, MiB (sparse: only what is written takes space). */
-  diskMb?: number;
 }
 
-const DEFAULT_DISK_MB = 10 * 1024;
+const MiB = 1024 * 1024;
 const POLL_MS = 2000;
 
 export class VmDriver implements ComputerDriver {
@@ -63,7 +63,6 @@ export class VmDriver implements ComputerDriver {
   });
   readonly name = 'vm';
   private readonly dataDir: string;
-  private readonly diskMb: number;
   private readonly templates: TemplateStore;
   private readonly kernels: KernelStore;
   private runtime: Promise<Runtime> | null = null;
@@ -76,7 +75,6 @@ export class VmDriver implements ComputerDriver {
   constructor(opts: VmDriverOptions) {
     fs.mkdirSync(opts.dataDir, { recursive: true });
     this.dataDir = fs.realpathSync(opts.dataDir);
-    this.diskMb = opts.diskMb ?? DEFAULT_DISK_MB;
     this.templates = new TemplateStore(this.dataDir);
     this.kernels = new KernelStore(this.dataDir);
     this.machines = new Machines(this.dataDir, this.locks);
@@ -108,8 +106,8 @@ export class VmDriver implements ComputerDriver {
     onProgress({ phase: 'vm', message: `VMs run on ${runtime.accel.accel === 'kvm' ? 'KVM' : 'software emulation (TCG)'}: ${runtime.accel.reason} (probe boot ${runtime.accel.probe_ms} ms)` });
   }
 
-  provision(spec: ComputerSpec, cloneFrom: string | undefined, onProgress: ProgressFn, fromSnapshot?: string): Promise<void> {
-    if (fromSnapshot) return Promise.reject(new DriverError('BAD_REQUEST', 'snapshots are not available for vm computers on this host'));
+  async provision(spec: ComputerSpec, cloneFrom: string | undefined, onProgress: ProgressFn, fromSnapshot?: string): Promise<void> {
+    if (fromSnapshot) assertSafeId(fromSnapshot);
     return this.locks.run(spec.id, async () => {
       await this.ready(onProgress);
       const paths = vmPaths(this.dataDir, spec.id);
@@ -118,9 +116,21 @@ export class VmDriver implements ComputerDriver {
       if (!meta) {
         let templateDir: string;
         let apps: string[] = [];
-        let diskMb = this.diskMb;
+        // The disk is the quota; a copy has its source's size (at least) and grows to the quota at its first boot.
+        let diskMb = diskGbOf(spec) * 1024;
         let source: Parameters<typeof createDisk>[2];
-        if (cloneFrom) {
+        if (fromSnapshot) {
+          const image = snapshotImagePath(this.snapshots, fromSnapshot);
+          if (!fs.existsSync(image)) throw new DriverError('NOT_FOUND', `snapshot ${fromSnapshot} is not on this host`);
+          // A snapshot without its meta was cut short while it was taken (the image may be incomplete).
+          const snap = readSnapshotMeta(this.snapshots, fromSnapshot);
+          if (!snap) throw new DriverError('NOT_FOUND', `snapshot ${fromSnapshot} is incomplete on this host`);
+          templateDir = fs.existsSync(snap.template_dir) ? snap.template_dir : await this.templates.ensure(spec.template, onProgress);
+          apps = snap.apps_installed;
+          diskMb = imageMb(image);
+          source = { image };
+          onProgress({ phase: 'disk', message: `copying snapshot ${fromSnapshot}` });
+        } else if (cloneFrom) {
           const from = vmPaths(this.dataDir, cloneFrom);
           const sourceMeta = readMeta(from);
           if (!sourceMeta) throw new DriverError('NOT_FOUND', `computer ${cloneFrom} to clone has no disk on this host`);
@@ -186,7 +196,10 @@ export class VmDriver implements ComputerDriver {
     });
   }
 
-  /** vCPUs and memory are the VM's own hardware: a new size applies at its next boot. */
+  /**
+   * vCPUs and memory are the VM's own hardware: a new size applies at its next boot. So does a
+   * larger disk quota (startLocked): a disk grows only while nothing uses it.
+   */
   resize(spec: ComputerSpec): Promise<void> {
     return this.locks.run(spec.id, async () => {
       const { paths, meta } = this.requireDisk(spec.id);
@@ -298,6 +311,65 @@ export class VmDriver implements ComputerDriver {
     });
   }
 
+  /**
+   * A point-in-time copy of computer `id`'s disk under `name`, running or not (a running VM's
+   * file system is frozen for the copy, as for a clone). The disk only: never the VM's memory.
+   */
+  async snapshotDisk(id: string, name: string): Promise<{ bytes: number }> {
+    assertSafeId(name);
+    return this.locks.run(id, async () => {
+      const { paths, meta } = this.requireDisk(id);
+      const target = snapshotImagePath(this.snapshots, name);
+      if (fs.existsSync(target)) throw new DriverError('BAD_REQUEST', `snapshot ${name} exists`);
+      fs.mkdirSync(this.snapshots, { recursive: true });
+      try {
+        await copyImage(paths.disk, target, () => this.machines.freeze(id));
+        // Last: a snapshot without its meta is one whose taking was cut short.
+        writeSnapshotMeta(this.snapshots, name, {
+          computer_id: id, template_dir: meta.template_dir, apps_installed: meta.apps_installed, disk_mb: imageMb(target), created_at: new Date().toISOString(),
+        });
+      } catch (err) {
+        removeSnapshotFiles(this.snapshots, name);
+        throw err;
+      }
+      return { bytes: fs.statSync(target).blocks * 512 };
+    });
+  }
+
+  /** Replaces stopped computer `id`'s disk with snapshot `name` (which stays). */
+  async restoreDisk(id: string, name: string): Promise<void> {
+    assertSafeId(name);
+    return this.locks.run(id, async () => {
+      const { paths, meta } = this.requireDisk(id);
+      if (this.sessionFor(id)) throw new DriverError('BAD_REQUEST', `computer ${id} is running; stop it to restore a snapshot`);
+      const source = snapshotImagePath(this.snapshots, name);
+      const snap = readSnapshotMeta(this.snapshots, name);
+      if (!fs.existsSync(source) || !snap) throw new DriverError('NOT_FOUND', `no snapshot ${name}`);
+      // Memory kept by a suspend belongs to the disk being replaced.
+      discardMemory(paths);
+      await copyImage(source, paths.disk);
+      // The disk never shrinks: one smaller than the computer's grows back to its size now (so that
+      // disk_mb always says the image's size, which a move checks).
+      await growImage(paths.disk, meta.disk_mb * MiB);
+      writeMeta(paths, {
+        ...meta,
+        template_dir: fs.existsSync(snap.template_dir) ? snap.template_dir : meta.template_dir,
+        apps_installed: snap.apps_installed,
+        disk_mb: imageMb(paths.disk),
+      });
+    });
+  }
+
+  async listSnapshots(): Promise<{ name: string; created_ms: number }[]> {
+    return listSnapshotFiles(this.snapshots);
+  }
+
+  /** Removes snapshot `name`; gone already is fine. */
+  async deleteSnapshot(name: string): Promise<void> {
+    assertSafeId(name);
+    removeSnapshotFiles(this.snapshots, name);
+  }
+
   onExit(listener: (id: string, reason: string) => void): void {
     this.machines.onExit(listener);
   }
@@ -324,6 +396,10 @@ export class VmDriver implements ComputerDriver {
 
   // ------------------------------------------------------------------ internals
 
+  private get snapshots(): string {
+    return vmSnapshotsDir(this.dataDir);
+  }
+
   /** Kernel, boot image, guest image and accelerator: made once per driver, shared by every VM. */
   private ready(onProgress: ProgressFn): Promise<Runtime> {
     this.runtime ??= prepareRuntime(this.dataDir, this.kernels, onProgress);
@@ -340,7 +416,14 @@ export class VmDriver implements ComputerDriver {
       await this.machines.powerOff(spec.id); // alive but its guest is gone: reboot it
     }
     const runtime = await this.ready(() => undefined);
-    const updated: VmMeta = { ...meta, name: spec.name, hostname: hostnameFromName(spec.name), vcpus: spec.vcpus, memory_mb: spec.memory_mb };
+    // The disk grows to the quota (it never shrinks). Memory kept by a suspend knew the disk at
+    // its old size: it cannot be resumed on a grown one.
+    const diskMb = Math.max(diskGbOf(spec) * 1024, meta.disk_mb);
+    if (imageMb(paths.disk) < diskMb) {
+      discardMemory(paths);
+      await growImage(paths.disk, diskMb * MiB);
+    }
+    const updated: VmMeta = { ...meta, name: spec.name, hostname: hostnameFromName(spec.name), vcpus: spec.vcpus, memory_mb: spec.memory_mb, disk_mb: imageMb(paths.disk) };
     writeMeta(paths, updated);
     const resolv = vmResolv();
     const resumed = await this.resumeLocked(spec, paths, resolv.dnsForward);
@@ -421,4 +504,9 @@ export class VmDriver implements ComputerDriver {
     if (!meta) throw new DriverError('NOT_FOUND', `computer ${id} has no disk on this host`);
     return { paths, meta };
   }
+}
+
+/** The size of a disk image, MiB. */
+function imageMb(image: string): number {
+  return Math.ceil(fs.statSync(image).size / MiB);
 }

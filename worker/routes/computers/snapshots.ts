@@ -174,8 +174,9 @@ export const SNAPSHOT_ROUTES: RouteDef[] = [
         project_id: s.project_id,
         placement: { host: { id: host.id, region: host.region } },
         min_disk_gb: source.disk_gb,
-        // Only sandbox computers take snapshots (the VM driver keeps none yet).
-        isolation: src?.isolation ?? 'sandbox',
+        // The snapshot is a copy made by its computer's driver: only that driver can restore it
+        // (snapshots of older servers do not say: their computer's, or sandbox, the only one then).
+        isolation: s.source?.isolation ?? src?.isolation ?? 'sandbox',
         auto_stop: src?.auto_stop ?? 0,
         external_workspace_id: src?.external_workspace_id ?? null,
         external_user_id: src?.external_user_id ?? null,

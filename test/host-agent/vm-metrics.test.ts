@@ -1,0 +1,53 @@
+/**
+ * A VM's metrics come from inside the guest; when the guest cannot answer
+ * (its control loop is gone, or the machine is wedged), the QEMU process
+ * stands in: its own CPU time per vCPU and its resident memory. Here the
+ * "QEMU process" is a real busy process and the guest a control channel that
+ * never answers: no VM is needed to see the fallback at work.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { VmMeter, processSample } from '../../host-agent/drivers/vm/metrics.ts';
+import type { VmSession } from '../../host-agent/drivers/vm/session.ts';
+
+let busy: ChildProcess;
+
+beforeAll(() => {
+  busy = spawn('sh', ['-c', 'while :; do :; done'], { stdio: 'ignore' });
+});
+
+afterAll(() => {
+  busy?.kill('SIGKILL');
+});
+
+/** A running VM as the meter sees it, whose guest does not answer. */
+function silentVm(pid: number, asked: string[]): VmSession {
+  return {
+    id: 'silent',
+    state: { pid, vcpus: 1, memory_mb: 64 },
+    control: {
+      request: async (line: string) => {
+        asked.push(line);
+        throw new Error('the guest did not answer');
+      },
+    },
+  } as unknown as VmSession;
+}
+
+describe('VM metrics when the guest cannot answer', () => {
+  it("are the QEMU process's own CPU time and resident memory", async () => {
+    const asked: string[] = [];
+    const session = silentVm(busy.pid!, asked);
+    const meter = new VmMeter();
+    // A busy loop uses CPU as soon as it is scheduled: some sample sees it.
+    await expect.poll(async () => (await meter.measure(session)).cpu_percent, { timeout: 60_000, interval: 300 }).toBeGreaterThan(0);
+    const m = await meter.measure(session);
+    expect(asked[0]).toBe('stat'); // the guest was asked first
+    const rss = processSample(busy.pid!).rssBytes;
+    expect(rss).toBeGreaterThan(0);
+    // sh's resident set hardly moves while it loops.
+    expect(m.memory_bytes).toBeGreaterThan(rss / 2);
+    expect(m.memory_bytes).toBeLessThan(rss * 2);
+    expect(m.memory_percent).toBeCloseTo((m.memory_bytes / (64 * 1024 * 1024)) * 100, 0);
+  });
+});
