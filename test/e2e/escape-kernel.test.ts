@@ -358,7 +358,7 @@ done(
       await t.b.exec(t.idb, `nohup python3 -m http.server ${OTHER_PORT} --bind 0.0.0.0 >/dev/null 2>&1 & echo started`);
       await t.a.exec(t.ida, `nohup python3 -m http.server ${OWN_PORT} --bind 127.0.0.1 >/dev/null 2>&1 & echo started`);
       const reach = `python3 -c "import socket,sys,time
-for i in range(100):
+for i in range(600):
     try:
         socket.create_connection(('127.0.0.1', int(sys.argv[1])), 2).close(); print('up'); break
     except OSError:
