@@ -1,5 +1,5 @@
 /**
- * CPU, memory and disk use of a VM computer. From inside the guest first (its control
+ * CPU and memory of a VM computer. From inside the guest first (its control
  * loop reads /proc/stat and /proc/meminfo): CPU% is busy time over all time
  * across its vCPUs since the previous sample (100% = every vCPU busy), memory
  * is what the guest uses (total minus available) against the VM's memory.
@@ -34,14 +34,13 @@ export class VmMeter {
 
   async measure(session: VmSession): Promise<ComputerMetrics> {
     const memoryLimit = session.state.memory_mb * 1024 * 1024;
-    const disk = diskUse(session.paths.disk);
     const inside = await this.fromGuest(session).catch(() => null);
     if (inside) {
       const used = Math.max(0, inside.memTotalKb - inside.memAvailableKb) * 1024;
-      return { cpu_percent: inside.cpu, memory_bytes: used, memory_percent: round1((used / memoryLimit) * 100), ...disk };
+      return { cpu_percent: inside.cpu, memory_bytes: used, memory_percent: round1((used / memoryLimit) * 100) };
     }
     const outside = await this.fromProcess(session);
-    return { cpu_percent: outside.cpu, memory_bytes: outside.rssBytes, memory_percent: round1((outside.rssBytes / memoryLimit) * 100), ...disk };
+    return { cpu_percent: outside.cpu, memory_bytes: outside.rssBytes, memory_percent: round1((outside.rssBytes / memoryLimit) * 100) };
   }
 
   forget(id: string): void {
@@ -98,22 +97,6 @@ export function processSample(pid: number): ProcessSample {
     return { at: Date.now(), cpuTicks: Number(fields[11]) + Number(fields[12]), rssBytes: rssKb * 1024 };
   } catch {
     return { at: Date.now(), cpuTicks: 0, rssBytes: 0 };
-  }
-}
-
-/**
- * Used and total bytes of a VM's disk, read on the host without asking the guest: the disk
- * image is sparse and the guest gives freed blocks back (discard), so the blocks the image
- * holds are what the guest's file system uses (its metadata included, as statfs counts it)
- * and its length is the disk's size.
- */
-export function diskUse(image: string): Pick<ComputerMetrics, 'disk_bytes' | 'disk_percent'> | Record<string, never> {
-  try {
-    const st = fs.statSync(image);
-    const used = Math.min(st.blocks * 512, st.size);
-    return { disk_bytes: used, disk_percent: st.size > 0 ? round1((used / st.size) * 100) : 0 };
-  } catch {
-    return {};
   }
 }
 
