@@ -27,6 +27,8 @@ export class DriverRouter implements ComputerDriver {
   readonly drivers: ComputerDriver[];
   /** Which driver holds each computer's disk, learned from list() and kept as disks come and go. */
   private readonly owners = new Map<string, ComputerDriver>();
+  /** Log lines of computers no driver has yet (see logLine). */
+  private readonly unowned = new Map<string, string[]>();
 
   constructor(drivers: ComputerDriver[]) {
     if (drivers.length === 0) throw new Error('a host needs at least one driver');
@@ -60,7 +62,7 @@ export class DriverRouter implements ComputerDriver {
   async provision(spec: ComputerSpec, cloneFrom: string | undefined, onProgress: ProgressFn, fromSnapshot?: string): Promise<void> {
     // A repeated provision finds the disk where the first one put it; a clone is made by its source's driver.
     const d = (await this.owner(spec.id)) ?? (cloneFrom ? await this.owner(cloneFrom) : null) ?? this.driver(spec.isolation);
-    this.owners.set(spec.id, d);
+    this.own(spec.id, d);
     await d.provision(spec, cloneFrom, onProgress, fromSnapshot);
   }
 
@@ -132,7 +134,20 @@ export class DriverRouter implements ComputerDriver {
   }
 
   logLine(id: string, line: string): void {
-    (this.owners.get(id) ?? this.drivers[0]).logLine?.(id, line);
+    const d = this.owners.get(id);
+    if (d) return d.logLine?.(id, line);
+    // A provision's first line comes before it picks its driver: held for whichever it is.
+    const held = this.unowned.get(id) ?? [];
+    if (held.length < 50) held.push(line);
+    this.unowned.set(id, held);
+  }
+
+  /** Records which driver has a computer, and gives it the log lines that waited for that. */
+  private own(id: string, d: ComputerDriver): void {
+    this.owners.set(id, d);
+    const held = this.unowned.get(id);
+    this.unowned.delete(id);
+    for (const line of held ?? []) d.logLine?.(id, line);
   }
 
   async snapshotDisk(id: string, name: string): Promise<{ bytes: number }> {
@@ -175,7 +190,7 @@ export class DriverRouter implements ComputerDriver {
     const all: string[] = [];
     for (const d of this.drivers) {
       for (const id of await d.list()) {
-        this.owners.set(id, d);
+        this.own(id, d);
         all.push(id);
       }
     }
@@ -196,7 +211,7 @@ export class DriverRouter implements ComputerDriver {
       write: (chunk) => imp.write(chunk),
       commit: async () => {
         await imp.commit();
-        this.owners.set(spec.id, d);
+        this.own(spec.id, d);
       },
       abort: () => imp.abort(),
     };
@@ -217,7 +232,7 @@ export class DriverRouter implements ComputerDriver {
     this.owners.delete(id);
     for (const d of this.drivers) {
       if ((await d.list()).includes(id)) {
-        this.owners.set(id, d);
+        this.own(id, d);
         return d;
       }
     }

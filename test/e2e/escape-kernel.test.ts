@@ -1,13 +1,28 @@
 /**
  * Escape suite, kernel surface: real computers of two tenants, and what root
- * inside one of them tries against the kernel they share with each other and
- * with the host. Every probe must be refused, and the computer must live on.
+ * inside one of them tries against the kernel, the host and the other computer.
+ *
+ * A sandbox shares the host's kernel, so there every probe must be refused.
+ * A VM has a kernel of its own: root inside may mount, load modules, make
+ * namespaces and keys in it, and that is no escape. There the probes check
+ * what a VM must guarantee instead: doing those things changes nothing on the
+ * host or in the other computer, the only disks inside are the VM's own (the
+ * template's read-only base cannot be written), and no way leads from inside to
+ * the host's services or to the other computer. Whatever holds on both drivers
+ * is one assertion for both; the computer must live on either way.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
 import { describe, expect, it } from 'vitest';
+import { DNS_FORWARD_ADDR } from '../../host-agent/drivers/sandbox/host-config.ts';
+import { hangar } from './client.ts';
 import { EPERM, NR, alive, asRoot, twoComputers } from './escape-probes.ts';
+import { ISOLATION, vmDriveFiles } from './isolation-under-test.ts';
+
+const vm = ISOLATION === 'vm';
 
 const t = twoComputers('attacker', 'bystander');
 
@@ -21,10 +36,12 @@ function hostRootDevice(): [number, number] {
 }
 
 describe('escape attempts against the shared kernel', () => {
-  it('kernel keyrings: root cannot add a key, so nothing reaches the other computer or host root', async () => {
+  it('kernel keyrings: a key root adds (refused in a sandbox, in its own kernel in a VM) reaches neither the other computer nor host root', async () => {
     const description = `hangar-escape-${randomUUID()}`;
     const added = await asRoot(t.a, t.ida, `done(add=sys_call(${NR.add_key}, b"user", b"${description}", b"secret", 6, -4))`); // -4: the user keyring
-    expect(added.add).toBe(EPERM);
+    // A key serial on success: in a VM the probe really made one, so what follows looks for a key that exists.
+    if (vm) expect(added.add).toBeGreaterThan(0);
+    else expect(added.add).toBe(EPERM);
     const found = await asRoot(t.b, t.idb, `done(find=sys_call(${NR.request_key}, b"user", b"${description}", 0, -4))`);
     expect(found.find).toBeLessThan(0);
     expect(fs.readFileSync('/proc/keys', 'utf8')).not.toContain(description);
@@ -63,7 +80,7 @@ time.sleep(600)
     }
   });
 
-  it('devices: no block or char device can be made and opened anywhere, and /dev holds only the harmless ones', async () => {
+  it.skipIf(vm)('devices: no block or char device can be made and opened anywhere, and /dev holds only the harmless ones', async () => {
     const [hostMajor, hostMinor] = hostRootDevice();
     const r = await asRoot<{ results: Record<string, string>; dev: string[]; nodes: string[]; mounts: Record<string, string[]> }>(
       t.a,
@@ -111,7 +128,65 @@ done(results=results, dev=sorted(os.listdir("/dev")), nodes=sorted(nodes), mount
     await alive(t.a, t.ida);
   });
 
-  it('host file systems: no mount of any kind, not through the new mount API, not from a namespace of its own, and no raw read of the host disk', async () => {
+  it.runIf(vm)("disks: the only block devices inside are the VM's own three (its disk, the template's read-only base, the guest runtime's image); root cannot write the base, raw or by a mount", async () => {
+    const files = vmDriveFiles(hangar().dataDir, t.ida);
+    expect(files && Object.keys(files).sort()).toEqual(['hangar-base', 'hangar-disk', 'hangar-guest']);
+    const base = files!['hangar-base'];
+    const fingerprint = () => {
+      const fd = fs.openSync(base, 'r');
+      try {
+        const head = Buffer.alloc(1 << 20);
+        fs.readSync(fd, head, 0, head.length, 0);
+        return `${fs.fstatSync(fd).mtimeMs} ${createHash('sha256').update(head).digest('hex')}`;
+      } finally {
+        fs.closeSync(fd);
+      }
+    };
+    const before = fingerprint();
+    const r = await asRoot<{ disks: Record<string, { serial: string; ro: number; bytes: number }>; setrw: number; raw_write: { code: number }; mount_rw: { code: number }; mount_tmpfs: number; mounts: Record<string, string[]> }>(
+      t.a,
+      t.ida,
+      `
+disks = {}
+for name in sorted(os.listdir("/sys/block")):
+    b = f"/sys/block/{name}"
+    serial = open(f"{b}/serial").read().strip() if os.path.exists(f"{b}/serial") else ""
+    disks[name] = {"serial": serial, "ro": int(open(f"{b}/ro").read()), "bytes": int(open(f"{b}/size").read()) * 512}
+base = "/dev/" + next(n for n, d in disks.items() if d["serial"] == "hangar-base")
+os.makedirs("/mnt/escape", exist_ok=True)
+facts = {"disks": disks}
+# Root asks its kernel to treat the base as writable, then writes its first block past the page cache.
+facts["setrw"] = sh(f"blockdev --setrw {base}")["code"]
+facts["raw_write"] = sh(f"dd if=/dev/urandom of={base} bs=4096 count=1 oflag=direct conv=notrunc,fsync")
+# -w: no quiet fallback to a read-only mount.
+facts["mount_rw"] = sh(f"mount -w -t ext4 {base} /mnt/escape")
+# Its own kernel lets root mount (a tmpfs here): that is inside the VM only.
+facts["mount_tmpfs"] = sh("mount -t tmpfs t /mnt/escape")["code"]
+mounts = {}
+for line in open("/proc/self/mountinfo"):
+    fields = line.split()
+    mounts[fields[4]] = sorted(fields[5].split(","))
+done(mounts=mounts, **facts)
+`,
+    );
+    // Each device inside is one of the VM's files on the host, whole: same serial, same size; nothing else is there.
+    expect(Object.values(r.disks).map((d) => d.serial).sort()).toEqual(['hangar-base', 'hangar-disk', 'hangar-guest']);
+    for (const d of Object.values(r.disks)) {
+      expect(d.bytes, d.serial).toBe(fs.statSync(files![d.serial]).size);
+      expect(d.ro, d.serial).toBe(d.serial === 'hangar-disk' ? 0 : 1);
+    }
+    expect(r.raw_write.code, JSON.stringify(r.raw_write)).not.toBe(0);
+    expect(r.mount_rw.code, JSON.stringify(r.mount_rw)).not.toBe(0);
+    expect(fingerprint()).toBe(before);
+    expect(r.mount_tmpfs).toBe(0);
+    expect(r.mounts['/mnt/escape']).toBeDefined();
+    expect(r.mounts['/run/hangar-guest']).toEqual(expect.arrayContaining(['ro', 'nodev', 'nosuid']));
+    // The other computer's mounts are its own.
+    expect((await t.b.exec(t.idb, 'grep -c " /mnt/escape " /proc/self/mountinfo')).body.output).toBe('0\n');
+    await alive(t.a, t.ida);
+  });
+
+  it.skipIf(vm)('host file systems: no mount of any kind, not through the new mount API, not from a namespace of its own, and no raw read of the host disk', async () => {
     const [hostMajor, hostMinor] = hostRootDevice();
     const r = await asRoot(
       t.a,
@@ -145,8 +220,12 @@ done(**facts)
     await alive(t.a, t.ida);
   });
 
-  it('kernel tunables: no write to /proc/sys, /sys or sysrq, not even from a namespace of its own with a fresh /proc', async () => {
-    const corePattern = fs.readFileSync('/proc/sys/kernel/core_pattern', 'utf8');
+  it("kernel tunables: root's writes to /proc/sys, /sys and sysrq (refused in a sandbox, even from a namespace of its own; its own kernel's in a VM) change neither the host's nor the other computer's", async () => {
+    const tunables = ['/proc/sys/kernel/core_pattern', '/proc/sys/kernel/modprobe', '/sys/kernel/mm/transparent_hugepage/enabled'];
+    const read = (p: string) => (fs.existsSync(p) ? fs.readFileSync(p, 'utf8') : '');
+    const hostBefore = tunables.map(read);
+    const otherTunables = () => t.b.exec(t.idb, 'cat /proc/sys/kernel/core_pattern /proc/sys/kernel/modprobe');
+    const otherBefore = (await otherTunables()).body.output;
     const r = await asRoot<Record<string, string | { code: number; err: string }>>(
       t.a,
       t.ida,
@@ -165,18 +244,26 @@ done(**facts)
 `,
     );
     const { own_namespace: own, ...writes } = r;
-    expect(Object.entries(writes).filter(([, v]) => v === 'WRITTEN')).toEqual([]);
     expect(Object.keys(writes).length).toBe(6);
-    expect((own as { code: number }).code).not.toBe(0);
-    // Refused at the first step: no namespace of its own to mount a fresh /proc in.
-    expect((own as { err: string }).err).toContain('unshare failed: Operation not permitted');
-    expect(fs.readFileSync('/proc/sys/kernel/core_pattern', 'utf8')).toBe(corePattern);
+    if (vm) {
+      // Root of its own kernel: the write really happened in there.
+      expect(writes['/proc/sys/kernel/core_pattern']).toBe('WRITTEN');
+    } else {
+      expect(Object.entries(writes).filter(([, v]) => v === 'WRITTEN')).toEqual([]);
+      expect((own as { code: number }).code).not.toBe(0);
+      // Refused at the first step: no namespace of its own to mount a fresh /proc in.
+      expect((own as { err: string }).err).toContain('unshare failed: Operation not permitted');
+    }
+    expect(tunables.map(read)).toEqual(hostBefore);
+    expect((await otherTunables()).body.output).toBe(otherBefore);
     await alive(t.a, t.ida);
   });
 
-  it('kernel modules: no loading or unloading, not even from a namespace of its own', async () => {
+  it("kernel modules: no loading or unloading (in a sandbox not even from a namespace of its own; in a VM only its own kernel's), and the host's and the other computer's modules stay as they were", async () => {
     // A kernel without module support has no /proc/modules.
     const modules = fs.existsSync('/proc/modules') ? fs.readFileSync('/proc/modules', 'utf8') : '';
+    const otherModules = async () => (await t.b.exec(t.idb, 'cut -d" " -f1 /proc/modules 2>/dev/null | sort')).body.output;
+    const otherBefore = await otherModules();
     const r = await asRoot(
       t.a,
       t.ida,
@@ -191,20 +278,32 @@ done(
 )
 `,
     );
-    expect(r).toMatchObject({ finit: EPERM, init: EPERM, delete: EPERM });
-    expect((r.own_namespace as { code: number }).code).not.toBe(0);
+    if (vm) {
+      // Its own kernel hears root out, and refuses /bin/true for not being a module.
+      for (const key of ['finit', 'init']) {
+        expect(r[key], key).toBeLessThan(0);
+        expect(r[key], key).not.toBe(EPERM);
+      }
+    } else {
+      expect(r).toMatchObject({ finit: EPERM, init: EPERM, delete: EPERM });
+      expect((r.own_namespace as { code: number }).code).not.toBe(0);
+    }
     if (modules) expect(fs.readFileSync('/proc/modules', 'utf8')).toBe(modules);
+    expect(await otherModules()).toBe(otherBefore);
     await alive(t.a, t.ida);
   });
 
-  it('user namespaces inside are refused, to user and root alike (EPERM), and the computer lives on', async () => {
+  it("user namespaces inside are refused to user and root alike (EPERM) in a sandbox, are its own kernel's business in a VM, and both computers live on", async () => {
     const asUser = await t.a.exec(t.ida, 'unshare -U true; echo "u=$?"; unshare -Ur id; echo "r=$?"');
-    expect(asUser.body.output).toMatch(/u=1\n/);
-    expect(asUser.body.output).toMatch(/r=1\n/);
-    expect(asUser.body.output).toMatch(/Operation not permitted/);
     const root = await asRoot(t.a, t.ida, `done(unshare=sys_call(${NR.unshare}, 0x10000000), cmd=sh("unshare -U true"))`);
-    expect(root.unshare).toBe(EPERM);
-    expect((root.cmd as { code: number }).code).not.toBe(0);
+    // In a VM whether a namespace may be made is its own kernel's policy, and whatever it holds stays in there.
+    if (!vm) {
+      expect(asUser.body.output).toMatch(/u=1\n/);
+      expect(asUser.body.output).toMatch(/r=1\n/);
+      expect(asUser.body.output).toMatch(/Operation not permitted/);
+      expect(root.unshare).toBe(EPERM);
+      expect((root.cmd as { code: number }).code).not.toBe(0);
+    }
     await alive(t.a, t.ida);
     await alive(t.b, t.idb);
   });
@@ -233,5 +332,82 @@ done(
       hostUser.kill('SIGKILL');
       await t.b.exec(t.idb, 'pkill -x sleep; true');
     }
+  });
+
+  it("network: nothing on the host listening on its loopback or on its own addresses (a test server, the API), nor the other computer's server, is reachable from inside; the probe does reach a server of its own", async () => {
+    // Host servers that count every connection they get: one on loopback only, one on every address.
+    let accepted = 0;
+    const listen = (host: string) =>
+      new Promise<net.Server>((resolve) => {
+        const server = net.createServer((c) => {
+          accepted++;
+          c.destroy();
+        });
+        server.listen(0, host, () => resolve(server));
+      });
+    const servers = await Promise.all([listen('127.0.0.1'), listen('::')]);
+    const ports = [...servers.map((s) => (s.address() as net.AddressInfo).port), Number(new URL(hangar().origin).port)];
+    const hostAddresses = Object.values(os.networkInterfaces())
+      .flat()
+      .filter((a) => a && !a.internal && !a.address.startsWith('fe80'))
+      .map((a) => a!.address);
+    const OTHER_PORT = 18_080;
+    const OWN_PORT = 18_081;
+    try {
+      // The other computer serves on every address it has; it reaches its own server (so there is one to find).
+      await t.b.exec(t.idb, `nohup python3 -m http.server ${OTHER_PORT} --bind 0.0.0.0 >/dev/null 2>&1 & echo started`);
+      await t.a.exec(t.ida, `nohup python3 -m http.server ${OWN_PORT} --bind 127.0.0.1 >/dev/null 2>&1 & echo started`);
+      const reach = `python3 -c "import socket,sys,time
+for i in range(600):
+    try:
+        socket.create_connection(('127.0.0.1', int(sys.argv[1])), 2).close(); print('up'); break
+    except OSError:
+        time.sleep(0.2)
+else:
+    print('down')"`;
+      expect((await t.b.exec(t.idb, `${reach} ${OTHER_PORT}`)).body.output).toBe('up\n');
+      expect((await t.a.exec(t.ida, `${reach} ${OWN_PORT}`)).body.output).toBe('up\n');
+      const otherAddresses = (await t.b.exec(t.idb, 'hostname -I')).body.output.trim().split(/\s+/).filter(Boolean);
+
+      const targets = [
+        ...['127.0.0.1', '::1', DNS_FORWARD_ADDR, ...hostAddresses].flatMap((addr) => ports.map((port) => [addr, port] as const)),
+        ...otherAddresses.map((addr) => [addr, OTHER_PORT] as const),
+        ['127.0.0.1', OWN_PORT] as const,
+      ];
+      const r = await asRoot<{ results: Record<string, string> }>(
+        t.a,
+        t.ida,
+        `
+import socket
+targets = ${JSON.stringify(targets)}
+# The default gateway, as the computer's routes name it.
+for line in open("/proc/net/route").readlines()[1:]:
+    f = line.split()
+    if f[1] == "00000000":
+        gw = socket.inet_ntoa(int(f[2], 16).to_bytes(4, "little"))
+        targets += [[gw, p] for p in ${JSON.stringify([...ports, OTHER_PORT])}]
+results = {}
+for addr, port in targets:
+    try:
+        socket.create_connection((addr, port), 3).close()
+        results[f"{addr} {port}"] = "CONNECTED"
+    except OSError as e:
+        results[f"{addr} {port}"] = errno.errorcode.get(e.errno, "timeout") if e.errno else "timeout"
+done(results=results)
+`,
+        180,
+      );
+      expect(r.results[`127.0.0.1 ${OWN_PORT}`]).toBe('CONNECTED');
+      const { [`127.0.0.1 ${OWN_PORT}`]: _own, ...others } = r.results;
+      expect(Object.keys(others).length).toBeGreaterThanOrEqual(targets.length - 1 + 1);
+      expect(Object.entries(others).filter(([, v]) => v === 'CONNECTED')).toEqual([]);
+      expect(accepted).toBe(0);
+    } finally {
+      await Promise.all(servers.map((s) => new Promise((res) => s.close(res))));
+      await t.a.exec(t.ida, `pkill -f "http.server ${OWN_PORT}"; true`);
+      await t.b.exec(t.idb, `pkill -f "http.server ${OTHER_PORT}"; true`);
+    }
+    await alive(t.a, t.ida);
+    await alive(t.b, t.idb);
   });
 });

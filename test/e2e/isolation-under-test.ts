@@ -35,6 +35,20 @@ export function hostLimits(dataDir: string, id: string, isolation = ISOLATION): 
   return { memoryBytes: l.memoryBytes, vcpus: l.cpuQuotaUs / 100_000 };
 }
 
+/** The files a running VM's disks are on the host, by the serial the guest sees them under (hangar-base, hangar-disk, hangar-guest); null when it does not run. */
+export function vmDriveFiles(dataDir: string, id: string): Record<string, string> | null {
+  const state = readState(vmPaths(dataDir, id));
+  if (!state || !isAlive(state)) return null;
+  const files: Record<string, string> = {};
+  const drives = new Map<string, string>();
+  for (const arg of state.argv) {
+    const opts = Object.fromEntries(arg.split(',').map((o) => o.split('=', 2) as [string, string]));
+    if (opts.file && opts.id) drives.set(opts.id, opts.file);
+    if (opts.drive && opts.serial) files[opts.serial] = drives.get(opts.drive) ?? '';
+  }
+  return files;
+}
+
 /** Whether a computer's disk is on a host. */
 export function hasDisk(dataDir: string, id: string, isolation = ISOLATION): boolean {
   if (isolation === 'vm') return readMeta(vmPaths(dataDir, id)) !== null;

@@ -50,11 +50,12 @@ describe('terminals, end to end', () => {
     const session = await createTerminal(api, id);
     const term = await TerminalSocket.open(session.ws_url);
     term.type('for i in $(seq 1 150); do echo t-$i; sleep 0.02; done; echo loop-$((1+1))-done\n');
-    await term.out.waitFor(/\nt-20\r\n/);
+    // Generous waits: in a VM under software emulation each of the loop's `sleep`s is a slow fork and exec.
+    await term.out.waitFor(/\nt-20\r\n/, 0, 120_000);
     dropAgentSockets();
-    await term.out.waitFor(/\nt-90\r\n/);
+    await term.out.waitFor(/\nt-90\r\n/, 0, 120_000);
     dropAgentSockets();
-    await term.out.waitFor(/loop-2-done\r\n/);
+    await term.out.waitFor(/loop-2-done\r\n/, 0, 120_000);
     const lines = [...term.out.text.matchAll(/(?:^|\r)t-(\d+)\r$/gm)].map((m) => Number(m[1]));
     expect(lines).toEqual(Array.from({ length: 150 }, (_, i) => i + 1));
 
@@ -66,5 +67,5 @@ describe('terminals, end to end', () => {
     await term.out.waitFor(/still-42\r\n/, from);
     term.type('exit\n');
     expect((await term.closed).code).toBe(4000);
-  }, 60_000);
+  }, 420_000);
 });

@@ -30,6 +30,13 @@ export function appendConsole(paths: Pick<ComputerPaths, 'dir' | 'log'>, line: s
   }
 }
 
+/** Writes a boot or resume marker, after the driver's lines that waited for the directory (so they come before the boot they led to). */
+export function appendMarker(paths: Pick<ComputerPaths, 'dir' | 'log'>, marker: string): void {
+  const before = early.get(paths.dir) ?? [];
+  early.delete(paths.dir);
+  fs.appendFileSync(paths.log, before.join('') + `${marker}\n`, { mode: 0o600 });
+}
+
 /** Forgets what waits for a computer that will not come (its provisioning failed, it was deleted). */
 export function dropEarlyConsole(paths: ComputerPaths): void {
   early.delete(paths.dir);

@@ -18,6 +18,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { DriverError } from '../driver.ts';
 import { processStartTime } from '../sandbox/launch.ts';
+import { appendMarker } from '../sandbox/console-log.ts';
 import type { Accel } from './accel.ts';
 import { NET_FD, startPasst } from './network.ts';
 import type { VmPaths } from './paths.ts';
@@ -89,7 +90,7 @@ interface Machine {
 
 async function startQemu(paths: VmPaths, m: Machine, memoryImage?: string): Promise<{ state: VmState; child: ChildProcess }> {
   for (const f of [paths.guestSocket, paths.controlSocket, paths.qmpSocket]) fs.rmSync(f, { force: true });
-  fs.appendFileSync(paths.log, `--- ${memoryImage ? 'resume' : 'boot'} ${new Date().toISOString()}\n`);
+  appendMarker(paths, `--- ${memoryImage ? 'resume' : 'boot'} ${new Date().toISOString()}`);
   const { passt, qemuEnd } = await startPasst(paths, m.dnsForward);
   const passtPid = passt.pid!;
   let child: ChildProcess;
