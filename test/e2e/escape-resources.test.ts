@@ -50,8 +50,11 @@ describe('a computer that exhausts its resources', () => {
     expect((await t.a.get('/computers')).status).toBe(200);
     // A VM's metrics have no disk use yet (the host cannot read it from the image: zeros written are holes in it).
     if (!vm) {
+      // The 1h window's points are per-minute averages: the minute the fill ended in averages in
+      // samples from before it, so it may stay under 90 % to its end; the next minute's point is all
+      // of a full disk. Up to 90 s covers one whole minute after the fill.
       let disk = 0;
-      for (let i = 0; i < 60 && disk < 90; i++) {
+      for (let i = 0; i < 180 && disk < 90; i++) {
         const m = await t.a.get<{ disk_percent: { value: number }[] }>(`/computers/${t.ida}/metrics`);
         disk = m.body.disk_percent?.at(-1)?.value ?? 0;
         if (disk < 90) await sleep(500);
