@@ -83,6 +83,7 @@ export class DriverRouter implements ComputerDriver {
   async destroy(id: string): Promise<void> {
     await (await this.ownerOrFirst(id)).destroy(id);
     this.owners.delete(id);
+    this.unowned.delete(id); // lines held for a computer that never got a driver
   }
 
   async resize(spec: ComputerSpec): Promise<void> {
