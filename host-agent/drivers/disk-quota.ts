@@ -2,10 +2,12 @@
  * A computer's disk quota, for both drivers: both keep a computer's disk as
  * an ext4 image whose size is its quota (spec.disk_gb). A quota that grows is
  * applied at the next start, while nothing has the image open; disks never
- * shrink.
+ * shrink. Copies of those images (clones, snapshots, restores) are made here
+ * too, for both.
  */
 import fs from 'node:fs';
 import type { ComputerSpec } from '../../schema/protocol.ts';
+import { DriverError } from './driver.ts';
 import { SIZES } from '../../schema/sizes.ts';
 import { runCommand } from './sandbox/run-command.ts';
 
@@ -21,4 +23,29 @@ export async function growImage(image: string, bytes: number): Promise<boolean> 
   await runCommand('e2fsck', ['-f', '-p', image]).catch(() => undefined); // resize2fs wants a checked file system
   await runCommand('resize2fs', [image]);
   return true;
+}
+
+/** What makes a running computer's file system consistent for a copy, returning what undoes it. */
+export type Freeze = () => Promise<() => Promise<void>>;
+
+/**
+ * Copies a disk image to `to` through `<to>.tmp`, renamed into place, so a copy cut short is never
+ * taken for a disk. `reflink: 'always'` where the caller's storage guarantees reflinks (a reflink
+ * keeps the holes too); otherwise a sparse copy, reflinked where the file system can. `freeze`
+ * holds a running source still meanwhile.
+ */
+export async function copyImage(from: string, to: string, opts: { reflink?: 'always' | 'auto'; freeze?: Freeze } = {}): Promise<void> {
+  const tmp = `${to}.tmp`;
+  fs.rmSync(tmp, { force: true });
+  const how = opts.reflink === 'always' ? ['--reflink=always'] : ['--sparse=always', '--reflink=auto'];
+  const thaw = opts.freeze ? await opts.freeze() : async () => undefined;
+  try {
+    await runCommand('cp', [...how, from, tmp], { timeoutMs: 3600_000 });
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err instanceof DriverError ? err : new DriverError('FAILED', `cannot copy a disk image: ${(err as Error).message}`);
+  } finally {
+    await thaw();
+  }
+  fs.renameSync(tmp, to);
 }

@@ -19,7 +19,7 @@ import { ArchiveWriter, readArchive } from './sandbox/disk-archive.ts';
 import { copyDiskImage, liveDiskPath, thaw } from './sandbox/disk-copy.ts';
 import { convertLegacyDisk, convertUpperDir, hasLegacyDisk } from './sandbox/legacy-disk.ts';
 import { DiskStorage } from './sandbox/storage.ts';
-import { listSnapshotFiles, readSnapshotMeta, removeSnapshotFiles, writeSnapshotMeta } from './snapshot-files.ts';
+import { listSnapshotFiles, readSnapshotMeta, removeSnapshotFiles, takeSnapshot } from './snapshot-files.ts';
 import { installApps } from './sandbox/apps.ts';
 import { ComputerCgroup, detectCgroups, type CgroupLayout, type Limits } from './sandbox/cgroups.ts';
 import { createDisk, destroyDisk, listDisks, readMeta, removeAbandonedDisks, writeMeta, type ComputerMeta } from './sandbox/disk.ts';
@@ -295,22 +295,11 @@ export class SandboxDriver implements ComputerDriver {
   snapshotDisk(id: string, name: string): Promise<{ bytes: number }> {
     assertSafeId(name);
     return this.withLock(id, async () => {
-      const { paths } = this.requireDisk(id);
-      const target = this.storage.snapshotPath(name);
-      if (fs.existsSync(target)) throw new DriverError('BAD_REQUEST', `snapshot ${name} exists`);
-      fs.mkdirSync(path.dirname(target), { recursive: true });
-      const meta = readMeta(paths)!;
-      try {
-        await copyDiskImage(this.storage, paths.image, target, this.sessionFor(id)?.state ?? null);
-        // Last: a snapshot without its meta is one whose taking was cut short.
-        writeSnapshotMeta(snapshotsDir(this.dataDir), name, {
-          computer_id: id, template_dir: meta.template_dir, apps_installed: meta.apps_installed, disk_gb: meta.disk_gb, created_at: new Date().toISOString(),
-        });
-      } catch (err) {
-        removeSnapshotFiles(snapshotsDir(this.dataDir), name);
-        throw err;
-      }
-      return { bytes: fs.statSync(target).blocks * 512 };
+      const { paths, meta } = this.requireDisk(id);
+      const state = this.sessionFor(id)?.state ?? null;
+      return takeSnapshot(snapshotsDir(this.dataDir), name, (image) => copyDiskImage(this.storage, paths.image, image, state), {
+        computer_id: id, template_dir: meta.template_dir, apps_installed: meta.apps_installed, disk_gb: meta.disk_gb,
+      });
     });
   }
 

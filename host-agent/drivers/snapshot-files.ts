@@ -12,6 +12,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { DriverError } from './driver.ts';
 
 export interface SnapshotMeta {
   computer_id: string;
@@ -45,6 +46,25 @@ export function readSnapshotMeta(dir: string, name: string): SnapshotMeta | null
   } catch {
     return null;
   }
+}
+
+/**
+ * Takes snapshot `name` in `dir`: `copy` writes the image at the path it is given, then the meta
+ * goes beside it, last. A name in use is refused; on failure nothing of the snapshot is left.
+ * Answers its size on the host's disk.
+ */
+export async function takeSnapshot(dir: string, name: string, copy: (image: string) => Promise<void>, meta: Omit<SnapshotMeta, 'created_at'>): Promise<{ bytes: number }> {
+  const image = snapshotImagePath(dir, name);
+  if (fs.existsSync(image)) throw new DriverError('BAD_REQUEST', `snapshot ${name} exists`);
+  fs.mkdirSync(dir, { recursive: true });
+  try {
+    await copy(image);
+    writeSnapshotMeta(dir, name, { ...meta, created_at: new Date().toISOString() });
+  } catch (err) {
+    removeSnapshotFiles(dir, name);
+    throw err;
+  }
+  return { bytes: fs.statSync(image).blocks * 512 };
 }
 
 /** Every snapshot image in `dir`, with when it was made (its image's mtime: a reflink copy keeps none of its source's). */

@@ -11,6 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { copyImage, type Freeze } from '../disk-quota.ts';
 import { DriverError } from '../driver.ts';
 import { runCommand } from '../sandbox/run-command.ts';
 import { vmComputersDir, vmPaths, type VmPaths } from './paths.ts';
@@ -39,9 +40,6 @@ export function writeMeta(paths: VmPaths, meta: VmMeta): void {
   writeJsonFile(paths.meta, meta, 2);
 }
 
-/** What makes a running computer's file system consistent for a copy, returning what undoes it. */
-export type Freeze = () => Promise<() => Promise<void>>;
-
 /**
  * Creates the disk of `meta.id`: empty, or a copy of the disk image `source.image` (another
  * computer's, a snapshot's or a warm image's; `freeze` is for a running source).
@@ -53,7 +51,7 @@ export async function createDisk(dataDir: string, meta: VmMeta, source?: { image
   fs.mkdirSync(tmp, { mode: 0o700 });
   try {
     const image = path.join(tmp, 'disk.img');
-    if (source) await copyImage(source.image, image, source.freeze);
+    if (source) await copyImage(source.image, image, { freeze: source.freeze });
     else await makeEmptyDisk(image, meta.disk_mb, tmp);
     fs.writeFileSync(path.join(tmp, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
     fs.renameSync(tmp, vmPaths(dataDir, meta.id).dir);
@@ -63,25 +61,6 @@ export async function createDisk(dataDir: string, meta: VmMeta, source?: { image
     throw new DriverError('FAILED', `cannot create the disk of ${meta.id}: ${(err as Error).message}`);
   }
   return vmPaths(dataDir, meta.id);
-}
-
-/**
- * Copies a disk image to `to` (through `<to>.tmp`, renamed into place): sparse, so holes stay
- * holes, and a reflink where the file system can. `freeze` holds a running source still meanwhile.
- */
-export async function copyImage(from: string, to: string, freeze?: Freeze): Promise<void> {
-  const tmp = `${to}.tmp`;
-  fs.rmSync(tmp, { force: true });
-  const thaw = freeze ? await freeze() : async () => undefined;
-  try {
-    await runCommand('cp', ['--sparse=always', '--reflink=auto', from, tmp], { timeoutMs: 3600_000 });
-  } catch (err) {
-    fs.rmSync(tmp, { force: true });
-    throw new DriverError('FAILED', `cannot copy a disk image: ${(err as Error).message}`);
-  } finally {
-    await thaw();
-  }
-  fs.renameSync(tmp, to);
 }
 
 /** A sparse ext4 image of `sizeMb` with empty upper/ and work/ dirs. */

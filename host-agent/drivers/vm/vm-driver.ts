@@ -29,14 +29,14 @@ import {
 import { ComputerLocks, GuestOps } from '../guest-ops.ts';
 import { installApps } from '../sandbox/apps.ts';
 import { appendConsole } from '../sandbox/console-log.ts';
-import { diskGbOf, growImage } from '../disk-quota.ts';
+import { copyImage, diskGbOf, growImage } from '../disk-quota.ts';
 import { assertSafeId, hostnameFromName } from '../sandbox/paths.ts';
-import { listSnapshotFiles, readSnapshotMeta, removeSnapshotFiles, snapshotImagePath, writeSnapshotMeta } from '../snapshot-files.ts';
+import { listSnapshotFiles, readSnapshotMeta, removeSnapshotFiles, snapshotImagePath, takeSnapshot } from '../snapshot-files.ts';
 import { TemplateStore, TEMPLATE_NAME } from '../sandbox/template.ts';
 import type { AccelChoice } from './accel.ts';
 import { ArchiveWriter, readArchive } from './disk-archive.ts';
 import { ensureBaseImage } from './disk-images.ts';
-import { copyImage, createDisk, destroyDisk, listDisks, readMeta, removeAbandonedDisks, writeMeta, type VmMeta } from './disk.ts';
+import { createDisk, destroyDisk, listDisks, readMeta, removeAbandonedDisks, writeMeta, type VmMeta } from './disk.ts';
 import { KernelStore } from './kernel.ts';
 import { Machines } from './machines.ts';
 import { canRebuild, discardMemory, readMemoryRecord, saveMemory } from './memory-image.ts';
@@ -319,20 +319,10 @@ export class VmDriver implements ComputerDriver {
     assertSafeId(name);
     return this.locks.run(id, async () => {
       const { paths, meta } = this.requireDisk(id);
-      const target = snapshotImagePath(this.snapshots, name);
-      if (fs.existsSync(target)) throw new DriverError('BAD_REQUEST', `snapshot ${name} exists`);
-      fs.mkdirSync(this.snapshots, { recursive: true });
-      try {
-        await copyImage(paths.disk, target, () => this.machines.freeze(id));
-        // Last: a snapshot without its meta is one whose taking was cut short.
-        writeSnapshotMeta(this.snapshots, name, {
-          computer_id: id, template_dir: meta.template_dir, apps_installed: meta.apps_installed, disk_mb: imageMb(target), created_at: new Date().toISOString(),
-        });
-      } catch (err) {
-        removeSnapshotFiles(this.snapshots, name);
-        throw err;
-      }
-      return { bytes: fs.statSync(target).blocks * 512 };
+      const freeze = () => this.machines.freeze(id);
+      return takeSnapshot(this.snapshots, name, (image) => copyImage(paths.disk, image, { freeze }), {
+        computer_id: id, template_dir: meta.template_dir, apps_installed: meta.apps_installed, disk_mb: meta.disk_mb,
+      });
     });
   }
 
