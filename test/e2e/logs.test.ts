@@ -33,14 +33,15 @@ async function linesUntil(re: RegExp, ms = 30_000): Promise<string[]> {
 
 describe('the system log of a real computer', () => {
   it('shows its boot: the host provisioning it, the boot marker, the guest agent listening', async () => {
-    // A sandbox's guest listens on a socket; a VM's serves its virtio-serial port.
+    // A sandbox's guest listens on a socket; a VM's serves its virtio-serial port. A new VM may
+    // start from a saved machine's memory: its marker says resume, and its guest says whose it is.
     const listening = /hangar-guest: (listening|serving)/;
     const lines = await linesUntil(listening, 120_000);
     const at = (re: RegExp) => lines.findIndex((l) => re.test(l));
     expect(at(/hangar-agent: provision$/)).toBeGreaterThanOrEqual(0);
     expect(at(/hangar-agent: provision: \[disk\]/)).toBeGreaterThan(at(/hangar-agent: provision$/));
-    expect(at(/^--- boot /)).toBeGreaterThan(at(/hangar-agent: provision: \[disk\]/));
-    expect(at(listening)).toBeGreaterThan(at(/^--- boot /));
+    expect(at(/^--- (boot|resume) /)).toBeGreaterThan(at(/hangar-agent: provision: \[disk\]/));
+    expect(at(listening)).toBeGreaterThan(at(/^--- (boot|resume) /));
   });
 
   it('follows a stop and a start as a stream, and keeps the log while the computer is stopped', async () => {
@@ -57,6 +58,6 @@ describe('the system log of a real computer', () => {
     expect(stopped.length).toBeGreaterThan(3);
     expect((await api.post(`/computers/${id}/start`)).status).toBe(200);
     const lines = await linesUntil(/start: done; the computer is running/);
-    expect(lines.filter((l) => l.startsWith('--- boot ')).length).toBe(2);
+    expect(lines.filter((l) => /^--- (boot|resume) /.test(l)).length).toBe(2);
   });
 });

@@ -16,7 +16,7 @@ import socket
 import struct
 import time
 
-from .common import GuestError
+from .common import GuestError, log
 
 # <linux/random.h>: _IOW('R', 0x03, int[2]) and _IO('R', 0x07).
 RNDADDENTROPY = 0x40085203
@@ -58,6 +58,8 @@ def handle_machine(guest, conn, req_id, req, payload):
         _replace("/etc/hosts", f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
     except OSError as e:
         raise GuestError("FAILED", f"cannot set the machine's identity: {e}") from None
+    # A copy never boots, so its log would otherwise have no line of its guest agent at all.
+    log(f"serving as {hostname}, started from a saved machine's memory")
     conn.reply(req_id, {})
 
 
