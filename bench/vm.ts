@@ -76,7 +76,7 @@ function pss(pid: number): number {
 function hostMemory(dataDir: string, id: string, isolation: Isolation): number {
   if (isolation === 'vm') {
     const state = readState(vmPaths(dataDir, id));
-    return state ? pss(state.pid) + (state.passt_pid ? pss(state.passt_pid) : 0) : 0;
+    return state ? pss(state.pid) + (state.passt_pid ? pss(state.passt_pid) : 0) + (state.pasta_pid ? pss(state.pasta_pid) : 0) : 0;
   }
   return new ComputerCgroup(detectCgroups(), id).pids().reduce((sum, pid) => sum + pss(pid), 0);
 }

@@ -48,6 +48,7 @@ describe('a computer as a microVM', () => {
     expect(await driver.state(spec.id)).toBe('stopped');
     expect(alive(info.pid)).toBe(false);
     expect(info.passt_pid && alive(info.passt_pid)).toBe(false);
+    expect(info.pasta_pid && alive(info.pasta_pid)).toBe(false);
     const paths = pathsOf(driver, spec.id);
     expect(fs.readFileSync(paths.log, 'utf8')).toContain('hangar-vm: powering off');
     // Unmounted by the VM before it powered off, not merely journalled.
@@ -131,12 +132,13 @@ describe('a computer as a microVM', () => {
   });
 
   it('destroy removes the VM and its disk', async () => {
-    const { pid, passt_pid } = driver.vmInfo(spec.id)!;
+    const { pid, passt_pid, pasta_pid } = driver.vmInfo(spec.id)!;
     const paths = pathsOf(driver, spec.id);
     await driver.destroy(spec.id);
     expect(await driver.state(spec.id)).toBe('absent');
     expect(alive(pid)).toBe(false);
     expect(passt_pid && alive(passt_pid)).toBe(false);
+    expect(pasta_pid && alive(pasta_pid)).toBe(false);
     expect(fs.existsSync(paths.dir)).toBe(false);
     expect(await driver.list()).not.toContain(spec.id);
   });

@@ -2,12 +2,14 @@
  * A VM's network (passt): outbound and DNS work as on the host, apt works;
  * nothing on the host is reachable from inside — not its loopback, not
  * through the gateway, not at the VM's own address (which passt copies from
- * the host).
+ * the host, IPv6 as well as IPv4). Root renumbering a VM to get past that is
+ * in the escape suite (test/e2e/escape-kernel.test.ts, network).
  */
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ComputerSpec } from '../../schema/protocol.ts';
 import type { VmDriver } from '../../host-agent/drivers/vm/vm-driver.ts';
+import { passtIpv6 } from '../../host-agent/drivers/vm/network.ts';
 import { Computers, VM, newVmDriver, prepareVms, shIn } from './vm-fixture.ts';
 
 let driver: VmDriver;
@@ -33,6 +35,9 @@ describe('network of a VM computer', () => {
     expect(addr && net.isIP(addr)).toBe(4);
     const ip = await sh('ip -4 -o addr show eth0 | awk \'{print $4}\' | cut -d/ -f1; ip route | grep -c "^default"');
     expect(ip.output).toBe(`${addr}\n1\n`);
+    // The host's IPv6 address is the VM's own too, so its own traffic to it stays inside.
+    const ip6 = passtIpv6();
+    if (ip6) expect((await sh('ip -6 -o addr show dev eth0 scope global')).output).toContain(` ${ip6} `);
     const dns = await sh('getent hosts deb.debian.org');
     expect(dns.exit_code).toBe(0);
     const update = await sh('sudo -n apt-get update 2>&1 | tail -3; exit ${PIPESTATUS[0]}', 280);

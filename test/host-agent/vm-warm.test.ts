@@ -5,12 +5,15 @@
  * (hostname, clock, kernel randomness), and fall back to booting when the
  * image cannot be loaded.
  */
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ComputerSpec } from '../../schema/protocol.ts';
 import type { VmDriver } from '../../host-agent/drivers/vm/vm-driver.ts';
-import { imagesDir } from '../../host-agent/drivers/vm/paths.ts';
+import { imagesDir, vmPathsIn } from '../../host-agent/drivers/vm/paths.ts';
+import { readState, writeState, type VmState } from '../../host-agent/drivers/vm/qemu.ts';
+import { processStartTime } from '../../host-agent/drivers/sandbox/launch.ts';
 import { Computers, VM, newVmDriver, pathsOf, prepareVms, shIn } from './vm-fixture.ts';
 
 let driver: VmDriver;
@@ -76,6 +79,56 @@ describe('computers from a warm image', () => {
       expect(fs.readFileSync(pathsOf(driver, spec.id).log, 'utf8')).toContain('the warm image could not be used');
     } finally {
       fs.writeFileSync(image, saved);
+    }
+  });
+
+  it('a warm machine still being built ends when its driver closes', async () => {
+    const other = newVmDriver();
+    await prepareVms(other);
+    let owner = other;
+    const mine = new Computers(() => owner);
+    const before = new Set(fs.readdirSync(imagesDir(other.dataDirectory)));
+    // A shape no other test uses. Without its warm image (one may be left by an earlier run) a
+    // computer of it boots, and the warm machine starts to build.
+    const shape = { ...VM, memory_mb: 1152 };
+    const first = await mine.create({ ...shape, name: 'Warm Closing' });
+    fs.rmSync(await other.warmImageDir(first.id), { recursive: true, force: true });
+    await mine.create({ ...shape, name: 'Warm Closing Two' });
+    const builds = () => fs.readdirSync(imagesDir(other.dataDirectory)).filter((f) => f.startsWith(`.build-${process.pid}-`) && f.includes('warm-') && !before.has(f));
+    let state: VmState | null = null;
+    for (let i = 0; i < 600 && !state; i++) {
+      state = builds().map((b) => readState(vmPathsIn(path.join(imagesDir(other.dataDirectory), b)))).find((st) => st !== null) ?? null;
+      if (!state) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(state, 'a warm build with a running VM').not.toBeNull();
+    // At once, while the build is far from done (it boots, waits for the guest, then saves).
+    await other.close();
+    const gone = async (pid: number, start: string | null | undefined) => {
+      for (let i = 0; i < 20 && processStartTime(pid) === start; i++) await new Promise((r) => setTimeout(r, 100));
+      return processStartTime(pid) !== start;
+    };
+    const ended = [await gone(state!.pid, state!.start_time), await gone(state!.pasta_pid!, state!.pasta_start_time)];
+    owner = driver; // the computers outlive the closed driver; this file's driver removes them
+    await mine.destroyAll();
+    expect(ended).toEqual([true, true]);
+  });
+
+  it('a new driver ends and removes a warm build an agent that died left running', async () => {
+    // Stand-ins: a build directory named after a process that is gone, recording a live process as its VM.
+    const dead = spawnSync('true').pid!;
+    const dir = path.join(imagesDir(driver.dataDirectory), `.build-${dead}-00000000-warm-abandoned`);
+    fs.mkdirSync(dir, { recursive: true });
+    const vm = spawn('sleep', ['300'], { stdio: 'ignore' });
+    const start = processStartTime(vm.pid!);
+    writeState(vmPathsIn(dir), { pid: vm.pid!, start_time: start!, passt_pid: null, passt_start_time: null, accel: 'tcg', vcpus: 1, memory_mb: 1024, booted_at: new Date().toISOString(), boot_id: 'x', argv: [] });
+    const exited = new Promise((r) => vm.once('exit', r));
+    const next = newVmDriver();
+    try {
+      expect(await Promise.race([exited.then(() => 'ended'), new Promise((r) => setTimeout(() => r('still running'), 10_000))])).toBe('ended');
+      expect(fs.existsSync(dir)).toBe(false);
+    } finally {
+      vm.kill('SIGKILL');
+      await next.close();
     }
   });
 });

@@ -107,7 +107,7 @@ export async function launchSandbox(cfg: BootConfig): Promise<{ state: SandboxSt
     Object.assign(state, ns);
     writeState(paths, state);
     // The network comes up while the launcher builds the root.
-    const [pastaPid, disk] = await Promise.all([attachNetwork(ns.ns_pid, ns.uid_base, paths, cfg.dnsForward), reports.next(DiskReport)]);
+    const [pastaPid, disk] = await Promise.all([attachNetwork(ns.ns_pid, ns.uid_base, paths.dir, cfg.dnsForward), reports.next(DiskReport)]);
     state.pasta_pid = pastaPid;
     state.disk_fd = disk.disk_fd;
     // Its network relay belongs to the computer too: stop and metrics then cover it.

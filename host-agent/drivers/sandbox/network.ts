@@ -19,20 +19,22 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DriverError } from '../driver.ts';
 import { DNS_FORWARD_ADDR } from './host-config.ts';
-import type { ComputerPaths } from './paths.ts';
 
 const READY_TIMEOUT_MS = 15_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Starts pasta for the computer whose namespaces belong to `nsPid`; resolves with pasta's pid once routes exist. */
-export async function attachNetwork(nsPid: number, uidBase: number, paths: ComputerPaths, dnsForward: boolean): Promise<number> {
-  const logFile = path.join(paths.dir, 'pasta.log');
+/**
+ * Starts pasta for the namespaces of `nsPid` (a sandbox's, or the one a VM's passt runs in), as
+ * `uid`, their owner; its log goes to `dir`. Resolves with pasta's pid once routes exist.
+ */
+export async function attachNetwork(nsPid: number, uid: number, dir: string, dnsForward: boolean): Promise<number> {
+  const logFile = path.join(dir, 'pasta.log');
   const args = [
-    '--config-net', '--quiet', '--foreground', '--runas', `${uidBase}:${uidBase}`,
+    '--config-net', '--quiet', '--foreground', '--runas', `${uid}:${uid}`,
     '-t', 'none', '-u', 'none', '-T', 'none', '-U', 'none', '--no-map-gw',
     '--userns', `/proc/${nsPid}/ns/user`,
     '--netns', `/proc/${nsPid}/ns/net`,
-    // It ends with the computer instead: it lives in the computer's cgroup, which stop empties.
+    // It is ended with the computer instead (a sandbox's cgroup is emptied; a VM's pasta is killed with its passt).
     '--no-netns-quit',
   ];
   if (dnsForward) args.push('--dns-forward', DNS_FORWARD_ADDR);
@@ -66,14 +68,21 @@ export async function attachNetwork(nsPid: number, uidBase: number, paths: Compu
 
 /** Whether the namespace of `pid` has a default route (IPv4, or IPv6 on a host without IPv4). */
 function hasDefaultRoute(pid: number): boolean {
-  const v4 = readOr(`/proc/${pid}/net/route`)
-    .split('\n')
-    .slice(1)
-    .some((line) => line.split(/\s+/)[1] === '00000000');
-  if (v4) return true;
-  return readOr(`/proc/${pid}/net/ipv6_route`)
-    .split('\n')
-    .some((line) => line.startsWith('00000000000000000000000000000000 00 '));
+  const routes = defaultRoutes(pid);
+  return routes.v4 || routes.v6;
+}
+
+/** Which address families have a default route in the network namespace of `pid` (`self`: the agent's own). */
+export function defaultRoutes(pid: number | 'self'): { v4: boolean; v6: boolean } {
+  return {
+    v4: readOr(`/proc/${pid}/net/route`)
+      .split('\n')
+      .slice(1)
+      .some((line) => line.split(/\s+/)[1] === '00000000'),
+    v6: readOr(`/proc/${pid}/net/ipv6_route`)
+      .split('\n')
+      .some((line) => line.startsWith('00000000000000000000000000000000 00 ') && !line.trimEnd().endsWith(' lo')),
+  };
 }
 
 function readOr(file: string): string {

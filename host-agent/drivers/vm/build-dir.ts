@@ -23,8 +23,11 @@ export function publish(tmp: string, final: string): void {
   }
 }
 
-/** Removes builds left by processes that died while building (their pid is in the name). */
-export function removeAbandonedBuilds(dir: string): void {
+/**
+ * Removes builds left by processes that died while building (their pid is in the name); `end` is
+ * called first on each, to end what still runs there (a warm machine's VM).
+ */
+export function removeAbandonedBuilds(dir: string, end?: (build: string) => void): void {
   let names: string[];
   try {
     names = fs.readdirSync(dir);
@@ -36,6 +39,7 @@ export function removeAbandonedBuilds(dir: string): void {
     if (!m) continue;
     const pid = Number(m[1]);
     if (pid === process.pid || fs.existsSync(`/proc/${pid}`)) continue;
+    end?.(path.join(dir, name));
     fs.rmSync(path.join(dir, name), { recursive: true, force: true });
   }
 }

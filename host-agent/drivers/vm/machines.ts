@@ -12,7 +12,7 @@ import type { ComputerLocks } from '../guest-ops.ts';
 import { finishResume, type MemoryRecord } from './memory-image.ts';
 import { vmPaths, type VmPaths } from './paths.ts';
 import { exits, kill, quitOrKill, quitQemu } from './power.ts';
-import { clearState, isAlive, killPasst, launchVm, readState, resumeVm, tail, type LaunchConfig, type VmState } from './qemu.ts';
+import { clearState, isAlive, killNetwork, launchVm, readState, resumeVm, tail, type LaunchConfig, type VmState } from './qemu.ts';
 import { VmSession } from './session.ts';
 
 export class Machines {
@@ -92,14 +92,14 @@ export class Machines {
       }
       if (!(await exits(state, 10_000))) throw new DriverError('FAILED', `computer ${id} did not stop`);
     }
-    await killPasst(state);
+    await killNetwork(state);
     this.forget(id, paths);
   }
 
-  /** Ends a VM whose state was just saved (it is paused): QEMU quits, passt goes. */
+  /** Ends a VM whose state was just saved (it is paused): QEMU quits, its network goes. */
   async quitSaved(id: string, session: VmSession): Promise<void> {
     await quitOrKill(session.paths, session.state);
-    await killPasst(session.state);
+    await killNetwork(session.state);
     this.forget(id, session.paths);
   }
 
@@ -110,7 +110,7 @@ export class Machines {
     const state = readState(paths);
     if (state && isAlive(state)) kill(state.pid);
     if (state) await exits(state, 10_000);
-    await killPasst(state);
+    await killNetwork(state);
     this.forget(id, paths);
   }
 
@@ -164,7 +164,7 @@ export class Machines {
       code === 0 ? 'the computer powered itself off' : `the VM's QEMU exited${code != null ? ` with code ${code}` : ''}${signal ? ` by ${signal}` : ''}`;
     void this.locks
       .run(id, async () => {
-        await killPasst(readState(session.paths));
+        await killNetwork(readState(session.paths));
         this.forget(id, session.paths);
       })
       .finally(() => {

@@ -1,50 +1,171 @@
 /**
  * A VM's network: passt (Debian `passt`, the same program the sandbox uses
- * as pasta) relaying the traffic of QEMU's virtio-net through host sockets:
+ * as pasta) relaying the traffic of QEMU's virtio-net through sockets:
  * outbound works as from the host; no port is forwarded inward (`-t none
  * -u none`); `--no-map-gw` keeps the gateway address from leading to the
  * host's own loopback services (the host agent, other computers' channels).
  * It hands the guest its address by DHCP.
  *
+ * passt gives the guest the host's own addresses, and connects on the guest's
+ * behalf to wherever the guest sends. Root inside a VM owns its kernel: it can
+ * drop those addresses and send to them, and passt on the host's network would
+ * then connect to the host's own services (measured: a listener on the host's
+ * IPv6 address answered). So passt does not run in the host's network: it runs
+ * in a network namespace of its own, which pasta connects outward exactly as it
+ * connects a sandbox. There the host's addresses are the namespace's own and
+ * lead nowhere; everything else goes out through pasta as the host's traffic.
+ * Both run as `nobody` (in the namespace passt is its user namespace's root,
+ * which is `nobody` on the host).
+ *
+ * The guest still holds the addresses passt gives it, so that its own traffic
+ * to them stays inside: IPv4 comes by DHCP; IPv6 would come by DHCPv6, which
+ * the guest's busybox has no client for, so the host names it on the kernel
+ * command line (`hangar.ip6`).
+ *
  * passt and QEMU talk over a connected pair of unix sockets made here and
  * handed to each as descriptor 3, so no socket file exists that another
- * process could reach, and passt — which drops to `nobody` — needs no
- * directory of its own. It ends when QEMU closes its end.
+ * process could reach. passt ends when QEMU closes its end; pasta is ended
+ * with it (killNetwork in qemu.ts), since it holds the namespace open.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { DriverError } from '../driver.ts';
-import { DNS_FORWARD_ADDR } from '../sandbox/host-config.ts';
+import { attachNetwork, defaultRoutes } from '../sandbox/network.ts';
 import type { VmPaths } from './paths.ts';
 
 /** The descriptor number each side finds its end of the pair at. */
 export const NET_FD = 3;
 
-/** Starts passt on one end of a new socket pair; returns it and QEMU's end (to pass as NET_FD, then destroy). */
-export async function startPasst(paths: VmPaths, dnsForward: boolean): Promise<{ passt: ChildProcess; qemuEnd: net.Socket }> {
+/** Debian's `nobody`/`nogroup`: the host user passt and pasta run as. */
+const NET_UID = 65534;
+const NAMESPACE_TIMEOUT_MS = 10_000;
+
+export interface VmNetwork {
+  /** passt, in its namespace (its pid is the namespace's first process). */
+  passt: ChildProcess;
+  pastaPid: number;
+  /** QEMU's end of the pair: pass it as NET_FD, then destroy it. */
+  qemuEnd: net.Socket;
+}
+
+/** Starts the VM's network: a namespace pasta connects outward, then passt in it on one end of a new socket pair. */
+export async function startNetwork(paths: VmPaths, dnsForward: boolean): Promise<VmNetwork> {
   const [passtEnd, qemuEnd] = await socketPair(path.join(paths.dir, 'pair.sock'));
-  const args = [
-    '--foreground', '--quiet',
-    '--fd', String(NET_FD),
-    // Opened before passt becomes `nobody`, in the computer's root-only directory.
-    '--log-file', paths.passtLog,
-    '-t', 'none', '-u', 'none', '--no-map-gw',
-  ];
-  if (dnsForward) args.push('--dns-forward', DNS_FORWARD_ADDR);
+  const passtArgs = ['--foreground', '--quiet', '--fd', String(NET_FD), '-t', 'none', '-u', 'none', '--no-map-gw'];
+  const log = fs.openSync(paths.passtLog, 'a', 0o600);
   let passt: ChildProcess;
   try {
-    passt = spawn('passt', args, { detached: true, stdio: ['ignore', 'ignore', 'ignore', passtEnd] });
+    // The namespace's first process waits until pasta has connected it: passt reads the
+    // addresses and routes it hands the guest when it starts.
+    passt = spawn('unshare', ['--user', '--map-root-user', '--net', '--', 'sh', '-c', 'read go && exec passt "$@"', 'passt', ...passtArgs], {
+      detached: true,
+      uid: NET_UID,
+      gid: NET_UID,
+      stdio: ['pipe', log, log, passtEnd],
+    });
   } finally {
     passtEnd.destroy();
+    fs.closeSync(log);
   }
+  passt.on('error', () => undefined); // reported below, by its missing pid or by pasta failing to join it
   passt.unref();
   if (!passt.pid) {
     qemuEnd.destroy();
-    throw new DriverError('FAILED', 'passt could not start: is Debian `passt` installed?');
+    throw new DriverError('FAILED', 'the network of the VM could not start: are util-linux `unshare` and Debian `passt` installed?');
   }
-  return { passt, qemuEnd };
+  let pastaPid: number;
+  try {
+    await inOwnNamespaces(passt.pid);
+    pastaPid = await attachNetwork(passt.pid, NET_UID, paths.dir, dnsForward);
+  } catch (err) {
+    killQuietly(passt.pid);
+    qemuEnd.destroy();
+    throw err;
+  }
+  try {
+    await routedLikeHost(passt.pid);
+  } catch (err) {
+    killQuietly(passt.pid);
+    killQuietly(pastaPid);
+    qemuEnd.destroy();
+    throw err;
+  }
+  passt.stdin!.end('go\n');
+  return { passt, pastaPid, qemuEnd };
+}
+
+/**
+ * Resolves once `unshare` has made the namespaces and exec'd the shell that waits: before that, its
+ * /proc entries still lead to the host's own namespaces, which pasta must never be pointed at.
+ */
+async function inOwnNamespaces(pid: number): Promise<void> {
+  const deadline = Date.now() + NAMESPACE_TIMEOUT_MS;
+  for (;;) {
+    let comm = '';
+    try {
+      comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+    } catch {
+      throw new DriverError('FAILED', "the VM's network namespace could not be made: `unshare` exited (does this kernel allow user namespaces?)");
+    }
+    if (comm === 'sh' && fs.readlinkSync(`/proc/${pid}/ns/net`) !== fs.readlinkSync('/proc/self/ns/net')) return;
+    if (Date.now() > deadline) throw new DriverError('FAILED', `the VM's network namespace was not made within ${NAMESPACE_TIMEOUT_MS / 1000} s`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/**
+ * Resolves once the namespace has a default route for each family the host has one for. pasta
+ * sets them up one after the other, and passt, which reads them once when it starts, would give
+ * the guest no network of a family still missing (it refuses to start with none).
+ */
+async function routedLikeHost(pid: number): Promise<void> {
+  const host = defaultRoutes('self');
+  const deadline = Date.now() + NAMESPACE_TIMEOUT_MS;
+  for (;;) {
+    const ns = defaultRoutes(pid);
+    if ((!host.v4 || ns.v4) && (!host.v6 || ns.v6)) return;
+    if (Date.now() > deadline) throw new DriverError('FAILED', `the VM's network namespace got no ${host.v4 && !ns.v4 ? 'IPv4' : 'IPv6'} route within ${NAMESPACE_TIMEOUT_MS / 1000} s`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone already
+  }
+}
+
+/**
+ * The IPv6 address passt hands a guest, with its prefix length: the first global address of the
+ * interface the host's IPv6 default route leaves by. Null when the host has no IPv6 default route
+ * (passt then gives the guest no IPv6 at all).
+ */
+export function passtIpv6(): string | null {
+  let routes: string;
+  try {
+    routes = fs.readFileSync('/proc/net/ipv6_route', 'utf8');
+  } catch {
+    return null;
+  }
+  // Fields: destination, its prefix length (hex), source, its length, next hop, metric, refs, use, flags, device.
+  const device = routes
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/))
+    .find((f) => f.length >= 10 && /^0{32}$/.test(f[0]!) && f[1] === '00' && f[9] !== 'lo')?.[9];
+  if (!device) return null;
+  const address = os.networkInterfaces()[device]?.find((a) => a.family === 'IPv6' && !a.internal && !/^fe80:/i.test(a.address));
+  return address?.cidr ?? null;
+}
+
+/** The kernel argument naming the guest's IPv6 address (none when passt gives it none). */
+export function guestIpv6Args(): string[] {
+  const ip6 = passtIpv6();
+  return ip6 ? [`hangar.ip6=${ip6}`] : [];
 }
 
 /** A connected pair of unix stream sockets (Node has no socketpair(2)): a listener that lives for one accept. */

@@ -16,6 +16,7 @@
  *   vm/computers/<id>/g.sock, c.sock   host ends of the guest and control channels (virtio-serial)
  *   vm/computers/<id>/q.sock           QEMU's QMP socket
  *   vm/computers/<id>/passt.log        the VM's network relay's log
+ *   vm/computers/<id>/pasta.log        the log of the pasta connecting that relay's namespace outward
  *   vm/snapshots/<name>.img, .json     snapshots: a copy of a computer's disk.img and its meta (../snapshot-files.ts)
  */
 import path from 'node:path';
@@ -33,6 +34,7 @@ export interface VmPaths {
   controlSocket: string;
   qmpSocket: string;
   passtLog: string;
+  pastaLog: string;
   /** A memory snapshot of a suspended VM, resumed by the next start. */
   memory: string;
 }
@@ -63,6 +65,7 @@ export function vmPathsIn(dir: string): VmPaths {
     controlSocket: path.join(dir, 'c.sock'),
     qmpSocket: path.join(dir, 'q.sock'),
     passtLog: path.join(dir, 'passt.log'),
+    pastaLog: path.join(dir, 'pasta.log'),
     memory: path.join(dir, 'memory.state'),
   };
 }

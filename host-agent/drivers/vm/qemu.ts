@@ -1,5 +1,5 @@
 /**
- * Starting a computer's VM: passt, then QEMU, as detached processes that
+ * Starting a computer's VM: its network (network.ts), then QEMU, as detached processes that
  * outlive the host agent (their own session; pids and start times in
  * state.json, since a pid alone may be reused), and finding them again.
  *
@@ -20,7 +20,7 @@ import { DriverError } from '../driver.ts';
 import { processStartTime } from '../sandbox/launch.ts';
 import { appendMarker } from '../sandbox/console-log.ts';
 import type { Accel } from './accel.ts';
-import { NET_FD, startPasst } from './network.ts';
+import { NET_FD, guestIpv6Args, startNetwork } from './network.ts';
 import type { VmPaths } from './paths.ts';
 import { kernelArgs, machineArgs, type BootFiles } from './qemu-args.ts';
 
@@ -32,6 +32,9 @@ export interface VmState {
   start_time: string;
   passt_pid: number | null;
   passt_start_time: string | null;
+  /** The pasta connecting passt's namespace outward (network.ts); absent in a state written before it existed. */
+  pasta_pid?: number | null;
+  pasta_start_time?: string | null;
   accel: Accel;
   vcpus: number;
   memory_mb: number;
@@ -91,7 +94,7 @@ interface Machine {
 async function startQemu(paths: VmPaths, m: Machine, memoryImage?: string): Promise<{ state: VmState; child: ChildProcess }> {
   for (const f of [paths.guestSocket, paths.controlSocket, paths.qmpSocket]) fs.rmSync(f, { force: true });
   appendMarker(paths, `--- ${memoryImage ? 'resume' : 'boot'} ${new Date().toISOString()}`);
-  const { passt, qemuEnd } = await startPasst(paths, m.dnsForward);
+  const { passt, pastaPid, qemuEnd } = await startNetwork(paths, m.dnsForward);
   const passtPid = passt.pid!;
   let child: ChildProcess;
   const log = fs.openSync(paths.qemuLog, 'w');
@@ -106,7 +109,7 @@ async function startQemu(paths: VmPaths, m: Machine, memoryImage?: string): Prom
   }
   child.unref();
   const kill = () => {
-    for (const pid of [child.pid, passtPid]) {
+    for (const pid of [child.pid, passtPid, pastaPid]) {
       try {
         if (pid) process.kill(pid, 'SIGKILL');
       } catch {
@@ -121,7 +124,8 @@ async function startQemu(paths: VmPaths, m: Machine, memoryImage?: string): Prom
     throw new DriverError('FAILED', `QEMU did not start: ${tail(paths.qemuLog)}`);
   }
   const state: VmState = {
-    pid, start_time: startTime, passt_pid: passtPid, passt_start_time: processStartTime(passtPid), accel: m.accel, vcpus: m.vcpus, memory_mb: m.memoryMb,
+    pid, start_time: startTime, passt_pid: passtPid, passt_start_time: processStartTime(passtPid),
+    pasta_pid: pastaPid, pasta_start_time: processStartTime(pastaPid), accel: m.accel, vcpus: m.vcpus, memory_mb: m.memoryMb,
     booted_at: new Date().toISOString(), boot_id: m.bootId, argv: m.argv, ...(memoryImage ? { resumed: true } : {}),
   };
   writeState(paths, state);
@@ -142,6 +146,7 @@ function qemuArgs(cfg: LaunchConfig, bootId: string): string[] {
     `hangar.hostname=${cfg.hostname}`,
     ...(cfg.dns.length ? [`hangar.dns=${cfg.dns.join(',')}`] : []),
     ...(cfg.search.length ? [`hangar.search=${cfg.search.join(',')}`] : []),
+    ...guestIpv6Args(),
   ];
   return [
     '-name', `hangar-${cfg.id}`,
@@ -212,16 +217,40 @@ export function clearState(paths: VmPaths): void {
   fs.rmSync(paths.state, { force: true });
 }
 
-/** Ends the VM's passt if it is still the process recorded (it normally quits with QEMU); resolves once it is gone. */
-export async function killPasst(state: VmState | null): Promise<void> {
-  const pid = state?.passt_pid;
-  if (!pid || processStartTime(pid) !== state.passt_start_time) return;
+/** Ends the VM's passt (it normally quits with QEMU) and its pasta, each if still the process recorded; resolves once they are gone. */
+export async function killNetwork(state: VmState | null): Promise<void> {
+  if (!state) return;
+  await Promise.all([
+    killRecorded(state.passt_pid, state.passt_start_time),
+    killRecorded(state.pasta_pid ?? null, state.pasta_start_time ?? null),
+  ]);
+}
+
+async function killRecorded(pid: number | null, startTime: string | null): Promise<void> {
+  if (!pid || processStartTime(pid) !== startTime) return;
   try {
     process.kill(pid, 'SIGKILL');
   } catch {
     return; // gone meanwhile
   }
-  for (let i = 0; i < 200 && processStartTime(pid) === state.passt_start_time; i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 200 && processStartTime(pid) === startTime; i++) await new Promise((r) => setTimeout(r, 10));
+}
+
+/** SIGKILLs the QEMU, passt and pasta recorded in `state`, each only if still that process (no waiting). */
+export function killRecordedNow(state: VmState): void {
+  const recorded: [number | null | undefined, string | null | undefined][] = [
+    [state.pid, state.start_time],
+    [state.passt_pid, state.passt_start_time],
+    [state.pasta_pid, state.pasta_start_time],
+  ];
+  for (const [pid, startTime] of recorded) {
+    if (!pid || processStartTime(pid) !== startTime) continue;
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone meanwhile
+    }
+  }
 }
 
 /** Whether the QEMU recorded in `state` is still that process. */

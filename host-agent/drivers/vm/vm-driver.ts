@@ -366,6 +366,7 @@ export class VmDriver implements ComputerDriver {
 
   async close(): Promise<void> {
     clearInterval(this.poll);
+    this.warm.close();
     this.machines.close();
   }
 

@@ -9,16 +9,17 @@ import fs from 'node:fs';
 import { DriverError } from '../driver.ts';
 import type { ComputerSpec } from '../../../schema/protocol.ts';
 import { hostnameFromName } from '../sandbox/paths.ts';
-import { BuildOnce, buildPath, publish } from './build-dir.ts';
+import { BuildOnce, buildPath, publish, removeAbandonedBuilds } from './build-dir.ts';
 import { makeEmptyDisk } from './disk.ts';
 import type { Machines } from './machines.ts';
 import { saveMemory } from './memory-image.ts';
-import { vmPaths, vmPathsIn } from './paths.ts';
+import { imagesDir, vmPaths, vmPathsIn } from './paths.ts';
 import { kernelArgs } from './qemu-args.ts';
+import { guestIpv6Args } from './network.ts';
 import { bootFiles, bootTimeoutMs, vmResolv, type Runtime } from './runtime.ts';
 import { VmSession } from './session.ts';
 import { exits, kill, quitOrKill } from './power.ts';
-import { isAlive, killPasst, launchVm, tail, type VmState } from './qemu.ts';
+import { isAlive, killNetwork, killRecordedNow, launchVm, readState, tail, type VmState } from './qemu.ts';
 import { findWarm, machineFor, noteRanIn, touchWarm, warmDir, warmKey, type WarmImage, type WarmShape } from './warm-image.ts';
 
 export class WarmStarts {
@@ -26,16 +27,28 @@ export class WarmStarts {
   private readonly machines: Machines;
   private readonly builds = new BuildOnce<void>();
 
+  /** Warm machines being built now, by build directory: ended when the driver closes. */
+  private readonly building = new Set<string>();
+
   constructor(dataDir: string, machines: Machines) {
     this.dataDir = dataDir;
     this.machines = machines;
+    // A warm machine runs detached like a computer's VM, but nothing else would ever end the
+    // one of an agent that stopped or died mid-build.
+    removeAbandonedBuilds(imagesDir(dataDir), endVmIn);
+  }
+
+  /** Ends the warm machines being built (the agent stops; they are built again when next needed). */
+  close(): void {
+    for (const dir of this.building) endVmIn(dir);
   }
 
   /** Where the warm image of this shape, with this runtime and template image, is (made or not). */
   dir(runtime: Runtime, baseImage: string, shape: WarmShape): string {
     const accel = runtime.accel.accel;
     const files = [bootFiles(runtime).kernel, runtime.initrd, runtime.guestImage, baseImage, accel];
-    return warmDir(this.dataDir, warmKey(files, shape, kernelArgs(accel)));
+    // The address passt hands out is set up at boot: a warm machine is the host's as it was then.
+    return warmDir(this.dataDir, warmKey(files, shape, [...kernelArgs(accel), ...guestIpv6Args()]));
   }
 
   /** The warm image of the shape, marked as used; or null, and it will be made. */
@@ -83,6 +96,7 @@ export class WarmStarts {
     fs.mkdirSync(tmp, { recursive: true, mode: 0o700 });
     const paths = vmPathsIn(tmp);
     let state: VmState | null = null;
+    this.building.add(tmp);
     try {
       await makeEmptyDisk(paths.disk, shape.diskMb, tmp);
       const accel = runtime.accel.accel;
@@ -100,16 +114,24 @@ export class WarmStarts {
       await new Promise((r) => setTimeout(r, 500));
       await saveMemory(paths, { argv: state.argv, boot_id: state.boot_id, accel, vcpus: shape.vcpus, memory_mb: shape.memoryMb });
       await quitOrKill(paths, state);
-      await killPasst(state);
-      for (const f of [paths.guestSocket, paths.controlSocket, paths.qmpSocket, paths.state, paths.qemuLog, paths.passtLog]) fs.rmSync(f, { force: true });
+      await killNetwork(state);
+      for (const f of [paths.guestSocket, paths.controlSocket, paths.qmpSocket, paths.state, paths.qemuLog, paths.passtLog, paths.pastaLog]) fs.rmSync(f, { force: true });
       noteRanIn(tmp);
       publish(tmp, final);
     } catch (err) {
       if (state && isAlive(state)) kill(state.pid);
       if (state) await exits(state, 10_000);
-      await killPasst(state);
+      await killNetwork(state);
       fs.rmSync(tmp, { recursive: true, force: true });
       throw err;
+    } finally {
+      this.building.delete(tmp);
     }
   }
+}
+
+/** Ends the VM recorded in a build directory, if it still runs. */
+function endVmIn(dir: string): void {
+  const state = readState(vmPathsIn(dir));
+  if (state) killRecordedNow(state);
 }
