@@ -26,6 +26,16 @@ const vm = ISOLATION === 'vm';
 
 const t = twoComputers('attacker', 'bystander');
 
+/** Python: tries a TCP connection to each of `targets` ([address, port] pairs) into `results`. */
+const CONNECT_EACH = `import socket
+results = {}
+for addr, port in targets:
+    try:
+        socket.create_connection((addr, port), 3).close()
+        results[f"{addr} {port}"] = "CONNECTED"
+    except OSError as e:
+        results[f"{addr} {port}"] = errno.errorcode.get(e.errno, "timeout") if e.errno else "timeout"`;
+
 /** The host's block device holding its root file system, as major:minor. */
 function hostRootDevice(): [number, number] {
   const dev = fs.statSync('/', { bigint: true }).dev;
@@ -386,13 +396,7 @@ for line in open("/proc/net/route").readlines()[1:]:
     if f[1] == "00000000":
         gw = socket.inet_ntoa(int(f[2], 16).to_bytes(4, "little"))
         targets += [[gw, p] for p in ${JSON.stringify([...ports, OTHER_PORT])}]
-results = {}
-for addr, port in targets:
-    try:
-        socket.create_connection((addr, port), 3).close()
-        results[f"{addr} {port}"] = "CONNECTED"
-    except OSError as e:
-        results[f"{addr} {port}"] = errno.errorcode.get(e.errno, "timeout") if e.errno else "timeout"
+${CONNECT_EACH}
 done(results=results)
 `,
         180,
@@ -424,13 +428,7 @@ taken = [other(a, k) for k, a in enumerate(own)]
 cmd = "set -e; " + "".join(f"ip addr del {a} dev {dev}; " for a in own) + "".join(add(a) for a in taken)
 renumber = sh(cmd + f"ip route replace default via {gw} dev {dev}; sleep 2")
 targets = ${JSON.stringify(hostAddresses.flatMap((addr) => ports.map((port) => [addr, port] as const)))}
-results = {}
-for addr, port in targets:
-    try:
-        socket.create_connection((addr, port), 3).close()
-        results[f"{addr} {port}"] = "CONNECTED"
-    except OSError as e:
-        results[f"{addr} {port}"] = errno.errorcode.get(e.errno, "timeout") if e.errno else "timeout"
+${CONNECT_EACH}
 restore = sh("".join(f"ip addr del {a} dev {dev}; " for a in taken) + "".join(add(a) for a in own) + f"ip route replace default via {gw} dev {dev}")
 done(renumber=renumber, results=results, restore=restore)
 `,
