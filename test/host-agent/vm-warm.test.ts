@@ -12,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ComputerSpec } from '../../schema/protocol.ts';
 import type { VmDriver } from '../../host-agent/drivers/vm/vm-driver.ts';
 import { imagesDir, vmPathsIn } from '../../host-agent/drivers/vm/paths.ts';
-import { readState, writeState, type VmState } from '../../host-agent/drivers/vm/qemu.ts';
+import { readState, writeState } from '../../host-agent/drivers/vm/qemu.ts';
+import { readMemoryRecord } from '../../host-agent/drivers/vm/memory-image.ts';
 import { processStartTime } from '../../host-agent/drivers/sandbox/launch.ts';
 import { Computers, VM, newVmDriver, pathsOf, prepareVms, shIn } from './vm-fixture.ts';
 
@@ -87,20 +88,32 @@ describe('computers from a warm image', () => {
     await prepareVms(other);
     let owner = other;
     const mine = new Computers(() => owner);
-    const before = new Set(fs.readdirSync(imagesDir(other.dataDirectory)));
-    // A shape no other test uses. Without its warm image (one may be left by an earlier run) a
-    // computer of it boots, and the warm machine starts to build.
+    const images = imagesDir(other.dataDirectory);
+    // A shape no other test uses, and no warm image of it (an earlier run may have left one): its
+    // first computer boots, and its warm machine starts to build while the computer starts.
     const shape = { ...VM, memory_mb: 1152 };
-    const first = await mine.create({ ...shape, name: 'Warm Closing' });
-    fs.rmSync(await other.warmImageDir(first.id), { recursive: true, force: true });
-    await mine.create({ ...shape, name: 'Warm Closing Two' });
-    const builds = () => fs.readdirSync(imagesDir(other.dataDirectory)).filter((f) => f.startsWith(`.build-${process.pid}-`) && f.includes('warm-') && !before.has(f));
-    let state: VmState | null = null;
-    for (let i = 0; i < 600 && !state; i++) {
-      state = builds().map((b) => readState(vmPathsIn(path.join(imagesDir(other.dataDirectory), b)))).find((st) => st !== null) ?? null;
-      if (!state) await new Promise((r) => setTimeout(r, 100));
+    for (const f of fs.readdirSync(images)) {
+      if (f.startsWith('warm-') && readMemoryRecord(vmPathsIn(path.join(images, f)))?.memory_mb === shape.memory_mb) fs.rmSync(path.join(images, f), { recursive: true, force: true });
     }
+    const before = new Set(fs.readdirSync(images));
+    let createdAt = 0;
+    const watch = (async () => {
+      while (!createdAt || Date.now() < createdAt + 10_000) {
+        for (const b of fs.readdirSync(images)) {
+          if (!b.startsWith(`.build-${process.pid}-`) || !b.includes('warm-') || before.has(b)) continue;
+          const st = readState(vmPathsIn(path.join(images, b)));
+          if (st) return st;
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return null;
+    })();
+    await mine.create({ ...shape, name: 'Warm Closing' });
+    createdAt = Date.now();
+    const state = await watch;
     expect(state, 'a warm build with a running VM').not.toBeNull();
+    // The build boots, waits for the guest to be ready, then saves: it is still running now.
+    expect(processStartTime(state!.pid), 'the warm machine is still being built').toBe(state!.start_time);
     // At once, while the build is far from done (it boots, waits for the guest, then saves).
     await other.close();
     const gone = async (pid: number, start: string | null | undefined) => {
