@@ -227,29 +227,25 @@ export async function killNetwork(state: VmState | null): Promise<void> {
 }
 
 async function killRecorded(pid: number | null, startTime: string | null): Promise<void> {
-  if (!pid || processStartTime(pid) !== startTime) return;
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    return; // gone meanwhile
-  }
-  for (let i = 0; i < 200 && processStartTime(pid) === startTime; i++) await new Promise((r) => setTimeout(r, 10));
+  if (!killIfRecorded(pid, startTime)) return;
+  for (let i = 0; i < 200 && processStartTime(pid!) === startTime; i++) await new Promise((r) => setTimeout(r, 10));
 }
 
 /** SIGKILLs the QEMU, passt and pasta recorded in `state`, each only if still that process (no waiting). */
 export function killRecordedNow(state: VmState): void {
-  const recorded: [number | null | undefined, string | null | undefined][] = [
-    [state.pid, state.start_time],
-    [state.passt_pid, state.passt_start_time],
-    [state.pasta_pid, state.pasta_start_time],
-  ];
-  for (const [pid, startTime] of recorded) {
-    if (!pid || processStartTime(pid) !== startTime) continue;
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone meanwhile
-    }
+  killIfRecorded(state.pid, state.start_time);
+  killIfRecorded(state.passt_pid, state.passt_start_time);
+  killIfRecorded(state.pasta_pid ?? null, state.pasta_start_time ?? null);
+}
+
+/** SIGKILLs `pid` if it is still the process that started at `startTime` (a pid alone may be reused); whether it was. */
+function killIfRecorded(pid: number | null, startTime: string | null): boolean {
+  if (!pid || processStartTime(pid) !== startTime) return false;
+  try {
+    process.kill(pid, 'SIGKILL');
+    return true;
+  } catch {
+    return false; // gone meanwhile
   }
 }
 
