@@ -40,6 +40,7 @@ import { ComputerRelay } from './relay/computer-relay.ts';
 import type { PortRecord } from './relay/port-table.ts';
 import { RELAY_PATH } from './relay/relay-request.ts';
 import { ComputerDesktop } from './desktop/computer-desktop.ts';
+import { desktopStartPolicy, hostAccel } from './desktop/start-policy.ts';
 import { DESKTOP_VIEWER_PATH } from './desktop/viewer-request.ts';
 import type { DesktopResult } from './desktop/desktop-daemon.ts';
 import type { DaemonAnswer } from './desktop/daemon-connection.ts';
@@ -124,7 +125,7 @@ export class ComputerObject extends DurableObject<Env> {
       requireRunning: (caller) => this.requireLive(caller),
       relay: this.relay,
       exec: (params, timeoutMs) => this.link.request('exec.run', { params }, timeoutMs),
-      policy: env.DESKTOP_START === 'first-use' ? 'first-use' : 'boot',
+      policy: () => desktopStartPolicy(env.DESKTOP_START, this.rec?.isolation ?? 'sandbox', () => hostAccel(env.DB, this.rec?.host_id)),
       viewersChanged: () => void this.upkeep.schedule(),
     });
     this.upkeep = new Upkeep(ctx, env, {

@@ -28,7 +28,7 @@ export interface Env {
   COMPUTER_DOMAIN: string;
   /** Domain of preview hosts (`{port}-{slug}.sandbox.{PREVIEW_DOMAIN}`), shown as `preview_domain`; COMPUTER_DOMAIN when unset. */
   PREVIEW_DOMAIN?: string;
-  /** When a computer's desktop starts: `boot` (default, as soon as it runs) or `first-use`. */
+  /** When a computer's desktop starts: `boot` (as soon as it runs) or `first-use`; unset, `boot` except on VMs of an emulating (TCG) host (durable-objects/desktop/start-policy.ts). */
   DESKTOP_START?: string;
   /** `https` (default) or `http`: the scheme of the URLs Hangar shows for computers (http under npm start). */
   URL_SCHEME?: string;

@@ -1,9 +1,9 @@
 /**
  * A computer's desktop as its ComputerObject composes it: the daemon inside
  * (control calls), the VNC viewers, and the viewer password. When the
- * desktop starts is the operator's choice (DESKTOP_START): `boot` (default)
- * starts it as soon as the computer runs, so desktop_url shows it at once;
- * `first-use` starts it on the first desktop call or viewer, saving the
+ * desktop starts is the operator's choice (DESKTOP_START, start-policy.ts):
+ * `boot` starts it as soon as the computer runs, so desktop_url shows it at
+ * once; `first-use` starts it on the first desktop call or viewer, saving the
  * memory of desktops nobody opens. docs/desktop.md has the measurements.
  */
 import type { ExecRunParams, ExecRunResult } from '../../schema/protocol.ts';
@@ -13,17 +13,17 @@ import type { Caller, ComputerRecord } from '../computer/record.ts';
 import type { RelayMux } from '../relay/relay-mux.ts';
 import type { DaemonAnswer } from './daemon-connection.ts';
 import { DesktopDaemon, type DesktopResult } from './desktop-daemon.ts';
+import type { DesktopStartPolicy } from './start-policy.ts';
 import { ViewerPassword } from './viewer-password.ts';
 import { VncViewers } from './vnc-viewers.ts';
-
-export type DesktopStartPolicy = 'boot' | 'first-use';
 
 export interface ComputerDesktopHost {
   record(): ComputerRecord | null;
   requireRunning(caller: Caller): Promise<Result<ComputerRecord>>;
   relay: RelayMux;
   exec(params: ExecRunParams, timeoutMs: number): Promise<Result<ExecRunResult>>;
-  policy: DesktopStartPolicy;
+  /** When this computer's desktop starts; asked each time the computer starts running. */
+  policy(): Promise<DesktopStartPolicy>;
   /** Viewers came or went. */
   viewersChanged(): void;
 }
@@ -57,7 +57,11 @@ export class ComputerDesktop {
 
   /** The computer has just started running. */
   onRunning(): void {
-    if (this.host.policy === 'boot') this.ctx.waitUntil(this.daemon.start());
+    this.ctx.waitUntil(
+      (async () => {
+        if ((await this.host.policy()) === 'boot') await this.daemon.start();
+      })(),
+    );
   }
 
   /** The computer stopped (or is going away): its connections are gone. */
