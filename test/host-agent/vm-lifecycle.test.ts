@@ -30,12 +30,13 @@ afterAll(async () => {
 
 describe('a computer as a microVM', () => {
   it('runs its own kernel over the template root, as user, with the spec environment and hostname', async () => {
-    const r = await sh('uname -r; hostname; echo "$GREETING"; id -un; pwd; jq -r .name /etc/hangar-template.json; sudo -n true && echo sudo-ok');
+    // The guest makes a VM's processes `user` itself (processes.py): the groups too, as /etc/group says.
+    const r = await sh('uname -r; hostname; echo "$GREETING"; id -un; pwd; jq -r .name /etc/hangar-template.json; sudo -n true && echo sudo-ok; [ "$(id -G)" = "$(id -G user)" ] && id -Gn | grep -qw sudo && echo groups-ok');
     expect(r.exit_code).toBe(0);
     const [kernel, ...rest] = r.output.trim().split('\n');
     expect(kernel).toMatch(/-cloud-amd64$/);
     expect(kernel).not.toBe(os.release());
-    expect(rest).toEqual(['lifecycle-box', 'hello from the spec', 'user', '/workspace', 'miosa-desktop', 'sudo-ok']);
+    expect(rest).toEqual(['lifecycle-box', 'hello from the spec', 'user', '/workspace', 'miosa-desktop', 'sudo-ok', 'groups-ok']);
     expect(await driver.state(spec.id)).toBe('running');
     expect(await driver.list()).toContain(spec.id);
   });

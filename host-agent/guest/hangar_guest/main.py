@@ -37,10 +37,10 @@ WORK_OPS = frozenset(["exec", "spawn", "stdin", "resize", "signal", "fs", "file_
 
 
 class Guest:
-    def __init__(self, loop):
+    def __init__(self, loop, in_vm=False):
         self.loop = loop
         self.reaper = Reaper(loop)
-        self.runner = Runner(self.reaper)
+        self.runner = Runner(self.reaper, fork_to_switch_user=in_vm)
         self.connections = set()
         self.procs = {}
         self.exited = deque()
@@ -93,7 +93,7 @@ async def serve(path):
 async def serve_serial(port):
     """In a VM: one virtio-serial port instead of a listening socket (serial.py)."""
     loop = asyncio.get_running_loop()
-    guest = Guest(loop)
+    guest = Guest(loop, in_vm=True)
     stop = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, lambda: stop.done() or stop.set_result(None))
     SerialChannel(loop, port, lambda: Connection(guest))
