@@ -65,9 +65,14 @@ export class GuestRuntime {
     return [path.join(root, m.loader), '--library-path', path.join(root, m.libraryPath), path.join(root, program)];
   }
 
-  /** The guest agent, as the computer's pid 1 starts it (paths as the computer sees them). */
+  /** The guest agent's command, the runtime seen at `root`; its channel's arguments follow. */
+  guestCommand(root: string): string[] {
+    return [...this.programArgv(this.manifest.python, root), '-I', '-S', path.join(root, this.manifest.guest)];
+  }
+
+  /** The guest agent, as a sandbox's pid 1 starts it (paths as the computer sees them). */
   guestArgv(socket: string): string[] {
-    return [...this.programArgv(this.manifest.python, RUNTIME_MOUNT), '-I', '-S', path.join(RUNTIME_MOUNT, this.manifest.guest), '--listen', socket];
+    return [...this.guestCommand(RUNTIME_MOUNT), '--listen', socket];
   }
 
   /** The sandbox launcher, run on the host. */

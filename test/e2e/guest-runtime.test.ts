@@ -20,8 +20,9 @@ afterAll(async () => {
 });
 
 describe("the guest's own runtime", () => {
-  it('is read-only even for root inside, and pid 1 runs from it', async () => {
-    const r = await api.exec(id, 'sudo -n touch /run/hangar-guest/x; echo "touch=$?"; sudo -n mount -o remount,rw /run/hangar-guest; echo "mount=$?"; ps -o comm= -p 1; sudo -n readlink /proc/1/exe');
+  // In a sandbox the guest is pid 1; in a VM pid 1 is the boot image's init, and the guest its child.
+  it('is read-only even for root inside, and the guest agent runs from it', async () => {
+    const r = await api.exec(id, 'sudo -n touch /run/hangar-guest/x; echo "touch=$?"; sudo -n mount -o remount,rw /run/hangar-guest; echo "mount=$?"; P=$(pgrep -o -x hangar-guest); ps -o comm= -p "$P"; sudo -n readlink "/proc/$P/exe"');
     expect(r.body.output).toMatch(/touch=1\n/);
     expect(r.body.output).toMatch(/mount=(1|32)\n/);
     expect(r.body.output).toMatch(/\nhangar-guest\n\/run\/hangar-guest\/lib\/ld-linux[^\n]*\n$/);

@@ -132,6 +132,17 @@ describe('a computer as a microVM', () => {
     expect(driver.vmInfo(spec.id)!.boot_id).toBe(before.boot_id);
   });
 
+  // The guest runs on its own runtime from the read-only guest image (disk-images.ts, boot/guest).
+  // test/e2e/guest-runtime.test.ts does this with apt-get, which downloads; this needs no network.
+  it("the computer's own Python can go: exec answers without it, and again after a reboot", async () => {
+    const removed = await sh('sudo -n rm -rf /usr/lib/python3* /usr/bin/python3*; command -v python3 || echo no-python; P=$(pgrep -o -x hangar-guest); sudo -n readlink "/proc/$P/exe"');
+    expect(removed.output).toMatch(/^no-python\n\/run\/hangar-guest\/lib\/ld-linux[^\n]*\n$/);
+    await driver.stop(spec.id);
+    await driver.start(spec);
+    const after = await sh('echo back; id -un; command -v python3 || echo still-no-python');
+    expect(after).toMatchObject({ exit_code: 0, output: 'back\nuser\nstill-no-python\n' });
+  });
+
   it('destroy removes the VM and its disk', async () => {
     const { pid, passt_pid, pasta_pid } = driver.vmInfo(spec.id)!;
     const paths = pathsOf(driver, spec.id);

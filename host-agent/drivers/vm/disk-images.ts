@@ -1,26 +1,40 @@
 /**
- * The read-only disks every VM of a host shares:
- *  - the base image of a template: an ext4 image of the very template root
- *    the sandbox driver uses as its overlay's lower dir, built once per
- *    template (a few seconds) and attached read-only to every VM made from it;
- *  - the guest image: the guest agent's code (and, once it has one, its own
- *    runtime), mounted read-only at /run/hangar-guest inside the VM.
+ * The read-only disks every VM of a host shares, both per template:
+ *  - the base image: an ext4 image of the very template root the sandbox
+ *    driver uses as its overlay's lower dir, built once per template (a few
+ *    seconds) and attached read-only to every VM made from it;
+ *  - the guest image: the guest agent on its own runtime (its interpreter,
+ *    libraries and loader: host-agent/guest/runtime.ts), the same directory
+ *    the sandbox driver mounts, mounted read-only at /run/hangar-guest inside
+ *    the VM. Nothing the user removes from the computer (its Python above
+ *    all) reaches the guest. Beside it, `guest-argv`: the command that starts
+ *    the guest, which the VM's boot reads (boot/guest).
  * Both are made with `mkfs.ext4 -d`, which copies owners, modes, xattrs and
  * hard links, as sparse files in a temp path renamed into place.
  */
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { DriverError, type ProgressFn } from '../driver.ts';
 import { runCommand } from '../sandbox/run-command.ts';
 import { BuildOnce, buildPath, publish, removeAbandonedBuilds } from './build-dir.ts';
 import { imagesDir } from './paths.ts';
+import { ensureGuestRuntime, RUNTIME_MOUNT } from '../../guest/runtime.ts';
 
 /** Bumped when the way images are made changes, so old ones are not reused. */
 const IMAGE_RECIPE = 'v1';
 
-const GUEST_DIR = fileURLToPath(new URL('../../guest/', import.meta.url));
+/** The file in the guest image that holds the guest's command (words without spaces). */
+export const GUEST_ARGV_FILE = 'guest-argv';
+
+/** The images a VM of a template is made with. */
+export interface TemplateImages {
+  base: string;
+  guest: string;
+}
+
+export async function ensureTemplateImages(dataDir: string, templateDir: string, onProgress: ProgressFn): Promise<TemplateImages> {
+  return { base: await ensureBaseImage(dataDir, templateDir, onProgress), guest: await ensureGuestImage(dataDir, templateDir, onProgress) };
+}
 
 const once = new BuildOnce<string>();
 
@@ -41,23 +55,21 @@ export function ensureBaseImage(dataDir: string, templateDir: string, onProgress
   });
 }
 
-/** The guest image: the guest agent (host-agent/guest, run as a directory). */
-export function ensureGuestImage(dataDir: string): Promise<string> {
-  const files = listFiles(GUEST_DIR, '');
-  const hash = createHash('sha256').update(IMAGE_RECIPE);
-  for (const f of files) hash.update(f.rel).update(fs.readFileSync(f.abs));
-  const final = path.join(imagesDir(dataDir), `guest-${hash.digest('hex').slice(0, 16)}.img`);
-  if (fs.existsSync(final)) return Promise.resolve(final);
+/** The guest image of a template: its guest runtime (made if missing) and the command that starts the guest. */
+export async function ensureGuestImage(dataDir: string, templateDir: string, onProgress: ProgressFn): Promise<string> {
+  const runtime = await ensureGuestRuntime(templateDir, onProgress);
+  // The runtime's directory name carries the template's and the guest code's hashes.
+  const final = path.join(imagesDir(dataDir), `guest-${path.basename(runtime.dir)}-${IMAGE_RECIPE}.img`);
+  if (fs.existsSync(final)) return final;
+  const argv = runtime.guestCommand(RUNTIME_MOUNT);
+  if (argv.some((w) => /\s/.test(w))) throw new DriverError('FAILED', `the guest command has a word with a space: ${JSON.stringify(argv)}`);
   return once.run(final, async () => {
     const staging = buildPath(final) + '.d';
     try {
-      for (const f of files) {
-        const to = path.join(staging, f.rel);
-        fs.mkdirSync(path.dirname(to), { recursive: true });
-        fs.copyFileSync(f.abs, to);
-      }
-      await precompile(staging);
-      await makeImage(final, staging, 32 << 20, ['-L', 'hangar-guest']);
+      await runCommand('cp', ['-a', runtime.dir, staging]);
+      fs.writeFileSync(path.join(staging, GUEST_ARGV_FILE), argv.join(' ') + '\n');
+      const used = await diskUsage(staging);
+      await makeImage(final, staging, Math.ceil(used * 1.15) + (16 << 20), ['-L', 'hangar-guest']);
     } finally {
       fs.rmSync(staging, { recursive: true, force: true });
     }
@@ -83,31 +95,11 @@ async function makeImage(final: string, fromDir: string, size: number, extra: st
   }
 }
 
-/**
- * Bytecode for the guest's modules, made by the host's Python: the guest's disk is read-only,
- * so without it the guest would compile its source at every start (slow under emulation). A
- * Python of another version in the computer ignores these files and compiles as before.
- */
-async function precompile(dir: string): Promise<void> {
-  await runCommand('python3', ['-m', 'compileall', '-q', '--invalidation-mode', 'unchecked-hash', dir], { timeoutMs: 120_000 }).catch(() => undefined);
-}
-
 async function diskUsage(dir: string): Promise<number> {
   const out = await runCommand('du', ['-s', '--block-size=1', '-x', dir], { timeoutMs: 300_000 });
   const bytes = Number(out.trim().split(/\s+/)[0]);
   if (!Number.isFinite(bytes) || bytes <= 0) throw new DriverError('FAILED', `cannot measure ${dir}`);
   return bytes;
-}
-
-function listFiles(root: string, rel: string): Array<{ rel: string; abs: string }> {
-  const out: Array<{ rel: string; abs: string }> = [];
-  for (const e of fs.readdirSync(path.join(root, rel), { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-    if (e.name === '__pycache__') continue;
-    const r = path.join(rel, e.name);
-    if (e.isDirectory()) out.push(...listFiles(root, r));
-    else if (e.isFile()) out.push({ rel: r, abs: path.join(root, r) });
-  }
-  return out;
 }
 
 const roundUp = (n: number, to: number) => Math.ceil(n / to) * to;

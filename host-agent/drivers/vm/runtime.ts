@@ -1,14 +1,13 @@
 /**
  * What every VM of an agent is made with, settled once (prepare): the guest
- * kernel, the boot image, the guest image, and the accelerator the probe
- * chose. Plus the few things derived from it that several modules need.
+ * kernel, the boot image and the accelerator the probe chose (the images of
+ * a template are disk-images.ts's). Plus the few things derived from it that several modules need.
  */
 import net from 'node:net';
 import type { ProgressFn } from '../driver.ts';
 import { computerResolvConf } from '../sandbox/host-config.ts';
 import { chooseAccel, type AccelChoice } from './accel.ts';
 import { ensureBootImage, staticBusybox } from './boot-image.ts';
-import { ensureGuestImage } from './disk-images.ts';
 import type { GuestKernel, KernelStore } from './kernel.ts';
 import { checkVmHost } from './preflight.ts';
 import { kernelImage, type BootFiles } from './qemu-args.ts';
@@ -17,7 +16,6 @@ import { pruneWarm } from './warm-image.ts';
 export interface Runtime {
   kernel: GuestKernel;
   initrd: string;
-  guestImage: string;
   accel: AccelChoice;
 }
 
@@ -25,11 +23,10 @@ export async function prepareRuntime(dataDir: string, kernels: KernelStore, onPr
   checkVmHost(dataDir);
   const kernel = await kernels.ensure(onProgress);
   const initrd = await ensureBootImage(dataDir, kernel);
-  const guestImage = await ensureGuestImage(dataDir);
   onProgress({ phase: 'vm', message: 'probing for hardware virtualization (booting a test VM)' });
   const accel = await chooseAccel(kernel, dataDir, staticBusybox().data);
   pruneWarm(dataDir);
-  return { kernel, initrd, guestImage, accel };
+  return { kernel, initrd, accel };
 }
 
 export const bootFiles = (runtime: Runtime): BootFiles => ({ kernel: kernelImage(runtime.kernel, runtime.accel.accel), initrd: runtime.initrd });

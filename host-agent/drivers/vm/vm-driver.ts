@@ -35,7 +35,7 @@ import { listSnapshotFiles, readSnapshotMeta, removeSnapshotFiles, snapshotImage
 import { TemplateStore, TEMPLATE_NAME } from '../sandbox/template.ts';
 import type { AccelChoice } from './accel.ts';
 import { ArchiveWriter, readArchive } from './disk-archive.ts';
-import { ensureBaseImage } from './disk-images.ts';
+import { ensureTemplateImages } from './disk-images.ts';
 import { createDisk, destroyDisk, listDisks, readMeta, removeAbandonedDisks, writeMeta, type VmMeta } from './disk.ts';
 import { KernelStore } from './kernel.ts';
 import { Machines } from './machines.ts';
@@ -102,7 +102,7 @@ export class VmDriver implements ComputerDriver {
   async prepare(onProgress: ProgressFn): Promise<void> {
     const runtime = await this.ready(onProgress);
     const templateDir = await this.templates.ensure(TEMPLATE_NAME, onProgress);
-    await ensureBaseImage(this.dataDir, templateDir, onProgress);
+    await ensureTemplateImages(this.dataDir, templateDir, onProgress);
     onProgress({ phase: 'vm', message: `VMs run on ${runtime.accel.accel === 'kvm' ? 'KVM' : 'software emulation (TCG)'}: ${runtime.accel.reason} (probe boot ${runtime.accel.probe_ms} ms)` });
   }
 
@@ -143,7 +143,7 @@ export class VmDriver implements ComputerDriver {
           templateDir = await this.templates.ensure(spec.template, onProgress);
           onProgress({ phase: 'disk', message: 'creating the disk' });
         }
-        const baseImage = await ensureBaseImage(this.dataDir, templateDir, onProgress);
+        const images = await ensureTemplateImages(this.dataDir, templateDir, onProgress);
         meta = {
           id: spec.id, name: spec.name, hostname: hostnameFromName(spec.name), template_dir: templateDir,
           vcpus: spec.vcpus, memory_mb: spec.memory_mb, disk_mb: diskMb, apps_installed: apps, created_at: new Date().toISOString(),
@@ -152,7 +152,7 @@ export class VmDriver implements ComputerDriver {
         if (!source) {
           // A new computer of a shape this host has warmed up starts from that machine's memory
           // (and when that fails, boots from the same disk).
-          const warm = this.warm.take(await this.ready(() => undefined), baseImage, { vcpus: spec.vcpus, memoryMb: spec.memory_mb, diskMb });
+          const warm = this.warm.take(await this.ready(() => undefined), images, { vcpus: spec.vcpus, memoryMb: spec.memory_mb, diskMb });
           if (warm) {
             await createDisk(this.dataDir, meta, { image: warm.disk });
             made = true;
@@ -381,8 +381,8 @@ export class VmDriver implements ComputerDriver {
   /** Where the warm image of a computer's shape is (made or not), for operators and tests. */
   async warmImageDir(id: string): Promise<string> {
     const { meta } = this.requireDisk(id);
-    const baseImage = await ensureBaseImage(this.dataDir, meta.template_dir, () => undefined);
-    return this.warm.dir(await this.ready(() => undefined), baseImage, { vcpus: meta.vcpus, memoryMb: meta.memory_mb, diskMb: meta.disk_mb });
+    const images = await ensureTemplateImages(this.dataDir, meta.template_dir, () => undefined);
+    return this.warm.dir(await this.ready(() => undefined), images, { vcpus: meta.vcpus, memoryMb: meta.memory_mb, diskMb: meta.disk_mb });
   }
 
   // ------------------------------------------------------------------ internals
@@ -419,10 +419,10 @@ export class VmDriver implements ComputerDriver {
     const resolv = vmResolv();
     const resumed = await this.resumeLocked(spec, paths, resolv.dnsForward);
     if (resumed) return resumed;
-    const baseImage = await ensureBaseImage(this.dataDir, updated.template_dir, () => undefined);
+    const images = await ensureTemplateImages(this.dataDir, updated.template_dir, () => undefined);
     const { session, guest } = await this.machines.boot(
       {
-        id: spec.id, paths, accel: runtime.accel.accel, boot: bootFiles(runtime), baseImage, guestImage: runtime.guestImage,
+        id: spec.id, paths, accel: runtime.accel.accel, boot: bootFiles(runtime), baseImage: images.base, guestImage: images.guest,
         vcpus: spec.vcpus, memoryMb: spec.memory_mb, hostname: updated.hostname, ...resolv,
       },
       bootTimeoutMs(runtime),

@@ -16,6 +16,7 @@ import { saveMemory } from './memory-image.ts';
 import { imagesDir, vmPaths, vmPathsIn } from './paths.ts';
 import { kernelArgs } from './qemu-args.ts';
 import { guestIpv6Args } from './network.ts';
+import type { TemplateImages } from './disk-images.ts';
 import { bootFiles, bootTimeoutMs, vmResolv, type Runtime } from './runtime.ts';
 import { VmSession } from './session.ts';
 import { exits, kill, quitOrKill } from './power.ts';
@@ -44,19 +45,19 @@ export class WarmStarts {
   }
 
   /** Where the warm image of this shape, with this runtime and template image, is (made or not). */
-  dir(runtime: Runtime, baseImage: string, shape: WarmShape): string {
+  dir(runtime: Runtime, images: TemplateImages, shape: WarmShape): string {
     const accel = runtime.accel.accel;
-    const files = [bootFiles(runtime).kernel, runtime.initrd, runtime.guestImage, baseImage, accel];
+    const files = [bootFiles(runtime).kernel, runtime.initrd, images.guest, images.base, accel];
     // The address passt hands out is set up at boot: a warm machine is the host's as it was then.
     return warmDir(this.dataDir, warmKey(files, shape, [...kernelArgs(accel), ...guestIpv6Args()]));
   }
 
   /** The warm image of the shape, marked as used; or null, and it will be made. */
-  take(runtime: Runtime, baseImage: string, shape: WarmShape): WarmImage | null {
-    const dir = this.dir(runtime, baseImage, shape);
+  take(runtime: Runtime, images: TemplateImages, shape: WarmShape): WarmImage | null {
+    const dir = this.dir(runtime, images, shape);
     const warm = findWarm(dir);
     if (warm) touchWarm(warm);
-    else this.makeLater(runtime, baseImage, shape, dir);
+    else this.makeLater(runtime, images, shape, dir);
     return warm;
   }
 
@@ -83,14 +84,14 @@ export class WarmStarts {
   }
 
   /** Makes the warm image in the background (once); creates use it as soon as it is there. */
-  private makeLater(runtime: Runtime, baseImage: string, shape: WarmShape, final: string): void {
+  private makeLater(runtime: Runtime, images: TemplateImages, shape: WarmShape, final: string): void {
     void this.builds
-      .run(final, () => this.make(runtime, baseImage, shape, final))
+      .run(final, () => this.make(runtime, images, shape, final))
       .catch((err: Error) => console.error(`vm driver: warming up a ${shape.vcpus} vCPU / ${shape.memoryMb} MiB machine failed: ${err.message}`));
   }
 
   /** Boots a machine of the shape on an empty disk, waits until it is ready, saves it, and puts it away. */
-  private async make(runtime: Runtime, baseImage: string, shape: WarmShape, final: string): Promise<void> {
+  private async make(runtime: Runtime, images: TemplateImages, shape: WarmShape, final: string): Promise<void> {
     if (fs.existsSync(final)) return;
     const tmp = buildPath(final);
     fs.mkdirSync(tmp, { recursive: true, mode: 0o700 });
@@ -101,7 +102,7 @@ export class WarmStarts {
       await makeEmptyDisk(paths.disk, shape.diskMb, tmp);
       const accel = runtime.accel.accel;
       ({ state } = await launchVm({
-        id: 'warm', paths, accel, boot: bootFiles(runtime), baseImage, guestImage: runtime.guestImage,
+        id: 'warm', paths, accel, boot: bootFiles(runtime), baseImage: images.base, guestImage: images.guest,
         vcpus: shape.vcpus, memoryMb: shape.memoryMb, hostname: 'computer', ...vmResolv(),
       }));
       const session = new VmSession('warm', paths, state, () => undefined);
