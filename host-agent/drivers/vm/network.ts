@@ -54,6 +54,7 @@ export interface VmNetwork {
 /** Starts the VM's network: a namespace pasta connects outward, then passt in it on one end of a new socket pair. */
 export async function startNetwork(paths: VmPaths, dnsForward: boolean): Promise<VmNetwork> {
   const [passtEnd, qemuEnd] = await socketPair(path.join(paths.dir, 'pair.sock'));
+  await widenSendBuffer(passtEnd, paths.passtLog);
   const passtArgs = ['--foreground', '--quiet', '--fd', String(NET_FD), '-t', 'none', '-u', 'none', '--no-map-gw'];
   const log = fs.openSync(paths.passtLog, 'a', 0o600);
   let passt: ChildProcess;
@@ -166,6 +167,39 @@ export function passtIpv6(): string | null {
 export function guestIpv6Args(): string[] {
   const ip6 = passtIpv6();
   return ip6 ? [`hangar.ip6=${ip6}`] : [];
+}
+
+/**
+ * What passt may queue towards QEMU before a write of its comes up short. passt (Debian 12's,
+ * 2023-03) writes frames to QEMU without waiting and drops what a short write left over: the
+ * stream then carries half a frame, QEMU reads the next frame's bytes as a length, logs
+ * "oversized packet received, connection terminated" and the VM has no network until it stops.
+ * A VM under software emulation drains its network slowly, so with the kernel's default buffer
+ * (208 KiB, a few 64 KiB frames) a second large download did that every time. passt would widen
+ * the buffer itself, but only as far as net.core.wmem_max allows, which is 208 KiB by default.
+ * The kernel doubles the number given.
+ */
+const PASST_SEND_BUFFER = 32 << 20;
+
+/**
+ * Sets passt's end's send buffer past net.core.wmem_max (SO_SNDBUFFORCE, which needs the
+ * agent's CAP_NET_ADMIN, hence done here and not by passt). Node has no setsockopt; perl-base is
+ * in every Debian. A failure is logged in passt's log and the VM starts anyway: its network works,
+ * only large downloads may stall as described above.
+ */
+async function widenSendBuffer(sock: net.Socket, logPath: string): Promise<void> {
+  const script = `open(my $s, "+<&=", 3) or die "fd 3: $!\\n"; setsockopt($s, 1, 32, pack("i", ${PASST_SEND_BUFFER})) or die "SO_SNDBUFFORCE: $!\\n";`;
+  const log = fs.openSync(logPath, 'a', 0o600);
+  try {
+    const perl = spawn('perl', ['-e', script], { stdio: ['ignore', 'ignore', log, sock] });
+    const code = await new Promise<number | null>((resolve) => {
+      perl.once('error', () => resolve(null));
+      perl.once('exit', (c) => resolve(c));
+    });
+    if (code !== 0) fs.appendFileSync(logPath, `hangar: could not widen passt's send buffer (perl ${code === null ? 'not found' : `exited ${code}`}); large downloads in this VM may stall\n`);
+  } finally {
+    fs.closeSync(log);
+  }
 }
 
 /** A connected pair of unix stream sockets (Node has no socketpair(2)): a listener that lives for one accept. */
