@@ -13,7 +13,7 @@ export type DesktopStartPolicy = 'boot' | 'first-use';
 export type VmAccel = 'kvm' | 'tcg';
 
 /** The operator's setting, if it names a policy (anything else is "unset"). */
-export function configuredPolicy(setting: string | undefined): DesktopStartPolicy | null {
+function configuredPolicy(setting: string | undefined): DesktopStartPolicy | null {
   return setting === 'boot' || setting === 'first-use' ? setting : null;
 }
 

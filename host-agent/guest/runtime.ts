@@ -212,7 +212,15 @@ function copyPython(from: string, to: string): void {
 }
 
 /** A hash of the code that goes into a bundle, so a change of it makes a new bundle. */
+/** The guest code does not change while the agent runs: hashed once, not at every computer's start. */
+let hashOfCode: string | null = null;
+
 function codeHash(): string {
+  hashOfCode ??= hashCode();
+  return hashOfCode;
+}
+
+function hashCode(): string {
   const h = createHash('sha256').update(`runtime ${RUNTIME_VERSION}\n`);
   const walk = (dir: string, rel: string) => {
     for (const entry of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {

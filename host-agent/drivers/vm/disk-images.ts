@@ -24,7 +24,7 @@ import { ensureGuestRuntime, RUNTIME_MOUNT } from '../../guest/runtime.ts';
 const IMAGE_RECIPE = 'v1';
 
 /** The file in the guest image that holds the guest's command (words without spaces). */
-export const GUEST_ARGV_FILE = 'guest-argv';
+const GUEST_ARGV_FILE = 'guest-argv';
 
 /** The images a VM of a template is made with. */
 export interface TemplateImages {
