@@ -91,11 +91,18 @@ describe('a computer as a microVM', () => {
     spec = bigger;
   });
 
-  it('metrics come from inside the guest: its memory use, and a busy vCPU shows as busy', async () => {
+  it('metrics come from inside the guest: its memory and disk use, and a busy vCPU shows as busy', async () => {
     const idle = (await driver.metrics(spec.id))!;
     expect(idle.memory_bytes).toBeGreaterThan(10 << 20);
     expect(idle.memory_percent).toBeGreaterThan(0);
     expect(idle.memory_percent).toBeLessThan(100);
+    // 100 MiB of zeros: holes in the image on the host, 100 MiB more in use on the disk inside.
+    expect(idle.disk_bytes).toBeGreaterThan(0);
+    await sh('dd if=/dev/zero of=/home/user/fill bs=1M count=100 2>/dev/null && sync && echo written', 120);
+    const filled = (await driver.metrics(spec.id))!;
+    expect(filled.disk_bytes! - idle.disk_bytes!).toBeGreaterThan(95 << 20);
+    expect(filled.disk_percent).toBeGreaterThan(idle.disk_percent!);
+    await sh('rm /home/user/fill && echo removed');
     // Both vCPUs spin for a while; the guest's own counters say so whatever the host's load.
     await sh('for i in 1 2; do timeout 20 sh -c "while :; do :; done" >/dev/null 2>&1 & done; echo started');
     await new Promise((r) => setTimeout(r, 1500));

@@ -49,5 +49,9 @@ describe('VM metrics when the guest cannot answer', () => {
     expect(m.memory_bytes).toBeGreaterThan(rss / 2);
     expect(m.memory_bytes).toBeLessThan(rss * 2);
     expect(m.memory_percent).toBeCloseTo((m.memory_bytes / (64 * 1024 * 1024)) * 100, 0);
+    // Disk use can only come from inside: without an answer it is left out, never a made-up 0.
+    expect(asked).toContain('disk');
+    expect(m).not.toHaveProperty('disk_bytes');
+    expect(m).not.toHaveProperty('disk_percent');
   });
 });

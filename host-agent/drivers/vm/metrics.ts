@@ -5,6 +5,9 @@
  * is what the guest uses (total minus available) against the VM's memory.
  * When the guest cannot answer, the QEMU process stands in: its CPU time per
  * vCPU and its resident memory (which includes emulation overhead).
+ * Disk use also comes from inside (df on the computer's disk), as a sandbox's
+ * does from its mounted disk; the image file on the host cannot tell it, since
+ * zeros written inside become holes there. Without an answer it is left out.
  */
 import fs from 'node:fs';
 import type { ComputerMetrics } from '../driver.ts';
@@ -35,12 +38,13 @@ export class VmMeter {
   async measure(session: VmSession): Promise<ComputerMetrics> {
     const memoryLimit = session.state.memory_mb * 1024 * 1024;
     const inside = await this.fromGuest(session).catch(() => null);
+    const disk = await diskUse(session).catch(() => ({}));
     if (inside) {
       const used = Math.max(0, inside.memTotalKb - inside.memAvailableKb) * 1024;
-      return { cpu_percent: inside.cpu, memory_bytes: used, memory_percent: round1((used / memoryLimit) * 100) };
+      return { cpu_percent: inside.cpu, memory_bytes: used, memory_percent: round1((used / memoryLimit) * 100), ...disk };
     }
     const outside = await this.fromProcess(session);
-    return { cpu_percent: outside.cpu, memory_bytes: outside.rssBytes, memory_percent: round1((outside.rssBytes / memoryLimit) * 100) };
+    return { cpu_percent: outside.cpu, memory_bytes: outside.rssBytes, memory_percent: round1((outside.rssBytes / memoryLimit) * 100), ...disk };
   }
 
   forget(id: string): void {
@@ -82,6 +86,13 @@ async function guestSample(session: VmSession): Promise<GuestSample> {
   const [user, nice, system, idle, iowait, irq, softirq, steal] = n.slice(1, 9);
   const busy = user + nice + system + irq + softirq + steal;
   return { at: Date.now(), busy, total: busy + idle + iowait, memTotalKb: n[10], memAvailableKb: n[11] };
+}
+
+async function diskUse(session: VmSession): Promise<Pick<ComputerMetrics, 'disk_bytes' | 'disk_percent'>> {
+  // size used, in KiB, as df counts them on the computer's disk
+  const [size, used] = (await session.control.request('disk', CONTROL_TIMEOUT_MS)).map(Number);
+  if (!(size > 0) || !(used >= 0)) throw new Error('malformed disk answer');
+  return { disk_bytes: used * 1024, disk_percent: round1((used / size) * 100) };
 }
 
 /** Linux reports process CPU time in USER_HZ ticks, 100 per second on every common architecture. */
