@@ -17,6 +17,8 @@ const vm = ISOLATION === 'vm';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const t = twoComputers('hog', 'neighbour');
+/** How long the fork bomb runs in a sandbox: many times what filling its process table takes. */
+const BOMB_S_SANDBOX = 120;
 
 /** Free bytes of the file system holding the agent's data dir (and this stack's control plane state). */
 const hostFree = () => {
@@ -84,10 +86,15 @@ describe('a computer that exhausts its resources', () => {
     const hostBefore = hostProcesses();
     let hostMost = hostBefore;
     // In the foreground of a sync exec: the exec's timeout kills its whole process group.
-    // 30 s to run: a loaded host forks slowly, and the bomb must reach the limit before its end.
-    const bomb = t.a.exec(t.ida, "sh -c 'f() { f | f & }; f'; sleep 60", 30);
+    // The bomb churns: its processes exit as new ones start, and a sandbox's one vCPU forks
+    // slowly (its table grew by about 180 a second here, full after some 25 s; a slower host had
+    // not filled it by the end of a 30 s exec once). So it gets BOMB_S_SANDBOX seconds; the checks
+    // below run as soon as the limit is hit, while the bomb holds the table, and its end waits
+    // for that timeout. (A bomb whose processes wait for their children fills the table sooner,
+    // but dash exits on a failed fork, so it falls apart by itself instead of being killed.)
+    const bomb = t.a.exec(t.ida, "sh -c 'f() { f | f & }; f'; sleep 600", vm ? 30 : BOMB_S_SANDBOX);
     if (cgroup) {
-      for (let i = 0; i < 450 && cgroup.pidsLimitHits() === hitsBefore; i++) await sleep(100);
+      for (let i = 0; i < 10 * BOMB_S_SANDBOX && cgroup.pidsLimitHits() === hitsBefore; i++) await sleep(100);
       expect(cgroup.pidsLimitHits()).toBeGreaterThan(hitsBefore); // it ran into the computer's process limit
       expect(cgroup.pids().length).toBeGreaterThan(200);
     } else {
@@ -130,5 +137,5 @@ describe('a computer that exhausts its resources', () => {
       expect((await forks()) - forksBefore).toBeGreaterThan(200);
       expect(hostMost - hostBefore).toBeLessThan(200);
     }
-  }, 300_000);
+  }, 420_000); // the bomb's 120 s, then up to 2 min for the computer to answer and 1 for the teardown
 });
