@@ -211,10 +211,10 @@ function copyPython(from: string, to: string): void {
   }
 }
 
-/** A hash of the code that goes into a bundle, so a change of it makes a new bundle. */
 /** The guest code does not change while the agent runs: hashed once, not at every computer's start. */
 let hashOfCode: string | null = null;
 
+/** A hash of the code that goes into a bundle, so a change of it makes a new bundle. */
 function codeHash(): string {
   hashOfCode ??= hashCode();
   return hashOfCode;
