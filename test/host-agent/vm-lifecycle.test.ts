@@ -41,6 +41,16 @@ describe('a computer as a microVM', () => {
     expect(await driver.list()).toContain(spec.id);
   });
 
+  it('under emulation, programs start at fixed addresses on a CPU without fast string copies (qemu-args.ts); under KVM, as on any machine', async () => {
+    const r = await sh('cat /proc/sys/kernel/randomize_va_space; grep -m1 "^flags" /proc/cpuinfo');
+    const [aslr, flags] = r.output.trim().split('\n');
+    const tcg = (await driver.accel()).accel === 'tcg';
+    expect(aslr).toBe(tcg ? '0' : '2');
+    if (tcg) expect(flags.split(/\s+/)).not.toContain('erms');
+    // What the guest turned off, root inside turns back on.
+    expect((await sh('sudo sysctl -qw kernel.randomize_va_space=2 && cat /proc/sys/kernel/randomize_va_space')).output).toBe('2\n');
+  });
+
   it('stop powers it off cleanly (disk unmounted clean, QEMU and passt gone); its changes live in disk.img as an overlay upper dir', async () => {
     const w = await sh('echo kept > /home/user/kept.txt && sudo rm /etc/issue && sync && echo ok');
     expect(w.output).toBe('ok\n');

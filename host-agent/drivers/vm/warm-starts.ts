@@ -14,7 +14,7 @@ import { makeEmptyDisk } from './disk.ts';
 import type { Machines } from './machines.ts';
 import { saveMemory } from './memory-image.ts';
 import { imagesDir, vmPaths, vmPathsIn } from './paths.ts';
-import { kernelArgs } from './qemu-args.ts';
+import { cpuModel, kernelArgs } from './qemu-args.ts';
 import { guestIpv6Args } from './network.ts';
 import type { TemplateImages } from './disk-images.ts';
 import { bootFiles, bootTimeoutMs, vmResolv, type Runtime } from './runtime.ts';
@@ -47,7 +47,7 @@ export class WarmStarts {
   /** Where the warm image of this shape, with this runtime and template image, is (made or not). */
   dir(runtime: Runtime, images: TemplateImages, shape: WarmShape): string {
     const accel = runtime.accel.accel;
-    const files = [bootFiles(runtime).kernel, runtime.initrd, images.guest, images.base, accel];
+    const files = [bootFiles(runtime).kernel, runtime.initrd, images.guest, images.base, accel, cpuModel(accel)];
     // The address passt hands out is set up at boot: a warm machine is the host's as it was then.
     return warmDir(this.dataDir, warmKey(files, shape, [...kernelArgs(accel), ...guestIpv6Args()]));
   }
