@@ -15,6 +15,7 @@ import threading
 import time
 
 from . import clipboard, keysyms, screen, xtest
+from .fence import AppFence
 from .keyboard import Keyboard, KeyError_
 from .windows import Windows, WindowNotFound
 from .xwire import OP_GET_GEOMETRY, Display, XConnectionError, XError
@@ -83,8 +84,8 @@ class Desktop:
         dpy = Display(f":{self.session.number}", self.session.authority)
         try:
             self.xtest = xtest.XTest(dpy)
-            self.keyboard = Keyboard(dpy, self.xtest)
             self.windows = Windows(dpy)
+            self.keyboard = Keyboard(dpy, self.xtest, AppFence(dpy, self.windows.atom))
             self.clipboard = None  # made on first use, on this connection
         except Exception:
             dpy.close()

@@ -10,6 +10,8 @@ reads the keymap a moment after the key event sees the wrong symbol (or
 waits forever). Here spare keycodes are reused least-recently first, never
 rebound while an application may still be translating their last press, and
 left bound afterwards (they were free), so each character arrives as itself.
+Whether the application has read that press is asked of it (fence.py); one
+that cannot be asked is given REBIND_AFTER_S.
 """
 
 import struct
@@ -24,8 +26,9 @@ LOCK_MASK = 1 << 1
 # With XKB the core state carries the effective group in bits 13-14.
 GROUP_SHIFT = 13
 
-# A spare keycode is not rebound within this long of its last use, so every
-# application has translated the previous press with the previous symbol.
+# Without an answer from the application (fence.py), a spare keycode is not
+# rebound within this long of its last use: time for it to translate the
+# previous press with the previous symbol (too short for a stopped or very slow one).
 REBIND_AFTER_S = 0.25
 # Spare keycodes this daemon takes at most, and at most this share of the free
 # ones: the rest stay free for the VNC server, which binds keysyms of its own
@@ -41,9 +44,14 @@ class KeyError_(ValueError):
 
 
 class Keyboard:
-    def __init__(self, dpy, xtest):
+    def __init__(self, dpy, xtest, fence=None):
         self.dpy = dpy
         self.xtest = xtest
+        self.fence = fence
+        # Every press queued before this instant has been read by the focused application (its fence answered).
+        self.fenced_at = 0.0
+        # Whether to ask the application again; one that did not answer is not waited for twice in one typing.
+        self.fence_answers = True
         self.per = 0
         self.map = {}
         self.where = {}
@@ -110,9 +118,17 @@ class Keyboard:
             raise RuntimeError("the keyboard map has no free keycode to type this character with")
         kc = min(self.scratch, key=lambda k: self.last_used.get(k, 0.0))
         self._flush(pending)
-        wait = self.last_used.get(kc, 0.0) + REBIND_AFTER_S - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
+        last = self.last_used.get(kc)
+        if last is not None and last >= self.fenced_at:
+            # Every press queued so far has just been sent: an answer after this covers them all.
+            asked = time.monotonic()
+            if self.fence is not None and self.fence_answers and self.fence.wait():
+                self.fenced_at = asked
+            else:
+                self.fence_answers = False
+                wait = last + REBIND_AFTER_S - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
         for old, k in list(self.bound.items()):
             if k == kc:
                 del self.bound[old]
@@ -156,6 +172,7 @@ class Keyboard:
         self.refresh()
         group, mask = self._state()
         shift_kc = self._shift_keycode()
+        self.fence_answers = True
         pending = []
         presses = 0
         prev = ""

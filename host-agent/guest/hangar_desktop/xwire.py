@@ -4,19 +4,22 @@ The daemon speaks the X protocol itself instead of loading Xlib bindings, so
 it needs nothing from the computer's Python packages: only a Python runtime
 and the X server. It implements what the desktop needs: connection setup
 with MIT-MAGIC-COOKIE-1, requests with replies, void requests checked by a
-round trip, extensions by name, and events kept for whoever asks (only
-MappingNotify matters here; the rest are dropped).
+round trip, extensions by name, and events kept for whoever asks or waited
+for (MappingNotify is noted, XFixes events are kept for the clipboard).
 
 One connection is not thread-safe; its owner serializes transactions on it.
 """
 
 import os
+import select
 import socket
 import struct
+import time
 
 from . import xauth
 
 # Core request opcodes used by the daemon.
+OP_CHANGE_WINDOW_ATTRIBUTES = 2
 OP_CONFIGURE_WINDOW = 12
 OP_GET_GEOMETRY = 14
 OP_QUERY_TREE = 15
@@ -36,6 +39,8 @@ OP_GET_MODIFIER_MAPPING = 119
 
 EVENT_MAPPING_NOTIFY = 34
 EVENT_GENERIC = 35
+# ChangeWindowAttributes' value bit for the event mask.
+CW_EVENT_MASK = 1 << 11
 
 ERROR_NAMES = {
     1: "BadRequest", 2: "BadValue", 3: "BadWindow", 4: "BadPixmap", 5: "BadAtom", 6: "BadCursor",
@@ -205,9 +210,7 @@ class Display:
             kind, low, packet = self._read_packet()
             full = self._full_seq(low)
             if kind == 0:
-                code = packet[1]
-                bad, minor, major = struct.unpack_from("<IHB", packet, 4)
-                err = XError(code, full, bad, major, minor)
+                err = self._error(full, packet)
                 if full == seq:
                     raise err
                 self.errors[full] = err
@@ -217,6 +220,38 @@ class Display:
                 # A reply nobody waits for any more (an earlier caller gave up): drop it.
             else:
                 self._event(kind, packet)
+
+    def _error(self, full, packet):
+        bad, minor, major = struct.unpack_from("<IHB", packet, 4)
+        return XError(packet[1], full, bad, major, minor)
+
+    def wait_event(self, match, timeout):
+        """The first event, kept or arriving within `timeout` seconds, that `match(packet)` accepts (taken
+        off the list); None at the deadline. Core events it passes over are dropped (they come from a
+        selection made for this wait); MappingNotify and extension events are kept as always."""
+        for i, packet in enumerate(self.events):
+            if match(packet):
+                return self.events.pop(i)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            # Whole packets only: wait until one has begun to arrive, then read it with the usual timeout.
+            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                return None
+            kind, low, packet = self._read_packet()
+            if kind == 0:
+                full = self._full_seq(low)
+                self.errors[full] = self._error(full, packet)
+            elif kind == 1:
+                continue
+            elif match(packet):
+                return packet
+            elif kind == EVENT_MAPPING_NOTIFY or kind > EVENT_MAPPING_NOTIFY:
+                self._event(kind, packet)
+
+    def select_input(self, window, mask):
+        """Sets this connection's event mask on `window` (it replaces the one before)."""
+        self.send(OP_CHANGE_WINDOW_ATTRIBUTES, 0, struct.pack("<III", window, CW_EVENT_MASK, mask))
 
     def _event(self, kind, packet):
         if kind == EVENT_MAPPING_NOTIFY:
@@ -275,6 +310,11 @@ class Display:
     def get_input_focus(self):
         seq = self.send(OP_GET_INPUT_FOCUS)
         return struct.unpack_from("<I", self.reply(seq), 8)[0]
+
+    def parent_of(self, window):
+        """The window's parent (0 for the root)."""
+        seq = self.send(OP_QUERY_TREE, 0, struct.pack("<I", window))
+        return struct.unpack_from("<I", self.reply(seq), 12)[0]
 
     def get_selection_owner(self, selection):
         """The window owning a selection (an atom), 0 when nobody does."""
