@@ -14,17 +14,20 @@ Whether the application has read that press is asked of it (fence.py); one
 that cannot be asked is given REBIND_AFTER_S.
 """
 
+import contextlib
 import struct
 import time
 
 from . import keysyms
-from .xwire import OP_CHANGE_KEYBOARD_MAPPING, OP_GET_KEYBOARD_MAPPING
+from .xwire import OP_CHANGE_KEYBOARD_CONTROL, OP_CHANGE_KEYBOARD_MAPPING, OP_GET_KEYBOARD_CONTROL, OP_GET_KEYBOARD_MAPPING
 
 # Core state bits (QueryPointer mask).
 SHIFT_MASK = 1 << 0
 LOCK_MASK = 1 << 1
 # With XKB the core state carries the effective group in bits 13-14.
 GROUP_SHIFT = 13
+# ChangeKeyboardControl's value bit for the auto-repeat mode (Off 0, On 1).
+KB_AUTO_REPEAT_MODE = 1 << 7
 
 # Without an answer from the application (fence.py), a spare keycode is not
 # rebound within this long of its last use: time for it to translate the
@@ -166,8 +169,30 @@ class Keyboard:
 
     # ------------------------------------------------------------ typing
 
+    @contextlib.contextmanager
+    def _no_repeat(self):
+        """The server's key auto-repeat off while our presses are processed. A press and its release
+        go out together, but a busy X server (an emulated VM's while its desktop starts) can serve other
+        clients for longer than the repeat delay between them, and then repeats the key by itself
+        ("hééééllo"). A key held by key_down still repeats, as a held key does."""
+        dpy = self.dpy
+        was_on = dpy.reply(dpy.send(OP_GET_KEYBOARD_CONTROL))[1] == 1
+        if was_on:
+            dpy.send(OP_CHANGE_KEYBOARD_CONTROL, 0, struct.pack("<II", KB_AUTO_REPEAT_MODE, 0))
+        try:
+            yield
+        finally:
+            if was_on:
+                # After our releases on the same connection, so no press of ours is repeated.
+                dpy.send(OP_CHANGE_KEYBOARD_CONTROL, 0, struct.pack("<II", KB_AUTO_REPEAT_MODE, 1))
+                dpy.sync()
+
     def type_text(self, text, delay_s=0.0):
         """Types `text` character by character; returns the number of key presses."""
+        with self._no_repeat():
+            return self._type(text, delay_s)
+
+    def _type(self, text, delay_s):
         self.dpy.sync()
         self.refresh()
         group, mask = self._state()
@@ -234,6 +259,10 @@ class Keyboard:
 
     def press_combo(self, syms):
         """Presses the keys of one combination in order and releases them in reverse."""
+        with self._no_repeat():
+            self._press_combo(syms)
+
+    def _press_combo(self, syms):
         self.dpy.sync()
         self.refresh()
         group, mask = self._state()
