@@ -55,3 +55,47 @@ describe('VM metrics when the guest cannot answer', () => {
     expect(m).not.toHaveProperty('disk_percent');
   });
 });
+
+/** A VM whose guest answers `stat` at once and `disk` only when the test says. */
+function slowDiskVm(asked: string[]) {
+  const answers: ((words: string[]) => void)[] = [];
+  let ticks = 0;
+  const session = {
+    id: 'slow-disk',
+    state: { pid: process.pid, vcpus: 1, memory_mb: 64 },
+    control: {
+      request: (line: string) => {
+        asked.push(line);
+        if (line === 'disk') return new Promise<string[]>((resolve) => answers.push(resolve));
+        ticks += 100;
+        return Promise.resolve(['cpu', String(ticks), '0', '0', String(ticks), '0', '0', '0', '0', 'mem', '65536', '32768']);
+      },
+    },
+  } as unknown as VmSession;
+  return { session, answerDisk: (words: string[]) => answers.shift()!(words) };
+}
+
+describe('VM metrics when the guest is slow to count its disk', () => {
+  it('it has one disk request at a time: samples meanwhile leave disk use out and send no more; once answered, the next sample asks again', async () => {
+    const asked: string[] = [];
+    const { session, answerDisk } = slowDiskVm(asked);
+    const meter = new VmMeter();
+    // Two callers at once share one sample; a later sample finds the disk request still out.
+    const [a, b] = await Promise.all([meter.measure(session), meter.measure(session)]);
+    expect(a).toBe(b);
+    const c = await meter.measure(session);
+    for (const m of [a, c]) {
+      expect(m.memory_bytes).toBe(32768 * 1024);
+      expect(m).not.toHaveProperty('disk_bytes');
+    }
+    expect(asked.filter((l) => l === 'disk')).toHaveLength(1);
+    answerDisk(['1000', '500']);
+    await new Promise((r) => setImmediate(r));
+    const next = meter.measure(session);
+    // The next sample asks again, and takes the answer that comes within its time.
+    await expect.poll(() => asked.filter((l) => l === 'disk').length).toBe(2);
+    answerDisk(['1000', '250']);
+    expect(await next).toMatchObject({ disk_bytes: 250 * 1024, disk_percent: 25 });
+  });
+});
+

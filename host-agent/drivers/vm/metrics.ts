@@ -16,6 +16,18 @@ import type { VmSession } from './session.ts';
 const STALE_MS = 60_000;
 const SHORT_SAMPLE_MS = 250;
 const CONTROL_TIMEOUT_MS = 3000;
+/**
+ * The control loop answers one request at a time, and `disk` is its only one
+ * that starts a process. A guest too slow to answer within a sample (a busy
+ * one, or an emulated one while it boots) would otherwise be sent a new df at
+ * every sample while the old ones wait, and its freeze or power-off would
+ * queue behind all of them. So a VM has at most one disk request out, given
+ * this long to answer; a sample taken meanwhile waits the usual time for that
+ * same answer and leaves disk use out without it.
+ */
+const DISK_ANSWER_MS = 30_000;
+
+type DiskUse = Pick<ComputerMetrics, 'disk_bytes' | 'disk_percent'>;
 
 interface GuestSample {
   at: number;
@@ -34,11 +46,23 @@ interface ProcessSample {
 export class VmMeter {
   private readonly guest = new Map<string, GuestSample>();
   private readonly host = new Map<string, ProcessSample>();
+  /** The sample being taken of each VM: callers who ask meanwhile share it (one set of requests in flight). */
+  private readonly measuring = new Map<string, Promise<ComputerMetrics>>();
+  /** Each VM's disk request still waiting for the guest's answer. */
+  private readonly diskAsked = new Map<string, Promise<DiskUse | null>>();
 
-  async measure(session: VmSession): Promise<ComputerMetrics> {
+  measure(session: VmSession): Promise<ComputerMetrics> {
+    const running = this.measuring.get(session.id);
+    if (running) return running;
+    const sample = this.sample(session).finally(() => this.measuring.delete(session.id));
+    this.measuring.set(session.id, sample);
+    return sample;
+  }
+
+  private async sample(session: VmSession): Promise<ComputerMetrics> {
     const memoryLimit = session.state.memory_mb * 1024 * 1024;
     // Both ask the control loop: at once, so a loop that does not answer costs one timeout, not two.
-    const [inside, disk] = await Promise.all([this.fromGuest(session).catch(() => null), diskUse(session).catch(() => ({}))]);
+    const [inside, disk] = await Promise.all([this.fromGuest(session).catch(() => null), this.diskOf(session)]);
     if (inside) {
       const used = Math.max(0, inside.memTotalKb - inside.memAvailableKb) * 1024;
       return { cpu_percent: inside.cpu, memory_bytes: used, memory_percent: round1((used / memoryLimit) * 100), ...disk };
@@ -50,6 +74,30 @@ export class VmMeter {
   forget(id: string): void {
     this.guest.delete(id);
     this.host.delete(id);
+    this.diskAsked.delete(id);
+  }
+
+  /** Disk use if the guest answers within a sample's time; the request stays the VM's only one until answered. */
+  private async diskOf(session: VmSession): Promise<DiskUse | Record<string, never>> {
+    let asked = this.diskAsked.get(session.id);
+    if (!asked) {
+      const request: Promise<DiskUse | null> = diskUse(session, DISK_ANSWER_MS)
+        .catch(() => null)
+        .finally(() => {
+          if (this.diskAsked.get(session.id) === request) this.diskAsked.delete(session.id);
+        });
+      this.diskAsked.set(session.id, request);
+      asked = request;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<null>((resolve) => {
+      timer = setTimeout(() => resolve(null), CONTROL_TIMEOUT_MS);
+    });
+    try {
+      return (await Promise.race([asked, late])) ?? {};
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private async fromGuest(session: VmSession): Promise<GuestSample & { cpu: number }> {
@@ -88,9 +136,9 @@ async function guestSample(session: VmSession): Promise<GuestSample> {
   return { at: Date.now(), busy, total: busy + idle + iowait, memTotalKb: n[10], memAvailableKb: n[11] };
 }
 
-async function diskUse(session: VmSession): Promise<Pick<ComputerMetrics, 'disk_bytes' | 'disk_percent'>> {
+async function diskUse(session: VmSession, timeoutMs: number): Promise<DiskUse> {
   // size used, in KiB, as df counts them on the computer's disk
-  const [size, used] = (await session.control.request('disk', CONTROL_TIMEOUT_MS)).map(Number);
+  const [size, used] = (await session.control.request('disk', timeoutMs)).map(Number);
   // Root inside the VM could take the control port over: only a plausible answer counts.
   if (!Number.isFinite(size) || !(size > 0) || !(used >= 0) || used > size) throw new Error('malformed disk answer');
   return { disk_bytes: used * 1024, disk_percent: round1((used / size) * 100) };
