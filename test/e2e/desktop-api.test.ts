@@ -54,7 +54,9 @@ async function typeAndRead(command: string, file: string): Promise<string> {
 
 /** How long a desktop may take to come up: a VM on a host that emulates its CPU starts Xfce in a minute or more. */
 const DESKTOP_UP_MS = ISOLATION === 'vm' ? 300_000 : 90_000;
-/** Tests that wait for a desktop to start (and, on a VM, firefox to draw its page) get this long. */
+/** How long a launched app may take to show its window: an emulated firefox took about five minutes. */
+const APP_WINDOW_MS = ISOLATION === 'vm' ? 300_000 : 120_000;
+/** Tests that wait for a desktop to start or an app's window get this long. */
 const SLOW_TEST_MS = ISOLATION === 'vm' ? 600_000 : 180_000;
 
 /**
@@ -77,7 +79,7 @@ beforeAll(async () => {
   api = await newTenant('desktop-api');
   id = await api.runningComputer('desktop-api');
   if (ISOLATION === 'vm') await desktopUp();
-}, SLOW_TEST_MS);
+});
 
 afterAll(async () => {
   if (id) await api.del(`/computers/${id}`);
@@ -258,11 +260,11 @@ describe('the desktop control API, end to end', () => {
     const browser = await api.post(desk('launch'), { app: 'browser file:///tmp/desktop-page.html' });
     expect(browser.status, JSON.stringify(browser.body)).toBe(200);
     // The title is the page's own: the browser started, loaded the file and rendered its head.
-    const page = await until('the browser window titled with the page', async () => (await windows()).windows.find((w) => /hangar-page-shown/.test(w.title)), SLOW_TEST_MS / 2);
+    const page = await until('the browser window titled with the page', async () => (await windows()).windows.find((w) => /hangar-page-shown/.test(w.title)), APP_WINDOW_MS);
     expect(page.app).toMatch(/firefox/i);
     const files = await api.post(desk('launch'), { app: 'files /tmp/fm-shown-dir' });
     expect(files.status, JSON.stringify(files.body)).toBe(200);
-    const folder = await until('the file manager window titled with the folder', async () => (await windows()).windows.find((w) => /fm-shown-dir/.test(w.title)), SLOW_TEST_MS / 3);
+    const folder = await until('the file manager window titled with the folder', async () => (await windows()).windows.find((w) => /fm-shown-dir/.test(w.title)), APP_WINDOW_MS);
     expect(folder.app).toMatch(/thunar/i);
     // Left open: the next test stops the computer, which closes them.
   }, SLOW_TEST_MS);

@@ -85,7 +85,7 @@ class Desktop:
         try:
             self.xtest = xtest.XTest(dpy)
             self.windows = Windows(dpy)
-            self.keyboard = Keyboard(dpy, self.xtest, AppFence(dpy, self.windows.atom))
+            self.keyboard = Keyboard(dpy, self.xtest, AppFence(dpy, self.windows))
             self.clipboard = None  # made on first use, on this connection
         except Exception:
             dpy.close()

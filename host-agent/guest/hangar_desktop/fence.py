@@ -14,9 +14,8 @@ by the clock instead.
 import os
 import struct
 
-from .xwire import OP_SEND_EVENT, XError
+from .xwire import EVENT_CLIENT_MESSAGE, XError
 
-CLIENT_MESSAGE = 33
 # A pong is sent to the root window for its window manager; selecting this on the root sees it too.
 SUBSTRUCTURE_NOTIFY = 1 << 19
 # How long an application may take to answer (a stopped or hung one never does; the keyboard then
@@ -27,10 +26,11 @@ MAX_DEPTH = 16
 
 
 class AppFence:
-    def __init__(self, dpy, atom):
+    def __init__(self, dpy, windows):
         self.dpy = dpy
-        self.protocols = atom("WM_PROTOCOLS")
-        self.ping = atom("_NET_WM_PING")
+        self.windows = windows
+        self.protocols = windows.atom("WM_PROTOCOLS")
+        self.ping = windows.atom("_NET_WM_PING")
         # The ping's "timestamp", echoed back: ours, so no other ping's answer is taken for it.
         self.token = struct.unpack("<I", os.urandom(4))[0]
 
@@ -41,8 +41,7 @@ class AppFence:
         for _ in range(MAX_DEPTH):
             if window in (0, 1) or window == dpy.screen.root:  # None, PointerRoot, the root
                 return None
-            _type, fmt, value = dpy.get_property(window, self.protocols)
-            if fmt == 32 and self.ping in struct.unpack(f"<{len(value) // 4}I", value):
+            if self.ping in self.windows.cardinals(window, "WM_PROTOCOLS"):
                 return window
             window = dpy.parent_of(window)
         return None
@@ -62,11 +61,10 @@ class AppFence:
         root = dpy.screen.root
         dpy.select_input(root, SUBSTRUCTURE_NOTIFY)
         try:
-            event = struct.pack("<BBHII5I", CLIENT_MESSAGE, 32, 0, window, self.protocols, self.ping, token, window, 0, 0)
-            dpy.send(OP_SEND_EVENT, 0, struct.pack("<II", window, 0) + event)
+            dpy.send_client_message(window, 0, window, self.protocols, [self.ping, token, window])
             dpy.sync()
             pong = dpy.wait_event(
-                lambda p: p[0] & 0x7F == CLIENT_MESSAGE and struct.unpack_from("<III", p, 8) == (self.protocols, self.ping, token),
+                lambda p: p[0] & 0x7F == EVENT_CLIENT_MESSAGE and struct.unpack_from("<III", p, 8) == (self.protocols, self.ping, token),
                 timeout,
             )
         except XError:

@@ -53,7 +53,7 @@ class Keyboard:
         self.fence = fence
         # Every press queued before this instant has been read by the focused application (its fence answered).
         self.fenced_at = 0.0
-        # Whether to ask the application again; one that did not answer is not waited for twice in one typing.
+        # Whether to ask the application again; one that did not answer is not waited for twice in one action.
         self.fence_answers = True
         self.per = 0
         self.map = {}
@@ -111,6 +111,14 @@ class Keyboard:
             if best is None or (best[1] and not shift):
                 best = (kc, shift)
         return best
+
+    def _begin(self):
+        """What every action starts with: the server caught up, the keymap current, a fresh chance for
+        the application to answer pings; returns (group, mask)."""
+        self.dpy.sync()
+        self.refresh()
+        self.fence_answers = True
+        return self._state()
 
     def _spare_for(self, sym, pending):
         """A spare keycode bound to `sym`; flushes `pending` events first when it has to rebind one."""
@@ -193,11 +201,8 @@ class Keyboard:
             return self._type(text, delay_s)
 
     def _type(self, text, delay_s):
-        self.dpy.sync()
-        self.refresh()
-        group, mask = self._state()
+        group, mask = self._begin()
         shift_kc = self._shift_keycode()
-        self.fence_answers = True
         pending = []
         presses = 0
         prev = ""
@@ -263,9 +268,7 @@ class Keyboard:
             self._press_combo(syms)
 
     def _press_combo(self, syms):
-        self.dpy.sync()
-        self.refresh()
-        group, mask = self._state()
+        group, mask = self._begin()
         pending = []
         codes = []
         need_shift = False
@@ -288,9 +291,7 @@ class Keyboard:
 
     def key_down(self, syms):
         """Presses and holds the keys of a combination (released by key_up or release_all)."""
-        self.dpy.sync()
-        self.refresh()
-        group, mask = self._state()
+        group, mask = self._begin()
         pending = []
         for sym in syms:
             kc, _shift = self._keycode_for(sym, group, mask, pending)
@@ -301,9 +302,7 @@ class Keyboard:
         self.dpy.sync()
 
     def key_up(self, syms):
-        self.dpy.sync()
-        self.refresh()
-        group, mask = self._state()
+        group, mask = self._begin()
         pending = []
         for sym in reversed(syms):
             kc, _shift = self._keycode_for(sym, group, mask, pending)

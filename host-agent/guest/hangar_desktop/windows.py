@@ -4,10 +4,9 @@ import struct
 import time
 
 from .xwire import (
-    OP_CONFIGURE_WINDOW, OP_GET_GEOMETRY, OP_SEND_EVENT, OP_SET_INPUT_FOCUS, OP_TRANSLATE_COORDINATES, XError,
+    OP_CONFIGURE_WINDOW, OP_GET_GEOMETRY, OP_SET_INPUT_FOCUS, OP_TRANSLATE_COORDINATES, XError,
 )
 
-CLIENT_MESSAGE = 33
 SUBSTRUCTURE_MASK = (1 << 19) | (1 << 20)  # SubstructureNotify | SubstructureRedirect
 # Window types a person does not see as windows: the desktop background and panels.
 HIDDEN_TYPES = ("_NET_WM_WINDOW_TYPE_DESKTOP", "_NET_WM_WINDOW_TYPE_DOCK")
@@ -30,22 +29,22 @@ class Windows:
             self._atoms[name] = a
         return a
 
-    def _cardinals(self, window, name):
+    def cardinals(self, window, name):
         ptype, fmt, value = self.dpy.get_property(window, self.atom(name))
         if fmt != 32 or not value:
             return []
         return list(struct.unpack(f"<{len(value) // 4}I", value))
 
     def client_list(self):
-        return self._cardinals(self.dpy.screen.root, "_NET_CLIENT_LIST")
+        return self.cardinals(self.dpy.screen.root, "_NET_CLIENT_LIST")
 
     def active(self):
-        active = self._cardinals(self.dpy.screen.root, "_NET_ACTIVE_WINDOW")
+        active = self.cardinals(self.dpy.screen.root, "_NET_ACTIVE_WINDOW")
         return active[0] if active else 0
 
     def wm_running(self):
         """Whether an EWMH window manager has announced itself."""
-        check = self._cardinals(self.dpy.screen.root, "_NET_SUPPORTING_WM_CHECK")
+        check = self.cardinals(self.dpy.screen.root, "_NET_SUPPORTING_WM_CHECK")
         return bool(check and check[0])
 
     def shell_windows(self):
@@ -55,7 +54,7 @@ class Windows:
         panel = background = False
         for window in self.client_list():
             try:
-                types = self._cardinals(window, "_NET_WM_WINDOW_TYPE")
+                types = self.cardinals(window, "_NET_WM_WINDOW_TYPE")
             except XError:
                 continue
             panel = panel or dock in types
@@ -107,9 +106,9 @@ class Windows:
         return x, y, width, height
 
     def describe(self, window, active):
-        types = self._cardinals(window, "_NET_WM_WINDOW_TYPE")
-        state = self._cardinals(window, "_NET_WM_STATE")
-        pid = self._cardinals(window, "_NET_WM_PID")
+        types = self.cardinals(window, "_NET_WM_WINDOW_TYPE")
+        state = self.cardinals(window, "_NET_WM_STATE")
+        pid = self.cardinals(window, "_NET_WM_PID")
         x, y, width, height = self.geometry(window)
         return {
             "id": str(window),
@@ -143,8 +142,8 @@ class Windows:
         if window not in self.client_list():
             raise WindowNotFound(f"no window with id {window} on the desktop; GET …/desktop/windows lists them")
         dpy = self.dpy
-        event = struct.pack("<BBHII5I", CLIENT_MESSAGE, 32, 0, window, self.atom("_NET_ACTIVE_WINDOW"), 2, 0, 0, 0, 0)
-        dpy.send(OP_SEND_EVENT, 0, struct.pack("<II", dpy.screen.root, SUBSTRUCTURE_MASK) + event)
+        # Source 2: a pager or tool acting for the user, which window managers obey.
+        dpy.send_client_message(dpy.screen.root, SUBSTRUCTURE_MASK, window, self.atom("_NET_ACTIVE_WINDOW"), [2])
         dpy.sync()
         deadline = time.monotonic() + FOCUS_WAIT_S
         while time.monotonic() < deadline:

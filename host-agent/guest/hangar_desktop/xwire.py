@@ -4,8 +4,9 @@ The daemon speaks the X protocol itself instead of loading Xlib bindings, so
 it needs nothing from the computer's Python packages: only a Python runtime
 and the X server. It implements what the desktop needs: connection setup
 with MIT-MAGIC-COOKIE-1, requests with replies, void requests checked by a
-round trip, extensions by name, and events kept for whoever asks or waited
-for (MappingNotify is noted, XFixes events are kept for the clipboard).
+round trip, extensions by name, and events kept for whoever asks or waits
+(MappingNotify is noted; ClientMessages and extension events such as
+XFixes' are kept; other core events are dropped).
 
 One connection is not thread-safe; its owner serializes transactions on it.
 """
@@ -39,6 +40,7 @@ OP_CHANGE_KEYBOARD_CONTROL = 102
 OP_GET_KEYBOARD_CONTROL = 103
 OP_GET_MODIFIER_MAPPING = 119
 
+EVENT_CLIENT_MESSAGE = 33
 EVENT_MAPPING_NOTIFY = 34
 EVENT_GENERIC = 35
 # ChangeWindowAttributes' value bit for the event mask.
@@ -229,8 +231,7 @@ class Display:
 
     def wait_event(self, match, timeout):
         """The first event, kept or arriving within `timeout` seconds, that `match(packet)` accepts (taken
-        off the list); None at the deadline. Core events it passes over are dropped (they come from a
-        selection made for this wait); MappingNotify and extension events are kept as always."""
+        off the list); None at the deadline. Events it passes over are kept or dropped as always."""
         for i, packet in enumerate(self.events):
             if match(packet):
                 return self.events.pop(i)
@@ -248,18 +249,27 @@ class Display:
                 continue
             elif match(packet):
                 return packet
-            elif kind == EVENT_MAPPING_NOTIFY or kind > EVENT_MAPPING_NOTIFY:
+            else:
                 self._event(kind, packet)
 
     def select_input(self, window, mask):
         """Sets this connection's event mask on `window` (it replaces the one before)."""
         self.send(OP_CHANGE_WINDOW_ATTRIBUTES, 0, struct.pack("<III", window, CW_EVENT_MASK, mask))
 
+    def send_client_message(self, destination, event_mask, window, message_type, data):
+        """Sends a 32-bit ClientMessage about `window` (up to five values) to `destination`'s selectors of `event_mask` (0: its owner)."""
+        values = list(data) + [0] * (5 - len(data))
+        event = struct.pack("<BBHII5I", EVENT_CLIENT_MESSAGE, 32, 0, window, message_type, *values)
+        self.send(OP_SEND_EVENT, 0, struct.pack("<II", destination, event_mask) + event)
+
     def _event(self, kind, packet):
         if kind == EVENT_MAPPING_NOTIFY:
             self.mapping_changed = True
-        elif len(self.events) < 256:
-            self.events.append(packet)
+        elif kind == EVENT_CLIENT_MESSAGE or kind >= EVENT_GENERIC:
+            # Other core events come only from a selection made for a wait (the root's substructure
+            # while a ping is out): kept, they would crowd out what the clipboard looks for.
+            if len(self.events) < 256:
+                self.events.append(packet)
 
     def sync(self):
         """A round trip: every request sent before has been processed by the server. Raises the first error any of them caused."""
