@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newTenant, type Client } from './client.ts';
-import { changedPixels, decodePng, pngSize } from './png.ts';
+import { changedPixels, decodePng, pngSize, type Png } from './png.ts';
 import { until } from '../until.ts';
 import { ISOLATION } from './isolation-under-test.ts';
 
@@ -56,7 +56,7 @@ async function typeAndRead(command: string, file: string): Promise<string> {
 const DESKTOP_UP_MS = ISOLATION === 'vm' ? 300_000 : 90_000;
 /** How long a launched app may take to show its window: an emulated firefox took about five minutes. */
 const APP_WINDOW_MS = ISOLATION === 'vm' ? 300_000 : 120_000;
-/** Tests that wait for a desktop to start or an app's window get this long. */
+/** Tests that wait for a desktop to start or an app's window (a terminal too: on a VM its first start took minutes) get this long. */
 const SLOW_TEST_MS = ISOLATION === 'vm' ? 600_000 : 180_000;
 
 /**
@@ -65,14 +65,26 @@ const SLOW_TEST_MS = ISOLATION === 'vm' ? 600_000 : 180_000;
  * first desktop call starts it (test/worker/desktop-start-policy.test.ts); elsewhere it is up already.
  */
 async function desktopUp(computer = id): Promise<void> {
-  // A screenshot, not screen-size: the X server answers that before the session is drawn.
-  await until(`the desktop of ${computer} to be up`, async () => {
+  // A drawn screen, not screen-size: the X server answers that (and a screenshot) before the session has painted.
+  await until(`the desktop of ${computer} to be drawn`, async () => {
     const r = await screenshot(`/computers/${computer}/desktop/screenshot`);
     const said = Buffer.from(r.bytes).toString('utf8', 0, 300);
     if (r.status === 503 && said.includes('DESKTOP_STARTING')) return null;
     expect(r.status, said).toBe(200);
-    return true;
+    return colours(decodePng(r.bytes)) > 3 ? true : null;
   }, DESKTOP_UP_MS);
+}
+
+/** How many colours a 40-pixel grid over the screen meets: a blank frame has one, a drawn desktop (panel, background, icons) several. */
+function colours(png: Png): number {
+  const seen = new Set<string>();
+  for (let y = 0; y < png.height; y += 40) {
+    for (let x = 0; x < png.width; x += 40) {
+      const at = (y * png.width + x) * png.channels;
+      seen.add(png.pixels.subarray(at, at + 3).join(','));
+    }
+  }
+  return seen.size;
 }
 
 beforeAll(async () => {
@@ -102,10 +114,7 @@ describe('the desktop control API, end to end', () => {
     expect(full.type).toBe('image/png');
     expect(pngSize(full.bytes)).toEqual({ width: 1280, height: 720 });
     // The desktop is drawn, not a blank frame: the panel and the background differ.
-    const png = decodePng(full.bytes);
-    const colours = new Set<string>();
-    for (let y = 0; y < 720; y += 40) for (let x = 0; x < 1280; x += 40) colours.add(png.pixels.subarray((y * 1280 + x) * 3, (y * 1280 + x) * 3 + 3).join(','));
-    expect(colours.size).toBeGreaterThan(3);
+    expect(colours(decodePng(full.bytes))).toBeGreaterThan(3);
 
     const region = await api.raw('POST', desk('screenshot-region'), { body: JSON.stringify({ x: 100, y: 50, width: 320, height: 200 }), headers: { 'content-type': 'application/json' } });
     expect(region.status).toBe(200);
@@ -135,7 +144,7 @@ describe('the desktop control API, end to end', () => {
     const moved = await api.post(desk('move'), { x: 321, y: 234 });
     expect(moved.body).toMatchObject({ success: true, cursor: { x: 321, y: 234 } });
     expect((await api.get(desk('cursor'))).body).toEqual({ x: 321, y: 234 });
-  });
+  }, SLOW_TEST_MS);
 
   it('text with more distinct characters the layout lacks than there are spare keycodes, typed while the terminal reads nothing: each arrives as itself', async () => {
     await terminal();
@@ -146,7 +155,7 @@ describe('the desktop control API, end to end', () => {
     const stop = await api.exec(id, 'pkill -STOP -x xfce4-terminal && ps -o stat= -C xfce4-terminal; (sleep 3; pkill -CONT -x xfce4-terminal) >/dev/null 2>&1 &');
     expect(stop.body.output).toMatch(/^T/m);
     expect(await typeAndRead(`printf '%s\\n' '${text}' > /tmp/desktop-stopped.txt`, '/tmp/desktop-stopped.txt')).toBe(`${text}\n`);
-  });
+  }, SLOW_TEST_MS);
 
   it('key combinations: a command typed without Enter runs on `key: Return`; `keys` and hotkey press several at once', async () => {
     await terminal();
@@ -157,7 +166,7 @@ describe('the desktop control API, end to end', () => {
     await api.post(desk('type'), { text: 'echo wrong > /tmp/desktop-combo.txt' });
     expect((await api.post(desk('hotkey'), { keys: ['ctrl', 'u'] })).status).toBe(200);
     expect(await typeAndRead('echo right > /tmp/desktop-combo.txt', '/tmp/desktop-combo.txt')).toBe('right\n');
-  });
+  }, SLOW_TEST_MS);
 
   it('an action can answer with a fresh screenshot of what it did', async () => {
     await terminal();
@@ -171,7 +180,7 @@ describe('the desktop control API, end to end', () => {
     const after = decodePng(Buffer.from(r.body.screenshot.base64, 'base64'));
     expect(changedPixels(before, after)).toBeGreaterThan(100);
     await api.post(desk('key'), { key: 'ctrl+u' });
-  });
+  }, SLOW_TEST_MS);
 
   it('pointer actions move the pointer where they say and answer with it', async () => {
     const cases: Array<[string, Record<string, unknown>, { x: number; y: number }]> = [
@@ -209,7 +218,7 @@ describe('the desktop control API, end to end', () => {
     const gone = await api.post(desk('window/focus'), { window_id: '12345' });
     expect(gone.status).toBe(404);
     expect(gone.body).toMatchObject({ error: { code: 'WINDOW_NOT_FOUND' } });
-  });
+  }, SLOW_TEST_MS);
 
   it('off-screen coordinates, unknown keys, unknown apps and bad bodies are 4xx in the envelope and change nothing', async () => {
     const cursor = (await api.get(desk('cursor'))).body;
