@@ -74,3 +74,15 @@ export function changedPixels(a: Png, b: Png): number {
   }
   return n;
 }
+
+/** How many colours a grid of points `step` pixels apart meets: a blank frame has one, a drawn desktop (panel, background, icons) several. */
+export function gridColours(png: Png, step = 40): number {
+  const seen = new Set<string>();
+  for (let y = 0; y < png.height; y += step) {
+    for (let x = 0; x < png.width; x += step) {
+      const at = (y * png.width + x) * png.channels;
+      seen.add(png.pixels.subarray(at, at + 3).join(','));
+    }
+  }
+  return seen.size;
+}
