@@ -40,6 +40,13 @@ APP_ALIASES = {
     "text-editor": "mousepad", "editor": "mousepad", "gedit": "mousepad", "mousepad": "mousepad",
 }
 
+# Flags `launch` adds for an app. xfce4-terminal hands a launch to a running instance over D-Bus; when
+# that instance is slow to answer (an emulated VM's, busy with earlier input) the new process stops
+# waiting and opens a window of its own while the instance opens one too: one launch, two windows,
+# and the later one takes the focus, and the keys typed next, from the one the launch answered with.
+# A process of its own per launch opens exactly one window, the launched process's.
+APP_FLAGS = {"xfce4-terminal": ["--disable-server"]}
+
 
 class ActionError(Exception):
     def __init__(self, code, message):
@@ -400,7 +407,7 @@ def _launch_argv(args):
     program = APP_ALIASES.get(words[0].lower(), words[0])
     if shutil.which(program, path=os.environ.get("PATH")) is None:
         raise ActionError("NOT_FOUND", f"no program {words[0]!r} on this computer; install it or pass a command")
-    return [program] + words[1:]
+    return [program] + APP_FLAGS.get(program, []) + words[1:]
 
 
 def op_launch(d, args):
