@@ -5,6 +5,7 @@ import { SandboxDriver } from '../../host-agent/drivers/sandbox.ts';
 import { readState } from '../../host-agent/drivers/sandbox/launch.ts';
 import { computerPaths } from '../../host-agent/drivers/sandbox/paths.ts';
 import { Computers, DATA_DIR, newDriver, prepareTemplate } from './sandbox-fixture.ts';
+import { until } from '../until.ts';
 
 let driver: SandboxDriver;
 let computers: Computers;
@@ -44,7 +45,9 @@ describe('sandbox lifecycle', () => {
     const spec = await computers.create();
     const marker = `hangar-sleep-${randomUUID()}`;
     await sh(spec.id, `echo kept > /workspace/before-stop.txt; (exec -a ${marker} sleep 1000) >/dev/null 2>&1 &`);
-    expect(hostPidsWith(marker)).toHaveLength(1);
+    // The background subshell execs the marked sleep in its own time, possibly after the command has answered.
+    const started = await until('the marked sleep to start', async () => (hostPidsWith(marker).length ? hostPidsWith(marker) : null));
+    expect(started).toHaveLength(1);
     const launcher = readState(paths(spec.id))!.pid;
 
     await driver.stop(spec.id);
