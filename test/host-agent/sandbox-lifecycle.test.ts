@@ -46,7 +46,10 @@ describe('sandbox lifecycle', () => {
     const marker = `hangar-sleep-${randomUUID()}`;
     await sh(spec.id, `echo kept > /workspace/before-stop.txt; (exec -a ${marker} sleep 1000) >/dev/null 2>&1 &`);
     // The background subshell execs the marked sleep in its own time, possibly after the command has answered.
-    const started = await until('the marked sleep to start', async () => (hostPidsWith(marker).length ? hostPidsWith(marker) : null));
+    const started = await until('the marked sleep to start', async () => {
+      const pids = hostPidsWith(marker);
+      return pids.length ? pids : null;
+    });
     expect(started).toHaveLength(1);
     const launcher = readState(paths(spec.id))!.pid;
 
